@@ -45,9 +45,12 @@ __all__ = [
     "ChargeTerms",
     "Priced",
     "Tier",
+    "charge_columns",
     "parse_charge_properties",
     "price_units",
     "quantize_amount",
+    "render_charge_properties",
+    "terms_for_charge",
     "terms_to_properties",
 ]
 
@@ -286,8 +289,8 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
 
 
 def _decimal_text(value: Decimal) -> str:
-    """Plain (non-scientific) string of a Decimal, trailing zeros kept."""
-    return format(value, "f")
+    """Plain (non-scientific) string of a Decimal without trailing zeros ("0.0075", "5")."""
+    return format(value.normalize(context=_EXACT_QUANTIZE), "f")
 
 
 def _units_value(value: Decimal) -> int | str:
@@ -410,3 +413,74 @@ def price_units(*, terms: ChargeTerms, units: Decimal) -> Priced:
             raise ValueError("volume ranges do not cover the units")  # unreachable for parsed terms
 
     raise ValueError(f"unknown charge model {terms.charge_model!r}")
+
+
+# --------------------------------------------------------------------------- charge rows
+# Duck-typed over ``metering.models.Charge`` (typed columns + ``tiers``) so this
+# module stays free of Django imports.
+
+
+def _bound(value: Decimal | None) -> int | Decimal | None:
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else value
+
+
+def terms_for_charge(charge: Any) -> ChargeTerms:
+    """``ChargeTerms`` of a stored Charge (its ``tiers`` ordered by position)."""
+    model = charge.charge_model
+    free_units = (charge.free_units or ZERO) + 0
+    if model == "standard":
+        batch = charge.unit_batch
+        return ChargeTerms(
+            model,
+            free_units=free_units,
+            amount=charge.amount,
+            unit_batch=None if batch is None or batch == ONE else batch,
+        )
+    if model == "package":
+        return ChargeTerms(model, free_units=free_units, amount=charge.amount, package_size=_bound(charge.package_size))
+    tiers = sorted(charge.tiers.all(), key=lambda tier: tier.position)
+    return ChargeTerms(
+        model,
+        free_units=free_units,
+        tiers=tuple(
+            Tier(
+                from_value=_bound(tier.from_value),
+                to_value=_bound(tier.to_value),
+                per_unit_amount=tier.per_unit_amount,
+                flat_amount=tier.flat_amount,
+            )
+            for tier in tiers
+        ),
+    )
+
+
+def charge_columns(terms: ChargeTerms) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Column values for a Charge row and its ChargeTier rows, from parsed terms.
+
+    ``Charge(**fields)`` then ``ChargeTier(charge=..., **tier)`` for each tier.
+    """
+    fields: dict[str, Any] = {
+        "charge_model": terms.charge_model,
+        "amount": terms.amount if terms.charge_model in ("standard", "package") else None,
+        "free_units": terms.free_units,
+        "unit_batch": terms.unit_batch if terms.unit_batch is not None else ONE,
+        "package_size": Decimal(terms.package_size) if terms.package_size is not None else None,
+    }
+    tiers = [
+        {
+            "position": position,
+            "from_value": Decimal(tier.from_value),
+            "to_value": None if tier.to_value is None else Decimal(tier.to_value),
+            "per_unit_amount": tier.per_unit_amount,
+            "flat_amount": tier.flat_amount,
+        }
+        for position, tier in enumerate(terms.tiers)
+    ]
+    return fields, tiers
+
+
+def render_charge_properties(charge: Any) -> dict[str, Any]:
+    """Lago ``properties`` of a stored Charge (decimal strings, integer bounds)."""
+    return terms_to_properties(terms_for_charge(charge))

@@ -356,9 +356,9 @@ class TestValidation:
     "model,props",
     [
         ("standard", {"amount": "0.0075", "unit_batch": 3600, "free_units": 360000}),
-        ("standard", {"amount": "0.050000"}),
+        ("standard", {"amount": "0.05"}),
         ("standard", {"amount": "1", "free_units": "0.5", "unit_batch": "2.5"}),
-        ("package", {"amount": "5.00", "free_units": 100, "package_size": 1000}),
+        ("package", {"amount": "5", "free_units": 100, "package_size": 1000}),
         ("graduated", CLASSIC_GRADUATED),
         ("graduated", dict(ADJACENT_GRADUATED, free_units=3)),
         ("volume", CLASSIC_VOLUME),
@@ -369,3 +369,10 @@ def test_properties_round_trip(model, props):
     rendered = terms_to_properties(t)
     assert rendered == props
     assert parse_charge_properties(charge_model=model, properties=rendered) == t
+
+
+def test_rendering_is_canonical():
+    t = parse_charge_properties(charge_model="standard", properties={"amount": "0.050000", "unit_batch": "3600.0"})
+    assert terms_to_properties(t) == {"amount": "0.05", "unit_batch": 3600}
+    t = parse_charge_properties(charge_model="package", properties={"amount": "5.00", "package_size": 10})
+    assert terms_to_properties(t) == {"amount": "5", "free_units": 0, "package_size": 10}
