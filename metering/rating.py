@@ -425,7 +425,7 @@ def _assign(row: RatedUsage, values: tuple, now: datetime) -> None:
 def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> list[_Sub]:
     """Freeze the rated usage of windows that have ended and open the next ones.
 
-    Returns the subscriptions whose new window has also already ended.
+    Returns the subscriptions that got a new window (not the terminated ones).
     """
     ids = [s.id for s in subs]
     RatedUsage.objects.filter(
@@ -433,19 +433,16 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
         window_start=F("subscription__current_period_start"),
         state=RatedUsageState.OPEN,
     ).update(state=RatedUsageState.FROZEN)
-    still_behind = []
-    changed = []
+    opened = []
     for sub in subs:
         summary.windows_closed += 1
         if sub.is_final_window:
             sub.frozen_until = sub.terminated_at
         else:
             sub.frozen_until = sub.end
-            next_start, next_end = sub.end, _next_window_end(sub)
-            sub.start, sub.end = next_start, next_end
-            if sub.window_end <= now:
-                still_behind.append(sub)
-        changed.append(sub)
+            sub.start, sub.end = sub.end, _next_window_end(sub)
+            opened.append(sub)
+    changed = subs
     Subscription.objects.bulk_update(
         [
             Subscription(id=s.id, current_period_start=s.start, current_period_end=s.end,
@@ -454,7 +451,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
         ],
         ["current_period_start", "current_period_end", "usage_frozen_until", "updated_at"],
     )
-    return still_behind
+    return opened
 
 
 def _next_window_end(sub: _Sub) -> datetime:
@@ -482,11 +479,11 @@ def _rate_locked(subs: list[_Sub], plans: _PlanCharges, now: datetime) -> Rating
     _rate_current_windows(subs, plans, now, summary)
     rounds = 0
     while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:
-        behind = _close_windows(ending, now, summary)
-        if not behind:
+        opened = _close_windows(ending, now, summary)
+        if not opened:
             break
-        _rate_current_windows(behind, plans, now, summary)
-        ending = behind
+        _rate_current_windows(opened, plans, now, summary)
+        ending = [s for s in opened if s.window_end <= now]
         rounds += 1
     return summary
 

@@ -2,15 +2,13 @@
 
 from decimal import Decimal as D
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from metering.pricing import ChargeTerms, Tier, parse_charge_properties, price_units, terms_to_properties
 
 MICRO = D("0.000001")
 
-settings.register_profile("rating", max_examples=150, deadline=None)
-settings.load_profile("rating")
 
 
 def dec(max_value, places):
