@@ -166,13 +166,19 @@ class _Aggregate:
     unique: dict[str, int] = field(default_factory=dict)  # field_name -> distinct values
 
 
+# Driven by the chunk's subscriptions: one index range scan per (subscription,
+# window) on usage_event_rating (subscription, code, timestamp) INCLUDE (value),
+# an index-only scan on a vacuumed table.
 _GROUP_SQL = """
-SELECT e.subscription_id::text, e.code, count(*), sum(e.value), max(e.value)
-FROM {event} e JOIN {subscription} s ON s.id = e.subscription_id
-WHERE e.subscription_id = ANY(%(ids)s::uuid[]) AND e.code = ANY(%(codes)s::text[])
-  AND e.timestamp >= s.current_period_start
-  AND e.timestamp < LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end))
-GROUP BY e.subscription_id, e.code
+WITH w AS MATERIALIZED (
+    SELECT s.id, s.current_period_start AS window_start,
+           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+    FROM unnest(%(ids)s::uuid[]) AS ids(id) JOIN {subscription} s ON s.id = ids.id
+)
+SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
+FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
+                     AND e.timestamp >= w.window_start AND e.timestamp < w.window_end
+GROUP BY w.id, e.code
 """
 
 
@@ -507,8 +513,8 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 _ZERO_DROPPED_SQL = """
 UPDATE {table} r
 SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
-FROM {subscription} s
-WHERE s.id = ANY(%(ids)s::uuid[]) AND r.subscription_id = s.id AND r.window_start = s.current_period_start
+FROM unnest(%(ids)s::uuid[]) AS ids(id) JOIN {subscription} s ON s.id = ids.id
+WHERE r.subscription_id = s.id AND r.window_start = s.current_period_start
   AND r.state = 'open'
   AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = r.charge_id AND c.plan_id = s.plan_id)
   AND (r.units, r.billable_units, r.amount, r.events_count) IS DISTINCT FROM (0, 0, 0, 0)
