@@ -172,7 +172,7 @@ def event_payload_hash(
         None if precise_total_amount_cents is None else canonical_decimal(precise_total_amount_cents),
         properties,
     ]
-    return hashlib.blake2b(canonical_json(material), digest_size=16).hexdigest()
+    return hashlib.sha256(canonical_json(material)).hexdigest()
 
 
 def validate_event(
@@ -235,10 +235,10 @@ def validate_event(
 
 def validate_event_batch(
     raw_events: Any, *, received_at: datetime, max_events: int
-) -> tuple[list[ParsedEvent], dict[str, Any]]:
+) -> tuple[list[tuple[int, ParsedEvent]], dict[str, Any]]:
     """Validate a batch; errors are keyed by the string index of the offending event.
 
-    The whole-batch errors (``no_events``, ``too_many_events``, not a list) come back
+    Returns ``[(index_in_request, event), ...]`` and the errors. The whole-batch errors (``no_events``, ``too_many_events``, not a list) come back
     under the key ``events``. Within one batch, a repeated (subscription,
     transaction_id) with an identical payload is folded into the first occurrence;
     with a different payload the later occurrence is ``value_already_exist``.
@@ -250,7 +250,7 @@ def validate_event_batch(
     if len(raw_events) > max_events:
         return [], {"events": ["too_many_events"]}
 
-    parsed: list[ParsedEvent] = []
+    parsed: list[tuple[int, ParsedEvent]] = []
     errors: dict[str, Any] = {}
     first_seen: dict[tuple[str, str], ParsedEvent] = {}
     for index, raw in enumerate(raw_events):
@@ -263,7 +263,7 @@ def validate_event_batch(
         earlier = first_seen.get(key)
         if earlier is None:
             first_seen[key] = event
-            parsed.append(event)
+            parsed.append((index, event))
         elif earlier.payload_hash != event.payload_hash:
             errors[str(index)] = {"transaction_id": [VALUE_ALREADY_EXIST]}
     return parsed, errors

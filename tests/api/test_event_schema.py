@@ -153,7 +153,8 @@ def test_batch_folds_identical_repeats_and_flags_conflicting_ones():
         received_at=NOW, max_events=100,
     )
     assert errors == {"2": {"transaction_id": ["value_already_exist"]}}
-    assert [(e.external_subscription_id, e.transaction_id) for e in events] == [("sub_1", "tx_1"), ("sub_2", "tx_1")]
+    assert [(i, e.external_subscription_id, e.transaction_id) for i, e in events] == [
+        (0, "sub_1", "tx_1"), (3, "sub_2", "tx_1")]
 
 
 @pytest.mark.parametrize(
