@@ -477,13 +477,27 @@ def _pick_subscription(candidates: list[_Sub], timestamp: datetime) -> tuple[_Su
     return None, "after_subscription_end" if started else "before_subscription_start"
 
 
-def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]]) -> list[StoredEvent]:
+def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                  errors: dict[int, dict[str, Any]] | None = None) -> list[StoredEvent]:
     """Validate against this service's subscriptions and metrics, then store all or nothing.
 
-    Identical resends (same payload hash) are successes that store nothing; a different
-    payload under a stored (external_subscription_id, transaction_id) is
-    ``value_already_exist``. Raises EventsRejected with errors keyed by request index.
+    ``errors`` carries problems already found by the parser (keyed by request index) so
+    that a rejected batch reports every problem at once. Identical resends (same payload
+    hash) are successes that store nothing; a different payload under a stored
+    (external_subscription_id, transaction_id) is ``value_already_exist``. Raises
+    EventsRejected with errors keyed by request index.
     """
+    resolved, errors = resolve_events(service=service, events=events, errors=dict(errors or {}))
+    if errors:
+        raise EventsRejected(errors)
+    return _store_events(service=service, resolved=resolved)
+
+
+def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                   errors: dict[int, dict[str, Any]]
+                   ) -> tuple[list[tuple[int, ParsedEvent, "_Sub", Decimal | None]], dict[int, dict[str, Any]]]:
+    if not events:
+        return [], errors
     external_ids = list({event.external_subscription_id for _, event in events})
     codes = list({event.code for _, event in events})
     with connection.cursor() as cursor:
@@ -494,7 +508,6 @@ def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]]) ->
         cursor.execute(_METRIC_LOOKUP, [service.id, codes])
         metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor.fetchall()}
 
-    errors: dict[int, dict[str, Any]] = {}
     resolved: list[tuple[int, ParsedEvent, _Sub, Decimal | None]] = []
     for index, event in events:
         event_errors: dict[str, Any] = {}
@@ -524,9 +537,12 @@ def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]]) ->
         else:
             assert subscription is not None
             resolved.append((index, event, subscription, value))
-    if errors:
-        raise EventsRejected(errors)
+    return resolved, errors
 
+
+def _store_events(*, service: Service, resolved: list[tuple[int, ParsedEvent, "_Sub", Decimal | None]]
+                  ) -> list[StoredEvent]:
+    errors: dict[int, dict[str, Any]] = {}
     now = timezone.now()
     with transaction.atomic():
         closed_before = lock_subscriptions_for_ingest(subscription_ids=[s.id for _, _, s, _ in resolved])

@@ -312,10 +312,11 @@ class EventBatchView(ServiceAPIView):
             raise BadRequest("param is missing or the value is empty: events")
         events, errors = event_schema.validate_event_batch(
             data["events"], received_at=timezone.now(), max_events=settings.EVENTS_BATCH_MAX_LENGTH)
-        if errors:
+        if "events" in errors:
             raise ValidationFailed(errors)
         try:
-            stored = services.ingest_events(service=self.service, events=events)
+            stored = services.ingest_events(service=self.service, events=events,
+                                            errors={int(index): details for index, details in errors.items()})
         except services.EventsRejected as exc:
             raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
         service_id = self.service.id
