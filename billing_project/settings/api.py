@@ -49,3 +49,18 @@ API_BEAT_SCHEDULE = {
         "schedule": 3600.0,  # ok-float
     },
 }
+
+# The API docs page works offline: Swagger UI and Redoc are served from our static files.
+from .core import INSTALLED_APPS as _CORE_INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*_CORE_INSTALLED_APPS, "drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS = {
+    **SPECTACULAR_SETTINGS,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+}
