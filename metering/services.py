@@ -500,13 +500,26 @@ def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
         return [], errors
     external_ids = list({event.external_subscription_id for _, event in events})
     codes = list({event.code for _, event in events})
-    with connection.cursor() as cursor:
-        cursor.execute(_SUBSCRIPTION_LOOKUP, [service.id, external_ids, SubscriptionStatus.CANCELED])
-        subscriptions: dict[str, list[_Sub]] = {}
-        for external_id, *fields in cursor.fetchall():
-            subscriptions.setdefault(external_id, []).append(_Sub(*fields))
-        cursor.execute(_METRIC_LOOKUP, [service.id, codes])
-        metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor.fetchall()}
+    subscriptions: dict[str, list[_Sub]] = {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_SUBSCRIPTION_LOOKUP, [service.id, external_ids, SubscriptionStatus.CANCELED])
+            for external_id, *fields in cursor.fetchall():
+                subscriptions.setdefault(external_id, []).append(_Sub(*fields))
+            cursor.execute(_METRIC_LOOKUP, [service.id, codes])
+            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor.fetchall()}
+    else:  # the embedded SQLite default: same rules through the ORM
+        rows = (Subscription.objects.filter(service=service, external_id__in=external_ids)
+                .exclude(status=SubscriptionStatus.CANCELED)
+                .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
+                             "ending_at"))
+        for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in rows:
+            ends = [t for t in (terminated_at, ending_at) if t is not None]
+            subscriptions.setdefault(external_id, []).append(
+                _Sub(sub_id, link_id, status, started_at, min(ends) if ends else None))
+        metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
+                   BillableMetric.objects.filter(service=service, code__in=codes)
+                   .values_list("code", "aggregation_type", "field_name")}
 
     resolved: list[tuple[int, ParsedEvent, _Sub, Decimal | None]] = []
     for index, event in events:
@@ -551,6 +564,8 @@ def _store_events(*, service: Service, resolved: list[tuple[int, ParsedEvent, "_
                 errors[index] = {"timestamp": ["period_closed"]}
         if errors:
             raise EventsRejected(errors)
+        if connection.vendor != "postgresql":
+            return _store_events_portably(service=service, resolved=resolved, now=now)
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_EVENTS, [
                 service.id, now,
@@ -588,6 +603,46 @@ def _store_events(*, service: Service, resolved: list[tuple[int, ParsedEvent, "_
         if errors:
             raise EventsRejected(errors)
     return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in resolved]
+
+
+def _store_events_portably(*, service: Service, resolved, now: datetime) -> list[StoredEvent]:
+    """The same semantics through the ORM, for the embedded SQLite default (writes are
+    serialized there, so reading the existing keys first is race-free)."""
+    keys = {(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved}
+    existing = {
+        (row.external_subscription_id, row.transaction_id): row
+        for row in UsageEvent.objects.filter(
+            service=service, external_subscription_id__in={k[0] for k in keys},
+            transaction_id__in={k[1] for k in keys}).select_related("subscription")
+    }
+    errors: dict[int, dict[str, Any]] = {}
+    stored: list[StoredEvent] = []
+    new_rows: list[UsageEvent] = []
+    for index, event, subscription, value in resolved:
+        row = existing.get((event.external_subscription_id, event.transaction_id))
+        if row is None:
+            new_rows.append(UsageEvent(
+                service=service, subscription_id=subscription.id, created_at=now,
+                external_subscription_id=event.external_subscription_id, code=event.code,
+                transaction_id=event.transaction_id, timestamp=event.timestamp,
+                properties=event_schema_loads(event.properties_json), value=value,
+                precise_total_amount_cents=event.precise_total_amount_cents, payload_hash=event.payload_hash))
+            stored.append(StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now))
+        elif row.payload_hash != event.payload_hash:
+            errors[index] = {"transaction_id": ["value_already_exist"]}
+        else:
+            stored.append(StoredEvent(event, row.subscription_id, row.subscription.account_link_id,
+                                      row.timestamp, row.created_at))
+    if errors:
+        raise EventsRejected(errors)
+    UsageEvent.objects.bulk_create(new_rows)
+    return stored
+
+
+def event_schema_loads(properties_json: bytes) -> Any:
+    import json
+
+    return json.loads(properties_json)
 
 
 def stored_event_keys(events: Iterable[StoredEvent]) -> list[tuple[str, str]]:
