@@ -5,10 +5,12 @@ Failures are raised as the API kit's Lago-shaped errors so that views stay thin.
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
@@ -292,7 +294,9 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
             return SubscriptionResult(existing, created=False)
         return SubscriptionResult(_change_plan(subscription=existing, plan=plan, now=now), created=False)
 
-    subscription_at = data.get("subscription_at") or now
+    # Whole seconds: an app that starts a subscription and immediately sends usage stamped
+    # with Unix seconds must not see its first event refused as "before start".
+    subscription_at = data.get("subscription_at") or now.replace(microsecond=0)
     billing_time = data.get("billing_time") or "calendar"
     subscription = Subscription(
         service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
@@ -432,13 +436,26 @@ class _Sub:
     status: str
     started_at: datetime | None
     ends_at: datetime | None
+    # Events before this instant belong to a closed window (metering.rating's rule).
+    closed_before: datetime | None
 
 
-_SUBSCRIPTION_LOOKUP = f"""
-    SELECT external_id, id, account_link_id, status, started_at,
-           LEAST(terminated_at, ending_at) AS ends_at
-      FROM {Subscription._meta.db_table}
-     WHERE service_id = %s AND external_id = ANY(%s) AND status <> %s
+Resolved = tuple[int, ParsedEvent, _Sub, "Decimal | None"]
+
+# One round trip resolves the subscriptions, locks them FOR KEY SHARE (id order, as
+# metering.rating.lock_subscriptions_for_ingest does, so a window that rating is closing
+# is either closed before we read it or waits for our insert) and reads the metrics.
+# GREATEST ignores NULLs: the same "max of the known instants" as the rating helper.
+_RESOLVE_AND_LOCK = f"""
+    SELECT s.external_id, s.id, s.account_link_id, s.status, s.started_at,
+           LEAST(s.terminated_at, s.ending_at),
+           GREATEST(s.current_period_start, s.usage_frozen_until),
+           (SELECT json_agg(json_build_array(m.code, m.aggregation_type, m.field_name))
+              FROM {BillableMetric._meta.db_table} m WHERE m.service_id = %s AND m.code = ANY(%s))
+      FROM {Subscription._meta.db_table} s
+     WHERE s.service_id = %s AND s.external_id = ANY(%s) AND s.status <> %s
+     ORDER BY s.id
+       FOR KEY SHARE OF s
 """
 _METRIC_LOOKUP = f"""
     SELECT code, aggregation_type, field_name FROM {BillableMetric._meta.db_table}
@@ -449,7 +466,7 @@ _INSERT_EVENTS = f"""
         (service_id, created_at, subscription_id, external_subscription_id, code, transaction_id,
          "timestamp", properties, value, precise_total_amount_cents, payload_hash)
     SELECT %s, %s, * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                                 %s::jsonb[], %s::numeric[], %s::numeric[], %s::text[])
+                                 %s::text[]::jsonb[], %s::numeric[], %s::numeric[], %s::text[])
     ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING
     RETURNING external_subscription_id, transaction_id
 """
@@ -477,51 +494,10 @@ def _pick_subscription(candidates: list[_Sub], timestamp: datetime) -> tuple[_Su
     return None, "after_subscription_end" if started else "before_subscription_start"
 
 
-def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
-                  errors: dict[int, dict[str, Any]] | None = None) -> list[StoredEvent]:
-    """Validate against this service's subscriptions and metrics, then store all or nothing.
-
-    ``errors`` carries problems already found by the parser (keyed by request index) so
-    that a rejected batch reports every problem at once. Identical resends (same payload
-    hash) are successes that store nothing; a different payload under a stored
-    (external_subscription_id, transaction_id) is ``value_already_exist``. Raises
-    EventsRejected with errors keyed by request index.
-    """
-    resolved, errors = resolve_events(service=service, events=events, errors=dict(errors or {}))
-    if errors:
-        raise EventsRejected(errors)
-    return _store_events(service=service, resolved=resolved)
-
-
-def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
-                   errors: dict[int, dict[str, Any]]
-                   ) -> tuple[list[tuple[int, ParsedEvent, "_Sub", Decimal | None]], dict[int, dict[str, Any]]]:
-    if not events:
-        return [], errors
-    external_ids = list({event.external_subscription_id for _, event in events})
-    codes = list({event.code for _, event in events})
-    subscriptions: dict[str, list[_Sub]] = {}
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_SUBSCRIPTION_LOOKUP, [service.id, external_ids, SubscriptionStatus.CANCELED])
-            for external_id, *fields in cursor.fetchall():
-                subscriptions.setdefault(external_id, []).append(_Sub(*fields))
-            cursor.execute(_METRIC_LOOKUP, [service.id, codes])
-            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor.fetchall()}
-    else:  # the embedded SQLite default: same rules through the ORM
-        rows = (Subscription.objects.filter(service=service, external_id__in=external_ids)
-                .exclude(status=SubscriptionStatus.CANCELED)
-                .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
-                             "ending_at"))
-        for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in rows:
-            ends = [t for t in (terminated_at, ending_at) if t is not None]
-            subscriptions.setdefault(external_id, []).append(
-                _Sub(sub_id, link_id, status, started_at, min(ends) if ends else None))
-        metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
-                   BillableMetric.objects.filter(service=service, code__in=codes)
-                   .values_list("code", "aggregation_type", "field_name")}
-
-    resolved: list[tuple[int, ParsedEvent, _Sub, Decimal | None]] = []
+def _check_events(events: list[tuple[int, ParsedEvent]], subscriptions: dict[str, list[_Sub]],
+                  metrics: dict[str, tuple[str, str]], errors: dict[int, dict[str, Any]]) -> list[Resolved]:
+    """Apply the ingest rules; adds to ``errors`` (by request index); returns the good events."""
+    resolved: list[Resolved] = []
     for index, event in events:
         event_errors: dict[str, Any] = {}
         metric = metrics.get(event.code)
@@ -535,6 +511,8 @@ def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
             subscription, timestamp_error = _pick_subscription(candidates, event.timestamp)
             if timestamp_error:
                 event_errors["timestamp"] = [timestamp_error]
+            elif is_period_closed(closed_before=subscription.closed_before, timestamp=event.timestamp):
+                event_errors["timestamp"] = ["period_closed"]
         value = None
         if metric is not None:
             aggregation, field_name = metric
@@ -550,72 +528,129 @@ def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
         else:
             assert subscription is not None
             resolved.append((index, event, subscription, value))
-    return resolved, errors
+    return resolved
 
 
-def _store_events(*, service: Service, resolved: list[tuple[int, ParsedEvent, "_Sub", Decimal | None]]
-                  ) -> list[StoredEvent]:
-    errors: dict[int, dict[str, Any]] = {}
-    now = timezone.now()
+def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                  errors: dict[int, dict[str, Any]] | None = None) -> list[StoredEvent]:
+    """Validate against this service's subscriptions and metrics, then store all or nothing.
+
+    ``errors`` carries problems already found by the parser (keyed by request index) so
+    that a rejected batch reports every problem at once. Identical resends (same payload
+    hash) are successes that store nothing; a different payload under a stored
+    (external_subscription_id, transaction_id) is ``value_already_exist``. Raises
+    EventsRejected with errors keyed by request index.
+    """
+    errors = dict(errors or {})
+    if not events:
+        raise EventsRejected(errors)
     with transaction.atomic():
-        closed_before = lock_subscriptions_for_ingest(subscription_ids=[s.id for _, _, s, _ in resolved])
-        for index, event, subscription, _ in resolved:
-            if is_period_closed(closed_before=closed_before.get(subscription.id), timestamp=event.timestamp):
-                errors[index] = {"timestamp": ["period_closed"]}
+        if connection.vendor == "postgresql":
+            return _ingest_postgresql(service=service, events=events, errors=errors)
+        return _ingest_portably(service=service, events=events, errors=errors)
+
+
+def _raw_cursor():
+    """A psycopg cursor on Django's connection (same transaction) with server-side
+    binding: arrays go as parameters, not quoted into the SQL text, and the statements
+    are prepared after a few executions."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                       errors: dict[int, dict[str, Any]]) -> list[StoredEvent]:
+    external_ids = list({event.external_subscription_id for _, event in events})
+    codes = list({event.code for _, event in events})
+    subscriptions: dict[str, list[_Sub]] = {}
+    metrics: dict[str, tuple[str, str]] | None = None
+    with _raw_cursor() as cursor:
+        cursor.execute(_RESOLVE_AND_LOCK, [service.id, codes, service.id, external_ids,
+                                           str(SubscriptionStatus.CANCELED)])
+        for external_id, sub_id, link_id, status, started_at, ends_at, closed_before, metric_rows in cursor:
+            subscriptions.setdefault(external_id, []).append(
+                _Sub(sub_id, link_id, status, started_at, ends_at, closed_before))
+            if metrics is None:
+                metrics = {code: (aggregation, field_name) for code, aggregation, field_name in metric_rows or []}
+        if metrics is None:  # no subscription matched: still name unknown metrics
+            cursor.execute(_METRIC_LOOKUP, [service.id, codes])
+            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor}
+        resolved = _check_events(events, subscriptions, metrics, errors)
         if errors:
             raise EventsRejected(errors)
-        if connection.vendor != "postgresql":
-            return _store_events_portably(service=service, resolved=resolved, now=now)
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_EVENTS, [
-                service.id, now,
-                [s.id for _, _, s, _ in resolved],
-                [e.external_subscription_id for _, e, _, _ in resolved],
-                [e.code for _, e, _, _ in resolved],
-                [e.transaction_id for _, e, _, _ in resolved],
-                [e.timestamp for _, e, _, _ in resolved],
-                [e.properties_json.decode() for _, e, _, _ in resolved],
-                [v for _, _, _, v in resolved],
-                [e.precise_total_amount_cents for _, e, _, _ in resolved],
-                [e.payload_hash for _, e, _, _ in resolved],
-            ])
-            inserted = set(cursor.fetchall())
-            stored: dict[tuple[str, str], StoredEvent] = {}
-            for index, event, subscription, _ in resolved:
+
+        now = timezone.now()
+        cursor.execute(_INSERT_EVENTS, [
+            service.id, now,
+            [s.id for _, _, s, _ in resolved],
+            [e.external_subscription_id for _, e, _, _ in resolved],
+            [e.code for _, e, _, _ in resolved],
+            [e.transaction_id for _, e, _, _ in resolved],
+            [e.timestamp for _, e, _, _ in resolved],
+            [e.properties_json.decode() for _, e, _, _ in resolved],
+            [v for _, _, _, v in resolved],
+            [e.precise_total_amount_cents for _, e, _, _ in resolved],
+            [e.payload_hash for _, e, _, _ in resolved],
+        ])
+        inserted = set(cursor.fetchall())
+        stored: dict[tuple[str, str], StoredEvent] = {}
+        for _, event, subscription, _ in resolved:
+            key = (event.external_subscription_id, event.transaction_id)
+            if key in inserted:
+                stored[key] = StoredEvent(event, subscription.id, subscription.account_link_id,
+                                          event.timestamp, now)
+        if len(inserted) < len(resolved):
+            missing = [(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved
+                       if (e.external_subscription_id, e.transaction_id) not in inserted]
+            cursor.execute(_EXISTING_EVENTS, [[k[0] for k in missing], [k[1] for k in missing], service.id])
+            existing = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+            for index, event, _, _ in resolved:
                 key = (event.external_subscription_id, event.transaction_id)
                 if key in inserted:
-                    stored[key] = StoredEvent(event, subscription.id, subscription.account_link_id,
-                                              event.timestamp, now)
-            if len(inserted) < len(resolved):
-                missing = [(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved
-                           if (e.external_subscription_id, e.transaction_id) not in inserted]
-                cursor.execute(_EXISTING_EVENTS, [[k[0] for k in missing], [k[1] for k in missing], service.id])
-                existing = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
-                for index, event, _, _ in resolved:
-                    key = (event.external_subscription_id, event.transaction_id)
-                    if key in inserted:
-                        continue
-                    payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
-                    if payload_hash != event.payload_hash:
-                        errors[index] = {"transaction_id": ["value_already_exist"]}
-                    else:
-                        stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
-        if errors:
-            raise EventsRejected(errors)
+                    continue
+                payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
+                if payload_hash != event.payload_hash:
+                    errors[index] = {"transaction_id": ["value_already_exist"]}
+                else:
+                    stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
+    if errors:
+        raise EventsRejected(errors)
     return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in resolved]
 
 
-def _store_events_portably(*, service: Service, resolved, now: datetime) -> list[StoredEvent]:
-    """The same semantics through the ORM, for the embedded SQLite default (writes are
-    serialized there, so reading the existing keys first is race-free)."""
-    keys = {(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved}
+def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                     errors: dict[int, dict[str, Any]]) -> list[StoredEvent]:
+    """The same rules through the ORM, for the embedded SQLite default (its writes are
+    serialized, so reading the existing keys before inserting is race-free)."""
+    external_ids = {event.external_subscription_id for _, event in events}
+    codes = {event.code for _, event in events}
+    closed = lock_subscriptions_for_ingest(subscription_ids=Subscription.objects.filter(
+        service=service, external_id__in=external_ids).values_list("id", flat=True))
+    subscriptions: dict[str, list[_Sub]] = {}
+    for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in (
+            Subscription.objects.filter(service=service, external_id__in=external_ids)
+            .exclude(status=SubscriptionStatus.CANCELED)
+            .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
+                         "ending_at")):
+        ends = [t for t in (terminated_at, ending_at) if t is not None]
+        subscriptions.setdefault(external_id, []).append(
+            _Sub(sub_id, link_id, status, started_at, min(ends) if ends else None, closed.get(sub_id)))
+    metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
+               BillableMetric.objects.filter(service=service, code__in=codes)
+               .values_list("code", "aggregation_type", "field_name")}
+    resolved = _check_events(events, subscriptions, metrics, errors)
+    if errors:
+        raise EventsRejected(errors)
+
+    now = timezone.now()
     existing = {
         (row.external_subscription_id, row.transaction_id): row
         for row in UsageEvent.objects.filter(
-            service=service, external_subscription_id__in={k[0] for k in keys},
-            transaction_id__in={k[1] for k in keys}).select_related("subscription")
+            service=service, external_subscription_id__in=external_ids,
+            transaction_id__in={e.transaction_id for _, e in events}).select_related("subscription")
     }
-    errors: dict[int, dict[str, Any]] = {}
     stored: list[StoredEvent] = []
     new_rows: list[UsageEvent] = []
     for index, event, subscription, value in resolved:
@@ -625,7 +660,7 @@ def _store_events_portably(*, service: Service, resolved, now: datetime) -> list
                 service=service, subscription_id=subscription.id, created_at=now,
                 external_subscription_id=event.external_subscription_id, code=event.code,
                 transaction_id=event.transaction_id, timestamp=event.timestamp,
-                properties=event_schema_loads(event.properties_json), value=value,
+                properties=json.loads(event.properties_json), value=value,
                 precise_total_amount_cents=event.precise_total_amount_cents, payload_hash=event.payload_hash))
             stored.append(StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now))
         elif row.payload_hash != event.payload_hash:
@@ -637,13 +672,3 @@ def _store_events_portably(*, service: Service, resolved, now: datetime) -> list
         raise EventsRejected(errors)
     UsageEvent.objects.bulk_create(new_rows)
     return stored
-
-
-def event_schema_loads(properties_json: bytes) -> Any:
-    import json
-
-    return json.loads(properties_json)
-
-
-def stored_event_keys(events: Iterable[StoredEvent]) -> list[tuple[str, str]]:
-    return [(s.event.external_subscription_id, s.event.transaction_id) for s in events]

@@ -33,7 +33,14 @@ _JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON.")
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "billing_project.api.authentication.ApiKeyAuthentication"
+    match_subclasses = True
     name = "bearerAuth"
+
+    def __init__(self, target):
+        # The cached subclass (events) is the same scheme: one component, one identity.
+        from billing_project.api.authentication import ApiKeyAuthentication
+
+        super().__init__(ApiKeyAuthentication)
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer",

@@ -20,6 +20,7 @@ from billing_project.api.errors import BadRequest, NotFound, ValidationFailed
 from billing_project.api.pagination import paginate
 from billing_project.api.parsing import require_root
 from billing_project.api.views import ServiceAPIView
+from identity.api.authentication import CachedApiKeyAuthentication
 from identity.api.formatting import iso_millis, iso_seconds
 from identity.api.views import ERRORS, LAGO_OBJECT, PAGE, PER_PAGE, SUBSCRIPTION_STATUS, requested_statuses
 from metering import selectors, services
@@ -278,6 +279,8 @@ EVENT_FIELDS = {
 
 
 class EventCreateView(ServiceAPIView):
+    authentication_classes = [CachedApiKeyAuthentication]
+
     @extend_schema(operation_id="events_create",
                    request=inline_serializer("EventBody", {"event": inline_serializer("EventInput", EVENT_FIELDS)}),
                    responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
@@ -300,6 +303,8 @@ class EventCreateView(ServiceAPIView):
 
 
 class EventBatchView(ServiceAPIView):
+    authentication_classes = [CachedApiKeyAuthentication]
+
     @extend_schema(operation_id="events_batch",
                    request=inline_serializer("EventBatchBody", {
                        "events": inline_serializer("EventBatchInput", EVENT_FIELDS, many=True)}),
