@@ -48,6 +48,10 @@ API_BEAT_SCHEDULE = {
         "task": "identity.tasks.purge_idempotency_keys",
         "schedule": 3600.0,  # ok-float
     },
+    "activate-due-subscriptions": {
+        "task": "identity.tasks.activate_due_subscriptions",
+        "schedule": 60.0,  # ok-float
+    },
 }
 
 # The API docs page works offline: Swagger UI and Redoc are served from our static files.

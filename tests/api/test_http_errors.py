@@ -253,3 +253,17 @@ class TestNoCrossServiceResolution:
             assert details(response) == {"external_subscription_id": ["subscription_not_found"]}
             assert api_client.get(f"/api/v1/subscriptions/{external_id}").status_code == 404
         assert UsageEvent.objects.count() == 0
+
+
+def test_pending_subscriptions_start_when_due(api_client, catalogue):
+    from metering.services import activate_due_subscriptions
+    from webhooks.models import WebhookEvent
+
+    future = timezone.now() + timedelta(hours=1)
+    create_subscription(api_client, external_id="later", subscription_at=future.isoformat())
+    assert activate_due_subscriptions() == 0
+    assert activate_due_subscriptions(now=future + timedelta(seconds=1)) == 1
+    subscription = Subscription.objects.get(external_id="later")
+    assert subscription.status == "active" and subscription.started_at == future.replace(microsecond=future.microsecond)
+    assert subscription.current_period_start == future
+    assert WebhookEvent.objects.filter(webhook_type="subscription.started").count() == 1
