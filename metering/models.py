@@ -261,7 +261,9 @@ class UsageEvent(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["subscription", "code", "timestamp"], name="usage_event_rating"),
+            # Rating reads (subscription, code, timestamp range) -> value: an index-only scan.
+            models.Index(fields=["subscription", "code", "timestamp"], include=["value"],
+                         name="usage_event_rating_cover"),
         ]
 
     def __str__(self) -> str:
