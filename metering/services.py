@@ -465,8 +465,8 @@ _INSERT_EVENTS = f"""
     INSERT INTO {UsageEvent._meta.db_table}
         (service_id, created_at, subscription_id, external_subscription_id, code, transaction_id,
          "timestamp", properties, value, precise_total_amount_cents, payload_hash)
-    SELECT %s, %s, * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                                 %s::text[]::jsonb[], %s::numeric[], %s::numeric[], %s::text[])
+    SELECT %s, %s, * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],
+                                 %b::text[]::jsonb[], %b::numeric[], %b::numeric[], %b::text[])
     ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING
     RETURNING external_subscription_id, transaction_id
 """

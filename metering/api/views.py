@@ -237,20 +237,31 @@ def _decimal_text(value) -> str | None:
     return None if value is None else format(value, "f")
 
 
-def render_stored_event(service_id: int, stored: services.StoredEvent) -> dict[str, Any]:
+def render_stored_event(service_id: int, stored: services.StoredEvent,
+                        _formatted: dict | None = None) -> dict[str, Any]:
+    """Lago's event object. ``_formatted`` memoises the per-batch repeated strings
+    (subscription/customer ids, instants) when rendering a whole batch."""
+    memo = _formatted if _formatted is not None else {}
+
+    def text(value, formatter):
+        key = (formatter, value)
+        if key not in memo:
+            memo[key] = formatter(value)
+        return memo[key]
+
     event = stored.event
     return {
         "lago_id": event_lago_id(service_id=service_id, external_subscription_id=event.external_subscription_id,
                                  transaction_id=event.transaction_id),
         "transaction_id": event.transaction_id,
-        "lago_customer_id": str(stored.account_link_id),
+        "lago_customer_id": text(stored.account_link_id, str),
         "code": event.code,
-        "timestamp": iso_millis(stored.timestamp),
+        "timestamp": text(stored.timestamp, iso_millis),
         "precise_total_amount_cents": _decimal_text(event.precise_total_amount_cents),
         "properties": event.properties,
-        "lago_subscription_id": str(stored.subscription_id),
+        "lago_subscription_id": text(stored.subscription_id, str),
         "external_subscription_id": event.external_subscription_id,
-        "created_at": iso_seconds(stored.created_at),
+        "created_at": text(stored.created_at, iso_seconds),
     }
 
 
@@ -324,8 +335,8 @@ class EventBatchView(ServiceAPIView):
                                             errors={int(index): details for index, details in errors.items()})
         except services.EventsRejected as exc:
             raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
-        service_id = self.service.id
-        return _json({"events": [render_stored_event(service_id, s) for s in stored]})
+        service_id, memo = self.service.id, {}
+        return _json({"events": [render_stored_event(service_id, s, memo) for s in stored]})
 
 
 class EventDetailView(ServiceAPIView):
