@@ -146,6 +146,8 @@ def _identifier_error(value: Any, max_length: int) -> str | None:
         return VALUE_IS_INVALID
     if len(value) > max_length:
         return VALUE_IS_OUT_OF_RANGE
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        return VALUE_IS_INVALID
     return None
 
 
@@ -208,6 +210,9 @@ def validate_event(
     elif not isinstance(properties, dict):
         errors["properties"] = [VALUE_IS_INVALID]
 
+    properties_json = canonical_json(properties) if "properties" not in errors else b""
+    if b"\\u0000" in properties_json:  # jsonb cannot hold NUL either
+        errors["properties"] = [VALUE_IS_INVALID]
     if errors:
         return None, errors
     assert timestamp is not None
@@ -225,7 +230,7 @@ def validate_event(
             timestamp=timestamp,
             timestamp_was_sent=sent_timestamp is not None,
             properties=properties,
-            properties_json=canonical_json(properties),
+            properties_json=properties_json,
             precise_total_amount_cents=precise_amount,
             payload_hash=payload_hash,
         ),
