@@ -267,6 +267,7 @@ class Pusher:
     settings_: OdooSettings | None = None
     _periods: dict[tuple[int, str], int] = field(default_factory=dict)
     _close_reason: int | None = None
+    _uom_unit: int | None = None
     _countries: dict[str, int] = field(default_factory=dict)
     _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -323,6 +324,12 @@ class Pusher:
             [pid] = self.rpc(book, rows, lambda: self.client.create("sale.subscription.plan", [vals]))
             self._periods[period] = pid
         return self._periods[period]
+
+    def line_extras(self, book: StateBook, rows: list[OdooSyncState]) -> dict:
+        """Fields whose name depends on the Odoo version (product_uom in 17/18, product_uom_id in 19)."""
+        if self._uom_unit is None:
+            self._uom_unit = self.rpc(book, rows, lambda: self.client.xmlid("uom", "product_uom_unit"))
+        return {self.client.fields.line_uom: self._uom_unit}
 
     def close_reason_id(self, book: StateBook, rows: list[OdooSyncState]) -> int | None:
         if self._close_reason is None:
@@ -550,14 +557,15 @@ class Pusher:
                 book.synced(row, odoo_id=None, pushed_hash=digest, pricing_note="closed before it reached Odoo")
                 line_work.pop(sub.pk, None)
                 continue
-            lines = [[0, 0, mapping.flat_line_vals(sub, product_id=sub.plan.odoo_product_id,
-                                                   price_digits=fields.price_digits)]]
+            extras = self.line_extras(book, [row])
+            lines = [[0, 0, {**mapping.flat_line_vals(sub, product_id=sub.plan.odoo_product_id,
+                                                      price_digits=fields.price_digits), **extras}]]
             pending = line_work.pop(sub.pk, [])
             for usage, urow, line, udigest in pending:
                 if line.zero:
                     self.line_synced(book, usage, urow, line, udigest, None)
                 else:
-                    lines.append([0, 0, line.vals(product_id=usage.charge.odoo_product_id)])
+                    lines.append([0, 0, {**line.vals(product_id=usage.charge.odoo_product_id), **extras}])
             inline[id(row)] = [w for w in pending if not w[2].zero]
             to_create.append((sub, row, digest, {
                 "partner_id": book.rows[(SyncKind.CUSTOMER, str(sub.account_link.customer_id))].odoo_id,
@@ -613,8 +621,9 @@ class Pusher:
                             "sale.order.line", [m["id"]], {"price_unit": w["price_unit"]}))
                         self.report.lines_updated += 1
                     elif not mine:
+                        extras = self.line_extras(book, [row])
                         self.rpc(book, [row], lambda w=wanted, o=row.odoo_id: self.client.create(
-                            "sale.order.line", [{**w, "order_id": o}]))
+                            "sale.order.line", [{**w, "order_id": o, **extras}]))
                         self.report.lines_created += 1
                 except OdooRemoteError as exc:
                     book.failed(row, exc)
@@ -685,7 +694,8 @@ class Pusher:
                     if line.zero:
                         self.line_synced(book, usage, urow, line, udigest, None)
                         continue
-                    creates.append((urow, {**line.vals(product_id=product), "order_id": order_id},
+                    creates.append((urow, {**line.vals(product_id=product), "order_id": order_id,
+                                           **self.line_extras(book, [urow])},
                                     (usage, line, udigest)))
                 else:
                     writes.append((urow, found["id"], line.vals(product_id=product), (usage, line, udigest)))

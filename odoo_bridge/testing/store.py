@@ -287,7 +287,10 @@ class Store:
                               default=lambda s, vals: s.xmlid_id("uom", "product_uom_unit")),
             "price_unit": F("float", "Unit Price", digits=price, default=0.0),
             "discount": F("float", "Discount (%)", digits=(16, 2), default=0.0),
-            self.line_tax_field: F("many2many", "Taxes", relation="account.tax"),
+            # like Odoo's _compute_tax_id: the product's customer taxes unless given
+            self.line_tax_field: F("many2many", "Taxes", relation="account.tax",
+                                   default=lambda s, vals: list(s.product_value(vals.get("product_id"), "taxes_id")
+                                                                or [])),
             "qty_delivered": F("float", "Delivery Quantity", digits=qty, default=0.0),
             "qty_invoiced": F("float", "Invoiced Quantity", digits=qty, default=0.0, readonly=True),
             "qty_to_invoice": F("float", "Quantity To Invoice", digits=qty, readonly=True,
