@@ -51,6 +51,8 @@ class OdooSyncState(models.Model):
                                  "could not hold the rate (see pricing_note).")
     pricing_note = models.CharField(max_length=255, blank=True)
     frozen = models.BooleanField(default=False, help_text="Invoiced in Odoo: never written again.")
+    final = models.BooleanField(default=False, help_text="Pushed in its final local state (usage window "
+                                                         "frozen, subscription closed): not looked at again.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

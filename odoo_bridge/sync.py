@@ -41,6 +41,7 @@ from metering.models import (
     Charge,
     Plan,
     RatedUsage,
+    RatedUsageState,
     Subscription,
     SubscriptionMode,
     SubscriptionStatus,
@@ -255,7 +256,7 @@ class StateBook:
             OdooSyncState.objects.bulk_update(old, [
                 "service", "reference", "label", "status", "odoo_model", "odoo_id", "pushed_hash", "attempts",
                 "next_attempt_at", "last_attempt_at", "synced_at", "last_error", "last_error_name", "pre_rated",
-                "pricing_note", "frozen", "updated_at"], batch_size=1000)
+                "pricing_note", "frozen", "final", "updated_at"], batch_size=1000)
 
 
 # ------------------------------------------------------------------ the cycle
@@ -268,6 +269,21 @@ class Pusher:
     _periods: dict[tuple[int, str], int] = field(default_factory=dict)
     _close_reason: int | None = None
     _uom_unit: int | None = None
+    _write_backs: dict = field(default_factory=dict)
+
+    def write_back(self, obj: Any, field_name: str) -> None:
+        """Odoo ids learnt in this batch, saved in bulk at its end (one UPDATE per model, not per row)."""
+        self._write_backs.setdefault((type(obj), field_name), {})[obj.pk] = obj
+
+    def set_order_id(self, sub: Subscription, order_id: int | None) -> None:
+        if order_id and sub.odoo_sale_order_id != order_id:
+            sub.odoo_sale_order_id = order_id
+            self.write_back(sub, "odoo_sale_order_id")
+
+    def flush_write_backs(self) -> None:
+        for (model, field_name), objs in self._write_backs.items():
+            model.objects.bulk_update(list(objs.values()), [field_name], batch_size=1000)
+        self._write_backs.clear()
     _countries: dict[str, int] = field(default_factory=dict)
     _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -399,8 +415,8 @@ class Pusher:
             self.report.partners_updated += 1
         for customer, row, _, _ in work:
             if row.odoo_id and customer.odoo_partner_id != row.odoo_id:
-                Customer.objects.filter(pk=customer.pk).update(odoo_partner_id=row.odoo_id)
                 customer.odoo_partner_id = row.odoo_id
+                self.write_back(customer, "odoo_partner_id")
 
     def location_vals(self, customer: Customer) -> dict:
         country, state = mapping.partner_location(customer)
@@ -492,6 +508,7 @@ class Pusher:
             self.push_orders(book, subscriptions, usages)
         finally:
             book.save()
+            self.flush_write_backs()
 
     def push_orders(self, book: StateBook, subscriptions: list[Subscription], usages: list[RatedUsage]) -> None:
         fields = self.client.fields
@@ -529,10 +546,16 @@ class Pusher:
                                           quantity_digits=fields.quantity_digits)
                 udigest = mapping.payload_hash({**line.payload(), "product": charge_product})
                 if urow.status == SyncStatus.SYNCED and urow.pushed_hash == udigest:
-                    book.touch(urow)  # looked at after its last rating: not hashed again next cycle
+                    if usage.state == RatedUsageState.FROZEN and not urow.final:
+                        urow.final = True  # window closed and Odoo already has its amount
+                        book.touch(urow)
                     continue
                 if not book.due(urow):
                     continue
+                if (usage.state == RatedUsageState.OPEN and urow.status == SyncStatus.SYNCED and urow.synced_at
+                        and urow.odoo_id and not line.zero
+                        and self.now - urow.synced_at < dt.timedelta(seconds=settings.ODOO_OPEN_USAGE_MIN_INTERVAL)):
+                    continue  # an open window's line is refreshed at most once per interval; its close always goes
                 line_work[sub.pk].append((usage, urow, line, udigest))
 
         # 1. orders: find by client_order_ref; create what is missing (lines inline); confirm; close
@@ -554,7 +577,8 @@ class Pusher:
                 continue
             row.odoo_id = None
             if sub.status in CLOSED_SUBSCRIPTION_STATUSES:
-                book.synced(row, odoo_id=None, pushed_hash=digest, pricing_note="closed before it reached Odoo")
+                book.synced(row, odoo_id=None, pushed_hash=digest, pricing_note="closed before it reached Odoo",
+                            final=True)
                 line_work.pop(sub.pk, None)
                 continue
             extras = self.line_extras(book, [row])
@@ -601,7 +625,7 @@ class Pusher:
                     line_id = by_key.get((row.odoo_id, usage.charge.odoo_product_id, line.label))
                     self.line_synced(book, usage, urow, line, udigest, line_id)
                 book.synced(row, odoo_id=row.odoo_id, pushed_hash=digest)
-                Subscription.objects.filter(pk=sub.pk).update(odoo_sale_order_id=row.odoo_id)
+                self.set_order_id(sub, row.odoo_id)
 
         # 2. orders that already exist: flat price, then closing (after the last usage went out)
         to_close = []
@@ -633,9 +657,9 @@ class Pusher:
                             "subscription_state"):
                         to_close.append((sub, row, digest))
                         continue
-                book.synced(row, odoo_id=row.odoo_id, pushed_hash=digest)
-                if sub.odoo_sale_order_id != row.odoo_id:
-                    Subscription.objects.filter(pk=sub.pk).update(odoo_sale_order_id=row.odoo_id)
+                book.synced(row, odoo_id=row.odoo_id, pushed_hash=digest,
+                            final=sub.status in CLOSED_SUBSCRIPTION_STATUSES)
+                self.set_order_id(sub, row.odoo_id)
 
         # 3. usage lines of orders that existed before this batch
         orders_with_lines = {}
@@ -654,9 +678,8 @@ class Pusher:
             self.rpc(book, [r for _, r, _ in to_close],
                      lambda: self.client.call("sale.order", "set_close", [ids], kwargs))
             for sub, row, digest in to_close:
-                book.synced(row, odoo_id=row.odoo_id, pushed_hash=digest)
-                if sub.odoo_sale_order_id != row.odoo_id:
-                    Subscription.objects.filter(pk=sub.pk).update(odoo_sale_order_id=row.odoo_id)
+                book.synced(row, odoo_id=row.odoo_id, pushed_hash=digest, final=True)
+                self.set_order_id(sub, row.odoo_id)
             self.report.orders_closed += len(to_close)
 
     def push_usage_lines(self, book: StateBook, work: dict[Any, list], orders: dict[Any, int]) -> None:
@@ -722,9 +745,10 @@ class Pusher:
         book.synced(urow, odoo_id=line_id, pushed_hash=udigest, reference=line.label,
                     pre_rated=line.pricing.pre_rated and not line.zero,
                     pricing_note=(line.pricing.reason if line.pricing.pre_rated and not line.zero else ""),
-                    frozen=frozen or urow.frozen)
+                    frozen=frozen or urow.frozen, final=usage.state == RatedUsageState.FROZEN)
         if line_id and usage.odoo_line_id != line_id:
-            RatedUsage.objects.filter(pk=usage.pk).update(odoo_line_id=line_id)
+            usage.odoo_line_id = line_id
+            self.write_back(usage, "odoo_line_id")
 
     def start_date(self, sub: Subscription) -> dt.date:
         start = sub.current_period_start or sub.started_at or sub.subscription_at
@@ -732,11 +756,14 @@ class Pusher:
 
 
 def _usage_needs_look() -> Q:
-    """Rated usage worth hashing this cycle: open windows, or anything changed since its last sync."""
-    synced_after_rating = OdooSyncState.objects.filter(
+    """Rated usage worth hashing this cycle: open windows, and closed ones not yet pushed in their final state.
+
+    No clock comparison: rating may run with its own notion of "now".
+    """
+    pushed_final = OdooSyncState.objects.filter(
         kind=SyncKind.USAGE, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
-        updated_at__gte=OuterRef("rated_at"))
-    return ~Exists(synced_after_rating)
+        final=True)
+    return Q(state=RatedUsageState.OPEN) | ~Exists(pushed_final)
 
 
 def subscriptions_to_push(*, subscription_ids: list[Any] | None = None):
@@ -744,7 +771,7 @@ def subscriptions_to_push(*, subscription_ids: list[Any] | None = None):
     qs = Subscription.objects.filter(mode=SubscriptionMode.LIVE)
     closed_and_synced = OdooSyncState.objects.filter(
         kind=SyncKind.SUBSCRIPTION, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
-        updated_at__gte=OuterRef("updated_at"))
+        final=True)
     qs = qs.filter(Q(status=SubscriptionStatus.ACTIVE)
                    | Q(status__in=CLOSED_SUBSCRIPTION_STATUSES) & ~Exists(closed_and_synced))
     if subscription_ids is not None:
@@ -804,4 +831,4 @@ def resync(states: Iterable[OdooSyncState]) -> int:
     ids = [s.pk for s in states]
     return OdooSyncState.objects.filter(pk__in=ids).update(
         status=SyncStatus.PENDING, pushed_hash="", attempts=0, next_attempt_at=None, last_error="",
-        last_error_name="", frozen=False)
+        last_error_name="", frozen=False, final=False)

@@ -26,6 +26,11 @@ WINDOW_START = dt.datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW_END = dt.datetime(2026, 12, 1, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _usage_refresh_without_delay(settings):
+    settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
+
+
 @pytest.fixture
 def fake_odoo(settings):
     reset_client()
@@ -42,6 +47,7 @@ def point_settings_at(settings, server: FakeOdoo) -> None:
     settings.ODOO_API_KEY = server.api_key
     settings.ODOO_TIMEOUT_SECONDS = 2.0
     settings.ODOO_RETRY_BASE_SECONDS = 30
+    settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
     reset_client()
 
 

@@ -145,3 +145,59 @@ def test_customer_change_is_written_to_the_partner(fake_odoo, catalog):
     push_cycle()
     [partner] = fake_odoo.records("res.partner", [["ref", "=like", "fb-cus-%"]], ["email"])
     assert partner["email"] == "new@example.test"
+
+
+def test_changes_are_found_whatever_clock_rating_used(fake_odoo, catalog):
+    from metering.models import RatedUsage
+
+    sub = catalog.subscription()
+    usage = catalog.rate(sub, catalog.api_charge, units="10", amount="0.200000")
+    push_cycle()
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    RatedUsage.objects.filter(pk=usage.pk).update(units=40, billable_units=40, amount=Decimal("0.8"),
+                                                  rated_at=long_ago)
+    push_cycle()
+    # the window closes with a last change in the same statement: still pushed, then never looked at again
+    RatedUsage.objects.filter(pk=usage.pk).update(units=50, billable_units=50, amount=Decimal("1.0"),
+                                                  state="frozen", rated_at=long_ago)
+    push_cycle()
+    [line] = fake_odoo.records("sale.order.line", [["product_id.default_code", "=",
+                                                    f"fb-charge-{catalog.api_charge.pk}"]], ["product_uom_qty"])
+    assert line["product_uom_qty"] == 50.0
+    state = OdooSyncState.objects.get(kind=SyncKind.USAGE)
+    assert state.final and state.status == SyncStatus.SYNCED
+    from odoo_bridge.sync import _usage_needs_look
+
+    assert not RatedUsage.objects.filter(pk=usage.pk).filter(_usage_needs_look()).exists()
+
+
+def test_terminated_via_queryset_update_is_still_closed(fake_odoo, catalog):
+    from metering.models import Subscription
+
+    sub = catalog.subscription()
+    push_cycle()
+    Subscription.objects.filter(pk=sub.pk).update(status="terminated")
+    push_cycle()
+    assert fake_odoo.records("sale.order", [], ["subscription_state"])[0]["subscription_state"] == "6_churn"
+    assert OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION).final
+    assert push_cycle().subscriptions_seen == 0
+
+
+def test_open_line_refresh_is_throttled_but_window_close_always_goes(fake_odoo, catalog, settings):
+    from metering.models import RatedUsage
+
+    settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 3600
+    sub = catalog.subscription()
+    usage = catalog.rate(sub, catalog.api_charge, units="10", amount="0.200000")
+    push_cycle()
+    catalog.rate(sub, catalog.api_charge, units="20", amount="0.400000")
+    fake_odoo.reset_counters()
+    push_cycle()
+    assert fake_odoo.call_count(method="write") == 0
+    push_cycle(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2))
+    assert fake_odoo.call_count(method="write") == 1
+    RatedUsage.objects.filter(pk=usage.pk).update(units=30, billable_units=30, amount=Decimal("0.6"), state="frozen")
+    push_cycle(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2, minutes=1))
+    [line] = fake_odoo.records("sale.order.line", [["product_id.default_code", "=",
+                                                    f"fb-charge-{catalog.api_charge.pk}"]], ["product_uom_qty"])
+    assert line["product_uom_qty"] == 30.0
