@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -200,14 +201,41 @@ def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]
 
 # --- dispatch to Celery -----------------------------------------------------------
 
-def _enqueue(task_name: str, args: list) -> bool:
+_publisher = threading.local()
+
+
+def celery_app():  # noqa: ANN201 - a seam for tests that point the app at another broker
     from billing_project.celery import app
 
+    return app
+
+
+def _fail_fast_connection():  # noqa: ANN202
+    """A broker connection that gives up at once instead of retrying for seconds.
+
+    Publishing happens after commit inside API requests: a broker outage must not
+    stall them. The outbox rows stay pending and the sweeper queues them later.
+    """
+    app = celery_app()
+    conn = getattr(_publisher, "conn", None)
+    if conn is None or getattr(_publisher, "app", None) is not app:
+        options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
+        conn = app.connection_for_write(transport_options=options, connect_timeout=2)
+        _publisher.conn, _publisher.app = conn, app
+    return conn
+
+
+def _enqueue(task_name: str, args: list) -> bool:
     try:
-        # No publish retries: an API request must not hang on a dead broker; the
-        # sweeper picks the rows up once the broker is back.
-        app.send_task(task_name, args=args, retry=False)
+        celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
     except Exception as exc:  # any broker failure: the outbox rows are the source of truth
+        conn = getattr(_publisher, "conn", None)
+        _publisher.conn = None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: S110 - already broken
+                pass
         logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
         return False
     return True
