@@ -111,7 +111,8 @@ def claim_due(
         if abandoned:
             WebhookAttempt.objects.bulk_create(abandoned)
         WebhookDelivery.objects.filter(id__in=[d.id for d in claimed]).update(
-            claimed_until=lease, attempts_count=F("attempts_count") + 1, last_attempt_at=now,
+            claimed_until=lease, dispatched_until=None, attempts_count=F("attempts_count") + 1,
+            last_attempt_at=now,
         )
     for d in claimed:
         d.claimed_until = lease
