@@ -39,7 +39,7 @@ def organization_id(service: Service) -> str:
     return str(service.pk)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def record_event(*, service: Service, webhook_type: str, object_type: str,
                  payload: dict[str, Any]) -> WebhookEvent:
     """Write the outbound event in the caller's transaction (the outbox).
@@ -73,7 +73,7 @@ def record_event(*, service: Service, webhook_type: str, object_type: str,
             WebhookDelivery(event=event, endpoint=e, next_attempt_at=now, dispatched_until=grace)
             for e in endpoints
         ])
-        transaction.on_commit(partial(delivery.dispatch_event, event.id), robust=True)
+        delivery.dispatch_after_commit(event.id)
     return event
 
 

@@ -24,7 +24,7 @@ def dead_delivery(service, receiver, make_endpoint, emit, settings):
     make_endpoint(service, receiver.url())
     receiver.add_faults("/hook", Fault.status(500, b"database on fire"))
     event = emit(service)
-    delivery.deliver(event_id=event.id)
+    delivery.deliver(event_ids=[event.id])
     d = event.deliveries.get()
     assert d.status == WebhookDelivery.DEAD
     return d

@@ -93,7 +93,7 @@ def test_every_attempt_sends_the_stored_bytes_signed_both_ways(service, receiver
     event = emit(service)
     for _ in range(3):
         make_due(WebhookDelivery.objects.filter(event=event))
-        delivery.deliver(event_id=event.id)
+        delivery.deliver(event_ids=[event.id])
     requests = receiver.received("/hook")
     assert len(requests) == 3
     stored = bytes(event.body)
@@ -165,7 +165,7 @@ def test_retry_after_is_honoured(service, receiver, make_endpoint, emit, status)
     receiver.add_faults("/hook", Fault.rate_limited(600, status=status))
     event = emit(service)
     before = timezone.now()
-    delivery.deliver(event_id=event.id)
+    delivery.deliver(event_ids=[event.id])
     d = event.deliveries.get()
     wait = (d.next_attempt_at - before).total_seconds()
     assert 599 <= wait <= 605
@@ -177,25 +177,25 @@ def test_gone_disables_the_endpoint_and_stops_deliveries(service, receiver, make
     receiver.add_faults("/hook", Fault.gone())
     first = emit(service)
     second = emit(service)
-    results = delivery.deliver(event_id=first.id)
+    results = delivery.deliver(event_ids=[first.id])
     assert results[0].action == "disable_endpoint"
     endpoint.refresh_from_db()
     assert not endpoint.is_active and "410" in endpoint.disabled_reason
     assert first.deliveries.get().status == WebhookDelivery.DEAD
     # the other pending delivery waits; new events create no delivery
-    assert delivery.deliver(event_id=second.id) == []
+    assert delivery.deliver(event_ids=[second.id]) == []
     assert emit(service).deliveries.count() == 0
     assert len(receiver.received()) == 1
     # staff re-enable: the waiting delivery goes out (captured on-commit dispatch aside, run it here)
     services.set_endpoint_active(endpoint=endpoint, active=True)
-    assert [r.action for r in delivery.deliver(event_id=second.id)] == ["succeeded"]
+    assert [r.action for r in delivery.deliver(event_ids=[second.id])] == ["succeeded"]
 
 
 def test_redirect_is_a_failure_and_not_followed(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
     receiver.add_faults("/hook", Fault.redirect(receiver.url("/moved"), status=301))
     event = emit(service)
-    [result] = delivery.deliver(event_id=event.id)
+    [result] = delivery.deliver(event_ids=[event.id])
     assert result.action == "retry" and result.status_code == 301
     assert receiver.received("/moved") == []
     assert event.deliveries.get().attempts.get().error_kind == "redirect"
@@ -206,12 +206,12 @@ def test_timeout_and_slow_receiver(service, receiver, make_endpoint, emit, setti
     make_endpoint(service, receiver.url())
     receiver.add_faults("/hook", Fault.timeout(), Fault.slow(0.3))
     event = emit(service)
-    [result] = delivery.deliver(event_id=event.id)
+    [result] = delivery.deliver(event_ids=[event.id])
     assert result.action == "retry"
     attempt = event.deliveries.get().attempts.get()
     assert attempt.error_kind == "timeout" and attempt.status_code is None and attempt.duration_ms >= 1000
     make_due(event.deliveries.get())
-    assert [r.action for r in delivery.deliver(event_id=event.id)] == ["succeeded"]
+    assert [r.action for r in delivery.deliver(event_ids=[event.id])] == ["succeeded"]
 
 
 def test_connection_refused_is_recorded(service, emit):
@@ -222,7 +222,7 @@ def test_connection_refused_is_recorded(service, emit):
         port = s.getsockname()[1]
     WebhookEndpoint.objects.create(service=service, url=f"http://127.0.0.1:{port}/h", secret="whsec_" + "A" * 44)
     event = emit(service)
-    delivery.deliver(event_id=event.id)
+    delivery.deliver(event_ids=[event.id])
     assert event.deliveries.get().attempts.get().error_kind == "connection"
 
 
@@ -265,7 +265,7 @@ def test_replay_many_including_succeeded(service, receiver, make_endpoint, emit)
 def test_replay_leaves_a_delivery_in_flight_alone(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
     event = emit(service)
-    [claimed] = delivery.claim_due(event_id=event.id)
+    [claimed] = delivery.claim_due(event_ids=[event.id])
     assert services.replay_deliveries(delivery_ids=[claimed.id]) == 0
 
 
@@ -274,16 +274,16 @@ def test_replay_leaves_a_delivery_in_flight_alone(service, receiver, make_endpoi
 def test_a_claimed_delivery_is_not_claimed_twice(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
     event = emit(service)
-    assert len(delivery.claim_due(event_id=event.id)) == 1
-    assert delivery.claim_due(event_id=event.id) == []
+    assert len(delivery.claim_due(event_ids=[event.id])) == 1
+    assert delivery.claim_due(event_ids=[event.id]) == []
 
 
 def test_expired_claim_is_recorded_as_abandoned_and_sent_again(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
     event = emit(service)
-    [claimed] = delivery.claim_due(event_id=event.id)  # ...and the worker dies here
+    [claimed] = delivery.claim_due(event_ids=[event.id])  # ...and the worker dies here
     WebhookDelivery.objects.filter(pk=claimed.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    [result] = delivery.deliver(event_id=event.id)
+    [result] = delivery.deliver(event_ids=[event.id])
     assert result.action == "succeeded"
     assert [(a.attempt_number, a.outcome) for a in claimed.attempts.all()] == [(1, "abandoned"), (2, "succeeded")]
 
@@ -307,7 +307,7 @@ def test_ssrf_guard_runs_again_at_delivery_time(service, emit, settings, monkeyp
     make_endpoint(service, "https://hooks.example.test/in")  # public when saved
     monkeypatch.setenv("WEBHOOK_FAKE_DNS", "hooks.example.test=169.254.169.254")  # rebinding
     event = emit(service)
-    [result] = delivery.deliver(event_id=event.id)
+    [result] = delivery.deliver(event_ids=[event.id])
     attempt = event.deliveries.get().attempts.get()
     assert result.action == "retry"
     assert attempt.error_kind == "ssrf" and "private_address" in attempt.error and attempt.connected_ip == ""
@@ -323,3 +323,33 @@ def test_deliveries_use_random_jitter(service, receiver, make_endpoint, emit):
         call_command("deliver_webhooks", stdout=StringIO())
     waits = {(d.next_attempt_at - d.last_attempt_at).total_seconds() for d in WebhookDelivery.objects.all()}
     assert len(waits) > 1
+
+
+def test_one_dispatch_per_transaction(service, receiver, make_endpoint, emit, django_capture_on_commit_callbacks,
+                                      monkeypatch):
+    make_endpoint(service, receiver.url())
+    queued = []
+    monkeypatch.setattr(delivery, "_enqueue", lambda name, args: queued.append((name, args)) or True)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with transaction.atomic():
+            kept = [emit(service), emit(service)]
+            try:
+                with transaction.atomic():
+                    emit(service)
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            kept.append(emit(service))
+    assert len(callbacks) == 1
+    [(name, [ids])] = queued
+    assert name == "webhooks.tasks.deliver_events"
+    assert set(ids) >= {str(e.id) for e in kept}
+    assert WebhookEvent.objects.count() == 3
+
+
+def test_greedy_claim_takes_other_due_deliveries(service, receiver, make_endpoint, emit):
+    make_endpoint(service, receiver.url())
+    events = [emit(service) for _ in range(5)]
+    results = delivery.deliver(event_ids=[events[0].id], greedy=True)
+    assert len(results) == 5 and len(receiver.received()) == 5
+    assert delivery.deliver(event_ids=[events[1].id], greedy=True) == []
