@@ -127,6 +127,9 @@ def main() -> None:
         settings_ = OdooSettings(url=fake.url, db=fake.db, user=fake.login, api_key=fake.api_key,
                                  timeout_seconds=120)
         first = run("initial push", fake, settings_, args.batch_size)
+        from django.conf import settings
+
+        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0  # measure the rewrite itself, not the throttle
         RatedUsage.objects.filter(charge=charges[0]).update(units=Decimal(5000), billable_units=Decimal(5000),
                                                             amount=Decimal(100))
         run("usage changed", fake, settings_, args.batch_size)

@@ -345,10 +345,9 @@ def _digits(meta: dict | None, *, default: int) -> int:
 
 
 # ---------------------------------------------------------------- per process
-_client_lock = threading.Lock()
-_client: OdooClient | None = None
-_client_pid: int | None = None
-_client_fingerprint: str | None = None
+# One client per worker process (a forked Celery child builds its own) and per thread:
+# an odoorpc ODOO instance holds one urllib opener and is not safe to share.
+_local = threading.local()
 
 
 def build_client(settings: OdooSettings) -> OdooClient:
@@ -356,25 +355,23 @@ def build_client(settings: OdooSettings) -> OdooClient:
 
 
 def get_client(settings: OdooSettings | None = None) -> OdooClient:
-    """One connected client per process (a forked Celery worker gets its own), created lazily.
+    """The connected client of this process/thread, created lazily on first use.
 
-    A change of URL/DB/user/key (e.g. a rotated key in settings) builds a new one.
+    A change of URL/DB/user/key/timeout (e.g. a rotated key) builds a new one.
     """
-    global _client, _client_pid, _client_fingerprint
     settings = settings or OdooSettings.from_django()
     fingerprint = settings.key_fingerprint()
-    with _client_lock:
-        if _client is not None and _client_pid == os.getpid() and _client_fingerprint == fingerprint:
-            return _client
-        client = build_client(settings)
-        _client, _client_pid, _client_fingerprint = client, os.getpid(), fingerprint
-        return client
+    cached = getattr(_local, "entry", None)
+    if cached is not None and cached[0] == os.getpid() and cached[1] == fingerprint:
+        return cached[2]
+    client = build_client(settings)
+    _local.entry = (os.getpid(), fingerprint, client)
+    return client
 
 
 def reset_client() -> None:
-    """Forget the process client (after a connection error, or in tests)."""
-    global _client, _client_pid, _client_fingerprint
-    with _client_lock:
-        if _client is not None:
-            _client.close()
-        _client = _client_pid = _client_fingerprint = None
+    """Forget this thread's client (after AccessDenied, or in tests)."""
+    cached = getattr(_local, "entry", None)
+    if cached is not None:
+        cached[2].close()
+    _local.entry = None

@@ -157,20 +157,24 @@ def open_client(settings_: OdooSettings | None = None) -> OdooClient:
 # ------------------------------------------------------------------ locks
 @contextlib.contextmanager
 def advisory_locks(namespace: int, keys: Iterable[str]) -> Iterator[set[str]]:
-    """Session-level try-locks; yields the keys acquired (others are being pushed elsewhere)."""
+    """Session-level try-locks, taken in one statement; yields the keys acquired.
+
+    A key not acquired is being pushed by another worker right now: skipped this cycle.
+    """
+    wanted = sorted(set(keys))
     acquired: list[str] = []
     try:
-        with connection.cursor() as cursor:
-            for key in sorted(set(keys)):
-                cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [namespace, key])
-                if cursor.fetchone()[0]:
-                    acquired.append(key)
+        if wanted:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT k FROM unnest(%s::text[]) AS k WHERE pg_try_advisory_lock(%s, hashtext(k))",
+                               [wanted, namespace])
+                acquired = [row[0] for row in cursor.fetchall()]
         yield set(acquired)
     finally:
         if acquired:
             with connection.cursor() as cursor:
-                for key in acquired:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [namespace, key])
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(k)) FROM unnest(%s::text[]) AS k",
+                               [namespace, acquired])
 
 
 # ------------------------------------------------------------------ state helpers

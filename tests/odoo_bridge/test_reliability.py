@@ -152,3 +152,57 @@ def test_field_names_follow_the_odoo_version(settings, catalog, version, uom_fie
         lines = server.records("sale.order.line", [], [uom_field, "price_unit"])
     assert len(lines) == 2 and all(ln[uom_field][1] == "Units" for ln in lines)
     assert OdooConnectionState.objects.get().line_uom_field == uom_field
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_push_cycles_do_not_duplicate(fake_odoo, catalog):
+    import threading
+
+    from django.db import connection
+
+    subs = [catalog.subscription() for _ in range(30)]
+    for sub in subs:
+        catalog.rate(sub, catalog.api_charge, units="10", amount="0.200000")
+    fake_odoo.faults.add("latency", model="sale.order", method="create", seconds=0.3, times=None)
+    reports = []
+
+    def run():
+        try:
+            reports.append(push_cycle(batch_size=10))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(bool(r.aborted) for r in reports) == [False, True]  # the second saw the cycle lock
+    push_cycle()
+    assert_no_duplicates(fake_odoo, subs, lines_per_sub=2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_single_subscription_push_waits_for_its_lock(fake_odoo, catalog):
+    from odoo_bridge.sync import ADVISORY_NAMESPACE_SUBSCRIPTION, advisory_locks
+
+    sub = catalog.subscription()
+    with advisory_locks(ADVISORY_NAMESPACE_SUBSCRIPTION, [str(sub.pk)]) as held:
+        assert held == {str(sub.pk)}
+        import threading
+
+        from django.db import connection
+
+        out = []
+
+        def other():
+            try:
+                out.append(push_cycle(subscription_ids=[sub.pk]))
+            finally:
+                connection.close()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert out[0].skipped_locked == 1 and fake_odoo.records("sale.order") == []
+    assert push_cycle(subscription_ids=[sub.pk]).orders_created == 1
