@@ -125,6 +125,7 @@ class OdooSettings:
     user: str
     api_key: str = field(repr=False)
     timeout_seconds: float = 30.0  # ok-float: a timeout, not money
+    transport: str = "jsonrpc"
 
     @property
     def configured(self) -> bool:
@@ -136,13 +137,15 @@ class OdooSettings:
 
         return cls(url=getattr(settings, "ODOO_URL", "") or "", db=getattr(settings, "ODOO_DB", "") or "",
                    user=getattr(settings, "ODOO_USER", "") or "", api_key=getattr(settings, "ODOO_API_KEY", "") or "",
-                   timeout_seconds=getattr(settings, "ODOO_TIMEOUT_SECONDS", 30.0))
+                   timeout_seconds=getattr(settings, "ODOO_TIMEOUT_SECONDS", 30.0),
+                   transport=getattr(settings, "ODOO_TRANSPORT", "jsonrpc"))
 
     def key_fingerprint(self) -> str:
         """Identifies the credentials without revealing them (to notice a rotated key)."""
         import hashlib
 
-        return hashlib.sha256(f"{self.url}|{self.db}|{self.user}|{self.api_key}|{self.timeout_seconds}".encode()).hexdigest()[:16]
+        raw = f"{self.url}|{self.db}|{self.user}|{self.api_key}|{self.timeout_seconds}|{self.transport}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- log redaction
@@ -267,6 +270,89 @@ class JsonRpcTransport:
         self._odoo = None
 
 
+# Positional arguments of the calls the bridge makes -> JSON-2 parameter names (ORM signatures).
+JSON2_POSITIONAL = {
+    "search": ["domain"], "search_read": ["domain"], "search_count": ["domain"], "read": ["ids", "fields"],
+    "create": ["vals_list"], "write": ["ids", "vals"], "unlink": ["ids"], "fields_get": ["allfields"],
+    "check_object_reference": ["module", "xml_id"], "context_get": [], "name_search": ["name"],
+}
+
+
+class Json2Transport:
+    """Odoo 19+ `POST /json/2/<model>/<method>` with `Authorization: bearer <key>` (reference §2).
+
+    Named arguments only (record ids go in `ids`); the response is the bare result and
+    errors are real HTTP statuses with a JSON body `{name, message, ...}`.
+    """
+
+    def __init__(self, settings: OdooSettings) -> None:
+        if not settings.configured:
+            raise OdooConfigurationError("ODOO_URL, ODOO_DB, ODOO_USER and ODOO_API_KEY must all be set")
+        parts = urlsplit(settings.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OdooConfigurationError(f"ODOO_URL must be an http(s) base URL, got {settings.url!r}")
+        self.settings = settings
+        self._base = settings.url.rstrip("/")
+        self._round_trips = 0
+        install_log_redaction(settings.api_key)
+
+    @property
+    def round_trips(self) -> int:
+        return self._round_trips
+
+    def _request(self, path: str, body: dict | None, *, model: str, method: str, auth: bool = True) -> Any:
+        import urllib.request
+
+        headers = {"Content-Type": "application/json", "User-Agent": "fusion-billing-odoo-bridge/1.0"}
+        if auth:
+            headers["Authorization"] = f"bearer {self.settings.api_key}"
+            headers["X-Odoo-Database"] = self.settings.db
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self._base + path, data=data, headers=headers,
+                                         method="POST" if data is not None else "GET")
+        self._round_trips += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout_seconds) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise self._classify_http(exc, model=model, method=method) from exc
+        except Exception as exc:
+            raise classify_exception(exc, model=model, method=method) from exc
+
+    @staticmethod
+    def _classify_http(exc: urllib.error.HTTPError, *, model: str, method: str) -> OdooError:
+        try:
+            payload = json.loads(exc.read() or b"{}")
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):  # a pre-release answered a bare JSON string
+            payload = {"message": str(payload)}
+        name = payload.get("name") or f"http.{exc.code}"
+        message = payload.get("message") or f"HTTP {exc.code}"
+        if exc.code == 401 or name in ACCESS_DENIED_NAMES:
+            return OdooAccessDenied(message, name=name, model=model, method=method)
+        if exc.code in (408, 409, 429) or exc.code >= 500 or name in CONCURRENCY_ERROR_NAMES:
+            return OdooRetryableError(message, name=name, model=model, method=method)
+        return OdooRemoteError(message, name=name, model=model, method=method)
+
+    def connect(self) -> dict:
+        version = self._request("/web/version", None, model="web", method="version", auth=False)
+        self.call("res.users", "context_get", [], {})  # proves the key; 401 -> AccessDenied
+        return {"server_version": version.get("version", "") if isinstance(version, dict) else ""}
+
+    def call(self, model: str, method: str, args: list, kwargs: dict) -> Any:
+        names = JSON2_POSITIONAL.get(method, ["ids"])  # action_* methods take the record ids
+        body = dict(kwargs or {})
+        for name, value in zip(names, args):
+            body[name] = value
+        if len(args) > len(names):
+            raise OdooConfigurationError(f"JSON-2 needs named arguments for {model}.{method}")
+        return self._request(f"/json/2/{model}/{method}", body, model=model, method=method)
+
+    def close(self) -> None:
+        return None
+
+
 # ---------------------------------------------------------------- client
 @dataclass
 class FieldNames:
@@ -350,8 +436,15 @@ def _digits(meta: dict | None, *, default: int) -> int:
 _local = threading.local()
 
 
+TRANSPORTS = {"jsonrpc": JsonRpcTransport, "json2": Json2Transport}
+
+
 def build_client(settings: OdooSettings) -> OdooClient:
-    return OdooClient(JsonRpcTransport(settings)).connect()
+    try:
+        transport_class = TRANSPORTS[settings.transport]
+    except KeyError:
+        raise OdooConfigurationError(f"ODOO_TRANSPORT must be one of {sorted(TRANSPORTS)}") from None
+    return OdooClient(transport_class(settings)).connect()
 
 
 def get_client(settings: OdooSettings | None = None) -> OdooClient:

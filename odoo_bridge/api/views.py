@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -29,6 +31,27 @@ class InvoiceFilters(serializers.Serializer):
     search_term = serializers.CharField(required=False, max_length=255)
 
 
+LAGO_JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON (see docs/odoo.md).")
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.INT, description="Page number, from 1."),
+    OpenApiParameter("per_page", OpenApiTypes.INT, description="Items per page."),
+]
+FILTER_PARAMETERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=InvoiceStatus.values, description="Invoice status."),
+    OpenApiParameter("payment_status", OpenApiTypes.STR, enum=InvoicePaymentStatus.values,
+                     description="Payment status."),
+    OpenApiParameter("invoice_type", OpenApiTypes.STR, description="`subscription` or `credit_note`."),
+    OpenApiParameter("currency", OpenApiTypes.STR, description="ISO 4217 currency code."),
+    OpenApiParameter("issuing_date_from", OpenApiTypes.DATE, description="Issued on or after this day."),
+    OpenApiParameter("issuing_date_to", OpenApiTypes.DATE, description="Issued on or before this day."),
+    OpenApiParameter("payment_overdue", OpenApiTypes.BOOL, description="Finalized, unpaid and past due."),
+    OpenApiParameter("search_term", OpenApiTypes.STR, description="Part of the number, customer name or email."),
+    *PAGE_PARAMETERS,
+]
+EXTERNAL_CUSTOMER = OpenApiParameter("external_customer_id", OpenApiTypes.STR,
+                                     description="The customer's id in the calling app.")
+
+
 def _filters(request) -> dict:
     form = InvoiceFilters(data=request.query_params)
     if not form.is_valid():
@@ -42,6 +65,9 @@ def _list_response(request, queryset) -> Response:
 
 
 class InvoiceListView(ServiceAPIView):
+    @extend_schema(operation_id="invoices_list", parameters=[EXTERNAL_CUSTOMER, *FILTER_PARAMETERS],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                   description="Invoices of the calling service, mirrored from Odoo.")
     def get(self, request) -> Response:
         filters = _filters(request)
         external_customer_id = filters.pop("external_customer_id", None)
@@ -55,6 +81,10 @@ class InvoiceListView(ServiceAPIView):
 
 
 class InvoiceDetailView(ServiceAPIView):
+    @extend_schema(operation_id="invoices_retrieve",
+                   parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The invoice's lago_id (UUID).")],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request, lago_id: str) -> Response:
         invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
         if invoice is None:
@@ -63,6 +93,11 @@ class InvoiceDetailView(ServiceAPIView):
 
 
 class CustomerInvoiceListView(ServiceAPIView):
+    @extend_schema(operation_id="customers_invoices_list",
+                   parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The customer's id in the calling app."),
+                               *FILTER_PARAMETERS],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def get(self, request, external_id: str) -> Response:
         link = selectors.account_link(service=self.service, external_id=external_id)
         if link is None:

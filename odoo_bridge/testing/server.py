@@ -259,6 +259,27 @@ class FakeOdoo:
             raise OdooException(f"Method not available {method}")
         raise OdooException(f"No such service {service!r}")
 
+    def dispatch_json2(self, model: str, method: str, ids: list, named: dict) -> Any:
+        """Named arguments only; record methods get `ids`, @api.model methods must not."""
+        from .business import ACTIONS
+        from .store import AccessError, PythonValueError
+
+        if method.startswith("_"):  # get_public_method refuses it before anything else
+            raise AccessError(f"Private methods (such as '{model}.{method}') cannot be called remotely.")
+        record_method = method in JSON2_RECORD_METHODS or (model, method) in ACTIONS
+        if ids and not record_method:
+            raise PythonValueError(f"cannot call {model}.{method} with ids")
+        if model == "ir.model.data" and method == "check_object_reference":
+            return self.methods.orm_check_object_reference(model, named.get("module"), named.get("xml_id"))
+        if model == "res.users" and method == "context_get":
+            return self.methods.orm_context_get(model)
+        args = [ids] if record_method else []
+        with self.store.lock:
+            result = self.methods.call(model, method, args, named)
+        if method == "create" and isinstance(result, int):
+            return [result]  # a returned recordset becomes its ids
+        return result
+
     def _common(self, method: str, args: list) -> Any:
         if method == "version":
             return self.version_info
@@ -290,6 +311,15 @@ class FakeOdoo:
             return self.methods.orm_check_object_reference(model, *call_args)
         with self.store.lock:
             return self.methods.call(model, model_method, list(call_args), dict(call_kwargs or {}))
+
+
+_JSON2_STATUS = {
+    "odoo.exceptions.AccessError": 403, "odoo.exceptions.AccessDenied": 403, "odoo.exceptions.MissingError": 404,
+    "builtins.AttributeError": 404, "builtins.KeyError": 404, "odoo.exceptions.UserError": 422,
+    "odoo.exceptions.ValidationError": 422, "builtins.ValueError": 422, "builtins.TypeError": 422,
+    "odoo.exceptions.LockError": 409,
+}
+JSON2_RECORD_METHODS = {"read", "write", "unlink"}
 
 
 def _error_payload(fake: FakeOdoo, name: str, message: str, exc: BaseException | None = None) -> dict:
@@ -337,6 +367,9 @@ def _make_handler(fake: FakeOdoo) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self.path.startswith("/json/2/"):
+                self._json2(raw)
+                return
             if self.path not in ("/jsonrpc", "/web/webclient/version_info"):
                 self._not_found()
                 return
@@ -395,6 +428,72 @@ def _make_handler(fake: FakeOdoo) -> type[BaseHTTPRequestHandler]:
                 self._drop()
                 return
             self._reply(request_id, result=result)
+
+        def _json2(self, raw: bytes) -> None:
+            """Odoo 19 JSON-2: bearer key, named arguments, bare JSON result, real HTTP statuses (§2)."""
+            parts = self.path.split("?")[0].split("/")
+            if len(parts) != 5 or not parts[3] or not parts[4]:
+                self._not_found()
+                return
+            model, method = parts[3], parts[4]
+            fake.record_call(RpcCall(path="/json/2", service="json2", method=method, model=model,
+                                     model_method=method))
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if ctype != "application/json":
+                self._json2_error(415, "werkzeug.exceptions.UnsupportedMediaType", "Unsupported Media Type")
+                return
+            auth = self.headers.get("Authorization") or ""
+            scheme, _, key = auth.partition(" ")
+            if scheme.lower() != "bearer" or key.strip() != fake.api_key:
+                fake.access_denied_count += 1
+                self._json2_error(401, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
+                return
+            try:
+                body = json.loads(raw or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError
+            except ValueError:
+                self._json2_error(400, "werkzeug.exceptions.BadRequest", "Invalid JSON data")
+                return
+            ids = body.pop("ids", None) or []
+            body.pop("context", None)
+            lost = False
+            for fault in fake.faults.take("object", model, method, [ids], body):
+                if fault.kind == "lost_response":
+                    lost = True
+                elif fault.kind == "latency":
+                    time.sleep(fault.seconds)
+                elif fault.kind == "drop":
+                    self._drop()
+                    return
+                elif fault.kind == "http_status":
+                    self._send(fault.status, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+                    return
+                elif fault.kind == "access_denied":
+                    self._json2_error(403, AccessDenied.odoo_name, "Access Denied")
+                    return
+                elif fault.kind == "concurrency":
+                    self._json2_error(409, "odoo.exceptions.LockError", ConcurrencyError().message)
+                    return
+                elif fault.kind == "error":
+                    self._json2_error(_JSON2_STATUS.get(fault.name, 500), fault.name, fault.message)
+                    return
+            try:
+                result = fake.dispatch_json2(model, method, ids, body)
+            except OdooException as exc:
+                self._json2_error(_JSON2_STATUS.get(exc.odoo_name, 500), exc.odoo_name, exc.message)
+                return
+            except Exception as exc:
+                self._json2_error(500, f"builtins.{type(exc).__name__}", str(exc))
+                return
+            if lost:
+                self._drop()
+                return
+            self._send(200, json.dumps(result).encode())
+
+        def _json2_error(self, status: int, name: str, message: str) -> None:
+            body = {"name": name, "message": message, "arguments": [message, status], "context": {}, "debug": ""}
+            self._send(status, json.dumps(body).encode())
 
         def _reply(self, request_id: Any, *, result: Any = None, error: dict | None = None) -> None:
             body: dict = {"jsonrpc": "2.0", "id": request_id}
