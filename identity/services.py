@@ -94,7 +94,6 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
                 # The account's new email belongs to a known client: it is that client.
                 link.customer = customer = owner
             elif not customer.email:
-                customer.email = email
                 profile["email"] = email
         updates = {column: value for column, value in profile.items() if getattr(customer, column) != value}
         if updates:

@@ -87,3 +87,26 @@ def test_same_external_ids_are_separate_accounts_per_service(api_client, theirs)
     # Upserting our cus_1 never touches theirs.
     api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_1", "name": "Ours"}}, format="json")
     assert AccountLink.objects.get(pk=theirs["customer"]).external_id == "cus_1"
+
+
+def test_invoices_of_a_shared_customer_stay_with_their_service(api_client, other_api_client, theirs):
+    """One real client (same email) in both services: each service sees only its own invoices."""
+    from datetime import date
+
+    from odoo_bridge.models import Invoice
+
+    other_api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_1", "email": "x@shared.test"}},
+                          format="json")
+    api_client.post("/api/v1/customers", {"customer": {"external_id": "mine", "email": "X@shared.test"}},
+                    format="json")
+    their_link = AccountLink.objects.get(service__code="nexadesk")
+    assert AccountLink.objects.get(service__code="nexacloud").customer_id == their_link.customer_id
+    invoice = Invoice.objects.create(
+        service=their_link.service, customer=their_link.customer, subscription=Subscription.objects.get(),
+        odoo_move_id=4242, number="INV/0001", status="finalized", currency="CAD", issuing_date=date.today())
+
+    assert other_api_client.get(f"/api/v1/invoices/{invoice.pk}").status_code == 200  # the owner sees it
+    assert api_client.get(f"/api/v1/invoices/{invoice.pk}").status_code == 404
+    assert api_client.get("/api/v1/invoices").json()["invoices"] == []
+    assert api_client.get("/api/v1/customers/mine/invoices").json()["invoices"] == []
+    assert api_client.get("/api/v1/customers/cus_1/invoices").status_code == 404
