@@ -259,6 +259,10 @@ def main() -> None:
     figures = []
     try:
         time.sleep(1.5)
+        # Warm-up (not measured): every worker imports, resolves URLs and connects once.
+        warm = [(port, meta["api_key"], "batch", f"w{run_id}-{k}", 0, 10, 10) for k in range(4 * options.workers)]
+        with mp.get_context("fork").Pool(min(len(warm), options.concurrency)) as pool:
+            pool.map(api_client_loop, warm)
         rss_start = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
         jobs = [(port, meta["api_key"], "batch", f"b{run_id}", start, count, options.batch_size)
                 for start, count in split(options.events, options.concurrency, options.batch_size)]

@@ -172,3 +172,14 @@ def test_batch_folds_identical_repeats_and_flags_conflicting_ones():
 )
 def test_metric_value_checks(aggregation, properties, expected):
     assert numeric_property_error(aggregation_type=aggregation, field_name="n", properties=properties) == expected
+
+
+def test_event_lago_id_is_the_uuid5_of_its_unique_key():
+    import uuid
+
+    from metering.api.renderers import EVENT_ID_NAMESPACE, event_lago_id
+
+    for service_id, subscription, transaction in [(1, "sub_1", "tx"), (42, "s/é", "t\x01"), (7, "", "")]:
+        expected = uuid.uuid5(EVENT_ID_NAMESPACE, f"{service_id}\0{subscription}\0{transaction}")
+        assert event_lago_id(service_id=service_id, external_subscription_id=subscription,
+                             transaction_id=transaction) == str(expected)
