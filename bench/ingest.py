@@ -86,7 +86,7 @@ def prepare(run_id: str) -> dict:
 # --------------------------------------------------------------------------- server
 
 
-def start_gunicorn(workers: int) -> tuple[subprocess.Popen, int]:
+def start_gunicorn(workers: int, threads: int = 1) -> tuple[subprocess.Popen, int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -95,7 +95,8 @@ def start_gunicorn(workers: int) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "billing_project.wsgi", "--bind", f"fd://{sock.fileno()}",
-         "--workers", str(workers), "--worker-class", "sync", "--backlog", "1024", "--log-level", "warning",
+         "--workers", str(workers), "--worker-class", "gthread" if threads > 1 else "sync",
+         "--threads", str(threads), "--backlog", "1024", "--log-level", "warning",
          "--timeout", "120"],
         cwd=REPO_ROOT, env=env, pass_fds=[sock.fileno()],
     )
@@ -240,21 +241,27 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events sent in batches (default 20,000)")
     parser.add_argument("--single-events", type=int, default=3_000, help="events sent one per request")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=8, help="client processes")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (>= 2)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client processes (batches)")
+    parser.add_argument("--single-concurrency", type=int, default=None,
+                        help="client processes for single events (default: --concurrency)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (>= 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker (> 1: gthread workers, overlapping database waits)")
     parser.add_argument("--skip-baseline", action="store_true")
     options = parser.parse_args()
 
+    single_concurrency = options.single_concurrency or options.concurrency
     ensure_database(os.environ["DATABASE_URL"])
     run_id = uuid.uuid4().hex[:8]
     meta = prepare(run_id)
     from django.db import connections
 
     connections.close_all()
-    server, port = start_gunicorn(options.workers)
+    server, port = start_gunicorn(options.workers, options.threads)
     sampler = RssSampler(server.pid)
     sampler.start()
-    print(f"ingest benchmark: gunicorn {options.workers} sync workers on 127.0.0.1:{port}, "
+    kind = f"gthread x{options.threads}" if options.threads > 1 else "sync"
+    print(f"ingest benchmark: gunicorn {options.workers} {kind} workers on 127.0.0.1:{port}, "
           f"{options.concurrency} client processes, {os.cpu_count()} CPUs (shared machine)", flush=True)
     figures = []
     try:
@@ -268,7 +275,7 @@ def main() -> None:
                 for start, count in split(options.events, options.concurrency, options.batch_size)]
         figures.append(run_phase(f"API batch x{options.batch_size}", api_client_loop, jobs, options.events))
         jobs = [(port, meta["api_key"], "single", f"s{run_id}", start, count, 1)
-                for start, count in split(options.single_events, options.concurrency, 1)]
+                for start, count in split(options.single_events, single_concurrency, 1)]
         figures.append(run_phase("API single", api_client_loop, jobs, options.single_events))
         rss_end = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
     finally:
@@ -282,7 +289,7 @@ def main() -> None:
                 for start, count in split(options.events, options.concurrency, options.batch_size)]
         figures.append(run_phase(f"psycopg batch x{options.batch_size}", baseline_loop, jobs, options.events))
         jobs = [(url, meta, "single", f"rs{run_id}", start, count, 1)
-                for start, count in split(options.single_events, options.concurrency, 1)]
+                for start, count in split(options.single_events, single_concurrency, 1)]
         figures.append(run_phase("psycopg single", baseline_loop, jobs, options.single_events))
         print(f"  ratio API/baseline: batch {figures[0]['events_per_s'] / figures[2]['events_per_s']:.2f}, "
               f"single {figures[1]['events_per_s'] / figures[3]['events_per_s']:.2f}")

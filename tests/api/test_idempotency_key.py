@@ -114,3 +114,17 @@ def test_event_writes_are_covered(api_client, subscription):
     first = api_client.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="e1")
     second = api_client.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="e1")
     assert second["Idempotent-Replayed"] == "true" and second.content == first.content
+
+
+def test_views_of_other_apps_are_covered_too(api_client, service):
+    first = api_client.put("/api/v1/organizations", {"organization": {"name": "Renamed"}}, format="json",
+                           HTTP_IDEMPOTENCY_KEY="org-1")
+    assert first.status_code == 200
+    service.refresh_from_db()
+    service.name = "Changed meanwhile"
+    service.save()
+    replay = api_client.put("/api/v1/organizations", {"organization": {"name": "Renamed"}}, format="json",
+                            HTTP_IDEMPOTENCY_KEY="org-1")
+    assert replay["Idempotent-Replayed"] == "true" and replay.content == first.content
+    service.refresh_from_db()
+    assert service.name == "Changed meanwhile"
