@@ -67,7 +67,6 @@ def prepare(run_id: str) -> dict:
     from identity import keys
     from identity.models import Service
     from metering import services
-    from tests.api.conftest import create_catalogue  # noqa: F401  (same shapes as the tests)
 
     service = Service.objects.create(code=f"bench-{run_id}", name="Ingest benchmark")
     api_key = keys.issue_key(service=service, name="bench").plaintext

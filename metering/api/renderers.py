@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from identity.api.formatting import iso_millis, iso_seconds, to_cents
-from identity.api.renderers import render_customer  # noqa: F401  (re-exported for callers)
 from metering.models import BillableMetric, Charge, Plan, Subscription
 from metering.pricing import render_charge_properties
 
