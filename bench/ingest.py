@@ -57,7 +57,7 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def prepare(run_id: str) -> dict:
+def prepare(run_id: str, subscriptions: int = 1) -> dict:
     import django
 
     django.setup()
@@ -76,10 +76,13 @@ def prepare(run_id: str) -> dict:
         "name": "Bench", "code": "bench", "interval": "monthly", "amount_cents": 1000, "amount_currency": "CAD",
         "charges": [{"billable_metric_id": metric.id, "charge_model": "standard",
                      "properties": {"amount": "0.0075", "unit_batch": 3600}}]})
-    subscription = services.create_subscription(service=service, data={
-        "external_customer_id": "bench-customer", "plan_code": "bench", "external_id": "bench-sub"}).subscription
-    return {"api_key": api_key, "service_id": service.id, "subscription_id": str(subscription.id),
-            "link_id": str(subscription.account_link_id)}
+    subscription_ids = []
+    for n in range(subscriptions):
+        subscription = services.create_subscription(service=service, data={
+            "external_customer_id": f"bench-customer-{n}", "plan_code": "bench",
+            "external_id": f"bench-sub-{n}"}).subscription
+        subscription_ids.append(str(subscription.id))
+    return {"api_key": api_key, "service_id": service.id, "subscription_ids": subscription_ids}
 
 
 # --------------------------------------------------------------------------- server
@@ -146,8 +149,12 @@ class RssSampler(threading.Thread):
 # --------------------------------------------------------------------------- load
 
 
+SUBSCRIPTIONS = 1  # set from --subscriptions before the client processes fork
+
+
 def event_body(prefix: str, i: int, now: int) -> dict:
-    return {"transaction_id": f"{prefix}-{i}", "external_subscription_id": "bench-sub", "code": "cpu_seconds",
+    return {"transaction_id": f"{prefix}-{i}", "external_subscription_id": f"bench-sub-{i % SUBSCRIPTIONS}",
+            "code": "cpu_seconds",
             "timestamp": str(now), "precise_total_amount_cents": None, "properties": {"cpu_seconds": i % 100}}
 
 
@@ -196,7 +203,8 @@ def baseline_loop(args: tuple) -> list[float]:
             n = min(batch if kind == "batch" else 1, start + count - i)
             params: list = []
             for j in range(i, i + n):
-                params += [meta["service_id"], meta["subscription_id"], "bench-sub", "cpu_seconds",
+                sub = j % len(meta["subscription_ids"])
+                params += [meta["service_id"], meta["subscription_ids"][sub], f"bench-sub-{sub}", "cpu_seconds",
                            f"{prefix}-{j}", now, Jsonb({"cpu_seconds": j % 100}), j % 100, "0" * 64]
             began = time.perf_counter()
             conn.execute(sql_head + ",".join([row_sql] * n) + tail, params)
@@ -246,13 +254,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (>= 2)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per worker (> 1: gthread workers, overlapping database waits)")
+    parser.add_argument("--subscriptions", type=int, default=50,
+                        help="events are spread over this many subscriptions (1 = one hot row)")
     parser.add_argument("--skip-baseline", action="store_true")
     options = parser.parse_args()
 
     single_concurrency = options.single_concurrency or options.concurrency
     ensure_database(os.environ["DATABASE_URL"])
     run_id = uuid.uuid4().hex[:8]
-    meta = prepare(run_id)
+    global SUBSCRIPTIONS
+    SUBSCRIPTIONS = options.subscriptions
+    meta = prepare(run_id, options.subscriptions)
     from django.db import connections
 
     connections.close_all()
@@ -261,7 +273,8 @@ def main() -> None:
     sampler.start()
     kind = f"gthread x{options.threads}" if options.threads > 1 else "sync"
     print(f"ingest benchmark: gunicorn {options.workers} {kind} workers on 127.0.0.1:{port}, "
-          f"{options.concurrency} client processes, {os.cpu_count()} CPUs (shared machine)", flush=True)
+          f"{options.concurrency} client processes, {options.subscriptions} subscriptions, "
+          f"{os.cpu_count()} CPUs (shared machine)", flush=True)
     figures = []
     try:
         time.sleep(1.5)
