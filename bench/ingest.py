@@ -7,8 +7,8 @@
 What runs, all on loopback:
 * gunicorn (``--workers`` sync workers) serving ``billing_project.wsgi`` on an
   ephemeral port (a socket bound to port 0 and handed over as ``fd://``);
-* ``--concurrency`` client processes, each a closed loop of keep-alive-free HTTP
-  requests (``http.client``), posting ``POST /api/v1/events/batch`` (100 events) and
+* ``--concurrency`` client processes, each a closed loop of HTTP requests
+  (``http.client``; connections are reused when the server keeps them alive), posting ``POST /api/v1/events/batch`` (100 events) and
   then ``POST /api/v1/events`` (single events);
 * the baseline: the same number of processes inserting the same kind of rows into the
   same table with psycopg, ``INSERT … ON CONFLICT DO NOTHING`` — one multi-row
@@ -163,6 +163,7 @@ def api_client_loop(args: tuple) -> list[float]:
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     now = int(time.time())
     latencies: list[float] = []
+    conn = None
     i = start
     while i < start + count:
         n = min(batch, start + count - i)
@@ -173,11 +174,14 @@ def api_client_loop(args: tuple) -> list[float]:
             body = json.dumps({"event": event_body(prefix, i, now)}).encode()
             path, n = "/api/v1/events", 1
         began = time.perf_counter()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         payload = response.read()
-        conn.close()
+        if response.will_close:  # sync workers close; gthread workers keep the connection alive
+            conn.close()
+            conn = None
         latencies.append(time.perf_counter() - began)
         if response.status != 200:
             raise RuntimeError(f"{response.status}: {payload[:300]!r}")
