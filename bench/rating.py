@@ -207,12 +207,31 @@ def time_group_by(service_id: int, repeats: int = 3) -> tuple[float, int]:
     return statistics.median(timings), rows
 
 
-def rate_in_child(chunk_size: int, now: datetime) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--rate-only", "--chunk-size", str(chunk_size), "--now", now.isoformat()],
-        check=True, capture_output=True, text=True, cwd=REPO_ROOT,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def rate_in_children(chunk_size: int, now: datetime, workers: int) -> dict:
+    """Run rating in ``workers`` processes at once, each on one slice of the subscriptions."""
+    started = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--rate-only", "--chunk-size", str(chunk_size), "--now", now.isoformat(),
+             "--shard", f"{index}/{workers}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        )
+        for index in range(workers)
+    ]
+    results = []
+    for child in children:
+        out, err = child.communicate()
+        if child.returncode:
+            raise RuntimeError(err)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    wall = time.perf_counter() - started
+    return {
+        "seconds": max(r["seconds"] for r in results),
+        "wall_seconds": wall,
+        "max_rss_mb": max(r["max_rss_mb"] for r in results),
+        **{key: sum(r[key] for r in results)
+           for key in ("subscriptions", "rows_created", "rows_updated", "windows_closed", "chunks")},
+    }
 
 
 def peak_rss_mb() -> int:
@@ -224,12 +243,14 @@ def peak_rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def rate_only(chunk_size: int, now: datetime) -> None:
+def rate_only(chunk_size: int, now: datetime, shard: str) -> None:
     import logging
 
     logging.disable(logging.INFO)
+    index, count = (int(part) for part in shard.split("/"))
     started = time.perf_counter()
-    summary = rating.rate_open_windows(service_code=SERVICE_CODE, chunk_size=chunk_size, now=now)
+    summary = rating.rate_open_windows(service_code=SERVICE_CODE, chunk_size=chunk_size, now=now,
+                                       shard=None if count == 1 else (index, count))
     seconds = time.perf_counter() - started
     print(json.dumps({
         "seconds": seconds, "subscriptions": summary.subscriptions, "rows_created": summary.rows_created,
@@ -245,17 +266,22 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench data afterwards")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse bench data kept by a previous --keep run (same scale)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="rating processes at once, each on a slice of the subscription ids "
+                             "(as RATING_SHARDS does with Celery workers)")
     parser.add_argument("--rate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     parser.add_argument("--now", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rate_only:
-        rate_only(args.chunk_size, datetime.fromisoformat(args.now))
+        rate_only(args.chunk_size, datetime.fromisoformat(args.now), args.shard)
         return
 
     subscriptions = max(1, int(FULL_SUBSCRIPTIONS * args.scale))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     log(f"rating bench: {subscriptions:,} subscriptions x 2 charges, "
-        f"{subscriptions * EVENTS_PER_SUBSCRIPTION:,} events, chunk {args.chunk_size} "
+        f"{subscriptions * EVENTS_PER_SUBSCRIPTION:,} events, chunk {args.chunk_size}, "
+        f"{args.workers} rating process(es) "
         f"(cores: {os.cpu_count()}; machine shared with other engineers)")
     service = Service.objects.filter(code=SERVICE_CODE).first() if args.reuse else None
     if service is None:
@@ -276,11 +302,12 @@ def main() -> None:
     group_by_seconds, groups = time_group_by(service.id)
     log(f"single SQL GROUP BY over the events: {group_by_seconds:.2f}s median of 3 ({groups:,} groups)")
 
-    first = rate_in_child(args.chunk_size, now)
-    log(f"rate_open_windows (first run): {first['seconds']:.2f}s, {first['subscriptions']:,} subscriptions, "
+    first = rate_in_children(args.chunk_size, now, args.workers)
+    log(f"rate_open_windows (first run): {first['seconds']:.2f}s "
+        f"(wall incl. process start {first['wall_seconds']:.2f}s), {first['subscriptions']:,} subscriptions, "
         f"{first['rows_created']:,} RatedUsage rows created, {first['chunks']} chunks, "
         f"peak RSS {first['max_rss_mb']:.0f} MB")
-    again = rate_in_child(args.chunk_size, now)
+    again = rate_in_children(args.chunk_size, now, args.workers)
     log(f"rate_open_windows (re-run, nothing changed): {again['seconds']:.2f}s, "
         f"{again['rows_created']} created, {again['rows_updated']} updated, peak RSS {again['max_rss_mb']:.0f} MB")
     stored = RatedUsage.objects.filter(subscription__service=service).count()

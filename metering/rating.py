@@ -683,6 +683,19 @@ def _with_retry(work):
     raise AssertionError("unreachable")
 
 
+def shard_bounds(index: int, count: int) -> tuple[UUID, UUID | None]:
+    """``[lower, upper)`` of slice ``index`` of ``count`` of the UUID space (upper None: to the end).
+
+    Subscription ids are random UUIDs, so equal slices hold about equal work.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+    span = 1 << 128
+    lower = UUID(int=span * index // count)
+    upper = None if index == count - 1 else UUID(int=span * (index + 1) // count)
+    return lower, upper
+
+
 def rate_subscription(*, subscription_id: UUID, now: datetime | None = None) -> RatingSummary:
     """Rate one subscription now (waits for a worker that holds it)."""
     now = now or timezone.now()
@@ -707,11 +720,14 @@ def rate_open_windows(
     subscription_ids: Sequence[UUID] | None = None,
     now: datetime | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    shard: tuple[int, int] | None = None,
 ) -> RatingSummary:
     """Rate every open window (and close ended ones), chunk by chunk.
 
     Subscriptions locked by another worker are skipped: that worker is rating
     them. Memory stays bounded by ``chunk_size`` (keyset pagination on id).
+    ``shard=(index, count)`` restricts the run to one of ``count`` equal slices
+    of the subscription-id space, so several workers can split a run.
     """
     started = time.monotonic()
     now = now or timezone.now()
@@ -722,6 +738,11 @@ def rate_open_windows(
         base = base.filter(service__code=service_code)
     if subscription_ids is not None:
         base = base.filter(id__in=list(subscription_ids))
+    if shard is not None:
+        lower, upper = shard_bounds(*shard)
+        base = base.filter(id__gte=lower)
+        if upper is not None:
+            base = base.filter(id__lt=upper)
     last_id: UUID | None = None
     while True:
         def work() -> tuple[RatingSummary, UUID | None, bool]:

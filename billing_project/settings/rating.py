@@ -5,6 +5,9 @@ from .env import env
 RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
+# Each beat run is split into this many tasks (slices of the subscription ids) that the
+# rating queue's worker processes run in parallel; 1 = one task rates everything.
+RATING_SHARDS = env.int("RATING_SHARDS", default=1)
 
 RATING_BEAT_SCHEDULE: dict = {
     "rate-open-windows": {

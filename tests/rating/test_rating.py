@@ -384,3 +384,21 @@ def test_both_paths_agree_on_aggregation_zero_rule_and_closing(catalogue, engine
     assert {r.state for r in rows.values()} == {"frozen"}
     sub.refresh_from_db()
     assert (sub.current_period_start, sub.current_period_end) == (T1, T2)
+
+
+def test_shards_split_the_subscriptions_exactly(catalogue):
+    import uuid
+
+    bounds = [rating.shard_bounds(i, 3) for i in range(3)]
+    assert bounds[0][0] == uuid.UUID(int=0) and bounds[2][1] is None
+    assert bounds[0][1] == bounds[1][0] and bounds[1][1] == bounds[2][0]
+    with pytest.raises(ValueError):
+        rating.shard_bounds(3, 3)
+
+    plan = catalogue.plan("cloud", [CPU])
+    subs = [catalogue.subscription(plan) for _ in range(12)]
+    for sub in subs:
+        catalogue.events(sub, "cpu_seconds", [(T0, 363600)])
+    per_shard = [rating.rate_open_windows(now=NOW, shard=(i, 3)).subscriptions for i in range(3)]
+    assert sum(per_shard) == 12
+    assert RatedUsage.objects.count() == 12

@@ -65,7 +65,7 @@ def test_two_processes_rating_and_closing_windows_at_once(service):
     assert set(may.values_list("amount", "state")) == {(D("0.015"), "frozen")}
 
 
-def test_beat_task_rates_on_a_real_worker_of_the_rating_queue(service, start_celery_worker):
+def test_beat_task_fans_out_shards_on_a_real_worker_of_the_rating_queue(service, start_celery_worker):
     import time
 
     from metering import tasks
@@ -73,19 +73,21 @@ def test_beat_task_rates_on_a_real_worker_of_the_rating_queue(service, start_cel
     catalogue = Catalogue(service)
     plan = catalogue.plan("cloud", [CPU])
     now = timezone.now()
-    sub = catalogue.subscription(plan, start=now - timedelta(days=1), end=now + timedelta(days=29))
-    catalogue.events(sub, "cpu_seconds", [(now - timedelta(hours=1), 3600 + 1800)])
-    start_celery_worker(queues="rating", env={"DJANGO_DEBUG": "1"})
+    subs = [catalogue.subscription(plan, start=now - timedelta(days=1), end=now + timedelta(days=29))
+            for _ in range(6)]
+    for sub in subs:
+        catalogue.events(sub, "cpu_seconds", [(now - timedelta(hours=1), 3600 + 1800)])
+    start_celery_worker(queues="rating", env={"DJANGO_DEBUG": "1", "RATING_SHARDS": "3"})
 
-    tasks.rate_open_windows.delay()
+    tasks.rate_open_windows.delay()  # -> 3 rate_open_windows_shard tasks on the rating queue
     deadline = time.monotonic() + 60
-    while not RatedUsage.objects.filter(subscription=sub).exists() and time.monotonic() < deadline:
+    while RatedUsage.objects.count() < len(subs) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert RatedUsage.objects.get(subscription=sub).amount == D("0.00375")
+    assert {r.subscription_id: r.amount for r in RatedUsage.objects.all()} == {s.id: D("0.00375") for s in subs}
 
     RatedUsage.objects.all().delete()
-    tasks.rate_subscription.delay(str(sub.id))
+    tasks.rate_subscription.delay(str(subs[0].id))
     deadline = time.monotonic() + 60
-    while not RatedUsage.objects.filter(subscription=sub).exists() and time.monotonic() < deadline:
+    while not RatedUsage.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert RatedUsage.objects.get(subscription=sub).amount == D("0.00375")
+    assert list(RatedUsage.objects.values_list("subscription_id", "amount")) == [(subs[0].id, D("0.00375"))]
