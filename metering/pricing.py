@@ -75,8 +75,11 @@ _EXACT_QUANTIZE = decimal.Context(
     prec=200, rounding=decimal.ROUND_HALF_UP, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
     traps=[decimal.InvalidOperation],
 )
-# Amounts in properties beyond this many digits are refused (keeps _EXACT exact).
-_MAX_DIGITS = 40
+# What the Charge columns store exactly (metering.models RATE / QUANTITY: 10 decimal
+# places, 28 and 38 digits): anything finer or larger is refused, never rounded on save.
+STORED_PLACES = 10
+MONEY_INTEGER_DIGITS = 18
+QUANTITY_INTEGER_DIGITS = 28
 
 
 class ChargePropertiesInvalid(ValueError):
@@ -126,8 +129,9 @@ class _Errors:
             codes.append(code)
 
 
-def _decimal_string(value: Any) -> Decimal | None:
-    """A non-negative finite decimal given as a STRING (Lago refuses numbers)."""
+def _decimal_string(value: Any, *, integer_digits: int = MONEY_INTEGER_DIGITS) -> Decimal | None:
+    """A non-negative finite decimal given as a STRING (Lago refuses numbers) that the
+    database stores exactly (at most 10 decimal places, ``integer_digits`` before the point)."""
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -139,7 +143,9 @@ def _decimal_string(value: Any) -> Decimal | None:
         return None
     if not parsed.is_finite() or parsed < 0:
         return None
-    if len(parsed.as_tuple().digits) > _MAX_DIGITS or parsed.as_tuple().exponent < -_MAX_DIGITS:
+    if parsed >= Decimal(10) ** integer_digits:
+        return None
+    if parsed.as_tuple().exponent < -STORED_PLACES and parsed != parsed.quantize(Decimal(1).scaleb(-STORED_PLACES)):
         return None
     return parsed + 0  # normalises -0 to 0
 
@@ -148,7 +154,7 @@ def _integer(value: Any) -> int | None:
     # bool is an int subclass in Python; JSON true/false is not a number.
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if abs(value) >= 10**_MAX_DIGITS:
+    if abs(value) >= 10**QUANTITY_INTEGER_DIGITS:
         return None
     return value
 
@@ -161,7 +167,7 @@ def _free_units(properties: Mapping[str, Any], errors: _Errors, *, integer_only:
     if as_int is not None and as_int >= 0:
         return Decimal(as_int)
     if not integer_only:
-        as_dec = _decimal_string(raw)
+        as_dec = _decimal_string(raw, integer_digits=QUANTITY_INTEGER_DIGITS)
         if as_dec is not None:
             return as_dec
     errors.add("free_units", "invalid_free_units")
@@ -255,7 +261,8 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
         raw_batch = properties.get("unit_batch")
         if raw_batch is not None:
             as_int = _integer(raw_batch)
-            batch = Decimal(as_int) if as_int is not None else _decimal_string(raw_batch)
+            batch = (Decimal(as_int) if as_int is not None
+                     else _decimal_string(raw_batch, integer_digits=QUANTITY_INTEGER_DIGITS))
             if batch is None or batch <= 0:
                 errors.add("unit_batch", "invalid_unit_batch")
             elif batch != ONE:

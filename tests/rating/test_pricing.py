@@ -259,6 +259,16 @@ class TestValidation:
     def test_standard_amount_must_be_a_non_negative_decimal_string(self, bad):
         assert errors_of("standard", {"amount": bad}) == {"amount": ["invalid_amount"]}
 
+    @pytest.mark.parametrize("bad", ["0.00000000001", "1000000000000000000", "1e-11"])
+    def test_amount_beyond_what_the_database_stores_exactly(self, bad):
+        # 10 decimal places and 18 integer digits (NUMERIC(28, 10)): refused, never rounded
+        assert errors_of("standard", {"amount": bad}) == {"amount": ["invalid_amount"]}
+
+    def test_amount_at_the_storage_limits(self):
+        assert terms("standard", amount="0.0000000001").amount == D("1E-10")
+        assert terms("standard", amount="999999999999999999.9999999999").amount == D("999999999999999999.9999999999")
+        assert terms("standard", amount="0.50000000000000").amount == D("0.5")  # trailing zeros are exact
+
     def test_standard_missing_amount(self):
         assert errors_of("standard", {}) == {"amount": ["invalid_amount"]}
 
