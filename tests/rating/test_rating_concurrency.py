@@ -91,3 +91,45 @@ def test_beat_task_fans_out_shards_on_a_real_worker_of_the_rating_queue(service,
     while not RatedUsage.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert list(RatedUsage.objects.values_list("subscription_id", "amount")) == [(subs[0].id, D("0.00375"))]
+
+
+def test_a_worker_killed_mid_run_leaves_every_subscription_whole(service):
+    import signal
+    import time
+
+    catalogue = Catalogue(service)
+    plan = catalogue.plan("cloud", [CPU, CALLS])
+    subs = [catalogue.subscription(plan, start=T0, end=T0.replace(month=4)) for _ in range(150)]
+    for sub in subs:
+        catalogue.events(sub, "cpu_seconds", [(T0, 7200)])
+        catalogue.events(sub, "calls", [(T0, None)] * 3)
+    now = timezone.now()
+    current_start, _ = windows.billing_window(interval="monthly", anchor=T0, at=now)
+
+    worker = subprocess.Popen([sys.executable, "manage.py", "rate_usage", "--chunk-size", "3"], cwd=REPO_ROOT,
+                              env=subprocess_environment(DJANGO_DEBUG="1"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not RatedUsage.objects.exists() and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)  # wherever it is: mid-chunk, between chunks, or done
+    worker.wait(timeout=30)
+
+    def assert_whole():
+        done = 0
+        for sub in Subscription.objects.filter(id__in=[s.id for s in subs]):
+            rows = RatedUsage.objects.filter(subscription=sub)
+            if sub.current_period_start == T0:  # untouched: nothing half-written
+                assert sub.usage_frozen_until is None and not rows.exists()
+            else:  # every window closed, its rows frozen with their final amounts
+                done += 1
+                assert (sub.current_period_start, sub.usage_frozen_until) == (current_start, current_start)
+                assert {(r.charge.metric.code, r.amount, r.state) for r in rows} == {
+                    ("cpu_seconds", D("0.0075"), "frozen"), ("calls", D("2"), "frozen")}
+        return done
+
+    assert_whole()
+    subprocess.run([sys.executable, "manage.py", "rate_usage"], cwd=REPO_ROOT, check=True,
+                   env=subprocess_environment(DJANGO_DEBUG="1"), capture_output=True)
+    assert assert_whole() == len(subs)
+    assert RatedUsage.objects.count() == 2 * len(subs)
