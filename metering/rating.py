@@ -120,6 +120,7 @@ class RatingSummary:
 @dataclass(frozen=True)
 class _ChargeSpec:
     charge: Charge
+    charge_key: str  # str(charge.id), for the SQL array literals
     code: str
     aggregation_type: str
     field_name: str
@@ -143,6 +144,7 @@ class _PlanCharges:
             self._by_plan[charge.plan_id].append(
                 _ChargeSpec(
                     charge=charge,
+                    charge_key=str(charge.id),
                     code=charge.metric.code,
                     aggregation_type=charge.metric.aggregation_type,
                     field_name=charge.metric.field_name,
@@ -169,7 +171,7 @@ class _Aggregate:
 # Driven by the chunk's subscriptions: one index range scan per (subscription,
 # window) on usage_event_rating (subscription, code, timestamp) INCLUDE (value),
 # an index-only scan on a vacuumed table.
-_GROUP_SQL = """
+_GROUP_SQL = """/* rating: aggregate */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
@@ -450,7 +452,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             units, count = _units(spec, aggregates.get((key, spec.code)))
             billable, amount = _price(spec, units)
             column_subs.append(key)
-            charges.append(spec.charge.id)
+            charges.append(spec.charge_key)
             units_col.append(units)
             billable_col.append(billable)
             amount_col.append(amount)
@@ -477,7 +479,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
 
 # The window of each row is read from its (locked) subscription, exactly as the
 # aggregation read it; an empty window (terminated before it began) rates nothing.
-_UPSERT_SQL = """
+_UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
@@ -513,7 +515,7 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 """
 
 # A charge no longer on the plan (plan changed mid-window) bills nothing.
-_ZERO_DROPPED_SQL = """
+_ZERO_DROPPED_SQL = """/* rating: zero dropped charges */
 UPDATE {table} r
 SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
 FROM {subscription} s
