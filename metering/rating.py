@@ -459,7 +459,8 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             count_col.append(count)
     with connection.cursor() as cursor:
         cursor.execute(
-            _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table),
+            _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table,
+                               charge=Charge._meta.db_table),
             {
                 "ids": _array(sub_ids), "subscription_id": _array(column_subs), "charge_id": _array(charges),
                 "units": _array(units_col), "billable_units": _array(billable_col),
@@ -467,23 +468,25 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             },
         )
         created, updated = cursor.fetchone()
-        cursor.execute(
-            _ZERO_DROPPED_SQL.format(table=RatedUsage._meta.db_table, charge=Charge._meta.db_table,
-                                     subscription=Subscription._meta.db_table),
-            {"ids": _array(sub_ids), "now": now},
-        )
-        updated += cursor.rowcount
     summary.rows_created += created
     summary.rows_updated += updated
 
 
-# The window of each row is read from its (locked) subscription, exactly as the
-# aggregation read it; an empty window (terminated before it began) rates nothing.
+# One statement per chunk. The window of each row is read from its (locked)
+# subscription, exactly as the aggregation read it. The chunk's existing rows are read
+# once (``e``) so that unchanged rows are never touched (no row lock, no write): only
+# new rows with an amount and changed open rows reach the INSERT .. ON CONFLICT; open
+# rows of charges no longer on the plan (plan changed mid-window) are set to 0. An
+# empty window (terminated before it began) rates nothing; frozen rows never change.
 _UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
-    SELECT s.id, s.current_period_start AS window_start,
+    SELECT s.id, s.plan_id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
     FROM {subscription} s WHERE s.id = ANY(%(ids)s::uuid[])
+), e AS MATERIALIZED (
+    SELECT r.id, r.subscription_id, r.charge_id, r.window_end, r.units, r.billable_units, r.amount,
+           r.events_count, r.state, w.plan_id
+    FROM w JOIN {table} r ON r.subscription_id = w.id AND r.window_start = w.window_start
 ), v AS (
     SELECT v.subscription_id, v.charge_id, w.window_start, w.window_end,
            v.units, v.billable_units, v.amount, v.events_count
@@ -491,39 +494,34 @@ WITH w AS MATERIALIZED (
                 %(billable_units)s::numeric[], %(amount)s::numeric[], %(events_count)s::bigint[])
         AS v(subscription_id, charge_id, units, billable_units, amount, events_count)
     JOIN w ON w.id = v.subscription_id
+    LEFT JOIN e ON e.subscription_id = v.subscription_id AND e.charge_id = v.charge_id
+    WHERE w.window_end > w.window_start
+      AND CASE WHEN e.id IS NULL THEN v.amount > 0  -- a zero amount creates no row...
+               ELSE e.state = 'open'                -- ...but does update an existing one
+                    AND (e.window_end, e.units, e.billable_units, e.amount, e.events_count)
+                        IS DISTINCT FROM (w.window_end, v.units, v.billable_units, v.amount, v.events_count)
+          END
 ), up AS (
     INSERT INTO {table} AS r (subscription_id, charge_id, window_start, window_end, units, billable_units,
                               amount, events_count, state, rated_at)
     SELECT v.subscription_id, v.charge_id, v.window_start, v.window_end, v.units, v.billable_units, v.amount,
            v.events_count, 'open', %(now)s
     FROM v
-    WHERE v.window_end > v.window_start
-      -- a zero amount creates no row, but does update an existing one
-      AND (v.amount > 0 OR EXISTS (
-            SELECT 1 FROM {table} e WHERE e.subscription_id = v.subscription_id AND e.charge_id = v.charge_id
-                                      AND e.window_start = v.window_start))
     ON CONFLICT (subscription_id, charge_id, window_start) DO UPDATE SET
         window_end = EXCLUDED.window_end, units = EXCLUDED.units, billable_units = EXCLUDED.billable_units,
         amount = EXCLUDED.amount, events_count = EXCLUDED.events_count, rated_at = EXCLUDED.rated_at
     WHERE r.state = 'open'
-      AND (r.window_end, r.units, r.billable_units, r.amount, r.events_count)
-          IS DISTINCT FROM (EXCLUDED.window_end, EXCLUDED.units, EXCLUDED.billable_units, EXCLUDED.amount,
-                            EXCLUDED.events_count)
     RETURNING (xmax = 0) AS inserted
+), dropped AS (
+    UPDATE {table} r SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
+    FROM e
+    WHERE r.id = e.id AND e.state = 'open'
+      AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = e.charge_id AND c.plan_id = e.plan_id)
+      AND (e.units, e.billable_units, e.amount, e.events_count) IS DISTINCT FROM (0, 0, 0, 0)
+    RETURNING 1
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
-"""
-
-# A charge no longer on the plan (plan changed mid-window) bills nothing.
-_ZERO_DROPPED_SQL = """/* rating: zero dropped charges */
-UPDATE {table} r
-SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
-FROM {subscription} s
-WHERE r.subscription_id = ANY(%(ids)s::uuid[]) AND s.id = r.subscription_id
-  AND r.window_start = s.current_period_start
-  AND r.state = 'open'
-  AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = r.charge_id AND c.plan_id = s.plan_id)
-  AND (r.units, r.billable_units, r.amount, r.events_count) IS DISTINCT FROM (0, 0, 0, 0)
+SELECT (SELECT count(*) FROM up WHERE inserted),
+       (SELECT count(*) FROM up WHERE NOT inserted) + (SELECT count(*) FROM dropped)
 """
 
 
