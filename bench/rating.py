@@ -194,7 +194,7 @@ def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
     return service
 
 
-def time_group_by(service_id: int, repeats: int = 3) -> tuple[float, int]:
+def time_group_by(service_id: int, repeats: int = 3) -> tuple[float, int]:  # ok-float: seconds
     sql = ("SELECT subscription_id, code, count(*), sum(value), max(value) FROM metering_usageevent "
            "WHERE service_id = %s GROUP BY subscription_id, code")
     timings, rows = [], 0
@@ -261,7 +261,8 @@ def rate_only(chunk_size: int, now: datetime, shard: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 100k subscriptions, 2M events")
+    parser.add_argument("--scale", type=float, default=1.0,  # ok-float: a size factor
+                        help="1.0 = 100k subscriptions, 2M events")
     parser.add_argument("--chunk-size", type=int, default=rating.DEFAULT_CHUNK_SIZE)
     parser.add_argument("--keep", action="store_true", help="keep the bench data afterwards")
     parser.add_argument("--reuse", action="store_true",

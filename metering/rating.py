@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
@@ -104,7 +104,7 @@ class RatingSummary:
     rows_updated: int = 0
     windows_closed: int = 0
     chunks: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # ok-float: elapsed time, not money
 
     def add(self, other: "RatingSummary") -> None:
         self.subscriptions += other.subscriptions
@@ -185,7 +185,7 @@ GROUP BY w.id, e.code
 
 
 def _aggregate(
-    events: "QuerySet[UsageEvent]",  # noqa: F821 - already filtered to the windows
+    events: QuerySet,  # already filtered to the windows
     specs_by_code: dict[str, list[_ChargeSpec]],
     *,
     window_sub_ids: Sequence[UUID] | None = None,
