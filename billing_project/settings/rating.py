@@ -1,4 +1,18 @@
 """Settings of the rating area (owned by its engineer)."""
-from .env import env  # noqa: F401
+from .env import env
 
-RATING_BEAT_SCHEDULE: dict = {}
+# How often Celery beat rates every open window (and closes the ones that ended).
+RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
+# Subscriptions per transaction: bounds memory and lock hold time.
+RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
+# Each beat run is split into this many tasks (slices of the subscription ids) that the
+# rating queue's worker processes run in parallel; 1 = one task rates everything.
+RATING_SHARDS = env.int("RATING_SHARDS", default=1)
+
+RATING_BEAT_SCHEDULE: dict = {
+    "rate-open-windows": {
+        "task": "metering.tasks.rate_open_windows",
+        "schedule": RATING_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": RATING_INTERVAL_SECONDS},
+    },
+}

@@ -1,0 +1,326 @@
+"""Event ingestion benchmark: the real API under gunicorn vs. a raw psycopg baseline.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_api_bench \\
+    SECRET_KEY=... ALLOWED_HOSTS=127.0.0.1 \\
+    python bench/ingest.py --events 20000 --single-events 3000 --concurrency 8 --workers 2
+
+What runs, all on loopback:
+* gunicorn (``--workers`` sync workers) serving ``billing_project.wsgi`` on an
+  ephemeral port (a socket bound to port 0 and handed over as ``fd://``);
+* ``--concurrency`` client processes, each a closed loop of HTTP requests
+  (``http.client``; connections are reused when the server keeps them alive), posting ``POST /api/v1/events/batch`` (100 events) and
+  then ``POST /api/v1/events`` (single events);
+* the baseline: the same number of processes inserting the same kind of rows into the
+  same table with psycopg, ``INSERT … ON CONFLICT DO NOTHING`` — one multi-row
+  statement + commit per 100 rows, and one statement + commit per single row;
+* the RSS of every gunicorn worker, sampled every second.
+
+Prints events/s, p50/p99 per request and the API/baseline ratio. Timings are figures
+to read, never assertions. The machine may be shared: note it with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fb_api_bench")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def prepare(run_id: str, subscriptions: int = 1) -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from identity import keys
+    from identity.models import Service
+    from metering import services
+
+    service = Service.objects.create(code=f"bench-{run_id}", name="Ingest benchmark")
+    api_key = keys.issue_key(service=service, name="bench").plaintext
+    metric = services.create_billable_metric(service=service, data={
+        "name": "CPU seconds", "code": "cpu_seconds", "aggregation_type": "sum_agg", "field_name": "cpu_seconds"})
+    services.create_plan(service=service, data={
+        "name": "Bench", "code": "bench", "interval": "monthly", "amount_cents": 1000, "amount_currency": "CAD",
+        "charges": [{"billable_metric_id": metric.id, "charge_model": "standard",
+                     "properties": {"amount": "0.0075", "unit_batch": 3600}}]})
+    subscription_ids = []
+    for n in range(subscriptions):
+        subscription = services.create_subscription(service=service, data={
+            "external_customer_id": f"bench-customer-{n}", "plan_code": "bench",
+            "external_id": f"bench-sub-{n}"}).subscription
+        subscription_ids.append(str(subscription.id))
+    return {"api_key": api_key, "service_id": service.id, "subscription_ids": subscription_ids}
+
+
+# --------------------------------------------------------------------------- server
+
+
+def start_gunicorn(workers: int, threads: int = 1) -> tuple[subprocess.Popen, int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    env = {**os.environ, "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "billing_project.wsgi", "--bind", f"fd://{sock.fileno()}",
+         "--workers", str(workers), "--worker-class", "gthread" if threads > 1 else "sync",
+         "--threads", str(threads), "--backlog", "1024", "--log-level", "warning",
+         "--timeout", "120"],
+        cwd=REPO_ROOT, env=env, pass_fds=[sock.fileno()],
+    )
+    sock.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, master: int) -> None:
+        super().__init__(daemon=True)
+        self.master = master
+        self.samples: dict[int, list[int]] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            for pid in worker_pids(self.master):
+                if (value := rss_kib(pid)) is not None:
+                    self.samples.setdefault(pid, []).append(value)
+            self.stop_event.wait(1.0)
+
+
+# --------------------------------------------------------------------------- load
+
+
+SUBSCRIPTIONS = 1  # set from --subscriptions before the client processes fork
+
+
+def event_body(prefix: str, i: int, now: int) -> dict:
+    return {"transaction_id": f"{prefix}-{i}", "external_subscription_id": f"bench-sub-{i % SUBSCRIPTIONS}",
+            "code": "cpu_seconds",
+            "timestamp": str(now), "precise_total_amount_cents": None, "properties": {"cpu_seconds": i % 100}}
+
+
+def api_client_loop(args: tuple) -> list[float]:
+    port, api_key, kind, prefix, start, count, batch = args
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    now = int(time.time())
+    latencies: list[float] = []
+    conn = None
+    i = start
+    while i < start + count:
+        n = min(batch, start + count - i)
+        if kind == "batch":
+            body = json.dumps({"events": [event_body(prefix, j, now) for j in range(i, i + n)]}).encode()
+            path = "/api/v1/events/batch"
+        else:
+            body = json.dumps({"event": event_body(prefix, i, now)}).encode()
+            path, n = "/api/v1/events", 1
+        began = time.perf_counter()
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.will_close:  # sync workers close; gthread workers keep the connection alive
+            conn.close()
+            conn = None
+        latencies.append(time.perf_counter() - began)
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {payload[:300]!r}")
+        i += n
+    return latencies
+
+
+def baseline_loop(args: tuple) -> list[float]:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    url, meta, kind, prefix, start, count, batch = args
+    now = time.time()  # ok-float (wall clock for a benchmark row)
+    latencies: list[float] = []
+    sql_head = ("INSERT INTO metering_usageevent (service_id, created_at, subscription_id, external_subscription_id,"
+                " code, transaction_id, \"timestamp\", properties, value, precise_total_amount_cents, payload_hash)"
+                " VALUES ")
+    row_sql = "(%s, now(), %s, %s, %s, %s, to_timestamp(%s), %s, %s, NULL, %s)"
+    tail = " ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING"
+    with psycopg.connect(url) as conn:
+        i = start
+        while i < start + count:
+            n = min(batch if kind == "batch" else 1, start + count - i)
+            params: list = []
+            for j in range(i, i + n):
+                sub = j % len(meta["subscription_ids"])
+                params += [meta["service_id"], meta["subscription_ids"][sub], f"bench-sub-{sub}", "cpu_seconds",
+                           f"{prefix}-{j}", now, Jsonb({"cpu_seconds": j % 100}), j % 100, "0" * 64]
+            began = time.perf_counter()
+            conn.execute(sql_head + ",".join([row_sql] * n) + tail, params)
+            conn.commit()
+            latencies.append(time.perf_counter() - began)
+            i += n
+    return latencies
+
+
+def run_phase(label: str, target, jobs: list[tuple], events: int) -> dict:
+    began = time.perf_counter()
+    with mp.get_context("fork").Pool(len(jobs)) as pool:
+        results = pool.map(target, jobs)
+    elapsed = time.perf_counter() - began
+    latencies = sorted(value for chunk in results for value in chunk)
+    figures = {
+        "label": label, "events": events, "seconds": elapsed, "events_per_s": events / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "requests": len(latencies),
+    }
+    print(f"  {label:<28} {figures['events_per_s']:>10,.0f} events/s   p50 {figures['p50_ms']:7.1f} ms   "
+          f"p99 {figures['p99_ms']:7.1f} ms   ({events:,} events, {len(latencies):,} requests, {elapsed:.1f} s)",
+          flush=True)
+    return figures
+
+
+def split(total: int, parts: int, step: int) -> list[tuple[int, int]]:
+    chunks = max(1, total // step)
+    per = [chunks // parts + (1 if k < chunks % parts else 0) for k in range(parts)]
+    result, offset = [], 0
+    for k, n in enumerate(per):
+        count = n * step if k < parts - 1 else total - offset
+        result.append((offset, count))
+        offset += count
+    return [r for r in result if r[1] > 0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events sent in batches (default 20,000)")
+    parser.add_argument("--single-events", type=int, default=3_000, help="events sent one per request")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8, help="client processes (batches)")
+    parser.add_argument("--single-concurrency", type=int, default=None,
+                        help="client processes for single events (default: --concurrency)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (>= 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker (> 1: gthread workers, overlapping database waits)")
+    parser.add_argument("--subscriptions", type=int, default=50,
+                        help="events are spread over this many subscriptions (1 = one hot row)")
+    parser.add_argument("--skip-baseline", action="store_true")
+    options = parser.parse_args()
+
+    single_concurrency = options.single_concurrency or options.concurrency
+    ensure_database(os.environ["DATABASE_URL"])
+    run_id = uuid.uuid4().hex[:8]
+    global SUBSCRIPTIONS
+    SUBSCRIPTIONS = options.subscriptions
+    meta = prepare(run_id, options.subscriptions)
+    from django.db import connections
+
+    connections.close_all()
+    server, port = start_gunicorn(options.workers, options.threads)
+    sampler = RssSampler(server.pid)
+    sampler.start()
+    kind = f"gthread x{options.threads}" if options.threads > 1 else "sync"
+    print(f"ingest benchmark: gunicorn {options.workers} {kind} workers on 127.0.0.1:{port}, "
+          f"{options.concurrency} client processes, {options.subscriptions} subscriptions, "
+          f"{os.cpu_count()} CPUs (shared machine)", flush=True)
+    figures = []
+    try:
+        time.sleep(1.5)
+        # Warm-up (not measured): every worker imports, resolves URLs and connects once.
+        warm = [(port, meta["api_key"], "batch", f"w{run_id}-{k}", 0, 10, 10) for k in range(4 * options.workers)]
+        with mp.get_context("fork").Pool(min(len(warm), options.concurrency)) as pool:
+            pool.map(api_client_loop, warm)
+        rss_start = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
+        jobs = [(port, meta["api_key"], "batch", f"b{run_id}", start, count, options.batch_size)
+                for start, count in split(options.events, options.concurrency, options.batch_size)]
+        figures.append(run_phase(f"API batch x{options.batch_size}", api_client_loop, jobs, options.events))
+        jobs = [(port, meta["api_key"], "single", f"s{run_id}", start, count, 1)
+                for start, count in split(options.single_events, single_concurrency, 1)]
+        figures.append(run_phase("API single", api_client_loop, jobs, options.single_events))
+        rss_end = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
+    finally:
+        sampler.stop_event.set()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    if not options.skip_baseline:
+        url = os.environ["DATABASE_URL"]
+        jobs = [(url, meta, "batch", f"rb{run_id}", start, count, options.batch_size)
+                for start, count in split(options.events, options.concurrency, options.batch_size)]
+        figures.append(run_phase(f"psycopg batch x{options.batch_size}", baseline_loop, jobs, options.events))
+        jobs = [(url, meta, "single", f"rs{run_id}", start, count, 1)
+                for start, count in split(options.single_events, single_concurrency, 1)]
+        figures.append(run_phase("psycopg single", baseline_loop, jobs, options.single_events))
+        print(f"  ratio API/baseline: batch {figures[0]['events_per_s'] / figures[2]['events_per_s']:.2f}, "
+              f"single {figures[1]['events_per_s'] / figures[3]['events_per_s']:.2f}")
+
+    print("  web worker RSS (KiB): " + ", ".join(
+        f"pid {pid}: start {rss_start.get(pid)} end {rss_end.get(pid)} max {max(sampler.samples.get(pid, [0]))}"
+        for pid in rss_start))
+    for pid, samples in sampler.samples.items():
+        if len(samples) >= 10:
+            tenth = len(samples) // 10
+            early, late = statistics.median(samples[tenth:2 * tenth] or samples[:1]), statistics.median(
+                samples[-tenth:])
+            print(f"  worker {pid}: RSS median early {early} KiB, late {late} KiB ({len(samples)} samples)")
+    print("  goals: batch >= 10,000 events/s and >= 0.5x baseline; single >= 1,000 events/s, p99 <= 50 ms")
+
+
+if __name__ == "__main__":
+    main()

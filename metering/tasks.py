@@ -1,0 +1,47 @@
+"""Celery tasks of the rating engine (queue ``rating``); thin wrappers over metering.rating."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from celery import shared_task
+from django.conf import settings
+
+from metering import rating
+
+
+@shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
+def rate_open_windows(service_code: str | None = None) -> dict:
+    """Beat entry point: with RATING_SHARDS > 1, fan out one task per slice of subscriptions."""
+    shards = getattr(settings, "RATING_SHARDS", 1)
+    if shards > 1:
+        for index in range(shards):
+            rate_open_windows_shard.delay(service_code, index, shards)
+        return {"shards": shards}
+    return rate_open_windows_shard(service_code, 0, 1)
+
+
+@shared_task(name="metering.tasks.rate_open_windows_shard", ignore_result=True)
+def rate_open_windows_shard(service_code: str | None, index: int, count: int) -> dict:
+    summary = rating.rate_open_windows(
+        service_code=service_code,
+        chunk_size=getattr(settings, "RATING_CHUNK_SIZE", rating.DEFAULT_CHUNK_SIZE),
+        shard=None if count == 1 else (index, count),
+    )
+    return {
+        "subscriptions": summary.subscriptions,
+        "rows_created": summary.rows_created,
+        "rows_updated": summary.rows_updated,
+        "windows_closed": summary.windows_closed,
+    }
+
+
+@shared_task(name="metering.tasks.rate_subscription", ignore_result=True)
+def rate_subscription(subscription_id: str) -> dict:
+    summary = rating.rate_subscription(subscription_id=UUID(str(subscription_id)))
+    return {
+        "subscriptions": summary.subscriptions,
+        "rows_created": summary.rows_created,
+        "rows_updated": summary.rows_updated,
+        "windows_closed": summary.windows_closed,
+    }
