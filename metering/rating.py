@@ -173,7 +173,7 @@ _GROUP_SQL = """
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
-    FROM unnest(%(ids)s::uuid[]) AS ids(id) JOIN {subscription} s ON s.id = ids.id
+    FROM {subscription} s WHERE s.id = ANY(%(ids)s::uuid[])
 )
 SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
 FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
@@ -459,7 +459,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
         cursor.execute(
             _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table),
             {
-                "subscription_id": _array(column_subs), "charge_id": _array(charges),
+                "ids": _array(sub_ids), "subscription_id": _array(column_subs), "charge_id": _array(charges),
                 "units": _array(units_col), "billable_units": _array(billable_col),
                 "amount": _array(amount_col), "events_count": _array(count_col), "now": now,
             },
@@ -478,14 +478,17 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
 # The window of each row is read from its (locked) subscription, exactly as the
 # aggregation read it; an empty window (terminated before it began) rates nothing.
 _UPSERT_SQL = """
-WITH v AS (
-    SELECT v.subscription_id, v.charge_id, s.current_period_start AS window_start,
-           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end,
+WITH w AS MATERIALIZED (
+    SELECT s.id, s.current_period_start AS window_start,
+           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+    FROM {subscription} s WHERE s.id = ANY(%(ids)s::uuid[])
+), v AS (
+    SELECT v.subscription_id, v.charge_id, w.window_start, w.window_end,
            v.units, v.billable_units, v.amount, v.events_count
     FROM unnest(%(subscription_id)s::uuid[], %(charge_id)s::uuid[], %(units)s::numeric[],
                 %(billable_units)s::numeric[], %(amount)s::numeric[], %(events_count)s::bigint[])
         AS v(subscription_id, charge_id, units, billable_units, amount, events_count)
-    JOIN {subscription} s ON s.id = v.subscription_id
+    JOIN w ON w.id = v.subscription_id
 ), up AS (
     INSERT INTO {table} AS r (subscription_id, charge_id, window_start, window_end, units, billable_units,
                               amount, events_count, state, rated_at)
@@ -513,8 +516,9 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 _ZERO_DROPPED_SQL = """
 UPDATE {table} r
 SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
-FROM unnest(%(ids)s::uuid[]) AS ids(id) JOIN {subscription} s ON s.id = ids.id
-WHERE r.subscription_id = s.id AND r.window_start = s.current_period_start
+FROM {subscription} s
+WHERE r.subscription_id = ANY(%(ids)s::uuid[]) AND s.id = r.subscription_id
+  AND r.window_start = s.current_period_start
   AND r.state = 'open'
   AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = r.charge_id AND c.plan_id = s.plan_id)
   AND (r.units, r.billable_units, r.amount, r.events_count) IS DISTINCT FROM (0, 0, 0, 0)

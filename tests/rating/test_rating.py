@@ -325,3 +325,62 @@ def test_beat_schedule_rates_open_windows_on_the_rating_queue(settings):
     from billing_project.celery import app
 
     assert app.amqp.router.route({}, "metering.tasks.rate_open_windows")["queue"].name == "rating"
+
+
+# ----------------------------------------------------------------- portable path
+
+
+@pytest.fixture(params=["postgresql-sql", "portable-orm"])
+def engine_path(request, monkeypatch):
+    """Run a test on the PostgreSQL fast path and on the ORM path (embedded SQLite mode)."""
+    if request.param == "portable-orm":
+        monkeypatch.setattr(rating, "_use_sql_fast_path", lambda: False)
+    return request.param
+
+
+def test_plan_change_mid_window_zeroes_the_dropped_charge(catalogue, engine_path):
+    old = catalogue.plan("old", [CPU])
+    new = catalogue.plan("new", [("calls", "count_agg", "standard", {"amount": "0.25"})])
+    sub = catalogue.subscription(old)
+    catalogue.events(sub, "cpu_seconds", [(T0, 367200)])
+    catalogue.events(sub, "calls", [(T0, None), (NOW, None)])
+    rating.rate_subscription(subscription_id=sub.id, now=NOW)
+    assert {c: r.amount for c, r in rated(sub).items()} == {"cpu_seconds": D("0.015")}
+
+    Subscription.objects.filter(id=sub.id).update(plan=new)
+    summary = rating.rate_subscription(subscription_id=sub.id, now=NOW)
+    assert (summary.rows_created, summary.rows_updated) == (1, 1)
+    rows = rated(sub)
+    assert (rows["cpu_seconds"].amount, rows["cpu_seconds"].units) == (D("0"), D("0"))
+    assert rows["calls"].amount == D("0.5")
+    again = rating.rate_subscription(subscription_id=sub.id, now=NOW)
+    assert (again.rows_created, again.rows_updated) == (0, 0)
+
+
+def test_both_paths_agree_on_aggregation_zero_rule_and_closing(catalogue, engine_path):
+    plan = catalogue.plan("agg", [
+        ("bytes", "sum_agg", "graduated", {"graduated_ranges": [
+            {"from_value": 0, "to_value": 10, "per_unit_amount": "0", "flat_amount": "0"},
+            {"from_value": 10, "to_value": None, "per_unit_amount": "0.5", "flat_amount": "1"}]}),
+        ("seats", "latest_agg", "volume", {"volume_ranges": [
+            {"from_value": 0, "to_value": 5, "per_unit_amount": "2", "flat_amount": "0"},
+            {"from_value": 5, "to_value": None, "per_unit_amount": "1", "flat_amount": "0"}]}),
+        ("users", "unique_count_agg", "package", {"amount": "3", "package_size": 2, "free_units": 1}, "user_id"),
+    ])
+    sub = catalogue.subscription(plan)
+    catalogue.events(sub, "bytes", [(T0, "4"), (NOW, "5.5")])  # 9.5: inside the free tier
+    catalogue.events(sub, "seats", [(T0, "9"), (NOW, "6")])
+    catalogue.events(sub, "users", [(T0, None, {"user_id": u}) for u in "abcaa"])
+    rating.rate_open_windows(now=NOW)
+    rows = rated(sub)
+    assert "bytes" not in rows  # zero amount: no row
+    assert (rows["seats"].units, rows["seats"].amount) == (D("6"), D("6"))
+    assert (rows["users"].units, rows["users"].amount) == (D("3"), D("3"))
+
+    catalogue.events(sub, "bytes", [(NOW, "2")])  # 11.5 -> 1.5 x 0.5 + 1
+    rating.rate_open_windows(now=T1)  # the window ends: final rating, freeze, next window
+    rows = rated(sub)
+    assert rows["bytes"].amount == D("1.75")
+    assert {r.state for r in rows.values()} == {"frozen"}
+    sub.refresh_from_db()
+    assert (sub.current_period_start, sub.current_period_end) == (T1, T2)
