@@ -318,7 +318,9 @@ def main() -> None:
             tenth = len(samples) // 10
             early, late = statistics.median(samples[tenth:2 * tenth] or samples[:1]), statistics.median(
                 samples[-tenth:])
-            print(f"  worker {pid}: RSS median early {early} KiB, late {late} KiB ({len(samples)} samples)")
+            trajectory = " ".join(str(samples[min(len(samples) - 1, k * len(samples) // 10)]) for k in range(11))
+            print(f"  worker {pid}: RSS median early {early} KiB, late {late} KiB ({len(samples)} samples); "
+                  f"deciles: {trajectory}")
     print("  goals: batch >= 10,000 events/s and >= 0.5x baseline; single >= 1,000 events/s, p99 <= 50 ms")
 
 

@@ -70,7 +70,7 @@ class InvoiceLine(models.Model):
         ordering = ["invoice", "id"]
 
 
-from .state_models import (  # noqa: E402,F401  (sync state lives in its own module)
+from .state_models import (  # noqa: E402  (sync state lives in its own module)
     ConnectionStatus,
     OdooConnectionState,
     OdooPullCursor,
@@ -78,3 +78,6 @@ from .state_models import (  # noqa: E402,F401  (sync state lives in its own mod
     SyncKind,
     SyncStatus,
 )
+
+__all__ = ["Invoice", "InvoiceLine", "InvoiceStatus", "InvoicePaymentStatus", "ConnectionStatus",
+           "OdooConnectionState", "OdooPullCursor", "OdooSyncState", "SyncKind", "SyncStatus"]

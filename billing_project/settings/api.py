@@ -32,6 +32,8 @@ from .core import MIDDLEWARE as _CORE_MIDDLEWARE  # noqa: E402
 MIDDLEWARE = [
     *_CORE_MIDDLEWARE[:2],
     "identity.api.middleware.ApiBodyLimitMiddleware",
+    # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
+    "metering.api.fastpath.EventIngestFastPathMiddleware",
     *_CORE_MIDDLEWARE[2:],
     "identity.api.middleware.IdempotencyKeyMiddleware",
 ]

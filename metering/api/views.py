@@ -269,11 +269,45 @@ def _json(payload: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(_response_encoder.encode(payload), status=status, content_type="application/json")
 
 
-def _decode(request) -> Any:
+def _decode(body: bytes) -> Any:
     try:
-        return event_schema.decode_json_body(request.body)
+        return event_schema.decode_json_body(body)
     except event_schema.MalformedJSON:
         raise BadRequest("invalid JSON body", code="invalid_json") from None
+
+
+def create_event(*, service, body: bytes) -> HttpResponse:
+    """``POST /events`` for an authenticated service (shared by the view and the fast path)."""
+    data = _decode(body)
+    raw = data.get("event") if isinstance(data, dict) else None
+    if not raw:
+        raise BadRequest("param is missing or the value is empty: event")
+    event, errors = event_schema.validate_event(raw, received_at=timezone.now())
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        stored = services.ingest_events(service=service, events=[(0, event)])
+    except services.EventsRejected as exc:
+        raise ValidationFailed(exc.errors[0]) from None
+    return _json({"event": render_stored_event(service.id, stored[0])})
+
+
+def create_event_batch(*, service, body: bytes) -> HttpResponse:
+    """``POST /events/batch`` for an authenticated service (shared by the view and the fast path)."""
+    data = _decode(body)
+    if not isinstance(data, dict) or data.get("events") is None:
+        raise BadRequest("param is missing or the value is empty: events")
+    events, errors = event_schema.validate_event_batch(
+        data["events"], received_at=timezone.now(), max_events=settings.EVENTS_BATCH_MAX_LENGTH)
+    if "events" in errors:
+        raise ValidationFailed(errors)
+    try:
+        stored = services.ingest_events(service=service, events=events,
+                                        errors={int(index): details for index, details in errors.items()})
+    except services.EventsRejected as exc:
+        raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
+    memo: dict = {}
+    return _json({"events": [render_stored_event(service.id, s, memo) for s in stored]})
 
 
 EVENT_FIELDS = {
@@ -299,18 +333,7 @@ class EventCreateView(ServiceAPIView):
                                "resend is a success counted once; another payload with the same "
                                "transaction_id is 422 value_already_exist.")
     def post(self, request):
-        data = _decode(request)
-        raw = data.get("event") if isinstance(data, dict) else None
-        if not raw:
-            raise BadRequest("param is missing or the value is empty: event")
-        event, errors = event_schema.validate_event(raw, received_at=timezone.now())
-        if errors:
-            raise ValidationFailed(errors)
-        try:
-            stored = services.ingest_events(service=self.service, events=[(0, event)])
-        except services.EventsRejected as exc:
-            raise ValidationFailed(exc.errors[0]) from None
-        return _json({"event": render_stored_event(self.service.id, stored[0])})
+        return create_event(service=self.service, body=request.body)
 
 
 class EventBatchView(ServiceAPIView):
@@ -323,20 +346,7 @@ class EventBatchView(ServiceAPIView):
                    description="All or nothing; at most EVENTS_BATCH_MAX_LENGTH (100) events; errors keyed "
                                "by the string index of the event.")
     def post(self, request):
-        data = _decode(request)
-        if not isinstance(data, dict) or data.get("events") is None:
-            raise BadRequest("param is missing or the value is empty: events")
-        events, errors = event_schema.validate_event_batch(
-            data["events"], received_at=timezone.now(), max_events=settings.EVENTS_BATCH_MAX_LENGTH)
-        if "events" in errors:
-            raise ValidationFailed(errors)
-        try:
-            stored = services.ingest_events(service=self.service, events=events,
-                                            errors={int(index): details for index, details in errors.items()})
-        except services.EventsRejected as exc:
-            raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
-        service_id, memo = self.service.id, {}
-        return _json({"events": [render_stored_event(service_id, s, memo) for s in stored]})
+        return create_event_batch(service=self.service, body=request.body)
 
 
 class EventDetailView(ServiceAPIView):

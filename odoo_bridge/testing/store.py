@@ -14,7 +14,7 @@ import calendar
 import datetime as dt
 import itertools
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
@@ -199,7 +199,7 @@ class Store:
             "active": F("boolean", "Active", default=True),
             "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
                                        compute=lambda s, m, r: r.get("parent_id") or r["id"]),
-        }, order="complete_name ASC, id DESC" if False else "name, id")
+        }, order="name, id")
         model("account.tax", "Tax", {
             "name": F("char", "Tax Name", required=True), "amount": F("float", "Amount", digits=(16, 4)),
             "amount_type": F("selection", "Tax Computation", selection=[("percent", "Percentage of Price"),
@@ -603,8 +603,6 @@ class Store:
                 self._write_one(model, rec, x2many, stamp)
             if model == "product.template" and not rec.get("_o2m_product_variant_ids"):
                 self.create("product.product", [{"product_tmpl_id": rid}], _bypass=True)
-            if model == "res.partner" and not rec.get("customer_rank"):
-                pass
         return ids
 
     def _link_inverse(self, model: str, rec: dict, old: dict | None) -> None:

@@ -120,3 +120,22 @@ def test_invoice_api_lists_filters_and_scopes_to_the_service(fake_odoo, invoiced
 def test_invoice_api_requires_a_key(client):
     response = client.get("/api/v1/invoices")
     assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}
+
+
+def test_draft_invoice_is_announced_only_once_posted(fake_odoo, catalog):
+    sub = catalog.subscription()
+    push_cycle()
+    sub.refresh_from_db()
+    partner = fake_odoo.records("res.partner", [["ref", "=like", "fb-cus-%"]])[0]["id"]
+    move = fake_odoo.store.create("account.move", [{
+        "move_type": "out_invoice", "partner_id": partner,
+        "invoice_line_ids": [[0, 0, {"name": "manual", "price_unit": 10.0, "subscription_id":
+                                     sub.odoo_sale_order_id}]]}])[0]
+    assert pull_invoices().events == 0
+    assert Invoice.objects.get(odoo_move_id=move).status == "draft"
+    from odoo_bridge.testing.business import account_move_action_post
+
+    account_move_action_post(fake_odoo.store, "account.move", [move])
+    pull_invoices()
+    assert [e["webhook_type"] for e in events()] == ["invoice.created"]
+    assert Invoice.objects.get(odoo_move_id=move).number.startswith("INV/")
