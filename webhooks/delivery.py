@@ -200,14 +200,17 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
     return results
 
 
-_RECORDED_FIELDS = ["claimed_until", "last_status_code", "last_error", "status", "succeeded_at",
-                    "next_attempt_at", "dispatched_until", "dead_at"]
-
-
 def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
+    """One transaction: every attempt row, then each delivery moved on.
+
+    Successes are updated with one statement per (claim, status code), since that is
+    the hot path; failures carry per-row schedules and are updated one by one.
+    """
     attempts = []
     disable: dict[UUID, datetime] = {}
-    by_lease: dict[datetime, list[WebhookDelivery]] = {}
+    succeeded: dict[tuple[datetime, int], list[UUID]] = {}
+    others: list[tuple[WebhookDelivery, dict]] = []
+    recorded_at = timezone.now()
     for s, decision in zip(sent, decisions, strict=True):
         d, outcome = s.delivery, s.outcome
         attempts.append(WebhookAttempt(
@@ -218,19 +221,19 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
             response_excerpt=outcome.response_excerpt, signed_timestamp=s.signed_ts,
             connected_ip=outcome.connected_ip,
         ))
-        by_lease.setdefault(d.claimed_until, []).append(d)
-        d.claimed_until = None
-        d.last_status_code = outcome.status_code
-        d.last_error = outcome.error[:500]
         if decision.action == retry.SUCCEEDED:
-            d.status, d.succeeded_at, d.next_attempt_at = WebhookDelivery.SUCCEEDED, s.finished_at, None
-        elif decision.action == retry.RETRY:
-            d.next_attempt_at, d.dispatched_until = decision.next_attempt_at, None
+            succeeded.setdefault((d.claimed_until, outcome.status_code), []).append(d.id)
+            continue
+        changes: dict = {"claimed_until": None, "last_status_code": outcome.status_code,
+                         "last_error": outcome.error[:500]}
+        if decision.action == retry.RETRY:
+            changes.update(next_attempt_at=decision.next_attempt_at, dispatched_until=None)
         else:
-            d.status, d.dead_at, d.next_attempt_at = WebhookDelivery.DEAD, s.finished_at, None
-            d.last_error = (decision.reason or outcome.error)[:500]
+            changes.update(status=WebhookDelivery.DEAD, dead_at=s.finished_at, next_attempt_at=None,
+                           last_error=(decision.reason or outcome.error)[:500])
         if decision.action == retry.DISABLE_ENDPOINT:
             disable[d.endpoint_id] = s.finished_at
+        others.append((d, changes))
     with transaction.atomic():
         WebhookAttempt.objects.bulk_create(attempts)
         for endpoint_id, at in disable.items():
@@ -238,8 +241,13 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
                 is_active=False, disabled_reason="receiver answered 410 Gone", disabled_at=at,
             )
         # Only the holder of the current claim may move a delivery on.
-        for lease, rows in by_lease.items():
-            WebhookDelivery.objects.filter(claimed_until=lease).bulk_update(rows, _RECORDED_FIELDS)
+        for (lease, status_code), ids in succeeded.items():
+            WebhookDelivery.objects.filter(id__in=ids, claimed_until=lease).update(
+                status=WebhookDelivery.SUCCEEDED, succeeded_at=recorded_at, next_attempt_at=None,
+                claimed_until=None, last_status_code=status_code, last_error="",
+            )
+        for d, changes in others:
+            WebhookDelivery.objects.filter(id=d.id, claimed_until=d.claimed_until).update(**changes)
 
 
 def deliver(
