@@ -81,37 +81,25 @@ def _due_filter(now) -> Q:  # noqa: ANN001
 
 def claim_due(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, greedy: bool = False,
+    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH,
 ) -> list[WebhookDelivery]:
-    """Atomically take due deliveries for this worker; concurrent callers never share one.
-
-    With ``greedy`` the worker also takes other due deliveries up to ``limit``: under
-    load one task then drains many deliveries (their own queued tasks find nothing
-    left and finish at once), which batches database work without adding latency.
-    """
+    """Atomically take due deliveries for this worker; concurrent callers never share one."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS)
     exclude = list(exclude_ids)
-
-    def candidates():  # noqa: ANN202
+    with transaction.atomic():
         qs = (
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("event", "endpoint")
             .filter(_due_filter(now))
         )
-        return qs.exclude(id__in=exclude) if exclude else qs
-
-    with transaction.atomic():
-        qs = candidates()
+        if exclude:
+            qs = qs.exclude(id__in=exclude)
         if delivery_ids is not None:
             qs = qs.filter(id__in=list(delivery_ids))
         if event_ids is not None:
             qs = qs.filter(event_id__in=list(event_ids))
         claimed = list(qs.order_by("next_attempt_at")[:limit])
-        if greedy and len(claimed) < limit:
-            taken = [d.id for d in claimed]
-            extra = candidates().exclude(id__in=taken) if taken else candidates()
-            claimed += list(extra.order_by("next_attempt_at")[: limit - len(claimed)])
         if not claimed:
             return []
         # A claim that expired without an outcome means the worker died mid-delivery.
@@ -252,10 +240,10 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
 
 def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    limit: int = CLAIM_BATCH, greedy: bool = False,
+    limit: int = CLAIM_BATCH,
 ) -> list[AttemptResult]:
     """Claim what is due among the given deliveries (or of the given events) and send each once."""
-    return send_claimed(claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, greedy=greedy))
+    return send_claimed(claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit))
 
 
 def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:

@@ -346,10 +346,3 @@ def test_one_dispatch_per_transaction(service, receiver, make_endpoint, emit, dj
     assert set(ids) >= {str(e.id) for e in kept}
     assert WebhookEvent.objects.count() == 3
 
-
-def test_greedy_claim_takes_other_due_deliveries(service, receiver, make_endpoint, emit):
-    make_endpoint(service, receiver.url())
-    events = [emit(service) for _ in range(5)]
-    results = delivery.deliver(event_ids=[events[0].id], greedy=True)
-    assert len(results) == 5 and len(receiver.received()) == 5
-    assert delivery.deliver(event_ids=[events[1].id], greedy=True) == []
