@@ -169,3 +169,39 @@ def test_https_untrusted_certificate_is_refused_by_default_context(tls_receiver)
         allow_http_hosts="hooks.example.test", resolver=resolver, timeout=5,
     )
     assert outcome.error_kind == sender.KIND_TLS
+
+
+# --- keep-alive -----------------------------------------------------------------
+
+def test_connections_are_kept_alive_and_reused(receiver):
+    for _ in range(3):
+        assert post(receiver.url("/ka")).ok
+    assert len({r.client_port for r in receiver.received("/ka")}) == 1
+
+
+def test_error_responses_do_not_poison_the_pool(receiver):
+    receiver.add_faults("/ka", Fault.large_body(1024 * 1024, status=500))
+    assert post(receiver.url("/ka"), max_response_bytes=1024).status_code == 500  # body not drained: closed
+    assert post(receiver.url("/ka")).ok
+
+
+def test_a_connection_the_server_closed_is_replaced_without_losing_the_request(receiver):
+    from dataclasses import replace
+
+    receiver.add_faults("/ka", replace(Fault.ok(), close_after=True))
+    assert post(receiver.url("/ka")).ok  # pooled, but the server has silently closed it
+    outcome = post(receiver.url("/ka"))
+    assert outcome.ok and outcome.error_kind == ""
+    first, second = receiver.received("/ka")
+    assert first.client_port != second.client_port
+
+
+def test_reuse_never_skips_the_ssrf_check(receiver):
+    answers = {"hooks.example.test": ["127.0.0.1"]}
+    resolver = lambda host, port: answers[host]  # noqa: E731
+    url = f"http://hooks.example.test:{receiver.port}/ka"
+    assert post(url, allow_http_hosts="hooks.example.test", resolver=resolver).ok
+    answers["hooks.example.test"] = ["10.0.0.1"]  # rebinding after a connection was pooled
+    outcome = post(url.replace("http://", "https://"), allow_http_hosts="", resolver=resolver)
+    assert outcome.error_kind == sender.KIND_SSRF
+    assert len(receiver.received("/ka")) == 1

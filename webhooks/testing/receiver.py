@@ -13,6 +13,7 @@ the next queued ``Fault`` for that path, or 200 when none is queued.
 from __future__ import annotations
 
 import collections
+import socket
 import ssl
 import threading
 import time
@@ -28,6 +29,9 @@ class Fault:
     delay_seconds: float = 0.0  # ok-float
     # Close the connection without any response after the delay.
     drop: bool = False
+    # Answer normally, then close the kept-alive connection without announcing it
+    # (as servers do when an idle connection times out).
+    close_after: bool = False
 
     @classmethod
     def ok(cls, status: int = 200) -> Fault:
@@ -71,6 +75,7 @@ class ReceivedRequest:
     body: bytes
     received_at: float  # time.time() on arrival  # ok-float
     answered_status: int | None = None
+    client_port: int = 0  # same port = same kept-alive connection
     extra: dict = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
@@ -79,6 +84,17 @@ class ReceivedRequest:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, like real receivers
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.receiver._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.receiver._untrack(self.connection)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -94,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             received_at=received_at,
+            client_port=self.client_address[1],
         )
         receiver = self.server.receiver
         fault = receiver._next_fault(path)
@@ -109,9 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in fault.headers:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(fault.body)))
-            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(fault.body)
+            if fault.close_after:
+                self.close_connection = True
         except OSError:
             pass  # the sender gave up (timeout) or closed early (size cap)
 
@@ -137,6 +155,7 @@ class WebhookReceiver:
         self.requests: list[ReceivedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set = set()
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> WebhookReceiver:
@@ -155,6 +174,23 @@ class WebhookReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        # Kept-alive connections must not outlive the receiver: a later receiver on
+        # the same port would otherwise never see requests sent on them.
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _track(self, conn) -> None:  # noqa: ANN001
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn) -> None:  # noqa: ANN001
+        with self._lock:
+            self._connections.discard(conn)
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
