@@ -295,27 +295,34 @@ def _fail_fast_connection():  # noqa: ANN202
     """
     app = celery_app()
     conn = getattr(_publisher, "conn", None)
-    if conn is None or getattr(_publisher, "app", None) is not app:
+    if conn is None or getattr(_publisher, "app", None) is not app or getattr(_publisher, "pid", None) != os.getpid():
         options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
         conn = app.connection_for_write(transport_options=options, connect_timeout=2)
-        _publisher.conn, _publisher.app = conn, app
+        _publisher.conn, _publisher.app, _publisher.pid = conn, app, os.getpid()
     return conn
 
 
+def _drop_publisher_connection() -> None:
+    conn = getattr(_publisher, "conn", None)
+    _publisher.conn = None
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception:  # noqa: S110 - it is already broken
+            pass
+
+
 def _enqueue(task_name: str, args: list) -> bool:
-    try:
-        celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
-    except Exception as exc:  # any broker failure: the outbox rows are the source of truth
-        conn = getattr(_publisher, "conn", None)
-        _publisher.conn = None
-        if conn is not None:
-            try:
-                conn.release()
-            except Exception:  # noqa: S110 - already broken
-                pass
-        logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
-        return False
-    return True
+    # Two tries: the first may hit a connection the broker closed (e.g. a restart).
+    for attempt in (1, 2):
+        try:
+            celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
+            return True
+        except Exception as exc:  # any broker failure: the outbox rows are the source of truth
+            _drop_publisher_connection()
+            if attempt == 2:
+                logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
+    return False
 
 
 def dispatch_events(event_ids: Sequence[UUID]) -> bool:

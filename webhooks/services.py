@@ -144,13 +144,19 @@ def update_endpoint(*, endpoint: WebhookEndpoint, url: str = _UNSET, name: str =
 
 @transaction.atomic
 def delete_endpoint(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Soft delete: the delivery history stays; nothing more is sent to it."""
+    """Soft delete: the delivery history stays; nothing more is sent to it.
+
+    Its pending deliveries become dead letters, still visible in the admin.
+    """
     now = timezone.now()
     endpoint.deleted_at = now
     endpoint.is_active = False
     endpoint.disabled_reason = "deleted"
     endpoint.disabled_at = now
     endpoint.save(update_fields=["deleted_at", "is_active", "disabled_reason", "disabled_at", "updated_at"])
+    WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.PENDING).update(
+        status=WebhookDelivery.DEAD, dead_at=now, next_attempt_at=None, last_error="endpoint deleted",
+    )
     return endpoint
 
 

@@ -346,3 +346,28 @@ def test_one_dispatch_per_transaction(service, receiver, make_endpoint, emit, dj
     assert set(ids) >= {str(e.id) for e in kept}
     assert WebhookEvent.objects.count() == 3
 
+
+
+def test_deleting_an_endpoint_dead_letters_its_pending_deliveries(service, receiver, make_endpoint, emit):
+    endpoint = make_endpoint(service, receiver.url()).endpoint
+    event = emit(service)
+    services.delete_endpoint(endpoint=endpoint)
+    d = event.deliveries.get()
+    assert d.status == WebhookDelivery.DEAD and d.last_error == "endpoint deleted"
+    assert emit(service).deliveries.count() == 0
+    call_command("deliver_webhooks", stdout=StringIO())
+    assert receiver.received() == []
+
+
+def test_publishing_failure_leaves_the_outbox_to_the_sweeper(service, receiver, make_endpoint, emit, monkeypatch):
+    from celery import Celery
+
+    make_endpoint(service, receiver.url())
+    dead_broker = Celery("dead", broker="redis://127.0.0.1:1/0", set_as_current=False)
+    monkeypatch.setattr(delivery, "celery_app", lambda: dead_broker)
+    event = emit(service)
+    assert delivery.dispatch_events([event.id]) is False
+    d = event.deliveries.get()
+    assert d.status == WebhookDelivery.PENDING and d.dispatched_until is None
+    assert delivery.sweep_due() == 0  # still down: the rows stay for the next sweep
+    assert WebhookDelivery.objects.get(pk=d.pk).dispatched_until is None
