@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def dead_delivery(service, receiver, make_endpoint, emit, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500, b"database on fire"))
+    receiver.add_faults("/hook", Fault.error(500, b"database on fire"))
     event = emit(service)
     delivery.deliver(event_ids=[event.id])
     d = event.deliveries.get()
@@ -144,7 +144,7 @@ def test_create_service_text_output_shows_secret_once(receiver):
 
 def test_deliver_webhooks_command_skips_not_yet_due(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500))
+    receiver.add_faults("/hook", Fault.error(500))
     event = emit(service)
     call_command("deliver_webhooks", stdout=StringIO())
     out = StringIO()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from webhooks import delivery, services
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.testing.receiver import Fault
 
 from .conftest import INVOICE, make_due
@@ -89,7 +89,7 @@ def test_malformed_types_are_programming_errors(service, webhook_type, object_ty
 
 def test_every_attempt_sends_the_stored_bytes_signed_both_ways(service, receiver, make_endpoint, emit):
     issued = make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500), Fault.status(502))
+    receiver.add_faults("/hook", Fault.error(500), Fault.error(502))
     event = emit(service)
     for _ in range(3):
         make_due(WebhookDelivery.objects.filter(event=event))
@@ -132,7 +132,7 @@ def test_rotation_signs_with_old_and_new_for_the_overlap(service, receiver, make
 
 def test_default_retry_schedule_is_followed_then_dead_lettered(service, receiver, make_endpoint, emit, settings):
     make_endpoint(service, receiver.url())
-    receiver.set_default(Fault.status(500))
+    receiver.set_default(Fault.error(500))
     event = emit(service)
     d = event.deliveries.get()
     delays = []
@@ -231,7 +231,7 @@ def test_connection_refused_is_recorded(service, emit):
 def test_dead_letter_is_replayable_with_the_same_webhook_id(service, receiver, make_endpoint, emit, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500), Fault.status(500))
+    receiver.add_faults("/hook", Fault.error(500), Fault.error(500))
     event = emit(service)
     d = event.deliveries.get()
     for _ in range(2):
@@ -315,7 +315,7 @@ def test_ssrf_guard_runs_again_at_delivery_time(service, emit, settings, monkeyp
 
 def test_deliveries_use_random_jitter(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
-    receiver.set_default(Fault.status(500))
+    receiver.set_default(Fault.error(500))
     events = [emit(service) for _ in range(8)]
     for _ in range(4):
         for e in events:

@@ -43,7 +43,7 @@ def test_every_2xx_is_success(receiver, status):
 
 @pytest.mark.parametrize("status", [400, 401, 404, 500, 502])
 def test_error_status_is_failure(receiver, status):
-    receiver.add_faults("/h", Fault.status(status, b"boom body"))
+    receiver.add_faults("/h", Fault.error(status, b"boom body"))
     outcome = post(receiver.url("/h"))
     assert not outcome.ok and outcome.status_code == status
     assert outcome.error_kind == sender.KIND_HTTP_STATUS

@@ -58,7 +58,7 @@ def test_committed_event_is_delivered_by_the_worker(start_celery_worker, service
 def test_failed_attempt_is_retried_through_the_sweeper(start_celery_worker, service, receiver, make_endpoint, emit):
     start_celery_worker(queues="webhooks", env=FAST_RETRIES)
     issued = make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(503))
+    receiver.add_faults("/hook", Fault.error(503))
     event = emit(service)
     receiver.wait_for(1)
     # the beat sweeper's job, run by hand: queue whatever is due

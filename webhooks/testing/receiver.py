@@ -5,7 +5,7 @@ port, records every request (path, headers, raw body, arrival time) and answers 
 the next queued ``Fault`` for that path, or 200 when none is queued.
 
     with WebhookReceiver() as receiver:
-        receiver.add_faults("/hook", Fault.status(500), Fault.rate_limited(retry_after=7))
+        receiver.add_faults("/hook", Fault.error(500), Fault.rate_limited(retry_after=7))
         ...post to receiver.url("/hook")...
         receiver.wait_for(3)
 """
@@ -38,7 +38,7 @@ class Fault:
         return cls(status=status)
 
     @classmethod
-    def status(cls, status: int, body: bytes = b"error") -> Fault:
+    def error(cls, status: int, body: bytes = b"error") -> Fault:
         return cls(status=status, body=body)
 
     @classmethod
