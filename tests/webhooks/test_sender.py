@@ -205,3 +205,12 @@ def test_reuse_never_skips_the_ssrf_check(receiver):
     outcome = post(url.replace("http://", "https://"), allow_http_hosts="", resolver=resolver)
     assert outcome.error_kind == sender.KIND_SSRF
     assert len(receiver.received("/ka")) == 1
+
+
+def test_one_deadline_covers_a_server_dripping_bytes(receiver):
+    # Every byte arrives well within the socket timeout; only the overall deadline stops it.
+    receiver.add_faults("/drip", Fault.drip(0.2))  # ~11 s for the whole response
+    outcome = post(receiver.url("/drip"), timeout=1)
+    assert outcome.error_kind == sender.KIND_TIMEOUT and outcome.status_code is None
+    assert outcome.duration_ms >= 1000
+    assert len(receiver.received("/drip")) == 1  # and the dripped answer (~11 s) was never accepted

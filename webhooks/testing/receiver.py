@@ -32,6 +32,8 @@ class Fault:
     # Answer normally, then close the kept-alive connection without announcing it
     # (as servers do when an idle connection times out).
     close_after: bool = False
+    # Send the response one byte at a time, this many seconds apart.
+    drip_seconds: float = 0.0  # ok-float
 
     @classmethod
     def ok(cls, status: int = 200) -> Fault:
@@ -49,6 +51,11 @@ class Fault:
     @classmethod
     def slow(cls, seconds: float, status: int = 200) -> Fault:  # ok-float
         return cls(status=status, delay_seconds=seconds)
+
+    @classmethod
+    def drip(cls, seconds_per_byte: float = 0.5) -> Fault:  # ok-float
+        """Answer 200, but so slowly that only an overall deadline stops the sender."""
+        return cls(drip_seconds=seconds_per_byte, body=b"dripping slowly")
 
     @classmethod
     def gone(cls) -> Fault:
@@ -124,6 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.drop:
             self.close_connection = True
             return
+        if fault.drip_seconds:
+            self._drip(fault)
+            return
         try:
             self.send_response(fault.status)
             for name, value in fault.headers:
@@ -135,6 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         except OSError:
             pass  # the sender gave up (timeout) or closed early (size cap)
+
+    def _drip(self, fault: Fault) -> None:
+        response = (f"HTTP/1.1 {fault.status} OK\r\nContent-Length: {len(fault.body)}\r\n\r\n").encode() + fault.body
+        self.close_connection = True
+        for i in range(len(response)):
+            if self.server.receiver._stopping.wait(fault.drip_seconds):
+                return
+            try:
+                self.wfile.write(response[i:i + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the sender gave up
 
     do_POST = _handle
     do_GET = _handle
