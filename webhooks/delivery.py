@@ -258,8 +258,16 @@ def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
     limit: int = CLAIM_BATCH,
 ) -> list[AttemptResult]:
-    """Claim what is due among the given deliveries (or of the given events) and send each once."""
-    return send_claimed(claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit))
+    """Claim what is due among the given deliveries (or of the given events) and send each once.
+
+    Claims in batches of ``limit`` until none is left (events can have several endpoints).
+    """
+    results: list[AttemptResult] = []
+    while True:
+        claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit)
+        results += send_claimed(claimed)
+        if len(claimed) < limit:
+            return results
 
 
 def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:

@@ -371,3 +371,12 @@ def test_publishing_failure_leaves_the_outbox_to_the_sweeper(service, receiver, 
     assert d.status == WebhookDelivery.PENDING and d.dispatched_until is None
     assert delivery.sweep_due() == 0  # still down: the rows stay for the next sweep
     assert WebhookDelivery.objects.get(pk=d.pk).dispatched_until is None
+
+
+def test_a_task_delivers_every_endpoint_of_its_events_beyond_one_claim_batch(service, receiver, make_endpoint,
+                                                                              emit):
+    for i in range(3):
+        make_endpoint(service, receiver.url(f"/e{i}"))
+    events = [emit(service) for _ in range(5)]
+    results = delivery.deliver(event_ids=[e.id for e in events], limit=4)
+    assert len(results) == 15 and len(receiver.received()) == 15
