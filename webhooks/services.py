@@ -47,9 +47,9 @@ def record_event(*, service: Service, webhook_type: str, object_type: str,
     One delivery per active endpoint of ``service`` subscribed to ``webhook_type``;
     delivery is queued only once the caller's transaction commits.
     """
-    if not event_types.WEBHOOK_TYPE_PATTERN.match(webhook_type):
+    if not event_types.WEBHOOK_TYPE_PATTERN.fullmatch(webhook_type):
         raise ValueError(f"webhook_type {webhook_type!r} is not of the form 'object.action'")
-    if not event_types.OBJECT_TYPE_PATTERN.match(object_type) or object_type in (
+    if not event_types.OBJECT_TYPE_PATTERN.fullmatch(object_type) or object_type in (
         "webhook_type", "object_type", "organization_id"
     ):
         raise ValueError(f"object_type {object_type!r} is not a valid key")

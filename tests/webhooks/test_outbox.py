@@ -79,7 +79,8 @@ def test_no_endpoint_no_delivery_no_dispatch(service, emit, django_capture_on_co
 
 
 @pytest.mark.parametrize("webhook_type, object_type", [("invoice", "invoice"), ("invoice.created", "webhook_type"),
-                                                       ("Invoice.Created", "invoice"), ("a.b", "x-y")])
+                                                       ("Invoice.Created", "invoice"), ("a.b", "x-y"),
+                                                       ("invoice.created\n", "invoice")])
 def test_malformed_types_are_programming_errors(service, webhook_type, object_type):
     with pytest.raises(ValueError):
         services.record_event(service=service, webhook_type=webhook_type, object_type=object_type, payload={})
