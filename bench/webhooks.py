@@ -157,6 +157,12 @@ def main() -> None:
         print(f"    duplicates received: {len(received) - len({w for w, _ in received})}")
 
         # Phase 2, latency: paced events, each delivery measured from its commit to its receipt.
+        # First let the workers finish recording phase 1's outcomes (receipt comes before that).
+        settle_deadline = time.monotonic() + 60
+        while (WebhookDelivery.objects.filter(endpoint__service=service, status="pending").exists()
+               and time.monotonic() < settle_deadline):
+            time.sleep(0.2)
+        time.sleep(1)
         commands.put(args.latency_events)
         committed = produce(service=service, count=args.latency_events, batch=args.latency_batch,
                             rate=args.rate)

@@ -113,7 +113,11 @@ def claim_due(
         if delivery_ids is not None:
             qs = qs.filter(id__in=list(delivery_ids))
         if event_ids is not None:
-            qs = qs.filter(event_id__in=list(event_ids))
+            # Resolve to ids first: with the locking query on primary keys the planner
+            # cannot wander onto the due-time index, which is full of dead entries
+            # after a burst until autovacuum catches up.
+            ids = list(WebhookDelivery.objects.filter(event_id__in=list(event_ids)).values_list("id", flat=True))
+            qs = qs.filter(id__in=ids)
         claimed = list(qs.order_by("next_attempt_at")[:limit])
         if not claimed:
             return []
