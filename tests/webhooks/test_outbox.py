@@ -150,7 +150,7 @@ def test_default_retry_schedule_is_followed_then_dead_lettered(service, receiver
     policy = delivery.retry_policy()
     for n, delay in enumerate(delays, start=1):
         nominal = policy.nominal_delay_seconds(n)
-        assert nominal * 0.8 - 1 <= delay <= nominal * 1.2 + 1, (n, delay)
+        assert nominal * 0.8 - 1 <= delay <= nominal * 1.2 + 5, (n, delay)  # + time spent sending
     assert delays[0] < 10  # starts in seconds
     assert sum(delays) >= 24 * 3600
     assert len(receiver.received()) == 10
