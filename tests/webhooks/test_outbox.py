@@ -381,3 +381,16 @@ def test_a_task_delivers_every_endpoint_of_its_events_beyond_one_claim_batch(ser
     events = [emit(service) for _ in range(5)]
     results = delivery.deliver(event_ids=[e.id for e in events], limit=4)
     assert len(results) == 15 and len(receiver.received()) == 15
+
+
+def test_delivery_health_reports_backlog_and_dead_letters(service, receiver, make_endpoint, emit, settings):
+    from webhooks.selectors import delivery_health
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    make_endpoint(service, receiver.url())
+    receiver.add_faults("/hook", Fault.error(500))
+    first = emit(service)
+    emit(service)
+    delivery.deliver(event_ids=[first.id])
+    health = delivery_health(now=timezone.now() + timedelta(seconds=30))
+    assert health["due"] == 1 and health["dead_letters_24h"] == 1 and health["oldest_due_seconds"] >= 30
