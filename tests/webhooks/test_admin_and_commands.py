@@ -153,3 +153,15 @@ def test_deliver_webhooks_command_skips_not_yet_due(service, receiver, make_endp
     make_due(event.deliveries.get())
     call_command("deliver_webhooks", stdout=out)
     assert event.deliveries.get().status == WebhookDelivery.SUCCEEDED
+
+
+def test_staff_edits_an_endpoint_but_cannot_move_it_to_another_service(admin_client, service, other_service,
+                                                                        make_endpoint):
+    endpoint = make_endpoint(service, "http://127.0.0.1:9/hook").endpoint
+    url = reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+    response = admin_client.post(url, {"service": other_service.pk, "url": "http://127.0.0.1:9/new", "name": "x",
+                                       "event_types": '["invoice.voided"]', "is_active": ""})
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.service == service and endpoint.url == "http://127.0.0.1:9/new"
+    assert endpoint.event_types == ["invoice.voided"] and not endpoint.is_active
