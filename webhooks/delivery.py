@@ -16,6 +16,7 @@ Tasks and the ``deliver_webhooks`` command are thin wrappers over these function
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -99,7 +100,6 @@ def claim_due(
 ) -> list[WebhookDelivery]:
     """Atomically take due deliveries for this worker; concurrent callers never share one."""
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS)
     exclude = list(exclude_ids)
     with transaction.atomic():
         _relaxed_durability()
@@ -121,6 +121,11 @@ def claim_due(
         claimed = list(qs.order_by("next_attempt_at")[:limit])
         if not claimed:
             return []
+        # The batch is sent WEBHOOK_SEND_CONCURRENCY at a time: the lease must outlast
+        # every round at full timeout, or a slow batch would be claimed twice.
+        rounds = math.ceil(len(claimed) / max(1, settings.WEBHOOK_SEND_CONCURRENCY))
+        lease = now + timedelta(
+            seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS * (rounds - 1))
         # A claim that expired without an outcome means the worker died mid-delivery.
         abandoned = [
             WebhookAttempt(

@@ -394,3 +394,13 @@ def test_delivery_health_reports_backlog_and_dead_letters(service, receiver, mak
     delivery.deliver(event_ids=[first.id])
     health = delivery_health(now=timezone.now() + timedelta(seconds=30))
     assert health["due"] == 1 and health["dead_letters_24h"] == 1 and health["oldest_due_seconds"] >= 30
+
+
+def test_lease_covers_every_sending_round_of_a_batch(service, receiver, make_endpoint, emit, settings):
+    settings.WEBHOOK_SEND_CONCURRENCY = 4
+    make_endpoint(service, receiver.url())
+    events = [emit(service) for _ in range(10)]  # 3 rounds of 4
+    before = timezone.now()
+    claimed = delivery.claim_due(event_ids=[e.id for e in events])
+    lease = (claimed[0].claimed_until - before).total_seconds()
+    assert lease >= settings.WEBHOOK_CLAIM_LEASE_SECONDS + 2 * settings.WEBHOOK_TIMEOUT_SECONDS - 1
