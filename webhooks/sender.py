@@ -233,7 +233,10 @@ class _ConnectionPool:
 _pool = _ConnectionPool()
 
 # A reused connection that the server already closed fails like this before any response.
-_STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_STALE_ERRORS = (
+    http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+    ssl.SSLEOFError, ssl.SSLZeroReturnError,
+)
 
 
 def _excerpt(data: bytes) -> str:

@@ -214,3 +214,17 @@ def test_one_deadline_covers_a_server_dripping_bytes(receiver):
     assert outcome.error_kind == sender.KIND_TIMEOUT and outcome.status_code is None
     assert outcome.duration_ms >= 1000
     assert len(receiver.received("/drip")) == 1  # and the dripped answer (~11 s) was never accepted
+
+
+def test_tls_connections_are_reused_and_replaced_when_closed(tls_receiver, client_ctx):
+    from dataclasses import replace
+
+    resolver = counting_resolver({"hooks.example.test": ["127.0.0.1"] * 10})
+    kwargs = dict(allow_http_hosts="hooks.example.test", resolver=resolver, ssl_context=client_ctx, timeout=5)
+    url = f"https://hooks.example.test:{tls_receiver.port}/tls"
+    tls_receiver.add_faults("/tls", Fault.ok(), replace(Fault.ok(), close_after=True))
+    for _ in range(3):
+        assert sender.post_webhook(url=url, body=b"{}", headers={}, **kwargs).ok
+    ports = [r.client_port for r in tls_receiver.received("/tls")]
+    assert ports[0] == ports[1] != ports[2]  # reused, then replaced after the server closed it
+    assert len(resolver.calls) == 3  # but checked every time
