@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000, help="throughput phase: backlog to drain")
     parser.add_argument("--latency-events", type=int, default=1000, help="latency phase: paced events")
-    parser.add_argument("--rate", type=int, default=200, help="latency phase: events/s")
+    parser.add_argument("--rate", type=int, default=50, help="latency phase: events/s")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--batch", type=int, default=20, help="events per committed transaction (throughput)")
     parser.add_argument("--latency-batch", type=int, default=1, help="events per transaction (latency)")
@@ -110,6 +110,13 @@ def main() -> None:
     from webhooks.models import WebhookDelivery
 
     call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    # Start from clean statistics and no dead index entries (autovacuum may be off on a
+    # development database; production relies on it).
+    with connection.cursor() as cursor:
+        for table in ("webhooks_webhookdelivery", "webhooks_webhookevent", "webhooks_webhookattempt"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).delete("webhooks")
@@ -159,9 +166,10 @@ def main() -> None:
         # Phase 2, latency: paced events, each delivery measured from its commit to its receipt.
         # First let the workers finish recording phase 1's outcomes (receipt comes before that).
         settle_deadline = time.monotonic() + 60
-        while (WebhookDelivery.objects.filter(endpoint__service=service, status="pending").exists()
-               and time.monotonic() < settle_deadline):
-            time.sleep(0.2)
+        broker = redis.Redis.from_url(os.environ["REDIS_URL"])
+        while ((WebhookDelivery.objects.filter(endpoint__service=service, status="pending").exists()
+                or broker.llen("webhooks")) and time.monotonic() < settle_deadline):
+            time.sleep(0.2)  # outcomes recorded and queued messages (no-ops by now) consumed
         time.sleep(1)
         commands.put(args.latency_events)
         committed = produce(service=service, count=args.latency_events, batch=args.latency_batch,
@@ -177,6 +185,14 @@ def main() -> None:
         succeeded = WebhookDelivery.objects.filter(endpoint__service=service, status="succeeded").count()
         print(f"  deliveries recorded as succeeded: {succeeded}/{total}")
     finally:
+        # The bench's rows are throwaway: remove them so runs don't accumulate.
+        from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookEvent
+
+        WebhookAttempt.objects.filter(delivery__endpoint__service=service).delete()
+        WebhookDelivery.objects.filter(endpoint__service=service).delete()
+        WebhookEvent.objects.filter(service=service).delete()
+        WebhookEndpoint.objects.filter(service=service).delete()
+        service.delete()
         worker.terminate()
         try:
             worker.wait(timeout=30)

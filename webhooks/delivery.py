@@ -40,6 +40,7 @@ from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50
+BACKLOG_SIGN = timedelta(seconds=1)
 DISPATCH_CHUNK = 50
 
 
@@ -94,11 +95,37 @@ def _due_filter(now) -> Q:  # noqa: ANN001
     )
 
 
+def _other_due(*, now: datetime, exclude: list[UUID], limit: int) -> list[WebhookDelivery]:
+    active = list(WebhookEndpoint.objects.filter(is_active=True, deleted_at__isnull=True).values_list("id", flat=True))
+    if not active:
+        return []
+    # Lock by primary key without joins, so the plan is an ordered scan of the
+    # partial due-time index that stops at ``limit``.
+    qs = (
+        WebhookDelivery.objects.select_for_update(skip_locked=True)
+        .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now, endpoint_id__in=active)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    )
+    if exclude:
+        qs = qs.exclude(id__in=exclude)
+    ids = list(qs.order_by("next_attempt_at").values_list("id", flat=True)[:limit])
+    if not ids:
+        return []
+    return list(WebhookDelivery.objects.select_related("event", "endpoint").filter(id__in=ids))
+
+
 def claim_due(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH,
+    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, top_up: bool = False,
+    known_backlog: bool = False,
 ) -> list[WebhookDelivery]:
-    """Atomically take due deliveries for this worker; concurrent callers never share one."""
+    """Atomically take due deliveries for this worker; concurrent callers never share one.
+
+    With ``top_up``, when the claimed deliveries were created more than
+    ``BACKLOG_SIGN`` ago (messages are queueing up), a claim smaller than ``limit``
+    is filled with other due deliveries: one task sends many, the tasks queued for
+    those find nothing left, and the database work is batched.
+    """
     now = timezone.now()
     exclude = list(exclude_ids)
     with transaction.atomic():
@@ -119,6 +146,11 @@ def claim_due(
             ids = list(WebhookDelivery.objects.filter(event_id__in=list(event_ids)).values_list("id", flat=True))
             qs = qs.filter(id__in=ids)
         claimed = list(qs.order_by("next_attempt_at")[:limit])
+        # Topping up costs a scan of the due-time index; only worth it when this
+        # task's own deliveries waited long enough to show a queue is building up.
+        behind = known_backlog or (bool(claimed) and now - min(d.created_at for d in claimed) > BACKLOG_SIGN)
+        if top_up and behind and len(claimed) < limit:
+            claimed += _other_due(now=now, exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed))
         if not claimed:
             return []
         # The batch is sent WEBHOOK_SEND_CONCURRENCY at a time: the lease must outlast
@@ -265,18 +297,22 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
 
 def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    limit: int = CLAIM_BATCH,
+    limit: int = CLAIM_BATCH, top_up: bool = False,
 ) -> list[AttemptResult]:
     """Claim what is due among the given deliveries (or of the given events) and send each once.
 
     Claims in batches of ``limit`` until none is left (events can have several endpoints).
     """
     results: list[AttemptResult] = []
+    backlog = False
     while True:
-        claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit)
+        claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, top_up=top_up,
+                            known_backlog=backlog)
         results += send_claimed(claimed)
         if len(claimed) < limit:
             return results
+        # A full batch: with ``top_up`` keep draining the backlog while it lasts.
+        backlog = top_up
 
 
 def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:

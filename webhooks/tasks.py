@@ -12,7 +12,7 @@ from . import delivery
 @shared_task(name="webhooks.tasks.deliver_events", ignore_result=True)
 def deliver_events(event_ids: list[str]) -> int:
     """Deliver freshly committed events (queued on commit)."""
-    return len(delivery.deliver(event_ids=[UUID(i) for i in event_ids]))
+    return len(delivery.deliver(event_ids=[UUID(i) for i in event_ids], top_up=True))
 
 
 @shared_task(name="webhooks.tasks.deliver_deliveries", ignore_result=True)

@@ -404,3 +404,15 @@ def test_lease_covers_every_sending_round_of_a_batch(service, receiver, make_end
     claimed = delivery.claim_due(event_ids=[e.id for e in events])
     lease = (claimed[0].claimed_until - before).total_seconds()
     assert lease >= settings.WEBHOOK_CLAIM_LEASE_SECONDS + 2 * settings.WEBHOOK_TIMEOUT_SECONDS - 1
+
+
+def test_a_task_that_finds_a_backlog_drains_it_in_batches(service, receiver, make_endpoint, emit):
+    make_endpoint(service, receiver.url())
+    events = [emit(service) for _ in range(120)]
+    # Fresh deliveries: a task sends only its own.
+    assert len(delivery.deliver(event_ids=[events[0].id], top_up=True)) == 1
+    # Deliveries waiting for longer than BACKLOG_SIGN: the task keeps topping up until none is left.
+    WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+    assert len(delivery.deliver(event_ids=[events[1].id], top_up=True)) == 119
+    assert len(receiver.received()) == 120
+    assert delivery.deliver(event_ids=[events[2].id], top_up=True) == []  # its own task is now a no-op
