@@ -32,16 +32,22 @@ os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
 os.environ.setdefault("WEBHOOK_ALLOW_HTTP_HOSTS", "127.0.0.1")
 
 
-def _receiver_main(ready, results, expected: int) -> None:
+def _receiver_main(ready, commands, results) -> None:
     from webhooks.testing.receiver import WebhookReceiver
 
     with WebhookReceiver() as receiver:
         ready.put(receiver.url("/bench"))
-        try:
-            receiver.wait_for(expected, timeout=900)
-        except TimeoutError:
-            pass
-        results.put([(r.header("webhook-id"), r.received_at) for r in receiver.received()])
+        while True:
+            command = commands.get()
+            if command is None:
+                return
+            expected = command
+            try:
+                receiver.wait_for(expected, timeout=900)
+            except TimeoutError:
+                pass
+            results.put([(r.header("webhook-id"), r.received_at) for r in receiver.received()])
+            receiver.clear()
 
 
 def percentile(values: list[float], pct: float) -> float:  # ok-float
@@ -50,20 +56,53 @@ def percentile(values: list[float], pct: float) -> float:  # ok-float
     return ordered[index]
 
 
+def produce(*, service, count: int, batch: int, rate: int) -> dict[str, float]:  # ok-float
+    """Record ``count`` events in transactions of ``batch``; returns event id -> commit time."""
+    from django.db import transaction
+
+    from webhooks import services
+
+    payload = {"lago_id": str(uuid.uuid4()), "number": "BENCH-1", "total_amount_cents": 1999,
+               "currency": "CAD", "fees": [{"amount_cents": 1999, "units": "12.5"}] * 5}
+    committed_at: dict[str, float] = {}  # ok-float
+    started = time.time()  # ok-float
+    produced = 0
+    while produced < count:
+        size = min(batch, count - produced)
+        ids: list[str] = []
+        stamp: list[float] = []  # ok-float
+        with transaction.atomic():
+            # Registered first, so it runs first after COMMIT: the commit time.
+            transaction.on_commit(lambda: stamp.append(time.time()))  # noqa: B023
+            for _ in range(size):
+                event = services.record_event(service=service, webhook_type="invoice.created",
+                                              object_type="invoice", payload=payload)
+                ids.append(str(event.id))
+        for event_id in ids:
+            committed_at[event_id] = stamp[0]
+        produced += size
+        if rate:
+            ahead = started + produced / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+    return committed_at
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=5000, help="throughput phase: backlog to drain")
+    parser.add_argument("--latency-events", type=int, default=1000, help="latency phase: paced events")
+    parser.add_argument("--rate", type=int, default=50, help="latency phase: events/s")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--batch", type=int, default=20, help="events per committed transaction")
-    parser.add_argument("--rate", type=int, default=0, help="events/s to produce (0 = as fast as possible)")
-    parser.add_argument("--prefetch", type=int, default=8, help="worker prefetch multiplier")
+    parser.add_argument("--batch", type=int, default=20, help="events per committed transaction (throughput)")
+    parser.add_argument("--latency-batch", type=int, default=1, help="events per transaction (latency)")
+    parser.add_argument("--prefetch", type=int, default=4, help="worker prefetch multiplier")
     args = parser.parse_args()
 
     import django
 
     django.setup()
     from django.core.management import call_command
-    from django.db import transaction
 
     from billing_project.celery import app
     from identity.models import Service
@@ -71,13 +110,20 @@ def main() -> None:
     from webhooks.models import WebhookDelivery
 
     call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    # Start from clean statistics and no dead index entries (autovacuum may be off on a
+    # development database; production relies on it).
+    with connection.cursor() as cursor:
+        for table in ("webhooks_webhookdelivery", "webhooks_webhookevent", "webhooks_webhookattempt"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).delete("webhooks")
 
     ctx = multiprocessing.get_context("spawn")
-    ready, results = ctx.Queue(), ctx.Queue()
-    receiver = ctx.Process(target=_receiver_main, args=(ready, results, args.events), daemon=True)
+    ready, commands, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    receiver = ctx.Process(target=_receiver_main, args=(ready, commands, results), daemon=True)
     receiver.start()
     url = ready.get(timeout=30)
 
@@ -97,55 +143,63 @@ def main() -> None:
         while not app.control.ping(destination=[name], timeout=0.5):
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise SystemExit("celery worker did not start; see " + log.name)
+        print(f"webhook bench: 1 endpoint on a local receiver, {args.workers} worker processes "
+              f"(celery prefork, prefetch {args.prefetch}); machine shared, {os.cpu_count()} cores, "
+              f"load average {os.getloadavg()[0]:.1f} at start")  # ok-float
 
-        payload = {"lago_id": str(uuid.uuid4()), "number": "BENCH-1", "total_amount_cents": 1999,
-                   "currency": "CAD", "fees": [{"amount_cents": 1999, "units": "12.5"}] * 5}
-        committed_at: dict[str, float] = {}  # ok-float
-        started = time.time()  # ok-float
-        produced = 0
-        while produced < args.events:
-            size = min(args.batch, args.events - produced)
-            ids: list[str] = []
-            stamp: list[float] = []  # ok-float
-            with transaction.atomic():
-                # Registered first, so it runs first after COMMIT: the commit time.
-                transaction.on_commit(lambda: stamp.append(time.time()))  # noqa: B023
-                for _ in range(size):
-                    event = services.record_event(service=service, webhook_type="invoice.created",
-                                                  object_type="invoice", payload=payload)
-                    ids.append(str(event.id))
-            for event_id in ids:
-                committed_at[event_id] = stamp[0]
-            produced += size
-            if args.rate:
-                ahead = started + produced / args.rate - time.time()
-                if ahead > 0:
-                    time.sleep(ahead)
-        produce_seconds = time.time() - started
-
+        # Phase 1, throughput: a backlog committed while the worker is paused, then drained.
+        app.control.cancel_consumer("webhooks", destination=[name], reply=True)
+        commands.put(args.events)
+        produce_started = time.time()  # ok-float
+        committed = produce(service=service, count=args.events, batch=args.batch, rate=0)
+        produce_seconds = time.time() - produce_started
+        resumed = time.time()  # ok-float
+        app.control.add_consumer("webhooks", destination=[name], reply=True)
         received = results.get(timeout=900)
-        receipts = {webhook_id: at for webhook_id, at in received if webhook_id in committed_at}
-        latencies_ms = [(receipts[i] - committed_at[i]) * 1000 for i in receipts]
-        first_commit = min(committed_at.values())
-        last_receipt = max(receipts.values())
-        span = last_receipt - first_commit
-        succeeded = WebhookDelivery.objects.filter(endpoint__service=service, status="succeeded").count()
+        receipts = {w: at for w, at in received if w in committed}
+        span = max(receipts.values()) - resumed
+        print(f"  throughput: {len(receipts)}/{args.events} deliveries drained in {span:.2f} s = "
+              f"{len(receipts) / span:.0f} deliveries/s (backlog produced at "
+              f"{args.events / produce_seconds:.0f} events/s in transactions of {args.batch})")
+        print(f"    duplicates received: {len(received) - len({w for w, _ in received})}")
 
-        print(f"webhook bench: {args.events} events -> 1 endpoint, {args.workers} worker processes, "
-              f"batch {args.batch}, rate {'max' if not args.rate else args.rate}/s, prefetch {args.prefetch}")
-        print(f"  produced in {produce_seconds:.2f} s ({args.events / produce_seconds:.0f} events/s)")
-        print(f"  received {len(receipts)}/{args.events}; succeeded deliveries in DB: {succeeded}")
-        print(f"  throughput: {len(receipts) / span:.0f} deliveries/s (first commit -> last receipt, {span:.2f} s)")
-        print(f"  commit -> receipt latency: p50 {statistics.median(latencies_ms):.1f} ms, "
+        # Phase 2, latency: paced events, each delivery measured from its commit to its receipt.
+        # First let the workers finish recording phase 1's outcomes (receipt comes before that).
+        settle_deadline = time.monotonic() + 60
+        broker = redis.Redis.from_url(os.environ["REDIS_URL"])
+        while ((WebhookDelivery.objects.filter(endpoint__service=service, status="pending").exists()
+                or broker.llen("webhooks")) and time.monotonic() < settle_deadline):
+            time.sleep(0.2)  # outcomes recorded and queued messages (no-ops by now) consumed
+        time.sleep(1)
+        commands.put(args.latency_events)
+        committed = produce(service=service, count=args.latency_events, batch=args.latency_batch,
+                            rate=args.rate)
+        received = results.get(timeout=900)
+        receipts = {w: at for w, at in received if w in committed}
+        latencies_ms = [(receipts[i] - committed[i]) * 1000 for i in receipts]
+        print(f"  latency at {args.rate} events/s ({args.latency_batch} per transaction), commit -> receipt, "
+              f"{len(receipts)}/{args.latency_events}: p50 {statistics.median(latencies_ms):.1f} ms, "
               f"p99 {percentile(latencies_ms, 99):.1f} ms, max {max(latencies_ms):.1f} ms")
-        print(f"  duplicates received: {len(received) - len({w for w, _ in received})}")
+        time.sleep(1)
+        total = args.events + args.latency_events
+        succeeded = WebhookDelivery.objects.filter(endpoint__service=service, status="succeeded").count()
+        print(f"  deliveries recorded as succeeded: {succeeded}/{total}")
     finally:
+        # The bench's rows are throwaway: remove them so runs don't accumulate.
+        from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookEvent
+
+        WebhookAttempt.objects.filter(delivery__endpoint__service=service).delete()
+        WebhookDelivery.objects.filter(endpoint__service=service).delete()
+        WebhookEvent.objects.filter(service=service).delete()
+        WebhookEndpoint.objects.filter(service=service).delete()
+        service.delete()
         worker.terminate()
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
-        receiver.terminate()
+        commands.put(None)
+        receiver.join(timeout=10)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def get_queryset(self, request):  # noqa: ANN001, ANN201
         return super().get_queryset(request).filter(deleted_at__isnull=True)
 
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        # An endpoint never moves to another service: its deliveries and secret belong to this one.
+        return (*self.readonly_fields, "service") if obj is not None else self.readonly_fields
+
     def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False  # deletion is a soft delete through the API; disable here instead
 
@@ -73,8 +77,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         changed = set(form.changed_data)
         current = WebhookEndpoint.objects.get(pk=obj.pk)
         services.update_endpoint(endpoint=current, url=obj.url, name=obj.name, event_types_filter=obj.event_types)
-        if "service" in changed:
-            WebhookEndpoint.objects.filter(pk=obj.pk).update(service=obj.service)
         if "is_active" in changed:
             services.set_endpoint_active(endpoint=current, active=obj.is_active)
 

@@ -16,6 +16,7 @@ Tasks and the ``deliver_webhooks`` command are thin wrappers over these function
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -39,6 +40,7 @@ from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50
+BACKLOG_SIGN = timedelta(seconds=1)
 DISPATCH_CHUNK = 50
 
 
@@ -71,6 +73,20 @@ def resolver():  # noqa: ANN201
     return _import_resolver(path) if path else None
 
 
+def _relaxed_durability() -> None:
+    """Inside a worker transaction: don't wait for the WAL flush at commit.
+
+    Only delivery bookkeeping is committed this way. If the database crashed within
+    the last few hundred milliseconds, a claim or an outcome could be lost; the
+    delivery is then simply sent again (at-least-once, same webhook-id), never lost.
+    The outbox rows themselves are written by the caller's transaction, untouched.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def _due_filter(now) -> Q:  # noqa: ANN001
     return (
         Q(status=WebhookDelivery.PENDING, next_attempt_at__lte=now)
@@ -79,41 +95,69 @@ def _due_filter(now) -> Q:  # noqa: ANN001
     )
 
 
+def _other_due(*, now: datetime, exclude: list[UUID], limit: int) -> list[WebhookDelivery]:
+    active = list(WebhookEndpoint.objects.filter(is_active=True, deleted_at__isnull=True).values_list("id", flat=True))
+    if not active:
+        return []
+    # Lock by primary key without joins, so the plan is an ordered scan of the
+    # partial due-time index that stops at ``limit``.
+    qs = (
+        WebhookDelivery.objects.select_for_update(skip_locked=True)
+        .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now, endpoint_id__in=active)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    )
+    if exclude:
+        qs = qs.exclude(id__in=exclude)
+    ids = list(qs.order_by("next_attempt_at").values_list("id", flat=True)[:limit])
+    if not ids:
+        return []
+    return list(WebhookDelivery.objects.select_related("event", "endpoint").filter(id__in=ids))
+
+
 def claim_due(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, greedy: bool = False,
+    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, top_up: bool = False,
+    known_backlog: bool = False,
 ) -> list[WebhookDelivery]:
     """Atomically take due deliveries for this worker; concurrent callers never share one.
 
-    With ``greedy`` the worker also takes other due deliveries up to ``limit``: under
-    load one task then drains many deliveries (their own queued tasks find nothing
-    left and finish at once), which batches database work without adding latency.
+    With ``top_up``, when the claimed deliveries were created more than
+    ``BACKLOG_SIGN`` ago (messages are queueing up), a claim smaller than ``limit``
+    is filled with other due deliveries: one task sends many, the tasks queued for
+    those find nothing left, and the database work is batched.
     """
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS)
     exclude = list(exclude_ids)
-
-    def candidates():  # noqa: ANN202
+    with transaction.atomic():
+        _relaxed_durability()
         qs = (
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("event", "endpoint")
             .filter(_due_filter(now))
         )
-        return qs.exclude(id__in=exclude) if exclude else qs
-
-    with transaction.atomic():
-        qs = candidates()
+        if exclude:
+            qs = qs.exclude(id__in=exclude)
         if delivery_ids is not None:
             qs = qs.filter(id__in=list(delivery_ids))
         if event_ids is not None:
-            qs = qs.filter(event_id__in=list(event_ids))
+            # Resolve to ids first: with the locking query on primary keys the planner
+            # cannot wander onto the due-time index, which is full of dead entries
+            # after a burst until autovacuum catches up.
+            ids = list(WebhookDelivery.objects.filter(event_id__in=list(event_ids)).values_list("id", flat=True))
+            qs = qs.filter(id__in=ids)
         claimed = list(qs.order_by("next_attempt_at")[:limit])
-        if greedy and len(claimed) < limit:
-            taken = [d.id for d in claimed]
-            extra = candidates().exclude(id__in=taken) if taken else candidates()
-            claimed += list(extra.order_by("next_attempt_at")[: limit - len(claimed)])
+        # Topping up costs a scan of the due-time index; only worth it when this
+        # task's own deliveries waited long enough to show a queue is building up.
+        behind = known_backlog or (bool(claimed) and now - min(d.created_at for d in claimed) > BACKLOG_SIGN)
+        if top_up and behind and len(claimed) < limit:
+            claimed += _other_due(now=now, exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed))
         if not claimed:
             return []
+        # The batch is sent WEBHOOK_SEND_CONCURRENCY at a time: the lease must outlast
+        # every round at full timeout, or a slow batch would be claimed twice.
+        rounds = math.ceil(len(claimed) / max(1, settings.WEBHOOK_SEND_CONCURRENCY))
+        lease = now + timedelta(
+            seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS * (rounds - 1))
         # A claim that expired without an outcome means the worker died mid-delivery.
         abandoned = [
             WebhookAttempt(
@@ -200,14 +244,17 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
     return results
 
 
-_RECORDED_FIELDS = ["claimed_until", "last_status_code", "last_error", "status", "succeeded_at",
-                    "next_attempt_at", "dispatched_until", "dead_at"]
-
-
 def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
+    """One transaction: every attempt row, then each delivery moved on.
+
+    Successes are updated with one statement per (claim, status code), since that is
+    the hot path; failures carry per-row schedules and are updated one by one.
+    """
     attempts = []
     disable: dict[UUID, datetime] = {}
-    by_lease: dict[datetime, list[WebhookDelivery]] = {}
+    succeeded: dict[tuple[datetime, int], list[UUID]] = {}
+    others: list[tuple[WebhookDelivery, dict]] = []
+    recorded_at = timezone.now()
     for s, decision in zip(sent, decisions, strict=True):
         d, outcome = s.delivery, s.outcome
         attempts.append(WebhookAttempt(
@@ -218,36 +265,54 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
             response_excerpt=outcome.response_excerpt, signed_timestamp=s.signed_ts,
             connected_ip=outcome.connected_ip,
         ))
-        by_lease.setdefault(d.claimed_until, []).append(d)
-        d.claimed_until = None
-        d.last_status_code = outcome.status_code
-        d.last_error = outcome.error[:500]
         if decision.action == retry.SUCCEEDED:
-            d.status, d.succeeded_at, d.next_attempt_at = WebhookDelivery.SUCCEEDED, s.finished_at, None
-        elif decision.action == retry.RETRY:
-            d.next_attempt_at, d.dispatched_until = decision.next_attempt_at, None
+            succeeded.setdefault((d.claimed_until, outcome.status_code), []).append(d.id)
+            continue
+        changes: dict = {"claimed_until": None, "last_status_code": outcome.status_code,
+                         "last_error": outcome.error[:500]}
+        if decision.action == retry.RETRY:
+            changes.update(next_attempt_at=decision.next_attempt_at, dispatched_until=None)
         else:
-            d.status, d.dead_at, d.next_attempt_at = WebhookDelivery.DEAD, s.finished_at, None
-            d.last_error = (decision.reason or outcome.error)[:500]
+            changes.update(status=WebhookDelivery.DEAD, dead_at=s.finished_at, next_attempt_at=None,
+                           last_error=(decision.reason or outcome.error)[:500])
         if decision.action == retry.DISABLE_ENDPOINT:
             disable[d.endpoint_id] = s.finished_at
+        others.append((d, changes))
     with transaction.atomic():
+        _relaxed_durability()
         WebhookAttempt.objects.bulk_create(attempts)
         for endpoint_id, at in disable.items():
             WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
                 is_active=False, disabled_reason="receiver answered 410 Gone", disabled_at=at,
             )
         # Only the holder of the current claim may move a delivery on.
-        for lease, rows in by_lease.items():
-            WebhookDelivery.objects.filter(claimed_until=lease).bulk_update(rows, _RECORDED_FIELDS)
+        for (lease, status_code), ids in succeeded.items():
+            WebhookDelivery.objects.filter(id__in=ids, claimed_until=lease).update(
+                status=WebhookDelivery.SUCCEEDED, succeeded_at=recorded_at, next_attempt_at=None,
+                claimed_until=None, last_status_code=status_code, last_error="",
+            )
+        for d, changes in others:
+            WebhookDelivery.objects.filter(id=d.id, claimed_until=d.claimed_until).update(**changes)
 
 
 def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    limit: int = CLAIM_BATCH, greedy: bool = False,
+    limit: int = CLAIM_BATCH, top_up: bool = False,
 ) -> list[AttemptResult]:
-    """Claim what is due among the given deliveries (or of the given events) and send each once."""
-    return send_claimed(claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, greedy=greedy))
+    """Claim what is due among the given deliveries (or of the given events) and send each once.
+
+    Claims in batches of ``limit`` until none is left (events can have several endpoints).
+    """
+    results: list[AttemptResult] = []
+    backlog = False
+    while True:
+        claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, top_up=top_up,
+                            known_backlog=backlog)
+        results += send_claimed(claimed)
+        if len(claimed) < limit:
+            return results
+        # A full batch: with ``top_up`` keep draining the backlog while it lasts.
+        backlog = top_up
 
 
 def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:
@@ -283,27 +348,34 @@ def _fail_fast_connection():  # noqa: ANN202
     """
     app = celery_app()
     conn = getattr(_publisher, "conn", None)
-    if conn is None or getattr(_publisher, "app", None) is not app:
+    if conn is None or getattr(_publisher, "app", None) is not app or getattr(_publisher, "pid", None) != os.getpid():
         options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
         conn = app.connection_for_write(transport_options=options, connect_timeout=2)
-        _publisher.conn, _publisher.app = conn, app
+        _publisher.conn, _publisher.app, _publisher.pid = conn, app, os.getpid()
     return conn
 
 
+def _drop_publisher_connection() -> None:
+    conn = getattr(_publisher, "conn", None)
+    _publisher.conn = None
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception:  # noqa: S110 - it is already broken
+            pass
+
+
 def _enqueue(task_name: str, args: list) -> bool:
-    try:
-        celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
-    except Exception as exc:  # any broker failure: the outbox rows are the source of truth
-        conn = getattr(_publisher, "conn", None)
-        _publisher.conn = None
-        if conn is not None:
-            try:
-                conn.release()
-            except Exception:  # noqa: S110 - already broken
-                pass
-        logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
-        return False
-    return True
+    # Two tries: the first may hit a connection the broker closed (e.g. a restart).
+    for attempt in (1, 2):
+        try:
+            celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
+            return True
+        except Exception as exc:  # any broker failure: the outbox rows are the source of truth
+            _drop_publisher_connection()
+            if attempt == 2:
+                logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
+    return False
 
 
 def dispatch_events(event_ids: Sequence[UUID]) -> bool:

@@ -21,3 +21,23 @@ def endpoint_for(*, service: Service, lago_id: str) -> WebhookEndpoint | None:
     except (ValueError, TypeError):
         return None
     return endpoints_for(service=service).filter(id=key).first()
+
+
+def delivery_health(*, now=None) -> dict:  # noqa: ANN001
+    """Backlog figures for an ops health check (not scoped: staff/monitoring only)."""
+    from datetime import timedelta
+
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from .models import WebhookDelivery
+
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now)
+    oldest = due.aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    return {
+        "due": due.count(),
+        "oldest_due_seconds": int((now - oldest).total_seconds()) if oldest else 0,
+        "dead_letters_24h": WebhookDelivery.objects.filter(
+            status=WebhookDelivery.DEAD, dead_at__gte=now - timedelta(hours=24)).count(),
+    }

@@ -7,6 +7,8 @@
 * One overall deadline (default 15 s) covers connect, TLS, sending and reading; a
   server that drips bytes cannot hold the worker longer than that.
 * At most ``max_response_bytes`` of the response body are read.
+* Connections are kept alive and reused, but only for the address that this
+  delivery's own SSRF check returned (the pool is keyed by the pinned IP).
 
 Pure module: no Django, no database. Returns an ``AttemptOutcome``; never raises for
 network or HTTP problems.
@@ -15,7 +17,10 @@ network or HTTP problems.
 from __future__ import annotations
 
 import email.utils
+import heapq
 import http.client
+import itertools
+import os
 import socket
 import ssl
 import threading
@@ -116,25 +121,55 @@ class _PinnedHTTPSConnection(_PinnedMixin, http.client.HTTPSConnection):
         self._create_connection = self._pinned_create_connection
 
 
-class _Deadline:
-    """Shuts the socket down when the overall time budget is spent."""
+class _Watchdog:
+    """One thread per process enforcing every request's overall deadline.
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float):  # ok-float
+    A request registers its connection; if the deadline passes first, the socket is
+    shut down, which unblocks whatever read or write the sender is waiting in.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []  # ok-float
+        self._counter = itertools.count()
+        self._pid: int | None = None
+
+    def watch(self, conn: http.client.HTTPConnection, seconds: float) -> _Watch:  # ok-float
+        watch = _Watch(conn)
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or inherited through fork(): no thread here
+                self._heap.clear()
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="webhook-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._counter), watch))
+            self._cond.notify()
+        return watch
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, watch = self._heap[0]
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                heapq.heappop(self._heap)
+            watch.fire()
+
+
+class _Watch:
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
         self._conn = conn
-        self.expired = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self.done = False
+        self.expired = False
 
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.done:
+                return
             self.expired = True
             sock = self._conn.sock
             if sock is not None:
@@ -143,9 +178,79 @@ class _Deadline:
                 except OSError:
                     pass
 
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+
+
+_watchdog = _Watchdog()
+
+
+class _ConnectionPool:
+    """Idle keep-alive connections, keyed by the *vetted* address.
+
+    The key includes the pinned IP from this delivery's own SSRF check, so a
+    connection is only ever reused for an address that was just checked again.
+    """
+
+    def __init__(self, *, per_key: int = 16, max_idle_seconds: float = 30.0) -> None:  # ok-float
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[tuple[float, http.client.HTTPConnection]]] = {}  # ok-float
+        self._per_key = per_key
+        self._max_idle = max_idle_seconds
+        self._pid = os.getpid()
+
+    def take(self, key: tuple) -> http.client.HTTPConnection | None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle = {}  # sockets inherited through fork() belong to the parent
+                self._pid = os.getpid()
+            idle = self._idle.get(key)
+            now = time.monotonic()
+            while idle:
+                released, conn = idle.pop()
+                if now - released < self._max_idle:
+                    return conn
+                conn.close()
+        return None
+
+    def give_back(self, key: tuple, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._per_key and self._pid == os.getpid():
+                idle.append((time.monotonic(), conn))
+                return
+        conn.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for _, conn in idle:
+                    conn.close()
+            self._idle = {}
+
+
+_pool = _ConnectionPool()
+
+# A reused connection that the server already closed fails like this before any response.
+_STALE_ERRORS = (
+    http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+    ssl.SSLEOFError, ssl.SSLZeroReturnError,
+)
+
 
 def _excerpt(data: bytes) -> str:
     return data[: RESPONSE_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
+
+
+def _new_connection(target: CheckedTarget, timeout: float, ssl_context: ssl.SSLContext | None):  # noqa: ANN202  # ok-float
+    parsed = target.parsed
+    if parsed.scheme == "https":
+        return _PinnedHTTPSConnection(
+            host=parsed.host, port=parsed.port, pinned_ip=target.pinned_ip, timeout=timeout,
+            context=ssl_context or default_ssl_context(),
+        )
+    return _PinnedHTTPConnection(host=parsed.host, port=parsed.port, pinned_ip=target.pinned_ip, timeout=timeout)
 
 
 def post_checked(
@@ -156,66 +261,81 @@ def post_checked(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,  # ok-float
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ssl_context: ssl.SSLContext | None = None,
+    keep_alive: bool = True,
 ) -> AttemptOutcome:
     parsed = target.parsed
     started = time.monotonic()
+    ip = target.pinned_ip
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    if parsed.scheme == "https":
-        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(
-            host=parsed.host,
-            port=parsed.port,
-            pinned_ip=target.pinned_ip,
-            timeout=timeout,
-            context=ssl_context or default_ssl_context(),
-        )
-    else:
-        conn = _PinnedHTTPConnection(host=parsed.host, port=parsed.port, pinned_ip=target.pinned_ip, timeout=timeout)
+    def timed_out() -> AttemptOutcome:
+        return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=ip)
 
-    request_headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        **dict(headers),
-        "Connection": "close",
-    }
-    deadline = _Deadline(conn, timeout)
-    try:
-        with deadline:
+    key = (parsed.scheme, parsed.host, parsed.port, ip, id(ssl_context) if ssl_context else None)
+    request_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **dict(headers)}
+    if not keep_alive:
+        request_headers["Connection"] = "close"
+    conn = _pool.take(key) if keep_alive else None
+    reused = conn is not None
+    if conn is None:
+        conn = _new_connection(target, timeout, ssl_context)
+    reusable = False
+    while True:
+        watch = _watchdog.watch(conn, timeout - (time.monotonic() - started))
+        try:
             conn.request("POST", parsed.target, body=body, headers=request_headers)
             response = conn.getresponse()
             data = response.read(max_response_bytes)
             status = response.status
             retry_after = parse_retry_after(response.getheader("Retry-After"))
             location = response.getheader("Location") or ""
-    except ssl.SSLError as exc:
-        if deadline.expired:
-            return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
-        return AttemptOutcome(None, elapsed_ms(), "", KIND_TLS, f"TLS error: {exc.reason or exc}", connected_ip=target.pinned_ip)
-    except (TimeoutError, socket.timeout):
-        return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
-    except (http.client.HTTPException, OSError) as exc:
-        if deadline.expired:
-            return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
-        kind = KIND_PROTOCOL if isinstance(exc, http.client.HTTPException) else KIND_CONNECTION
-        return AttemptOutcome(None, elapsed_ms(), "", kind, f"{type(exc).__name__}: {exc}"[:500], connected_ip=target.pinned_ip)
-    finally:
+            reusable = keep_alive and response.isclosed() and not response.will_close
+            break
+        except _STALE_ERRORS as exc:
+            watch.finish()
+            conn.close()
+            if reused and not watch.expired:
+                reused = False  # the server dropped an idle connection: one fresh try
+                conn = _new_connection(target, timeout, ssl_context)
+                continue
+            if watch.expired:
+                return timed_out()
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_CONNECTION, f"{type(exc).__name__}: {exc}"[:500],
+                                  connected_ip=ip)
+        except ssl.SSLError as exc:
+            conn.close()
+            if watch.expired:
+                return timed_out()
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_TLS, f"TLS error: {exc.reason or exc}", connected_ip=ip)
+        except (TimeoutError, socket.timeout):
+            conn.close()
+            return timed_out()
+        except (http.client.HTTPException, OSError) as exc:
+            conn.close()
+            if watch.expired:
+                return timed_out()
+            kind = KIND_PROTOCOL if isinstance(exc, http.client.HTTPException) else KIND_CONNECTION
+            return AttemptOutcome(None, elapsed_ms(), "", kind, f"{type(exc).__name__}: {exc}"[:500], connected_ip=ip)
+        finally:
+            watch.finish()
+    if reusable and not watch.expired:
+        _pool.give_back(key, conn)
+    else:
         conn.close()
 
     excerpt = _excerpt(data)
     if 200 <= status < 300:
-        return AttemptOutcome(status, elapsed_ms(), excerpt, KIND_NONE, "", connected_ip=target.pinned_ip)
+        return AttemptOutcome(status, elapsed_ms(), excerpt, KIND_NONE, "", connected_ip=ip)
     if 300 <= status < 400:
         return AttemptOutcome(
             status, elapsed_ms(), excerpt, KIND_REDIRECT,
-            f"redirects are not followed (HTTP {status}, Location: {location[:300]})",
-            connected_ip=target.pinned_ip,
+            f"redirects are not followed (HTTP {status}, Location: {location[:300]})", connected_ip=ip,
         )
     return AttemptOutcome(
         status, elapsed_ms(), excerpt, KIND_HTTP_STATUS, f"HTTP {status}",
-        retry_after_seconds=retry_after if status in (429, 503) else None,
-        connected_ip=target.pinned_ip,
+        retry_after_seconds=retry_after if status in (429, 503) else None, connected_ip=ip,
     )
 
 

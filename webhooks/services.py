@@ -47,9 +47,9 @@ def record_event(*, service: Service, webhook_type: str, object_type: str,
     One delivery per active endpoint of ``service`` subscribed to ``webhook_type``;
     delivery is queued only once the caller's transaction commits.
     """
-    if not event_types.WEBHOOK_TYPE_PATTERN.match(webhook_type):
+    if not event_types.WEBHOOK_TYPE_PATTERN.fullmatch(webhook_type):
         raise ValueError(f"webhook_type {webhook_type!r} is not of the form 'object.action'")
-    if not event_types.OBJECT_TYPE_PATTERN.match(object_type) or object_type in (
+    if not event_types.OBJECT_TYPE_PATTERN.fullmatch(object_type) or object_type in (
         "webhook_type", "object_type", "organization_id"
     ):
         raise ValueError(f"object_type {object_type!r} is not a valid key")
@@ -144,13 +144,19 @@ def update_endpoint(*, endpoint: WebhookEndpoint, url: str = _UNSET, name: str =
 
 @transaction.atomic
 def delete_endpoint(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Soft delete: the delivery history stays; nothing more is sent to it."""
+    """Soft delete: the delivery history stays; nothing more is sent to it.
+
+    Its pending deliveries become dead letters, still visible in the admin.
+    """
     now = timezone.now()
     endpoint.deleted_at = now
     endpoint.is_active = False
     endpoint.disabled_reason = "deleted"
     endpoint.disabled_at = now
     endpoint.save(update_fields=["deleted_at", "is_active", "disabled_reason", "disabled_at", "updated_at"])
+    WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.PENDING).update(
+        status=WebhookDelivery.DEAD, dead_at=now, next_attempt_at=None, last_error="endpoint deleted",
+    )
     return endpoint
 
 

@@ -11,14 +11,14 @@ from . import delivery
 
 @shared_task(name="webhooks.tasks.deliver_events", ignore_result=True)
 def deliver_events(event_ids: list[str]) -> int:
-    """Deliver freshly committed events (queued on commit), plus whatever else is due."""
-    return len(delivery.deliver(event_ids=[UUID(i) for i in event_ids], greedy=True))
+    """Deliver freshly committed events (queued on commit)."""
+    return len(delivery.deliver(event_ids=[UUID(i) for i in event_ids], top_up=True))
 
 
 @shared_task(name="webhooks.tasks.deliver_deliveries", ignore_result=True)
 def deliver_deliveries(delivery_ids: list[str]) -> int:
     """Deliver the given deliveries if they are still due (sweeper, replay)."""
-    return len(delivery.deliver(delivery_ids=[UUID(i) for i in delivery_ids], greedy=True))
+    return len(delivery.deliver(delivery_ids=[UUID(i) for i in delivery_ids]))
 
 
 @shared_task(name="webhooks.tasks.sweep_due_deliveries", ignore_result=True)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def dead_delivery(service, receiver, make_endpoint, emit, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500, b"database on fire"))
+    receiver.add_faults("/hook", Fault.error(500, b"database on fire"))
     event = emit(service)
     delivery.deliver(event_ids=[event.id])
     d = event.deliveries.get()
@@ -144,7 +144,7 @@ def test_create_service_text_output_shows_secret_once(receiver):
 
 def test_deliver_webhooks_command_skips_not_yet_due(service, receiver, make_endpoint, emit):
     make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(500))
+    receiver.add_faults("/hook", Fault.error(500))
     event = emit(service)
     call_command("deliver_webhooks", stdout=StringIO())
     out = StringIO()
@@ -153,3 +153,15 @@ def test_deliver_webhooks_command_skips_not_yet_due(service, receiver, make_endp
     make_due(event.deliveries.get())
     call_command("deliver_webhooks", stdout=out)
     assert event.deliveries.get().status == WebhookDelivery.SUCCEEDED
+
+
+def test_staff_edits_an_endpoint_but_cannot_move_it_to_another_service(admin_client, service, other_service,
+                                                                        make_endpoint):
+    endpoint = make_endpoint(service, "http://127.0.0.1:9/hook").endpoint
+    url = reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+    response = admin_client.post(url, {"service": other_service.pk, "url": "http://127.0.0.1:9/new", "name": "x",
+                                       "event_types": '["invoice.voided"]', "is_active": ""})
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.service == service and endpoint.url == "http://127.0.0.1:9/new"
+    assert endpoint.event_types == ["invoice.voided"] and not endpoint.is_active

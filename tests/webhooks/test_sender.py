@@ -43,7 +43,7 @@ def test_every_2xx_is_success(receiver, status):
 
 @pytest.mark.parametrize("status", [400, 401, 404, 500, 502])
 def test_error_status_is_failure(receiver, status):
-    receiver.add_faults("/h", Fault.status(status, b"boom body"))
+    receiver.add_faults("/h", Fault.error(status, b"boom body"))
     outcome = post(receiver.url("/h"))
     assert not outcome.ok and outcome.status_code == status
     assert outcome.error_kind == sender.KIND_HTTP_STATUS
@@ -169,3 +169,62 @@ def test_https_untrusted_certificate_is_refused_by_default_context(tls_receiver)
         allow_http_hosts="hooks.example.test", resolver=resolver, timeout=5,
     )
     assert outcome.error_kind == sender.KIND_TLS
+
+
+# --- keep-alive -----------------------------------------------------------------
+
+def test_connections_are_kept_alive_and_reused(receiver):
+    for _ in range(3):
+        assert post(receiver.url("/ka")).ok
+    assert len({r.client_port for r in receiver.received("/ka")}) == 1
+
+
+def test_error_responses_do_not_poison_the_pool(receiver):
+    receiver.add_faults("/ka", Fault.large_body(1024 * 1024, status=500))
+    assert post(receiver.url("/ka"), max_response_bytes=1024).status_code == 500  # body not drained: closed
+    assert post(receiver.url("/ka")).ok
+
+
+def test_a_connection_the_server_closed_is_replaced_without_losing_the_request(receiver):
+    from dataclasses import replace
+
+    receiver.add_faults("/ka", replace(Fault.ok(), close_after=True))
+    assert post(receiver.url("/ka")).ok  # pooled, but the server has silently closed it
+    outcome = post(receiver.url("/ka"))
+    assert outcome.ok and outcome.error_kind == ""
+    first, second = receiver.received("/ka")
+    assert first.client_port != second.client_port
+
+
+def test_reuse_never_skips_the_ssrf_check(receiver):
+    answers = {"hooks.example.test": ["127.0.0.1"]}
+    resolver = lambda host, port: answers[host]  # noqa: E731
+    url = f"http://hooks.example.test:{receiver.port}/ka"
+    assert post(url, allow_http_hosts="hooks.example.test", resolver=resolver).ok
+    answers["hooks.example.test"] = ["10.0.0.1"]  # rebinding after a connection was pooled
+    outcome = post(url.replace("http://", "https://"), allow_http_hosts="", resolver=resolver)
+    assert outcome.error_kind == sender.KIND_SSRF
+    assert len(receiver.received("/ka")) == 1
+
+
+def test_one_deadline_covers_a_server_dripping_bytes(receiver):
+    # Every byte arrives well within the socket timeout; only the overall deadline stops it.
+    receiver.add_faults("/drip", Fault.drip(0.2))  # ~11 s for the whole response
+    outcome = post(receiver.url("/drip"), timeout=1)
+    assert outcome.error_kind == sender.KIND_TIMEOUT and outcome.status_code is None
+    assert outcome.duration_ms >= 1000
+    assert len(receiver.received("/drip")) == 1  # and the dripped answer (~11 s) was never accepted
+
+
+def test_tls_connections_are_reused_and_replaced_when_closed(tls_receiver, client_ctx):
+    from dataclasses import replace
+
+    resolver = counting_resolver({"hooks.example.test": ["127.0.0.1"] * 10})
+    kwargs = dict(allow_http_hosts="hooks.example.test", resolver=resolver, ssl_context=client_ctx, timeout=5)
+    url = f"https://hooks.example.test:{tls_receiver.port}/tls"
+    tls_receiver.add_faults("/tls", Fault.ok(), replace(Fault.ok(), close_after=True))
+    for _ in range(3):
+        assert sender.post_webhook(url=url, body=b"{}", headers={}, **kwargs).ok
+    ports = [r.client_port for r in tls_receiver.received("/tls")]
+    assert ports[0] == ports[1] != ports[2]  # reused, then replaced after the server closed it
+    assert len(resolver.calls) == 3  # but checked every time

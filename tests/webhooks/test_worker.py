@@ -58,7 +58,7 @@ def test_committed_event_is_delivered_by_the_worker(start_celery_worker, service
 def test_failed_attempt_is_retried_through_the_sweeper(start_celery_worker, service, receiver, make_endpoint, emit):
     start_celery_worker(queues="webhooks", env=FAST_RETRIES)
     issued = make_endpoint(service, receiver.url())
-    receiver.add_faults("/hook", Fault.status(503))
+    receiver.add_faults("/hook", Fault.error(503))
     event = emit(service)
     receiver.wait_for(1)
     # the beat sweeper's job, run by hand: queue whatever is due
@@ -177,3 +177,32 @@ def test_beat_runs_the_sweeper_on_the_webhooks_queue():
     app.loader.import_default_modules()
     assert "webhooks.tasks.sweep_due_deliveries" in app.tasks
     assert app.amqp.router.route({}, entry["task"])["queue"].name == "webhooks"
+
+
+def test_real_beat_sweeps_deliveries_whose_dispatch_was_lost(
+    start_celery_worker, service, receiver, make_endpoint, emit, monkeypatch, tmp_path,
+):
+    import sys
+    import uuid
+
+    from tests.conftest import REPO_ROOT
+
+    issued = make_endpoint(service, receiver.url())
+    monkeypatch.setattr(delivery, "_enqueue", lambda name, args: False)  # the broker "was down"
+    events = [emit(service) for _ in range(2)]
+    assert not WebhookDelivery.objects.filter(dispatched_until__isnull=False).exists()
+    env = {"WEBHOOK_SWEEP_INTERVAL_SECONDS": "1"}
+    start_celery_worker(queues="webhooks", env=env)
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "billing_project", "beat", "-S", "celery.beat:PersistentScheduler",
+         "-s", str(tmp_path / f"beat-{uuid.uuid4().hex[:6]}"), "--loglevel", "WARNING"],
+        cwd=REPO_ROOT, env=subprocess_environment(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        requests = receiver.wait_for(2, timeout=60)
+    finally:
+        beat.terminate()
+        beat.wait(timeout=15)
+    assert {r.header("webhook-id") for r in requests} == {str(e.id) for e in events}
+    for request in requests:
+        assert_signed(request, issued.secret)

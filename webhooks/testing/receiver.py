@@ -5,7 +5,7 @@ port, records every request (path, headers, raw body, arrival time) and answers 
 the next queued ``Fault`` for that path, or 200 when none is queued.
 
     with WebhookReceiver() as receiver:
-        receiver.add_faults("/hook", Fault.status(500), Fault.rate_limited(retry_after=7))
+        receiver.add_faults("/hook", Fault.error(500), Fault.rate_limited(retry_after=7))
         ...post to receiver.url("/hook")...
         receiver.wait_for(3)
 """
@@ -13,6 +13,7 @@ the next queued ``Fault`` for that path, or 200 when none is queued.
 from __future__ import annotations
 
 import collections
+import socket
 import ssl
 import threading
 import time
@@ -28,13 +29,18 @@ class Fault:
     delay_seconds: float = 0.0  # ok-float
     # Close the connection without any response after the delay.
     drop: bool = False
+    # Answer normally, then close the kept-alive connection without announcing it
+    # (as servers do when an idle connection times out).
+    close_after: bool = False
+    # Send the response one byte at a time, this many seconds apart.
+    drip_seconds: float = 0.0  # ok-float
 
     @classmethod
     def ok(cls, status: int = 200) -> Fault:
         return cls(status=status)
 
     @classmethod
-    def status(cls, status: int, body: bytes = b"error") -> Fault:
+    def error(cls, status: int, body: bytes = b"error") -> Fault:
         return cls(status=status, body=body)
 
     @classmethod
@@ -45,6 +51,11 @@ class Fault:
     @classmethod
     def slow(cls, seconds: float, status: int = 200) -> Fault:  # ok-float
         return cls(status=status, delay_seconds=seconds)
+
+    @classmethod
+    def drip(cls, seconds_per_byte: float = 0.5) -> Fault:  # ok-float
+        """Answer 200, but so slowly that only an overall deadline stops the sender."""
+        return cls(drip_seconds=seconds_per_byte, body=b"dripping slowly")
 
     @classmethod
     def gone(cls) -> Fault:
@@ -71,6 +82,7 @@ class ReceivedRequest:
     body: bytes
     received_at: float  # time.time() on arrival  # ok-float
     answered_status: int | None = None
+    client_port: int = 0  # same port = same kept-alive connection
     extra: dict = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
@@ -79,6 +91,20 @@ class ReceivedRequest:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, like real receivers
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body are separate writes: without this, Nagle's algorithm and
+        # the client's delayed ACK stall every kept-alive response by ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.receiver._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.receiver._untrack(self.connection)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -94,6 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             received_at=received_at,
+            client_port=self.client_address[1],
         )
         receiver = self.server.receiver
         fault = receiver._next_fault(path)
@@ -104,16 +131,32 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.drop:
             self.close_connection = True
             return
+        if fault.drip_seconds:
+            self._drip(fault)
+            return
         try:
             self.send_response(fault.status)
             for name, value in fault.headers:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(fault.body)))
-            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(fault.body)
+            if fault.close_after:
+                self.close_connection = True
         except OSError:
             pass  # the sender gave up (timeout) or closed early (size cap)
+
+    def _drip(self, fault: Fault) -> None:
+        response = (f"HTTP/1.1 {fault.status} OK\r\nContent-Length: {len(fault.body)}\r\n\r\n").encode() + fault.body
+        self.close_connection = True
+        for i in range(len(response)):
+            if self.server.receiver._stopping.wait(fault.drip_seconds):
+                return
+            try:
+                self.wfile.write(response[i:i + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the sender gave up
 
     do_POST = _handle
     do_GET = _handle
@@ -137,6 +180,7 @@ class WebhookReceiver:
         self.requests: list[ReceivedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set = set()
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> WebhookReceiver:
@@ -155,6 +199,23 @@ class WebhookReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        # Kept-alive connections must not outlive the receiver: a later receiver on
+        # the same port would otherwise never see requests sent on them.
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _track(self, conn) -> None:  # noqa: ANN001
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn) -> None:  # noqa: ANN001
+        with self._lock:
+            self._connections.discard(conn)
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
