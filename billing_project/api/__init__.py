@@ -1,0 +1,1 @@
+"""The shared kit every API view of every app builds on."""

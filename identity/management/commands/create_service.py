@@ -1,0 +1,33 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from identity import keys
+from identity.models import Service
+
+
+class Command(BaseCommand):
+    help = "Create a service (a source app) and its first API key; the key is printed once."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("code", help="Service code, e.g. nexacloud")
+        parser.add_argument("--name", required=True, help="Human-readable name")
+        parser.add_argument("--currency", default="CAD", help="Default currency (ISO 4217)")
+        parser.add_argument("--json", action="store_true", help='Print {"service": CODE, "api_key": KEY}')
+
+    def handle(self, *args, code: str, name: str, currency: str, json: bool, **options) -> None:
+        if Service.objects.filter(code=code).exists():
+            raise CommandError(f"Service {code!r} already exists; use rotate_api_key for a new key.")
+        with transaction.atomic():
+            service = Service.objects.create(code=code, name=name, default_currency=currency.upper())
+            issued = keys.issue_key(service=service, name="initial")
+        print_issued_key(self, service=service, plaintext=issued.plaintext, as_json=json)
+
+
+def print_issued_key(command: BaseCommand, *, service: Service, plaintext: str, as_json: bool) -> None:
+    if as_json:
+        command.stdout.write(json.dumps({"service": service.code, "api_key": plaintext}))
+        return
+    command.stdout.write(f"Service: {service.code}")
+    command.stdout.write(f"API key (shown once, store it now): {plaintext}")

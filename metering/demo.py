@@ -1,0 +1,60 @@
+"""A small, self-consistent catalogue to try the API against."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from identity import keys
+from identity.models import AccountLink, Customer, Service
+
+from .models import AggregationType, BillableMetric, Charge, ChargeModel, Plan, Subscription
+from .windows import subscription_window
+
+DEMO_SERVICE = "demo"
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    service: Service
+    subscription: Subscription
+    api_key: str
+
+
+@transaction.atomic
+def seed_demo() -> DemoSeed:
+    service, _ = Service.objects.get_or_create(code=DEMO_SERVICE, defaults={"name": "Demo app"})
+    metric, _ = BillableMetric.objects.get_or_create(
+        service=service, code="cpu_seconds",
+        defaults={"name": "CPU seconds", "aggregation_type": AggregationType.SUM, "field_name": "cpu_seconds"},
+    )
+    plan, _ = Plan.objects.get_or_create(
+        service=service, code="demo-starter",
+        defaults={"name": "Demo Starter", "interval": "monthly", "amount": Decimal("10.00"),
+                  "amount_currency": "CAD"},
+    )
+    Charge.objects.get_or_create(
+        plan=plan, metric=metric,
+        defaults={"charge_model": ChargeModel.STANDARD, "amount": Decimal("0.0075"),
+                  "unit_batch": Decimal(3600), "free_units": Decimal(36000)},
+    )
+    customer, _ = Customer.objects.get_or_create(
+        email="demo@example.com", defaults={"name": "Demo Customer", "currency": "CAD"}
+    )
+    link, _ = AccountLink.objects.get_or_create(
+        service=service, external_id="demo-customer", defaults={"customer": customer}
+    )
+    subscription = Subscription.objects.filter(service=service, external_id="demo-sub-1",
+                                               status="active").first()
+    if subscription is None:
+        now = timezone.now()
+        start, end = subscription_window(interval=plan.interval, billing_time="calendar", started_at=now, at=now)
+        subscription = Subscription.objects.create(
+            service=service, account_link=link, external_id="demo-sub-1", plan=plan, started_at=now,
+            subscription_at=now, billing_anchor=now, current_period_start=start, current_period_end=end,
+            flat_amount=plan.amount, currency=plan.amount_currency,
+        )
+    issued = keys.issue_key(service=service, name="demo")
+    return DemoSeed(service=service, subscription=subscription, api_key=issued.plaintext)

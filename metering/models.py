@@ -1,0 +1,299 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from identity.models import CURRENCY_CODE_CHECK, AccountLink, Customer, Service
+
+# Rates keep 10 decimal places (CAD 0.0075 per core-hour is stored exactly); amounts 6.
+RATE = {"max_digits": 28, "decimal_places": 10}
+QUANTITY = {"max_digits": 38, "decimal_places": 10}
+AMOUNT = {"max_digits": 20, "decimal_places": 6}
+
+
+class AggregationType(models.TextChoices):
+    COUNT = "count_agg", "count"
+    SUM = "sum_agg", "sum"
+    MAX = "max_agg", "max"
+    UNIQUE_COUNT = "unique_count_agg", "unique count"
+    LATEST = "latest_agg", "latest"
+
+
+class BillableMetric(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="metrics")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    aggregation_type = models.CharField(max_length=32, choices=AggregationType.choices)
+    field_name = models.CharField(max_length=255, blank=True)
+    recurring = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "code"], name="metric_code_unique_per_service"),
+            models.CheckConstraint(
+                condition=Q(aggregation_type=AggregationType.COUNT) | ~Q(field_name=""),
+                name="metric_field_name_required_unless_count",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
+class PlanInterval(models.TextChoices):
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+
+class Plan(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="plans")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    interval = models.CharField(max_length=16, choices=PlanInterval.choices)
+    amount = models.DecimalField(**AMOUNT, help_text="Flat price per billing period.")
+    amount_currency = models.CharField(max_length=3)
+    pay_in_advance = models.BooleanField(default=False)
+    odoo_plan_id = models.PositiveIntegerField(null=True, blank=True)
+    odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "code"], name="plan_code_unique_per_service"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="plan_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_currency__regex=CURRENCY_CODE_CHECK), name="plan_currency_is_iso_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
+class ChargeModel(models.TextChoices):
+    STANDARD = "standard"
+    PACKAGE = "package"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+
+
+class Charge(models.Model):
+    """How one metric is priced on one plan. Lago's ``properties`` are stored as typed columns."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="charges")
+    metric = models.ForeignKey(BillableMetric, on_delete=models.PROTECT, related_name="charges")
+    charge_model = models.CharField(max_length=16, choices=ChargeModel.choices)
+    # standard: price per ``unit_batch`` units; package: price per package.
+    amount = models.DecimalField(**RATE, null=True, blank=True)
+    # Included quota: units that are never billed.
+    free_units = models.DecimalField(**QUANTITY, default=0)
+    unit_batch = models.DecimalField(**QUANTITY, default=1)
+    package_size = models.DecimalField(**QUANTITY, null=True, blank=True)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["plan", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "metric"], name="charge_one_per_metric_per_plan"),
+            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0),
+                                   name="charge_amount_not_negative"),
+            models.CheckConstraint(condition=Q(free_units__gte=0), name="charge_free_units_not_negative"),
+            models.CheckConstraint(condition=Q(unit_batch__gt=0), name="charge_unit_batch_positive"),
+            models.CheckConstraint(condition=Q(package_size__isnull=True) | Q(package_size__gt=0),
+                                   name="charge_package_size_positive"),
+            models.CheckConstraint(
+                condition=~Q(charge_model__in=[ChargeModel.STANDARD, ChargeModel.PACKAGE])
+                | Q(amount__isnull=False),
+                name="charge_amount_required_for_flat_models",
+            ),
+            models.CheckConstraint(
+                condition=~Q(charge_model=ChargeModel.PACKAGE) | Q(package_size__isnull=False),
+                name="charge_package_size_required_for_package",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} / {self.metric.code} ({self.charge_model})"
+
+
+class ChargeTier(models.Model):
+    """One range of a graduated or volume charge, ``[from_value, to_value]`` as Lago has it."""
+
+    charge = models.ForeignKey(Charge, on_delete=models.CASCADE, related_name="tiers")
+    position = models.PositiveSmallIntegerField()
+    from_value = models.DecimalField(**QUANTITY)
+    to_value = models.DecimalField(**QUANTITY, null=True, blank=True)
+    per_unit_amount = models.DecimalField(**RATE)
+    flat_amount = models.DecimalField(**RATE, default=0)
+
+    class Meta:
+        ordering = ["charge", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge", "position"], name="charge_tier_position_unique"),
+            models.CheckConstraint(condition=Q(from_value__gte=0), name="charge_tier_from_not_negative"),
+            models.CheckConstraint(condition=Q(to_value__isnull=True) | Q(to_value__gte=F("from_value")),
+                                   name="charge_tier_range_ordered"),
+            models.CheckConstraint(condition=Q(per_unit_amount__gte=0), name="charge_tier_price_not_negative"),
+            models.CheckConstraint(condition=Q(flat_amount__gte=0), name="charge_tier_flat_not_negative"),
+        ]
+
+
+class SubscriptionStatus(models.TextChoices):
+    PENDING = "pending"
+    ACTIVE = "active"
+    TERMINATED = "terminated"
+    CANCELED = "canceled"
+
+
+CLOSED_SUBSCRIPTION_STATUSES = [SubscriptionStatus.TERMINATED, SubscriptionStatus.CANCELED]
+
+
+class SubscriptionMode(models.TextChoices):
+    LIVE = "live"  # billed through Odoo
+    SHADOW = "shadow"  # rated for reconciliation only, never billed
+
+
+class BillingTime(models.TextChoices):
+    CALENDAR = "calendar"
+    ANNIVERSARY = "anniversary"
+
+
+class Subscription(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="subscriptions")
+    account_link = models.ForeignKey(AccountLink, on_delete=models.PROTECT, related_name="subscriptions")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=SubscriptionStatus.choices,
+                              default=SubscriptionStatus.ACTIVE)
+    mode = models.CharField(max_length=8, choices=SubscriptionMode.choices, default=SubscriptionMode.LIVE)
+    billing_time = models.CharField(max_length=16, choices=BillingTime.choices,
+                                    default=BillingTime.CALENDAR)
+    subscription_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ending_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    # The instant billing periods are counted from (see metering.windows).
+    billing_anchor = models.DateTimeField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    flat_amount = models.DecimalField(**AMOUNT, help_text="Flat price per period, set explicitly.")
+    currency = models.CharField(max_length=3)
+    odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service__code", "external_id", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "external_id"],
+                condition=~Q(status__in=CLOSED_SUBSCRIPTION_STATUSES),
+                name="subscription_one_open_per_external_id",
+            ),
+            models.CheckConstraint(condition=Q(flat_amount__gte=0), name="subscription_flat_not_negative"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=CURRENCY_CODE_CHECK), name="subscription_currency_is_iso_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(current_period_start__isnull=True) | Q(current_period_end__gt=F("current_period_start")),
+                name="subscription_window_not_empty",
+            ),
+        ]
+        indexes = [models.Index(fields=["service", "status"], name="subscription_service_status")]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.external_id}"
+
+    @property
+    def customer(self) -> Customer:
+        return self.account_link.customer
+
+
+class UsageEvent(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="events")
+    # Kept on the row so that the uniqueness below is Lago's, whatever the subscription row.
+    external_subscription_id = models.CharField(max_length=255)
+    code = models.CharField(max_length=255)
+    transaction_id = models.CharField(max_length=255)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    # The metric's ``field_name`` property as a number, extracted at ingest so SQL can aggregate it.
+    value = models.DecimalField(**QUANTITY, null=True, blank=True)
+    precise_total_amount_cents = models.DecimalField(max_digits=40, decimal_places=15, null=True, blank=True)
+    # SHA-256 of the canonical payload: an identical resend is a success, a different one a 422.
+    payload_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "external_subscription_id", "transaction_id"],
+                name="usage_event_transaction_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["subscription", "code", "timestamp"], name="usage_event_rating"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_subscription_id}:{self.transaction_id}"
+
+
+class RatedUsageState(models.TextChoices):
+    OPEN = "open"
+    FROZEN = "frozen"
+
+
+class RatedUsage(models.Model):
+    """The priced usage of one charge of one subscription over one billing window."""
+
+    id = models.BigAutoField(primary_key=True)
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="rated_usages")
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="rated_usages")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    units = models.DecimalField(**QUANTITY, default=0)
+    billable_units = models.DecimalField(**QUANTITY, default=0)
+    amount = models.DecimalField(**AMOUNT, default=0)
+    events_count = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=8, choices=RatedUsageState.choices, default=RatedUsageState.OPEN)
+    odoo_line_id = models.PositiveIntegerField(null=True, blank=True)
+    rated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-window_start"]
+        verbose_name_plural = "rated usage"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "charge", "window_start"],
+                                    name="rated_usage_one_per_window"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="rated_usage_amount_not_negative"),
+            models.CheckConstraint(condition=Q(window_end__gt=F("window_start")),
+                                   name="rated_usage_window_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription} {self.charge.metric.code} [{self.window_start:%Y-%m-%d}…)"

@@ -1,0 +1,84 @@
+"""Billing windows: half-open ``[start, end)`` periods counted from an anchor instant."""
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta, timezone
+
+_MONTHS_PER_INTERVAL = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def _add_months(anchor: datetime, months: int) -> datetime:
+    """``anchor`` moved by ``months``, the day clamped to the month's length (Jan 31 -> Feb 28)."""
+    month_index = anchor.month - 1 + months
+    year, month = anchor.year + month_index // 12, month_index % 12 + 1
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return anchor.replace(year=year, month=month, day=day)
+
+
+def period_boundary(*, interval: str, anchor: datetime, index: int) -> datetime:
+    """Start of the ``index``-th period after ``anchor`` (index 0 is the anchor itself).
+
+    Always computed from the anchor, never from the previous boundary, so a month-end
+    anchor does not drift (Jan 31, Feb 28, Mar 31, ...).
+    """
+    if interval == "weekly":
+        return anchor + timedelta(weeks=index)
+    try:
+        return _add_months(anchor, _MONTHS_PER_INTERVAL[interval] * index)
+    except KeyError:
+        raise ValueError(f"unknown plan interval {interval!r}") from None
+
+
+def _approximate_index(*, interval: str, anchor: datetime, at: datetime) -> int:
+    if interval == "weekly":
+        return (at - anchor) // timedelta(weeks=1)
+    months = (at.year - anchor.year) * 12 + (at.month - anchor.month)
+    return months // _MONTHS_PER_INTERVAL[interval]
+
+
+def billing_window(*, interval: str, anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
+    """The period counted from ``anchor`` that contains ``at``: ``start <= at < end``."""
+    if anchor.tzinfo is None or at.tzinfo is None:
+        raise ValueError("billing windows need timezone-aware datetimes")
+    index = _approximate_index(interval=interval, anchor=anchor, at=at)
+    while period_boundary(interval=interval, anchor=anchor, index=index) > at:
+        index -= 1
+    while period_boundary(interval=interval, anchor=anchor, index=index + 1) <= at:
+        index += 1
+    return (
+        period_boundary(interval=interval, anchor=anchor, index=index),
+        period_boundary(interval=interval, anchor=anchor, index=index + 1),
+    )
+
+
+def calendar_anchor(*, interval: str, at: datetime) -> datetime:
+    """Start (UTC midnight) of the calendar period containing ``at``: Monday, 1st of the
+    month, of the quarter or of the year."""
+    day = at.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "weekly":
+        return day - timedelta(days=day.weekday())
+    if interval == "monthly":
+        return day.replace(day=1)
+    if interval == "quarterly":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if interval == "yearly":
+        return day.replace(month=1, day=1)
+    raise ValueError(f"unknown plan interval {interval!r}")
+
+
+def subscription_window(
+    *, interval: str, billing_time: str, started_at: datetime, at: datetime,
+    anchor: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """The window of a subscription that contains ``at``.
+
+    ``anniversary`` periods start on the subscription's start (or an explicit ``anchor``,
+    e.g. a period start imported from the source system or dictated by Odoo);
+    ``calendar`` periods are calendar-aligned, the first one starting at ``started_at``.
+    """
+    if anchor is None:
+        anchor = started_at if billing_time == "anniversary" else calendar_anchor(
+            interval=interval, at=started_at
+        )
+    start, end = billing_window(interval=interval, anchor=anchor, at=at)
+    return max(start, started_at), end

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from hypothesis import settings as hypothesis_settings
+from rest_framework.test import APIClient
+
+from identity import keys
+from identity.models import Service
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+hypothesis_settings.register_profile("default", deadline=None, max_examples=200)
+hypothesis_settings.load_profile("default")
+
+
+def make_api_client(api_key: str | None) -> APIClient:
+    client = APIClient()
+    if api_key:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def service(db) -> Service:
+    return Service.objects.create(code="nexacloud", name="NexaCloud")
+
+
+@pytest.fixture
+def api_key(service) -> str:
+    return keys.issue_key(service=service, name="test").plaintext
+
+
+@pytest.fixture
+def api_client(api_key) -> APIClient:
+    return make_api_client(api_key)
+
+
+@pytest.fixture
+def other_service(db) -> Service:
+    return Service.objects.create(code="nexadesk", name="NexaDesk")
+
+
+@pytest.fixture
+def other_api_key(other_service) -> str:
+    return keys.issue_key(service=other_service, name="test").plaintext
+
+
+@pytest.fixture
+def other_api_client(other_api_key) -> APIClient:
+    return make_api_client(other_api_key)
+
+
+def database_url_for_subprocesses() -> str:
+    """URL of the database the tests run on, for processes started by a test."""
+    db = connection.settings_dict
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+
+
+def subprocess_environment(**overrides: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocesses(), "PYTHONPATH": str(REPO_ROOT)}
+    env.update(overrides)
+    return env
+
+
+class CeleryWorker:
+    """A real ``celery worker`` process on the test broker, reading the test database."""
+
+    def __init__(self, *, queues: str, concurrency: int, env: dict[str, str]) -> None:
+        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.log_path = Path(f"/tmp/celery-{self.name.split('@')[0]}.log")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "billing_project", "worker", "-Q", queues,
+             "-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle",
+             "--loglevel", "INFO"],
+            cwd=REPO_ROOT, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from billing_project.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log()}")
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return
+        raise RuntimeError(f"celery worker not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children, as a crashed host would."""
+        subprocess.run(["pkill", "-KILL", "-f", self.name], check=False)
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        subprocess.run(["pkill", "-KILL", "-f", self.name], check=False)
+
+
+@pytest.fixture
+def start_celery_worker(transactional_db):
+    """Factory: ``start_celery_worker(queues=..., concurrency=..., env={...})``.
+
+    Tasks queued on the test Redis database from earlier runs are purged first.
+    """
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    workers: list[CeleryWorker] = []
+
+    def start(*, queues: str = ",".join(settings.CELERY_WORKER_QUEUES), concurrency: int = 1,
+              env: dict[str, str] | None = None) -> CeleryWorker:
+        worker = CeleryWorker(queues=queues, concurrency=concurrency, env=subprocess_environment(**(env or {})))
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker(start_celery_worker) -> CeleryWorker:
+    return start_celery_worker()
