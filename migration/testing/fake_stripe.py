@@ -128,7 +128,8 @@ class FakeStripe:
 
     def start(self) -> "FakeStripe":
         self._server = _Server(self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-stripe", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-stripe", daemon=True)
         self._thread.start()
         return self
 
