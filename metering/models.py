@@ -198,6 +198,8 @@ class Subscription(models.Model):
     billing_anchor = models.DateTimeField(null=True, blank=True)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    # Rating: usage before this instant is frozen (closed windows); set when a window closes.
+    usage_frozen_until = models.DateTimeField(null=True, blank=True, editable=False)
     flat_amount = models.DecimalField(**AMOUNT, help_text="Flat price per period, set explicitly.")
     currency = models.CharField(max_length=3)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)

@@ -1,0 +1,612 @@
+"""The rating engine: aggregate usage events over billing windows and price them.
+
+* Aggregation is set-based SQL (one GROUP BY per chunk of subscriptions and
+  aggregation family), never a Python loop over events.
+* Pricing is ``metering.pricing`` (exact Decimal, 6 dp once at the end).
+* ``RatedUsage`` is upserted per (subscription, charge, window_start): re-running
+  writes nothing; a zero amount creates no row but updates an existing one to 0.
+* Work is done in chunks of subscriptions, each chunk in one transaction with
+  its subscription rows locked ``FOR NO KEY UPDATE SKIP LOCKED``: two workers
+  split the subscriptions between them instead of waiting on each other, and a
+  worker killed mid-chunk leaves nothing half-written (the transaction rolls
+  back). Closing a window upgrades the lock to ``FOR UPDATE``, which conflicts
+  with the ``FOR KEY SHARE`` that ingest takes (``lock_subscriptions_for_ingest``
+  and the usage-event foreign key): an event is either committed before the
+  final rating reads the window, or sees the advanced period and is refused
+  with ``period_closed``. Locks are always taken in subscription-id order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable, Sequence
+from uuid import UUID
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce, Least
+from django.utils import timezone
+
+from metering import windows
+from metering.models import (
+    CLOSED_SUBSCRIPTION_STATUSES,
+    AggregationType,
+    Charge,
+    RatedUsage,
+    RatedUsageState,
+    Subscription,
+    SubscriptionStatus,
+    UsageEvent,
+)
+from metering.pricing import ChargeTerms, price_units, quantize_amount, terms_for_charge
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+DEFAULT_CHUNK_SIZE = 2000
+# A subscription idle for years is caught up window by window; this bounds one run.
+MAX_WINDOWS_CLOSED_PER_RUN = 500
+_DEADLOCK_RETRIES = 3
+
+
+def cents(amount: Decimal) -> int:
+    """Integer minor units of a 6-dp amount: the single, presentation-time cent rounding."""
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ChargeUsage:
+    charge: Charge
+    units: Decimal  # aggregated units over the window
+    billable_units: Decimal  # after free units
+    amount: Decimal  # 6 dp
+    events_count: int
+
+    @property
+    def amount_cents(self) -> int:
+        return cents(self.amount)
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    subscription_id: UUID
+    window_start: datetime
+    window_end: datetime
+    currency: str
+    charges: tuple[ChargeUsage, ...]
+
+    @property
+    def amount(self) -> Decimal:
+        return quantize_amount(sum((c.amount for c in self.charges), ZERO))
+
+    @property
+    def amount_cents(self) -> int:
+        return cents(self.amount)
+
+    @property
+    def events_count(self) -> int:
+        return sum(c.events_count for c in self.charges)
+
+
+@dataclass
+class RatingSummary:
+    subscriptions: int = 0
+    rows_created: int = 0
+    rows_updated: int = 0
+    windows_closed: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: "RatingSummary") -> None:
+        self.subscriptions += other.subscriptions
+        self.rows_created += other.rows_created
+        self.rows_updated += other.rows_updated
+        self.windows_closed += other.windows_closed
+        self.chunks += other.chunks
+
+
+# --------------------------------------------------------------------------- charges
+
+
+@dataclass(frozen=True)
+class _ChargeSpec:
+    charge: Charge
+    code: str
+    aggregation_type: str
+    field_name: str
+    terms: ChargeTerms
+
+
+class _PlanCharges:
+    """Charges of each plan, loaded once per run (a plan's charges are few)."""
+
+    def __init__(self) -> None:
+        self._by_plan: dict[UUID, list[_ChargeSpec]] = {}
+
+    def load(self, plan_ids: Iterable[UUID]) -> None:
+        missing = {pid for pid in plan_ids if pid not in self._by_plan}
+        if not missing:
+            return
+        for pid in missing:
+            self._by_plan[pid] = []
+        charges = Charge.objects.filter(plan_id__in=missing).select_related("metric").prefetch_related("tiers")
+        for charge in charges.order_by("plan_id", "created_at", "id"):
+            self._by_plan[charge.plan_id].append(
+                _ChargeSpec(
+                    charge=charge,
+                    code=charge.metric.code,
+                    aggregation_type=charge.metric.aggregation_type,
+                    field_name=charge.metric.field_name,
+                    terms=terms_for_charge(charge),
+                )
+            )
+
+    def of(self, plan_id: UUID) -> list[_ChargeSpec]:
+        return self._by_plan[plan_id]
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class _Aggregate:
+    events_count: int = 0
+    total: Decimal | None = None
+    maximum: Decimal | None = None
+    latest: Decimal | None = None
+    unique: dict[str, int] = field(default_factory=dict)  # field_name -> distinct values
+
+
+def _aggregate(
+    events: "QuerySet[UsageEvent]",  # noqa: F821 - already filtered to the windows
+    specs_by_code: dict[str, list[_ChargeSpec]],
+) -> dict[tuple[UUID, str], _Aggregate]:
+    """Aggregates per (subscription_id, metric code), set-based in SQL.
+
+    ``events`` is already restricted to each subscription's window. One GROUP
+    BY computes count/sum/max together (cheap); ``latest`` and
+    ``unique_count`` run only for the codes whose charges need them.
+    """
+    result: dict[tuple[UUID, str], _Aggregate] = defaultdict(_Aggregate)
+    codes = list(specs_by_code)
+    if not codes:
+        return result
+    grouped = (
+        events.filter(code__in=codes)
+        .values("subscription_id", "code")
+        .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
+        .order_by()
+    )
+    for row in grouped.values_list("subscription_id", "code", "events_count", "total", "maximum"):
+        agg = result[(row[0], row[1])]
+        agg.events_count, agg.total, agg.maximum = row[2], row[3], row[4]
+
+    latest_codes = [
+        code for code, specs in specs_by_code.items()
+        if any(s.aggregation_type == AggregationType.LATEST for s in specs)
+    ]
+    if latest_codes:
+        latest = events.filter(code__in=latest_codes, value__isnull=False)
+        if connection.vendor == "postgresql":
+            rows = (
+                latest.order_by("subscription_id", "code", "-timestamp", "-id")
+                .distinct("subscription_id", "code")
+                .values_list("subscription_id", "code", "value")
+            )
+            for sub_id, code, value in rows:
+                result[(sub_id, code)].latest = value
+        else:  # embedded SQLite: no DISTINCT ON; last row per group wins
+            for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
+                "subscription_id", "code", "value"
+            ):
+                result[(sub_id, code)].latest = value
+
+    unique_fields: dict[str, set[str]] = defaultdict(set)
+    for code, specs in specs_by_code.items():
+        for spec in specs:
+            if spec.aggregation_type == AggregationType.UNIQUE_COUNT:
+                unique_fields[spec.field_name].add(code)
+    for field_name, field_codes in unique_fields.items():
+        rows = (
+            events.filter(code__in=field_codes)
+            .values("subscription_id", "code")
+            .annotate(distinct=Count(KeyTextTransform(field_name, "properties"), distinct=True))
+            .order_by()
+            .values_list("subscription_id", "code", "distinct")
+        )
+        for sub_id, code, distinct in rows:
+            result[(sub_id, code)].unique[field_name] = distinct
+    return result
+
+
+def _units(spec: _ChargeSpec, agg: _Aggregate | None) -> tuple[Decimal, int]:
+    if agg is None:
+        return ZERO, 0
+    kind = spec.aggregation_type
+    if kind == AggregationType.COUNT:
+        units = Decimal(agg.events_count)
+    elif kind == AggregationType.SUM:
+        units = agg.total if agg.total is not None else ZERO
+    elif kind == AggregationType.MAX:
+        units = agg.maximum if agg.maximum is not None else ZERO
+    elif kind == AggregationType.LATEST:
+        units = agg.latest if agg.latest is not None else ZERO
+    elif kind == AggregationType.UNIQUE_COUNT:
+        units = Decimal(agg.unique.get(spec.field_name, 0))
+    else:
+        raise ValueError(f"unknown aggregation {kind!r}")
+    return units, agg.events_count
+
+
+def _price(spec: _ChargeSpec, units: Decimal) -> tuple[Decimal, Decimal]:
+    # A negative sum (decrements) bills nothing; the units are kept as aggregated.
+    priced = price_units(terms=spec.terms, units=units if units > 0 else ZERO)
+    return priced.billable_units, priced.amount
+
+
+# --------------------------------------------------------------------------- compute (read-only)
+
+
+def compute_usage(*, subscription: Subscription, window_start: datetime, window_end: datetime) -> UsageResult:
+    """Usage and amounts of ``subscription``'s own plan charges over ``[window_start, window_end)``.
+
+    Read-only: used by the API's ``current_usage`` and by reconciliation; the
+    numbers are exactly what rating would store for that window.
+    """
+    plans = _PlanCharges()
+    plans.load([subscription.plan_id])
+    specs = plans.of(subscription.plan_id)
+    specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
+    for spec in specs:
+        specs_by_code[spec.code].append(spec)
+    events = UsageEvent.objects.filter(
+        subscription_id=subscription.id, timestamp__gte=window_start, timestamp__lt=window_end
+    )
+    aggregates = _aggregate(events, specs_by_code)
+    usages = []
+    for spec in specs:
+        units, count = _units(spec, aggregates.get((subscription.id, spec.code)))
+        billable, amount = _price(spec, units)
+        usages.append(ChargeUsage(spec.charge, units, billable, amount, count))
+    return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
+
+
+# --------------------------------------------------------------------------- rating (writes)
+
+_SUB_FIELDS = (
+    "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
+    "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
+)
+
+
+@dataclass
+class _Sub:
+    id: UUID
+    plan_id: UUID
+    status: str
+    billing_time: str
+    started_at: datetime | None
+    billing_anchor: datetime | None
+    terminated_at: datetime | None
+    start: datetime
+    end: datetime
+    frozen_until: datetime | None
+    interval: str
+
+    @property
+    def window_end(self) -> datetime:
+        """End of the window being rated: terminated subscriptions stop at their end."""
+        if self.terminated_at is not None and self.terminated_at < self.end:
+            return max(self.terminated_at, self.start)
+        return self.end
+
+    @property
+    def is_final_window(self) -> bool:
+        return self.terminated_at is not None and self.terminated_at <= self.end
+
+
+def _eligible(now: datetime) -> Q:
+    open_active = Q(status=SubscriptionStatus.ACTIVE, current_period_start__lte=now)
+    # Closed subscriptions are rated up to their end, until that last window is frozen.
+    closing = Q(status__in=CLOSED_SUBSCRIPTION_STATUSES, terminated_at__isnull=False) & (
+        Q(usage_frozen_until__isnull=True) | Q(usage_frozen_until__lt=F("terminated_at"))
+    )
+    return Q(current_period_start__isnull=False, current_period_end__isnull=False) & (open_active | closing)
+
+
+def _as_sub(row: tuple) -> _Sub:
+    values = dict(zip(_SUB_FIELDS, row))
+    return _Sub(
+        id=values["id"],
+        plan_id=values["plan_id"],
+        status=values["status"],
+        billing_time=values["billing_time"],
+        started_at=values["started_at"],
+        billing_anchor=values["billing_anchor"],
+        terminated_at=values["terminated_at"],
+        start=values["current_period_start"],
+        end=values["current_period_end"],
+        frozen_until=values["usage_frozen_until"],
+        interval=values["plan__interval"],
+    )
+
+
+def _window_events(sub_ids: Sequence[UUID]):
+    """Events of ``sub_ids`` inside each one's current window (read from its row)."""
+    window_end = Least(
+        F("subscription__current_period_end"),
+        Coalesce(F("subscription__terminated_at"), F("subscription__current_period_end")),
+    )
+    return UsageEvent.objects.filter(
+        subscription_id__in=sub_ids,
+        timestamp__gte=F("subscription__current_period_start"),
+        timestamp__lt=window_end,
+    )
+
+
+_RATED_FIELDS = ("window_end", "units", "billable_units", "amount", "events_count")
+
+
+def _rate_current_windows(subs: list[_Sub], plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
+    """Rate each subscription's current window and upsert its RatedUsage rows."""
+    plans.load({s.plan_id for s in subs})
+    specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
+    for plan_id in {s.plan_id for s in subs}:
+        for spec in plans.of(plan_id):
+            specs_by_code[spec.code].append(spec)
+    sub_ids = [s.id for s in subs]
+    aggregates = _aggregate(_window_events(sub_ids), specs_by_code)
+
+    existing: dict[tuple[UUID, UUID], RatedUsage] = {
+        (r.subscription_id, r.charge_id): r
+        for r in RatedUsage.objects.filter(
+            subscription_id__in=sub_ids, window_start=F("subscription__current_period_start")
+        ).only("id", "subscription_id", "charge_id", "state", *_RATED_FIELDS)
+    }
+    to_create: list[RatedUsage] = []
+    to_update: list[RatedUsage] = []
+    for sub in subs:
+        window_end = sub.window_end
+        if window_end <= sub.start:
+            continue  # terminated before this window began: nothing to rate
+        seen = set()
+        for spec in plans.of(sub.plan_id):
+            seen.add(spec.charge.id)
+            units, count = _units(spec, aggregates.get((sub.id, spec.code)))
+            billable, amount = _price(spec, units)
+            current = existing.get((sub.id, spec.charge.id))
+            values = (window_end, units, billable, amount, count)
+            if current is None:
+                if amount > 0:
+                    to_create.append(
+                        RatedUsage(
+                            subscription_id=sub.id, charge_id=spec.charge.id, window_start=sub.start,
+                            window_end=window_end, units=units, billable_units=billable, amount=amount,
+                            events_count=count, state=RatedUsageState.OPEN,
+                        )
+                    )
+            elif current.state == RatedUsageState.OPEN and _changed(current, values):
+                _assign(current, values, now)
+                to_update.append(current)
+        # A charge no longer on the plan (plan changed mid-window) bills nothing.
+        for (sub_id, charge_id), current in existing.items():
+            if sub_id == sub.id and charge_id not in seen and current.state == RatedUsageState.OPEN:
+                values = (window_end, ZERO, ZERO, ZERO, 0)
+                if _changed(current, values):
+                    _assign(current, values, now)
+                    to_update.append(current)
+    if to_create:
+        RatedUsage.objects.bulk_create(to_create, batch_size=5000)
+    if to_update:
+        RatedUsage.objects.bulk_update(to_update, [*_RATED_FIELDS, "rated_at"], batch_size=1000)
+    summary.rows_created += len(to_create)
+    summary.rows_updated += len(to_update)
+
+
+def _changed(row: RatedUsage, values: tuple) -> bool:
+    return tuple(getattr(row, name) for name in _RATED_FIELDS) != values
+
+
+def _assign(row: RatedUsage, values: tuple, now: datetime) -> None:
+    for name, value in zip(_RATED_FIELDS, values):
+        setattr(row, name, value)
+    row.rated_at = now
+
+
+def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> list[_Sub]:
+    """Freeze the rated usage of windows that have ended and open the next ones.
+
+    Returns the subscriptions that got a new window (not the terminated ones).
+    """
+    ids = [s.id for s in subs]
+    RatedUsage.objects.filter(
+        subscription_id__in=ids,
+        window_start=F("subscription__current_period_start"),
+        state=RatedUsageState.OPEN,
+    ).update(state=RatedUsageState.FROZEN)
+    opened = []
+    for sub in subs:
+        summary.windows_closed += 1
+        if sub.is_final_window:
+            sub.frozen_until = sub.terminated_at
+        else:
+            sub.frozen_until = sub.end
+            sub.start, sub.end = sub.end, _next_window_end(sub)
+            opened.append(sub)
+    changed = subs
+    Subscription.objects.bulk_update(
+        [
+            Subscription(id=s.id, current_period_start=s.start, current_period_end=s.end,
+                         usage_frozen_until=s.frozen_until, updated_at=now)
+            for s in changed
+        ],
+        ["current_period_start", "current_period_end", "usage_frozen_until", "updated_at"],
+    )
+    return opened
+
+
+def _next_window_end(sub: _Sub) -> datetime:
+    started_at = sub.started_at or sub.start
+    _, end = windows.subscription_window(
+        interval=sub.interval, billing_time=sub.billing_time, started_at=started_at, at=sub.end,
+        anchor=sub.billing_anchor,
+    )
+    return end
+
+
+def _rate_locked(subs: list[_Sub], plans: _PlanCharges, now: datetime) -> RatingSummary:
+    """Rate (and close) ``subs``, whose rows this transaction has locked."""
+    summary = RatingSummary(subscriptions=len(subs), chunks=1)
+    ending = sorted((s for s in subs if s.window_end <= now), key=lambda s: s.id)
+    if ending:
+        # Stronger lock, in id order: waits for in-flight ingest (FOR KEY SHARE)
+        # so the final rating below sees every event accepted for the window.
+        list(
+            Subscription.objects.select_for_update()
+            .filter(id__in=[s.id for s in ending])
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+    _rate_current_windows(subs, plans, now, summary)
+    rounds = 0
+    while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:
+        opened = _close_windows(ending, now, summary)
+        if not opened:
+            break
+        _rate_current_windows(opened, plans, now, summary)
+        ending = [s for s in opened if s.window_end <= now]
+        rounds += 1
+    return summary
+
+
+def _with_retry(work):
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return work()
+        except OperationalError as exc:  # deadlock_detected / lock_not_available
+            code = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+            if code not in ("40P01", "55P03", "40001") or attempt == _DEADLOCK_RETRIES - 1:
+                raise
+            logger.warning("rating chunk retried after %s", code)
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def rate_subscription(*, subscription_id: UUID, now: datetime | None = None) -> RatingSummary:
+    """Rate one subscription now (waits for a worker that holds it)."""
+    now = now or timezone.now()
+    plans = _PlanCharges()
+
+    def work() -> RatingSummary:
+        with transaction.atomic():
+            rows = list(
+                Subscription.objects.select_for_update(no_key=True, of=("self",))
+                .filter(_eligible(now), id=subscription_id)
+                .values_list(*_SUB_FIELDS)
+            )
+            if not rows:
+                return RatingSummary()
+            return _rate_locked([_as_sub(rows[0])], plans, now)
+
+    return _with_retry(work)
+
+
+def rate_open_windows(
+    *,
+    service_code: str | None = None,
+    subscription_ids: Sequence[UUID] | None = None,
+    now: datetime | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> RatingSummary:
+    """Rate every open window (and close ended ones), chunk by chunk.
+
+    Subscriptions locked by another worker are skipped: that worker is rating
+    them. Memory stays bounded by ``chunk_size`` (keyset pagination on id).
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    plans = _PlanCharges()
+    summary = RatingSummary()
+    base = Subscription.objects.filter(_eligible(now))
+    if service_code is not None:
+        base = base.filter(service__code=service_code)
+    if subscription_ids is not None:
+        base = base.filter(id__in=list(subscription_ids))
+    last_id: UUID | None = None
+    while True:
+        def work() -> tuple[RatingSummary, UUID | None, bool]:
+            with transaction.atomic():
+                query = base if last_id is None else base.filter(id__gt=last_id)
+                rows = list(
+                    query.select_for_update(no_key=True, skip_locked=True, of=("self",))
+                    .order_by("id")
+                    .values_list(*_SUB_FIELDS)[:chunk_size]
+                )
+                if not rows:
+                    return RatingSummary(), None, True
+                subs = [_as_sub(r) for r in rows]
+                return _rate_locked(subs, plans, now), subs[-1].id, len(rows) < chunk_size
+
+        chunk_summary, chunk_last, done = _with_retry(work)
+        summary.add(chunk_summary)
+        if chunk_last is not None:
+            last_id = chunk_last
+        if done:
+            break
+    summary.seconds = time.monotonic() - started
+    logger.info(
+        "rated %s subscriptions: %s rows created, %s updated, %s windows closed in %.2fs",
+        summary.subscriptions, summary.rows_created, summary.rows_updated, summary.windows_closed,
+        summary.seconds,
+    )
+    return summary
+
+
+# --------------------------------------------------------------------------- ingest support
+
+
+def lock_subscriptions_for_ingest(*, subscription_ids: Iterable[UUID]) -> dict[UUID, datetime | None]:
+    """Lock subscriptions ``FOR KEY SHARE`` (id order) and return, per id, the
+    instant before which events are refused as ``period_closed``.
+
+    Call inside the ingest transaction, before inserting: a window that rating
+    is closing is then either fully closed (the advanced start is returned) or
+    waits for this transaction's events. ``None`` means the subscription has no
+    window yet (nothing is closed).
+    """
+    ids = sorted(set(subscription_ids))
+    if not ids:
+        return {}
+    if connection.vendor == "postgresql":
+        # Django has no FOR KEY SHARE; it is what the usage-event foreign key
+        # takes anyway, so it never blocks ordinary rating (FOR NO KEY UPDATE).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, current_period_start, usage_frozen_until FROM {Subscription._meta.db_table}"
+                " WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+                [ids],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = list(
+            Subscription.objects.filter(id__in=ids).order_by("id")
+            .values_list("id", "current_period_start", "usage_frozen_until")
+        )
+    result: dict[UUID, datetime | None] = {}
+    for sub_id, start, frozen_until in rows:
+        candidates = [t for t in (start, frozen_until) if t is not None]
+        result[sub_id] = max(candidates) if candidates else None
+    return result
+
+
+def is_period_closed(*, closed_before: datetime | None, timestamp: datetime) -> bool:
+    return closed_before is not None and timestamp < closed_before
