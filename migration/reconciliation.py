@@ -18,7 +18,6 @@ period start) — never by customer: two deployments of one customer are two row
 from __future__ import annotations
 
 import csv
-import decimal
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,11 +27,12 @@ from typing import IO
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from identity.models import Service
-from metering.models import CLOSED_SUBSCRIPTION_STATUSES, ChargeModel, Subscription, UsageEvent
+from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription
+from metering.rating import compute_usage
 from metering.windows import subscription_window
 from migration.models import Reconciliation, ReconciliationStatus
 from migration.reader import NexaCloudReader, SourceBilledPeriod
@@ -55,35 +55,11 @@ def default_tolerance() -> Decimal:
 
 
 # ----------------------------------------------------------------------------- Fusion side
-def _local_usage_amount(*, subscription: Subscription, window_start: datetime, window_end: datetime) -> tuple[Decimal, Decimal]:
-    """Fallback used only while ``metering.rating.compute_usage`` is not available:
-    the standard charge model (sum metric, free units, price per unit batch)."""
-    total_amount = Decimal(0)
-    total_units = Decimal(0)
-    exact = decimal.Context(prec=60, rounding=ROUND_HALF_UP)
-    for charge in subscription.plan.charges.select_related("metric"):
-        if charge.charge_model != ChargeModel.STANDARD:
-            raise NotImplementedError(f"charge model {charge.charge_model} needs metering.rating")
-        units = UsageEvent.objects.filter(
-            subscription=subscription, code=charge.metric.code,
-            timestamp__gte=window_start, timestamp__lt=window_end,
-        ).aggregate(total=Sum("value"))["total"] or Decimal(0)
-        billable = max(units - charge.free_units, Decimal(0))
-        amount = exact.divide(exact.multiply(billable, charge.amount or Decimal(0)), charge.unit_batch)
-        total_amount += amount.quantize(SIX_DP, rounding=ROUND_HALF_UP)
-        total_units += units
-    return total_amount, total_units
-
-
 def fusion_usage(*, subscription: Subscription, window_start: datetime, window_end: datetime) -> tuple[Decimal, Decimal]:
     """(rated usage amount at 6 dp, units) over the window, read-only."""
-    try:
-        from metering.rating import compute_usage
-    except ImportError:
-        return _local_usage_amount(subscription=subscription, window_start=window_start, window_end=window_end)
     result = compute_usage(subscription=subscription, window_start=window_start, window_end=window_end)
-    units = sum((getattr(c, "units", Decimal(0)) for c in getattr(result, "charges", ()) or ()), Decimal(0))
-    return Decimal(result.amount).quantize(SIX_DP, rounding=ROUND_HALF_UP), units
+    units = sum((c.units for c in result.charges), Decimal(0))
+    return result.amount.quantize(SIX_DP, rounding=ROUND_HALF_UP), units
 
 
 # ----------------------------------------------------------------------------- result
@@ -246,8 +222,6 @@ def write_csv(rows: Iterable[Reconciliation], stream: IO[str]) -> int:
 
 def totals_by_period(queryset) -> list[dict]:
     """Per period: fusion and source totals, delta, and counts per status."""
-    from django.db.models import Count, Q
-
     return list(
         queryset.values("period_start")
         .annotate(

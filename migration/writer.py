@@ -24,7 +24,6 @@ rewrite mirror fields (see ``docs/migration.md``).
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import traceback as traceback_module
 from collections.abc import Callable, Iterable, Iterator
