@@ -73,7 +73,8 @@ def _finish(run: ImportRun, *, status: str, report: ImportReport | None, fatal_e
     if report is not None:
         run.counts = report.counts
     with transaction.atomic():
-        run.save()
+        # Not ``processed``: the progress connection owns it (the last figure stays visible).
+        run.save(update_fields=["status", "finished_at", "fatal_error", "phase", "counts", "service"])
         if report is not None and report.failures:
             ImportFailure.objects.bulk_create(
                 [ImportFailure(run=run, entity=f.entity, key=f.key[:255], exception_type=f.exception_type[:255],
