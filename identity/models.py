@@ -111,3 +111,35 @@ class AccountLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service.code}:{self.external_id}"
+
+
+class IdempotencyKey(models.Model):
+    """One ``Idempotency-Key`` a service used on a write; its first 2xx response is replayed.
+
+    Scoped per service (the IETF draft's "composite with the client identity").
+    """
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight"
+        COMPLETED = "completed"
+
+    id = models.BigAutoField(primary_key=True)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField()
+    locked_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "key"], name="idempotency_key_unique_per_service"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.service_id}:{self.key}"

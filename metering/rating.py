@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
@@ -166,29 +166,52 @@ class _Aggregate:
     unique: dict[str, int] = field(default_factory=dict)  # field_name -> distinct values
 
 
+_GROUP_SQL = """
+SELECT e.subscription_id::text, e.code, count(*), sum(e.value), max(e.value)
+FROM {event} e JOIN {subscription} s ON s.id = e.subscription_id
+WHERE e.subscription_id = ANY(%(ids)s::uuid[]) AND e.code = ANY(%(codes)s::text[])
+  AND e.timestamp >= s.current_period_start
+  AND e.timestamp < LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end))
+GROUP BY e.subscription_id, e.code
+"""
+
+
 def _aggregate(
     events: "QuerySet[UsageEvent]",  # noqa: F821 - already filtered to the windows
     specs_by_code: dict[str, list[_ChargeSpec]],
-) -> dict[tuple[UUID, str], _Aggregate]:
-    """Aggregates per (subscription_id, metric code), set-based in SQL.
+    *,
+    window_sub_ids: Sequence[UUID] | None = None,
+) -> dict[tuple[str, str], _Aggregate]:
+    """Aggregates per (str(subscription_id), metric code), set-based in SQL.
 
     ``events`` is already restricted to each subscription's window. One GROUP
     BY computes count/sum/max together (cheap); ``latest`` and
-    ``unique_count`` run only for the codes whose charges need them.
+    ``unique_count`` run only for the codes whose charges need them. With
+    ``window_sub_ids`` (PostgreSQL), the GROUP BY is a raw statement over
+    those subscriptions' current windows, skipping ORM row conversion.
     """
-    result: dict[tuple[UUID, str], _Aggregate] = defaultdict(_Aggregate)
+    result: dict[tuple[str, str], _Aggregate] = defaultdict(_Aggregate)
     codes = list(specs_by_code)
     if not codes:
         return result
-    grouped = (
-        events.filter(code__in=codes)
-        .values("subscription_id", "code")
-        .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
-        .order_by()
-    )
-    for row in grouped.values_list("subscription_id", "code", "events_count", "total", "maximum"):
-        agg = result[(row[0], row[1])]
-        agg.events_count, agg.total, agg.maximum = row[2], row[3], row[4]
+    if window_sub_ids is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _GROUP_SQL.format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table),
+                {"ids": _array(window_sub_ids), "codes": codes},
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = (
+            events.filter(code__in=codes)
+            .values("subscription_id", "code")
+            .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
+            .order_by()
+            .values_list("subscription_id", "code", "events_count", "total", "maximum")
+        )
+    for sub_id, code, events_count, total, maximum in rows:
+        agg = result[(str(sub_id), code)]
+        agg.events_count, agg.total, agg.maximum = events_count, total, maximum
 
     latest_codes = [
         code for code, specs in specs_by_code.items()
@@ -203,12 +226,12 @@ def _aggregate(
                 .values_list("subscription_id", "code", "value")
             )
             for sub_id, code, value in rows:
-                result[(sub_id, code)].latest = value
+                result[(str(sub_id), code)].latest = value
         else:  # embedded SQLite: no DISTINCT ON; last row per group wins
             for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
                 "subscription_id", "code", "value"
             ):
-                result[(sub_id, code)].latest = value
+                result[(str(sub_id), code)].latest = value
 
     unique_fields: dict[str, set[str]] = defaultdict(set)
     for code, specs in specs_by_code.items():
@@ -224,8 +247,17 @@ def _aggregate(
             .values_list("subscription_id", "code", "distinct")
         )
         for sub_id, code, distinct in rows:
-            result[(sub_id, code)].unique[field_name] = distinct
+            result[(str(sub_id), code)].unique[field_name] = distinct
     return result
+
+
+def _array(values: Iterable) -> str:
+    """A PostgreSQL array literal of simple values (uuid, numeric, integer).
+
+    Much cheaper than adapting a list element by element; only ever given
+    UUIDs, Decimals and ints, which need no quoting.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _units(spec: _ChargeSpec, agg: _Aggregate | None) -> tuple[Decimal, int]:
@@ -274,7 +306,7 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     aggregates = _aggregate(events, specs_by_code)
     usages = []
     for spec in specs:
-        units, count = _units(spec, aggregates.get((subscription.id, spec.code)))
+        units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
         billable, amount = _price(spec, units)
         usages.append(ChargeUsage(spec.charge, units, billable, amount, count))
     return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
@@ -356,60 +388,192 @@ def _window_events(sub_ids: Sequence[UUID]):
 _RATED_FIELDS = ("window_end", "units", "billable_units", "amount", "events_count")
 
 
-def _rate_current_windows(subs: list[_Sub], plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
-    """Rate each subscription's current window and upsert its RatedUsage rows."""
+@dataclass(frozen=True)
+class _Rated:
+    subscription_id: UUID
+    charge_id: UUID
+    window_start: datetime
+    window_end: datetime
+    units: Decimal
+    billable_units: Decimal
+    amount: Decimal
+    events_count: int
+
+    @property
+    def values(self) -> tuple:
+        return (self.window_end, self.units, self.billable_units, self.amount, self.events_count)
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A locked subscription of a chunk: enough to rate it (its window is read in SQL)."""
+
+    id: UUID
+    plan_id: UUID
+    ended: bool  # its current window has ended: rate it a final time and close it
+
+
+def _use_sql_fast_path() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _specs_by_code(subs, plans: _PlanCharges) -> dict[str, list[_ChargeSpec]]:
     plans.load({s.plan_id for s in subs})
     specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
     for plan_id in {s.plan_id for s in subs}:
         for spec in plans.of(plan_id):
             specs_by_code[spec.code].append(spec)
-    sub_ids = [s.id for s in subs]
-    aggregates = _aggregate(_window_events(sub_ids), specs_by_code)
+    return specs_by_code
 
+
+def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now: datetime,
+                          summary: RatingSummary) -> None:
+    """Rate each subscription's current window (as stored on its row) and upsert RatedUsage."""
+    if not subs:
+        return
+    if not _use_sql_fast_path():
+        _rate_current_windows_orm(subs, plans, now, summary)
+        return
+    specs_by_code = _specs_by_code(subs, plans)
+    sub_ids = [s.id for s in subs]
+    aggregates = _aggregate(_window_events(sub_ids), specs_by_code, window_sub_ids=sub_ids)
+    column_subs, charges, units_col, billable_col, amount_col, count_col = [], [], [], [], [], []
+    for sub in subs:
+        key = str(sub.id)
+        for spec in plans.of(sub.plan_id):
+            units, count = _units(spec, aggregates.get((key, spec.code)))
+            billable, amount = _price(spec, units)
+            column_subs.append(key)
+            charges.append(spec.charge.id)
+            units_col.append(units)
+            billable_col.append(billable)
+            amount_col.append(amount)
+            count_col.append(count)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table),
+            {
+                "subscription_id": _array(column_subs), "charge_id": _array(charges),
+                "units": _array(units_col), "billable_units": _array(billable_col),
+                "amount": _array(amount_col), "events_count": _array(count_col), "now": now,
+            },
+        )
+        created, updated = cursor.fetchone()
+        cursor.execute(
+            _ZERO_DROPPED_SQL.format(table=RatedUsage._meta.db_table, charge=Charge._meta.db_table,
+                                     subscription=Subscription._meta.db_table),
+            {"ids": _array(sub_ids), "now": now},
+        )
+        updated += cursor.rowcount
+    summary.rows_created += created
+    summary.rows_updated += updated
+
+
+# The window of each row is read from its (locked) subscription, exactly as the
+# aggregation read it; an empty window (terminated before it began) rates nothing.
+_UPSERT_SQL = """
+WITH v AS (
+    SELECT v.subscription_id, v.charge_id, s.current_period_start AS window_start,
+           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end,
+           v.units, v.billable_units, v.amount, v.events_count
+    FROM unnest(%(subscription_id)s::uuid[], %(charge_id)s::uuid[], %(units)s::numeric[],
+                %(billable_units)s::numeric[], %(amount)s::numeric[], %(events_count)s::bigint[])
+        AS v(subscription_id, charge_id, units, billable_units, amount, events_count)
+    JOIN {subscription} s ON s.id = v.subscription_id
+), up AS (
+    INSERT INTO {table} AS r (subscription_id, charge_id, window_start, window_end, units, billable_units,
+                              amount, events_count, state, rated_at)
+    SELECT v.subscription_id, v.charge_id, v.window_start, v.window_end, v.units, v.billable_units, v.amount,
+           v.events_count, 'open', %(now)s
+    FROM v
+    WHERE v.window_end > v.window_start
+      -- a zero amount creates no row, but does update an existing one
+      AND (v.amount > 0 OR EXISTS (
+            SELECT 1 FROM {table} e WHERE e.subscription_id = v.subscription_id AND e.charge_id = v.charge_id
+                                      AND e.window_start = v.window_start))
+    ON CONFLICT (subscription_id, charge_id, window_start) DO UPDATE SET
+        window_end = EXCLUDED.window_end, units = EXCLUDED.units, billable_units = EXCLUDED.billable_units,
+        amount = EXCLUDED.amount, events_count = EXCLUDED.events_count, rated_at = EXCLUDED.rated_at
+    WHERE r.state = 'open'
+      AND (r.window_end, r.units, r.billable_units, r.amount, r.events_count)
+          IS DISTINCT FROM (EXCLUDED.window_end, EXCLUDED.units, EXCLUDED.billable_units, EXCLUDED.amount,
+                            EXCLUDED.events_count)
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+"""
+
+# A charge no longer on the plan (plan changed mid-window) bills nothing.
+_ZERO_DROPPED_SQL = """
+UPDATE {table} r
+SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
+FROM {subscription} s
+WHERE s.id = ANY(%(ids)s::uuid[]) AND r.subscription_id = s.id AND r.window_start = s.current_period_start
+  AND r.state = 'open'
+  AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = r.charge_id AND c.plan_id = s.plan_id)
+  AND (r.units, r.billable_units, r.amount, r.events_count) IS DISTINCT FROM (0, 0, 0, 0)
+"""
+
+
+def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
+    """Portable path (embedded SQLite): same rules through the ORM."""
+    windows_by_id = {
+        sub_id: (start, min(end, terminated_at) if terminated_at is not None else end)
+        for sub_id, start, end, terminated_at in Subscription.objects.filter(id__in=[s.id for s in subs])
+        .values_list("id", "current_period_start", "current_period_end", "terminated_at")
+    }
+    subs = [s for s in subs if windows_by_id[s.id][1] > windows_by_id[s.id][0]]
+    if not subs:
+        return
+    specs_by_code = _specs_by_code(subs, plans)
+    aggregates = _aggregate(_window_events([s.id for s in subs]), specs_by_code)
+    rated: list[_Rated] = []
+    for sub in subs:
+        window_start, window_end = windows_by_id[sub.id]
+        for spec in plans.of(sub.plan_id):
+            units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))
+            billable, amount = _price(spec, units)
+            rated.append(_Rated(sub.id, spec.charge.id, window_start, window_end, units, billable, amount, count))
+    created, updated = _upsert_orm(subs, rated, windows_by_id, now)
+    summary.rows_created += created
+    summary.rows_updated += updated
+
+
+def _upsert_orm(subs, rated: list[_Rated], windows_by_id: dict, now: datetime) -> tuple[int, int]:
+    """Portable equivalent of the SQL upsert; same rules."""
     existing: dict[tuple[UUID, UUID], RatedUsage] = {
         (r.subscription_id, r.charge_id): r
         for r in RatedUsage.objects.filter(
-            subscription_id__in=sub_ids, window_start=F("subscription__current_period_start")
+            subscription_id__in=[s.id for s in subs], window_start=F("subscription__current_period_start")
         ).only("id", "subscription_id", "charge_id", "state", *_RATED_FIELDS)
     }
     to_create: list[RatedUsage] = []
     to_update: list[RatedUsage] = []
-    for sub in subs:
-        window_end = sub.window_end
-        if window_end <= sub.start:
-            continue  # terminated before this window began: nothing to rate
-        seen = set()
-        for spec in plans.of(sub.plan_id):
-            seen.add(spec.charge.id)
-            units, count = _units(spec, aggregates.get((sub.id, spec.code)))
-            billable, amount = _price(spec, units)
-            current = existing.get((sub.id, spec.charge.id))
-            values = (window_end, units, billable, amount, count)
-            if current is None:
-                if amount > 0:
-                    to_create.append(
-                        RatedUsage(
-                            subscription_id=sub.id, charge_id=spec.charge.id, window_start=sub.start,
-                            window_end=window_end, units=units, billable_units=billable, amount=amount,
-                            events_count=count, state=RatedUsageState.OPEN,
-                        )
-                    )
-            elif current.state == RatedUsageState.OPEN and _changed(current, values):
+    seen = set()
+    for r in rated:
+        seen.add((r.subscription_id, r.charge_id))
+        current = existing.get((r.subscription_id, r.charge_id))
+        if current is None:
+            if r.amount > 0:
+                to_create.append(RatedUsage(
+                    subscription_id=r.subscription_id, charge_id=r.charge_id, window_start=r.window_start,
+                    window_end=r.window_end, units=r.units, billable_units=r.billable_units, amount=r.amount,
+                    events_count=r.events_count, state=RatedUsageState.OPEN,
+                ))
+        elif current.state == RatedUsageState.OPEN and _changed(current, r.values):
+            _assign(current, r.values, now)
+            to_update.append(current)
+    for key, current in existing.items():
+        if key not in seen and current.state == RatedUsageState.OPEN:
+            values = (current.window_end, ZERO, ZERO, ZERO, 0)
+            if _changed(current, values):
                 _assign(current, values, now)
                 to_update.append(current)
-        # A charge no longer on the plan (plan changed mid-window) bills nothing.
-        for (sub_id, charge_id), current in existing.items():
-            if sub_id == sub.id and charge_id not in seen and current.state == RatedUsageState.OPEN:
-                values = (window_end, ZERO, ZERO, ZERO, 0)
-                if _changed(current, values):
-                    _assign(current, values, now)
-                    to_update.append(current)
     if to_create:
-        RatedUsage.objects.bulk_create(to_create, batch_size=5000)
+        RatedUsage.objects.bulk_create(to_create, batch_size=1000)
     if to_update:
-        RatedUsage.objects.bulk_update(to_update, [*_RATED_FIELDS, "rated_at"], batch_size=1000)
-    summary.rows_created += len(to_create)
-    summary.rows_updated += len(to_update)
+        RatedUsage.objects.bulk_update(to_update, [*_RATED_FIELDS, "rated_at"], batch_size=500)
+    return len(to_create), len(to_update)
 
 
 def _changed(row: RatedUsage, values: tuple) -> bool:
@@ -463,20 +627,20 @@ def _next_window_end(sub: _Sub) -> datetime:
     return end
 
 
-def _rate_locked(subs: list[_Sub], plans: _PlanCharges, now: datetime) -> RatingSummary:
-    """Rate (and close) ``subs``, whose rows this transaction has locked."""
-    summary = RatingSummary(subscriptions=len(subs), chunks=1)
-    ending = sorted((s for s in subs if s.window_end <= now), key=lambda s: s.id)
-    if ending:
+def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> RatingSummary:
+    """Rate (and close) the chunk's subscriptions, whose rows this transaction has locked."""
+    summary = RatingSummary(subscriptions=len(keys), chunks=1)
+    ending_ids = sorted(k.id for k in keys if k.ended)
+    if ending_ids:
         # Stronger lock, in id order: waits for in-flight ingest (FOR KEY SHARE)
         # so the final rating below sees every event accepted for the window.
-        list(
-            Subscription.objects.select_for_update()
-            .filter(id__in=[s.id for s in ending])
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-    _rate_current_windows(subs, plans, now, summary)
+        list(Subscription.objects.select_for_update().filter(id__in=ending_ids).order_by("id")
+             .values_list("id", flat=True))
+    _rate_current_windows(keys, plans, now, summary)
+    if not ending_ids:
+        return summary
+    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids).order_by("id")
+              .values_list(*_SUB_FIELDS)]
     rounds = 0
     while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:
         opened = _close_windows(ending, now, summary)
@@ -486,6 +650,14 @@ def _rate_locked(subs: list[_Sub], plans: _PlanCharges, now: datetime) -> Rating
         ending = [s for s in opened if s.window_end <= now]
         rounds += 1
     return summary
+
+
+def _chunk_query(queryset, now: datetime):
+    """``(id, plan_id, ended)`` of subscriptions; ``ended`` is computed in SQL (no datetimes loaded)."""
+    return queryset.annotate(
+        _rating_ended=ExpressionWrapper(Q(current_period_end__lte=now) | Q(terminated_at__lte=now),
+                                        output_field=BooleanField()),
+    ).values_list("id", "plan_id", "_rating_ended")
 
 
 def _with_retry(work):
@@ -508,14 +680,13 @@ def rate_subscription(*, subscription_id: UUID, now: datetime | None = None) -> 
 
     def work() -> RatingSummary:
         with transaction.atomic():
-            rows = list(
-                Subscription.objects.select_for_update(no_key=True, of=("self",))
-                .filter(_eligible(now), id=subscription_id)
-                .values_list(*_SUB_FIELDS)
-            )
+            rows = list(_chunk_query(
+                Subscription.objects.select_for_update(no_key=True, of=("self",)).filter(_eligible(now), id=subscription_id),
+                now,
+            ))
             if not rows:
                 return RatingSummary()
-            return _rate_locked([_as_sub(rows[0])], plans, now)
+            return _rate_locked([_Key(*rows[0])], plans, now)
 
     return _with_retry(work)
 
@@ -547,14 +718,13 @@ def rate_open_windows(
             with transaction.atomic():
                 query = base if last_id is None else base.filter(id__gt=last_id)
                 rows = list(
-                    query.select_for_update(no_key=True, skip_locked=True, of=("self",))
-                    .order_by("id")
-                    .values_list(*_SUB_FIELDS)[:chunk_size]
+                    _chunk_query(query.select_for_update(no_key=True, skip_locked=True, of=("self",)), now)
+                    .order_by("id")[:chunk_size]
                 )
                 if not rows:
                     return RatingSummary(), None, True
-                subs = [_as_sub(r) for r in rows]
-                return _rate_locked(subs, plans, now), subs[-1].id, len(rows) < chunk_size
+                keys = [_Key(*row) for row in rows]
+                return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size
 
         chunk_summary, chunk_last, done = _with_retry(work)
         summary.add(chunk_summary)

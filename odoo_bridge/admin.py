@@ -27,3 +27,72 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+# ---------------------------------------------------------------- sync state
+from django.contrib import messages  # noqa: E402
+
+from .models import OdooConnectionState, OdooPullCursor, OdooSyncState  # noqa: E402
+
+
+@admin.register(OdooSyncState)
+class OdooSyncStateAdmin(admin.ModelAdmin):
+    list_display = ("kind", "label", "status", "odoo_model", "odoo_id", "attempts", "next_attempt_at",
+                    "pre_rated", "frozen", "short_error", "updated_at")
+    list_filter = ("kind", "status", "pre_rated", "frozen", "service")
+    search_fields = ("reference", "label", "object_id", "last_error")
+    readonly_fields = [f.name for f in OdooSyncState._meta.fields]
+    actions = ["resync_selected"]
+    list_per_page = 100
+
+    @admin.display(description="last error")
+    def short_error(self, state: OdooSyncState) -> str:
+        text = state.last_error or state.pricing_note
+        return text[:120]
+
+    @admin.action(description="Resync with Odoo (search by reference and rewrite on the next cycle)")
+    def resync_selected(self, request, queryset) -> None:
+        from .sync import resync
+
+        count = resync(queryset)
+        self.message_user(request, f"{count} object(s) will be searched and rewritten on the next push cycle.",
+                          messages.SUCCESS)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(OdooConnectionState)
+class OdooConnectionStateAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "status", "server_version", "price_digits", "last_ok_at", "last_error_at",
+                    "broken_at", "short_error")
+    readonly_fields = [f.name for f in OdooConnectionState._meta.fields]
+    actions = ["reset_connection", "check_now"]
+
+    @admin.display(description="last error")
+    def short_error(self, state: OdooConnectionState) -> str:
+        return state.last_error[:160]
+
+    @admin.action(description="Reset a broken connection (after fixing the API key)")
+    def reset_connection(self, request, queryset) -> None:
+        from .sync import reset_connection
+
+        reset_connection()
+        self.message_user(request, "Connection reset: the next cycle will log in again once.", messages.SUCCESS)
+
+    @admin.action(description="Check Odoo now")
+    def check_now(self, request, queryset) -> None:
+        from .health import check_odoo
+
+        result = check_odoo()
+        level = messages.SUCCESS if result.get("ok") else messages.ERROR
+        self.message_user(request, f"Odoo: {result}", level)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(OdooPullCursor)
+class OdooPullCursorAdmin(admin.ModelAdmin):
+    list_display = ("name", "write_date", "last_run_at")
+    readonly_fields = ("name", "last_run_at", "updated_at")

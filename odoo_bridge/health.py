@@ -1,7 +1,56 @@
+"""Ops health check of Odoo: does it answer, and may we talk to it? Never raises."""
+
+from __future__ import annotations
+
+import time
+
 from django.conf import settings
+
+from .client import OdooError, OdooSettings
 
 
 def check_odoo() -> dict:
+    """Reported by ``/ops/health`` (Odoo being down never takes this instance out of a load balancer).
+
+    A cheap unauthenticated ``version_info`` proves Odoo answers; the stored connection
+    state says whether our credentials work (a broken connection is not retried here:
+    a health probe must not add failed logins).
+    """
     if not settings.ODOO_URL:
         return {"ok": True, "configured": False}
-    return {"ok": False, "configured": True, "error": "not implemented"}
+    from .models import ConnectionStatus, OdooConnectionState
+
+    odoo_settings = OdooSettings.from_django()
+    state = OdooConnectionState.objects.filter(pk=1).first()
+    result: dict = {"configured": odoo_settings.configured,
+                    "connection": state.status if state else ConnectionStatus.UNKNOWN}
+    if state and state.last_ok_at:
+        result["last_ok_at"] = state.last_ok_at.isoformat()
+    started = time.monotonic()
+    try:
+        version = _version_info(odoo_settings)
+    except OdooError as exc:
+        return {**result, "ok": False, "error": exc.name or "unreachable"}
+    result["ms"] = round((time.monotonic() - started) * 1000, 1)  # ok-float: latency
+    result["server_version"] = version.get("server_version", "")
+    result["ok"] = not (state and state.status == ConnectionStatus.BROKEN)
+    if not result["ok"]:
+        result["error"] = "access denied: connection broken until the API key is fixed"
+    return result
+
+
+def _version_info(odoo_settings: OdooSettings) -> dict:
+    import json
+    import urllib.request
+
+    from .client import classify_exception
+
+    request = urllib.request.Request(odoo_settings.url.rstrip("/") + "/web/webclient/version_info",
+                                     data=json.dumps({"jsonrpc": "2.0", "method": "call", "params": {}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=min(odoo_settings.timeout_seconds, 5)) as response:
+            body = json.loads(response.read())
+    except Exception as exc:
+        raise classify_exception(exc, model="web", method="version_info") from exc
+    return body.get("result") or {}

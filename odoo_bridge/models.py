@@ -68,3 +68,13 @@ class InvoiceLine(models.Model):
 
     class Meta:
         ordering = ["invoice", "id"]
+
+
+from .state_models import (  # noqa: E402,F401  (sync state lives in its own module)
+    ConnectionStatus,
+    OdooConnectionState,
+    OdooPullCursor,
+    OdooSyncState,
+    SyncKind,
+    SyncStatus,
+)

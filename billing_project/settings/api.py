@@ -24,3 +24,43 @@ API_PAGE_SIZE_DEFAULT = 100
 API_PAGE_SIZE_MAX = 1000
 # Don't write last_used_at more often than this per key (it would cost a write per request).
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --- api engineer: request limits, idempotency, ingestion -------------------------------
+from .core import MIDDLEWARE as _CORE_MIDDLEWARE  # noqa: E402
+
+# Oversized bodies are refused first (JSON 413); Idempotency-Key wraps every API write.
+MIDDLEWARE = [
+    *_CORE_MIDDLEWARE[:2],
+    "identity.api.middleware.ApiBodyLimitMiddleware",
+    *_CORE_MIDDLEWARE[2:],
+    "identity.api.middleware.IdempotencyKeyMiddleware",
+]
+API_MAX_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Idempotency-Key records are kept at least this long (then purged by purge_idempotency_keys).
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# A key whose request has been "in flight" longer than this is considered abandoned.
+IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", default=60)
+# Lago's Events::CreateBatchService::MAX_LENGTH (LAGO_EVENTS_BATCH_MAX_LENGTH).
+EVENTS_BATCH_MAX_LENGTH = env.int("EVENTS_BATCH_MAX_LENGTH", default=100)
+
+API_BEAT_SCHEDULE = {
+    "purge-idempotency-keys": {
+        "task": "identity.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,  # ok-float
+    },
+}
+
+# The API docs page works offline: Swagger UI and Redoc are served from our static files.
+from .core import INSTALLED_APPS as _CORE_INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*_CORE_INSTALLED_APPS, "drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS = {
+    **SPECTACULAR_SETTINGS,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+}

@@ -1,9 +1,36 @@
 """Settings of the odoo area (owned by its engineer)."""
-from .env import env  # noqa: F401
+from datetime import timedelta
 
-ODOO_BEAT_SCHEDULE: dict = {}
+from .env import env  # noqa: F401
 
 ODOO_URL = env.str("ODOO_URL", default="")
 ODOO_DB = env.str("ODOO_DB", default="")
 ODOO_USER = env.str("ODOO_USER", default="")
 ODOO_API_KEY = env.str("ODOO_API_KEY", default="")
+# Per RPC (urllib socket timeout). Odoo itself kills requests after limit_time_real (120 s).
+ODOO_TIMEOUT_SECONDS = env.float("ODOO_TIMEOUT_SECONDS", default=30.0)  # ok-float: seconds
+# Subscriptions per push batch: one search_read + one multi-create per model and batch.
+ODOO_PUSH_BATCH_SIZE = env.int("ODOO_PUSH_BATCH_SIZE", default=100)
+ODOO_PULL_PAGE_SIZE = env.int("ODOO_PULL_PAGE_SIZE", default=200)
+# Backoff of a failed object: base * 2**(attempts-1), capped, +10 % jitter.
+ODOO_RETRY_BASE_SECONDS = env.int("ODOO_RETRY_BASE_SECONDS", default=30)
+ODOO_RETRY_MAX_SECONDS = env.int("ODOO_RETRY_MAX_SECONDS", default=3600)
+# Business errors (ValidationError, ...) stop being retried after this many attempts (admin "resync").
+ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR = env.int("ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR", default=5)
+# An open window's usage line is rewritten at most once per interval (each rewrite is one RPC:
+# Odoo has no multi-record write with different values). Closing the window always pushes.
+ODOO_OPEN_USAGE_MIN_INTERVAL = env.int("ODOO_OPEN_USAGE_MIN_INTERVAL", default=900)
+ODOO_SYNC_INTERVAL_SECONDS = env.int("ODOO_SYNC_INTERVAL_SECONDS", default=60)
+
+ODOO_BEAT_SCHEDULE: dict = {
+    "odoo-push": {
+        "task": "odoo_bridge.tasks.push_to_odoo",
+        "schedule": timedelta(seconds=ODOO_SYNC_INTERVAL_SECONDS),
+        "options": {"queue": "odoo", "expires": ODOO_SYNC_INTERVAL_SECONDS},
+    },
+    "odoo-pull-invoices": {
+        "task": "odoo_bridge.tasks.pull_from_odoo",
+        "schedule": timedelta(seconds=ODOO_SYNC_INTERVAL_SECONDS),
+        "options": {"queue": "odoo", "expires": ODOO_SYNC_INTERVAL_SECONDS},
+    },
+}

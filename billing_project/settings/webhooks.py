@@ -1,6 +1,43 @@
 """Settings of the webhooks area (owned by its engineer)."""
-from .env import env  # noqa: F401
+from datetime import timedelta
 
-WEBHOOKS_BEAT_SCHEDULE: dict = {}
+from .env import env
 
+# Hosts that may receive plain http and skip the private-address check (local
+# development and tests only), comma-separated: WEBHOOK_ALLOW_HTTP_HOSTS=127.0.0.1,localhost
 WEBHOOK_ALLOW_HTTP_HOSTS = env.list("WEBHOOK_ALLOW_HTTP_HOSTS", default=[])
+# Dotted path of a resolver ``(host, port) -> [ip, ...]``; empty = the system resolver.
+# Tests use ``webhooks.testing.dns.resolve_from_env``.
+WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="")
+
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=15)
+WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=16 * 1024)
+
+# Retry schedule: min(cap, base * factor**(n-1)) ± jitter; dead letter after max attempts.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=5)
+WEBHOOK_RETRY_FACTOR = env.int("WEBHOOK_RETRY_FACTOR", default=6)
+WEBHOOK_RETRY_CAP_SECONDS = env.int("WEBHOOK_RETRY_CAP_SECONDS", default=10 * 3600)
+WEBHOOK_RETRY_JITTER_PERCENT = env.int("WEBHOOK_RETRY_JITTER_PERCENT", default=20)
+WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=24 * 3600)
+
+# A worker's claim on a delivery; must exceed the timeout. A worker that dies
+# mid-delivery delays that delivery by at most this long.
+WEBHOOK_CLAIM_LEASE_SECONDS = env.int("WEBHOOK_CLAIM_LEASE_SECONDS", default=WEBHOOK_TIMEOUT_SECONDS + 45)
+# After a task is queued for a delivery, the sweeper waits this long before queueing it again.
+WEBHOOK_DISPATCH_GRACE_SECONDS = env.int("WEBHOOK_DISPATCH_GRACE_SECONDS", default=60)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=5)
+WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=2000)
+# HTTP requests a worker process sends in parallel when it holds several deliveries.
+WEBHOOK_SEND_CONCURRENCY = env.int("WEBHOOK_SEND_CONCURRENCY", default=8)
+
+WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS", default=24)
+WEBHOOK_ENDPOINTS_PER_SERVICE = env.int("WEBHOOK_ENDPOINTS_PER_SERVICE", default=10)
+
+WEBHOOKS_BEAT_SCHEDULE: dict = {
+    "webhooks-sweep-due-deliveries": {
+        "task": "webhooks.tasks.sweep_due_deliveries",
+        "schedule": timedelta(seconds=WEBHOOK_SWEEP_INTERVAL_SECONDS),
+        "options": {"queue": "webhooks", "expires": WEBHOOK_SWEEP_INTERVAL_SECONDS * 2},
+    },
+}

@@ -1,3 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path, re_path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [
+    path("billable_metrics", views.BillableMetricListView.as_view(), name="billable-metrics"),
+    # Lago: a code may contain any character.
+    re_path(r"^billable_metrics/(?P<code>.+)$", views.BillableMetricDetailView.as_view(), name="billable-metric"),
+    path("plans", views.PlanListView.as_view(), name="plans"),
+    re_path(r"^plans/(?P<code>.+)$", views.PlanDetailView.as_view(), name="plan"),
+    path("subscriptions", views.SubscriptionListView.as_view(), name="subscriptions"),
+    path("subscriptions/<str:external_id>", views.SubscriptionDetailView.as_view(), name="subscription"),
+    path("events", views.EventCreateView.as_view(), name="events"),
+    path("events/batch", views.EventBatchView.as_view(), name="events-batch"),
+    path("events/<str:transaction_id>", views.EventDetailView.as_view(), name="event"),
+]

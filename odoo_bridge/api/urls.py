@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from .views import CustomerInvoiceListView, InvoiceDetailView, InvoiceListView
+
+urlpatterns: list = [
+    path("invoices", InvoiceListView.as_view(), name="invoice-list"),
+    path("invoices/<str:lago_id>", InvoiceDetailView.as_view(), name="invoice-detail"),
+    path("customers/<str:external_id>/invoices", CustomerInvoiceListView.as_view(), name="customer-invoice-list"),
+]

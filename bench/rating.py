@@ -1,0 +1,272 @@
+"""Rating benchmark: N active subscriptions x 2 metered charges, M usage events.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_rating DJANGO_DEBUG=1 \\
+        python bench/rating.py [--scale 1.0] [--chunk-size 2000] [--keep]
+
+Full scale (``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The
+data are loaded with COPY under a dedicated service (``bench-rating``), then:
+
+1. a single SQL ``GROUP BY`` over the same events (count, sum, max per
+   subscription and metric, every row fetched) is timed — the floor any
+   rating must pay to read the events;
+2. ``rate_open_windows`` runs in a child process (so its peak RSS is its own):
+   aggregation, exact pricing and the RatedUsage upsert of every window;
+3. it runs again: nothing changed, so nothing is written (idempotency).
+
+Prints medians and the rating / GROUP BY ratio. The bench service's rows are
+deleted at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+
+from identity.models import Service  # noqa: E402
+from metering import rating, windows  # noqa: E402
+from metering.models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage  # noqa: E402
+from metering.pricing import charge_columns, parse_charge_properties  # noqa: E402
+
+SERVICE_CODE = "bench-rating"
+FULL_SUBSCRIPTIONS = 100_000
+EVENTS_PER_SUBSCRIPTION = 20  # 10 per metric -> 2,000,000 at full scale
+PLANS = [
+    # (code, cpu quota in CPU-seconds)
+    ("small", 360_000),
+    ("medium", 1_800_000),
+    ("large", 7_200_000),
+    ("payg", 0),
+]
+STORAGE_TIERS = {
+    "graduated_ranges": [
+        {"from_value": 0, "to_value": 10, "per_unit_amount": "0", "flat_amount": "0"},
+        {"from_value": 10, "to_value": 100, "per_unit_amount": "0.12", "flat_amount": "0.5"},
+        {"from_value": 100, "to_value": None, "per_unit_amount": "0.085", "flat_amount": "0"},
+    ]
+}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def copy_rows(table: str, columns: list[str], lines) -> None:
+    """COPY text-format ``lines`` (already tab-separated, newline-terminated) in 8 MB writes."""
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(sql) as copy:
+            buffer = io.StringIO()
+            size = 0
+            for line in lines:
+                buffer.write(line)
+                size += len(line)
+                if size > 8_000_000:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+                    size = 0
+            if size:
+                copy.write(buffer.getvalue())
+
+
+def delete_bench_data() -> None:
+    service = Service.objects.filter(code=SERVICE_CODE).first()
+    if service is None:
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        sid = service.id
+        cursor.execute(
+            "DELETE FROM metering_ratedusage r USING metering_subscription s "
+            "WHERE r.subscription_id = s.id AND s.service_id = %s", [sid])
+        cursor.execute("DELETE FROM metering_usageevent WHERE service_id = %s", [sid])
+        cursor.execute("CREATE TEMP TABLE bench_links ON COMMIT DROP AS "
+                       "SELECT id, customer_id FROM identity_accountlink WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM metering_subscription WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM identity_accountlink WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM identity_customer WHERE id IN (SELECT customer_id FROM bench_links)")
+        cursor.execute(
+            "DELETE FROM metering_chargetier t USING metering_charge c, metering_plan p "
+            "WHERE t.charge_id = c.id AND c.plan_id = p.id AND p.service_id = %s", [sid])
+        cursor.execute(
+            "DELETE FROM metering_charge c USING metering_plan p WHERE c.plan_id = p.id AND p.service_id = %s",
+            [sid])
+        cursor.execute("DELETE FROM metering_plan WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM metering_billablemetric WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM identity_service WHERE id = %s", [sid])
+
+
+def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
+    rng = random.Random(seed)
+    service = Service.objects.create(code=SERVICE_CODE, name="Rating benchmark")
+    cpu = BillableMetric.objects.create(service=service, code="cpu_seconds", name="CPU seconds",
+                                        aggregation_type="sum_agg", field_name="cpu_seconds")
+    storage = BillableMetric.objects.create(service=service, code="storage_gb", name="Storage GB",
+                                            aggregation_type="max_agg", field_name="gb")
+    plan_ids = []
+    for code, quota in PLANS:
+        plan = Plan.objects.create(service=service, code=code, name=code, interval="monthly",
+                                   amount="10", amount_currency="CAD")
+        plan_ids.append(str(plan.id))
+        for metric, model, props in (
+            (cpu, "standard", {"amount": "0.0075", "unit_batch": 3600, "free_units": quota}),
+            (storage, "graduated", STORAGE_TIERS),
+        ):
+            fields, tiers = charge_columns(parse_charge_properties(charge_model=model, properties=props))
+            charge = Charge.objects.create(plan=plan, metric=metric, **fields)
+            ChargeTier.objects.bulk_create(ChargeTier(charge=charge, **t) for t in tiers)
+
+    stamp = now.isoformat()
+    sub_rows = []  # (id, external_id, start) kept: 100k small tuples
+    customers, links, subs = [], [], []
+    for n in range(subscriptions):
+        customer_id, link_id, sub_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        start = now - timedelta(days=rng.randint(1, 27), seconds=rng.randint(0, 86399))
+        _, end = windows.billing_window(interval="monthly", anchor=start, at=start)
+        external_id = f"dep-{n:07d}"
+        sub_rows.append((sub_id, external_id, start))
+        customers.append(f"{customer_id}\tBench {n}\t\t\tCAD\t\t\t\t\t\t\t\t\t\t\\N\t{stamp}\t{stamp}\n")
+        links.append(f"{link_id}\tacct-{n:07d}\t\t\\N\t{stamp}\t{stamp}\t{customer_id}\t{service.id}\n")
+        subs.append(
+            f"{sub_id}\t{external_id}\t\tactive\tlive\tanniversary\t{start.isoformat()}\t{start.isoformat()}"
+            f"\t\\N\t\\N\t\\N\t{start.isoformat()}\t{start.isoformat()}\t{end.isoformat()}\t10\tCAD\t\\N"
+            f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\n"
+        )
+    copy_rows("identity_customer", [
+        "id", "name", "email", "company", "currency", "address_line1", "address_line2", "city", "zipcode",
+        "state", "country", "phone", "tax_identification_number", "stripe_customer_id", "odoo_partner_id",
+        "created_at", "updated_at"], customers)
+    copy_rows("identity_accountlink", [
+        "id", "external_id", "external_email", "deleted_at", "created_at", "updated_at", "customer_id",
+        "service_id"], links)
+    copy_rows("metering_subscription", [
+        "id", "external_id", "name", "status", "mode", "billing_time", "subscription_at", "started_at",
+        "ending_at", "terminated_at", "canceled_at", "billing_anchor", "current_period_start",
+        "current_period_end", "flat_amount", "currency", "odoo_sale_order_id", "created_at", "updated_at",
+        "account_link_id", "plan_id", "service_id", "usage_frozen_until"], subs)
+    del customers, links, subs
+
+    rounds = EVENTS_PER_SUBSCRIPTION // 2
+
+    def event_lines():
+        # Periodic counter pushes: round r of every subscription, then round r+1, ...
+        # so one subscription's events are spread over the whole table, as in production.
+        tx = 0
+        for r in range(rounds):
+            for sub_id, external_id, start in sub_rows:
+                span = (now - start).total_seconds()
+                at = (start + timedelta(seconds=span * (r + rng.random()) / rounds)).isoformat()
+                cpu_value = rng.randint(0, 400_000)
+                gb = f"{rng.randint(0, 250_000) / 1000:.3f}"
+                for code, prop, value in (("cpu_seconds", "cpu_seconds", str(cpu_value)), ("storage_gb", "gb", gb)):
+                    tx += 1
+                    yield (f"{service.id}\t{sub_id}\t{external_id}\t{code}\tt{tx}\t{at}"
+                           f"\t{{\"{prop}\": \"{value}\"}}\t{value}\t\\N\t{tx:064x}\t{stamp}\n")
+
+    copy_rows("metering_usageevent", [
+        "service_id", "subscription_id", "external_subscription_id", "code", "transaction_id", "timestamp",
+        "properties", "value", "precise_total_amount_cents", "payload_hash", "created_at"], event_lines())
+    return service
+
+
+def time_group_by(service_id: int, repeats: int = 3) -> tuple[float, int]:
+    sql = ("SELECT subscription_id, code, count(*), sum(value), max(value) FROM metering_usageevent "
+           "WHERE service_id = %s GROUP BY subscription_id, code")
+    timings, rows = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [service_id])
+            rows = len(cursor.fetchall())
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings), rows
+
+
+def rate_in_child(chunk_size: int, now: datetime) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rate-only", "--chunk-size", str(chunk_size), "--now", now.isoformat()],
+        check=True, capture_output=True, text=True, cwd=REPO_ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rate_only(chunk_size: int, now: datetime) -> None:
+    import logging
+
+    logging.disable(logging.INFO)
+    started = time.perf_counter()
+    summary = rating.rate_open_windows(service_code=SERVICE_CODE, chunk_size=chunk_size, now=now)
+    seconds = time.perf_counter() - started
+    print(json.dumps({
+        "seconds": seconds, "subscriptions": summary.subscriptions, "rows_created": summary.rows_created,
+        "rows_updated": summary.rows_updated, "windows_closed": summary.windows_closed,
+        "chunks": summary.chunks, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 100k subscriptions, 2M events")
+    parser.add_argument("--chunk-size", type=int, default=rating.DEFAULT_CHUNK_SIZE)
+    parser.add_argument("--keep", action="store_true", help="keep the bench data afterwards")
+    parser.add_argument("--rate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--now", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rate_only:
+        rate_only(args.chunk_size, datetime.fromisoformat(args.now))
+        return
+
+    subscriptions = max(1, int(FULL_SUBSCRIPTIONS * args.scale))
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    log(f"rating bench: {subscriptions:,} subscriptions x 2 charges, "
+        f"{subscriptions * EVENTS_PER_SUBSCRIPTION:,} events, chunk {args.chunk_size} "
+        f"(cores: {os.cpu_count()}; machine shared with other engineers)")
+    delete_bench_data()
+    started = time.perf_counter()
+    service = load(subscriptions=subscriptions, now=now)
+    load_seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        for table in ("metering_usageevent", "metering_subscription", "metering_ratedusage"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    log(f"loaded with COPY in {load_seconds:.1f}s (+ VACUUM ANALYZE)")
+
+    group_by_seconds, groups = time_group_by(service.id)
+    log(f"single SQL GROUP BY over the events: {group_by_seconds:.2f}s median of 3 ({groups:,} groups)")
+
+    first = rate_in_child(args.chunk_size, now)
+    log(f"rate_open_windows (first run): {first['seconds']:.2f}s, {first['subscriptions']:,} subscriptions, "
+        f"{first['rows_created']:,} RatedUsage rows created, {first['chunks']} chunks, "
+        f"peak RSS {first['max_rss_mb']:.0f} MB")
+    again = rate_in_child(args.chunk_size, now)
+    log(f"rate_open_windows (re-run, nothing changed): {again['seconds']:.2f}s, "
+        f"{again['rows_created']} created, {again['rows_updated']} updated, peak RSS {again['max_rss_mb']:.0f} MB")
+    stored = RatedUsage.objects.filter(subscription__service=service).count()
+    log(f"RatedUsage rows stored: {stored:,}")
+    log(f"ratio rating / GROUP BY: first run {first['seconds'] / group_by_seconds:.1f}x, "
+        f"re-run {again['seconds'] / group_by_seconds:.1f}x (goal <= 3x); "
+        f"budget 60s at full scale: {'OK' if first['seconds'] <= 60 else 'OVER'}")
+    if not args.keep:
+        delete_bench_data()
+
+
+if __name__ == "__main__":
+    main()

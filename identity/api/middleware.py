@@ -1,0 +1,195 @@
+"""Request-level safety nets for every ``/api/v1`` endpoint of every app.
+
+* ``ApiBodyLimitMiddleware`` refuses oversized bodies with a Lago-shaped JSON 413
+  before anything reads them (Django's own limit would answer with an HTML 400).
+* ``IdempotencyKeyMiddleware`` implements the ``Idempotency-Key`` header
+  (draft-ietf-httpapi-idempotency-key-header, Stripe semantics) for every
+  POST/PUT/PATCH/DELETE, whichever app owns the view:
+
+  - keys are scoped to the calling service (the API key is resolved here);
+  - the first successful (2xx) response is stored with the business changes, in the
+    same transaction, and replayed verbatim (``Idempotent-Replayed: true``);
+  - the same key with another method, path or body → 422;
+  - a request still in flight with that key → 409;
+  - a 4xx/5xx response is not stored (nothing happened; Stripe does the same), the
+    key is released and the request may be retried;
+  - keys are kept for ``IDEMPOTENCY_KEY_TTL_HOURS`` (≥ 24 h), then purged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+
+API_PREFIX = "/api/v1/"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+MAX_KEY_LENGTH = 255
+
+
+def api_error(status: int, error: str, code: str | None = None, **extra) -> JsonResponse:
+    body: dict = {"status": status, "error": error}
+    if code is not None:
+        body["code"] = code
+    body.update(extra)
+    return JsonResponse(body, status=status)
+
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "API_MAX_BODY_BYTES", 1024 * 1024))
+
+
+class ApiBodyLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return api_error(400, "BadRequest: invalid Content-Length")
+            if length > max_body_bytes():
+                return api_error(413, "Payload Too Large", "request_body_too_large")
+        return self.get_response(request)
+
+
+def request_fingerprint(request: HttpRequest) -> str:
+    """What the key promises to mean: method, path, query and body.
+
+    JSON bodies are compared by content (key order and spacing do not matter).
+    """
+    body = request.body
+    try:
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        pass
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.path.encode(), request.META.get("QUERY_STRING", "").encode()):
+        digest.update(part)
+        digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def _resolve_service(request: HttpRequest):
+    """The calling service, or None (the view will then answer 401 itself)."""
+    from rest_framework.exceptions import APIException
+    from rest_framework.request import Request
+
+    from billing_project.api.authentication import ApiKeyAuthentication
+
+    try:
+        result = ApiKeyAuthentication().authenticate(Request(request))
+    except APIException:
+        return None
+    if not result:
+        return None
+    drf_request_user, auth = result
+    service = getattr(auth, "service", None) or getattr(drf_request_user, "service", None)
+    return service
+
+
+class IdempotencyKeyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        key = request.META.get(IDEMPOTENCY_HEADER)
+        if key is None or request.method not in WRITE_METHODS or not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return api_error(400, f"BadRequest: Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        service = _resolve_service(request)
+        if service is None:
+            return self.get_response(request)
+        return self._handle(request, service=service, key=key)
+
+    def _handle(self, request: HttpRequest, *, service, key: str) -> HttpResponse:
+        from identity.models import IdempotencyKey
+
+        fingerprint = request_fingerprint(request)
+        record, outcome = claim_idempotency_key(service=service, key=key, fingerprint=fingerprint)
+        if outcome == "mismatch":
+            return api_error(
+                422, "Unprocessable Entity", "validation_errors",
+                error_details={"idempotency_key": ["payload_mismatch"]},
+            )
+        if outcome == "in_flight":
+            return api_error(409, "Conflict", "idempotency_key_in_flight")
+        if outcome == "replay":
+            replayed = HttpResponse(
+                bytes(record.response_body), status=record.response_status,
+                content_type=record.response_content_type,
+            )
+            replayed["Idempotent-Replayed"] = "true"
+            return replayed
+
+        response = None
+        try:
+            with transaction.atomic():
+                response = self.get_response(request)
+                if 200 <= response.status_code < 300 and not getattr(response, "streaming", False):
+                    IdempotencyKey.objects.filter(pk=record.pk).update(
+                        state=IdempotencyKey.State.COMPLETED,
+                        response_status=response.status_code,
+                        response_body=response.content,
+                        response_content_type=response.get("Content-Type", "application/json"),
+                        completed_at=timezone.now(),
+                    )
+                elif response.status_code >= 500:
+                    transaction.set_rollback(True)
+        finally:
+            if response is None or not (200 <= response.status_code < 300):
+                IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).delete()
+        return response
+
+
+def claim_idempotency_key(*, service, key: str, fingerprint: str):
+    """Claim ``key`` for this request. Returns ``(record, outcome)``.
+
+    outcome: ``"claimed"`` (run the request), ``"replay"``, ``"mismatch"`` or
+    ``"in_flight"``. Runs in autocommit so that concurrent requests see the claim.
+    """
+    from identity.models import IdempotencyKey
+
+    now = timezone.now()
+    ttl = timedelta(hours=float(getattr(settings, "IDEMPOTENCY_KEY_TTL_HOURS", 24)))  # ok-float
+    lock_timeout = timedelta(seconds=int(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60)))
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(
+                    service=service, key=key, request_fingerprint=fingerprint,
+                    state=IdempotencyKey.State.IN_FLIGHT, created_at=now, locked_at=now,
+                )
+            return record, "claimed"
+        except IntegrityError:
+            pass
+        record = IdempotencyKey.objects.filter(service=service, key=key).first()
+        if record is None:  # released between our insert and our read: try again
+            continue
+        expired = record.created_at < now - ttl
+        stale_lock = record.state == IdempotencyKey.State.IN_FLIGHT and record.locked_at < now - lock_timeout
+        if expired or (stale_lock and record.request_fingerprint == fingerprint):
+            taken = IdempotencyKey.objects.filter(pk=record.pk, locked_at=record.locked_at).update(
+                request_fingerprint=fingerprint, state=IdempotencyKey.State.IN_FLIGHT,
+                created_at=now, locked_at=now, response_status=None, response_body=None,
+                completed_at=None,
+            )
+            if taken:
+                record.refresh_from_db()
+                return record, "claimed"
+            continue
+        if record.request_fingerprint != fingerprint:
+            return record, "mismatch"
+        if record.state == IdempotencyKey.State.IN_FLIGHT:
+            return record, "in_flight"
+        return record, "replay"
+    return None, "in_flight"

@@ -1,0 +1,33 @@
+"""Reads of customers, always scoped to the calling service."""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from identity.models import AccountLink, Service
+
+
+def active_links(*, service: Service) -> QuerySet[AccountLink]:
+    return AccountLink.objects.filter(service=service, deleted_at__isnull=True).select_related("customer")
+
+
+def get_link(*, service: Service, external_id: str) -> AccountLink | None:
+    return active_links(service=service).filter(external_id=external_id).first()
+
+
+def list_links(
+    *, service: Service, external_id: str | None = None, search_term: str | None = None,
+    currencies: list[str] | None = None, countries: list[str] | None = None,
+) -> QuerySet[AccountLink]:
+    links = active_links(service=service)
+    if external_id:
+        links = links.filter(external_id=external_id)
+    if search_term:
+        links = links.filter(
+            Q(external_id__icontains=search_term) | Q(customer__name__icontains=search_term)
+            | Q(customer__email__icontains=search_term) | Q(external_email__icontains=search_term)
+        )
+    if currencies:
+        links = links.filter(customer__currency__in=currencies)
+    if countries:
+        links = links.filter(customer__country__in=countries)
+    return links.order_by("-created_at", "id")

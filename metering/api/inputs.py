@@ -1,0 +1,104 @@
+"""Explicit input schemas of metrics, plans and subscriptions (no mass assignment).
+
+Lago fields that are not modelled here are accepted and ignored, as Lago ignores
+unpermitted parameters; features that would change billing if ignored are refused.
+"""
+from rest_framework import serializers
+
+from metering.models import AggregationType, BillingTime, PlanInterval
+
+AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
+INTERVALS = [choice for choice, _ in PlanInterval.choices]
+
+
+class BillableMetricInput(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    aggregation_type = serializers.ChoiceField(AGGREGATIONS)
+    field_name = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    recurring = serializers.BooleanField(required=False, allow_null=True)
+    expression = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    filters = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
+
+    def validate_expression(self, value):
+        if value:
+            raise serializers.ValidationError("not_supported", code="not_supported")
+        return value
+
+    def validate_filters(self, value):
+        if value:
+            raise serializers.ValidationError("not_supported", code="not_supported")
+        return value
+
+
+class BillableMetricUpdateInput(BillableMetricInput):
+    name = serializers.CharField(max_length=255, required=False)
+    code = serializers.CharField(max_length=255, required=False)
+    aggregation_type = serializers.ChoiceField(AGGREGATIONS, required=False)
+
+
+class ChargeInput(serializers.Serializer):
+    id = serializers.CharField(required=False, allow_null=True)
+    billable_metric_id = serializers.UUIDField(required=False, allow_null=True)
+    billable_metric_code = serializers.CharField(max_length=255, required=False, allow_null=True)
+    charge_model = serializers.CharField(max_length=32)
+    invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                                 allow_blank=True)
+    pay_in_advance = serializers.BooleanField(required=False, allow_null=True)
+    properties = serializers.DictField(required=False, allow_null=True)
+
+
+class PlanInput(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    interval = serializers.ChoiceField(INTERVALS)
+    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                                 allow_blank=True)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15)
+    amount_currency = serializers.RegexField(r"^[A-Z]{3}$")
+    pay_in_advance = serializers.BooleanField(required=False, allow_null=True)
+    trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, required=False, allow_null=True)
+    charges = ChargeInput(many=True, required=False, allow_null=True)
+
+    def validate_trial_period(self, value):
+        if value:
+            raise serializers.ValidationError("not_supported", code="not_supported")
+        return value
+
+
+class PlanUpdateInput(PlanInput):
+    name = serializers.CharField(max_length=255, required=False)
+    code = serializers.CharField(max_length=255, required=False)
+    interval = serializers.ChoiceField(INTERVALS, required=False)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
+    amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+
+
+class SubscriptionInput(serializers.Serializer):
+    external_customer_id = serializers.CharField(max_length=255)
+    plan_code = serializers.CharField(max_length=255)
+    external_id = serializers.CharField(max_length=255)
+    name = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    billing_time = serializers.ChoiceField([c for c, _ in BillingTime.choices], required=False, allow_null=True)
+    subscription_at = serializers.DateTimeField(required=False, allow_null=True)
+    ending_at = serializers.DateTimeField(required=False, allow_null=True)
+    plan_overrides = serializers.DictField(required=False, allow_null=True)
+
+    def validate_plan_overrides(self, value):
+        if value:
+            raise serializers.ValidationError("not_supported", code="not_supported")
+        return value
+
+
+class SubscriptionUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    subscription_at = serializers.DateTimeField(required=False, allow_null=True)
+    ending_at = serializers.DateTimeField(required=False, allow_null=True)
+    plan_overrides = serializers.DictField(required=False, allow_null=True)
+
+    def validate_plan_overrides(self, value):
+        if value:
+            raise serializers.ValidationError("not_supported", code="not_supported")
+        return value

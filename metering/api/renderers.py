@@ -1,0 +1,125 @@
+"""Lago JSON for metrics, plans, subscriptions and events (also used in webhook payloads)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from identity.api.formatting import iso_millis, iso_seconds, to_cents
+from identity.api.renderers import render_customer  # noqa: F401  (re-exported for callers)
+from metering.models import BillableMetric, Charge, Plan, Subscription
+from metering.pricing import render_charge_properties
+
+# Events have no UUID column: their lago_id is derived from their unique key, so it is
+# stable across identical resends and reveals no internal sequence number.
+EVENT_ID_NAMESPACE = uuid.UUID("3f0c8a3e-4b0e-4d57-9b1f-2f9a8c6d1e01")
+
+
+def event_lago_id(*, service_id: int, external_subscription_id: str, transaction_id: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{service_id}\0{external_subscription_id}\0{transaction_id}"))
+
+
+def render_billable_metric(metric: BillableMetric) -> dict[str, Any]:
+    return {
+        "lago_id": str(metric.id),
+        "name": metric.name,
+        "code": metric.code,
+        "description": metric.description or None,
+        "aggregation_type": metric.aggregation_type,
+        "field_name": metric.field_name or None,
+        "recurring": metric.recurring,
+        "weighted_interval": None,
+        "expression": None,
+        "rounding_function": None,
+        "rounding_precision": None,
+        "filters": [],
+        "created_at": iso_seconds(metric.created_at),
+    }
+
+
+def render_charge(charge: Charge) -> dict[str, Any]:
+    metric = charge.metric
+    return {
+        "lago_id": str(charge.id),
+        "lago_billable_metric_id": str(metric.id),
+        "billable_metric_code": metric.code,
+        "code": metric.code,
+        "invoice_display_name": charge.invoice_display_name or None,
+        "created_at": iso_seconds(charge.created_at),
+        "charge_model": charge.charge_model,
+        "invoiceable": True,
+        "regroup_paid_fees": None,
+        "pay_in_advance": False,
+        "prorated": False,
+        "min_amount_cents": 0,
+        "accepts_target_wallet": False,
+        "properties": render_charge_properties(charge),
+        "applied_pricing_unit": None,
+        "lago_parent_id": None,
+        "filters": [],
+        "taxes": [],
+    }
+
+
+def render_plan(plan: Plan) -> dict[str, Any]:
+    return {
+        "lago_id": str(plan.id),
+        "name": plan.name,
+        "invoice_display_name": plan.invoice_display_name or None,
+        "created_at": iso_seconds(plan.created_at),
+        "code": plan.code,
+        "interval": plan.interval,
+        "description": plan.description or None,
+        "amount_cents": to_cents(plan.amount),
+        "amount_currency": plan.amount_currency,
+        "trial_period": 0.0,  # ok-float (days; Lago's wire type)
+        "pay_in_advance": plan.pay_in_advance,
+        "bill_charges_monthly": None,
+        "bill_fixed_charges_monthly": None,
+        "parent_id": None,
+        "pending_deletion": False,
+        "charges": [render_charge(charge) for charge in plan.charges.all()],
+        "fixed_charges": [],
+        "usage_thresholds": [],
+        "taxes": [],
+        "minimum_commitment": None,
+        "metadata": None,
+    }
+
+
+def render_subscription(subscription: Subscription) -> dict[str, Any]:
+    link = subscription.account_link
+    plan = subscription.plan
+    return {
+        "lago_id": str(subscription.id),
+        "external_id": subscription.external_id,
+        "lago_customer_id": str(link.id),
+        "external_customer_id": link.external_id,
+        "name": subscription.name,
+        "plan_code": plan.code,
+        "plan_amount_cents": to_cents(subscription.flat_amount),
+        "plan_amount_currency": subscription.currency,
+        "status": subscription.status,
+        "billing_time": subscription.billing_time,
+        "subscription_at": iso_seconds(subscription.subscription_at),
+        "started_at": iso_millis(subscription.started_at),
+        "activated_at": iso_seconds(subscription.started_at),
+        "trial_ended_at": None,
+        "ending_at": iso_seconds(subscription.ending_at),
+        "terminated_at": iso_seconds(subscription.terminated_at),
+        "canceled_at": iso_seconds(subscription.canceled_at),
+        "created_at": iso_seconds(subscription.created_at),
+        "previous_plan_code": None,
+        "next_plan_code": None,
+        "downgrade_plan_date": None,
+        "current_billing_period_started_at": iso_seconds(subscription.current_period_start),
+        "current_billing_period_ending_at": iso_seconds(subscription.current_period_end),
+        "on_termination_credit_note": None,
+        "on_termination_invoice": "generate",
+        "progressive_billing_disabled": False,
+        "consolidate_invoice": None,
+        "purchase_order_number": None,
+        "cancellation_reason": None,
+        "billing_entity_code": None,
+        "activation_rules": [],
+        "plan": render_plan(plan),
+    }

@@ -1,0 +1,347 @@
+"""``/billable_metrics``, ``/plans``, ``/subscriptions`` and ``/events``.
+
+Events are the hot path: their bodies are decoded and validated by msgspec
+(``event_schema``), stored with one set-based INSERT, and answered with bytes
+encoded by msgspec; DRF only authenticates and handles errors there.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from billing_project.api.errors import BadRequest, NotFound, ValidationFailed
+from billing_project.api.pagination import paginate
+from billing_project.api.parsing import require_root
+from billing_project.api.views import ServiceAPIView
+from identity.api.formatting import iso_millis, iso_seconds
+from identity.api.views import ERRORS, LAGO_OBJECT, PAGE, PER_PAGE, SUBSCRIPTION_STATUS, requested_statuses
+from metering import selectors, services
+from metering.api import event_schema
+from metering.api.inputs import (
+    BillableMetricInput,
+    BillableMetricUpdateInput,
+    PlanInput,
+    PlanUpdateInput,
+    SubscriptionInput,
+    SubscriptionUpdateInput,
+)
+from metering.api.renderers import event_lago_id, render_billable_metric, render_plan, render_subscription
+from metering.models import SubscriptionStatus
+
+CODE = OpenApiParameter("code", OpenApiTypes.STR, OpenApiParameter.PATH, description="The object's code.")
+SUBSCRIPTION_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                   description="The subscription's id in the calling app.")
+
+
+def body(name: str, root: str, serializer) -> Any:
+    return inline_serializer(name, {root: serializer})
+
+
+# --------------------------------------------------------------------------- billable metrics
+
+
+def metric_or_404(service, code):
+    metric = selectors.get_metric(service=service, code=code)
+    if metric is None:
+        raise NotFound("billable_metric_not_found")
+    return metric
+
+
+class BillableMetricListView(ServiceAPIView):
+    @extend_schema(operation_id="billable_metrics_create",
+                   request=body("BillableMetricBody", "billable_metric", BillableMetricInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def post(self, request):
+        payload = BillableMetricInput(data=require_root(request, "billable_metric"))
+        payload.is_valid(raise_exception=True)
+        metric = services.create_billable_metric(service=self.service, data=payload.validated_data)
+        return Response({"billable_metric": render_billable_metric(metric)})
+
+    @extend_schema(operation_id="billable_metrics_list", parameters=[PAGE, PER_PAGE],
+                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request):
+        items, meta = paginate(request, selectors.metrics(service=self.service))
+        return Response({"billable_metrics": [render_billable_metric(m) for m in items], "meta": meta})
+
+
+class BillableMetricDetailView(ServiceAPIView):
+    @extend_schema(operation_id="billable_metrics_retrieve", parameters=[CODE],
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, code):
+        return Response({"billable_metric": render_billable_metric(metric_or_404(self.service, code))})
+
+    @extend_schema(operation_id="billable_metrics_update", parameters=[CODE],
+                   request=body("BillableMetricUpdateBody", "billable_metric", BillableMetricUpdateInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def put(self, request, code):
+        metric = metric_or_404(self.service, code)
+        payload = BillableMetricUpdateInput(data=require_root(request, "billable_metric"))
+        payload.is_valid(raise_exception=True)
+        metric = services.update_billable_metric(metric=metric, data=payload.validated_data)
+        return Response({"billable_metric": render_billable_metric(metric)})
+
+    @extend_schema(operation_id="billable_metrics_destroy", parameters=[CODE],
+                   responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
+    def delete(self, request, code):
+        metric = metric_or_404(self.service, code)
+        rendered = render_billable_metric(metric)
+        services.delete_billable_metric(metric=metric)
+        return Response({"billable_metric": rendered})
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plan_or_404(service, code):
+    plan = selectors.get_plan(service=service, code=code)
+    if plan is None:
+        raise NotFound("plan_not_found")
+    return plan
+
+
+class PlanListView(ServiceAPIView):
+    @extend_schema(operation_id="plans_create", request=body("PlanBody", "plan", PlanInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def post(self, request):
+        payload = PlanInput(data=require_root(request, "plan"))
+        payload.is_valid(raise_exception=True)
+        plan = services.create_plan(service=self.service, data=payload.validated_data)
+        return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
+
+    @extend_schema(operation_id="plans_list", parameters=[PAGE, PER_PAGE],
+                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request):
+        items, meta = paginate(request, selectors.plans(service=self.service))
+        return Response({"plans": [render_plan(p) for p in items], "meta": meta})
+
+
+class PlanDetailView(ServiceAPIView):
+    @extend_schema(operation_id="plans_retrieve", parameters=[CODE], responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, code):
+        return Response({"plan": render_plan(plan_or_404(self.service, code))})
+
+    @extend_schema(operation_id="plans_update", parameters=[CODE],
+                   request=body("PlanUpdateBody", "plan", PlanUpdateInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def put(self, request, code):
+        plan = plan_or_404(self.service, code)
+        payload = PlanUpdateInput(data=require_root(request, "plan"))
+        payload.is_valid(raise_exception=True)
+        plan = services.update_plan(plan=plan, data=payload.validated_data)
+        return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
+
+    @extend_schema(operation_id="plans_destroy", parameters=[CODE],
+                   responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
+    def delete(self, request, code):
+        plan = plan_or_404(self.service, code)
+        rendered = render_plan(plan)
+        services.delete_plan(plan=plan)
+        return Response({"plan": rendered})
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+STATUS_ONE = OpenApiParameter("status", OpenApiTypes.STR, enum=[s for s, _ in SubscriptionStatus.choices],
+                              description="Which of the subscriptions with this id (default: active).")
+
+
+def subscription_or_404(service, external_id, status=SubscriptionStatus.ACTIVE):
+    if status not in selectors.SUBSCRIPTION_STATUSES:
+        raise ValidationFailed({"status": ["value_is_invalid"]})
+    subscription = selectors.get_subscription(service=service, external_id=external_id, status=status)
+    if subscription is None:
+        raise NotFound("subscription_not_found")
+    return subscription
+
+
+class SubscriptionListView(ServiceAPIView):
+    @extend_schema(operation_id="subscriptions_create",
+                   request=body("SubscriptionBody", "subscription", SubscriptionInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Create; an unknown customer is created; same external_id and plan returns "
+                               "the existing subscription; another plan changes its plan.")
+    def post(self, request):
+        payload = SubscriptionInput(data=require_root(request, "subscription"))
+        payload.is_valid(raise_exception=True)
+        result = services.create_subscription(service=self.service, data=payload.validated_data)
+        return Response({"subscription": render_subscription(result.subscription)})
+
+    @extend_schema(operation_id="subscriptions_list",
+                   parameters=[PAGE, PER_PAGE, SUBSCRIPTION_STATUS,
+                               OpenApiParameter("external_customer_id", OpenApiTypes.STR,
+                                                description="Only this customer's subscriptions."),
+                               OpenApiParameter("plan_code", OpenApiTypes.STR, description="Only this plan.")],
+                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request):
+        subscriptions = selectors.list_subscriptions(
+            service=self.service, statuses=requested_statuses(request),
+            external_customer_id=request.query_params.get("external_customer_id"),
+            plan_code=request.query_params.get("plan_code"),
+        )
+        items, meta = paginate(request, subscriptions)
+        return Response({"subscriptions": [render_subscription(s) for s in items], "meta": meta})
+
+
+class SubscriptionDetailView(ServiceAPIView):
+    @extend_schema(operation_id="subscriptions_retrieve", parameters=[SUBSCRIPTION_ID, STATUS_ONE],
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, external_id):
+        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        return Response({"subscription": render_subscription(
+            subscription_or_404(self.service, external_id, status))})
+
+    @extend_schema(operation_id="subscriptions_update", parameters=[SUBSCRIPTION_ID, STATUS_ONE],
+                   request=body("SubscriptionUpdateBody", "subscription", SubscriptionUpdateInput()),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def put(self, request, external_id):
+        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        subscription = subscription_or_404(self.service, external_id, status)
+        payload = SubscriptionUpdateInput(data=require_root(request, "subscription"))
+        payload.is_valid(raise_exception=True)
+        subscription = services.update_subscription(subscription=subscription, data=payload.validated_data)
+        return Response({"subscription": render_subscription(subscription)})
+
+    @extend_schema(
+        operation_id="subscriptions_terminate",
+        parameters=[SUBSCRIPTION_ID,
+                    OpenApiParameter("status", OpenApiTypes.STR, enum=["active", "pending"],
+                                     description="pending cancels a pending subscription (default: active)."),
+                    OpenApiParameter("on_termination_credit_note", OpenApiTypes.STR,
+                                     description="Accepted for compatibility; credit notes are Odoo's."),
+                    OpenApiParameter("on_termination_invoice", OpenApiTypes.STR,
+                                     description="Accepted for compatibility; the final window is rated.")],
+        responses={200: LAGO_OBJECT, **ERRORS})
+    def delete(self, request, external_id):
+        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
+            raise ValidationFailed({"status": ["value_is_invalid"]})
+        subscription = subscription_or_404(self.service, external_id, status)
+        subscription = services.terminate_subscription(subscription=subscription)
+        return Response({"subscription": render_subscription(subscription)})
+
+
+# --------------------------------------------------------------------------- events
+
+_response_encoder = event_schema.msgspec.json.Encoder(decimal_format="number")
+
+
+def _decimal_text(value) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def render_stored_event(service_id: int, stored: services.StoredEvent) -> dict[str, Any]:
+    event = stored.event
+    return {
+        "lago_id": event_lago_id(service_id=service_id, external_subscription_id=event.external_subscription_id,
+                                 transaction_id=event.transaction_id),
+        "transaction_id": event.transaction_id,
+        "lago_customer_id": str(stored.account_link_id),
+        "code": event.code,
+        "timestamp": iso_millis(stored.timestamp),
+        "precise_total_amount_cents": _decimal_text(event.precise_total_amount_cents),
+        "properties": event.properties,
+        "lago_subscription_id": str(stored.subscription_id),
+        "external_subscription_id": event.external_subscription_id,
+        "created_at": iso_seconds(stored.created_at),
+    }
+
+
+def _json(payload: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(_response_encoder.encode(payload), status=status, content_type="application/json")
+
+
+def _decode(request) -> Any:
+    try:
+        return event_schema.decode_json_body(request.body)
+    except event_schema.MalformedJSON:
+        raise BadRequest("invalid JSON body", code="invalid_json") from None
+
+
+EVENT_FIELDS = {
+    "transaction_id": serializers.CharField(help_text="Idempotency key of the event (per subscription)."),
+    "external_subscription_id": serializers.CharField(help_text="The subscription's id in the calling app."),
+    "code": serializers.CharField(help_text="Billable metric code."),
+    "timestamp": serializers.CharField(required=False, allow_null=True,
+                                       help_text="Unix seconds: int, float or numeric string; null = now."),
+    "precise_total_amount_cents": serializers.CharField(required=False, allow_null=True,
+                                                        help_text="Decimal string."),
+    "properties": serializers.DictField(required=False, allow_null=True,
+                                        help_text="Event properties; the metric's field_name must be numeric."),
+}
+
+
+class EventCreateView(ServiceAPIView):
+    @extend_schema(operation_id="events_create",
+                   request=inline_serializer("EventBody", {"event": inline_serializer("EventInput", EVENT_FIELDS)}),
+                   responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                   description="Validated synchronously: 200 means the event will be billed. An identical "
+                               "resend is a success counted once; another payload with the same "
+                               "transaction_id is 422 value_already_exist.")
+    def post(self, request):
+        data = _decode(request)
+        raw = data.get("event") if isinstance(data, dict) else None
+        if not raw:
+            raise BadRequest("param is missing or the value is empty: event")
+        event, errors = event_schema.validate_event(raw, received_at=timezone.now())
+        if errors:
+            raise ValidationFailed(errors)
+        try:
+            stored = services.ingest_events(service=self.service, events=[(0, event)])
+        except services.EventsRejected as exc:
+            raise ValidationFailed(exc.errors[0]) from None
+        return _json({"event": render_stored_event(self.service.id, stored[0])})
+
+
+class EventBatchView(ServiceAPIView):
+    @extend_schema(operation_id="events_batch",
+                   request=inline_serializer("EventBatchBody", {
+                       "events": inline_serializer("EventBatchInput", EVENT_FIELDS, many=True)}),
+                   responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                   description="All or nothing; at most EVENTS_BATCH_MAX_LENGTH (100) events; errors keyed "
+                               "by the string index of the event.")
+    def post(self, request):
+        data = _decode(request)
+        if not isinstance(data, dict) or data.get("events") is None:
+            raise BadRequest("param is missing or the value is empty: events")
+        events, errors = event_schema.validate_event_batch(
+            data["events"], received_at=timezone.now(), max_events=settings.EVENTS_BATCH_MAX_LENGTH)
+        if "events" in errors:
+            raise ValidationFailed(errors)
+        try:
+            stored = services.ingest_events(service=self.service, events=events,
+                                            errors={int(index): details for index, details in errors.items()})
+        except services.EventsRejected as exc:
+            raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
+        service_id = self.service.id
+        return _json({"events": [render_stored_event(service_id, s) for s in stored]})
+
+
+class EventDetailView(ServiceAPIView):
+    @extend_schema(operation_id="events_retrieve",
+                   parameters=[OpenApiParameter("transaction_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The event's transaction_id."),
+                               OpenApiParameter("external_subscription_id", OpenApiTypes.STR,
+                                                description="Disambiguates a transaction_id used on "
+                                                            "several subscriptions.")],
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, transaction_id):
+        event = selectors.get_event(service=self.service, transaction_id=transaction_id,
+                                    external_subscription_id=request.query_params.get("external_subscription_id"))
+        if event is None:
+            raise NotFound("event_not_found")
+        parsed = event_schema.ParsedEvent(
+            transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
+            code=event.code, timestamp=event.timestamp, timestamp_was_sent=True, properties=event.properties,
+            properties_json=b"", precise_total_amount_cents=event.precise_total_amount_cents,
+            payload_hash=event.payload_hash,
+        )
+        stored = services.StoredEvent(parsed, event.subscription_id, event.subscription.account_link_id,
+                                      event.timestamp, event.created_at)
+        return _json({"event": render_stored_event(self.service.id, stored)})

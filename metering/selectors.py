@@ -1,0 +1,69 @@
+"""Reads of the metering catalogue, subscriptions and events, always scoped to one service."""
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from identity.models import AccountLink, Service
+from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent
+
+SUBSCRIPTION_STATUSES = [choice for choice, _ in SubscriptionStatus.choices]
+
+
+def metrics(*, service: Service) -> QuerySet[BillableMetric]:
+    return BillableMetric.objects.filter(service=service).order_by("-created_at", "id")
+
+
+def get_metric(*, service: Service, code: str) -> BillableMetric | None:
+    return metrics(service=service).filter(code=code).first()
+
+
+def _charges_prefetch() -> Prefetch:
+    return Prefetch("charges", queryset=Charge.objects.select_related("metric").prefetch_related("tiers")
+                    .order_by("created_at", "id"))
+
+
+def plans(*, service: Service) -> QuerySet[Plan]:
+    return Plan.objects.filter(service=service).prefetch_related(_charges_prefetch()).order_by("-created_at", "id")
+
+
+def get_plan(*, service: Service, code: str) -> Plan | None:
+    return plans(service=service).filter(code=code).first()
+
+
+def subscriptions(*, service: Service) -> QuerySet[Subscription]:
+    return (Subscription.objects.filter(service=service)
+            .select_related("account_link__customer", "plan", "service")
+            .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("metric")
+                                       .prefetch_related("tiers").order_by("created_at", "id")))
+            .order_by("-created_at", "id"))
+
+
+def get_subscription(*, service: Service, external_id: str, status: str = SubscriptionStatus.ACTIVE
+                     ) -> Subscription | None:
+    """By the app's own id and a status (Lago's default: ``active``); newest first.
+
+    Resolution never leaves ``service`` and never looks at internal primary keys, so an
+    integer-looking external id can only ever name this service's subscription.
+    """
+    return subscriptions(service=service).filter(external_id=external_id, status=status).first()
+
+
+def list_subscriptions(*, service: Service, statuses: list[str], external_customer_id: str | None = None,
+                       plan_code: str | None = None, link: AccountLink | None = None
+                       ) -> QuerySet[Subscription]:
+    result = subscriptions(service=service).filter(status__in=statuses)
+    if link is not None:
+        result = result.filter(account_link=link)
+    if external_customer_id:
+        result = result.filter(account_link__external_id=external_customer_id)
+    if plan_code:
+        result = result.filter(plan__code=plan_code)
+    return result
+
+
+def get_event(*, service: Service, transaction_id: str, external_subscription_id: str | None = None
+              ) -> UsageEvent | None:
+    events = UsageEvent.objects.filter(service=service, transaction_id=transaction_id)
+    if external_subscription_id:
+        events = events.filter(external_subscription_id=external_subscription_id)
+    return events.select_related("subscription__account_link").order_by("-created_at", "-id").first()

@@ -1,0 +1,649 @@
+"""Writes of the metering catalogue, subscriptions and usage events.
+
+Every function takes the calling ``service`` and only ever touches that service's rows.
+Failures are raised as the API kit's Lago-shaped errors so that views stay thin.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterable
+from uuid import UUID
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
+
+from billing_project.api.errors import MethodNotAllowed, NotFound, ValidationFailed
+from identity.models import AccountLink, Service
+from identity.services import upsert_customer
+from metering import windows
+from metering.api.event_schema import ParsedEvent, numeric_property_error, parse_numeric
+from metering.models import (
+    CLOSED_SUBSCRIPTION_STATUSES,
+    BillableMetric,
+    Charge,
+    ChargeTier,
+    Plan,
+    RatedUsage,
+    Subscription,
+    SubscriptionMode,
+    SubscriptionStatus,
+    UsageEvent,
+)
+from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_charge_properties
+from metering.rating import is_period_closed, lock_subscriptions_for_ingest
+
+# UsageEvent.value is numeric(38, 10).
+_MAX_EVENT_VALUE = Decimal(10) ** 28
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def _emit_subscription(subscription: Subscription, webhook_type: str) -> None:
+    from metering.api.renderers import render_subscription
+    from webhooks.services import record_event
+
+    record_event(service=subscription.service, webhook_type=webhook_type, object_type="subscription",
+                 payload=render_subscription(subscription))
+
+
+# --------------------------------------------------------------------------- billable metrics
+
+
+def _check_metric(*, aggregation_type: str, field_name: str, recurring: bool) -> None:
+    errors: dict[str, list[str]] = {}
+    if aggregation_type != "count_agg" and not field_name:
+        errors["field_name"] = ["value_is_mandatory"]
+    if recurring and aggregation_type in ("count_agg", "max_agg", "latest_agg"):
+        errors["recurring"] = ["not_compatible_with_aggregation_type"]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def create_billable_metric(*, service: Service, data: dict[str, Any]) -> BillableMetric:
+    field_name = "" if data["aggregation_type"] == "count_agg" else (data.get("field_name") or "")
+    recurring = bool(data.get("recurring") or False)
+    _check_metric(aggregation_type=data["aggregation_type"], field_name=field_name, recurring=recurring)
+    try:
+        with transaction.atomic():
+            return BillableMetric.objects.create(
+                service=service, code=data["code"], name=data["name"],
+                description=data.get("description") or "", aggregation_type=data["aggregation_type"],
+                field_name=field_name, recurring=recurring,
+            )
+    except IntegrityError:
+        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+
+
+def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> BillableMetric:
+    for field in ("name", "code", "aggregation_type", "recurring"):
+        if data.get(field) is not None:
+            setattr(metric, field, data[field])
+    if "description" in data:
+        metric.description = data["description"] or ""
+    if "field_name" in data:
+        metric.field_name = data["field_name"] or ""
+    if metric.aggregation_type == "count_agg":
+        metric.field_name = ""
+    _check_metric(aggregation_type=metric.aggregation_type, field_name=metric.field_name,
+                  recurring=metric.recurring)
+    try:
+        with transaction.atomic():
+            metric.save()
+    except IntegrityError:
+        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+    return metric
+
+
+@transaction.atomic
+def delete_billable_metric(*, metric: BillableMetric) -> None:
+    """Lago deletes the metric with its charges; here only while nothing was billed with it."""
+    charges = Charge.objects.filter(metric=metric)
+    if (RatedUsage.objects.filter(charge__in=charges).exists()
+            or Subscription.objects.filter(plan__charges__metric=metric)
+            .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).exists()):
+        raise MethodNotAllowed("billable_metric_in_use")
+    charges.delete()
+    metric.delete()
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class ChargeSpec:
+    metric: BillableMetric
+    fields: dict[str, Any]
+    tiers: list[dict[str, Any]]
+
+
+def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list[ChargeSpec]:
+    """Validate Lago charges: metrics of this service only, properties via metering.pricing."""
+    wanted_ids: set[UUID] = set()
+    wanted_codes: set[str] = set()
+    for charge in charges:
+        if charge.get("billable_metric_id"):
+            wanted_ids.add(charge["billable_metric_id"])
+        elif charge.get("billable_metric_code"):
+            wanted_codes.add(charge["billable_metric_code"])
+        else:
+            raise ValidationFailed({"billable_metric_id": ["value_is_mandatory"]})
+    metrics = BillableMetric.objects.filter(service=service)
+    by_id = {m.id: m for m in metrics.filter(id__in=wanted_ids)} if wanted_ids else {}
+    by_code = {m.code: m for m in metrics.filter(code__in=wanted_codes)} if wanted_codes else {}
+    specs: list[ChargeSpec] = []
+    errors: dict[str, list[str]] = {}
+    seen: set[UUID] = set()
+    for charge in charges:
+        metric = (by_id.get(charge["billable_metric_id"]) if charge.get("billable_metric_id")
+                  else by_code.get(charge.get("billable_metric_code")))
+        if metric is None:
+            raise NotFound("billable_metric_not_found")
+        if metric.id in seen:
+            errors.setdefault("charges", []).append("value_already_exist")
+            continue
+        seen.add(metric.id)
+        if charge.get("pay_in_advance"):
+            errors.setdefault("pay_in_advance", []).append("not_supported")
+        try:
+            terms = parse_charge_properties(charge_model=charge.get("charge_model"),
+                                            properties=charge.get("properties") or {})
+        except ChargePropertiesInvalid as exc:
+            for field, codes in exc.error_details.items():
+                errors.setdefault(field, []).extend(codes)
+            continue
+        fields, tiers = charge_columns(terms)
+        fields["invoice_display_name"] = charge.get("invoice_display_name") or ""
+        specs.append(ChargeSpec(metric=metric, fields=fields, tiers=tiers))
+    if errors:
+        raise ValidationFailed(errors)
+    return specs
+
+
+def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> None:
+    existing = {charge.metric_id: charge for charge in plan.charges.all()}
+    for spec in specs:
+        charge = existing.pop(spec.metric.id, None)
+        if charge is None:
+            charge = Charge.objects.create(plan=plan, metric=spec.metric, **spec.fields)
+        else:
+            for field, value in spec.fields.items():
+                setattr(charge, field, value)
+            charge.save()
+            charge.tiers.all().delete()
+        ChargeTier.objects.bulk_create([ChargeTier(charge=charge, **tier) for tier in spec.tiers])
+    if replace:
+        for charge in existing.values():
+            try:
+                with transaction.atomic():
+                    charge.delete()
+            except ProtectedError:
+                raise ValidationFailed({"charges": ["charge_in_use"]}) from None
+
+
+def _plan_amount(data: dict[str, Any]) -> Decimal:
+    return Decimal(data["amount_cents"]) / 100
+
+
+def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
+    specs = _resolve_charges(service=service, charges=data.get("charges") or [])
+    try:
+        with transaction.atomic():
+            plan = Plan.objects.create(
+                service=service, code=data["code"], name=data["name"],
+                invoice_display_name=data.get("invoice_display_name") or "",
+                description=data.get("description") or "", interval=data["interval"],
+                amount=_plan_amount(data), amount_currency=data["amount_currency"],
+                pay_in_advance=bool(data.get("pay_in_advance") or False),
+            )
+            _write_charges(plan=plan, specs=specs, replace=False)
+    except IntegrityError:
+        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+    return plan
+
+
+def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
+    """Updates the given fields; ``charges``, when sent, is the plan's complete charge list."""
+    specs = (_resolve_charges(service=plan.service, charges=data["charges"])
+             if data.get("charges") is not None else None)
+    for field in ("name", "code", "interval", "amount_currency", "pay_in_advance"):
+        if data.get(field) is not None:
+            setattr(plan, field, data[field])
+    for field in ("description", "invoice_display_name"):
+        if field in data:
+            setattr(plan, field, data[field] or "")
+    if data.get("amount_cents") is not None:
+        plan.amount = _plan_amount(data)
+    try:
+        with transaction.atomic():
+            plan.save()
+            if specs is not None:
+                _write_charges(plan=plan, specs=specs, replace=True)
+    except IntegrityError:
+        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+    return plan
+
+
+@transaction.atomic
+def delete_plan(*, plan: Plan) -> None:
+    """Refused while any subscription (even a closed one, whose bills reference it) uses it."""
+    if Subscription.objects.filter(plan=plan).exists():
+        raise MethodNotAllowed("plan_in_use")
+    plan.delete()
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
+    anchor = (started_at if billing_time == "anniversary"
+              else windows.calendar_anchor(interval=plan.interval, at=started_at))
+    start, end = windows.subscription_window(
+        interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
+        anchor=anchor,
+    )
+    return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
+
+
+def _open_subscription(*, service: Service, external_id: str, lock: bool = False) -> Subscription | None:
+    subscriptions = Subscription.objects.filter(service=service, external_id=external_id).exclude(
+        status__in=CLOSED_SUBSCRIPTION_STATUSES)
+    if lock:
+        subscriptions = subscriptions.select_for_update()
+    return subscriptions.select_related("plan", "account_link__customer", "service").first()
+
+
+@dataclass(frozen=True)
+class SubscriptionResult:
+    subscription: Subscription
+    created: bool
+
+
+def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None
+                        ) -> SubscriptionResult:
+    """Lago semantics: unknown customer → created; same external_id and plan → the existing
+    subscription; another plan → the plan is changed; another customer → 422."""
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _create_subscription(service=service, data=data, now=now or timezone.now())
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
+    plan = Plan.objects.filter(service=service, code=data["plan_code"]).first()
+    if plan is None:
+        raise NotFound("plan_not_found")
+    link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
+                                       deleted_at__isnull=True).select_related("customer").first())
+    if link is None:
+        link = upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
+    existing = _open_subscription(service=service, external_id=data["external_id"], lock=True)
+    if existing is not None:
+        if existing.account_link_id != link.id:
+            raise ValidationFailed({"external_id": ["value_already_exist"]})
+        if existing.plan_id == plan.id:
+            return SubscriptionResult(existing, created=False)
+        return SubscriptionResult(_change_plan(subscription=existing, plan=plan, now=now), created=False)
+
+    subscription_at = data.get("subscription_at") or now
+    billing_time = data.get("billing_time") or "calendar"
+    subscription = Subscription(
+        service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
+        plan=plan, mode=SubscriptionMode.LIVE, billing_time=billing_time, subscription_at=subscription_at,
+        ending_at=data.get("ending_at"), flat_amount=plan.amount, currency=plan.amount_currency,
+    )
+    if subscription_at > now:
+        subscription.status = SubscriptionStatus.PENDING
+    else:
+        _activate(subscription, now=now)
+    subscription.save()
+    if subscription.status == SubscriptionStatus.ACTIVE:
+        _emit_subscription(subscription, "subscription.started")
+    return SubscriptionResult(subscription, created=True)
+
+
+def _activate(subscription: Subscription, *, now: datetime) -> None:
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.started_at = subscription.subscription_at
+    for field, value in _window_fields(plan=subscription.plan, billing_time=subscription.billing_time,
+                                       started_at=subscription.started_at, now=now).items():
+        setattr(subscription, field, value)
+
+
+def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Subscription:
+    """Upgrade/downgrade in place, effective for the current window (never reopening a
+    closed one: the window start only moves forward)."""
+    interval_changed = subscription.plan.interval != plan.interval
+    subscription.plan = plan
+    subscription.flat_amount = plan.amount
+    subscription.currency = plan.amount_currency
+    if interval_changed and subscription.status == SubscriptionStatus.ACTIVE and subscription.started_at:
+        fields = _window_fields(plan=plan, billing_time=subscription.billing_time,
+                                started_at=subscription.started_at, now=now)
+        start = max(fields["current_period_start"], subscription.current_period_start or fields[
+            "current_period_start"])
+        subscription.billing_anchor = fields["billing_anchor"]
+        subscription.current_period_start = start
+        subscription.current_period_end = max(fields["current_period_end"], start + (
+            fields["current_period_end"] - fields["current_period_start"]))
+    subscription.save()
+    _emit_subscription(subscription, "subscription.updated")
+    return subscription
+
+
+@transaction.atomic
+def update_subscription(*, subscription: Subscription, data: dict[str, Any], now: datetime | None = None
+                        ) -> Subscription:
+    now = now or timezone.now()
+    subscription = Subscription.objects.select_for_update().select_related(
+        "plan", "account_link__customer", "service").get(pk=subscription.pk)
+    if data.get("name") is not None:
+        subscription.name = data["name"]
+    if "ending_at" in data:
+        subscription.ending_at = data["ending_at"]
+    started = False
+    if data.get("subscription_at") is not None:
+        if subscription.status != SubscriptionStatus.PENDING:
+            raise ValidationFailed({"subscription_at": ["value_is_invalid"]})
+        subscription.subscription_at = data["subscription_at"]
+        if subscription.subscription_at <= now:
+            _activate(subscription, now=now)
+            started = True
+    subscription.save()
+    _emit_subscription(subscription, "subscription.started" if started else "subscription.updated")
+    return subscription
+
+
+@transaction.atomic
+def terminate_subscription(*, subscription: Subscription, now: datetime | None = None) -> Subscription:
+    """Active → terminated now (its last window is rated up to now); pending → canceled."""
+    now = now or timezone.now()
+    subscription = Subscription.objects.select_for_update().select_related(
+        "plan", "account_link__customer", "service").get(pk=subscription.pk)
+    if subscription.status == SubscriptionStatus.PENDING:
+        subscription.status = SubscriptionStatus.CANCELED
+        subscription.canceled_at = now
+        subscription.save()
+        _emit_subscription(subscription, "subscription.canceled")
+    elif subscription.status == SubscriptionStatus.ACTIVE:
+        subscription.status = SubscriptionStatus.TERMINATED
+        subscription.terminated_at = now
+        subscription.save()
+        _emit_subscription(subscription, "subscription.terminated")
+    return subscription
+
+
+def terminate_customer_subscriptions(*, link: AccountLink) -> None:
+    for subscription in Subscription.objects.filter(account_link=link).exclude(
+            status__in=CLOSED_SUBSCRIPTION_STATUSES):
+        terminate_subscription(subscription=subscription)
+
+
+def activate_due_subscriptions(*, now: datetime | None = None) -> int:
+    """Start pending subscriptions whose ``subscription_at`` has come (beat / on demand)."""
+    now = now or timezone.now()
+    started = 0
+    for subscription_id in Subscription.objects.filter(
+            status=SubscriptionStatus.PENDING, subscription_at__lte=now).values_list("id", flat=True):
+        with transaction.atomic():
+            subscription = (Subscription.objects.select_for_update()
+                            .select_related("plan", "account_link__customer", "service")
+                            .filter(pk=subscription_id, status=SubscriptionStatus.PENDING).first())
+            if subscription is None:
+                continue
+            _activate(subscription, now=now)
+            subscription.save()
+            _emit_subscription(subscription, "subscription.started")
+            started += 1
+    return started
+
+
+# --------------------------------------------------------------------------- usage events
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: ParsedEvent
+    subscription_id: UUID
+    account_link_id: UUID
+    timestamp: datetime
+    created_at: datetime
+
+
+class EventsRejected(Exception):
+    """Per-event Lago error_details, keyed by the event's index in the request."""
+
+    def __init__(self, errors: dict[int, dict[str, Any]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Sub:
+    id: UUID
+    account_link_id: UUID
+    status: str
+    started_at: datetime | None
+    ends_at: datetime | None
+
+
+_SUBSCRIPTION_LOOKUP = f"""
+    SELECT external_id, id, account_link_id, status, started_at,
+           LEAST(terminated_at, ending_at) AS ends_at
+      FROM {Subscription._meta.db_table}
+     WHERE service_id = %s AND external_id = ANY(%s) AND status <> %s
+"""
+_METRIC_LOOKUP = f"""
+    SELECT code, aggregation_type, field_name FROM {BillableMetric._meta.db_table}
+     WHERE service_id = %s AND code = ANY(%s)
+"""
+_INSERT_EVENTS = f"""
+    INSERT INTO {UsageEvent._meta.db_table}
+        (service_id, created_at, subscription_id, external_subscription_id, code, transaction_id,
+         "timestamp", properties, value, precise_total_amount_cents, payload_hash)
+    SELECT %s, %s, * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                                 %s::jsonb[], %s::numeric[], %s::numeric[], %s::text[])
+    ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING
+    RETURNING external_subscription_id, transaction_id
+"""
+_EXISTING_EVENTS = f"""
+    SELECT e.external_subscription_id, e.transaction_id, e.payload_hash, e.subscription_id,
+           s.account_link_id, e."timestamp", e.created_at
+      FROM {UsageEvent._meta.db_table} e
+      JOIN {Subscription._meta.db_table} s ON s.id = e.subscription_id
+      JOIN unnest(%s::text[], %s::text[]) AS k(external_subscription_id, transaction_id)
+        ON e.external_subscription_id = k.external_subscription_id
+       AND e.transaction_id = k.transaction_id
+     WHERE e.service_id = %s
+"""
+
+
+def _pick_subscription(candidates: list[_Sub], timestamp: datetime) -> tuple[_Sub | None, str | None]:
+    """The subscription (of this external id) running at ``timestamp``, as Lago resolves it:
+    started at or before it and not ended; otherwise why not."""
+    running = [s for s in candidates if s.started_at is not None and s.started_at <= timestamp
+               and (s.ends_at is None or timestamp < s.ends_at)]
+    if running:
+        # Lago orders terminated_at DESC NULLS FIRST, started_at DESC.
+        return max(running, key=lambda s: (s.ends_at is None, s.started_at)), None
+    started = [s for s in candidates if s.started_at is not None and s.started_at <= timestamp]
+    return None, "after_subscription_end" if started else "before_subscription_start"
+
+
+def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                  errors: dict[int, dict[str, Any]] | None = None) -> list[StoredEvent]:
+    """Validate against this service's subscriptions and metrics, then store all or nothing.
+
+    ``errors`` carries problems already found by the parser (keyed by request index) so
+    that a rejected batch reports every problem at once. Identical resends (same payload
+    hash) are successes that store nothing; a different payload under a stored
+    (external_subscription_id, transaction_id) is ``value_already_exist``. Raises
+    EventsRejected with errors keyed by request index.
+    """
+    resolved, errors = resolve_events(service=service, events=events, errors=dict(errors or {}))
+    if errors:
+        raise EventsRejected(errors)
+    return _store_events(service=service, resolved=resolved)
+
+
+def resolve_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
+                   errors: dict[int, dict[str, Any]]
+                   ) -> tuple[list[tuple[int, ParsedEvent, "_Sub", Decimal | None]], dict[int, dict[str, Any]]]:
+    if not events:
+        return [], errors
+    external_ids = list({event.external_subscription_id for _, event in events})
+    codes = list({event.code for _, event in events})
+    subscriptions: dict[str, list[_Sub]] = {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_SUBSCRIPTION_LOOKUP, [service.id, external_ids, SubscriptionStatus.CANCELED])
+            for external_id, *fields in cursor.fetchall():
+                subscriptions.setdefault(external_id, []).append(_Sub(*fields))
+            cursor.execute(_METRIC_LOOKUP, [service.id, codes])
+            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor.fetchall()}
+    else:  # the embedded SQLite default: same rules through the ORM
+        rows = (Subscription.objects.filter(service=service, external_id__in=external_ids)
+                .exclude(status=SubscriptionStatus.CANCELED)
+                .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
+                             "ending_at"))
+        for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in rows:
+            ends = [t for t in (terminated_at, ending_at) if t is not None]
+            subscriptions.setdefault(external_id, []).append(
+                _Sub(sub_id, link_id, status, started_at, min(ends) if ends else None))
+        metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
+                   BillableMetric.objects.filter(service=service, code__in=codes)
+                   .values_list("code", "aggregation_type", "field_name")}
+
+    resolved: list[tuple[int, ParsedEvent, _Sub, Decimal | None]] = []
+    for index, event in events:
+        event_errors: dict[str, Any] = {}
+        metric = metrics.get(event.code)
+        if metric is None:
+            event_errors["code"] = ["billable_metric_not_found"]
+        candidates = subscriptions.get(event.external_subscription_id)
+        subscription = None
+        if not candidates:
+            event_errors["external_subscription_id"] = ["subscription_not_found"]
+        else:
+            subscription, timestamp_error = _pick_subscription(candidates, event.timestamp)
+            if timestamp_error:
+                event_errors["timestamp"] = [timestamp_error]
+        value = None
+        if metric is not None:
+            aggregation, field_name = metric
+            if property_error := numeric_property_error(
+                    aggregation_type=aggregation, field_name=field_name, properties=event.properties):
+                event_errors["properties"] = property_error
+            elif field_name and aggregation != "unique_count_agg":
+                value = parse_numeric(event.properties[field_name])
+                if value is not None and abs(value) >= _MAX_EVENT_VALUE:
+                    event_errors["properties"] = {field_name: ["value_is_out_of_range"]}
+        if event_errors:
+            errors[index] = event_errors
+        else:
+            assert subscription is not None
+            resolved.append((index, event, subscription, value))
+    return resolved, errors
+
+
+def _store_events(*, service: Service, resolved: list[tuple[int, ParsedEvent, "_Sub", Decimal | None]]
+                  ) -> list[StoredEvent]:
+    errors: dict[int, dict[str, Any]] = {}
+    now = timezone.now()
+    with transaction.atomic():
+        closed_before = lock_subscriptions_for_ingest(subscription_ids=[s.id for _, _, s, _ in resolved])
+        for index, event, subscription, _ in resolved:
+            if is_period_closed(closed_before=closed_before.get(subscription.id), timestamp=event.timestamp):
+                errors[index] = {"timestamp": ["period_closed"]}
+        if errors:
+            raise EventsRejected(errors)
+        if connection.vendor != "postgresql":
+            return _store_events_portably(service=service, resolved=resolved, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_EVENTS, [
+                service.id, now,
+                [s.id for _, _, s, _ in resolved],
+                [e.external_subscription_id for _, e, _, _ in resolved],
+                [e.code for _, e, _, _ in resolved],
+                [e.transaction_id for _, e, _, _ in resolved],
+                [e.timestamp for _, e, _, _ in resolved],
+                [e.properties_json.decode() for _, e, _, _ in resolved],
+                [v for _, _, _, v in resolved],
+                [e.precise_total_amount_cents for _, e, _, _ in resolved],
+                [e.payload_hash for _, e, _, _ in resolved],
+            ])
+            inserted = set(cursor.fetchall())
+            stored: dict[tuple[str, str], StoredEvent] = {}
+            for index, event, subscription, _ in resolved:
+                key = (event.external_subscription_id, event.transaction_id)
+                if key in inserted:
+                    stored[key] = StoredEvent(event, subscription.id, subscription.account_link_id,
+                                              event.timestamp, now)
+            if len(inserted) < len(resolved):
+                missing = [(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved
+                           if (e.external_subscription_id, e.transaction_id) not in inserted]
+                cursor.execute(_EXISTING_EVENTS, [[k[0] for k in missing], [k[1] for k in missing], service.id])
+                existing = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+                for index, event, _, _ in resolved:
+                    key = (event.external_subscription_id, event.transaction_id)
+                    if key in inserted:
+                        continue
+                    payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
+                    if payload_hash != event.payload_hash:
+                        errors[index] = {"transaction_id": ["value_already_exist"]}
+                    else:
+                        stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
+        if errors:
+            raise EventsRejected(errors)
+    return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in resolved]
+
+
+def _store_events_portably(*, service: Service, resolved, now: datetime) -> list[StoredEvent]:
+    """The same semantics through the ORM, for the embedded SQLite default (writes are
+    serialized there, so reading the existing keys first is race-free)."""
+    keys = {(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved}
+    existing = {
+        (row.external_subscription_id, row.transaction_id): row
+        for row in UsageEvent.objects.filter(
+            service=service, external_subscription_id__in={k[0] for k in keys},
+            transaction_id__in={k[1] for k in keys}).select_related("subscription")
+    }
+    errors: dict[int, dict[str, Any]] = {}
+    stored: list[StoredEvent] = []
+    new_rows: list[UsageEvent] = []
+    for index, event, subscription, value in resolved:
+        row = existing.get((event.external_subscription_id, event.transaction_id))
+        if row is None:
+            new_rows.append(UsageEvent(
+                service=service, subscription_id=subscription.id, created_at=now,
+                external_subscription_id=event.external_subscription_id, code=event.code,
+                transaction_id=event.transaction_id, timestamp=event.timestamp,
+                properties=event_schema_loads(event.properties_json), value=value,
+                precise_total_amount_cents=event.precise_total_amount_cents, payload_hash=event.payload_hash))
+            stored.append(StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now))
+        elif row.payload_hash != event.payload_hash:
+            errors[index] = {"transaction_id": ["value_already_exist"]}
+        else:
+            stored.append(StoredEvent(event, row.subscription_id, row.subscription.account_link_id,
+                                      row.timestamp, row.created_at))
+    if errors:
+        raise EventsRejected(errors)
+    UsageEvent.objects.bulk_create(new_rows)
+    return stored
+
+
+def event_schema_loads(properties_json: bytes) -> Any:
+    import json
+
+    return json.loads(properties_json)
+
+
+def stored_event_keys(events: Iterable[StoredEvent]) -> list[tuple[str, str]]:
+    return [(s.event.external_subscription_id, s.event.transaction_id) for s in events]

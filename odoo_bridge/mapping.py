@@ -1,0 +1,127 @@
+"""Our objects → Odoo values (pure: no I/O). References are what we search on before creating."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from identity.models import Customer
+from metering.models import Charge, ChargeModel, Plan, RatedUsage, Subscription, SubscriptionMode
+
+from .pricing import LinePricing, quantum, to_odoo_number, usage_line_pricing, window_label
+
+# Plan interval -> (billing_period_value, billing_period_unit) of sale.subscription.plan
+PERIODS = {"weekly": (1, "week"), "monthly": (1, "month"), "quarterly": (3, "month"), "yearly": (1, "year")}
+PERIOD_NAMES = {(1, "week"): "Weekly", (1, "month"): "Monthly", (3, "month"): "Quarterly", (1, "year"): "Yearly"}
+
+
+def customer_ref(customer: Customer) -> str:
+    return f"fb-cus-{customer.pk}"
+
+
+def subscription_ref(subscription: Subscription) -> str:
+    return f"fb-sub-{subscription.pk}"
+
+
+def plan_product_code(plan: Plan) -> str:
+    return f"fb-plan-{plan.pk}"
+
+
+def charge_product_code(charge: Charge) -> str:
+    return f"fb-charge-{charge.pk}"
+
+
+def payload_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def partner_vals(customer: Customer) -> dict:
+    """res.partner values. Empty strings go as False (Odoo's null)."""
+    name = customer.name or customer.company or customer.email or customer_ref(customer)
+    vals = {
+        "name": name, "ref": customer_ref(customer), "email": customer.email or False,
+        "phone": customer.phone or False, "vat": customer.tax_identification_number or False,
+        "street": customer.address_line1 or False, "street2": customer.address_line2 or False,
+        "city": customer.city or False, "zip": customer.zipcode or False,
+        "company_name": customer.company or False, "customer_rank": 1,
+    }
+    return vals
+
+
+def partner_location(customer: Customer) -> tuple[str, str]:
+    """(country code, state code): resolved to Odoo ids by the sync (HST follows the state)."""
+    return (customer.country or "").upper(), (customer.state or "").upper()
+
+
+def period_of(plan: Plan) -> tuple[int, str]:
+    try:
+        return PERIODS[plan.interval]
+    except KeyError:
+        raise ValueError(f"plan {plan} has an interval Odoo cannot bill: {plan.interval!r}") from None
+
+
+def plan_product_vals(plan: Plan, *, price_digits: int) -> dict:
+    return {"name": plan.invoice_display_name or plan.name, "default_code": plan_product_code(plan),
+            "type": "service", "recurring_invoice": True, "invoice_policy": "order",
+            "list_price": to_odoo_number(Decimal(plan.amount).quantize(quantum(price_digits)))}
+
+
+def charge_product_vals(charge: Charge) -> dict:
+    name = charge.invoice_display_name or charge.metric.name or charge.metric.code
+    return {"name": name, "default_code": charge_product_code(charge), "type": "service",
+            "recurring_invoice": False, "invoice_policy": "order", "list_price": 0.0}
+
+
+def unit_rate(charge: Charge) -> Decimal | None:
+    """The per-unit price when the charge is plainly unit-priced, else None (tiers, packages, batches)."""
+    if charge.charge_model == ChargeModel.STANDARD and charge.amount is not None and charge.unit_batch == 1:
+        return Decimal(charge.amount)
+    return None
+
+
+def usage_label(usage: RatedUsage) -> str:
+    """The order line's description; with (order, product) it is the line's natural key."""
+    charge = usage.charge
+    name = charge.invoice_display_name or charge.metric.name or charge.metric.code
+    return f"{name} {window_label(start=usage.window_start, end=usage.window_end)}"
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    label: str
+    pricing: LinePricing
+    zero: bool
+
+    def vals(self, *, product_id: int) -> dict:
+        if self.zero:
+            return {"product_id": product_id, "name": self.label, "product_uom_qty": 0.0, "price_unit": 0.0}
+        return {"product_id": product_id, "name": self.label,
+                "product_uom_qty": to_odoo_number(self.pricing.quantity),
+                "price_unit": to_odoo_number(self.pricing.price_unit)}
+
+    def payload(self) -> dict:
+        return {"label": self.label, "qty": str(self.pricing.quantity), "price": str(self.pricing.price_unit),
+                "zero": self.zero}
+
+
+def usage_line(usage: RatedUsage, *, price_digits: int, quantity_digits: int) -> UsageLine:
+    amount = Decimal(usage.amount)
+    pricing = usage_line_pricing(billable_units=Decimal(usage.billable_units), amount=amount,
+                                 unit_rate=unit_rate(usage.charge), price_digits=price_digits,
+                                 quantity_digits=quantity_digits)
+    return UsageLine(label=usage_label(usage), pricing=pricing, zero=amount == 0)
+
+
+def assert_billable(subscription: Subscription) -> None:
+    """Last line of defence: a shadow subscription must never reach Odoo as billable."""
+    if subscription.mode != SubscriptionMode.LIVE:
+        raise ValueError(f"subscription {subscription} is {subscription.mode}: never pushed to Odoo")
+
+
+def flat_line_vals(subscription: Subscription, *, product_id: int, price_digits: int) -> dict:
+    plan = subscription.plan
+    return {"product_id": product_id, "name": plan.invoice_display_name or plan.name, "product_uom_qty": 1.0,
+            "price_unit": to_odoo_number(Decimal(subscription.flat_amount).quantize(quantum(price_digits)))}

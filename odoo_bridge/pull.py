@@ -1,0 +1,242 @@
+"""Pull invoices back from Odoo into the Invoice mirror, and tell the apps.
+
+``account.move`` (customer invoices and refunds) of our partners changed since the
+stored ``write_date`` cursor are read page by page (``>=`` the cursor: Odoo's
+write_date has second precision, so the boundary second is re-read; the mirror
+is idempotent). Each move is mirrored in its own transaction together with the
+webhook events it causes (outbox): ``invoice.created`` when it is first seen
+posted, ``invoice.payment_status_updated`` when the payment status changes,
+``invoice.voided`` when it is cancelled or fully reversed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from metering.models import RatedUsage, Subscription, SubscriptionMode
+from webhooks.services import record_event
+
+from .api.renderers import render_invoice
+from .client import OdooClient, OdooError, OdooSettings
+from .models import (
+    ConnectionStatus,
+    Invoice,
+    InvoiceLine,
+    InvoicePaymentStatus,
+    InvoiceStatus,
+    OdooPullCursor,
+    OdooSyncState,
+    SyncKind,
+)
+from .pricing import decimal_from_odoo
+from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, mark_connection, open_client
+
+logger = logging.getLogger(__name__)
+
+CURSOR_NAME = "account.move"
+MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "invoice_date", "invoice_date_due",
+               "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
+               "reversed_entry_id", "write_date"]
+LINE_FIELDS = ["move_id", "product_id", "name", "quantity", "price_unit", "price_subtotal", "price_total",
+               "subscription_id", "sale_line_ids"]
+PAID_STATES = {"paid", "in_payment"}
+
+
+@dataclass
+class PullReport:
+    moves_seen: int = 0
+    invoices_created: int = 0
+    invoices_updated: int = 0
+    unmatched: int = 0
+    events: int = 0
+    round_trips: int = 0
+    cursor: str = ""
+    aborted: str = ""
+
+
+def mirror_status(move: dict) -> str:
+    if move["state"] == "cancel" or move.get("payment_state") == "reversed":
+        return InvoiceStatus.VOIDED
+    if move["state"] == "posted":
+        return InvoiceStatus.FINALIZED
+    return InvoiceStatus.DRAFT
+
+
+def mirror_payment_status(move: dict) -> str:
+    return InvoicePaymentStatus.SUCCEEDED if move.get("payment_state") in PAID_STATES else InvoicePaymentStatus.PENDING
+
+
+def _m2o(value: Any) -> int | None:
+    return value[0] if isinstance(value, list) and value else (value or None)
+
+
+def _date(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _odoo_datetime(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+
+
+def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings | None = None) -> PullReport:
+    settings_ = settings_ or OdooSettings.from_django()
+    report = PullReport()
+    try:
+        client = client or open_client(settings_)
+    except CycleAborted as exc:
+        report.aborted = str(exc)
+        return report
+    start_trips = client.round_trips
+    with advisory_locks(ADVISORY_NAMESPACE_CYCLE, ["pull"]) as held:
+        if "pull" not in held:
+            report.aborted = "another pull is running"
+            return report
+        cursor, _ = OdooPullCursor.objects.get_or_create(name=CURSOR_NAME)
+        newest = cursor.write_date
+        page_size = settings.ODOO_PULL_PAGE_SIZE
+        offset = 0
+        try:
+            while True:
+                domain = [["move_type", "in", ["out_invoice", "out_refund"]], ["write_date", ">=", cursor.write_date],
+                          ["commercial_partner_id.ref", "=like", "fb-cus-%"]]
+                moves = client.call("account.move", "search_read", [domain],
+                                    {"fields": MOVE_FIELDS, "order": "write_date asc, id asc", "limit": page_size,
+                                     "offset": offset})
+                if not moves:
+                    break
+                ids = [m["id"] for m in moves]
+                lines = client.call("account.move.line", "search_read",
+                                    [[["move_id", "in", ids], ["display_type", "=", "product"]]],
+                                    {"fields": LINE_FIELDS, "order": "move_id, id"})
+                lines_by_move: dict[int, list[dict]] = {}
+                for line in lines:
+                    lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
+                for move in moves:
+                    report.moves_seen += 1
+                    mirror_move(move, lines_by_move.get(move["id"], []), report)
+                    newest = max(newest, move.get("write_date") or newest)
+                if len(moves) < page_size:
+                    break
+                offset += page_size
+        except OdooError as exc:
+            report.aborted = str(exc)
+            status = ConnectionStatus.DOWN if exc.retryable else ConnectionStatus.BROKEN \
+                if exc.name == "odoo.exceptions.AccessDenied" else ConnectionStatus.OK
+            if status != ConnectionStatus.OK:
+                mark_connection(status=status, settings_=settings_, error=str(exc))
+        cursor.write_date = newest
+        cursor.last_run_at = timezone.now()
+        cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
+        report.cursor = newest
+    report.round_trips = client.round_trips - start_trips
+    logger.info("odoo pull: %s", report)
+    return report
+
+
+def _subscription_for(move: dict, lines: list[dict]) -> Subscription | None:
+    order_ids = {_m2o(line.get("subscription_id")) for line in lines} - {None}
+    if order_ids:
+        sub = (Subscription.objects.filter(odoo_sale_order_id__in=order_ids)
+               .select_related("service", "account_link__customer", "plan").order_by("-created_at").first())
+        if sub is not None:
+            return sub
+    reversed_id = _m2o(move.get("reversed_entry_id"))
+    if reversed_id:
+        original = Invoice.objects.filter(odoo_move_id=reversed_id).select_related("subscription").first()
+        if original is not None:
+            return original.subscription
+    return None
+
+
+def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | None:
+    subscription = _subscription_for(move, lines)
+    if subscription is None or subscription.mode != SubscriptionMode.LIVE:
+        report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
+        return None
+    status, payment_status = mirror_status(move), mirror_payment_status(move)
+    digits = 2
+    currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency
+    values = {
+        "service": subscription.service, "customer": subscription.account_link.customer,
+        "subscription": subscription, "odoo_move_type": move["move_type"],
+        "number": move["name"] if move.get("name") not in (None, False, "/") else "",
+        "status": status, "payment_status": payment_status, "currency": currency,
+        "issuing_date": _date(move.get("invoice_date")), "payment_due_date": _date(move.get("invoice_date_due")),
+        "fees_amount": decimal_from_odoo(move.get("amount_untaxed"), digits=digits),
+        "taxes_amount": decimal_from_odoo(move.get("amount_tax"), digits=digits),
+        "total_amount": decimal_from_odoo(move.get("amount_total"), digits=digits),
+        "total_due_amount": decimal_from_odoo(move.get("amount_residual"), digits=digits),
+        "odoo_write_date": _odoo_datetime(move.get("write_date")),
+    }
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().filter(odoo_move_id=move["id"]).first()
+        if move.get("payment_state") == "reversed" and invoice is not None:
+            values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
+        before = None
+        if invoice is None:
+            invoice = Invoice(odoo_move_id=move["id"], **values)
+            invoice.save()
+            report.invoices_created += 1
+        else:
+            before = (invoice.status, invoice.payment_status)
+            unchanged = all(getattr(invoice, k) == v for k, v in values.items() if k != "odoo_write_date")
+            if unchanged and invoice.lines.count() == len(lines):
+                return invoice
+            for key, value in values.items():
+                setattr(invoice, key, value)
+            invoice.save()
+            report.invoices_updated += 1
+        _mirror_lines(invoice, subscription, lines, digits)
+        for webhook_type in _events(before, invoice):
+            record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice",
+                         payload=render_invoice(invoice))
+            report.events += 1
+    return invoice
+
+
+def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
+    if invoice.odoo_move_type != "out_invoice":
+        return []  # refunds are mirrored; apps hear about them as the original invoice being voided
+    was_status, was_payment = before or (InvoiceStatus.DRAFT, InvoicePaymentStatus.PENDING)
+    events = []
+    announced = before is not None and was_status != InvoiceStatus.DRAFT
+    if invoice.status != InvoiceStatus.DRAFT and not announced:
+        events.append("invoice.created")
+    if invoice.status != InvoiceStatus.DRAFT and invoice.payment_status != was_payment:
+        events.append("invoice.payment_status_updated")
+    if invoice.status == InvoiceStatus.VOIDED and was_status != InvoiceStatus.VOIDED:
+        events.append("invoice.voided")
+    return events
+
+
+def _mirror_lines(invoice: Invoice, subscription: Subscription, lines: list[dict], digits: int) -> None:
+    sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
+    usages = {u.odoo_line_id: u for u in RatedUsage.objects.filter(
+        subscription=subscription, odoo_line_id__in=sale_line_ids).select_related("charge")} if sale_line_ids else {}
+    charges = {c.odoo_product_id: c for c in subscription.plan.charges.all() if c.odoo_product_id}
+    invoice.lines.all().delete()
+    rows = []
+    for line in lines:
+        usage = next((usages[i] for i in (line.get("sale_line_ids") or []) if i in usages), None)
+        product = _m2o(line.get("product_id"))
+        rows.append(InvoiceLine(
+            invoice=invoice, odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
+            quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
+            amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
+            total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
+            subscription=subscription, charge=usage.charge if usage else charges.get(product), rated_usage=usage))
+    InvoiceLine.objects.bulk_create(rows)
+    if usages and invoice.odoo_move_type == "out_invoice":
+        # invoiced in Odoo: these lines are frozen there, the push never rewrites them
+        OdooSyncState.objects.filter(kind=SyncKind.USAGE, object_id__in=[str(u.pk) for u in usages.values()]
+                                     ).update(frozen=True)

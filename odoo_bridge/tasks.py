@@ -1,0 +1,27 @@
+"""Celery tasks (queue ``odoo``): thin wrappers over the sync services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .pull import pull_invoices
+from .sync import push_cycle
+
+
+@shared_task(name="odoo_bridge.tasks.push_to_odoo", ignore_result=True)
+def push_to_odoo() -> dict:
+    report = push_cycle()
+    return {"aborted": report.aborted, "orders_created": report.orders_created, "failed": report.failed}
+
+
+@shared_task(name="odoo_bridge.tasks.pull_from_odoo", ignore_result=True)
+def pull_from_odoo() -> dict:
+    report = pull_invoices()
+    return {"aborted": report.aborted, "invoices_created": report.invoices_created, "events": report.events}
+
+
+@shared_task(name="odoo_bridge.tasks.push_subscription", ignore_result=True)
+def push_subscription(subscription_id: str) -> dict:
+    """Push one subscription now (e.g. right after it was created); serialized with the cycle by advisory lock."""
+    report = push_cycle(subscription_ids=[subscription_id])
+    return {"aborted": report.aborted, "skipped_locked": report.skipped_locked}

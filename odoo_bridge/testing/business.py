@@ -1,0 +1,312 @@
+"""Odoo business behaviour the bridge relies on: public action methods that can be
+called over RPC, and helpers that play what Odoo does by itself (the recurring
+invoicing cron, a customer paying, an accountant reversing an invoice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from decimal import Decimal
+from typing import Any, Callable
+
+from .store import (
+    AccessError,
+    PythonAttributeError,
+    PythonValueError,
+    Store,
+    UserError,
+    add_period,
+)
+
+ORM_METHODS = {"fields_get", "search", "search_read", "read", "create", "write", "unlink", "search_count",
+               "name_search", "default_get", "check_object_reference", "context_get", "browse"}
+
+
+def _ids(value: Any) -> list[int]:
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value or []]
+
+
+class Methods:
+    """Dispatch of `execute_kw(model, method, args, kwargs)` onto the store."""
+
+    def __init__(self, store: Store, *, uid: int):
+        self.store = store
+        self.uid = uid
+
+    def call(self, model: str, method: str, args: list, kwargs: dict) -> Any:
+        if not isinstance(method, str) or method.startswith("_") or method == "init":
+            raise AccessError(f"Private methods (such as '{model}.{method}') cannot be called remotely.")
+        kwargs = dict(kwargs or {})
+        kwargs.pop("context", None)
+        self.store.model(model)  # unknown model -> KeyError envelope
+        handler = getattr(self, "orm_" + method, None)
+        if handler is None:
+            handler = ACTIONS.get((model, method))
+            if handler is None:
+                raise PythonAttributeError(f"The method '{model}.{method}' does not exist")
+            return _bind(handler, self.store, model, args, kwargs)
+        return _bind(handler, model, args, kwargs)
+
+    # ------------------------------------------------------------ ORM methods
+    def orm_fields_get(self, model, allfields=None, attributes=None):
+        return self.store.fields_get(model, allfields, attributes)
+
+    def orm_search(self, model, domain=None, offset=0, limit=None, order=None, count=False):
+        ids = self.store.search(model, domain or [], offset, limit, order)
+        return len(ids) if count else ids
+
+    def orm_search_count(self, model, domain=None, limit=None):
+        return len(self.store.search(model, domain or [], 0, limit, None))
+
+    def orm_search_read(self, model, domain=None, fields=None, offset=0, limit=None, order=None, load="_classic_read"):
+        ids = self.store.search(model, domain or [], offset, limit, order)
+        return self.store.read(model, ids, fields, load)
+
+    def orm_read(self, model, ids, fields=None, load="_classic_read"):
+        return self.store.read(model, _ids(ids), fields, load)
+
+    def orm_create(self, model, vals_list):
+        if isinstance(vals_list, dict):
+            return self.store.create(model, [vals_list])[0]
+        return self.store.create(model, list(vals_list))
+
+    def orm_write(self, model, ids, vals):
+        return self.store.write(model, _ids(ids), vals)
+
+    def orm_unlink(self, model, ids):
+        return self.store.unlink(model, _ids(ids))
+
+    def orm_name_search(self, model, name="", args=None, operator="ilike", limit=100):
+        rec_name = self.store.models[model].rec_name
+        domain = list(args or []) + ([[rec_name, operator, name]] if name else [])
+        ids = self.store.search(model, domain, 0, limit, None)
+        return [[i, self.store.display_name(model, self.store.records[model][i])] for i in ids]
+
+    def orm_default_get(self, model, fields_list):
+        out = {}
+        for name in fields_list:
+            f = self.store.models[model].fields.get(name)
+            if f and f.default is not None and not callable(f.default):
+                out[name] = f.default
+        return out
+
+    def orm_check_object_reference(self, model, module, xml_id, raise_on_access_error=False):
+        if model != "ir.model.data":
+            raise PythonAttributeError(f"The method '{model}.check_object_reference' does not exist")
+        try:
+            return list(self.store.xmlids[(module, xml_id)])
+        except KeyError:
+            raise PythonValueError(f"External ID not found in the system: {module}.{xml_id}") from None
+
+    def orm_context_get(self, model):
+        if model != "res.users":
+            raise PythonAttributeError(f"The method '{model}.context_get' does not exist")
+        return {"lang": "en_US", "tz": "America/Toronto", "uid": self.uid}
+
+
+def _bind(handler: Callable, *lead_and_rest) -> Any:
+    *lead, args, kwargs = lead_and_rest
+    try:
+        inspect.signature(handler).bind(*lead, *args, **kwargs)
+    except TypeError as exc:
+        raise PythonValueError(str(exc)) from None
+    return handler(*lead, *args, **kwargs)
+
+
+# ---------------------------------------------------------------- actions
+def sale_order_action_confirm(store: Store, model: str, ids: list[int]) -> bool:
+    for order in store.browse(model, _ids(ids)):
+        if order["state"] not in ("draft", "sent"):
+            raise UserError("Some orders are not in a state requiring confirmation.")
+        updates: dict = {"state": "sale"}
+        if order.get("plan_id"):
+            start = order.get("start_date") or store.today().isoformat()
+            updates.update(subscription_state="3_progress", start_date=start,
+                           next_invoice_date=order.get("next_invoice_date") or start)
+        store.write(model, [order["id"]], updates)
+    return True
+
+
+def sale_order_set_close(store: Store, model: str, ids: list[int], close_reason_id: int | None = None,
+                         renew: bool = False) -> bool:
+    for order in store.browse(model, _ids(ids)):
+        if order.get("subscription_state") not in ("3_progress", "4_paused"):
+            continue
+        vals = {"subscription_state": "6_churn", "end_date": store.today().isoformat()}
+        if close_reason_id:
+            vals["close_reason_id"] = close_reason_id
+        store.write(model, [order["id"]], vals)
+    return True
+
+
+def sale_order_set_open(store: Store, model: str, ids: list[int]) -> bool:
+    for order in store.browse(model, _ids(ids)):
+        if order.get("subscription_state") == "6_churn":
+            store.write(model, [order["id"]], {"subscription_state": "3_progress", "end_date": False,
+                                               "close_reason_id": False})
+    return True
+
+
+def sale_order_pause(store: Store, model: str, ids: list[int]) -> bool:
+    for order in store.browse(model, _ids(ids)):
+        if order.get("subscription_state") == "3_progress":
+            store.write(model, [order["id"]], {"subscription_state": "4_paused"})
+    return True
+
+
+def sale_order_resume(store: Store, model: str, ids: list[int]) -> bool:
+    for order in store.browse(model, _ids(ids)):
+        if order.get("subscription_state") == "4_paused":
+            store.write(model, [order["id"]], {"subscription_state": "3_progress"})
+    return True
+
+
+def account_move_action_post(store: Store, model: str, ids: list[int]) -> bool:
+    for move in store.browse(model, _ids(ids)):
+        if move["state"] != "draft":
+            raise UserError("The entry is not in draft.")
+        if move["move_type"] in ("out_invoice", "out_refund") and not move.get("partner_id"):
+            raise UserError("The field 'Customer' is required, please complete it to validate the Customer Invoice.")
+        prefix = "RINV" if move["move_type"] == "out_refund" else "INV"
+        year = store.today().year
+        vals = {"state": "posted", "name": store.next_sequence(f"{prefix}/{year}", f"{prefix}/{year}/{{:05d}}")}
+        if not move.get("invoice_date"):
+            vals["invoice_date"] = store.today().isoformat()
+        if not move.get("invoice_date_due"):
+            vals["invoice_date_due"] = vals.get("invoice_date") or move["invoice_date"]
+        store.write(model, [move["id"]], vals)
+        if move["move_type"] == "out_invoice":
+            _advance_subscriptions_after_post(store, move)
+    return True
+
+
+def _advance_subscriptions_after_post(store: Store, move: dict) -> None:
+    """EE18 `account.move._post`: next_invoice_date = max(deferred_end_date) + 1 day."""
+    ends: dict[int, str] = {}
+    for line_id in move.get("_o2m_invoice_line_ids", []):
+        line = store.records["account.move.line"][line_id]
+        if line.get("subscription_id") and line.get("deferred_end_date"):
+            sub = line["subscription_id"]
+            ends[sub] = max(ends.get(sub, ""), line["deferred_end_date"])
+    for sub, end in ends.items():
+        following = (dt.date.fromisoformat(end) + dt.timedelta(days=1)).isoformat()
+        store.write("sale.order", [sub], {"next_invoice_date": following})
+
+
+def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
+    for move in store.browse(model, _ids(ids)):
+        if move.get("payment_state") in ("paid", "in_payment", "partial"):
+            raise UserError("You cannot reset to draft an entry having a payment.")
+        store.write(model, [move["id"]], {"state": "draft"})
+    return True
+
+
+def account_move_button_cancel(store: Store, model: str, ids: list[int]) -> bool:
+    for move in store.browse(model, _ids(ids)):
+        if move["state"] != "draft":
+            raise UserError("Only draft journal entries can be cancelled.")
+        store.write(model, [move["id"]], {"state": "cancel"})
+    return True
+
+
+ACTIONS: dict[tuple[str, str], Callable] = {
+    ("sale.order", "action_confirm"): sale_order_action_confirm,
+    ("sale.order", "set_close"): sale_order_set_close,
+    ("sale.order", "set_open"): sale_order_set_open,
+    ("sale.order", "pause_subscription"): sale_order_pause,
+    ("sale.order", "resume_subscription"): sale_order_resume,
+    ("account.move", "action_post"): account_move_action_post,
+    ("account.move", "button_draft"): account_move_button_draft,
+    ("account.move", "button_cancel"): account_move_button_cancel,
+}
+
+
+# ------------------------------------------------- what Odoo does on its own
+def run_invoicing_cron(store: Store, *, today: dt.date) -> list[int]:
+    """Play `_cron_recurring_create_invoice` for every due subscription (§3.6).
+
+    Due: `is_subscription`, `subscription_state == '3_progress'`, `next_invoice_date <= today`.
+    The recurring (flat) lines are invoiced for the coming period; non-recurring lines
+    (pre-rated usage) with a quantity still to invoice are invoiced once. A total <= 0
+    creates no invoice and just moves `next_invoice_date`.
+    """
+    created: list[int] = []
+    with store.lock:
+        orders = [o for o in store.records["sale.order"].values()
+                  if o.get("plan_id") and o.get("subscription_state") == "3_progress"
+                  and o.get("next_invoice_date") and o["next_invoice_date"] <= today.isoformat()]
+        for order in sorted(orders, key=lambda o: o["id"]):
+            plan = store.records["sale.subscription.plan"][order["plan_id"]]
+            period_start = dt.date.fromisoformat(order["next_invoice_date"])
+            period_end = add_period(period_start, value=plan["billing_period_value"],
+                                    unit=plan["billing_period_unit"]) - dt.timedelta(days=1)
+            commands, invoiced = [], []
+            total = Decimal(0)
+            for line_id in order.get("_o2m_order_line", []):
+                line = store.records["sale.order.line"][line_id]
+                if line.get("display_type"):
+                    continue
+                recurring = bool(store.product_value(line.get("product_id"), "recurring_invoice"))
+                qty = line["product_uom_qty"] if recurring else store.line_qty_to_invoice(line)
+                if not qty:
+                    continue
+                vals = {"product_id": line["product_id"], "name": line["name"], "quantity": qty,
+                        "price_unit": line["price_unit"], "discount": line.get("discount") or 0.0,
+                        "tax_ids": [[6, 0, list(line.get(store.line_tax_field) or [])]],
+                        "subscription_id": order["id"], "sale_line_ids": [[6, 0, [line_id]]]}
+                if recurring:
+                    vals.update(deferred_start_date=period_start.isoformat(),
+                                deferred_end_date=period_end.isoformat())
+                commands.append([0, 0, vals])
+                invoiced.append((line_id, qty))
+                total += Decimal(str(qty)) * Decimal(str(line["price_unit"]))
+            next_date = (period_end + dt.timedelta(days=1)).isoformat()
+            if total <= 0:
+                store.write("sale.order", [order["id"]], {"next_invoice_date": next_date})
+                continue
+            move_id = store.create("account.move", [{
+                "move_type": "out_invoice", "partner_id": order["partner_id"], "currency_id": order["currency_id"],
+                "invoice_date": today.isoformat(), "invoice_date_due": today.isoformat(),
+                "invoice_origin": order["name"], "invoice_line_ids": commands}])[0]
+            for line_id, qty in invoiced:
+                line = store.records["sale.order.line"][line_id]
+                store.write("sale.order.line", [line_id], {"qty_invoiced": (line.get("qty_invoiced") or 0) + qty})
+            account_move_action_post(store, "account.move", [move_id])
+            # posting moved next_invoice_date through the recurring lines; without one, move it here
+            if store.records["sale.order"][order["id"]]["next_invoice_date"] == order["next_invoice_date"]:
+                store.write("sale.order", [order["id"]], {"next_invoice_date": next_date})
+            created.append(move_id)
+    return created
+
+
+def register_payment(store: Store, *, move_id: int, amount: Decimal | None = None) -> None:
+    with store.lock:
+        move = store.browse("account.move", [move_id])[0]
+        if move["state"] != "posted":
+            raise UserError("You can only register payment for posted journal entries.")
+        total = Decimal(str(store.move_amounts(move_id)[2]))
+        paid = Decimal(str(move.get("amount_paid") or 0)) + (total if amount is None else Decimal(str(amount)))
+        state = "paid" if paid >= total else "partial"
+        store.write("account.move", [move_id], {"amount_paid": store.currency_round(paid), "payment_state": state})
+
+
+def reverse_invoice(store: Store, *, move_id: int) -> int:
+    """Credit note for the whole invoice; the original ends up `reversed`."""
+    with store.lock:
+        move = store.browse("account.move", [move_id])[0]
+        lines = [store.records["account.move.line"][i] for i in move.get("_o2m_invoice_line_ids", [])]
+        refund_id = store.create("account.move", [{
+            "move_type": "out_refund", "partner_id": move["partner_id"], "currency_id": move["currency_id"],
+            "reversed_entry_id": move_id, "ref": f"Reversal of: {move['name']}",
+            "invoice_line_ids": [[0, 0, {"product_id": ln.get("product_id"), "name": ln.get("name"),
+                                         "quantity": ln["quantity"], "price_unit": ln["price_unit"],
+                                         "tax_ids": [[6, 0, list(ln.get("tax_ids") or [])]],
+                                         "subscription_id": ln.get("subscription_id")}] for ln in lines]}])[0]
+        account_move_action_post(store, "account.move", [refund_id])
+        store.write("account.move", [refund_id], {"payment_state": "paid",
+                                                  "amount_paid": store.move_amounts(refund_id)[2]})
+        store.write("account.move", [move_id], {"payment_state": "reversed"})
+        return refund_id

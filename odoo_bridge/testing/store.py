@@ -1,0 +1,964 @@
+"""In-memory imitation of the Odoo ORM for the fake server.
+
+Only what the bridge and its tests need, but with Odoo's observable
+semantics (reference/odoo.md §1.6 and §5): ``false`` for empty values,
+many2one read as ``[id, display_name]``, x2many command triplets, float
+fields rounded to their digits on write, ``ValidationError`` for a missing
+required field, ``ValueError`` for an unknown field, ``UserError`` for a
+line removed from a confirmed order.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import itertools
+import threading
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Callable
+
+
+class OdooException(Exception):
+    """An exception that the server serializes into Odoo's error envelope."""
+
+    odoo_name = "odoo.exceptions.UserError"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UserError(OdooException):
+    odoo_name = "odoo.exceptions.UserError"
+
+
+class ValidationError(OdooException):
+    odoo_name = "odoo.exceptions.ValidationError"
+
+
+class AccessError(OdooException):
+    odoo_name = "odoo.exceptions.AccessError"
+
+
+class AccessDenied(OdooException):
+    odoo_name = "odoo.exceptions.AccessDenied"
+
+    def __init__(self, message: str = "Access Denied"):
+        super().__init__(message)
+
+
+class MissingError(OdooException):
+    odoo_name = "odoo.exceptions.MissingError"
+
+
+class PythonValueError(OdooException):
+    odoo_name = "builtins.ValueError"
+
+
+class PythonAttributeError(OdooException):
+    odoo_name = "builtins.AttributeError"
+
+
+class PythonKeyError(OdooException):
+    odoo_name = "builtins.KeyError"
+
+
+class ConcurrencyError(OdooException):
+    odoo_name = "psycopg2.errors.SerializationFailure"
+
+    def __init__(self, message: str = "could not serialize access due to concurrent update"):
+        super().__init__(message)
+
+
+@dataclass
+class FieldSpec:
+    type: str
+    string: str = ""
+    relation: str | None = None
+    inverse: str | None = None
+    required: bool = False
+    readonly: bool = False
+    selection: list[tuple[str, str]] | None = None
+    default: Any = None
+    compute: Callable[["Store", str, dict], Any] | None = None
+    related: tuple[str, str] | None = None
+    digits: tuple[int, int] | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.compute is None and self.related is None and self.type != "one2many"
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    description: str
+    fields: dict[str, FieldSpec]
+    order: str = "id"
+    rec_name: str = "name"
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def add_period(day: dt.date, *, value: int, unit: str) -> dt.date:
+    if unit == "day":
+        return day + dt.timedelta(days=value)
+    if unit == "week":
+        return day + dt.timedelta(weeks=value)
+    months = value * (12 if unit == "year" else 1)
+    month_index = day.month - 1 + months
+    year = day.year + month_index // 12
+    month = month_index % 12 + 1
+    last = calendar.monthrange(year, month)[1]
+    return dt.date(year, month, min(day.day, last))
+
+
+def _round(value: Any, digits: int) -> float:
+    quantum = Decimal(1).scaleb(-digits)
+    return float(Decimal(str(value or 0)).quantize(quantum, rounding=ROUND_HALF_UP))  # ok-float: Odoo money is float on the wire
+
+
+class Store:
+    """All records of one fake database, guarded by one lock (one 'transaction' per call)."""
+
+    def __init__(self, *, major_version: int, price_digits: int, quantity_digits: int, currency_digits: int = 2,
+                 clock: Callable[[], dt.datetime] | None = None):
+        self.major_version = major_version
+        self.price_digits = price_digits
+        self.quantity_digits = quantity_digits
+        self.currency_digits = currency_digits
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.lock = threading.RLock()
+        self.models: dict[str, ModelSpec] = {}
+        self.records: dict[str, dict[int, dict]] = {}
+        self._ids = itertools.count(1)
+        self._sequences: dict[str, itertools.count] = {}
+        self.xmlids: dict[tuple[str, str], tuple[str, int]] = {}
+        self.writes_to_invoiced_lines = 0
+        self._inverses: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._define_models()
+        for spec in self.models.values():
+            self.records[spec.name] = {}
+            for fname, f in spec.fields.items():
+                if f.type == "one2many":
+                    self._inverses.setdefault((f.relation, f.inverse), []).append((spec.name, fname))
+        self._seed()
+
+    # ------------------------------------------------------------------ schema
+    @property
+    def uom_field(self) -> str:
+        return "product_uom_id" if self.major_version >= 19 else "product_uom"
+
+    @property
+    def line_tax_field(self) -> str:
+        return "tax_ids" if self.major_version >= 19 else "tax_id"
+
+    def _define_models(self) -> None:
+        F = FieldSpec
+        v = self.major_version
+        price = (16, self.price_digits)
+        qty = (16, self.quantity_digits)
+        audit = {
+            "create_date": F("datetime", "Created on", readonly=True),
+            "write_date": F("datetime", "Last Updated on", readonly=True),
+            "display_name": F("char", "Display Name", readonly=True, compute=lambda s, m, r: s.display_name(m, r)),
+        }
+
+        def model(name, description, fields, order="id", rec_name="name"):
+            fields = {**fields, **audit}
+            self.models[name] = ModelSpec(name, description, fields, order, rec_name)
+
+        model("res.users", "User", {
+            "name": F("char", "Name", required=True), "login": F("char", "Login", required=True),
+            "partner_id": F("many2one", "Related Partner", relation="res.partner"),
+        })
+        model("res.country", "Country", {"name": F("char", "Country Name", required=True),
+                                         "code": F("char", "Country Code")})
+        model("res.country.state", "Country state", {
+            "name": F("char", "State Name", required=True), "code": F("char", "State Code", required=True),
+            "country_id": F("many2one", "Country", relation="res.country", required=True)})
+        model("res.currency", "Currency", {
+            "name": F("char", "Currency", required=True), "symbol": F("char", "Symbol"),
+            "decimal_places": F("integer", "Decimal Places"), "rounding": F("float", "Rounding Factor"),
+            "active": F("boolean", "Active", default=True)})
+        model("uom.uom", "Product Unit of Measure", {"name": F("char", "Unit of Measure", required=True)})
+        model("res.partner", "Contact", {
+            "name": F("char", "Name", required=True), "email": F("char", "Email"), "phone": F("char", "Phone"),
+            "ref": F("char", "Reference"), "vat": F("char", "Tax ID"), "lang": F("char", "Language"),
+            "is_company": F("boolean", "Is a Company", default=False),
+            "company_name": F("char", "Company Name"),
+            "parent_id": F("many2one", "Related Company", relation="res.partner"),
+            "street": F("char", "Street"), "street2": F("char", "Street2"), "city": F("char", "City"),
+            "zip": F("char", "Zip"),
+            "state_id": F("many2one", "State", relation="res.country.state"),
+            "country_id": F("many2one", "Country", relation="res.country"),
+            "customer_rank": F("integer", "Customer Rank", default=0),
+            "active": F("boolean", "Active", default=True),
+            "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
+                                       compute=lambda s, m, r: r.get("parent_id") or r["id"]),
+        }, order="complete_name ASC, id DESC" if False else "name, id")
+        model("account.tax", "Tax", {
+            "name": F("char", "Tax Name", required=True), "amount": F("float", "Amount", digits=(16, 4)),
+            "amount_type": F("selection", "Tax Computation", selection=[("percent", "Percentage of Price"),
+                                                                         ("fixed", "Fixed")], default="percent"),
+            "type_tax_use": F("selection", "Tax Type", selection=[("sale", "Sales"), ("purchase", "Purchases"),
+                                                                   ("none", "None")], default="sale"),
+            "active": F("boolean", "Active", default=True)})
+        product_types = ([("consu", "Goods"), ("service", "Service"), ("product", "Storable Product")] if v == 17
+                         else [("consu", "Goods"), ("service", "Service"), ("combo", "Combo")])
+        template_fields = {
+            "name": F("char", "Name", required=True), "default_code": F("char", "Internal Reference"),
+            "type": F("selection", "Product Type", selection=product_types, default="consu", required=True),
+            "list_price": F("float", "Sales Price", digits=price, default=1.0),
+            "recurring_invoice": F("boolean", "Subscription Product", default=False),
+            "invoice_policy": F("selection", "Invoicing Policy", selection=[("order", "Ordered quantities"),
+                                                                             ("delivery", "Delivered quantities")],
+                                default="order"),
+            "service_type": F("selection", "Track Service", selection=[("manual", "Manually set quantities on order")],
+                              default="manual"),
+            "taxes_id": F("many2many", "Customer Taxes", relation="account.tax"),
+            "active": F("boolean", "Active", default=True),
+        }
+        model("product.template", "Product", {
+            **template_fields,
+            "product_variant_ids": F("one2many", "Products", relation="product.product", inverse="product_tmpl_id"),
+            "product_variant_id": F("many2one", "Product", relation="product.product", readonly=True,
+                                    compute=lambda s, m, r: (s.records[m][r["id"]].get("_o2m_product_variant_ids")
+                                                             or [False])[0]),
+        }, order="name, id")
+        model("product.product", "Product Variant", {
+            "product_tmpl_id": F("many2one", "Product Template", relation="product.template", required=True),
+            **{name: FieldSpec(**{**f.__dict__, "required": False, "related": ("product_tmpl_id", name)})
+               for name, f in template_fields.items() if name != "active"},
+            "active": F("boolean", "Active", default=True),
+        }, order="default_code, name, id")
+        model("sale.subscription.plan", "Subscription Plan", {
+            "name": F("char", "Name", required=True, default="Monthly"),
+            "billing_period_value": F("integer", "Duration", required=True, default=1),
+            "billing_period_unit": F("selection", "Unit", required=True, default="month",
+                                     selection=[("week", "Weeks"), ("month", "Months"), ("year", "Years")]),
+            "auto_close_limit": F("integer", "Automatic Closing", default=15),
+            "active": F("boolean", "Active", default=True)})
+        model("sale.order.close.reason", "Subscription Close Reason", {"name": F("char", "Reason", required=True)})
+        model("payment.token", "Payment Token", {
+            "partner_id": F("many2one", "Partner", relation="res.partner", required=True),
+            "provider_ref": F("char", "Provider Reference", required=True),
+            "payment_details": F("char", "Payment Details"), "active": F("boolean", "Active", default=True)})
+        states = [("draft", "Quotation"), ("sent", "Quotation Sent"), ("sale", "Sales Order"), ("cancel", "Cancelled")]
+        sub_states = [("1_draft", "Quotation"), ("2_renewal", "Renewal Quotation"), ("3_progress", "In Progress"),
+                      ("4_paused", "Paused"), ("5_renewed", "Renewed"), ("6_churn", "Churned"), ("7_upsell", "Upsell")]
+        model("sale.order", "Sales Order", {
+            "name": F("char", "Order Reference", required=True, readonly=True,
+                      default=lambda s, vals: s.next_sequence("sale.order", "S{:05d}")),
+            "partner_id": F("many2one", "Customer", relation="res.partner", required=True),
+            "client_order_ref": F("char", "Customer Reference"),
+            "state": F("selection", "Status", selection=states, default="draft", readonly=True),
+            "date_order": F("datetime", "Order Date", required=True,
+                            default=lambda s, vals: s.now_string()),
+            "currency_id": F("many2one", "Currency", relation="res.currency",
+                             default=lambda s, vals: s.xmlid_id("base", "CAD")),
+            "plan_id": F("many2one", "Recurring Plan", relation="sale.subscription.plan"),
+            "subscription_state": F("selection", "Subscription Status", selection=sub_states),
+            "is_subscription": F("boolean", "Recurring", readonly=True,
+                                 compute=lambda s, m, r: bool(r.get("plan_id"))
+                                 and r.get("subscription_state") != "7_upsell"),
+            "start_date": F("date", "Start Date"), "next_invoice_date": F("date", "Date of Next Invoice"),
+            "end_date": F("date", "End Date"),
+            "close_reason_id": F("many2one", "Close Reason", relation="sale.order.close.reason"),
+            "payment_token_id": F("many2one", "Payment Token", relation="payment.token"),
+            "order_line": F("one2many", "Order Lines", relation="sale.order.line", inverse="order_id"),
+            "locked": F("boolean", "Locked", default=False),
+            "amount_untaxed": F("float", "Untaxed Amount", readonly=True,
+                                compute=lambda s, m, r: s.order_amounts(r["id"])[0]),
+            "amount_total": F("float", "Total", readonly=True, compute=lambda s, m, r: s.order_amounts(r["id"])[1]),
+            "recurring_total": F("float", "Total Recurring", readonly=True,
+                                 compute=lambda s, m, r: s.order_amounts(r["id"])[2]),
+        }, order="date_order desc, id desc")
+        model("sale.order.line", "Sales Order Line", {
+            "order_id": F("many2one", "Order Reference", relation="sale.order", required=True),
+            "product_id": F("many2one", "Product", relation="product.product"),
+            "name": F("text", "Description", required=True,
+                      default=lambda s, vals: s.product_name(vals.get("product_id"))),
+            "product_uom_qty": F("float", "Quantity", digits=qty, default=1.0),
+            self.uom_field: F("many2one", "Unit of Measure", relation="uom.uom",
+                              default=lambda s, vals: s.xmlid_id("uom", "product_uom_unit")),
+            "price_unit": F("float", "Unit Price", digits=price, default=0.0),
+            "discount": F("float", "Discount (%)", digits=(16, 2), default=0.0),
+            # like Odoo's _compute_tax_id: the product's customer taxes unless given
+            self.line_tax_field: F("many2many", "Taxes", relation="account.tax",
+                                   default=lambda s, vals: list(s.product_value(vals.get("product_id"), "taxes_id")
+                                                                or [])),
+            "qty_delivered": F("float", "Delivery Quantity", digits=qty, default=0.0),
+            "qty_invoiced": F("float", "Invoiced Quantity", digits=qty, default=0.0, readonly=True),
+            "qty_to_invoice": F("float", "Quantity To Invoice", digits=qty, readonly=True,
+                                compute=lambda s, m, r: s.line_qty_to_invoice(r)),
+            "display_type": F("selection", "Display Type", selection=[("line_section", "Section"),
+                                                                      ("line_note", "Note")]),
+            "recurring_invoice": F("boolean", "Recurring", readonly=True,
+                                   compute=lambda s, m, r: bool(s.product_value(r.get("product_id"),
+                                                                                "recurring_invoice"))),
+            "price_subtotal": F("float", "Subtotal", readonly=True,
+                                compute=lambda s, m, r: s.line_subtotal(r)),
+            "state": F("selection", "Order Status", selection=states, readonly=True,
+                       compute=lambda s, m, r: s.records["sale.order"][r["order_id"]]["state"]),
+        }, order="order_id, id", rec_name="name")
+        model("account.move", "Journal Entry", {
+            "name": F("char", "Number", default="/", readonly=True),
+            "move_type": F("selection", "Type", required=True, default="entry", selection=[
+                ("entry", "Journal Entry"), ("out_invoice", "Customer Invoice"), ("out_refund", "Customer Credit Note"),
+                ("in_invoice", "Vendor Bill"), ("in_refund", "Vendor Credit Note")]),
+            "state": F("selection", "Status", default="draft", readonly=True,
+                       selection=[("draft", "Draft"), ("posted", "Posted"), ("cancel", "Cancelled")]),
+            "payment_state": F("selection", "Payment Status", default="not_paid", readonly=True, selection=[
+                ("not_paid", "Not Paid"), ("in_payment", "In Payment"), ("paid", "Paid"), ("partial", "Partially Paid"),
+                ("reversed", "Reversed"), ("invoicing_legacy", "Invoicing App Legacy")]),
+            "partner_id": F("many2one", "Partner", relation="res.partner"),
+            "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
+                                       compute=lambda s, m, r: r.get("partner_id")),
+            "invoice_date": F("date", "Invoice/Bill Date"), "invoice_date_due": F("date", "Due Date"),
+            "date": F("date", "Date", default=lambda s, vals: s.today().isoformat()),
+            "currency_id": F("many2one", "Currency", relation="res.currency",
+                             default=lambda s, vals: s.xmlid_id("base", "CAD")),
+            "invoice_line_ids": F("one2many", "Invoice lines", relation="account.move.line", inverse="move_id"),
+            "amount_untaxed": F("float", "Untaxed Amount", readonly=True,
+                                compute=lambda s, m, r: s.move_amounts(r["id"])[0]),
+            "amount_tax": F("float", "Tax", readonly=True, compute=lambda s, m, r: s.move_amounts(r["id"])[1]),
+            "amount_total": F("float", "Total", readonly=True, compute=lambda s, m, r: s.move_amounts(r["id"])[2]),
+            "amount_residual": F("float", "Amount Due", readonly=True,
+                                 compute=lambda s, m, r: s.move_residual(r)),
+            "amount_paid": F("float", "Paid", default=0.0, readonly=True),
+            "invoice_origin": F("char", "Origin"), "ref": F("char", "Reference"),
+            "payment_reference": F("char", "Payment Reference"),
+            "reversed_entry_id": F("many2one", "Reversal of", relation="account.move"),
+        }, order="date desc, name desc, id desc")
+        model("account.move.line", "Journal Item", {
+            "move_id": F("many2one", "Journal Entry", relation="account.move", required=True),
+            "product_id": F("many2one", "Product", relation="product.product"),
+            "name": F("char", "Label"),
+            "quantity": F("float", "Quantity", digits=qty, default=1.0),
+            "price_unit": F("float", "Unit Price", digits=price, default=0.0),
+            "discount": F("float", "Discount (%)", digits=(16, 2), default=0.0),
+            "tax_ids": F("many2many", "Taxes", relation="account.tax"),
+            "subscription_id": F("many2one", "Subscription", relation="sale.order"),
+            "sale_line_ids": F("many2many", "Sales Order Lines", relation="sale.order.line"),
+            "deferred_start_date": F("date", "Start Date"), "deferred_end_date": F("date", "End Date"),
+            "display_type": F("selection", "Display Type", default="product", selection=[
+                ("product", "Product"), ("line_section", "Section"), ("line_note", "Note")]),
+            "price_subtotal": F("float", "Subtotal", readonly=True, compute=lambda s, m, r: s.line_subtotal(r)),
+            "price_total": F("float", "Total", readonly=True, compute=lambda s, m, r: s.move_line_total(r)),
+        }, order="move_id, id")
+
+    def _seed(self) -> None:
+        def seed(module, name, model, vals):
+            rid = self.create(model, [vals], _bypass=True)[0]
+            self.xmlids[(module, name)] = (model, rid)
+            return rid
+
+        seed("base", "user_admin", "res.users", {"name": "Billing Bot", "login": "bot"})
+        seed("base", "CAD", "res.currency", {"name": "CAD", "symbol": "$", "decimal_places": self.currency_digits,
+                                             "rounding": 10 ** -self.currency_digits})
+        seed("base", "USD", "res.currency", {"name": "USD", "symbol": "$", "decimal_places": 2, "rounding": 0.01})
+        seed("base", "ca", "res.country", {"name": "Canada", "code": "CA"})
+        seed("base", "us", "res.country", {"name": "United States", "code": "US"})
+        seed("base", "state_ca_on", "res.country.state",
+             {"name": "Ontario", "code": "ON", "country_id": self.xmlid_id("base", "ca")})
+        seed("uom", "product_uom_unit", "uom.uom", {"name": "Units"})
+        seed("account", "1_hst_sale_tax_13", "account.tax", {"name": "13% HST", "amount": 13.0})
+        seed("sale_subscription", "subscription_plan_month", "sale.subscription.plan",
+             {"name": "Monthly", "billing_period_value": 1, "billing_period_unit": "month"})
+        seed("sale_subscription", "subscription_plan_year", "sale.subscription.plan",
+             {"name": "Yearly", "billing_period_value": 1, "billing_period_unit": "year"})
+        for xml, reason in (("close_reason_1", "Subscription is too expensive"),
+                            ("close_reason_end_of_contract", "End of contract"),
+                            ("close_reason_auto_close_limit_reached", "Automatic closing")):
+            seed("sale_subscription", xml, "sale.order.close.reason", {"name": reason})
+
+    # ----------------------------------------------------------------- helpers
+    def now_string(self) -> str:
+        return self.clock().astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(dt.timezone.utc).date()
+
+    def next_sequence(self, key: str, pattern: str) -> str:
+        counter = self._sequences.setdefault(key, itertools.count(1))
+        return pattern.format(next(counter))
+
+    def xmlid_id(self, module: str, name: str) -> int:
+        return self.xmlids[(module, name)][1]
+
+    def model(self, name: str) -> ModelSpec:
+        spec = self.models.get(name)
+        if spec is None:
+            raise PythonKeyError(name)
+        return spec
+
+    def display_name(self, model: str, rec: dict) -> str | bool:
+        if model == "product.product":
+            code = self.get_value(model, rec, "default_code")
+            name = self.get_value(model, rec, "name")
+            return f"[{code}] {name}" if code else name
+        if model == "account.move":
+            return rec["name"] if rec.get("name") not in (None, "/", False) else f"Draft Invoice (* {rec['id']})"
+        if model == "sale.order.line":
+            order = self.records["sale.order"].get(rec.get("order_id"))
+            return f"{order['name']} - {rec.get('name')}" if order else rec.get("name")
+        if model == "sale.order.close.reason" or model in self.models:
+            value = rec.get(self.models[model].rec_name)
+            return value if value else f"{model},{rec['id']}"
+        return False
+
+    def product_name(self, product_id: int | None) -> str | bool:
+        if not product_id:
+            return False
+        rec = self.records["product.product"].get(product_id)
+        return self.display_name("product.product", rec) if rec else False
+
+    def product_value(self, product_id: int | None, fname: str) -> Any:
+        if not product_id or product_id not in self.records["product.product"]:
+            return False
+        return self.get_value("product.product", self.records["product.product"][product_id], fname)
+
+    def get_value(self, model: str, rec: dict, fname: str) -> Any:
+        """Raw value: many2one → int|False, x2many → list of ids."""
+        if fname == "id":
+            return rec["id"]
+        f = self.models[model].fields[fname]
+        if f.related:
+            via, target = f.related
+            parent_id = rec.get(via)
+            if not parent_id:
+                return False
+            parent_model = self.models[model].fields[via].relation
+            return self.get_value(parent_model, self.records[parent_model][parent_id], target)
+        if f.compute:
+            return f.compute(self, model, rec)
+        if f.type == "one2many":
+            return list(rec.get("_o2m_" + fname, []))
+        value = rec.get(fname, False)
+        if f.type == "many2many":
+            return list(value or [])
+        return False if value is None else value
+
+    def currency_round(self, value: float) -> float:
+        return _round(value, self.currency_digits)
+
+    def line_subtotal(self, rec: dict) -> float:
+        qty = rec.get("product_uom_qty", rec.get("quantity", 0)) or 0
+        price = Decimal(str(rec.get("price_unit") or 0)) * Decimal(str(qty))
+        price *= 1 - Decimal(str(rec.get("discount") or 0)) / 100
+        return self.currency_round(price)
+
+    def _taxes_of(self, rec: dict, fname: str) -> list[dict]:
+        return [self.records["account.tax"][t] for t in rec.get(fname) or []]
+
+    def line_tax(self, rec: dict, fname: str) -> Decimal:
+        subtotal = Decimal(str(self.line_subtotal(rec)))
+        total = Decimal(0)
+        for tax in self._taxes_of(rec, fname):
+            if tax["amount_type"] == "percent":
+                total += subtotal * Decimal(str(tax["amount"])) / 100
+            else:
+                total += Decimal(str(tax["amount"]))
+        return Decimal(str(self.currency_round(total)))
+
+    def move_line_total(self, rec: dict) -> float:
+        return self.currency_round(Decimal(str(self.line_subtotal(rec))) + self.line_tax(rec, "tax_ids"))
+
+    def order_amounts(self, order_id: int) -> tuple[float, float, float]:
+        order = self.records["sale.order"][order_id]
+        untaxed = tax = recurring = Decimal(0)
+        for line_id in order.get("_o2m_order_line", []):
+            line = self.records["sale.order.line"][line_id]
+            sub = Decimal(str(self.line_subtotal(line)))
+            untaxed += sub
+            tax += self.line_tax(line, self.line_tax_field)
+            if self.product_value(line.get("product_id"), "recurring_invoice"):
+                recurring += sub
+        return self.currency_round(untaxed), self.currency_round(untaxed + tax), self.currency_round(recurring)
+
+    def move_amounts(self, move_id: int) -> tuple[float, float, float]:
+        move = self.records["account.move"][move_id]
+        untaxed = tax = Decimal(0)
+        for line_id in move.get("_o2m_invoice_line_ids", []):
+            line = self.records["account.move.line"][line_id]
+            if line.get("display_type", "product") != "product":
+                continue
+            untaxed += Decimal(str(self.line_subtotal(line)))
+            tax += self.line_tax(line, "tax_ids")
+        return self.currency_round(untaxed), self.currency_round(tax), self.currency_round(untaxed + tax)
+
+    def move_residual(self, rec: dict) -> float:
+        if rec.get("state") != "posted" or rec.get("payment_state") == "reversed":
+            return 0.0 if rec.get("state") != "draft" else self.move_amounts(rec["id"])[2]
+        total = Decimal(str(self.move_amounts(rec["id"])[2]))
+        return self.currency_round(max(total - Decimal(str(rec.get("amount_paid") or 0)), Decimal(0)))
+
+    def line_qty_to_invoice(self, rec: dict) -> float:
+        if rec.get("display_type"):
+            return 0.0
+        policy = self.product_value(rec.get("product_id"), "invoice_policy")
+        order = self.records["sale.order"][rec["order_id"]]
+        if order["state"] != "sale":
+            return 0.0
+        base = rec.get("qty_delivered") if policy == "delivery" else rec.get("product_uom_qty")
+        return _round((base or 0) - (rec.get("qty_invoiced") or 0), self.quantity_digits)
+
+    # ------------------------------------------------------------- conversion
+    def _convert_in(self, model: str, fname: str, value: Any, rec_id: int | None) -> Any:
+        spec = self.models[model]
+        f = spec.fields.get(fname)
+        if f is None:
+            raise PythonValueError(f"Invalid field '{fname}' on model '{model}'")
+        if value is False or value is None:
+            if f.type in ("one2many", "many2many"):
+                return []
+            return False
+        if f.type == "float":
+            try:
+                number = float(value)  # ok-float: wire value
+            except (TypeError, ValueError):
+                raise PythonValueError(f"could not convert string to float: {value!r}") from None
+            return _round(number, f.digits[1]) if f.digits else number
+        if f.type == "integer":
+            return int(value)
+        if f.type == "boolean":
+            return bool(value)
+        if f.type == "many2one":
+            if isinstance(value, (list, tuple)):
+                value = value[0]
+            target = int(value)
+            if target not in self.records[f.relation]:
+                raise MissingError(
+                    f"Record does not exist or has been deleted.\n(Record: {f.relation}({target},), User: 2)")
+            return target
+        if f.type == "selection":
+            if value not in [k for k, _ in f.selection]:
+                raise PythonValueError(f"Wrong value for {model}.{fname}: {value!r}")
+            return value
+        if f.type == "date":
+            text = str(value)[:10]
+            dt.date.fromisoformat(text)
+            return text
+        if f.type == "datetime":
+            return str(value)[:19].replace("T", " ")
+        return value
+
+    # -------------------------------------------------------------------- CRUD
+    def create(self, model: str, vals_list: list[dict], *, _bypass: bool = False) -> list[int]:
+        spec = self.model(model)
+        prepared: list[tuple[dict, dict]] = []
+        for vals in vals_list:
+            if not isinstance(vals, dict):
+                raise PythonValueError("create() expects a dict or a list of dicts")
+            plain, x2many = {}, {}
+            for fname, value in vals.items():
+                f = spec.fields.get(fname)
+                if f is None:
+                    raise PythonValueError(f"Invalid field '{fname}' on model '{model}'")
+                if f.type in ("one2many", "many2many"):
+                    x2many[fname] = value
+                elif f.related:
+                    x2many[fname] = value  # written through after creation
+                else:
+                    plain[fname] = self._convert_in(model, fname, value, None)
+            for fname, f in spec.fields.items():
+                if fname in plain or not f.stored:
+                    continue
+                if f.default is not None:
+                    default = f.default(self, vals) if callable(f.default) else f.default
+                    plain[fname] = default if default is not None else False
+            if model == "product.product" and not plain.get("product_tmpl_id"):
+                template_vals = {k: v for k, v in vals.items() if k in self.models["product.template"].fields
+                                 and k != "product_variant_ids"}
+                plain["product_tmpl_id"] = self.create("product.template", [template_vals], _bypass=True)[0]
+                # the new template already made a variant: reuse it instead of creating a second one
+                variant = self.records["product.template"][plain["product_tmpl_id"]]["_o2m_product_variant_ids"][0]
+                prepared.append(({"_reuse": variant}, {}))
+                continue
+            missing = [fname for fname, f in spec.fields.items() if f.required and f.stored and not plain.get(fname)
+                       and f.type not in ("boolean", "integer", "float")]
+            if missing:
+                f = spec.fields[missing[0]]
+                raise ValidationError(
+                    "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n"
+                    "- Delete: another model requires the record being deleted. If possible, archive it instead.\n\n"
+                    f"Model: {spec.description} ({model})\nField: {f.string} ({missing[0]})")
+            prepared.append((plain, x2many))
+        ids = []
+        stamp = self.now_string()
+        for plain, x2many in prepared:
+            if "_reuse" in plain:
+                ids.append(plain["_reuse"])
+                continue
+            rid = next(self._ids)
+            rec = {"id": rid, **plain, "create_date": stamp, "write_date": stamp}
+            self.records[model][rid] = rec
+            self._link_inverse(model, rec, None)
+            ids.append(rid)
+            if x2many:
+                self._write_one(model, rec, x2many, stamp)
+            if model == "product.template" and not rec.get("_o2m_product_variant_ids"):
+                self.create("product.product", [{"product_tmpl_id": rid}], _bypass=True)
+            if model == "res.partner" and not rec.get("customer_rank"):
+                pass
+        return ids
+
+    def _link_inverse(self, model: str, rec: dict, old: dict | None) -> None:
+        for (child_model, m2o), parents in self._inverses.items():
+            if child_model != model:
+                continue
+            for parent_model, o2m in parents:
+                before = old.get(m2o) if old else False
+                after = rec.get(m2o)
+                if before == after and old is not None:
+                    continue
+                key = "_o2m_" + o2m
+                if before and before in self.records[parent_model]:
+                    lst = self.records[parent_model][before].setdefault(key, [])
+                    if rec["id"] in lst:
+                        lst.remove(rec["id"])
+                if after and after in self.records[parent_model]:
+                    self.records[parent_model][after].setdefault(key, []).append(rec["id"])
+
+    def write(self, model: str, ids: list[int], vals: dict) -> bool:
+        spec = self.model(model)
+        for fname in vals:
+            if fname not in spec.fields:
+                raise PythonValueError(f"Invalid field '{fname}' on model '{model}'")
+        records = self.browse(model, ids)
+        stamp = self.now_string()
+        for rec in records:
+            self._write_one(model, rec, vals, stamp)
+        return True
+
+    def _write_one(self, model: str, rec: dict, vals: dict, stamp: str) -> None:
+        spec = self.models[model]
+        if model == "sale.order.line" and (rec.get("qty_invoiced") or 0) > 0 and (
+                {"price_unit", "product_uom_qty"} & set(vals)):
+            self.writes_to_invoiced_lines += 1
+        old = dict(rec)
+        for fname, value in vals.items():
+            f = spec.fields[fname]
+            if f.related:
+                via, target = f.related
+                if rec.get(via):
+                    parent_model = spec.fields[via].relation
+                    self.write(parent_model, [rec[via]], {target: value})
+                continue
+            if f.compute:
+                continue  # Odoo silently ignores writes to non-inverse computed fields
+            if f.type == "one2many":
+                self._apply_o2m(model, rec, fname, f, value)
+            elif f.type == "many2many":
+                rec[fname] = self._apply_m2m(f, list(rec.get(fname) or []), value)
+            else:
+                rec[fname] = self._convert_in(model, fname, value, rec["id"])
+        rec["write_date"] = stamp
+        self._link_inverse(model, rec, old)
+        if model == "account.move.line" and rec.get("move_id"):
+            self.records["account.move"][rec["move_id"]]["write_date"] = stamp
+
+    def _commands(self, value: Any) -> list[list]:
+        if value is False or value is None:
+            return [[5, 0, 0]]
+        if not isinstance(value, (list, tuple)):
+            raise PythonValueError(f"Wrong value for x2many field: {value!r}")
+        if all(isinstance(v, int) for v in value):
+            return [[6, 0, list(value)]]
+        return [list(c) for c in value]
+
+    def _apply_o2m(self, model: str, rec: dict, fname: str, f: FieldSpec, value: Any) -> None:
+        for cmd in self._commands(value):
+            code = cmd[0]
+            if code == 0:
+                self.create(f.relation, [{**cmd[2], f.inverse: rec["id"]}])
+            elif code == 1:
+                self.write(f.relation, [cmd[1]], cmd[2])
+            elif code in (2, 3):
+                self.unlink(f.relation, [cmd[1]])
+            elif code == 4:
+                self.write(f.relation, [cmd[1]], {f.inverse: rec["id"]})
+            elif code in (5, 6):
+                current = list(rec.get("_o2m_" + fname, []))
+                keep = set(cmd[2]) if code == 6 else set()
+                stale = [i for i in current if i not in keep]
+                if stale:
+                    self.unlink(f.relation, stale)
+                for i in keep:
+                    self.write(f.relation, [i], {f.inverse: rec["id"]})
+            else:
+                raise PythonValueError(f"Unknown x2many command {code}")
+
+    def _apply_m2m(self, f: FieldSpec, current: list[int], value: Any) -> list[int]:
+        for cmd in self._commands(value):
+            code = cmd[0]
+            if code == 0:
+                current.append(self.create(f.relation, [cmd[2]])[0])
+            elif code == 1:
+                self.write(f.relation, [cmd[1]], cmd[2])
+            elif code == 2:
+                self.unlink(f.relation, [cmd[1]])
+                current = [i for i in current if i != cmd[1]]
+            elif code == 3:
+                current = [i for i in current if i != cmd[1]]
+            elif code == 4:
+                if cmd[1] not in current:
+                    current.append(cmd[1])
+            elif code == 5:
+                current = []
+            elif code == 6:
+                current = list(cmd[2])
+            for rid in current:
+                if rid not in self.records[f.relation]:
+                    raise MissingError(f"Record does not exist or has been deleted.\n(Record: {f.relation}({rid},))")
+        return current
+
+    def browse(self, model: str, ids: list[int]) -> list[dict]:
+        table = self.records[self.model(model).name]
+        missing = [i for i in ids if i not in table]
+        if missing:
+            raise MissingError(
+                "Record does not exist or has been deleted.\n"
+                f"(Record: {model}({', '.join(map(str, missing))},), User: 2)")
+        return [table[i] for i in ids]
+
+    def unlink(self, model: str, ids: list[int]) -> bool:
+        records = self.browse(model, ids)
+        if model == "sale.order":
+            if any(r["state"] == "sale" for r in records):
+                raise UserError("You can not delete a sent quotation or a confirmed sales order. "
+                                "You must first cancel it.")
+        if model == "sale.order.line":
+            for r in records:
+                if self.records["sale.order"][r["order_id"]]["state"] == "sale" and not r.get("display_type"):
+                    raise UserError(
+                        "Once a sales order is confirmed, you can't remove one of its lines (we need to track if "
+                        "something gets invoiced or delivered).\nSet the quantity to 0 instead.")
+        if model == "account.move" and any(r["state"] == "posted" for r in records):
+            raise UserError("You cannot delete an entry which has been posted once.")
+        for rec in records:
+            spec = self.models[model]
+            for fname, f in spec.fields.items():
+                if f.type == "one2many":
+                    children = list(rec.get("_o2m_" + fname, []))
+                    if children:
+                        for cid in children:
+                            self.records[f.relation].pop(cid, None)
+            gone = dict(rec)
+            rec_copy = {**rec}
+            for (child_model, m2o), _parents in self._inverses.items():
+                if child_model == model:
+                    rec_copy[m2o] = False
+            self._link_inverse(model, rec_copy, gone)
+            del self.records[model][rec["id"]]
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def read(self, model: str, ids: list[int], fields: list[str] | None, load: str | None = "_classic_read"
+             ) -> list[dict]:
+        spec = self.model(model)
+        table = self.records[model]
+        names = list(fields) if fields else [n for n in spec.fields]
+        for name in names:
+            if name != "id" and name not in spec.fields:
+                raise PythonValueError(f"Invalid field '{name}' on model '{model}'")
+        result = []
+        for rid in ids:
+            rec = table.get(rid)
+            if rec is None:
+                continue  # Odoo drops unknown ids from read() results
+            row = {"id": rid}
+            for name in names:
+                if name == "id":
+                    continue
+                row[name] = self._convert_out(model, rec, name, load)
+            result.append(row)
+        return result
+
+    def _convert_out(self, model: str, rec: dict, name: str, load: str | None) -> Any:
+        f = self.models[model].fields[name]
+        value = self.get_value(model, rec, name)
+        if f.type == "many2one":
+            if not value:
+                return False
+            if load == "_classic_read":
+                target = self.records[f.relation].get(value)
+                return [value, self.display_name(f.relation, target) if target else False]
+            return value
+        if f.type in ("one2many", "many2many"):
+            return list(value or [])
+        if f.type in ("char", "text", "date", "datetime", "selection") and value in (None, "", False):
+            return False
+        if f.type == "float":
+            return float(value or 0.0)  # ok-float: wire value
+        if f.type == "integer":
+            return int(value or 0)
+        return value
+
+    def fields_get(self, model: str, allfields: list[str] | None = None, attributes: list[str] | None = None
+                   ) -> dict:
+        spec = self.model(model)
+        out = {}
+        for name, f in spec.fields.items():
+            if allfields and name not in allfields:
+                continue
+            meta = {"type": f.type, "string": f.string or name, "required": f.required,
+                    "readonly": f.readonly or bool(f.compute), "store": f.stored or f.type == "one2many",
+                    "sortable": f.stored, "searchable": True, "name": name}
+            if f.relation:
+                meta["relation"] = f.relation
+            if f.type == "one2many":
+                meta["relation_field"] = f.inverse
+            if f.selection is not None:
+                meta["selection"] = [list(s) for s in f.selection]
+            if f.digits is not None:
+                meta["digits"] = list(f.digits)
+            if attributes:
+                meta = {k: v for k, v in meta.items() if k in attributes}
+            out[name] = meta
+        return out
+
+    # ----------------------------------------------------------------- search
+    def search(self, model: str, domain: list, offset: int = 0, limit: int | None = None,
+               order: str | None = None) -> list[int]:
+        spec = self.model(model)
+        predicate = self.compile_domain(model, domain or [])
+        matches = [rec for rec in self.records[model].values()
+                   if (rec.get("active", True) is not False or "active" not in spec.fields
+                       or self._mentions(domain, "active")) and predicate(rec)]
+        for key, descending in reversed(self._parse_order(spec, order)):
+            matches.sort(key=lambda r, k=key: self._sort_key(model, r, k), reverse=descending)
+        ids = [r["id"] for r in matches]
+        ids = ids[offset or 0:]
+        if limit:
+            ids = ids[:limit]
+        return ids
+
+    @staticmethod
+    def _mentions(domain: list, fname: str) -> bool:
+        return any(isinstance(t, (list, tuple)) and len(t) == 3 and t[0] == fname for t in domain or [])
+
+    def _parse_order(self, spec: ModelSpec, order: str | None) -> list[tuple[str, bool]]:
+        result = []
+        for part in (order or spec.order).split(","):
+            bits = part.strip().split()
+            if not bits:
+                continue
+            name = bits[0]
+            if name != "id" and name not in spec.fields:
+                raise PythonValueError(f"Invalid field {name!r} on model {spec.name!r}")
+            result.append((name, len(bits) > 1 and bits[1].lower() == "desc"))
+        return result
+
+    def _sort_key(self, model: str, rec: dict, name: str) -> tuple:
+        value = self.get_value(model, rec, name)
+        if value is False or value is None:
+            return (0, "")
+        return (1, value)
+
+    def compile_domain(self, model: str, domain: list) -> Callable[[dict], bool]:
+        items = [d for d in domain]
+        stack: list[Callable[[dict], bool]] = []
+        for item in reversed(items):
+            if item == "&" or item == "|":
+                a, b = stack.pop(), stack.pop()
+                stack.append((lambda r, a=a, b=b: a(r) and b(r)) if item == "&" else
+                             (lambda r, a=a, b=b: a(r) or b(r)))
+            elif item == "!":
+                a = stack.pop()
+                stack.append(lambda r, a=a: not a(r))
+            else:
+                stack.append(self._compile_leaf(model, item))
+        if not stack:
+            return lambda r: True
+        while len(stack) > 1:  # implicit '&' between leftover terms
+            a, b = stack.pop(), stack.pop()
+            stack.append(lambda r, a=a, b=b: a(r) and b(r))
+        return stack[0]
+
+    def _compile_leaf(self, model: str, leaf: Any) -> Callable[[dict], bool]:
+        if not isinstance(leaf, (list, tuple)) or len(leaf) != 3:
+            raise PythonValueError(f"Invalid leaf {leaf!r}")
+        path, op, value = leaf
+        if path in (1, 0, True, False):
+            constant = bool(path) if op == "=" else not bool(path)
+            return lambda r: constant
+        spec = self.models[model]
+        head, _, rest = str(path).partition(".")
+        if head != "id" and head not in spec.fields:
+            raise PythonValueError(f"Invalid field {model}.{head} in leaf {tuple(leaf)!r}")
+        f = spec.fields.get(head)
+        if rest:
+            sub = self._compile_leaf(f.relation, [rest, op, value])
+            table = self.records[f.relation]
+
+            def traverse(rec, head=head, sub=sub, table=table):
+                raw = self.get_value(model, rec, head)
+                related = raw if isinstance(raw, list) else ([raw] if raw else [])
+                return any(sub(table[i]) for i in related if i in table)
+            return traverse
+        ftype = f.type if f else "integer"
+        if isinstance(value, (list, tuple)) and op in ("in", "not in"):
+            value = set(value)
+        if ftype == "many2one" and isinstance(value, str) and op in ("=", "ilike", "like", "!="):
+            relation = f.relation
+
+            def by_name(rec, relation=relation):
+                rid = self.get_value(model, rec, head)
+                target = self.records[relation].get(rid) if rid else None
+                name = self.display_name(relation, target) if target else ""
+                return _compare(name or "", op, value)
+            return by_name
+        if ftype in ("one2many", "many2many"):
+            def x2many(rec):
+                ids = self.get_value(model, rec, head)
+                if value is False:
+                    return (not ids) if op == "=" else bool(ids)
+                if op in ("=", "in"):
+                    wanted = value if isinstance(value, set) else {value}
+                    return bool(wanted & set(ids))
+                if op in ("!=", "not in"):
+                    wanted = value if isinstance(value, set) else {value}
+                    return not (wanted & set(ids))
+                raise PythonValueError(f"Unsupported operator {op} on x2many")
+            return x2many
+        return lambda rec: _compare(self.get_value(model, rec, head), op, value)
+
+
+def _compare(actual: Any, op: str, value: Any) -> bool:
+    if op == "=":
+        return actual == value or (value is False and actual in (None, "", False))
+    if op == "!=":
+        return not _compare(actual, "=", value)
+    if op == "in":
+        return actual in value or (False in value and actual in (None, "", False))
+    if op == "not in":
+        return not _compare(actual, "in", value)
+    if op in ("like", "ilike", "not like", "not ilike", "=like", "=ilike"):
+        text = "" if actual in (None, False) else str(actual)
+        needle = str(value)
+        if op.endswith("ilike"):
+            text, needle = text.lower(), needle.lower()
+        if op.startswith("="):
+            import fnmatch
+            return fnmatch.fnmatchcase(text, needle.replace("%", "*").replace("_", "?"))
+        found = needle.replace("%", "") in text
+        return not found if op.startswith("not") else found
+    if actual in (None, False) or value is False:
+        return False
+    try:
+        if op == "<":
+            return actual < value
+        if op == "<=":
+            return actual <= value
+        if op == ">":
+            return actual > value
+        if op == ">=":
+            return actual >= value
+    except TypeError:
+        return False
+    raise PythonValueError(f"Invalid operator {op!r}")

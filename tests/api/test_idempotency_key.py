@@ -1,0 +1,116 @@
+"""The Idempotency-Key header on every API write (per service, replayed, 422 on reuse, 409 in flight)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from identity.models import AccountLink, IdempotencyKey
+from identity.services import purge_idempotency_keys
+
+pytestmark = pytest.mark.django_db
+
+
+def upsert(client, key, name="Acme", external_id="cus_1"):
+    return client.post("/api/v1/customers", {"customer": {"external_id": external_id, "name": name}},
+                       format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_first_response_is_replayed_without_running_again(api_client):
+    first = upsert(api_client, "k1")
+    AccountLink.objects.update(external_email="changed-since@example.com")
+    replay = upsert(api_client, "k1")
+    assert replay.status_code == 200 and replay.content == first.content
+    assert replay["Idempotent-Replayed"] == "true"
+    assert AccountLink.objects.get().external_email == "changed-since@example.com"
+
+
+def test_same_key_different_body_is_422(api_client):
+    upsert(api_client, "k1")
+    response = upsert(api_client, "k1", name="Other")
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"idempotency_key": ["payload_mismatch"]}
+
+
+def test_same_key_other_endpoint_is_422(api_client):
+    upsert(api_client, "k1")
+    response = api_client.delete("/api/v1/customers/cus_1", HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 422
+    assert AccountLink.objects.get().deleted_at is None
+
+
+def test_json_key_order_does_not_matter(api_client):
+    upsert(api_client, "k1")
+    reordered = api_client.post("/api/v1/customers", b'{"customer":{"name":"Acme","external_id":"cus_1"}}',
+                                content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert reordered.status_code == 200 and reordered["Idempotent-Replayed"] == "true"
+
+
+def test_request_in_flight_is_409(api_client, service):
+    now = timezone.now()
+    first = upsert(api_client, "k1")
+    assert first.status_code == 200
+    IdempotencyKey.objects.update(state=IdempotencyKey.State.IN_FLIGHT, locked_at=now)
+    response = upsert(api_client, "k1")
+    assert response.status_code == 409 and response.json()["code"] == "idempotency_key_in_flight"
+
+
+def test_abandoned_in_flight_key_is_taken_over(api_client):
+    upsert(api_client, "k1")
+    IdempotencyKey.objects.update(state=IdempotencyKey.State.IN_FLIGHT,
+                                  locked_at=timezone.now() - timedelta(minutes=5))
+    response = upsert(api_client, "k1")
+    assert response.status_code == 200 and not response.has_header("Idempotent-Replayed")
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
+
+
+def test_keys_are_scoped_per_service(api_client, other_api_client):
+    ours = upsert(api_client, "shared-key")
+    theirs = upsert(other_api_client, "shared-key", name="Other app")
+    assert theirs.status_code == 200 and not theirs.has_header("Idempotent-Replayed")
+    assert ours.json()["customer"]["lago_id"] != theirs.json()["customer"]["lago_id"]
+    assert IdempotencyKey.objects.count() == 2
+
+
+def test_failed_requests_are_not_stored(api_client):
+    bad = api_client.post("/api/v1/customers", {"customer": {"name": "no id"}}, format="json",
+                          HTTP_IDEMPOTENCY_KEY="k1")
+    assert bad.status_code == 422
+    assert not IdempotencyKey.objects.exists()
+    assert upsert(api_client, "k1").status_code == 200
+
+
+def test_invalid_key_is_400(api_client):
+    assert upsert(api_client, "x" * 256).status_code == 400
+
+
+def test_requests_without_key_or_reads_are_untouched(api_client):
+    api_client.post("/api/v1/customers", {"customer": {"external_id": "c"}}, format="json")
+    api_client.get("/api/v1/customers", HTTP_IDEMPOTENCY_KEY="k1")
+    assert not IdempotencyKey.objects.exists()
+
+
+def test_keys_are_kept_for_the_ttl_then_purged(api_client, settings):
+    upsert(api_client, "old")
+    upsert(api_client, "new", external_id="cus_2")
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    IdempotencyKey.objects.filter(key="new").update(created_at=timezone.now() - timedelta(hours=23))
+    assert purge_idempotency_keys() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
+
+
+def test_expired_key_runs_the_request_again(api_client):
+    upsert(api_client, "k1")
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    response = upsert(api_client, "k1", name="Renamed")
+    assert response.status_code == 200 and not response.has_header("Idempotent-Replayed")
+    assert response.json()["customer"]["name"] == "Renamed"
+
+
+def test_event_writes_are_covered(api_client, subscription):
+    body = {"event": {"transaction_id": "t", "external_subscription_id": "sub_1", "code": "cpu_seconds",
+                      "timestamp": None, "properties": {"cpu_seconds": 1}}}
+    first = api_client.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="e1")
+    second = api_client.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="e1")
+    assert second["Idempotent-Replayed"] == "true" and second.content == first.content

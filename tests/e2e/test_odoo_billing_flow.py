@@ -1,0 +1,111 @@
+"""End to end: the official Lago client drives the API, usage is rated, pushed to (fake) Odoo,
+Odoo's invoicing cron bills it, the invoice comes back and a signed webhook reaches the app."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from django.core.management import call_command
+from lago_python_client.client import Client
+from lago_python_client.models import BillableMetric, Charge, Charges, Customer, Event, Plan, Subscription
+from standardwebhooks.webhooks import Webhook
+
+from metering.models import RatedUsage
+from metering.models import Subscription as SubscriptionModel
+from metering.rating import rate_subscription
+from odoo_bridge.client import reset_client
+from odoo_bridge.pull import pull_invoices
+from odoo_bridge.sync import push_cycle
+from odoo_bridge.testing import FakeOdoo
+from webhooks.services import create_endpoint
+from webhooks.testing.receiver import WebhookReceiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def fake_odoo(settings):
+    reset_client()
+    with FakeOdoo(version="17.0", price_digits=2) as server:
+        settings.ODOO_URL, settings.ODOO_DB = server.url, server.db
+        settings.ODOO_USER, settings.ODOO_API_KEY = server.login, server.api_key
+        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
+        yield server
+    reset_client()
+
+
+def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key, service, fake_odoo):
+    lago = Client(api_key=api_key, api_url=live_server.url)
+    metric = lago.billable_metrics.create(BillableMetric(
+        name="API calls", code="api_calls", aggregation_type="sum_agg", field_name="calls"))
+    lago.billable_metrics.create(BillableMetric(
+        name="CPU seconds", code="cpu_seconds", aggregation_type="sum_agg", field_name="cpu_seconds"))
+    cpu = lago.billable_metrics.find("cpu_seconds")
+    lago.plans.create(Plan(name="Pro", code="pro", interval="monthly", amount_cents=4900, amount_currency="CAD",
+                           pay_in_advance=False, charges=Charges(__root__=[
+                               Charge(billable_metric_id=metric.lago_id, charge_model="standard",
+                                      properties={"amount": "0.02"}),
+                               Charge(billable_metric_id=cpu.lago_id, charge_model="standard",
+                                      properties={"amount": "0.0075", "unit_batch": 3600})])))
+    lago.customers.create(Customer(external_id="acct-42", name="Acme Inc", email="ap@acme.test", currency="CAD",
+                                   country="CA", state="ON"))
+    lago.subscriptions.create(Subscription(external_customer_id="acct-42", plan_code="pro", external_id="dep-1"))
+    now = int(time.time()) + 2  # after the subscription started (its start has sub-second precision)
+    for i in range(3):
+        lago.events.create(Event(transaction_id=f"tx-{i}", external_subscription_id="dep-1", code="api_calls",
+                                 timestamp=now, properties={"calls": "50"}))
+    lago.events.create(Event(transaction_id="tx-cpu", external_subscription_id="dep-1", code="cpu_seconds",
+                             timestamp=now, properties={"cpu_seconds": "7200"}))
+
+    with WebhookReceiver() as receiver:
+        issued = create_endpoint(service=service, url=receiver.url("/billing"))
+
+        subscription = SubscriptionModel.objects.get(service=service, external_id="dep-1")
+        rate_subscription(subscription_id=subscription.pk)
+        amounts = sorted(str(u.amount) for u in RatedUsage.objects.filter(subscription=subscription))
+        assert amounts == ["0.015000", "3.000000"]  # 150 calls x 0.02; 2 core-hours x 0.0075
+
+        report = push_cycle()
+        assert not report.aborted, report.aborted
+        [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{subscription.pk}"]],
+                                    ["state", "start_date", "order_line", "partner_id"])
+        assert order["state"] == "sale" and len(order["order_line"]) == 3
+        [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["state_id", "email"])
+        assert partner["state_id"][1] == "Ontario" and partner["email"] == "ap@acme.test"
+
+        [move_id] = fake_odoo.run_invoicing_cron(today=dt.date.fromisoformat(order["start_date"]))
+        pull = pull_invoices()
+        assert (pull.invoices_created, pull.events) == (1, 1)
+
+        call_command("deliver_webhooks")
+        [request] = receiver.wait_for(1)
+        assert Webhook(issued.secret).verify(request.body, request.headers) is not None
+        expected = base64.b64encode(hmac.new(issued.secret.encode(), request.body, hashlib.sha256).digest())
+        assert request.header("x-lago-signature") == expected.decode()
+        body = json.loads(request.body)
+        assert body["webhook_type"] == "invoice.created" and body["object_type"] == "invoice"
+        invoice = body["invoice"]
+        # 49.00 flat + 3.00 api calls + 0.015 cpu (pre-rated: Odoo's 2 price digits, rounded once) = 52.02
+        assert invoice["total_amount_cents"] == 5202 and invoice["currency"] == "CAD"
+        assert invoice["customer"]["external_id"] == "acct-42"
+        assert {fee["item"]["type"] for fee in invoice["fees"]} == {"subscription", "charge"}
+
+        # the app reads the same invoice back through the Lago client
+        found = lago.invoices.find(invoice["lago_id"])
+        assert found.number == invoice["number"] and found.total_amount_cents == 5202
+        assert [i.lago_id for i in lago.invoices.find_all({"external_customer_id": "acct-42"})["invoices"]] == [
+            invoice["lago_id"]]
+
+        # Odoo records the payment: the app hears about it once
+        fake_odoo.register_payment(move_id)
+        assert pull_invoices().events == 1
+        call_command("deliver_webhooks")
+        second = receiver.wait_for(2)[1]
+        assert json.loads(second.body)["webhook_type"] == "invoice.payment_status_updated"
+        assert lago.invoices.find(invoice["lago_id"]).payment_status == "succeeded"

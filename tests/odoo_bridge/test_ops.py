@@ -1,0 +1,119 @@
+"""Management command, Celery tasks on a real worker, health check, admin actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from odoo_bridge.health import check_odoo
+from odoo_bridge.models import ConnectionStatus, OdooConnectionState, OdooSyncState, SyncKind, SyncStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def test_odoo_sync_command_pushes_and_pulls(fake_odoo, catalog, capsys):
+    sub = catalog.subscription()
+    call_command("odoo_sync", "--push")
+    out = capsys.readouterr().out
+    assert "1 order(s) created" in out
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    call_command("odoo_sync", "--pull")
+    assert "1 invoice(s) created" in capsys.readouterr().out
+    assert sub.invoices.count() == 1
+
+
+def test_odoo_sync_command_fails_loudly_when_odoo_is_down(fake_odoo, catalog, capsys):
+    catalog.subscription()
+    fake_odoo.go_down()
+    with pytest.raises(SystemExit):
+        call_command("odoo_sync")
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_health_check_reports_answering_down_and_broken(fake_odoo, catalog, settings):
+    assert check_odoo()["ok"] is True and check_odoo()["server_version"] == "17.0+e"
+    settings.ODOO_API_KEY = "wrong"
+    from odoo_bridge.sync import push_cycle
+
+    push_cycle()
+    result = check_odoo()
+    assert result["ok"] is False and result["connection"] == ConnectionStatus.BROKEN
+    logins = fake_odoo.failed_logins
+    check_odoo()
+    assert fake_odoo.failed_logins == logins  # the probe never logs in
+    fake_odoo.go_down()
+    assert check_odoo()["ok"] is False
+
+
+def test_health_check_when_not_configured(settings):
+    settings.ODOO_URL = ""
+    assert check_odoo() == {"ok": True, "configured": False}
+
+
+def test_ops_health_endpoint_includes_odoo(fake_odoo, client):
+    body = client.get("/ops/health").json()
+    assert body["checks"]["odoo"]["ok"] is True
+
+
+def test_admin_resync_action_and_connection_page(fake_odoo, catalog, admin_client):
+    sub = catalog.subscription()
+    from odoo_bridge.sync import push_cycle
+
+    push_cycle()
+    state = OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION)
+    response = admin_client.post("/admin/odoo_bridge/odoosyncstate/", {
+        "action": "resync_selected", "_selected_action": [state.pk]}, follow=True)
+    assert response.status_code == 200
+    state.refresh_from_db()
+    assert state.status == SyncStatus.PENDING and state.pushed_hash == ""
+    fake_odoo.reset_counters()
+    push_cycle()
+    state.refresh_from_db()
+    assert state.status == SyncStatus.SYNCED
+    assert fake_odoo.call_count(model="sale.order", method="search_read") == 1
+    assert len(fake_odoo.records("sale.order")) == 1  # searched, found, not duplicated
+    page = admin_client.get("/admin/odoo_bridge/odooconnectionstate/")
+    assert page.status_code == 200 and "17.0+e" in page.content.decode()
+    listing = admin_client.get("/admin/odoo_bridge/odoosyncstate/?status__exact=synced")
+    assert str(sub) in listing.content.decode()
+
+
+def test_admin_reset_connection_after_access_denied(fake_odoo, catalog, admin_client, settings):
+    from odoo_bridge.sync import push_cycle
+
+    catalog.subscription()
+    original_key = fake_odoo.api_key
+    fake_odoo.revoke_api_key()
+    push_cycle()
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN
+    fake_odoo.api_key = original_key  # the Odoo admin re-enables the same key
+    fake_odoo.reset_counters()
+    assert "broken" in push_cycle().aborted
+    assert fake_odoo.call_count() == 0  # same credentials: silent until a human says otherwise
+    admin_client.post("/admin/odoo_bridge/odooconnectionstate/", {
+        "action": "reset_connection", "_selected_action": [1]}, follow=True)
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.UNKNOWN
+    assert push_cycle().orders_created == 1
+
+
+@pytest.mark.slow
+def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, start_celery_worker):
+    import time
+
+    from odoo_bridge import tasks
+
+    sub = catalog.subscription()
+    worker = start_celery_worker(queues="odoo", env={
+        "ODOO_URL": fake_odoo.url, "ODOO_DB": fake_odoo.db, "ODOO_USER": fake_odoo.login,
+        "ODOO_API_KEY": fake_odoo.api_key, "DJANGO_DEBUG": "1"})
+    tasks.push_to_odoo.delay()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not fake_odoo.records("sale.order"):
+        time.sleep(0.2)
+    assert [o["client_order_ref"] for o in fake_odoo.records("sale.order", [], ["client_order_ref"])] == [
+        f"fb-sub-{sub.pk}"], worker.log()
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    tasks.pull_from_odoo.delay()
+    while time.monotonic() < deadline and not sub.invoices.exists():
+        time.sleep(0.2)
+    assert sub.invoices.count() == 1, worker.log()

@@ -1,0 +1,122 @@
+"""Invoices back from the fake Odoo: mirror (Decimal), webhook outbox rows, Lago-shaped API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+from lago_python_client.models.invoice import InvoiceResponse
+
+from odoo_bridge.models import Invoice, OdooPullCursor, OdooSyncState, SyncKind
+from odoo_bridge.pull import pull_invoices
+from odoo_bridge.sync import push_cycle
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.django_db
+BILLING_DAY = dt.date(2026, 11, 1)
+
+
+def events(webhook_type=None):
+    qs = WebhookEvent.objects.order_by("created_at")
+    if webhook_type:
+        qs = qs.filter(webhook_type=webhook_type)
+    return [json.loads(bytes(e.body)) for e in qs]
+
+
+@pytest.fixture
+def invoiced(fake_odoo, catalog):
+    sub = catalog.subscription()
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
+    push_cycle()
+    [move_id] = fake_odoo.run_invoicing_cron(today=BILLING_DAY)
+    return sub, move_id
+
+
+def test_pulled_invoice_is_mirrored_with_decimal_totals_and_lines(fake_odoo, invoiced):
+    sub, move_id = invoiced
+    report = pull_invoices()
+    assert (report.invoices_created, report.events) == (1, 1)
+    invoice = Invoice.objects.get(odoo_move_id=move_id)
+    assert invoice.service == sub.service and invoice.subscription == sub
+    assert invoice.number.startswith("INV/") and invoice.status == "finalized"
+    # 49.00 flat + 3.00 + 9.26 (pre-rated) = 61.26, HST is Odoo's business (no tax on these products)
+    assert invoice.fees_amount == Decimal("61.26") and invoice.total_amount == Decimal("61.26")
+    assert invoice.total_due_amount == Decimal("61.26") and invoice.currency == "CAD"
+    lines = {line.name: line for line in invoice.lines.all()}
+    assert len(lines) == 3
+    usage_lines = [line for line in lines.values() if line.rated_usage_id]
+    assert {line.charge_id for line in usage_lines} == {sub.plan.charges.get(metric__code="api_calls").pk,
+                                                        sub.plan.charges.get(metric__code="cpu_seconds").pk}
+    # invoiced in Odoo: the usage lines are frozen for the push
+    assert OdooSyncState.objects.filter(kind=SyncKind.USAGE, frozen=True).count() == 2
+    [event] = events("invoice.created")
+    assert event["object_type"] == "invoice" and event["invoice"]["lago_id"] == str(invoice.pk)
+    assert event["invoice"]["total_amount_cents"] == 6126
+    InvoiceResponse.parse_obj(event["invoice"])  # what the official Lago client requires
+
+
+def test_payment_and_reversal_emit_status_events_once(fake_odoo, invoiced):
+    sub, move_id = invoiced
+    pull_invoices()
+    assert pull_invoices().events == 0  # nothing changed: no event, however often we pull
+    fake_odoo.register_payment(move_id)
+    assert pull_invoices().events == 1
+    [paid] = events("invoice.payment_status_updated")
+    assert paid["invoice"]["payment_status"] == "succeeded" and paid["invoice"]["total_due_amount_cents"] == 0
+    refund = fake_odoo.reverse_invoice(move_id)
+    pull_invoices()
+    [voided] = events("invoice.voided")
+    assert voided["invoice"]["status"] == "voided"
+    credit_note = Invoice.objects.get(odoo_move_id=refund)
+    assert credit_note.odoo_move_type == "out_refund" and credit_note.subscription == sub
+    assert [e["webhook_type"] for e in events()] == ["invoice.created", "invoice.payment_status_updated",
+                                                     "invoice.voided"]
+
+
+def test_usage_frozen_once_invoiced_is_never_rewritten(fake_odoo, catalog, invoiced):
+    sub, _ = invoiced
+    pull_invoices()
+    catalog.rate(sub, catalog.api_charge, units="999", amount="19.980000")
+    push_cycle()
+    assert fake_odoo.store.writes_to_invoiced_lines == 0
+
+
+def test_cursor_advances_and_foreign_invoices_are_ignored(fake_odoo, invoiced):
+    partner = fake_odoo.store.create("res.partner", [{"name": "Not ours"}])[0]
+    fake_odoo.store.create("account.move", [{"move_type": "out_invoice", "partner_id": partner,
+                                             "invoice_line_ids": [[0, 0, {"name": "x", "price_unit": 5.0}]]}])
+    report = pull_invoices()
+    assert report.invoices_created == 1 and report.moves_seen == 1
+    assert OdooPullCursor.objects.get().write_date > "2026-01-01"
+
+
+def test_invoice_api_lists_filters_and_scopes_to_the_service(fake_odoo, invoiced, api_client, other_api_client):
+    sub, _ = invoiced
+    pull_invoices()
+    invoice = Invoice.objects.get()
+    body = api_client.get("/api/v1/invoices").json()
+    assert [i["lago_id"] for i in body["invoices"]] == [str(invoice.pk)]
+    assert body["meta"] == {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1,
+                            "total_count": 1}
+    assert api_client.get("/api/v1/invoices", {"status": "voided"}).json()["invoices"] == []
+    assert api_client.get("/api/v1/invoices", {"payment_status": "pending"}).json()["meta"]["total_count"] == 1
+    assert api_client.get("/api/v1/invoices", {"status": "nope"}).status_code == 422
+    external = sub.account_link.external_id
+    assert len(api_client.get("/api/v1/invoices", {"external_customer_id": external}).json()["invoices"]) == 1
+    detail = api_client.get(f"/api/v1/invoices/{invoice.pk}")
+    assert detail.status_code == 200 and detail.json()["invoice"]["fees_amount_cents"] == 6126
+    assert len(api_client.get(f"/api/v1/customers/{external}/invoices").json()["invoices"]) == 1
+    # another service sees nothing of it
+    assert other_api_client.get("/api/v1/invoices").json()["invoices"] == []
+    missing = other_api_client.get(f"/api/v1/invoices/{invoice.pk}")
+    assert missing.status_code == 404 and missing.json()["code"] == "invoice_not_found"
+    assert other_api_client.get(f"/api/v1/customers/{external}/invoices").json()["code"] == "customer_not_found"
+    assert api_client.get("/api/v1/invoices/not-a-uuid").status_code == 404
+
+
+def test_invoice_api_requires_a_key(client):
+    response = client.get("/api/v1/invoices")
+    assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from webhooks.models import WebhookEndpoint
+
+
+def _iso_seconds(value: datetime) -> str:
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def render_webhook_endpoint(endpoint: WebhookEndpoint, *, secret: str | None = None) -> dict:
+    """Lago's ``webhook_endpoint`` object; ``secret`` only in create/rotate responses."""
+    data = {
+        "lago_id": str(endpoint.id),
+        "lago_organization_id": str(endpoint.service_id),
+        "webhook_url": endpoint.url,
+        "signature_algo": endpoint.signature_algo,
+        "name": endpoint.name or None,
+        "event_types": endpoint.event_types,
+        "active": endpoint.is_active,
+        "disabled_reason": endpoint.disabled_reason or None,
+        "created_at": _iso_seconds(endpoint.created_at),
+    }
+    if secret is not None:
+        data["secret"] = secret
+    return data

@@ -1,0 +1,97 @@
+"""``/api/v1/webhook_endpoints`` in Lago's shape, plus ``rotate_secret``."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from billing_project.api.errors import NotFound, ValidationFailed
+from billing_project.api.pagination import paginate
+from billing_project.api.parsing import require_root
+from billing_project.api.views import ServiceAPIView
+from webhooks import selectors, services
+from webhooks.models import WebhookEndpoint
+
+from .renderers import render_webhook_endpoint
+
+ROOT = "webhook_endpoint"
+
+
+class _EndpointInput(serializers.Serializer):
+    webhook_url = serializers.CharField(max_length=2048, trim_whitespace=True)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, allow_null=True, max_length=100,
+    )
+    # We sign with HMAC (plus Standard Webhooks); Lago's RS256 JWT is not offered.
+    signature_algo = serializers.ChoiceField(choices=["hmac"], required=False)
+
+
+class CreateEndpointInput(_EndpointInput):
+    pass
+
+
+class UpdateEndpointInput(_EndpointInput):
+    webhook_url = serializers.CharField(max_length=2048, trim_whitespace=True, required=False)
+
+
+def _lookup(view: ServiceAPIView, lago_id: str) -> WebhookEndpoint:
+    endpoint = selectors.endpoint_for(service=view.service, lago_id=lago_id)
+    if endpoint is None:
+        raise NotFound("webhook_endpoint_not_found")
+    return endpoint
+
+
+def _one(endpoint: WebhookEndpoint, *, secret: str | None = None) -> Response:
+    return Response({ROOT: render_webhook_endpoint(endpoint, secret=secret)})
+
+
+class WebhookEndpointListView(ServiceAPIView):
+    def get(self, request) -> Response:
+        items, meta = paginate(request, selectors.endpoints_for(service=self.service))
+        return Response({"webhook_endpoints": [render_webhook_endpoint(e) for e in items], "meta": meta})
+
+    def post(self, request) -> Response:
+        payload = CreateEndpointInput(data=require_root(request, ROOT))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            issued = services.create_endpoint(
+                service=self.service, url=data["webhook_url"], name=data.get("name") or "",
+                event_types_filter=data.get("event_types"),
+            )
+        except services.EndpointInvalid as exc:
+            raise ValidationFailed(exc.error_details) from None
+        return _one(issued.endpoint, secret=issued.secret)
+
+
+class WebhookEndpointDetailView(ServiceAPIView):
+    def get(self, request, lago_id: str) -> Response:
+        return _one(_lookup(self, lago_id))
+
+    def put(self, request, lago_id: str) -> Response:
+        endpoint = _lookup(self, lago_id)
+        payload = UpdateEndpointInput(data=require_root(request, ROOT))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        changes = {}
+        if "webhook_url" in data:
+            changes["url"] = data["webhook_url"]
+        if "name" in data:
+            changes["name"] = data["name"] or ""
+        if "event_types" in data:
+            changes["event_types_filter"] = data["event_types"]
+        try:
+            endpoint = services.update_endpoint(endpoint=endpoint, **changes)
+        except services.EndpointInvalid as exc:
+            raise ValidationFailed(exc.error_details) from None
+        return _one(endpoint)
+
+    def delete(self, request, lago_id: str) -> Response:
+        return _one(services.delete_endpoint(endpoint=_lookup(self, lago_id)))
+
+
+class WebhookEndpointRotateSecretView(ServiceAPIView):
+    def post(self, request, lago_id: str) -> Response:
+        issued = services.rotate_secret(endpoint=_lookup(self, lago_id))
+        return _one(issued.endpoint, secret=issued.secret)

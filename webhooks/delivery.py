@@ -1,0 +1,380 @@
+"""The delivery engine: claim due deliveries, send, record the attempt, schedule the next.
+
+State of a delivery (``WebhookDelivery``):
+
+* ``pending`` with ``next_attempt_at`` — due at that time;
+* ``claimed_until`` — a worker is sending it; if the worker dies, the claim expires
+  and the delivery becomes due again (at-least-once, same ``webhook-id``);
+* ``dispatched_until`` — a Celery task was queued for it; the beat sweeper ignores it
+  until then, and re-queues it afterwards if nobody delivered it (lost message,
+  broker outage);
+* ``succeeded`` or ``dead`` (dead letter: replayable).
+
+Tasks and the ``deliver_webhooks`` command are thin wrappers over these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from . import retry, sender, signing
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH = 50
+DISPATCH_CHUNK = 50
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery_id: UUID
+    action: str  # retry.SUCCEEDED | RETRY | DEAD | DISABLE_ENDPOINT
+    status_code: int | None
+    error: str
+
+
+def retry_policy() -> retry.RetryPolicy:
+    return retry.RetryPolicy(
+        max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+        base_seconds=settings.WEBHOOK_RETRY_BASE_SECONDS,
+        factor=settings.WEBHOOK_RETRY_FACTOR,
+        cap_seconds=settings.WEBHOOK_RETRY_CAP_SECONDS,
+        jitter_percent=settings.WEBHOOK_RETRY_JITTER_PERCENT,
+        max_retry_after_seconds=settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS,
+    )
+
+
+@lru_cache(maxsize=4)
+def _import_resolver(path: str):  # noqa: ANN202
+    return import_string(path)
+
+
+def resolver():  # noqa: ANN201
+    path = settings.WEBHOOK_RESOLVER
+    return _import_resolver(path) if path else None
+
+
+def _due_filter(now) -> Q:  # noqa: ANN001
+    return (
+        Q(status=WebhookDelivery.PENDING, next_attempt_at__lte=now)
+        & Q(endpoint__is_active=True, endpoint__deleted_at__isnull=True)
+        & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    )
+
+
+def claim_due(
+    *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
+    exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, greedy: bool = False,
+) -> list[WebhookDelivery]:
+    """Atomically take due deliveries for this worker; concurrent callers never share one.
+
+    With ``greedy`` the worker also takes other due deliveries up to ``limit``: under
+    load one task then drains many deliveries (their own queued tasks find nothing
+    left and finish at once), which batches database work without adding latency.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.WEBHOOK_CLAIM_LEASE_SECONDS)
+    exclude = list(exclude_ids)
+
+    def candidates():  # noqa: ANN202
+        qs = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event", "endpoint")
+            .filter(_due_filter(now))
+        )
+        return qs.exclude(id__in=exclude) if exclude else qs
+
+    with transaction.atomic():
+        qs = candidates()
+        if delivery_ids is not None:
+            qs = qs.filter(id__in=list(delivery_ids))
+        if event_ids is not None:
+            qs = qs.filter(event_id__in=list(event_ids))
+        claimed = list(qs.order_by("next_attempt_at")[:limit])
+        if greedy and len(claimed) < limit:
+            taken = [d.id for d in claimed]
+            extra = candidates().exclude(id__in=taken) if taken else candidates()
+            claimed += list(extra.order_by("next_attempt_at")[: limit - len(claimed)])
+        if not claimed:
+            return []
+        # A claim that expired without an outcome means the worker died mid-delivery.
+        abandoned = [
+            WebhookAttempt(
+                delivery=d, attempt_number=d.attempts_count, replay_round=d.replay_count,
+                outcome=WebhookAttempt.ABANDONED, started_at=d.last_attempt_at or now,
+                error_kind="abandoned", error="worker stopped before recording the outcome; sent again",
+            )
+            for d in claimed if d.claimed_until is not None
+        ]
+        if abandoned:
+            WebhookAttempt.objects.bulk_create(abandoned)
+        WebhookDelivery.objects.filter(id__in=[d.id for d in claimed]).update(
+            claimed_until=lease, dispatched_until=None, attempts_count=F("attempts_count") + 1,
+            last_attempt_at=now,
+        )
+    for d in claimed:
+        d.claimed_until = lease
+        d.dispatched_until = None
+        d.attempts_count += 1
+        d.last_attempt_at = now
+    return claimed
+
+
+@dataclass
+class _Sent:
+    delivery: WebhookDelivery
+    outcome: sender.AttemptOutcome
+    started_at: datetime
+    finished_at: datetime
+    signed_ts: int
+
+
+def _send_one(d: WebhookDelivery, options: dict) -> _Sent:
+    """The HTTP part only (no database): safe to run in a thread."""
+    event, endpoint = d.event, d.endpoint
+    body = bytes(event.body)
+    started_at = timezone.now()
+    signed_ts = int(time.time())
+    headers = signing.signature_headers(
+        msg_id=event.webhook_id, timestamp=signed_ts, body=body, secrets=endpoint.signing_secrets(now=started_at),
+    )
+    outcome = sender.post_webhook(url=endpoint.url, body=body, headers=headers, **options)
+    return _Sent(d, outcome, started_at, timezone.now(), signed_ts)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    # Created lazily per process: a pool inherited through fork() has no threads.
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(max_workers=settings.WEBHOOK_SEND_CONCURRENCY, thread_name_prefix="webhook-send")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | None = None) -> list[AttemptResult]:
+    """Send claimed deliveries (concurrently), then record all outcomes in one transaction."""
+    if not claimed:
+        return []
+    options = {
+        "allow_http_hosts": settings.WEBHOOK_ALLOW_HTTP_HOSTS, "resolver": resolver(),
+        "timeout": settings.WEBHOOK_TIMEOUT_SECONDS, "max_response_bytes": settings.WEBHOOK_MAX_RESPONSE_BYTES,
+    }
+    if len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1:
+        sent = [_send_one(d, options) for d in claimed]
+    else:
+        sent = list(_thread_pool().map(lambda d: _send_one(d, options), claimed))
+    policy = retry_policy()
+    decisions = [
+        retry.decide(outcome=s.outcome, attempts_made=s.delivery.attempts_count, now=s.finished_at,
+                     policy=policy, rng=rng)
+        for s in sent
+    ]
+    _record(sent, decisions)
+    results = []
+    for s, decision in zip(sent, decisions, strict=True):
+        if decision.action != retry.SUCCEEDED:
+            logger.info("webhook delivery %s to endpoint %s: %s (%s)", s.delivery.id, s.delivery.endpoint_id,
+                        decision.action, s.outcome.error or s.outcome.status_code)
+        results.append(AttemptResult(s.delivery.id, decision.action, s.outcome.status_code, s.outcome.error))
+    return results
+
+
+_RECORDED_FIELDS = ["claimed_until", "last_status_code", "last_error", "status", "succeeded_at",
+                    "next_attempt_at", "dispatched_until", "dead_at"]
+
+
+def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
+    attempts = []
+    disable: dict[UUID, datetime] = {}
+    by_lease: dict[datetime, list[WebhookDelivery]] = {}
+    for s, decision in zip(sent, decisions, strict=True):
+        d, outcome = s.delivery, s.outcome
+        attempts.append(WebhookAttempt(
+            delivery=d, attempt_number=d.attempts_count, replay_round=d.replay_count,
+            outcome=WebhookAttempt.SUCCEEDED if outcome.ok else WebhookAttempt.FAILED,
+            started_at=s.started_at, duration_ms=outcome.duration_ms, status_code=outcome.status_code,
+            error_kind=outcome.error_kind, error=outcome.error[:500],
+            response_excerpt=outcome.response_excerpt, signed_timestamp=s.signed_ts,
+            connected_ip=outcome.connected_ip,
+        ))
+        by_lease.setdefault(d.claimed_until, []).append(d)
+        d.claimed_until = None
+        d.last_status_code = outcome.status_code
+        d.last_error = outcome.error[:500]
+        if decision.action == retry.SUCCEEDED:
+            d.status, d.succeeded_at, d.next_attempt_at = WebhookDelivery.SUCCEEDED, s.finished_at, None
+        elif decision.action == retry.RETRY:
+            d.next_attempt_at, d.dispatched_until = decision.next_attempt_at, None
+        else:
+            d.status, d.dead_at, d.next_attempt_at = WebhookDelivery.DEAD, s.finished_at, None
+            d.last_error = (decision.reason or outcome.error)[:500]
+        if decision.action == retry.DISABLE_ENDPOINT:
+            disable[d.endpoint_id] = s.finished_at
+    with transaction.atomic():
+        WebhookAttempt.objects.bulk_create(attempts)
+        for endpoint_id, at in disable.items():
+            WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
+                is_active=False, disabled_reason="receiver answered 410 Gone", disabled_at=at,
+            )
+        # Only the holder of the current claim may move a delivery on.
+        for lease, rows in by_lease.items():
+            WebhookDelivery.objects.filter(claimed_until=lease).bulk_update(rows, _RECORDED_FIELDS)
+
+
+def deliver(
+    *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
+    limit: int = CLAIM_BATCH, greedy: bool = False,
+) -> list[AttemptResult]:
+    """Claim what is due among the given deliveries (or of the given events) and send each once."""
+    return send_claimed(claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, greedy=greedy))
+
+
+def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:
+    """Send everything due now, each delivery at most once (``deliver_webhooks``)."""
+    results: list[AttemptResult] = []
+    attempted: list[UUID] = []
+    while max_deliveries is None or len(results) < max_deliveries:
+        batch = CLAIM_BATCH if max_deliveries is None else min(CLAIM_BATCH, max_deliveries - len(results))
+        claimed = claim_due(exclude_ids=attempted, limit=batch)
+        if not claimed:
+            break
+        attempted += [d.id for d in claimed]
+        results += send_claimed(claimed)
+    return results
+
+
+# --- dispatch to Celery -----------------------------------------------------------
+
+_publisher = threading.local()
+
+
+def celery_app():  # noqa: ANN201 - a seam for tests that point the app at another broker
+    from billing_project.celery import app
+
+    return app
+
+
+def _fail_fast_connection():  # noqa: ANN202
+    """A broker connection that gives up at once instead of retrying for seconds.
+
+    Publishing happens after commit inside API requests: a broker outage must not
+    stall them. The outbox rows stay pending and the sweeper queues them later.
+    """
+    app = celery_app()
+    conn = getattr(_publisher, "conn", None)
+    if conn is None or getattr(_publisher, "app", None) is not app:
+        options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
+        conn = app.connection_for_write(transport_options=options, connect_timeout=2)
+        _publisher.conn, _publisher.app = conn, app
+    return conn
+
+
+def _enqueue(task_name: str, args: list) -> bool:
+    try:
+        celery_app().send_task(task_name, args=args, retry=False, connection=_fail_fast_connection())
+    except Exception as exc:  # any broker failure: the outbox rows are the source of truth
+        conn = getattr(_publisher, "conn", None)
+        _publisher.conn = None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: S110 - already broken
+                pass
+        logger.warning("webhook dispatch deferred to the sweeper (%s: %s)", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def dispatch_events(event_ids: Sequence[UUID]) -> bool:
+    """After commit: queue delivery of new events (or leave them to the sweeper)."""
+    ok = True
+    for start in range(0, len(event_ids), DISPATCH_CHUNK):
+        part = list(event_ids[start:start + DISPATCH_CHUNK])
+        if ok and _enqueue("webhooks.tasks.deliver_events", [[str(i) for i in part]]):
+            continue
+        ok = False
+        WebhookDelivery.objects.filter(event_id__in=part, status=WebhookDelivery.PENDING).update(
+            dispatched_until=None)
+    return ok
+
+
+class _CommitBatch:
+    """The events recorded in one transaction, dispatched together after its commit."""
+
+    def __init__(self) -> None:
+        self.event_ids: list[UUID] = []
+
+    def __call__(self) -> None:
+        dispatch_events(self.event_ids)
+
+
+def dispatch_after_commit(event_id: UUID) -> None:
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        # One Celery message per transaction, not per event. ``run_on_commit`` holds
+        # (savepoint ids, callback, robust) tuples; a batch registered in a savepoint
+        # that rolled back is gone from it, and a new one is started.
+        for _sids, callback, _robust in connection.run_on_commit:
+            if isinstance(callback, _CommitBatch):
+                callback.event_ids.append(event_id)
+                return
+    batch = _CommitBatch()
+    batch.event_ids.append(event_id)
+    transaction.on_commit(batch, robust=True)
+
+
+def dispatch_deliveries(delivery_ids: Sequence[UUID]) -> bool:
+    if not delivery_ids:
+        return True
+    ids = [str(i) for i in delivery_ids]
+    if _enqueue("webhooks.tasks.deliver_deliveries", [ids]):
+        return True
+    WebhookDelivery.objects.filter(id__in=list(delivery_ids)).update(dispatched_until=None)
+    return False
+
+
+def sweep_due(*, limit: int | None = None, chunk: int = DISPATCH_CHUNK) -> int:
+    """Queue a task for every due delivery nobody is handling. Returns how many were queued."""
+    now = timezone.now()
+    limit = limit or settings.WEBHOOK_SWEEP_BATCH
+    grace = now + timedelta(seconds=settings.WEBHOOK_DISPATCH_GRACE_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(_due_filter(now))
+            .filter(Q(dispatched_until__isnull=True) | Q(dispatched_until__lt=now))
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            WebhookDelivery.objects.filter(id__in=ids).update(dispatched_until=grace)
+    queued = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        if not dispatch_deliveries(part):
+            # Broker down: release the rest too so the next sweep retries them at once.
+            WebhookDelivery.objects.filter(id__in=ids[start:]).update(dispatched_until=None)
+            break
+        queued += len(part)
+    return queued

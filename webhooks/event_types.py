@@ -1,0 +1,64 @@
+"""Webhook types.
+
+``EMITTED`` are the types Fusion Billing sends. ``ACCEPTED`` is what an endpoint may
+subscribe to: everything Lago documents (``config/webhook_event_types.yml``), so an
+app migrating from Lago can keep its endpoint configuration unchanged even for types
+we never emit.
+"""
+
+from __future__ import annotations
+
+import re
+
+EMITTED: tuple[str, ...] = (
+    "customer.created",
+    "customer.updated",
+    "subscription.started",
+    "subscription.updated",
+    "subscription.terminated",
+    "invoice.created",
+    "invoice.payment_status_updated",
+    "invoice.voided",
+)
+
+LAGO_TYPES: tuple[str, ...] = (
+    "alert.triggered",
+    "billable_metric.created", "billable_metric.updated", "billable_metric.deleted",
+    "customer.created", "customer.updated", "customer.vies_check", "customer.checkout_url_generated",
+    "customer.accounting_provider_created", "customer.accounting_provider_error",
+    "customer.crm_provider_created", "customer.crm_provider_error",
+    "customer.payment_provider_created", "customer.payment_provider_error", "customer.tax_provider_error",
+    "credit_note.created", "credit_note.generated", "credit_note.provider_refund_failure",
+    "dunning_campaign.finished",
+    "event.error", "events.errors",
+    "feature.created", "feature.updated", "feature.deleted",
+    "fee.created", "fee.tax_provider_error",
+    "invoice.created", "invoice.one_off_created", "invoice.paid_credit_added", "invoice.generated",
+    "invoice.drafted", "invoice.ready_to_finalize", "invoice.voided", "invoice.deleted",
+    "invoice.payment_dispute_lost", "invoice.payment_status_updated", "invoice.payment_overdue",
+    "invoice.payment_failure", "invoice.resynced",
+    "integration.provider_error",
+    "order.created", "order.executed",
+    "order_form.created", "order_form.signed", "order_form.expired", "order_form.voided",
+    "quote.created", "quote.approved", "quote.voided",
+    "payment.succeeded", "payment.requires_action", "payment_provider.error",
+    "payment_receipt.created", "payment_receipt.generated",
+    "payment_request.created", "payment_request.payment_failure", "payment_request.payment_status_updated",
+    "plan.created", "plan.updated", "plan.deleted",
+    "subscription.started", "subscription.terminated", "subscription.updated", "subscription.canceled",
+    "subscription.incomplete", "subscription.termination_alert", "subscription.trial_ended",
+    "subscription.usage_threshold_reached",
+    "wallet.created", "wallet.updated", "wallet.terminated", "wallet.depleted_ongoing_balance",
+    "wallet_transaction.created", "wallet_transaction.updated", "wallet_transaction.payment_failure",
+)
+
+WILDCARD = "*"
+ACCEPTED: frozenset[str] = frozenset(LAGO_TYPES) | frozenset(EMITTED)
+
+WEBHOOK_TYPE_PATTERN = re.compile(r"^[a-z][a-z_]*\.[a-z][a-z_]*$")
+OBJECT_TYPE_PATTERN = re.compile(r"^[a-z][a-z_]*$")
+
+
+def matches(event_types: list[str] | None, webhook_type: str) -> bool:
+    """``None`` or ``["*"]`` subscribes to everything (Lago semantics)."""
+    return event_types is None or WILDCARD in event_types or webhook_type in event_types

@@ -1,0 +1,242 @@
+"""One SSRF-safe HTTP POST of a webhook body.
+
+* The URL is checked and resolved once by ``webhooks.ssrf.check_url``; the TCP
+  connection goes to that exact address (no second DNS lookup). For https the TLS
+  handshake still sends SNI and verifies the certificate against the *hostname*.
+* Redirects are never followed: a 3xx is returned as a failed attempt.
+* One overall deadline (default 15 s) covers connect, TLS, sending and reading; a
+  server that drips bytes cannot hold the worker longer than that.
+* At most ``max_response_bytes`` of the response body are read.
+
+Pure module: no Django, no database. Returns an ``AttemptOutcome``; never raises for
+network or HTTP problems.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from webhooks.ssrf import CheckedTarget, Resolver, UnsafeWebhookUrl, check_url
+
+DEFAULT_TIMEOUT_SECONDS = 15.0  # ok-float
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024
+RESPONSE_EXCERPT_CHARS = 1024
+USER_AGENT = "FusionBilling-Webhooks/1.0"
+
+# Error kinds stored on every attempt.
+KIND_NONE = ""
+KIND_HTTP_STATUS = "http_status"
+KIND_REDIRECT = "redirect"
+KIND_TIMEOUT = "timeout"
+KIND_CONNECTION = "connection"
+KIND_TLS = "tls"
+KIND_SSRF = "ssrf"
+KIND_PROTOCOL = "protocol"
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status_code: int | None
+    duration_ms: int
+    response_excerpt: str
+    error_kind: str
+    error: str
+    retry_after_seconds: int | None = None
+    connected_ip: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+_default_context: ssl.SSLContext | None = None
+_default_context_lock = threading.Lock()
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    global _default_context
+    with _default_context_lock:
+        if _default_context is None:
+            ctx = ssl.create_default_context()
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            _default_context = ctx
+        return _default_context
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = now or datetime.now(timezone.utc)
+    return max(0, int((when - current).total_seconds()))
+
+
+class _PinnedMixin:
+    """Connect to the vetted address instead of resolving ``self.host`` again."""
+
+    pinned_ip: str
+
+    def _pinned_create_connection(self, address, timeout=None, source_address=None):  # noqa: ANN001
+        _host, port = address
+        return socket.create_connection((self.pinned_ip, port), timeout, source_address)
+
+
+class _PinnedHTTPConnection(_PinnedMixin, http.client.HTTPConnection):
+    def __init__(self, *, host: str, port: int, pinned_ip: str, timeout: float):  # ok-float
+        super().__init__(host, port, timeout=timeout)
+        self.pinned_ip = pinned_ip
+        self._create_connection = self._pinned_create_connection
+
+
+class _PinnedHTTPSConnection(_PinnedMixin, http.client.HTTPSConnection):
+    def __init__(self, *, host: str, port: int, pinned_ip: str, timeout: float, context: ssl.SSLContext):  # ok-float
+        # HTTPSConnection.connect wraps with server_hostname=self.host: SNI and
+        # certificate verification use the hostname, not the pinned address.
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.pinned_ip = pinned_ip
+        self._create_connection = self._pinned_create_connection
+
+
+class _Deadline:
+    """Shuts the socket down when the overall time budget is spent."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float):  # ok-float
+        self._conn = conn
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _excerpt(data: bytes) -> str:
+    return data[: RESPONSE_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
+
+
+def post_checked(
+    *,
+    target: CheckedTarget,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,  # ok-float
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AttemptOutcome:
+    parsed = target.parsed
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    if parsed.scheme == "https":
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(
+            host=parsed.host,
+            port=parsed.port,
+            pinned_ip=target.pinned_ip,
+            timeout=timeout,
+            context=ssl_context or default_ssl_context(),
+        )
+    else:
+        conn = _PinnedHTTPConnection(host=parsed.host, port=parsed.port, pinned_ip=target.pinned_ip, timeout=timeout)
+
+    request_headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **dict(headers),
+        "Connection": "close",
+    }
+    deadline = _Deadline(conn, timeout)
+    try:
+        with deadline:
+            conn.request("POST", parsed.target, body=body, headers=request_headers)
+            response = conn.getresponse()
+            data = response.read(max_response_bytes)
+            status = response.status
+            retry_after = parse_retry_after(response.getheader("Retry-After"))
+            location = response.getheader("Location") or ""
+    except ssl.SSLError as exc:
+        if deadline.expired:
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
+        return AttemptOutcome(None, elapsed_ms(), "", KIND_TLS, f"TLS error: {exc.reason or exc}", connected_ip=target.pinned_ip)
+    except (TimeoutError, socket.timeout):
+        return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
+    except (http.client.HTTPException, OSError) as exc:
+        if deadline.expired:
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_TIMEOUT, f"no response within {timeout:g} s", connected_ip=target.pinned_ip)
+        kind = KIND_PROTOCOL if isinstance(exc, http.client.HTTPException) else KIND_CONNECTION
+        return AttemptOutcome(None, elapsed_ms(), "", kind, f"{type(exc).__name__}: {exc}"[:500], connected_ip=target.pinned_ip)
+    finally:
+        conn.close()
+
+    excerpt = _excerpt(data)
+    if 200 <= status < 300:
+        return AttemptOutcome(status, elapsed_ms(), excerpt, KIND_NONE, "", connected_ip=target.pinned_ip)
+    if 300 <= status < 400:
+        return AttemptOutcome(
+            status, elapsed_ms(), excerpt, KIND_REDIRECT,
+            f"redirects are not followed (HTTP {status}, Location: {location[:300]})",
+            connected_ip=target.pinned_ip,
+        )
+    return AttemptOutcome(
+        status, elapsed_ms(), excerpt, KIND_HTTP_STATUS, f"HTTP {status}",
+        retry_after_seconds=retry_after if status in (429, 503) else None,
+        connected_ip=target.pinned_ip,
+    )
+
+
+def post_webhook(
+    *,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    allow_http_hosts=None,  # noqa: ANN001 - iterable or comma-separated string
+    resolver: Resolver | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,  # ok-float
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AttemptOutcome:
+    """Check ``url`` (resolving it once) and POST ``body`` to the vetted address."""
+    started = time.monotonic()
+    try:
+        target = check_url(url, allow_http_hosts=allow_http_hosts, resolver=resolver)
+    except UnsafeWebhookUrl as exc:
+        return AttemptOutcome(None, int((time.monotonic() - started) * 1000), "", KIND_SSRF, f"{exc.code}: {exc}")
+    return post_checked(
+        target=target, body=body, headers=headers, timeout=timeout,
+        max_response_bytes=max_response_bytes, ssl_context=ssl_context,
+    )
