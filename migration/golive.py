@@ -274,8 +274,9 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
             started_by: str = "") -> list[GoLiveAttempt]:
     """Flip each subscription that passes its preflight; one GoLiveAttempt per subscription.
 
-    Odoo is called before the local flip and the call is idempotent, so a crash
-    between the two is repaired by flipping again.
+    The mode is set to live and the gateway called in one transaction: a refusal
+    rolls the flip back. The gateway is idempotent, so a crash after Odoo answered
+    is repaired by flipping again (the order and token are found, not duplicated).
     """
     attempts: list[GoLiveAttempt] = []
     try:
@@ -291,8 +292,16 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
             continue
         customer = sub.account_link.customer
         try:
-            order = gateway.push_live_order(subscription=sub, stripe_customer_id=customer.stripe_customer_id,
-                                            stripe_payment_method_id=pre.stripe_payment_method_id)
+            # The flip and the push are one transaction: the bridge pushes only live
+            # subscriptions, and if Odoo refuses, the mode rolls back to shadow.
+            with transaction.atomic():
+                locked = Subscription.objects.select_for_update().get(pk=sub.pk)
+                locked.mode = SubscriptionMode.LIVE
+                locked.save(update_fields=["mode", "updated_at"])
+                order = gateway.push_live_order(subscription=locked, stripe_customer_id=customer.stripe_customer_id,
+                                                stripe_payment_method_id=pre.stripe_payment_method_id)
+                locked.odoo_sale_order_id = order.sale_order_id
+                locked.save(update_fields=["odoo_sale_order_id", "updated_at"])
         except Exception as exc:  # Odoo down, access denied, ...: stays shadow, reported
             logger.exception("go-live of %s failed in Odoo", sub)
             attempts.append(_record(sub, GoLiveAction.GO_LIVE, ok=False, checks=pre.checks,
@@ -300,19 +309,14 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
                                     started_by=started_by,
                                     stripe_payment_method_id=pre.stripe_payment_method_id))
             continue
-        with transaction.atomic():
-            locked = Subscription.objects.select_for_update().get(pk=sub.pk)
-            locked.mode = SubscriptionMode.LIVE
-            locked.odoo_sale_order_id = order.sale_order_id
-            locked.save(update_fields=["mode", "odoo_sale_order_id", "updated_at"])
-            attempts.append(_record(
-                locked, GoLiveAction.GO_LIVE, ok=True, checks=pre.checks,
-                message=f"live: sale.order {order.sale_order_id}, payment.token {order.payment_token_id}",
-                started_by=started_by, odoo_sale_order_id=order.sale_order_id,
-                odoo_payment_token_id=order.payment_token_id,
-                stripe_payment_method_id=pre.stripe_payment_method_id,
-            ))
         sub.mode, sub.odoo_sale_order_id = SubscriptionMode.LIVE, order.sale_order_id
+        attempts.append(_record(
+            sub, GoLiveAction.GO_LIVE, ok=True, checks=pre.checks,
+            message=f"live: sale.order {order.sale_order_id}, payment.token {order.payment_token_id}",
+            started_by=started_by, odoo_sale_order_id=order.sale_order_id,
+            odoo_payment_token_id=order.payment_token_id,
+            stripe_payment_method_id=pre.stripe_payment_method_id,
+        ))
     return attempts
 
 
