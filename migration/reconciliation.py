@@ -77,13 +77,25 @@ def _classify(*, fusion: Decimal, source: Decimal, tolerance: Decimal) -> tuple[
     return delta, (ReconciliationStatus.MATCH if abs(delta) <= tolerance else ReconciliationStatus.MISMATCH)
 
 
-def _subscriptions_by_external_id(service: Service) -> dict[str, Subscription]:
+def _subscriptions_by_external_id(service: Service, external_ids: Iterable[str]) -> dict[str, Subscription]:
+    """The subscription behind each external id (an open one wins over a terminated one)."""
     subs: dict[str, Subscription] = {}
-    for sub in (Subscription.objects.filter(service=service)
+    for sub in (Subscription.objects.filter(service=service, external_id__in=list(external_ids))
                 .select_related("plan", "account_link").order_by("created_at")):
         if sub.external_id not in subs or sub.status not in CLOSED_SUBSCRIPTION_STATUSES:
             subs[sub.external_id] = sub
     return subs
+
+
+def _chunks(rows: Iterable, size: int):
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _closed_window_starting(sub: Subscription, period_start: date, now: datetime) -> tuple[datetime, datetime] | None:
@@ -107,7 +119,6 @@ def reconcile_rows(*, service: Service, billed: Iterable[SourceBilledPeriod], pe
     """Upsert one Reconciliation per billed row, plus ``missing_in_source`` rows."""
     tolerance = default_tolerance() if tolerance is None else tolerance
     now = now or timezone.now()
-    subs = _subscriptions_by_external_id(service)
     result = ReconcileResult()
     seen: set[tuple[str, date]] = set()
     periods: set[date] = {period_start} if period_start else set()
@@ -133,58 +144,64 @@ def reconcile_rows(*, service: Service, billed: Iterable[SourceBilledPeriod], pe
             flush()
 
     with transaction.atomic():
-        for bill in billed:
-            if period_start and bill.period_start != period_start:
-                continue
-            seen.add((bill.deployment_id, bill.period_start))
-            periods.add(bill.period_start)
-            source_amount = (bill.flat_amount + bill.overage_amount).quantize(FOUR_DP)
-            row = Reconciliation(
-                service=service, external_subscription_id=bill.deployment_id,
-                period_start=bill.period_start, period_end=bill.period_end, currency=bill.currency,
-                source_flat_amount=bill.flat_amount, source_overage_amount=bill.overage_amount,
-                source_amount=source_amount, source_cpu_seconds=bill.cpu_seconds,
-            )
-            sub = subs.get(bill.deployment_id)
-            if sub is None:
-                row.status = ReconciliationStatus.MISSING_IN_FUSION
-            else:
-                usage, units = fusion_usage(subscription=sub, window_start=day_start(bill.period_start),
-                                            window_end=day_start(bill.period_end))
-                row.subscription, row.customer_id = sub, sub.account_link.customer_id
-                row.fusion_flat_amount = sub.flat_amount.quantize(SIX_DP)
-                row.fusion_usage_amount = usage
-                row.fusion_amount = (sub.flat_amount + usage).quantize(SIX_DP)
-                row.fusion_units = units
-                row.delta, row.status = _classify(fusion=row.fusion_amount, source=source_amount,
-                                                  tolerance=tolerance)
-            add(row)
+        # Billed rows and subscriptions stream in chunks: memory stays bounded.
+        for chunk in _chunks((b for b in billed if not period_start or b.period_start == period_start),
+                             UPSERT_BATCH):
+            subs = _subscriptions_by_external_id(service, {b.deployment_id for b in chunk})
+            for bill in chunk:
+                seen.add((bill.deployment_id, bill.period_start))
+                periods.add(bill.period_start)
+                source_amount = (bill.flat_amount + bill.overage_amount).quantize(FOUR_DP)
+                row = Reconciliation(
+                    service=service, external_subscription_id=bill.deployment_id,
+                    period_start=bill.period_start, period_end=bill.period_end, currency=bill.currency,
+                    source_flat_amount=bill.flat_amount, source_overage_amount=bill.overage_amount,
+                    source_amount=source_amount, source_cpu_seconds=bill.cpu_seconds,
+                )
+                sub = subs.get(bill.deployment_id)
+                if sub is None:
+                    row.status = ReconciliationStatus.MISSING_IN_FUSION
+                else:
+                    usage, units = fusion_usage(subscription=sub, window_start=day_start(bill.period_start),
+                                                window_end=day_start(bill.period_end))
+                    row.subscription, row.customer_id = sub, sub.account_link.customer_id
+                    row.fusion_flat_amount = sub.flat_amount.quantize(SIX_DP)
+                    row.fusion_usage_amount = usage
+                    row.fusion_amount = (sub.flat_amount + usage).quantize(SIX_DP)
+                    row.fusion_units = units
+                    row.delta, row.status = _classify(fusion=row.fusion_amount, source=source_amount,
+                                                      tolerance=tolerance)
+                add(row)
+        all_subs = Subscription.objects.filter(service=service).select_related("plan", "account_link")
+        open_subs = all_subs.exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
         if not period_start:
-            # Each subscription's latest closed window is due a NexaCloud bill too.
-            for sub in subs.values():
-                if sub.current_period_start is not None and sub.status not in CLOSED_SUBSCRIPTION_STATUSES:
-                    previous = sub.current_period_start - timedelta(microseconds=1)
-                    if sub.started_at is not None and sub.started_at <= previous:
-                        start, _ = subscription_window(
-                            interval=sub.plan.interval, billing_time=sub.billing_time,
-                            started_at=sub.started_at, at=previous, anchor=sub.billing_anchor)
-                        periods.add(start.date())
-        for sub in subs.values():
-            for period in sorted(periods):
-                if (sub.external_id, period) in seen:
-                    continue
-                window = _closed_window_starting(sub, period, now)
-                if window is None:
-                    continue
-                usage, units = fusion_usage(subscription=sub, window_start=window[0], window_end=window[1])
-                fusion_amount = (sub.flat_amount + usage).quantize(SIX_DP)
-                add(Reconciliation(
-                    service=service, external_subscription_id=sub.external_id, period_start=period,
-                    period_end=window[1].date(), subscription=sub, customer_id=sub.account_link.customer_id,
-                    currency=sub.currency, fusion_flat_amount=sub.flat_amount.quantize(SIX_DP),
-                    fusion_usage_amount=usage, fusion_amount=fusion_amount, fusion_units=units,
-                    status=ReconciliationStatus.MISSING_IN_SOURCE,
-                ))
+            # Each open subscription's latest closed window is due a NexaCloud bill too.
+            for sub in open_subs.filter(current_period_start__isnull=False).iterator(chunk_size=2000):
+                previous = sub.current_period_start - timedelta(microseconds=1)
+                if sub.started_at is not None and sub.started_at <= previous:
+                    start, _ = subscription_window(
+                        interval=sub.plan.interval, billing_time=sub.billing_time,
+                        started_at=sub.started_at, at=previous, anchor=sub.billing_anchor)
+                    periods.add(start.date())
+        ordered_periods = sorted(periods)
+        # Open subscriptions first: for an external id they win over a terminated predecessor.
+        for subs_query in (open_subs, all_subs.filter(status__in=CLOSED_SUBSCRIPTION_STATUSES)):
+            for sub in subs_query.order_by("external_id", "created_at").iterator(chunk_size=2000):
+                for period in ordered_periods:
+                    if (sub.external_id, period) in seen:
+                        continue
+                    window = _closed_window_starting(sub, period, now)
+                    if window is None:
+                        continue
+                    seen.add((sub.external_id, period))
+                    usage, units = fusion_usage(subscription=sub, window_start=window[0], window_end=window[1])
+                    add(Reconciliation(
+                        service=service, external_subscription_id=sub.external_id, period_start=period,
+                        period_end=window[1].date(), subscription=sub, customer_id=sub.account_link.customer_id,
+                        currency=sub.currency, fusion_flat_amount=sub.flat_amount.quantize(SIX_DP),
+                        fusion_usage_amount=usage, fusion_amount=(sub.flat_amount + usage).quantize(SIX_DP),
+                        fusion_units=units, status=ReconciliationStatus.MISSING_IN_SOURCE,
+                    ))
         flush()
     return result
 

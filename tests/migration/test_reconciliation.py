@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from metering.models import Subscription
 from migration.models import Reconciliation
 from migration.reader import SourceBilledPeriod
 from migration.reconciliation import reconcile_rows
@@ -98,3 +99,24 @@ def test_reconcile_command_errors_are_clean(db, nexacloud_dsn):
         call_command("reconcile", service="nexacloud", dsn=nexacloud_dsn, stdout=StringIO())
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         call_command("reconcile", service="nexacloud", period_start="10/2026", stdout=StringIO())
+
+
+def test_terminated_predecessor_does_not_duplicate_the_period(imported, nexacloud_dsn):
+    current = Subscription.objects.get(external_id=F.DEP_FREE)
+    Subscription.objects.create(
+        service=imported, account_link=current.account_link, external_id=F.DEP_FREE, plan=current.plan,
+        status="terminated", mode="shadow", billing_time="anniversary", started_at=current.started_at,
+        billing_anchor=current.billing_anchor, current_period_start=current.current_period_start,
+        current_period_end=current.current_period_end, flat_amount=Decimal("1"), currency="CAD")
+    call_command("reconcile", service="nexacloud", dsn=nexacloud_dsn, stdout=StringIO())
+    row = Reconciliation.objects.get(external_subscription_id=F.DEP_FREE)
+    assert row.subscription == current and row.status == "missing_in_source"
+
+
+def test_nightly_task_reconciles_from_the_configured_source(imported, nexacloud_dsn, settings):
+    from migration.tasks import reconcile_nightly
+
+    settings.NEXACLOUD_DSN = nexacloud_dsn
+    assert reconcile_nightly.apply(kwargs={"service_code": "nexacloud"}).get() == {
+        "match": 3, "mismatch": 0, "missing_in_fusion": 1, "missing_in_source": 1}
+    assert "migration-reconcile-nexacloud-nightly" in settings.CELERY_BEAT_SCHEDULE
