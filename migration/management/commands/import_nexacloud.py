@@ -30,8 +30,7 @@ class _ProgressBars:
             self.close()
             self._phase = phase
             self._bar = self._tqdm(total=total, desc=phase, unit="rows", file=self._stream, leave=True)
-        self._bar.n = processed
-        self._bar.refresh()
+        self._bar.update(processed - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
