@@ -444,9 +444,11 @@ class NexaCloudWriter:
 
     # -- usage -----------------------------------------------------------------------------
     def import_usage(self, usage: Iterable[SourceUsageHour], *, chunk_size: int = USAGE_CHUNK) -> None:
+        # Shadow only: once live, usage arrives through the API and the source's
+        # counters must not be added a second time.
         targets = {
             external_id: sub_id
-            for external_id, sub_id in Subscription.objects.filter(service=self.service)
+            for external_id, sub_id in Subscription.objects.filter(service=self.service, mode=SubscriptionMode.SHADOW)
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
             .values_list("external_id", "id")
         }
@@ -472,7 +474,7 @@ class NexaCloudWriter:
             for hour in chunk:
                 sub_id = targets.get(hour.deployment_id)
                 if sub_id is None:
-                    self.report.add("usage", "skipped")  # deployment not imported (failed/skipped/deleted)
+                    self.report.add("usage", "skipped")  # deployment not imported, deleted, or already live
                     continue
                 rows.append((sub_id, hour.deployment_id, usage_transaction_id(hour.deployment_id, hour.hour_start),
                              hour.hour_start, hour.cpu_seconds,

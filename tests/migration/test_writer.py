@@ -88,3 +88,14 @@ def test_dry_run_rolls_back(service):
         plan_rows=[PLAN], user_rows=[user("u1", "a@x.io")], deployment_rows=[deployment("d1", "u1")]))
     assert report.counts["deployments"]["created"] == 1 and not Subscription.objects.exists()
     assert not Customer.objects.exists()
+
+
+def test_usage_of_a_live_subscription_is_not_imported_again(service):
+    source = StaticSource(plan_rows=[PLAN], user_rows=[user("u1", "a@x.io")],
+                          deployment_rows=[deployment("d1", "u1")], usage_rows=[SourceUsageHour("d1", T0, 10)])
+    write_import(service=service, source=source)
+    Subscription.objects.filter(external_id="d1").update(mode="live")
+    source.usage_rows.append(SourceUsageHour("d1", T0.replace(hour=1), 20))
+    report = write_import(service=service, source=source)
+    assert report.counts["usage"]["skipped"] == 2 and UsageEvent.objects.count() == 1
+    assert report.counts["deployments"]["unchanged"] == 1
