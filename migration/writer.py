@@ -334,13 +334,13 @@ class NexaCloudWriter:
                     name=user.full_name or email, email=email, company=user.company or "",
                     currency=self.service.default_currency, stripe_customer_id=user.stripe_customer_id or "",
                 )
-                if key:
-                    customers_by_email[key] = customer
             elif user.stripe_customer_id and not customer.stripe_customer_id:
                 customer.stripe_customer_id = user.stripe_customer_id
                 customer.save(update_fields=["stripe_customer_id", "updated_at"])
             AccountLink.objects.create(service=self.service, external_id=user.id,
                                        external_email=email, customer=customer)
+            if key:  # cached only once the row's writes succeeded (a rolled-back one is gone)
+                customers_by_email[key] = customer
             return "created"
         # Mirror fields only; the customer of a link is never changed by a re-run.
         changed = _set_if_changed(link, external_email=email, deleted_at=None)
