@@ -407,7 +407,8 @@ class NexaCloudWriter:
         if dep.user_id in self.deleted_user_ids or (link is not None and link.deleted_at is not None):
             return "skipped"  # the owner was deleted in NexaCloud
         if link is None:
-            raise UnknownUser(f"deployment {dep.id}: user {dep.user_id} is not in NexaCloud or failed to import (orphan deployment)")
+            raise UnknownUser(f"deployment {dep.id}: user {dep.user_id} is not in NexaCloud or failed to "
+                              "import (orphan deployment)")
         plan = self._fusion_plan(plan_code_for(source_plan.code, dep.billing_cycle))
         if plan is None:
             raise UnknownPlan(f"deployment {dep.id}: plan {source_plan.code!r} was not imported")
