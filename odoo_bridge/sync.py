@@ -484,6 +484,16 @@ class Pusher:
                 obj.odoo_product_id = oid
             book.synced(row, odoo_id=oid, pushed_hash=digest)
 
+    def push_partner_batch(self, customers: list[Customer]) -> None:
+        """Partners only: a shadow subscription's customer needs one before it can go live."""
+        book = StateBook(self.now)
+        book.load(SyncKind.CUSTOMER, [str(c.pk) for c in customers])
+        try:
+            self.push_partners(book, customers)
+        finally:
+            book.save()
+            self.flush_write_backs()
+
     # -- subscriptions
     def push_batch(self, subscriptions: list[Subscription]) -> None:
         book = StateBook(self.now)
@@ -784,6 +794,32 @@ def subscriptions_to_push(*, subscription_ids: list[Any] | None = None):
         "plan__charges__metric").order_by("pk")
 
 
+def customers_awaiting_partner():
+    """Customers of open shadow subscriptions without an Odoo partner yet.
+
+    A partner bills nothing, so pushing one for a shadow subscription is safe; go-live
+    requires it.
+    """
+    open_shadow = Subscription.objects.filter(
+        account_link__customer=OuterRef("pk"), mode=SubscriptionMode.SHADOW,
+    ).exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
+    return Customer.objects.filter(odoo_partner_id__isnull=True).filter(Exists(open_shadow)).order_by("pk")
+
+
+def _push_awaiting_partners(pusher: Pusher, report: PushReport, batch_size: int) -> None:
+    last_pk = None
+    while True:
+        page = customers_awaiting_partner()
+        if last_pk is not None:
+            page = page.filter(pk__gt=last_pk)
+        batch = list(page[:batch_size])
+        if not batch:
+            return
+        last_pk = batch[-1].pk
+        report.batches += 1
+        pusher.push_partner_batch(batch)
+
+
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
                subscription_ids: list[Any] | None = None, batch_size: int | None = None,
                settings_: OdooSettings | None = None) -> PushReport:
@@ -804,6 +840,12 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
         if subscription_ids is None and "push" not in cycle:
             report.aborted = "another push cycle is running"
             return report
+        if subscription_ids is None:
+            try:
+                _push_awaiting_partners(pusher, report, batch_size)
+            except CycleAborted as exc:
+                report.aborted = str(exc)
+                return report
         last_pk = None
         while True:
             page = qs if last_pk is None else qs.filter(pk__gt=last_pk)

@@ -110,7 +110,19 @@ def test_shadow_subscriptions_are_never_pushed(fake_odoo, catalog):
     report = push_cycle()
     assert report.subscriptions_seen == 0
     assert fake_odoo.records("sale.order") == []
-    assert fake_odoo.records("res.partner", [["ref", "=like", "fb-cus-%"]]) == []
+    assert fake_odoo.records("sale.order.line") == []
+
+
+def test_shadow_subscription_customers_get_a_partner_for_go_live(fake_odoo, catalog):
+    """A partner bills nothing; go-live's preflight needs it before the flip."""
+    shadow = catalog.subscription(mode="shadow")
+    push_cycle()
+    push_cycle()
+    customer = shadow.account_link.customer
+    customer.refresh_from_db()
+    partners = fake_odoo.records("res.partner", [["ref", "=like", "fb-cus-%"]])
+    assert len(partners) == 1 and customer.odoo_partner_id == partners[0]["id"]
+    assert fake_odoo.records("sale.order") == []
 
 
 def test_terminated_subscription_is_closed_in_odoo(fake_odoo, catalog):
