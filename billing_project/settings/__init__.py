@@ -14,6 +14,7 @@ from .migration import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
 
 CELERY_BEAT_SCHEDULE = {
+    **API_BEAT_SCHEDULE,  # noqa: F405
     **RATING_BEAT_SCHEDULE,  # noqa: F405
     **WEBHOOKS_BEAT_SCHEDULE,  # noqa: F405
     **ODOO_BEAT_SCHEDULE,  # noqa: F405
