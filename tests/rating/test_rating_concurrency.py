@@ -133,3 +133,63 @@ def test_a_worker_killed_mid_run_leaves_every_subscription_whole(service):
                    env=subprocess_environment(DJANGO_DEBUG="1"), capture_output=True)
     assert assert_whole() == len(subs)
     assert RatedUsage.objects.count() == 2 * len(subs)
+
+
+def test_events_racing_a_window_close_are_either_billed_or_refused(service, api_key):
+    """Ingest (HTTP API, FOR KEY SHARE) and window closing (FOR UPDATE) interleave freely:
+    every accepted event of the closing window is in its frozen rating; the others get
+    ``period_closed``. Nothing accepted is lost."""
+    import threading
+    import time
+    from collections import defaultdict
+
+    from django.db import connection as main_connection
+
+    from tests.conftest import make_api_client
+
+    catalogue = Catalogue(service)
+    plan = catalogue.plan("cloud", [("cpu_seconds", "sum_agg", "standard", {"amount": "1"})])
+    subs = [catalogue.subscription(plan, start=T0, end=T0.replace(month=4), external_id=f"race-{i}")
+            for i in range(20)]
+    last_second = int(T0.replace(month=4).timestamp()) - 1  # inside the window being closed
+    accepted: dict[str, int] = defaultdict(int)
+    refused: list[dict] = []
+    stop = threading.Event()
+
+    def ingest():
+        from django.db import connection
+
+        client = make_api_client(api_key)
+        n = 0
+        try:
+            while not stop.is_set():
+                sub = subs[n % len(subs)]
+                response = client.post("/api/v1/events", {"event": {
+                    "transaction_id": f"race-{n}", "external_subscription_id": sub.external_id,
+                    "code": "cpu_seconds", "timestamp": str(last_second), "properties": {"value": "1"},
+                }}, format="json")
+                if response.status_code == 200:
+                    accepted[sub.external_id] += 1
+                else:
+                    refused.append(response.json())
+                n += 1
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    time.sleep(0.3)
+    subprocess.run([sys.executable, "manage.py", "rate_usage", "--chunk-size", "1"], cwd=REPO_ROOT, check=True,
+                   env=subprocess_environment(DJANGO_DEBUG="1"), capture_output=True, timeout=120)
+    time.sleep(0.3)
+    stop.set()
+    thread.join(timeout=60)
+    main_connection.close()
+
+    assert refused, "no event reached a closed window: the race was not exercised"
+    assert all(body["error_details"] == {"timestamp": ["period_closed"]} for body in refused)
+    for sub in subs:
+        march = RatedUsage.objects.filter(subscription=sub, window_start=T0).first()
+        billed = march.units if march else D(0)
+        assert billed == accepted[sub.external_id], sub.external_id
+        assert march is None or march.state == "frozen"
