@@ -255,8 +255,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="client processes (batches)")
     parser.add_argument("--single-concurrency", type=int, default=None,
                         help="client processes for single events (default: --concurrency)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (>= 2)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (>= 2)")
+    parser.add_argument("--threads", type=int, default=4,
                         help="threads per worker (> 1: gthread workers, overlapping database waits)")
     parser.add_argument("--subscriptions", type=int, default=50,
                         help="events are spread over this many subscriptions (1 = one hot row)")
