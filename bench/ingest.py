@@ -2,10 +2,11 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_api_bench \\
     SECRET_KEY=... ALLOWED_HOSTS=127.0.0.1 \\
-    python bench/ingest.py --events 20000 --single-events 3000 --concurrency 8 --workers 2
+    python bench/ingest.py --events 20000 --single-events 3000 --concurrency 8 --workers 3 --threads 4
 
 What runs, all on loopback:
-* gunicorn (``--workers`` sync workers) serving ``billing_project.wsgi`` on an
+* gunicorn (``--workers`` gthread workers with ``--threads`` each; ``--threads 1`` for
+  sync workers) serving ``billing_project.wsgi`` on an
   ephemeral port (a socket bound to port 0 and handed over as ``fd://``);
 * ``--concurrency`` client processes, each a closed loop of HTTP requests
   (``http.client``; connections are reused when the server keeps them alive), posting ``POST /api/v1/events/batch`` (100 events) and
