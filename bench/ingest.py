@@ -2,10 +2,11 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_api_bench \\
     SECRET_KEY=... ALLOWED_HOSTS=127.0.0.1 \\
-    python bench/ingest.py --events 20000 --single-events 3000 --concurrency 8 --workers 2
+    python bench/ingest.py --events 20000 --single-events 3000 --concurrency 8 --workers 3 --threads 4
 
 What runs, all on loopback:
-* gunicorn (``--workers`` sync workers) serving ``billing_project.wsgi`` on an
+* gunicorn (``--workers`` gthread workers with ``--threads`` each; ``--threads 1`` for
+  sync workers) serving ``billing_project.wsgi`` on an
   ephemeral port (a socket bound to port 0 and handed over as ``fd://``);
 * ``--concurrency`` client processes, each a closed loop of HTTP requests
   (``http.client``; connections are reused when the server keeps them alive), posting ``POST /api/v1/events/batch`` (100 events) and
@@ -255,8 +256,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="client processes (batches)")
     parser.add_argument("--single-concurrency", type=int, default=None,
                         help="client processes for single events (default: --concurrency)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (>= 2)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (>= 2)")
+    parser.add_argument("--threads", type=int, default=4,
                         help="threads per worker (> 1: gthread workers, overlapping database waits)")
     parser.add_argument("--subscriptions", type=int, default=50,
                         help="events are spread over this many subscriptions (1 = one hot row)")

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from psycopg import Error as PsycopgError
 from django.db.models import ProtectedError
 from django.utils import timezone
 
@@ -544,10 +545,31 @@ def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
     errors = dict(errors or {})
     if not events:
         raise EventsRejected(errors)
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            return _ingest_postgresql(service=service, events=events, errors=errors)
-        return _ingest_portably(service=service, events=events, errors=errors)
+    for attempt in range(_TRANSIENT_RETRIES):
+        try:
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    return _ingest_postgresql(service=service, events=events, errors=dict(errors))
+                return _ingest_portably(service=service, events=events, errors=dict(errors))
+        except (DatabaseError, PsycopgError) as exc:
+            # Keys are inserted in one global order, so ingest never deadlocks with itself;
+            # a deadlock or serialization failure against another writer is retried.
+            if not _is_transient(exc) or attempt == _TRANSIENT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_TRANSIENT_RETRIES = 3
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import psycopg.errors
+
+    while exc is not None:
+        if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _raw_cursor():
@@ -580,7 +602,10 @@ def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]
         resolved = _check_events(events, subscriptions, metrics, errors)
         if errors:
             raise EventsRejected(errors)
-
+        events_in_request_order = resolved
+        # One global order of unique keys: concurrent batches that overlap take the index
+        # entries in the same order and so can wait for each other but never deadlock.
+        resolved = sorted(resolved, key=lambda r: (r[1].external_subscription_id, r[1].transaction_id))
         now = timezone.now()
         cursor.execute(_INSERT_EVENTS, [
             service.id, now,
@@ -617,7 +642,7 @@ def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]
                     stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
     if errors:
         raise EventsRejected(errors)
-    return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in resolved]
+    return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in events_in_request_order]
 
 
 def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],

@@ -67,3 +67,27 @@ def test_concurrent_conflicting_payloads_store_one_and_reject_the_rest(live_serv
     winners = [value for value, status in results if status == 200]
     assert len(winners) == 1 and sorted(s for _, s in results) == [200] + [422] * 5
     assert list(UsageEvent.objects.values_list("value", flat=True)) == [winners[0]]
+
+
+def test_overlapping_batches_in_opposite_orders_do_not_deadlock(live_server, api_key):
+    client = make_api_client(api_key)
+    create_catalogue(client)
+    create_subscription(client)
+    events = [{"transaction_id": f"tx-{i}", "external_subscription_id": "sub_1", "code": "cpu_seconds",
+               "timestamp": None, "properties": {"cpu_seconds": i}} for i in range(100)]
+    orders = [events, list(reversed(events))] * 3
+    statuses: list[int] = []
+    start = threading.Barrier(len(orders))
+
+    def send(batch) -> None:
+        with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {api_key}"}) as http:
+            start.wait()
+            statuses.append(http.post("/api/v1/events/batch", json={"events": batch}, timeout=30).status_code)
+
+    threads = [threading.Thread(target=send, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * len(orders)
+    assert UsageEvent.objects.count() == 100
