@@ -29,12 +29,13 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 from .core import MIDDLEWARE as _CORE_MIDDLEWARE  # noqa: E402
 
 # Oversized bodies are refused first (JSON 413); Idempotency-Key wraps every API write.
+_AFTER_JSON_ERRORS = _CORE_MIDDLEWARE.index("billing_project.api.middleware.ApiJsonErrorsMiddleware") + 1
 MIDDLEWARE = [
-    *_CORE_MIDDLEWARE[:2],
+    *_CORE_MIDDLEWARE[:_AFTER_JSON_ERRORS],
     "identity.api.middleware.ApiBodyLimitMiddleware",
     # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
     "metering.api.fastpath.EventIngestFastPathMiddleware",
-    *_CORE_MIDDLEWARE[2:],
+    *_CORE_MIDDLEWARE[_AFTER_JSON_ERRORS:],
     "identity.api.middleware.IdempotencyKeyMiddleware",
 ]
 API_MAX_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
