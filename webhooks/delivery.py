@@ -99,8 +99,8 @@ def _other_due(*, now: datetime, exclude: list[UUID], limit: int) -> list[Webhoo
     active = list(WebhookEndpoint.objects.filter(is_active=True, deleted_at__isnull=True).values_list("id", flat=True))
     if not active:
         return []
-    # Lock by primary key without joins, so the plan is an ordered scan of the
-    # partial due-time index that stops at ``limit``.
+    # No joins (active endpoints are a short id list) and only ids are locked; the
+    # rows are loaded by primary key afterwards.
     qs = (
         WebhookDelivery.objects.select_for_update(skip_locked=True)
         .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now, endpoint_id__in=active)
