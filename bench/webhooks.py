@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000, help="throughput phase: backlog to drain")
     parser.add_argument("--latency-events", type=int, default=1000, help="latency phase: paced events")
-    parser.add_argument("--rate", type=int, default=20, help="latency phase: events/s")
+    parser.add_argument("--rate", type=int, default=50, help="latency phase: events/s")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--batch", type=int, default=20, help="events per committed transaction (throughput)")
     parser.add_argument("--latency-batch", type=int, default=1, help="events per transaction (latency)")
