@@ -428,3 +428,31 @@ def test_a_no_op_task_still_picks_up_deliveries_stuck_behind_it(service, receive
     assert stuck.deliveries.get().status == WebhookDelivery.SUCCEEDED
     # nothing pending, nothing lagging: a no-op
     assert delivery.deliver(event_ids=[done.id], top_up=True) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_share_a_delivery(service, receiver, make_endpoint, emit):
+    import threading
+
+    from django.db import connection
+
+    make_endpoint(service, receiver.url())
+    events = [emit(service) for _ in range(40)]
+    ids = [e.id for e in events]
+    barrier = threading.Barrier(4)
+    taken: list[list] = []
+
+    def claim():
+        try:
+            barrier.wait()
+            taken.append([d.id for d in delivery.claim_due(event_ids=ids, limit=40)])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [i for batch in taken for i in batch]
+    assert len(everything) == len(set(everything)) == 40
