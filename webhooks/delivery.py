@@ -95,15 +95,24 @@ def _due_filter(now) -> Q:  # noqa: ANN001
     )
 
 
-def _other_due(*, now: datetime, exclude: list[UUID], limit: int) -> list[WebhookDelivery]:
+def _lagging_exists(*, now: datetime) -> bool:
+    """Is any delivery due for longer than ``BACKLOG_SIGN`` and not being sent?"""
+    return WebhookDelivery.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        status=WebhookDelivery.PENDING, next_attempt_at__lte=now - BACKLOG_SIGN,
+        endpoint__is_active=True, endpoint__deleted_at__isnull=True,
+    ).exists()
+
+
+def _other_due(*, due_by: datetime, now: datetime, exclude: list[UUID], limit: int) -> list[WebhookDelivery]:
     active = list(WebhookEndpoint.objects.filter(is_active=True, deleted_at__isnull=True).values_list("id", flat=True))
     if not active:
         return []
-    # Lock by primary key without joins, so the plan is an ordered scan of the
-    # partial due-time index that stops at ``limit``.
+    # No joins (active endpoints are a short id list) and only ids are locked; the
+    # rows are loaded by primary key afterwards.
     qs = (
         WebhookDelivery.objects.select_for_update(skip_locked=True)
-        .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now, endpoint_id__in=active)
+        .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=due_by, endpoint_id__in=active)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     )
     if exclude:
@@ -117,14 +126,16 @@ def _other_due(*, now: datetime, exclude: list[UUID], limit: int) -> list[Webhoo
 def claim_due(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
     exclude_ids: Iterable[UUID] = (), limit: int = CLAIM_BATCH, top_up: bool = False,
-    known_backlog: bool = False,
+    known_backlog: bool = False, others_lagging: bool = False,
 ) -> list[WebhookDelivery]:
     """Atomically take due deliveries for this worker; concurrent callers never share one.
 
-    With ``top_up``, when the claimed deliveries were created more than
-    ``BACKLOG_SIGN`` ago (messages are queueing up), a claim smaller than ``limit``
-    is filled with other due deliveries: one task sends many, the tasks queued for
-    those find nothing left, and the database work is batched.
+    With ``top_up``, a claim smaller than ``limit`` is filled with other due
+    deliveries when a queue is building up: this task's own deliveries were created
+    more than ``BACKLOG_SIGN`` ago (then any due delivery is taken), or
+    ``others_lagging`` (then those due for longer than ``BACKLOG_SIGN``). One task
+    then sends many, the tasks queued for those find nothing left, and the database
+    work is batched.
     """
     now = timezone.now()
     exclude = list(exclude_ids)
@@ -149,8 +160,9 @@ def claim_due(
         # Topping up costs a scan of the due-time index; only worth it when this
         # task's own deliveries waited long enough to show a queue is building up.
         behind = known_backlog or (bool(claimed) and now - min(d.created_at for d in claimed) > BACKLOG_SIGN)
-        if top_up and behind and len(claimed) < limit:
-            claimed += _other_due(now=now, exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed))
+        if top_up and (behind or others_lagging) and len(claimed) < limit:
+            claimed += _other_due(due_by=now if behind else now - BACKLOG_SIGN, now=now,
+                                  exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed))
         if not claimed:
             return []
         # The batch is sent WEBHOOK_SEND_CONCURRENCY at a time: the lease must outlast
@@ -306,13 +318,30 @@ def deliver(
     results: list[AttemptResult] = []
     backlog = False
     while True:
+        lagging = False
+        if not backlog:
+            # Cheap checks first: after a backlog was drained by topped-up claims, the
+            # queue still holds a message per transaction; those must cost little, yet
+            # still pick up anything that is stuck behind them.
+            lagging = top_up and _lagging_exists(now=timezone.now())
+            if not lagging and not _own_pending(delivery_ids=delivery_ids, event_ids=event_ids):
+                return results
         claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, top_up=top_up,
-                            known_backlog=backlog)
+                            known_backlog=backlog, others_lagging=lagging)
         results += send_claimed(claimed)
         if len(claimed) < limit:
             return results
         # A full batch: with ``top_up`` keep draining the backlog while it lasts.
         backlog = top_up
+
+
+def _own_pending(*, delivery_ids: Sequence[UUID] | None, event_ids: Sequence[UUID] | None) -> bool:
+    qs = WebhookDelivery.objects.filter(status=WebhookDelivery.PENDING)
+    if delivery_ids is not None:
+        qs = qs.filter(id__in=list(delivery_ids))
+    if event_ids is not None:
+        qs = qs.filter(event_id__in=list(event_ids))
+    return qs.exists()
 
 
 def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]:

@@ -261,7 +261,6 @@ def post_checked(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,  # ok-float
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ssl_context: ssl.SSLContext | None = None,
-    keep_alive: bool = True,
 ) -> AttemptOutcome:
     parsed = target.parsed
     started = time.monotonic()
@@ -275,9 +274,7 @@ def post_checked(
 
     key = (parsed.scheme, parsed.host, parsed.port, ip, id(ssl_context) if ssl_context else None)
     request_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **dict(headers)}
-    if not keep_alive:
-        request_headers["Connection"] = "close"
-    conn = _pool.take(key) if keep_alive else None
+    conn = _pool.take(key)
     reused = conn is not None
     if conn is None:
         conn = _new_connection(target, timeout, ssl_context)
@@ -291,7 +288,7 @@ def post_checked(
             status = response.status
             retry_after = parse_retry_after(response.getheader("Retry-After"))
             location = response.getheader("Location") or ""
-            reusable = keep_alive and response.isclosed() and not response.will_close
+            reusable = response.isclosed() and not response.will_close
             break
         except _STALE_ERRORS as exc:
             watch.finish()

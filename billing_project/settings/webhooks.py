@@ -38,6 +38,12 @@ WEBHOOKS_BEAT_SCHEDULE: dict = {
     "webhooks-sweep-due-deliveries": {
         "task": "webhooks.tasks.sweep_due_deliveries",
         "schedule": timedelta(seconds=WEBHOOK_SWEEP_INTERVAL_SECONDS),
-        "options": {"queue": "webhooks", "expires": WEBHOOK_SWEEP_INTERVAL_SECONDS * 2},
+        # A sweep not started within two intervals is dropped (the next one covers it);
+        # `expire_seconds` is how django-celery-beat stores it, `expires` how Celery reads it.
+        "options": {
+            "queue": "webhooks",
+            "expires": WEBHOOK_SWEEP_INTERVAL_SECONDS * 2,
+            "expire_seconds": WEBHOOK_SWEEP_INTERVAL_SECONDS * 2,
+        },
     },
 }

@@ -165,3 +165,18 @@ def test_staff_edits_an_endpoint_but_cannot_move_it_to_another_service(admin_cli
     endpoint.refresh_from_db()
     assert endpoint.service == service and endpoint.url == "http://127.0.0.1:9/new"
     assert endpoint.event_types == ["invoice.voided"] and not endpoint.is_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_entry_is_installed_by_the_database_scheduler():
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    from billing_project.celery import app
+
+    DatabaseScheduler(app=app)  # syncs CELERY_BEAT_SCHEDULE into the database, where staff can edit it
+    task = PeriodicTask.objects.get(name="webhooks-sweep-due-deliveries")
+    assert task.task == "webhooks.tasks.sweep_due_deliveries" and task.enabled
+    assert task.queue == "webhooks"
+    assert task.interval.every == 5 and task.interval.period == "seconds"
+    assert task.expire_seconds == 10

@@ -416,3 +416,43 @@ def test_a_task_that_finds_a_backlog_drains_it_in_batches(service, receiver, mak
     assert len(delivery.deliver(event_ids=[events[1].id], top_up=True)) == 119
     assert len(receiver.received()) == 120
     assert delivery.deliver(event_ids=[events[2].id], top_up=True) == []  # its own task is now a no-op
+
+
+def test_a_no_op_task_still_picks_up_deliveries_stuck_behind_it(service, receiver, make_endpoint, emit):
+    make_endpoint(service, receiver.url())
+    done, stuck = emit(service), emit(service)
+    delivery.deliver(event_ids=[done.id])
+    # `stuck` has been due for a while (its own message is far back in the queue)
+    WebhookDelivery.objects.filter(event=stuck).update(next_attempt_at=timezone.now() - timedelta(seconds=3))
+    assert [r.action for r in delivery.deliver(event_ids=[done.id], top_up=True)] == ["succeeded"]
+    assert stuck.deliveries.get().status == WebhookDelivery.SUCCEEDED
+    # nothing pending, nothing lagging: a no-op
+    assert delivery.deliver(event_ids=[done.id], top_up=True) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_share_a_delivery(service, receiver, make_endpoint, emit):
+    import threading
+
+    from django.db import connection
+
+    make_endpoint(service, receiver.url())
+    events = [emit(service) for _ in range(40)]
+    ids = [e.id for e in events]
+    barrier = threading.Barrier(4)
+    taken: list[list] = []
+
+    def claim():
+        try:
+            barrier.wait()
+            taken.append([d.id for d in delivery.claim_due(event_ids=ids, limit=40)])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [i for batch in taken for i in batch]
+    assert len(everything) == len(set(everything)) == 40

@@ -194,7 +194,8 @@ def test_real_beat_sweeps_deliveries_whose_dispatch_was_lost(
     env = {"WEBHOOK_SWEEP_INTERVAL_SECONDS": "1"}
     start_celery_worker(queues="webhooks", env=env)
     beat = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "billing_project", "beat", "-S", "celery.beat:PersistentScheduler",
+        # The production scheduler (django-celery-beat's DatabaseScheduler, from settings).
+        [sys.executable, "-m", "celery", "-A", "billing_project", "beat",
          "-s", str(tmp_path / f"beat-{uuid.uuid4().hex[:6]}"), "--loglevel", "WARNING"],
         cwd=REPO_ROOT, env=subprocess_environment(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
