@@ -45,9 +45,20 @@ def check_odoo() -> dict:
     return odoo_check()
 
 
+# A delivery due for longer than this means workers or beat are not keeping up.
+WEBHOOK_BACKLOG_ALERT_SECONDS = 300
+
+
+def check_webhooks() -> dict:
+    from webhooks.selectors import delivery_health
+
+    backlog = delivery_health()
+    return {"ok": backlog["oldest_due_seconds"] < WEBHOOK_BACKLOG_ALERT_SECONDS, **backlog}
+
+
 # Odoo being down does not take this instance out of a load balancer: it is reported only.
 REQUIRED_CHECKS = {"database": check_database, "broker": check_broker}
-REPORTED_CHECKS = {"odoo": check_odoo}
+REPORTED_CHECKS = {"odoo": check_odoo, "webhooks": check_webhooks}
 
 
 def _run(check) -> dict:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from .env import BASE_DIR, VAR_DIR, env, is_embedded
 
 # Fail closed: a configured (non-embedded) deployment runs with DEBUG off unless told otherwise.
@@ -59,7 +61,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -147,6 +147,22 @@ class TestHealth:
         assert checks["database"]["ok"] and checks["broker"]["ok"]
         assert "odoo" in checks
 
+    def test_ops_health_reports_a_webhook_backlog_without_failing(self, client, service):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from webhooks.models import WebhookDelivery
+        from webhooks.services import create_endpoint, record_event
+
+        create_endpoint(service=service, url="http://127.0.0.1:9/in")
+        record_event(service=service, webhook_type="customer.created", object_type="customer", payload={})
+        WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(hours=1))
+        response = client.get("/ops/health")
+        assert response.status_code == 200
+        webhooks = response.json()["checks"]["webhooks"]
+        assert webhooks["ok"] is False and webhooks["due"] == 1 and webhooks["oldest_due_seconds"] >= 3600
+
     def test_ops_health_is_503_when_the_broker_is_down(self, client, monkeypatch):
         from billing_project.celery import app
 
