@@ -27,18 +27,17 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
+from billing_project.api.errors import ApiError, BadRequest, Conflict, PayloadTooLarge, ValidationFailed
+
 API_PREFIX = "/api/v1/"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY_LENGTH = 255
 
 
-def api_error(status: int, error: str, code: str | None = None, **extra) -> JsonResponse:
-    body: dict = {"status": status, "error": error}
-    if code is not None:
-        body["code"] = code
-    body.update(extra)
-    return JsonResponse(body, status=status)
+def api_error(error: ApiError) -> JsonResponse:
+    """The same Lago-shaped body the DRF views answer with, for failures before a view runs."""
+    return JsonResponse(error.body(), status=error.status)
 
 
 def max_body_bytes() -> int:
@@ -54,9 +53,9 @@ class ApiBodyLimitMiddleware:
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                return api_error(400, "BadRequest: invalid Content-Length")
+                return api_error(BadRequest("invalid Content-Length"))
             if length > max_body_bytes():
-                return api_error(413, "Payload Too Large", "request_body_too_large")
+                return api_error(PayloadTooLarge())
         return self.get_response(request)
 
 
@@ -105,7 +104,7 @@ class IdempotencyKeyMiddleware:
         if key is None or request.method not in WRITE_METHODS or not request.path.startswith(API_PREFIX):
             return self.get_response(request)
         if not key or len(key) > MAX_KEY_LENGTH:
-            return api_error(400, f"BadRequest: Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+            return api_error(BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"))
         service = _resolve_service(request)
         if service is None:
             return self.get_response(request)
@@ -117,12 +116,9 @@ class IdempotencyKeyMiddleware:
         fingerprint = request_fingerprint(request)
         record, outcome = claim_idempotency_key(service=service, key=key, fingerprint=fingerprint)
         if outcome == "mismatch":
-            return api_error(
-                422, "Unprocessable Entity", "validation_errors",
-                error_details={"idempotency_key": ["payload_mismatch"]},
-            )
+            return api_error(ValidationFailed({"idempotency_key": ["payload_mismatch"]}))
         if outcome == "in_flight":
-            return api_error(409, "Conflict", "idempotency_key_in_flight")
+            return api_error(Conflict("idempotency_key_in_flight"))
         if outcome == "replay":
             replayed = HttpResponse(
                 bytes(record.response_body), status=record.response_status,

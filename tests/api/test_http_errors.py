@@ -56,7 +56,7 @@ class TestRequestShape:
         response = api_client.post("/api/v1/events/batch", {"events": [event(transaction_id=str(i))
                                                                         for i in range(50)]}, format="json")
         assert response.status_code == 413
-        assert response.json() == {"status": 413, "error": "Payload Too Large", "code": "request_body_too_large"}
+        assert response.json() == {"status": 413, "error": "Payload Too Large", "code": "payload_too_large"}
 
     def test_unknown_route_and_method_are_json(self, api_client):
         assert api_client.get("/api/v1/nothing-here").json()["code"] == "resource_not_found"
