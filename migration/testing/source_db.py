@@ -24,8 +24,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 SCHEMA_CANDIDATES = (
     os.environ.get("NEXACLOUD_SCHEMA_SQL", ""),
-    "/work/shared/nexacloud/schema.sql",
-    str(Path(__file__).resolve().parent / "nexacloud_schema.sql"),
+    # The source contract lives in shared/, beside the repository's checkout.
+    str(Path(__file__).resolve().parents[3] / "shared" / "nexacloud" / "schema.sql"),
 )
 RATE_PER_CORE_HOUR = Decimal("0.0075")
 SECONDS_PER_HOUR = 3600
