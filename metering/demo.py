@@ -38,7 +38,7 @@ def seed_demo() -> DemoSeed:
     Charge.objects.get_or_create(
         plan=plan, metric=metric,
         defaults={"charge_model": ChargeModel.STANDARD, "amount": Decimal("0.0075"),
-                  "unit_batch": Decimal(3600), "free_units": Decimal(36000)},
+                  "unit_batch": Decimal(3600), "free_units": Decimal(3600)},
     )
     customer, _ = Customer.objects.get_or_create(
         email="demo@example.com", defaults={"name": "Demo Customer", "currency": "CAD"}

@@ -51,9 +51,16 @@ class TestCommands:
         output = run("seed_demo")
         key = next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("API key"))
         assert make_api_client(key).get("/api/v1/organizations").json()["organization"]["code"] == "demo"
-        subscription = Subscription.objects.get(external_id="demo-sub-1")
-        assert subscription.plan.charges.get().amount == 0 or subscription.plan.charges.exists()
         assert "curl" in output
+        # What the output suggests trying works: two CPU-hours, one of them free, CAD 0.0075 each.
+        client = make_api_client(key)
+        event = {"transaction_id": "tx-1", "external_subscription_id": "demo-sub-1", "code": "cpu_seconds",
+                 "properties": {"cpu_seconds": 7200}}
+        assert client.post("/api/v1/events", {"event": event}, format="json").status_code == 200
+        usage = client.get("/api/v1/customers/demo-customer/current_usage",
+                           {"external_subscription_id": "demo-sub-1"}).json()["customer_usage"]
+        assert usage["charges_usage"][0]["precise_amount"] == "0.007500"
+        assert usage["currency"] == "CAD"
         run("seed_demo")  # re-running is safe
         assert Subscription.objects.filter(external_id="demo-sub-1").count() == 1
 
