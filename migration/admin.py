@@ -8,7 +8,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -25,21 +24,12 @@ from migration.models import (
     Reconciliation,
 )
 from migration.reconciliation import totals_by_period, write_csv
-from migration.services import execute_import_run, start_import_run
+from migration.services import queue_import_run, start_import_run
 
 
 class ImportForm(forms.Form):
     dry_run = forms.BooleanField(required=False, initial=True,
                                  help_text="Do the whole import, report the counts, and roll everything back.")
-
-
-def _dispatch_import(run: ImportRun) -> None:
-    if getattr(settings, "MIGRATION_IMPORT_SYNCHRONOUS", False):
-        execute_import_run(run=run)
-        return
-    from migration.tasks import run_import
-
-    transaction.on_commit(lambda: run_import.delay(run.pk))
 
 
 @admin.register(ImportRun)
@@ -93,7 +83,7 @@ class ImportRunAdmin(admin.ModelAdmin):
             if form.is_valid():
                 run = start_import_run(dry_run=form.cleaned_data["dry_run"],
                                        started_by=request.user.get_username())
-                _dispatch_import(run)
+                queue_import_run(run=run)
                 return HttpResponseRedirect(reverse("admin:migration_importrun_change", args=[run.pk]))
         else:
             form = ImportForm()

@@ -134,3 +134,22 @@ def test_golive_page_preflight_flip_and_revert(admin_client, reconciled, fake_st
     assert starter.mode == "shadow"
     attempts = admin_client.get(reverse("admin:migration_goliveattempt_changelist"))
     assert attempts.status_code == 200 and b"back to shadow" in attempts.content
+
+
+def test_admin_import_with_the_broker_down_fails_the_run_clearly(admin_client, settings, monkeypatch,
+                                                                 django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    from migration.tasks import run_import
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    settings.MIGRATION_IMPORT_SYNCHRONOUS = False
+    monkeypatch.setattr(run_import, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:migration_importrun_import"), {"dry_run": "on"})
+    assert response.status_code == 302
+    run = ImportRun.objects.get()
+    assert run.status == "failed" and "broker" in run.fatal_error
+    assert 'data-banner="red"' in admin_client.get(response["Location"]).content.decode()
