@@ -545,6 +545,10 @@ def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
     errors = dict(errors or {})
     if not events:
         raise EventsRejected(errors)
+    if len(events) == 1 and not errors and connection.vendor == "postgresql":
+        stored = _ingest_one_optimistically(service=service, index=events[0][0], event=events[0][1])
+        if stored is not None:
+            return [stored]
     for attempt in range(_TRANSIENT_RETRIES):
         try:
             with transaction.atomic():
@@ -643,6 +647,93 @@ def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]
     if errors:
         raise EventsRejected(errors)
     return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in events_in_request_order]
+
+
+# The single-event hot path (see ``_ingest_one_optimistically``): read without locks,
+# then insert in one autocommitted statement that re-reads the subscription FOR KEY SHARE
+# and only inserts if everything the decision rested on is unchanged.
+_RESOLVE_ONE = f"""
+    SELECT m.aggregation_type, m.field_name,
+           s.id, s.account_link_id, s.status, s.started_at,
+           LEAST(s.terminated_at, s.ending_at),
+           GREATEST(s.current_period_start, s.usage_frozen_until)
+      FROM (VALUES (1)) AS one (x)
+      LEFT JOIN {BillableMetric._meta.db_table} m ON m.service_id = %s AND m.code = %s
+      LEFT JOIN {Subscription._meta.db_table} s
+             ON s.service_id = %s AND s.external_id = %s AND s.status <> %s
+"""
+_INSERT_ONE_IF_UNCHANGED = f"""
+    INSERT INTO {UsageEvent._meta.db_table}
+        (service_id, created_at, subscription_id, external_subscription_id, code, transaction_id,
+         "timestamp", properties, value, precise_total_amount_cents, payload_hash)
+    SELECT %s, %s, s.id, %s, %s, %s, %s, %s::jsonb, %s::numeric, %s::numeric, %s
+      FROM {Subscription._meta.db_table} s
+     WHERE s.id = %s AND s.status = %s
+       AND s.started_at IS NOT DISTINCT FROM %s::timestamptz
+       AND LEAST(s.terminated_at, s.ending_at) IS NOT DISTINCT FROM %s::timestamptz
+       AND GREATEST(s.current_period_start, s.usage_frozen_until) IS NOT DISTINCT FROM %s::timestamptz
+       AND EXISTS (SELECT 1 FROM {BillableMetric._meta.db_table} m
+                    WHERE m.service_id = %s AND m.code = %s AND m.aggregation_type = %s
+                      AND m.field_name IS NOT DISTINCT FROM %s)
+       FOR KEY SHARE OF s
+    ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING
+    RETURNING 1
+"""
+
+
+def _ingest_one_optimistically(*, service: Service, index: int, event: ParsedEvent) -> StoredEvent | None:
+    """Store one new, valid event in two autocommitted statements, or return None.
+
+    The general path costs five round trips (BEGIN, a locking read, the insert, COMMIT
+    and Django's connection health check). Here the read takes no lock and the insert
+    is its own transaction (inside a caller's transaction, both simply join it). The
+    insert locks the chosen subscription ``FOR KEY SHARE``, so a window being closed
+    waits for it exactly as on the general path, and inserts only if the subscription
+    and the metric still look as they did when the event was checked.
+
+    Invalid events raise EventsRejected straight from the unlocked read: a 422 is not a
+    write. None means "not settled here" (a resend, a conflicting transaction_id, or a
+    subscription or metric that changed meanwhile): the caller runs the general path,
+    which sorts that out under its locks. A connection the database dropped (a restart)
+    is reopened once; the insert is idempotent, so repeating it cannot double-count.
+    """
+    import psycopg
+
+    for attempt in range(2):
+        try:
+            return _try_ingest_one(service=service, index=index, event=event)
+        except psycopg.OperationalError:
+            reconnectable = not connection.in_atomic_block and connection.connection is not None and (
+                connection.connection.closed)
+            if attempt or not reconnectable:
+                raise
+            connection.close()
+    raise AssertionError("unreachable")
+
+
+def _try_ingest_one(*, service: Service, index: int, event: ParsedEvent) -> StoredEvent | None:
+    with _raw_cursor() as cursor:
+        rows = cursor.execute(_RESOLVE_ONE, [service.id, event.code, service.id, event.external_subscription_id,
+                                             str(SubscriptionStatus.CANCELED)], prepare=True).fetchall()
+        aggregation, field_name = rows[0][0], rows[0][1]
+        metrics = {event.code: (aggregation, field_name)} if aggregation is not None else {}
+        candidates = [_Sub(*row[2:]) for row in rows if row[2] is not None]
+        errors: dict[int, dict[str, Any]] = {}
+        resolved = _check_events([(index, event)], {event.external_subscription_id: candidates} if candidates else {},
+                                 metrics, errors)
+        if errors:
+            raise EventsRejected(errors)
+        _, _, subscription, value = resolved[0]
+        now = timezone.now()
+        inserted = cursor.execute(_INSERT_ONE_IF_UNCHANGED, [
+            service.id, now, event.external_subscription_id, event.code, event.transaction_id, event.timestamp,
+            event.properties_json.decode(), value, event.precise_total_amount_cents, event.payload_hash,
+            subscription.id, subscription.status, subscription.started_at, subscription.ends_at,
+            subscription.closed_before, service.id, event.code, aggregation, field_name,
+        ], prepare=True).fetchone()
+    if inserted is None:
+        return None
+    return StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now)
 
 
 def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],

@@ -13,3 +13,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # Server-side prepared statements for the raw psycopg cursors on hot paths (event
+    # ingest, rating); Django's own ORM cursors bind client-side and never prepare.
+    # Behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in
+    # transaction mode), set DATABASE_PREPARE_THRESHOLD=off.
+    _prepare_threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "prepare_threshold", None if _prepare_threshold in {"off", "none", ""} else int(_prepare_threshold))

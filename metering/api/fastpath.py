@@ -34,13 +34,17 @@ class EventIngestFastPathMiddleware:
         if kind is None or request.method != "POST" or "HTTP_IDEMPOTENCY_KEY" in request.META:
             return self.get_response(request)
         try:
-            return self._ingest(request, kind)
+            response = self._ingest(request, kind)
         except ApiError as error:
-            return JsonResponse(error.body(), status=error.status)
+            response = JsonResponse(error.body(), status=error.status)
         except Exception:  # never a traceback or an HTML page to an API client
             logger.exception("Unhandled error on the event ingestion fast path")
-            return JsonResponse({"status": 500, "error": "Internal Server Error", "code": "internal_error"},
-                                status=500)
+            response = JsonResponse({"status": 500, "error": "Internal Server Error", "code": "internal_error"},
+                                    status=500)
+        # What CommonMiddleware (further down, so skipped here) adds: without it the
+        # server falls back to chunked transfer encoding.
+        response.headers["Content-Length"] = str(len(response.content))
+        return response
 
     @staticmethod
     def _ingest(request: HttpRequest, kind: str) -> HttpResponse:
