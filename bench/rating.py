@@ -297,7 +297,7 @@ def main() -> None:
         log(f"reusing {subscriptions:,} kept subscriptions")
     with connection.cursor() as cursor:
         # Fresh statistics for the loaded tables (autovacuum would get there too).
-        for table in ("metering_usageevent", "metering_subscription"):
+        for table in ("metering_usageevent", "metering_subscription", "metering_ratedusage"):
             cursor.execute(f"VACUUM ANALYZE {table}")
 
     group_by_seconds, groups = time_group_by(service.id)

@@ -279,7 +279,10 @@ class RatedUsage(models.Model):
     """The priced usage of one charge of one subscription over one billing window."""
 
     id = models.BigAutoField(primary_key=True)
-    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="rated_usages")
+    # No index of its own: rated_usage_one_per_window starts with the subscription and
+    # serves its lookups; a second index would only slow rating's bulk upserts.
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="rated_usages",
+                                     db_index=False)
     charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="rated_usages")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()

@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
@@ -34,6 +34,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from metering import windows
+from identity.models import Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -159,23 +160,26 @@ class _PlanCharges:
 # --------------------------------------------------------------------------- aggregation
 
 
-@dataclass
+@dataclass(slots=True)
 class _Aggregate:
     events_count: int = 0
     total: Decimal | None = None
     maximum: Decimal | None = None
     latest: Decimal | None = None
-    unique: dict[str, int] = field(default_factory=dict)  # field_name -> distinct values
+    unique: dict[str, int] | None = None  # field_name -> distinct values
 
 
 # Driven by the chunk's subscriptions: one index range scan per (subscription,
 # window) on usage_event_rating (subscription, code, timestamp) INCLUDE (value),
-# an index-only scan on a vacuumed table.
+# an index-only scan on a vacuumed table. The chunk's id range (``lo``..``hi``) lets
+# the subscriptions be read by a primary-key range scan: an ``= ANY`` of 2,000 ids alone
+# is planned as a scan of the whole table.
 _GROUP_SQL = """/* rating: aggregate */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
-    FROM {subscription} s WHERE s.id = ANY(%(ids)s::uuid[])
+    FROM {subscription} s
+    WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 )
 SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
 FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
@@ -185,48 +189,49 @@ GROUP BY w.id, e.code
 
 
 def _aggregate(
-    events: QuerySet,  # already filtered to the windows
+    events: Callable[[], QuerySet],
     specs_by_code: dict[str, list[_ChargeSpec]],
     *,
-    window_sub_ids: Sequence[UUID] | None = None,
+    current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None = None,
 ) -> dict[tuple[str, str], _Aggregate]:
     """Aggregates per (str(subscription_id), metric code), set-based in SQL.
 
-    ``events`` is already restricted to each subscription's window. One GROUP
-    BY computes count/sum/max together (cheap); ``latest`` and
-    ``unique_count`` run only for the codes whose charges need them. With
-    ``window_sub_ids`` (PostgreSQL), the GROUP BY is a raw statement over
-    those subscriptions' current windows, skipping ORM row conversion.
+    ``events()`` gives the events to aggregate, already restricted to the windows;
+    it is only built when the ORM runs a query. One GROUP BY computes
+    count/sum/max together (cheap); ``latest`` and ``unique_count`` run only for
+    the codes whose charges need them. With ``current_windows_of`` (the
+    subscription ids and the same ids as text; PostgreSQL), the GROUP BY is a raw
+    statement over those subscriptions' current windows, skipping ORM row conversion.
     """
-    result: dict[tuple[str, str], _Aggregate] = defaultdict(_Aggregate)
+    result: dict[tuple[str, str], _Aggregate] = {}
     codes = list(specs_by_code)
     if not codes:
         return result
-    if window_sub_ids is not None:
+    if current_windows_of is not None:
+        sub_ids, sub_keys = current_windows_of
         with connection.cursor() as cursor:
             cursor.execute(
                 _GROUP_SQL.format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table),
-                {"ids": _array(window_sub_ids), "codes": codes},
+                {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
             )
             rows = cursor.fetchall()
     else:
         rows = (
-            events.filter(code__in=codes)
+            events().filter(code__in=codes)
             .values("subscription_id", "code")
             .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
             .order_by()
             .values_list("subscription_id", "code", "events_count", "total", "maximum")
         )
     for sub_id, code, events_count, total, maximum in rows:
-        agg = result[(str(sub_id), code)]
-        agg.events_count, agg.total, agg.maximum = events_count, total, maximum
+        result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
 
     latest_codes = [
         code for code, specs in specs_by_code.items()
         if any(s.aggregation_type == AggregationType.LATEST for s in specs)
     ]
     if latest_codes:
-        latest = events.filter(code__in=latest_codes, value__isnull=False)
+        latest = events().filter(code__in=latest_codes, value__isnull=False)
         if connection.vendor == "postgresql":
             rows = (
                 latest.order_by("subscription_id", "code", "-timestamp", "-id")
@@ -234,12 +239,12 @@ def _aggregate(
                 .values_list("subscription_id", "code", "value")
             )
             for sub_id, code, value in rows:
-                result[(str(sub_id), code)].latest = value
+                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
         else:  # embedded SQLite: no DISTINCT ON; last row per group wins
             for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
                 "subscription_id", "code", "value"
             ):
-                result[(str(sub_id), code)].latest = value
+                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
 
     unique_fields: dict[str, set[str]] = defaultdict(set)
     for code, specs in specs_by_code.items():
@@ -248,14 +253,15 @@ def _aggregate(
                 unique_fields[spec.field_name].add(code)
     for field_name, field_codes in unique_fields.items():
         rows = (
-            events.filter(code__in=field_codes)
+            events().filter(code__in=field_codes)
             .values("subscription_id", "code")
             .annotate(distinct=Count(KeyTextTransform(field_name, "properties"), distinct=True))
             .order_by()
             .values_list("subscription_id", "code", "distinct")
         )
         for sub_id, code, distinct in rows:
-            result[(str(sub_id), code)].unique[field_name] = distinct
+            agg = result.setdefault((str(sub_id), code), _Aggregate())
+            agg.unique = {**(agg.unique or {}), field_name: distinct}
     return result
 
 
@@ -281,7 +287,7 @@ def _units(spec: _ChargeSpec, agg: _Aggregate | None) -> tuple[Decimal, int]:
     elif kind == AggregationType.LATEST:
         units = agg.latest if agg.latest is not None else ZERO
     elif kind == AggregationType.UNIQUE_COUNT:
-        units = Decimal(agg.unique.get(spec.field_name, 0))
+        units = Decimal((agg.unique or {}).get(spec.field_name, 0))
     else:
         raise ValueError(f"unknown aggregation {kind!r}")
     return units, agg.events_count
@@ -308,10 +314,9 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
     for spec in specs:
         specs_by_code[spec.code].append(spec)
-    events = UsageEvent.objects.filter(
+    aggregates = _aggregate(lambda: UsageEvent.objects.filter(
         subscription_id=subscription.id, timestamp__gte=window_start, timestamp__lt=window_end
-    )
-    aggregates = _aggregate(events, specs_by_code)
+    ), specs_by_code)
     usages = []
     for spec in specs:
         units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
@@ -412,8 +417,7 @@ class _Rated:
         return (self.window_end, self.units, self.billable_units, self.amount, self.events_count)
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(NamedTuple):
     """A locked subscription of a chunk: enough to rate it (its window is read in SQL)."""
 
     id: UUID
@@ -444,10 +448,11 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
         return
     specs_by_code = _specs_by_code(subs, plans)
     sub_ids = [s.id for s in subs]
-    aggregates = _aggregate(_window_events(sub_ids), specs_by_code, window_sub_ids=sub_ids)
+    sub_keys = [str(sub_id) for sub_id in sub_ids]
+    aggregates = _aggregate(lambda: _window_events(sub_ids), specs_by_code,
+                            current_windows_of=(sub_ids, sub_keys))
     column_subs, charges, units_col, billable_col, amount_col, count_col = [], [], [], [], [], []
-    for sub in subs:
-        key = str(sub.id)
+    for sub, key in zip(subs, sub_keys):
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((key, spec.code)))
             billable, amount = _price(spec, units)
@@ -462,7 +467,8 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table,
                                charge=Charge._meta.db_table),
             {
-                "ids": _array(sub_ids), "subscription_id": _array(column_subs), "charge_id": _array(charges),
+                "ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids),
+                "subscription_id": _array(column_subs), "charge_id": _array(charges),
                 "units": _array(units_col), "billable_units": _array(billable_col),
                 "amount": _array(amount_col), "events_count": _array(count_col), "now": now,
             },
@@ -482,11 +488,13 @@ _UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.plan_id, s.current_period_start AS window_start,
            LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
-    FROM {subscription} s WHERE s.id = ANY(%(ids)s::uuid[])
+    FROM {subscription} s
+    WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 ), e AS MATERIALIZED (
     SELECT r.id, r.subscription_id, r.charge_id, r.window_end, r.units, r.billable_units, r.amount,
            r.events_count, r.state, w.plan_id
     FROM w JOIN {table} r ON r.subscription_id = w.id AND r.window_start = w.window_start
+    WHERE r.subscription_id BETWEEN %(lo)s::uuid AND %(hi)s::uuid
 ), v AS (
     SELECT v.subscription_id, v.charge_id, w.window_start, w.window_end,
            v.units, v.billable_units, v.amount, v.events_count
@@ -512,12 +520,14 @@ WITH w AS MATERIALIZED (
         amount = EXCLUDED.amount, events_count = EXCLUDED.events_count, rated_at = EXCLUDED.rated_at
     WHERE r.state = 'open'
     RETURNING (xmax = 0) AS inserted
-), dropped AS (
-    UPDATE {table} r SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
-    FROM e
-    WHERE r.id = e.id AND e.state = 'open'
+), gone AS MATERIALIZED (  -- found before any row is touched: usually none
+    SELECT e.id FROM e
+    WHERE e.state = 'open'
       AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = e.charge_id AND c.plan_id = e.plan_id)
       AND (e.units, e.billable_units, e.amount, e.events_count) IS DISTINCT FROM (0, 0, 0, 0)
+), dropped AS (
+    UPDATE {table} r SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
+    FROM gone WHERE r.id = gone.id
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM up WHERE inserted),
@@ -536,7 +546,7 @@ def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary:
     if not subs:
         return
     specs_by_code = _specs_by_code(subs, plans)
-    aggregates = _aggregate(_window_events([s.id for s in subs]), specs_by_code)
+    aggregates = _aggregate(lambda: _window_events([s.id for s in subs]), specs_by_code)
     rated: list[_Rated] = []
     for sub in subs:
         window_start, window_end = windows_by_id[sub.id]
@@ -735,7 +745,13 @@ def rate_open_windows(
     summary = RatingSummary()
     base = Subscription.objects.filter(_eligible(now))
     if service_code is not None:
-        base = base.filter(service__code=service_code)
+        # By id, not through a join on the code: the planner then knows how many rows
+        # match and walks the primary key in order for each chunk (the join made it sort
+        # every remaining subscription once per chunk).
+        service_id = Service.objects.filter(code=service_code).values_list("id", flat=True).first()
+        if service_id is None:
+            return summary
+        base = base.filter(service_id=service_id)
     if subscription_ids is not None:
         base = base.filter(id__in=list(subscription_ids))
     if shard is not None:
@@ -754,7 +770,7 @@ def rate_open_windows(
                 )
                 if not rows:
                     return RatingSummary(), None, True
-                keys = [_Key(*row) for row in rows]
+                keys = [_Key._make(row) for row in rows]
                 return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size
 
         chunk_summary, chunk_last, done = _with_retry(work)
