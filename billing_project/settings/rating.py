@@ -1,4 +1,5 @@
 """Settings of the rating area (owned by its engineer)."""
+from .database import DATABASES
 from .env import env
 
 # How often Celery beat rates every open window (and closes the ones that ended).
@@ -6,8 +7,11 @@ RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 # Each beat run is split into this many tasks (slices of the subscription ids) that the
-# rating queue's worker processes run in parallel; 1 = one task rates everything.
-RATING_SHARDS = env.int("RATING_SHARDS", default=1)
+# rating queue's worker processes run in parallel; 1 = one task rates everything. The
+# default matches the two worker processes scripts/run starts; the embedded SQLite
+# database serializes writers, so there one task does it all.
+RATING_SHARDS = env.int(
+    "RATING_SHARDS", default=1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 2)
 
 RATING_BEAT_SCHEDULE: dict = {
     "rate-open-windows": {
