@@ -33,8 +33,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
-from metering import windows
 from identity.models import Service
+from metering import windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
