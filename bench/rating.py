@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_rating DJANGO_DEBUG=1 \\
         python bench/rating.py [--scale 1.0] [--chunk-size 2000] [--workers 1 2] [--keep]
 
-Full scale (``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The
+The database is created (if missing) and migrated first. Full scale (``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The
 data are loaded with COPY under a dedicated service (``bench-rating``), then:
 
 1. a single SQL ``GROUP BY`` over the same events (count, sum, max per
@@ -97,6 +97,22 @@ def copy_rows(table: str, columns: list[str], lines) -> None:
                     size = 0
             if size:
                 copy.write(buffer.getvalue())
+
+
+def ensure_migrated_database() -> None:
+    """Create the PostgreSQL database named by DATABASE_URL if it is missing, and migrate it."""
+    import psycopg
+    from django.core.management import call_command
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("bench/rating.py measures PostgreSQL: set DATABASE_URL=postgres://...")
+    name = connection.settings_dict["NAME"]
+    admin = {**connection.get_connection_params(), "dbname": "postgres"}
+    admin.pop("cursor_factory", None)
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    call_command("migrate", verbosity=0)
 
 
 def delete_bench_data() -> None:
@@ -304,6 +320,7 @@ def main() -> None:
         rate_only(args.chunk_size, datetime.fromisoformat(args.now), args.shard)
         return
 
+    ensure_migrated_database()
     subscriptions = max(1, int(FULL_SUBSCRIPTIONS * args.scale))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     log(f"rating bench: {subscriptions:,} subscriptions x 2 charges, "
