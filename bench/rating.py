@@ -3,8 +3,9 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_rating DJANGO_DEBUG=1 \\
         python bench/rating.py [--scale 1.0] [--chunk-size 2000] [--workers 1 2] [--keep]
 
-The database is created (if missing) and migrated first. Full scale (``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The
-data are loaded with COPY under a dedicated service (``bench-rating``), then:
+The database is created (if missing) and migrated first. Full scale
+(``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The data are
+loaded with COPY under a dedicated service (``bench-rating``), then:
 
 1. a single SQL ``GROUP BY`` over the same events (count, sum, max per
    subscription and metric, every row fetched) is timed — the floor any
