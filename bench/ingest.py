@@ -45,18 +45,10 @@ os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fb_api_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
 
+from bench._database import ensure_database  # noqa: E402
+
 
 # --------------------------------------------------------------------------- setup
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def prepare(run_id: str, subscriptions: int = 1) -> dict:

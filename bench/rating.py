@@ -54,6 +54,7 @@ settings.DEBUG = False
 
 from django.db import connection, transaction  # noqa: E402
 
+from bench._database import ensure_database  # noqa: E402
 from identity.models import Service  # noqa: E402
 from metering import rating, windows  # noqa: E402
 from metering.models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage  # noqa: E402
@@ -102,17 +103,11 @@ def copy_rows(table: str, columns: list[str], lines) -> None:
 
 def ensure_migrated_database() -> None:
     """Create the PostgreSQL database named by DATABASE_URL if it is missing, and migrate it."""
-    import psycopg
     from django.core.management import call_command
 
     if connection.vendor != "postgresql":
         raise SystemExit("bench/rating.py measures PostgreSQL: set DATABASE_URL=postgres://...")
-    name = connection.settings_dict["NAME"]
-    admin = {**connection.get_connection_params(), "dbname": "postgres"}
-    admin.pop("cursor_factory", None)
-    with psycopg.connect(**admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+    ensure_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0)
 
 
