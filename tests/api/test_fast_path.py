@@ -32,6 +32,8 @@ def test_fast_path_and_view_agree(api_client, subscription, path, body):
     assert fast.status_code == view.status_code
     assert fast.json() == view.json()
     assert fast["Content-Type"] == view["Content-Type"] == "application/json"
+    # Set by the fast path itself (CommonMiddleware is skipped): no chunked fallback.
+    assert fast["Content-Length"] == str(len(fast.content))
 
 
 def test_fast_path_requires_a_valid_key(client, subscription):

@@ -86,3 +86,12 @@ def test_a_connection_dropped_by_the_database_is_reopened_once(api_client, subsc
     assert response.status_code == 200, response.content
     assert connection.connection.info.backend_pid != backend_pid
     assert sorted(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["after", "before"]
+
+
+def test_the_two_statements_are_prepared_on_the_connection(api_client, subscription):
+    assert post(api_client).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("INSERT INTO metering_usageevent" in statement for statement in prepared), prepared
+    assert any("LEFT JOIN metering_subscription" in statement for statement in prepared), prepared
