@@ -23,22 +23,21 @@ rewrite mirror fields (see ``docs/migration.md``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import traceback as traceback_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from itertools import islice
 from typing import Protocol, TypeVar
 
-import msgspec
 from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 from identity.models import AccountLink, Customer, Service
+from metering.api.event_schema import event_payload_hash
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -183,17 +182,11 @@ def usage_transaction_id(deployment_id: str, hour_start: datetime) -> str:
     return f"nc-{deployment_id}-{hour_start.astimezone(timezone.utc):%Y%m%dT%H%M}"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_canonical = msgspec.json.Encoder(order="sorted", decimal_format="number")
-
-
 def usage_payload_hash(*, hour_start: datetime, cpu_seconds: int) -> str:
-    """Same fingerprint the ingest API computes for an event (code, timestamp µs,
-    precise amount, properties), so NexaCloud re-sending this hour through the API
-    is recognised as an identical resend."""
-    micros = (hour_start - _EPOCH) // timedelta(microseconds=1)
-    material = [METRIC_CODE, micros, None, {METRIC_CODE: cpu_seconds}]
-    return hashlib.blake2b(_canonical.encode(material), digest_size=16).hexdigest()
+    """The ingest API's own fingerprint of this hour sent as an event, so NexaCloud
+    re-sending it through the API is recognised as an identical resend."""
+    return event_payload_hash(code=METRIC_CODE, timestamp=hour_start,
+                              properties={METRIC_CODE: cpu_seconds}, precise_total_amount_cents=None)
 
 
 def _chunks(rows: Iterable[T], size: int) -> Iterator[list[T]]:
