@@ -125,3 +125,14 @@ def test_an_imported_hour_resent_through_the_api_is_an_identical_resend(service,
     assert different.status_code == 422
     assert different.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
     assert UsageEvent.objects.get().value == Decimal(7200)
+
+
+def test_a_bad_usage_row_fails_alone_and_its_batch_is_still_imported(service):
+    hours = [T0, T0.replace(hour=1), T0.replace(hour=2)]
+    report = write_import(service=service, source=StaticSource(
+        plan_rows=[PLAN], user_rows=[user("u1", "a@x.io")], deployment_rows=[deployment("d1", "u1")],
+        usage_rows=[SourceUsageHour("d1", hours[0], 10), SourceUsageHour("d1", hours[1], 2**63),  # > bigint
+                    SourceUsageHour("d1", hours[2], 30)]))
+    assert report.counts["usage"] == {"created": 2, "updated": 0, "unchanged": 0, "skipped": 0, "failed": 1}
+    assert [f.key for f in report.failures] == [usage_transaction_id("d1", hours[1])]
+    assert sorted(UsageEvent.objects.values_list("value", flat=True)) == [Decimal(10), Decimal(30)]
