@@ -143,6 +143,14 @@ def _describe(exc: BaseException) -> str:
 T = TypeVar("T")
 
 
+def _select(table: str, tail: str = "") -> sql.Composed:
+    """SELECT of exactly the contract's columns, in its order: the row builders below
+    read them by position, and ``check_schema`` has verified each one exists."""
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, SOURCE_CONTRACT[table])), sql.Identifier(table))
+    return query + sql.SQL(" " + tail) if tail else query
+
+
 def _user(row: tuple) -> SourceUser:
     return SourceUser(
         id=str(row[0]), email=row[1], full_name=row[2], company=row[3],
@@ -271,7 +279,7 @@ class NexaCloudReader:
             raise SourceSchemaMismatch(missing)
 
     # -- queries --------------------------------------------------------------------
-    def _fetchall(self, query: str, params: tuple = ()) -> list[tuple]:
+    def _fetchall(self, query: sql.Composable | str, params: tuple = ()) -> list[tuple]:
         try:
             with self.connection.cursor() as cur:
                 cur.execute(query, params)
@@ -303,33 +311,18 @@ class NexaCloudReader:
     def count(self, table: str) -> int:
         if table not in SOURCE_CONTRACT:
             raise ValueError(f"not a source table: {table}")
-        ((n,),) = self._fetchall(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)).as_string(self.connection))
+        ((n,),) = self._fetchall(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         return int(n)
 
     def users(self) -> Iterator[SourceUser]:
         """Every user, deleted ones included (the writer counts them as skipped)."""
-        return self._stream(
-            "users",
-            "SELECT id, email, full_name, company, stripe_customer_id, created_at, deleted_at"
-            " FROM users ORDER BY created_at, id",
-            (), _user,
-        )
+        return self._stream("users", _select("users", "ORDER BY created_at, id"), (), _user)
 
     def plans(self) -> Iterator[SourcePlan]:
-        return self._stream(
-            "plans",
-            "SELECT id, code, name, price_monthly, price_yearly, cpu_seconds_quota, currency, active"
-            " FROM plans ORDER BY id",
-            (), _plan,
-        )
+        return self._stream("plans", _select("plans", "ORDER BY id"), (), _plan)
 
     def deployments(self) -> Iterator[SourceDeployment]:
-        return self._stream(
-            "deployments",
-            "SELECT id, user_id, plan_id, name, billing_cycle, status, created_at,"
-            " current_period_start, current_period_end FROM deployments ORDER BY created_at, id",
-            (), _deployment,
-        )
+        return self._stream("deployments", _select("deployments", "ORDER BY created_at, id"), (), _deployment)
 
     def usage_hours(self, *, before: datetime | None = None) -> Iterator[SourceUsageHour]:
         """Hourly counters, optionally only hours that started before ``before``.
@@ -338,23 +331,16 @@ class NexaCloudReader:
         writer inserts set-based with ON CONFLICT DO NOTHING).
         """
         if before is None:
-            return self._stream("usage_hourly", "SELECT deployment_id, hour_start, cpu_seconds FROM usage_hourly", (), _usage)
-        return self._stream(
-            "usage_hourly",
-            "SELECT deployment_id, hour_start, cpu_seconds FROM usage_hourly WHERE hour_start < %s",
-            (before,), _usage,
-        )
+            return self._stream("usage_hourly", _select("usage_hourly"), (), _usage)
+        return self._stream("usage_hourly", _select("usage_hourly", "WHERE hour_start < %s"), (before,), _usage)
 
     def billed_periods(self, *, period_start: date | None = None) -> Iterator[SourceBilledPeriod]:
-        base = (
-            "SELECT deployment_id, period_start, period_end, flat_amount, cpu_seconds,"
-            " overage_amount, currency FROM billed_periods"
-        )
         if period_start is None:
-            return self._stream("billed_periods", base + " ORDER BY period_start, deployment_id", (), _billed)
-        return self._stream(
-            "billed_periods", base + " WHERE period_start = %s ORDER BY deployment_id", (period_start,), _billed
-        )
+            return self._stream("billed_periods", _select("billed_periods", "ORDER BY period_start, deployment_id"),
+                                (), _billed)
+        return self._stream("billed_periods",
+                            _select("billed_periods", "WHERE period_start = %s ORDER BY deployment_id"),
+                            (period_start,), _billed)
 
 
 def open_reader(dsn: str | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> NexaCloudReader:

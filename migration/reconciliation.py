@@ -36,7 +36,7 @@ from metering.rating import compute_usage
 from metering.windows import subscription_window
 from migration.models import Reconciliation, ReconciliationStatus
 from migration.reader import NexaCloudReader, SourceBilledPeriod
-from migration.writer import day_start
+from migration.writer import chunked, day_start, subscriptions_by_external_id
 
 SIX_DP = Decimal("0.000001")
 FOUR_DP = Decimal("0.0001")
@@ -75,27 +75,6 @@ class ReconcileResult:
 def _classify(*, fusion: Decimal, source: Decimal, tolerance: Decimal) -> tuple[Decimal, str]:
     delta = (fusion - source).quantize(SIX_DP)
     return delta, (ReconciliationStatus.MATCH if abs(delta) <= tolerance else ReconciliationStatus.MISMATCH)
-
-
-def _subscriptions_by_external_id(service: Service, external_ids: Iterable[str]) -> dict[str, Subscription]:
-    """The subscription behind each external id (an open one wins over a terminated one)."""
-    subs: dict[str, Subscription] = {}
-    for sub in (Subscription.objects.filter(service=service, external_id__in=list(external_ids))
-                .select_related("plan", "account_link").order_by("created_at")):
-        if sub.external_id not in subs or sub.status not in CLOSED_SUBSCRIPTION_STATUSES:
-            subs[sub.external_id] = sub
-    return subs
-
-
-def _chunks(rows: Iterable, size: int):
-    chunk: list = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _closed_window_starting(sub: Subscription, period_start: date, now: datetime) -> tuple[datetime, datetime] | None:
@@ -145,9 +124,10 @@ def reconcile_rows(*, service: Service, billed: Iterable[SourceBilledPeriod], pe
 
     with transaction.atomic():
         # Billed rows and subscriptions stream in chunks: memory stays bounded.
-        for chunk in _chunks((b for b in billed if not period_start or b.period_start == period_start),
+        for chunk in chunked((b for b in billed if not period_start or b.period_start == period_start),
                              UPSERT_BATCH):
-            subs = _subscriptions_by_external_id(service, {b.deployment_id for b in chunk})
+            subs = subscriptions_by_external_id(service=service, external_ids={b.deployment_id for b in chunk},
+                                                related=("plan", "account_link"))
             for bill in chunk:
                 seen.add((bill.deployment_id, bill.period_start))
                 periods.add(bill.period_start)

@@ -23,22 +23,21 @@ rewrite mirror fields (see ``docs/migration.md``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import traceback as traceback_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from itertools import islice
 from typing import Protocol, TypeVar
 
-import msgspec
 from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 from identity.models import AccountLink, Customer, Service
+from metering.api.event_schema import event_payload_hash
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -52,7 +51,7 @@ from metering.models import (
     SubscriptionStatus,
     UsageEvent,
 )
-from migration.models import COUNT_KEYS, ENTITIES
+from migration.models import empty_counts
 from migration.reader import SourceDeployment, SourcePlan, SourceUsageHour, SourceUser
 
 logger = logging.getLogger("migration.import")
@@ -107,9 +106,7 @@ class RowFailure:
 
 @dataclass
 class ImportReport:
-    counts: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {e: {k: 0 for k in COUNT_KEYS} for e in ENTITIES}
-    )
+    counts: dict[str, dict[str, int]] = field(default_factory=empty_counts)
     failures: list[RowFailure] = field(default_factory=list)
 
     def add(self, entity: str, key: str, n: int = 1) -> None:
@@ -183,23 +180,28 @@ def usage_transaction_id(deployment_id: str, hour_start: datetime) -> str:
     return f"nc-{deployment_id}-{hour_start.astimezone(timezone.utc):%Y%m%dT%H%M}"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_canonical = msgspec.json.Encoder(order="sorted", decimal_format="number")
-
-
 def usage_payload_hash(*, hour_start: datetime, cpu_seconds: int) -> str:
-    """Same fingerprint the ingest API computes for an event (code, timestamp µs,
-    precise amount, properties), so NexaCloud re-sending this hour through the API
-    is recognised as an identical resend."""
-    micros = (hour_start - _EPOCH) // timedelta(microseconds=1)
-    material = [METRIC_CODE, micros, None, {METRIC_CODE: cpu_seconds}]
-    return hashlib.blake2b(_canonical.encode(material), digest_size=16).hexdigest()
+    """The ingest API's own fingerprint of this hour sent as an event, so NexaCloud
+    re-sending it through the API is recognised as an identical resend."""
+    return event_payload_hash(code=METRIC_CODE, timestamp=hour_start,
+                              properties={METRIC_CODE: cpu_seconds}, precise_total_amount_cents=None)
 
 
-def _chunks(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+def chunked(rows: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(rows)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def subscriptions_by_external_id(*, service: Service, external_ids: Iterable[str],
+                                 related: tuple[str, ...] = ()) -> dict[str, Subscription]:
+    """The subscription behind each external id: an open one wins over an older terminated one."""
+    subs: dict[str, Subscription] = {}
+    for sub in (Subscription.objects.filter(service=service, external_id__in=list(external_ids))
+                .select_related(*related).order_by("created_at")):
+        if sub.external_id not in subs or sub.status not in CLOSED_SUBSCRIPTION_STATUSES:
+            subs[sub.external_id] = sub
+    return subs
 
 
 def _set_if_changed(obj: object, **values: object) -> list[str]:
@@ -209,6 +211,12 @@ def _set_if_changed(obj: object, **values: object) -> list[str]:
             setattr(obj, name, value)
             changed.append(name)
     return changed
+
+
+def _create_cpu_charge(*, plan: Plan, metric: BillableMetric, quota: Decimal) -> Charge:
+    return Charge.objects.create(plan=plan, metric=metric, charge_model=ChargeModel.STANDARD,
+                                 amount=RATE_PER_CORE_HOUR, unit_batch=UNIT_BATCH, free_units=quota,
+                                 invoice_display_name="CPU (core-hours)")
 
 
 # ----------------------------------------------------------------------------- writer
@@ -271,11 +279,7 @@ class NexaCloudWriter:
                 amount_currency=plan.currency,
                 description=f"Imported from NexaCloud plan {plan.code} ({cycle}).",
             )
-            Charge.objects.create(
-                plan=fusion_plan, metric=metric, charge_model=ChargeModel.STANDARD,
-                amount=RATE_PER_CORE_HOUR, unit_batch=UNIT_BATCH, free_units=quota,
-                invoice_display_name="CPU (core-hours)",
-            )
+            _create_cpu_charge(plan=fusion_plan, metric=metric, quota=quota)
             self.plans_by_code[code] = fusion_plan
             return "created"
         self.plans_by_code[code] = existing
@@ -284,9 +288,7 @@ class NexaCloudWriter:
             existing.save(update_fields=[*changed, "updated_at"])
         charge = Charge.objects.filter(plan=existing, metric=metric).first()
         if charge is None:
-            Charge.objects.create(plan=existing, metric=metric, charge_model=ChargeModel.STANDARD,
-                                  amount=RATE_PER_CORE_HOUR, unit_batch=UNIT_BATCH, free_units=quota,
-                                  invoice_display_name="CPU (core-hours)")
+            _create_cpu_charge(plan=existing, metric=metric, quota=quota)
             changed.append("charge")
         else:
             charge_changed = _set_if_changed(charge, free_units=quota)
@@ -299,7 +301,7 @@ class NexaCloudWriter:
     def import_users(self, users: Iterable[SourceUser]) -> None:
         processed = 0
         customers_by_email: dict[str, Customer] = {}
-        for chunk in _chunks(users, ROW_CHUNK):
+        for chunk in chunked(users, ROW_CHUNK):
             links = {
                 link.external_id: link
                 for link in AccountLink.objects.filter(
@@ -364,20 +366,14 @@ class NexaCloudWriter:
 
     def import_deployments(self, deployments: Iterable[SourceDeployment]) -> None:
         processed = 0
-        for chunk in _chunks(deployments, ROW_CHUNK):
+        for chunk in chunked(deployments, ROW_CHUNK):
             links = {
                 link.external_id: link
                 for link in AccountLink.objects.filter(
                     service=self.service, external_id__in={d.user_id for d in chunk}
                 )
             }
-            existing: dict[str, Subscription] = {}
-            for sub in Subscription.objects.filter(
-                service=self.service, external_id__in=[d.id for d in chunk]
-            ).order_by("created_at"):
-                # The open subscription wins over an older terminated one.
-                if sub.external_id not in existing or sub.status not in CLOSED_SUBSCRIPTION_STATUSES:
-                    existing[sub.external_id] = sub
+            existing = subscriptions_by_external_id(service=self.service, external_ids=[d.id for d in chunk])
             for dep in chunk:
                 self._row("deployments", dep.id,
                           lambda: self._write_deployment(dep, links.get(dep.user_id), existing.get(dep.id)))
@@ -470,7 +466,7 @@ class NexaCloudWriter:
             " ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING"
         )
         processed = 0
-        for chunk in _chunks(usage, chunk_size):
+        for chunk in chunked(usage, chunk_size):
             rows = []
             for hour in chunk:
                 sub_id = targets.get(hour.deployment_id)

@@ -1,4 +1,4 @@
-"""Management commands through call_command."""
+"""Management commands through call_command, and the import task."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from metering.models import Subscription
-from migration.models import ImportRun
+from migration.models import ImportRun, ImportRunStatus, empty_counts
+from migration.tasks import run_import
 
 pytestmark = pytest.mark.django_db
 
@@ -48,3 +50,12 @@ def test_import_command_unreachable_source(service):
     with pytest.raises(CommandError) as info:
         call_command("import_nexacloud", dsn="postgresql://u:secret@127.0.0.1:1/x", stdout=StringIO())
     assert info.value.returncode == 1 and "Cannot connect" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_import_task_redelivered_after_the_run_finished_does_nothing(db):
+    finished_at = timezone.now()
+    run = ImportRun.objects.create(status=ImportRunStatus.SUCCEEDED, finished_at=finished_at, counts=empty_counts())
+    # Without a nexacloud service a second execution would end the run "failed".
+    assert run_import.apply(args=[run.pk]).get() == ImportRunStatus.SUCCEEDED
+    run.refresh_from_db()
+    assert (run.status, run.finished_at, run.fatal_error) == (ImportRunStatus.SUCCEEDED, finished_at, "")

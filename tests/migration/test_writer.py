@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -99,3 +99,40 @@ def test_usage_of_a_live_subscription_is_not_imported_again(service):
     report = write_import(service=service, source=source)
     assert report.counts["usage"]["skipped"] == 2 and UsageEvent.objects.count() == 1
     assert report.counts["deployments"]["unchanged"] == 1
+
+
+def test_an_imported_hour_resent_through_the_api_is_an_identical_resend(service, api_client):
+    # The go-live overlap: NexaCloud starts sending usage to the API while the last
+    # import's hours are already stored; the same hour must be recognised, not refused.
+    now = datetime.now(timezone.utc)
+    hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    dep = SourceDeployment(id="d1", user_id="u1", plan_id=1, name="d1", billing_cycle="monthly", status="active",
+                           created_at=hour - timedelta(days=1), current_period_start=(hour - timedelta(days=1)).date(),
+                           current_period_end=(hour + timedelta(days=29)).date())
+    write_import(service=service, now=now, source=StaticSource(
+        plan_rows=[PLAN], user_rows=[user("u1", "a@x.io")], deployment_rows=[dep],
+        usage_rows=[SourceUsageHour("d1", hour, 7200)]))
+
+    def resend(cpu_seconds: int):
+        return api_client.post("/api/v1/events", {"event": {
+            "transaction_id": usage_transaction_id("d1", hour), "external_subscription_id": "d1",
+            "code": "cpu_seconds", "timestamp": int(hour.timestamp()), "properties": {"cpu_seconds": cpu_seconds},
+        }}, format="json")
+
+    same = resend(7200)
+    assert same.status_code == 200, same.content
+    different = resend(7201)
+    assert different.status_code == 422
+    assert different.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
+    assert UsageEvent.objects.get().value == Decimal(7200)
+
+
+def test_a_bad_usage_row_fails_alone_and_its_batch_is_still_imported(service):
+    hours = [T0, T0.replace(hour=1), T0.replace(hour=2)]
+    report = write_import(service=service, source=StaticSource(
+        plan_rows=[PLAN], user_rows=[user("u1", "a@x.io")], deployment_rows=[deployment("d1", "u1")],
+        usage_rows=[SourceUsageHour("d1", hours[0], 10), SourceUsageHour("d1", hours[1], 2**63),  # > bigint
+                    SourceUsageHour("d1", hours[2], 30)]))
+    assert report.counts["usage"] == {"created": 2, "updated": 0, "unchanged": 0, "skipped": 0, "failed": 1}
+    assert [f.key for f in report.failures] == [usage_transaction_id("d1", hours[1])]
+    assert sorted(UsageEvent.objects.values_list("value", flat=True)) == [Decimal(10), Decimal(30)]
