@@ -88,11 +88,7 @@ def _resolve_service(request: HttpRequest):
         result = ApiKeyAuthentication().authenticate(Request(request))
     except APIException:
         return None
-    if not result:
-        return None
-    drf_request_user, auth = result
-    service = getattr(auth, "service", None) or getattr(drf_request_user, "service", None)
-    return service
+    return result[1].service if result else None
 
 
 class IdempotencyKeyMiddleware:

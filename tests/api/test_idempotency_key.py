@@ -128,3 +128,14 @@ def test_views_of_other_apps_are_covered_too(api_client, service):
     assert replay["Idempotent-Replayed"] == "true" and replay.content == first.content
     service.refresh_from_db()
     assert service.name == "Changed meanwhile"
+
+
+def test_the_api_key_is_looked_up_once_per_request(api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert upsert(api_client, "k1").status_code == 200
+    key_lookups = [q["sql"] for q in queries.captured_queries if 'FROM "identity_apikey"' in q["sql"]]
+    assert len(key_lookups) == 1, key_lookups
+
