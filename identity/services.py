@@ -51,7 +51,7 @@ def upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert
 
     A new account joins the unified Customer with the same email (case-insensitive),
     so one real client has one Customer across services; otherwise a Customer is
-    created. Retries once when a concurrent request created the same account or email.
+    created. Retried (up to twice) when a concurrent request created the same account or email.
     """
     for attempt in range(3):
         try:

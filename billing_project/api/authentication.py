@@ -24,6 +24,11 @@ class ServicePrincipal:
 
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request) -> tuple[ServicePrincipal, ApiKey] | None:
+        # The Idempotency-Key middleware authenticates before the view does: the view
+        # reuses that result instead of looking the key up a second time.
+        known = getattr(request._request, "api_key_authentication", None)
+        if known is not None:
+            return known
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
@@ -33,8 +38,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = keys.authenticate(presented=presented.strip())
         if api_key is None:
             raise AuthenticationFailed()
-        request._request.service = api_key.service
-        return ServicePrincipal(api_key.service), api_key
+        result = ServicePrincipal(api_key.service), api_key
+        request._request.api_key_authentication = result
+        return result
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="fusion-billing"'

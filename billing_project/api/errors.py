@@ -110,6 +110,11 @@ def error_response(error: ApiError) -> Response:
     return Response(error.body(), status=error.status)
 
 
+def json_error_response(error: ApiError) -> JsonResponse:
+    """The same body as ``error_response``, for middleware answering before or around DRF."""
+    return JsonResponse(error.body(), status=error.status)
+
+
 def _drf_details_to_lago(detail: Any) -> Any:
     """DRF validation details -> Lago's ``{"field": ["code", ...]}`` using the error codes."""
     if isinstance(detail, dict):
@@ -180,4 +185,4 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)
-    return JsonResponse(NotFound().body(), status=404)
+    return json_error_response(NotFound())

@@ -6,6 +6,8 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from .errors import ApiError, json_error_response
+
 logger = logging.getLogger(__name__)
 
 _JSON_PREFIXES = ("/api/", "/health", "/ops/")
@@ -36,9 +38,7 @@ class ApiJsonErrorsMiddleware:
         if not _is_json_path(request.path):
             return None
         logger.exception("Unhandled error on %s %s", request.method, request.path)
-        return JsonResponse(
-            {"status": 500, "error": "Internal Server Error", "code": "internal_error"}, status=500
-        )
+        return json_error_response(ApiError())
 
 
 def _phrase(status: int) -> str:

@@ -16,29 +16,22 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Lago-compatible metering and billing API backed by Odoo.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
 }
 
 # Bodies larger than this are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+API_MAX_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 API_PAGE_SIZE_DEFAULT = 100
 API_PAGE_SIZE_MAX = 1000
 # Don't write last_used_at more often than this per key (it would cost a write per request).
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
-
-# --- api engineer: request limits, idempotency, ingestion -------------------------------
-from .core import MIDDLEWARE as _CORE_MIDDLEWARE  # noqa: E402
-
-# Oversized bodies are refused first (JSON 413); Idempotency-Key wraps every API write.
-_AFTER_JSON_ERRORS = _CORE_MIDDLEWARE.index("billing_project.api.middleware.ApiJsonErrorsMiddleware") + 1
-MIDDLEWARE = [
-    *_CORE_MIDDLEWARE[:_AFTER_JSON_ERRORS],
-    "identity.api.middleware.ApiBodyLimitMiddleware",
-    # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
-    "metering.api.fastpath.EventIngestFastPathMiddleware",
-    *_CORE_MIDDLEWARE[_AFTER_JSON_ERRORS:],
-    "identity.api.middleware.IdempotencyKeyMiddleware",
-]
-API_MAX_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 # Idempotency-Key records are kept at least this long (then purged by purge_idempotency_keys).
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # A key whose request has been "in flight" longer than this is considered abandoned.
@@ -57,19 +50,5 @@ API_BEAT_SCHEDULE = {
     },
 }
 
-# The API docs page works offline: Swagger UI and Redoc are served from our static files.
-from .core import INSTALLED_APPS as _CORE_INSTALLED_APPS  # noqa: E402
-
-INSTALLED_APPS = [*_CORE_INSTALLED_APPS, "drf_spectacular_sidecar"]
-SPECTACULAR_SETTINGS = {
-    **SPECTACULAR_SETTINGS,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "SCHEMA_PATH_PREFIX": "/api/v1",
-    "SECURITY": [{"bearerAuth": []}],
-    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
-}
 # Event ingestion remembers a valid API key this long per process (revocation delay).
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=5)

@@ -20,6 +20,8 @@ INSTALLED_APPS = [
     "webhooks",
     "odoo_bridge",
     "migration",
+    # The API docs page works offline: Swagger UI and Redoc are served from our static files.
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -27,12 +29,18 @@ MIDDLEWARE = [
     # Serves the admin's and the API docs' static files under gunicorn (after collectstatic).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_project.api.middleware.ApiJsonErrorsMiddleware",
+    # Oversized bodies are refused first (JSON 413), before anything reads them.
+    "identity.api.middleware.ApiBodyLimitMiddleware",
+    # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
+    "metering.api.fastpath.EventIngestFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Idempotency-Key wraps every API write.
+    "identity.api.middleware.IdempotencyKeyMiddleware",
 ]
 
 ROOT_URLCONF = "billing_project.urls"

@@ -38,7 +38,6 @@ class CachedApiKeyAuthentication(ApiKeyAuthentication):
         entry = _cache.get(digest)
         if entry is not None and entry[0] > now:
             _, principal, api_key = entry
-            request._request.service = principal.service
             return principal, api_key
         result = super().authenticate(request)
         if result is not None:

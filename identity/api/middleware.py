@@ -24,20 +24,21 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from billing_project.api.errors import ApiError, BadRequest, Conflict, PayloadTooLarge, ValidationFailed
+from billing_project.api.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    ValidationFailed,
+    json_error_response,
+)
 
 API_PREFIX = "/api/v1/"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY_LENGTH = 255
-
-
-def api_error(error: ApiError) -> JsonResponse:
-    """The same Lago-shaped body the DRF views answer with, for failures before a view runs."""
-    return JsonResponse(error.body(), status=error.status)
 
 
 def max_body_bytes() -> int:
@@ -53,9 +54,9 @@ class ApiBodyLimitMiddleware:
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                return api_error(BadRequest("invalid Content-Length"))
+                return json_error_response(BadRequest("invalid Content-Length"))
             if length > max_body_bytes():
-                return api_error(PayloadTooLarge())
+                return json_error_response(PayloadTooLarge())
         return self.get_response(request)
 
 
@@ -88,11 +89,7 @@ def _resolve_service(request: HttpRequest):
         result = ApiKeyAuthentication().authenticate(Request(request))
     except APIException:
         return None
-    if not result:
-        return None
-    drf_request_user, auth = result
-    service = getattr(auth, "service", None) or getattr(drf_request_user, "service", None)
-    return service
+    return result[1].service if result else None
 
 
 class IdempotencyKeyMiddleware:
@@ -104,7 +101,8 @@ class IdempotencyKeyMiddleware:
         if key is None or request.method not in WRITE_METHODS or not request.path.startswith(API_PREFIX):
             return self.get_response(request)
         if not key or len(key) > MAX_KEY_LENGTH:
-            return api_error(BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"))
+            return json_error_response(
+                BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"))
         service = _resolve_service(request)
         if service is None:
             return self.get_response(request)
@@ -116,9 +114,9 @@ class IdempotencyKeyMiddleware:
         fingerprint = request_fingerprint(request)
         record, outcome = claim_idempotency_key(service=service, key=key, fingerprint=fingerprint)
         if outcome == "mismatch":
-            return api_error(ValidationFailed({"idempotency_key": ["payload_mismatch"]}))
+            return json_error_response(ValidationFailed({"idempotency_key": ["payload_mismatch"]}))
         if outcome == "in_flight":
-            return api_error(Conflict("idempotency_key_in_flight"))
+            return json_error_response(Conflict("idempotency_key_in_flight"))
         if outcome == "replay":
             replayed = HttpResponse(
                 bytes(record.response_body), status=record.response_status,

@@ -128,3 +128,72 @@ def test_views_of_other_apps_are_covered_too(api_client, service):
     assert replay["Idempotent-Replayed"] == "true" and replay.content == first.content
     service.refresh_from_db()
     assert service.name == "Changed meanwhile"
+
+
+def test_the_api_key_is_looked_up_once_per_request(api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert upsert(api_client, "k1").status_code == 200
+    key_lookups = [q["sql"] for q in queries.captured_queries if 'FROM "identity_apikey"' in q["sql"]]
+    assert len(key_lookups) == 1, key_lookups
+
+
+def test_a_server_error_rolls_back_the_writes_and_releases_the_key(api_client, monkeypatch):
+    from identity.api import views
+
+    def fail_after_the_upsert(link):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(views, "render_customer", fail_after_the_upsert)
+    assert upsert(api_client, "k1").status_code == 500
+    assert not AccountLink.objects.exists() and not IdempotencyKey.objects.exists()
+    monkeypatch.undo()
+    retried = upsert(api_client, "k1")
+    assert retried.status_code == 200 and not retried.has_header("Idempotent-Replayed")
+    assert AccountLink.objects.count() == 1
+
+
+def test_an_abandoned_key_is_not_taken_over_by_another_body(api_client):
+    upsert(api_client, "k1")
+    IdempotencyKey.objects.update(state=IdempotencyKey.State.IN_FLIGHT,
+                                  locked_at=timezone.now() - timedelta(minutes=5))
+    response = upsert(api_client, "k1", name="Other")
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"idempotency_key": ["payload_mismatch"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_request_with_the_same_key_is_409_and_runs_once(live_server, api_key, monkeypatch):
+    import threading
+
+    import httpx
+
+    from identity import services
+
+    entered, release = threading.Event(), threading.Event()
+    real_upsert = services.upsert_customer
+
+    def slow_upsert(**kwargs):
+        entered.set()
+        release.wait(timeout=10)
+        return real_upsert(**kwargs)
+
+    monkeypatch.setattr(services, "upsert_customer", slow_upsert)
+    body = {"customer": {"external_id": "cus_1", "name": "Acme"}}
+    with httpx.Client(base_url=live_server.url, timeout=20,
+                      headers={"Authorization": f"Bearer {api_key}", "Idempotency-Key": "k1"}) as http:
+        first: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: first.append(http.post("/api/v1/customers", json=body)))
+        thread.start()
+        assert entered.wait(timeout=10)
+        second = http.post("/api/v1/customers", json=body)
+        release.set()
+        thread.join()
+        third = http.post("/api/v1/customers", json=body)
+    assert second.status_code == 409 and second.json()["code"] == "idempotency_key_in_flight"
+    assert first[0].status_code == 200
+    assert third.status_code == 200 and third.headers["Idempotent-Replayed"] == "true"
+    assert third.content == first[0].content
+    assert AccountLink.objects.count() == 1

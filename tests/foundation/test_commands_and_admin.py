@@ -92,6 +92,19 @@ class TestAdmin:
         detail = staff_client.get(f"/admin/identity/apikey/{api_key.pk}/change/").content.decode()
         assert plaintext not in detail
 
+    def test_revoking_keys_in_the_admin_locks_them_out(self, staff_client, api_key, service):
+        from identity import keys
+
+        kept = keys.issue_key(service=service, name="kept").plaintext
+        revoked = ApiKey.objects.get(prefix=api_key[:11])
+        response = staff_client.post("/admin/identity/apikey/", {
+            "action": "revoke_selected", "_selected_action": [revoked.pk]}, follow=True)
+        assert "Revoked 1 key(s)." in response.content.decode()
+        revoked.refresh_from_db()
+        assert revoked.revoked_at is not None and not revoked.is_active
+        assert make_api_client(api_key).get("/api/v1/organizations").status_code == 401
+        assert make_api_client(kept).get("/api/v1/organizations").status_code == 200
+
     def test_usage_events_are_read_only(self, staff_client):
         assert staff_client.get("/admin/metering/usageevent/add/").status_code == 403
 

@@ -1,5 +1,4 @@
 import json
-import json as json_module
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -15,14 +14,15 @@ class Command(BaseCommand):
         parser.add_argument("code", help="Service code, e.g. nexacloud")
         parser.add_argument("--name", required=True, help="Human-readable name")
         parser.add_argument("--currency", default="CAD", help="Default currency (ISO 4217)")
-        parser.add_argument("--json", action="store_true", help='Print {"service": CODE, "api_key": KEY}')
+        parser.add_argument("--json", dest="as_json", action="store_true",
+                            help='Print {"service": CODE, "api_key": KEY}')
         parser.add_argument(
             "--webhook-url", default=None,
             help="Also create a webhook endpoint (all event types); its signing secret is printed once",
         )
 
-    def handle(self, *args, code: str, name: str, currency: str, json: bool, webhook_url: str | None = None,
-               **options) -> None:
+    def handle(self, *args, code: str, name: str, currency: str, as_json: bool,
+               webhook_url: str | None = None, **options) -> None:
         from webhooks import services as webhook_services
 
         if Service.objects.filter(code=code).exists():
@@ -37,9 +37,9 @@ class Command(BaseCommand):
                 except webhook_services.EndpointInvalid as exc:
                     raise CommandError(f"--webhook-url refused: {exc.message or exc}") from None
         if issued_endpoint is None:
-            print_issued_key(self, service=service, plaintext=issued.plaintext, as_json=json)
-        elif json:
-            self.stdout.write(json_module.dumps({
+            print_issued_key(self, service=service, plaintext=issued.plaintext, as_json=as_json)
+        elif as_json:
+            self.stdout.write(json.dumps({
                 "service": service.code, "api_key": issued.plaintext,
                 "webhook_endpoint_id": str(issued_endpoint.endpoint.id), "webhook_secret": issued_endpoint.secret,
             }))
