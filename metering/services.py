@@ -242,8 +242,7 @@ def delete_plan(*, plan: Plan) -> None:
 
 
 def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
-    anchor = (started_at if billing_time == "anniversary"
-              else windows.calendar_anchor(interval=plan.interval, at=started_at))
+    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at)
     start, end = windows.subscription_window(
         interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
         anchor=anchor,
