@@ -5,13 +5,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
 from identity import keys
 from identity.models import AccountLink, Customer, Service
 
+from . import services
 from .models import AggregationType, BillableMetric, Charge, ChargeModel, Plan, Subscription
-from .windows import subscription_window
 
 DEMO_SERVICE = "demo"
 
@@ -43,18 +42,12 @@ def seed_demo() -> DemoSeed:
     customer, _ = Customer.objects.get_or_create(
         email="demo@example.com", defaults={"name": "Demo Customer", "currency": "CAD"}
     )
-    link, _ = AccountLink.objects.get_or_create(
+    AccountLink.objects.get_or_create(
         service=service, external_id="demo-customer", defaults={"customer": customer}
     )
-    subscription = Subscription.objects.filter(service=service, external_id="demo-sub-1",
-                                               status="active").first()
-    if subscription is None:
-        now = timezone.now()
-        start, end = subscription_window(interval=plan.interval, billing_time="calendar", started_at=now, at=now)
-        subscription = Subscription.objects.create(
-            service=service, account_link=link, external_id="demo-sub-1", plan=plan, started_at=now,
-            subscription_at=now, billing_anchor=now, current_period_start=start, current_period_end=end,
-            flat_amount=plan.amount, currency=plan.amount_currency,
-        )
+    # Through the API's own rules (window anchor, idempotent on external_id and plan).
+    subscription = services.create_subscription(service=service, data={
+        "external_customer_id": "demo-customer", "plan_code": plan.code, "external_id": "demo-sub-1",
+    }).subscription
     issued = keys.issue_key(service=service, name="demo")
     return DemoSeed(service=service, subscription=subscription, api_key=issued.plaintext)

@@ -17,13 +17,14 @@ def get_metric(*, service: Service, code: str) -> BillableMetric | None:
     return metrics(service=service).filter(code=code).first()
 
 
-def _charges_prefetch() -> Prefetch:
-    return Prefetch("charges", queryset=Charge.objects.select_related("metric").prefetch_related("tiers")
+def charges_prefetch(*, lookup: str = "charges") -> Prefetch:
+    """A plan's charges as the renderers read them (metric, tiers, creation order)."""
+    return Prefetch(lookup, queryset=Charge.objects.select_related("metric").prefetch_related("tiers")
                     .order_by("created_at", "id"))
 
 
 def plans(*, service: Service) -> QuerySet[Plan]:
-    return Plan.objects.filter(service=service).prefetch_related(_charges_prefetch()).order_by("-created_at", "id")
+    return Plan.objects.filter(service=service).prefetch_related(charges_prefetch()).order_by("-created_at", "id")
 
 
 def get_plan(*, service: Service, code: str) -> Plan | None:
@@ -33,8 +34,7 @@ def get_plan(*, service: Service, code: str) -> Plan | None:
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:
     return (Subscription.objects.filter(service=service)
             .select_related("account_link__customer", "plan", "service")
-            .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("metric")
-                                       .prefetch_related("tiers").order_by("created_at", "id")))
+            .prefetch_related(charges_prefetch(lookup="plan__charges"))
             .order_by("-created_at", "id"))
 
 

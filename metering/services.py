@@ -15,7 +15,7 @@ from uuid import UUID
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from psycopg import Error as PsycopgError
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 
 from billing_project.api.errors import MethodNotAllowed, NotFound, ValidationFailed
@@ -37,6 +37,7 @@ from metering.models import (
 )
 from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_charge_properties
 from metering.rating import is_period_closed, lock_subscriptions_for_ingest
+from metering.selectors import charges_prefetch, get_plan
 
 # UsageEvent.value is numeric(38, 10).
 _MAX_EVENT_VALUE = Decimal(10) ** 28
@@ -242,8 +243,7 @@ def delete_plan(*, plan: Plan) -> None:
 
 
 def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
-    anchor = (started_at if billing_time == "anniversary"
-              else windows.calendar_anchor(interval=plan.interval, at=started_at))
+    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at)
     start, end = windows.subscription_window(
         interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
         anchor=anchor,
@@ -251,12 +251,20 @@ def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: 
     return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
 
 
-def _open_subscription(*, service: Service, external_id: str, lock: bool = False) -> Subscription | None:
-    subscriptions = Subscription.objects.filter(service=service, external_id=external_id).exclude(
-        status__in=CLOSED_SUBSCRIPTION_STATUSES)
-    if lock:
-        subscriptions = subscriptions.select_for_update()
-    return subscriptions.select_related("plan", "account_link__customer", "service").first()
+def _locked_subscriptions() -> QuerySet[Subscription]:
+    """Subscriptions to change, locked, with what their renderings (webhook, API) read.
+
+    Only the subscription rows are locked: the service, plan and customer rows joined in
+    are what every other subscription's writes and usage-event foreign keys need.
+    """
+    return (Subscription.objects.select_for_update(of=("self",))
+            .select_related("plan", "account_link__customer", "service")
+            .prefetch_related(charges_prefetch(lookup="plan__charges")))
+
+
+def _open_subscription(*, service: Service, external_id: str) -> Subscription | None:
+    return _locked_subscriptions().filter(service=service, external_id=external_id).exclude(
+        status__in=CLOSED_SUBSCRIPTION_STATUSES).first()
 
 
 @dataclass(frozen=True)
@@ -280,14 +288,14 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
 
 
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
-    plan = Plan.objects.filter(service=service, code=data["plan_code"]).first()
+    plan = get_plan(service=service, code=data["plan_code"])
     if plan is None:
         raise NotFound("plan_not_found")
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
                                        deleted_at__isnull=True).select_related("customer").first())
     if link is None:
         link = upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
-    existing = _open_subscription(service=service, external_id=data["external_id"], lock=True)
+    existing = _open_subscription(service=service, external_id=data["external_id"])
     if existing is not None:
         if existing.account_link_id != link.id:
             raise ValidationFailed({"external_id": ["value_already_exist"]})
@@ -347,8 +355,7 @@ def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Su
 def update_subscription(*, subscription: Subscription, data: dict[str, Any], now: datetime | None = None
                         ) -> Subscription:
     now = now or timezone.now()
-    subscription = Subscription.objects.select_for_update().select_related(
-        "plan", "account_link__customer", "service").get(pk=subscription.pk)
+    subscription = _locked_subscriptions().get(pk=subscription.pk)
     if data.get("name") is not None:
         subscription.name = data["name"]
     if "ending_at" in data:
@@ -370,8 +377,7 @@ def update_subscription(*, subscription: Subscription, data: dict[str, Any], now
 def terminate_subscription(*, subscription: Subscription, now: datetime | None = None) -> Subscription:
     """Active → terminated now (its last window is rated up to now); pending → canceled."""
     now = now or timezone.now()
-    subscription = Subscription.objects.select_for_update().select_related(
-        "plan", "account_link__customer", "service").get(pk=subscription.pk)
+    subscription = _locked_subscriptions().get(pk=subscription.pk)
     if subscription.status == SubscriptionStatus.PENDING:
         subscription.status = SubscriptionStatus.CANCELED
         subscription.canceled_at = now
@@ -398,9 +404,8 @@ def activate_due_subscriptions(*, now: datetime | None = None) -> int:
     for subscription_id in Subscription.objects.filter(
             status=SubscriptionStatus.PENDING, subscription_at__lte=now).values_list("id", flat=True):
         with transaction.atomic():
-            subscription = (Subscription.objects.select_for_update()
-                            .select_related("plan", "account_link__customer", "service")
-                            .filter(pk=subscription_id, status=SubscriptionStatus.PENDING).first())
+            subscription = _locked_subscriptions().filter(pk=subscription_id,
+                                                          status=SubscriptionStatus.PENDING).first()
             if subscription is None:
                 continue
             _activate(subscription, now=now)

@@ -23,22 +23,19 @@ def rate_open_windows(service_code: str | None = None) -> dict:
 
 @shared_task(name="metering.tasks.rate_open_windows_shard", ignore_result=True)
 def rate_open_windows_shard(service_code: str | None, index: int, count: int) -> dict:
-    summary = rating.rate_open_windows(
+    return _counts(rating.rate_open_windows(
         service_code=service_code,
         chunk_size=getattr(settings, "RATING_CHUNK_SIZE", rating.DEFAULT_CHUNK_SIZE),
         shard=None if count == 1 else (index, count),
-    )
-    return {
-        "subscriptions": summary.subscriptions,
-        "rows_created": summary.rows_created,
-        "rows_updated": summary.rows_updated,
-        "windows_closed": summary.windows_closed,
-    }
+    ))
 
 
 @shared_task(name="metering.tasks.rate_subscription", ignore_result=True)
 def rate_subscription(subscription_id: str) -> dict:
-    summary = rating.rate_subscription(subscription_id=UUID(str(subscription_id)))
+    return _counts(rating.rate_subscription(subscription_id=UUID(str(subscription_id))))
+
+
+def _counts(summary: rating.RatingSummary) -> dict:
     return {
         "subscriptions": summary.subscriptions,
         "rows_created": summary.rows_created,

@@ -66,19 +66,25 @@ def calendar_anchor(*, interval: str, at: datetime) -> datetime:
     raise ValueError(f"unknown plan interval {interval!r}")
 
 
+def default_anchor(*, interval: str, billing_time: str, started_at: datetime) -> datetime:
+    """``anniversary`` periods count from the subscription's start; ``calendar`` ones from
+    the start of the calendar period it started in."""
+    if billing_time == "anniversary":
+        return started_at
+    return calendar_anchor(interval=interval, at=started_at)
+
+
 def subscription_window(
     *, interval: str, billing_time: str, started_at: datetime, at: datetime,
     anchor: datetime | None = None,
 ) -> tuple[datetime, datetime]:
     """The window of a subscription that contains ``at``.
 
-    ``anniversary`` periods start on the subscription's start (or an explicit ``anchor``,
-    e.g. a period start imported from the source system or dictated by Odoo);
-    ``calendar`` periods are calendar-aligned, the first one starting at ``started_at``.
+    Periods count from ``default_anchor`` unless an explicit ``anchor`` is given (e.g. a
+    period start imported from the source system or dictated by Odoo); the first one
+    starts at ``started_at``.
     """
     if anchor is None:
-        anchor = started_at if billing_time == "anniversary" else calendar_anchor(
-            interval=interval, at=started_at
-        )
+        anchor = default_anchor(interval=interval, billing_time=billing_time, started_at=started_at)
     start, end = billing_window(interval=interval, anchor=anchor, at=at)
     return max(start, started_at), end

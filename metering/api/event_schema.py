@@ -57,7 +57,6 @@ class ParsedEvent:
     external_subscription_id: str
     code: str
     timestamp: datetime
-    timestamp_was_sent: bool
     properties: dict[str, Any]
     properties_json: bytes
     precise_total_amount_cents: Decimal | None
@@ -228,7 +227,6 @@ def validate_event(
             external_subscription_id=external_subscription_id,
             code=code,
             timestamp=timestamp,
-            timestamp_was_sent=sent_timestamp is not None,
             properties=properties,
             properties_json=properties_json,
             precise_total_amount_cents=precise_amount,

@@ -11,6 +11,13 @@ AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
 INTERVALS = [choice for choice, _ in PlanInterval.choices]
 
 
+def _refuse_if_set(serializer, value):
+    """A ``validate_<field>`` for a Lago feature that would change billing if ignored."""
+    if value:
+        raise serializers.ValidationError("not_supported", code="not_supported")
+    return value
+
+
 class BillableMetricInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -21,15 +28,7 @@ class BillableMetricInput(serializers.Serializer):
     expression = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     filters = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
 
-    def validate_expression(self, value):
-        if value:
-            raise serializers.ValidationError("not_supported", code="not_supported")
-        return value
-
-    def validate_filters(self, value):
-        if value:
-            raise serializers.ValidationError("not_supported", code="not_supported")
-        return value
+    validate_expression = validate_filters = _refuse_if_set
 
 
 class BillableMetricUpdateInput(BillableMetricInput):
@@ -62,10 +61,7 @@ class PlanInput(serializers.Serializer):
     trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, required=False, allow_null=True)
     charges = ChargeInput(many=True, required=False, allow_null=True)
 
-    def validate_trial_period(self, value):
-        if value:
-            raise serializers.ValidationError("not_supported", code="not_supported")
-        return value
+    validate_trial_period = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):
@@ -86,10 +82,7 @@ class SubscriptionInput(serializers.Serializer):
     ending_at = serializers.DateTimeField(required=False, allow_null=True)
     plan_overrides = serializers.DictField(required=False, allow_null=True)
 
-    def validate_plan_overrides(self, value):
-        if value:
-            raise serializers.ValidationError("not_supported", code="not_supported")
-        return value
+    validate_plan_overrides = _refuse_if_set
 
 
 class SubscriptionUpdateInput(serializers.Serializer):
@@ -98,7 +91,4 @@ class SubscriptionUpdateInput(serializers.Serializer):
     ending_at = serializers.DateTimeField(required=False, allow_null=True)
     plan_overrides = serializers.DictField(required=False, allow_null=True)
 
-    def validate_plan_overrides(self, value):
-        if value:
-            raise serializers.ValidationError("not_supported", code="not_supported")
-        return value
+    validate_plan_overrides = _refuse_if_set

@@ -364,7 +364,7 @@ class EventDetailView(ServiceAPIView):
             raise NotFound("event_not_found")
         parsed = event_schema.ParsedEvent(
             transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
-            code=event.code, timestamp=event.timestamp, timestamp_was_sent=True, properties=event.properties,
+            code=event.code, timestamp=event.timestamp, properties=event.properties,
             properties_json=b"", precise_total_amount_cents=event.precise_total_amount_cents,
             payload_hash=event.payload_hash,
         )

@@ -91,3 +91,41 @@ def test_overlapping_batches_in_opposite_orders_do_not_deadlock(live_server, api
         thread.join()
     assert statuses == [200] * len(orders)
     assert UsageEvent.objects.count() == 100
+
+
+def test_a_subscription_write_does_not_hold_up_other_subscriptions_events(live_server, api_key):
+    """Updating one subscription locks that row only, not its service, plan or customer:
+    the usage-event foreign keys of every other subscription need those rows."""
+    from django.db import connection, transaction
+
+    from metering import services
+    from metering.models import Subscription
+
+    client = make_api_client(api_key)
+    create_catalogue(client)
+    create_subscription(client, external_id="sub_1")
+    create_subscription(client, external_id="sub_2")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_an_update() -> None:
+        try:
+            with transaction.atomic():
+                services.update_subscription(subscription=Subscription.objects.get(external_id="sub_1"),
+                                             data={"name": "renamed"})
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=hold_an_update)
+    writer.start()
+    try:
+        assert locked.wait(10)
+        with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {api_key}"}) as http:
+            response = http.post("/api/v1/events", timeout=5, json={"event": {
+                "transaction_id": "t", "external_subscription_id": "sub_2", "code": "cpu_seconds",
+                "timestamp": None, "properties": {"cpu_seconds": 1}}})
+        assert response.status_code == 200
+    finally:
+        release.set()
+        writer.join()
