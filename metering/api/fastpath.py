@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing_project.api.errors import ApiError, Unauthorized
+from billing_project.api.errors import ApiError, Unauthorized, json_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +36,10 @@ class EventIngestFastPathMiddleware:
         try:
             response = self._ingest(request, kind)
         except ApiError as error:
-            response = JsonResponse(error.body(), status=error.status)
+            response = json_error_response(error)
         except Exception:  # never a traceback or an HTML page to an API client
             logger.exception("Unhandled error on the event ingestion fast path")
-            response = JsonResponse({"status": 500, "error": "Internal Server Error", "code": "internal_error"},
-                                    status=500)
+            response = json_error_response(ApiError())
         # What CommonMiddleware (further down, so skipped here) adds: without it the
         # server falls back to chunked transfer encoding.
         response.headers["Content-Length"] = str(len(response.content))
