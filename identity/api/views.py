@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework.response import Response
@@ -83,8 +84,12 @@ class CustomerDetailView(ServiceAPIView):
                    description="Soft delete: terminates the customer's subscriptions in this service.")
     def delete(self, request, external_id):
         link = get_link_or_404(self.service, external_id)
-        metering_services.terminate_customer_subscriptions(link=link)
-        return Response({"customer": render_customer(services.delete_customer(link=link))})
+        # One transaction: a failure after the subscriptions ended must not leave a
+        # customer without subscriptions who still looks active (or the reverse).
+        with transaction.atomic():
+            metering_services.terminate_customer_subscriptions(link=link)
+            customer = services.delete_customer(link=link)
+        return Response({"customer": render_customer(customer)})
 
 
 SUBSCRIPTION_STATUS = OpenApiParameter(

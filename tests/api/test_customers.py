@@ -69,3 +69,23 @@ def test_concurrent_upserts_of_one_client_make_one_customer(live_server, api_key
         thread.join()
     assert statuses == [200] * 6
     assert Customer.objects.count() == 1 and AccountLink.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_customer_delete_that_fails_midway_changes_nothing(api_client, monkeypatch):
+    from identity import services as identity_services
+    from metering.models import Subscription
+    from tests.api.conftest import create_catalogue, create_subscription
+
+    create_catalogue(api_client)
+    create_subscription(api_client, customer="cus_1")
+
+    def fail(**kwargs):
+        raise RuntimeError("database went away after the subscriptions ended")
+
+    monkeypatch.setattr(identity_services, "delete_customer", fail)
+    response = api_client.delete("/api/v1/customers/cus_1")
+
+    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    assert Subscription.objects.get(external_id="sub_1").status == "active"
+    assert AccountLink.objects.get(external_id="cus_1").deleted_at is None
