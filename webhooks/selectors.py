@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
+from django.utils import timezone
 
 from identity.models import Service
 
-from .models import WebhookEndpoint
+from .models import WebhookDelivery, WebhookEndpoint
 
 
 def endpoints_for(*, service: Service) -> QuerySet[WebhookEndpoint]:
@@ -23,15 +25,8 @@ def endpoint_for(*, service: Service, lago_id: str) -> WebhookEndpoint | None:
     return endpoints_for(service=service).filter(id=key).first()
 
 
-def delivery_health(*, now=None) -> dict:  # noqa: ANN001
+def delivery_health(*, now: datetime | None = None) -> dict:
     """Backlog figures for an ops health check (not scoped: staff/monitoring only)."""
-    from datetime import timedelta
-
-    from django.db.models import Min
-    from django.utils import timezone
-
-    from .models import WebhookDelivery
-
     now = now or timezone.now()
     due = WebhookDelivery.objects.filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=now)
     oldest = due.aggregate(oldest=Min("next_attempt_at"))["oldest"]

@@ -222,13 +222,6 @@ class _ConnectionPool:
                 return
         conn.close()
 
-    def clear(self) -> None:
-        with self._lock:
-            for idle in self._idle.values():
-                for _, conn in idle:
-                    conn.close()
-            self._idle = {}
-
 
 _pool = _ConnectionPool()
 

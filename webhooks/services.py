@@ -12,6 +12,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from identity.models import Service
@@ -206,8 +207,6 @@ def replay_deliveries(*, delivery_ids: list[UUID]) -> int:
         .exclude(claimed_until__gt=now)
         .values_list("id", flat=True)
     )
-    from django.db.models import F
-
     WebhookDelivery.objects.filter(id__in=rows).update(
         status=WebhookDelivery.PENDING, attempts_count=0, replay_count=F("replay_count") + 1,
         next_attempt_at=now, claimed_until=None, dead_at=None, succeeded_at=None,
@@ -223,5 +222,6 @@ def replay_events(*, event_ids: list[UUID]) -> int:
 
 
 def _queue_after_commit(ids: list[UUID]) -> None:
-    for start in range(0, len(ids), 50):
-        transaction.on_commit(partial(delivery.dispatch_deliveries, ids[start:start + 50]), robust=True)
+    for start in range(0, len(ids), delivery.DISPATCH_CHUNK):
+        chunk = ids[start:start + delivery.DISPATCH_CHUNK]
+        transaction.on_commit(partial(delivery.dispatch_deliveries, chunk), robust=True)

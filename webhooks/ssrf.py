@@ -88,12 +88,6 @@ class ParsedUrl:
     target: str  # path + query, what goes on the request line
     url: str
 
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
 
 @dataclass(frozen=True)
 class CheckedTarget:

@@ -64,6 +64,20 @@ def test_disable_and_enable_actions(admin_client, service, make_endpoint, emit):
     assert emit(service).deliveries.count() == 1
 
 
+def test_enabling_an_endpoint_queues_what_came_due_while_it_was_disabled(
+        admin_client, service, receiver, make_endpoint, emit, monkeypatch, django_capture_on_commit_callbacks):
+    endpoint = make_endpoint(service, receiver.url()).endpoint
+    event = emit(service)
+    changelist = reverse("admin:webhooks_webhookendpoint_changelist")
+    admin_client.post(changelist, {"action": "disable_endpoints", "_selected_action": [endpoint.pk]})
+    assert delivery.deliver(event_ids=[event.id]) == []  # due, but a disabled endpoint is not sent to
+    queued = []
+    monkeypatch.setattr(delivery, "_enqueue", lambda name, args: queued.append((name, args)) or True)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(changelist, {"action": "enable_endpoints", "_selected_action": [endpoint.pk]})
+    assert queued == [("webhooks.tasks.deliver_deliveries", [[str(event.deliveries.get().pk)]])]
+
+
 def test_rotate_action_keeps_old_secret_valid(admin_client, service, receiver, make_endpoint, emit):
     issued = make_endpoint(service, receiver.url())
     admin_client.post(reverse("admin:webhooks_webhookendpoint_changelist"),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from lago_python_client.client import Client
 from lago_python_client.models.webhook_endpoint import WebhookEndpoint as LagoWebhookEndpoint
 from standardwebhooks.webhooks import Webhook
@@ -77,6 +81,16 @@ def test_update_and_delete(api_client):
     assert api_client.get(URL).json()["meta"]["total_count"] == 0
 
 
+def test_update_to_an_unsafe_url_is_refused_and_changes_nothing(api_client):
+    lago_id = create(api_client, name="kept").json()["webhook_endpoint"]["lago_id"]
+    response = api_client.put(f"{URL}/{lago_id}", {"webhook_endpoint": {
+        "webhook_url": "https://169.254.169.254/latest/meta-data/", "name": "renamed"}}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"webhook_url": ["url_is_invalid"]}
+    endpoint = WebhookEndpoint.objects.get(pk=lago_id)
+    assert endpoint.url == LOCAL_HOOK and endpoint.name == "kept"
+
+
 def test_rotate_secret_returns_new_secret_and_keeps_old_for_overlap(api_client):
     created = create(api_client).json()["webhook_endpoint"]
     rotated = api_client.post(f"{URL}/{created['lago_id']}/rotate_secret")
@@ -145,6 +159,31 @@ def test_at_most_ten_endpoints_per_service(api_client):
     response = create(api_client)
     assert response.status_code == 422
     assert response.json()["error_details"] == {"webhook_endpoint": ["limit_reached"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_cannot_both_pass_the_limit(api_client, service, settings):
+    from webhooks import services
+
+    settings.WEBHOOK_ENDPOINTS_PER_SERVICE = 1
+    responses = []
+
+    def create_in_another_connection():
+        try:
+            responses.append(create(api_client))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        services.create_endpoint(service=service, url=LOCAL_HOOK)  # holds the service lock until commit
+        other = threading.Thread(target=create_in_another_connection)
+        other.start()
+        time.sleep(0.5)  # the request is now waiting for the lock (or, without it, past the limit check)
+    other.join()
+    [response] = responses
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"webhook_endpoint": ["limit_reached"]}
+    assert WebhookEndpoint.objects.filter(service=service).count() == 1
 
 
 def test_unauthenticated_is_401(client):

@@ -1,12 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime
-
+from identity.api.formatting import iso_seconds
 from webhooks.models import WebhookEndpoint
-
-
-def _iso_seconds(value: datetime) -> str:
-    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def render_webhook_endpoint(endpoint: WebhookEndpoint, *, secret: str | None = None) -> dict:
@@ -20,7 +15,7 @@ def render_webhook_endpoint(endpoint: WebhookEndpoint, *, secret: str | None = N
         "event_types": endpoint.event_types,
         "active": endpoint.is_active,
         "disabled_reason": endpoint.disabled_reason or None,
-        "created_at": _iso_seconds(endpoint.created_at),
+        "created_at": iso_seconds(endpoint.created_at),
     }
     if secret is not None:
         data["secret"] = secret
