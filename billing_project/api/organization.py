@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from identity.api.formatting import iso_seconds
 from identity.models import Service
 
 from .parsing import require_root
@@ -16,7 +17,7 @@ def render_organization(service: Service) -> dict:
         "name": service.name,
         "code": service.code,
         "default_currency": service.default_currency,
-        "created_at": service.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_seconds(service.created_at),
     }
 
 

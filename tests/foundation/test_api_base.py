@@ -18,6 +18,8 @@ class TestAuthentication:
         response = api_client.get("/api/v1/organizations")
         assert response.status_code == 200
         assert response.json()["organization"]["code"] == service.code
+        # Lago's created_at: whole seconds, UTC, as on every other object.
+        assert response.json()["organization"]["created_at"] == service.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nonsense", "Basic abc", "Token fb_x"])
     def test_missing_or_malformed_credentials_get_lagos_401_body(self, client, header):
