@@ -27,7 +27,6 @@ from webhooks.services import record_event
 from .api.renderers import render_invoice
 from .client import OdooClient, OdooError, OdooSettings
 from .models import (
-    ConnectionStatus,
     Invoice,
     InvoiceLine,
     InvoicePaymentStatus,
@@ -37,7 +36,7 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
-from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, mark_connection, open_client
+from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, open_client, record_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +129,7 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                 offset += page_size
         except OdooError as exc:
             report.aborted = str(exc)
-            status = ConnectionStatus.DOWN if exc.retryable else ConnectionStatus.BROKEN \
-                if exc.name == "odoo.exceptions.AccessDenied" else ConnectionStatus.OK
-            if status != ConnectionStatus.OK:
-                mark_connection(status=status, settings_=settings_, error=str(exc))
+            record_connection_failure(exc, settings_=settings_)
         cursor.write_date = newest
         cursor.last_run_at = timezone.now()
         cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
