@@ -9,7 +9,14 @@ from decimal import Decimal
 import pytest
 from lago_python_client.models.invoice import InvoiceResponse
 
-from odoo_bridge.models import Invoice, OdooPullCursor, OdooSyncState, SyncKind
+from odoo_bridge.models import (
+    ConnectionStatus,
+    Invoice,
+    OdooConnectionState,
+    OdooPullCursor,
+    OdooSyncState,
+    SyncKind,
+)
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
 from webhooks.models import WebhookEvent
@@ -139,3 +146,54 @@ def test_draft_invoice_is_announced_only_once_posted(fake_odoo, catalog):
     pull_invoices()
     assert [e["webhook_type"] for e in events()] == ["invoice.created"]
     assert Invoice.objects.get(odoo_move_id=move).number.startswith("INV/")
+
+
+def test_odoo_down_mid_pull_keeps_the_cursor_and_the_next_pull_catches_up(fake_odoo, invoiced):
+    _, move_id = invoiced
+    fake_odoo.faults.add("http_status", model="account.move.line", method="search_read", status=502)
+    report = pull_invoices()
+    assert report.aborted and report.invoices_created == 0
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.DOWN
+    assert OdooPullCursor.objects.get().write_date == "1970-01-01 00:00:00"  # the unread page is read again
+    report = pull_invoices()
+    assert not report.aborted and report.invoices_created == 1
+    assert Invoice.objects.get().odoo_move_id == move_id
+    assert [e["webhook_type"] for e in events()] == ["invoice.created"]
+
+
+def test_key_revoked_before_a_pull_breaks_the_connection_and_stops_sending_it(fake_odoo, invoiced):
+    fake_odoo.revoke_api_key()
+    report = pull_invoices()
+    assert report.aborted
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN
+    denied = fake_odoo.access_denied_count
+    for _ in range(3):
+        assert "broken" in pull_invoices().aborted
+    assert fake_odoo.access_denied_count == denied
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_pull_while_one_runs_reads_nothing(fake_odoo, invoiced):
+    import threading
+
+    from django.db import connection
+
+    from odoo_bridge.sync import ADVISORY_NAMESPACE_CYCLE, advisory_locks
+
+    with advisory_locks(ADVISORY_NAMESPACE_CYCLE, ["pull"]) as held:
+        assert held == {"pull"}
+        fake_odoo.reset_counters()
+        out = []
+
+        def other():
+            try:
+                out.append(pull_invoices())
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert out[0].aborted == "another pull is running"
+    assert fake_odoo.call_count(model="account.move") == 0 and not Invoice.objects.exists()
+    assert pull_invoices().invoices_created == 1
