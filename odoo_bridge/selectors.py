@@ -7,7 +7,7 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from identity.models import AccountLink, Service
+from identity.models import Service
 
 from .models import Invoice, InvoicePaymentStatus, InvoiceStatus
 
@@ -26,10 +26,6 @@ def invoice_by_lago_id(*, service: Service, lago_id: str) -> Invoice | None:
     except ValueError:
         return None
     return invoices_for_service(service=service).filter(pk=key).first()
-
-
-def account_link(*, service: Service, external_id: str) -> AccountLink | None:
-    return AccountLink.objects.filter(service=service, external_id=external_id, deleted_at__isnull=True).first()
 
 
 def filter_invoices(queryset: QuerySet[Invoice], *, customer_id=None, status: str | None = None, payment_status: str | None = None,

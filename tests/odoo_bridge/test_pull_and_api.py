@@ -124,6 +124,21 @@ def test_invoice_api_lists_filters_and_scopes_to_the_service(fake_odoo, invoiced
     assert api_client.get("/api/v1/invoices/not-a-uuid").status_code == 404
 
 
+def test_invoice_api_customer_filter_skips_unknown_and_deleted_customers(fake_odoo, invoiced, api_client):
+    from django.utils import timezone
+
+    sub, _ = invoiced
+    pull_invoices()
+    body = api_client.get("/api/v1/invoices", {"external_customer_id": "nobody"}).json()
+    assert body["invoices"] == [] and body["meta"]["total_count"] == 0
+    link = sub.account_link
+    link.deleted_at = timezone.now()
+    link.save(update_fields=["deleted_at"])
+    assert api_client.get("/api/v1/invoices", {"external_customer_id": link.external_id}).json()["invoices"] == []
+    missing = api_client.get(f"/api/v1/customers/{link.external_id}/invoices")
+    assert missing.status_code == 404 and missing.json()["code"] == "customer_not_found"
+
+
 def test_invoice_api_requires_a_key(client):
     response = client.get("/api/v1/invoices")
     assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}
