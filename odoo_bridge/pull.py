@@ -175,7 +175,9 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
         "odoo_write_date": _odoo_datetime(move.get("write_date")),
     }
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().filter(odoo_move_id=move["id"]).first()
+        # joined, so comparing with `values` below loads no service/customer/subscription row by row
+        invoice = (Invoice.objects.select_related("service", "customer", "subscription")
+                   .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
         if move.get("payment_state") == "reversed" and invoice is not None:
             values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
         before = None
