@@ -288,6 +288,8 @@ class Pusher:
     _close_reason: int | None = None
     _uom_unit: int | None = None
     _write_backs: dict = field(default_factory=dict)
+    _countries: dict[str, int] = field(default_factory=dict)
+    _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def write_back(self, obj: Any, field_name: str) -> None:
         """Odoo ids learnt in this batch, saved in bulk at its end (one UPDATE per model, not per row)."""
@@ -302,8 +304,6 @@ class Pusher:
         for (model, field_name), objs in self._write_backs.items():
             model.objects.bulk_update(list(objs.values()), [field_name], batch_size=1000)
         self._write_backs.clear()
-    _countries: dict[str, int] = field(default_factory=dict)
-    _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # -- RPC with failure bookkeeping
     def rpc(self, book: StateBook, rows: list[OdooSyncState], fn: Callable[[], Any]) -> Any:
