@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from metering.models import RatedUsage, Subscription, SubscriptionMode
@@ -36,6 +37,7 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
+from .selectors import render_prefetches
 from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, open_client, record_connection_failure
 
 logger = logging.getLogger(__name__)
@@ -195,9 +197,12 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
             invoice.save()
             report.invoices_updated += 1
         _mirror_lines(invoice, subscription, lines, digits)
-        for webhook_type in _events(before, invoice):
-            record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice",
-                         payload=render_invoice(invoice))
+        webhook_types = _events(before, invoice)
+        if webhook_types:
+            prefetch_related_objects([invoice], *render_prefetches())
+            payload = render_invoice(invoice)
+        for webhook_type in webhook_types:
+            record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice", payload=payload)
             report.events += 1
     return invoice
 

@@ -139,6 +139,27 @@ def test_invoice_api_customer_filter_skips_unknown_and_deleted_customers(fake_od
     assert missing.status_code == 404 and missing.json()["code"] == "customer_not_found"
 
 
+def test_invoice_list_costs_the_same_queries_for_one_invoice_or_a_page(fake_odoo, catalog, api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        sub = catalog.subscription()
+        catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+        catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
+    push_cycle()
+    fake_odoo.run_invoicing_cron(today=BILLING_DAY)
+    assert pull_invoices().invoices_created == 3
+    api_client.get("/api/v1/invoices")  # the key's last_used_at is written on first use only
+    counts = []
+    for per_page in (1, 3):
+        with CaptureQueriesContext(connection) as queries:
+            body = api_client.get("/api/v1/invoices", {"per_page": per_page}).json()
+        assert len(body["invoices"]) == per_page and len(body["invoices"][0]["fees"]) == 3
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
 def test_invoice_api_requires_a_key(client):
     response = client.get("/api/v1/invoices")
     assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}
