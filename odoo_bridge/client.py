@@ -25,7 +25,7 @@ import threading
 import urllib.error
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -222,15 +222,21 @@ class Transport(Protocol):
     def round_trips(self) -> int: ...
 
 
+def _checked_url(settings: OdooSettings) -> SplitResult:
+    """The parts of ODOO_URL, once every setting a transport needs is known to be there."""
+    if not settings.configured:
+        raise OdooConfigurationError("ODOO_URL, ODOO_DB, ODOO_USER and ODOO_API_KEY must all be set")
+    parts = urlsplit(settings.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OdooConfigurationError(f"ODOO_URL must be an http(s) base URL, got {settings.url!r}")
+    return parts
+
+
 class JsonRpcTransport:
     """`/jsonrpc` through unmodified odoorpc (stateless: credentials resent on each call)."""
 
     def __init__(self, settings: OdooSettings) -> None:
-        if not settings.configured:
-            raise OdooConfigurationError("ODOO_URL, ODOO_DB, ODOO_USER and ODOO_API_KEY must all be set")
-        parts = urlsplit(settings.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OdooConfigurationError(f"ODOO_URL must be an http(s) base URL, got {settings.url!r}")
+        parts = _checked_url(settings)
         self.settings = settings
         self._host = parts.hostname
         self._protocol = "jsonrpc+ssl" if parts.scheme == "https" else "jsonrpc"
@@ -286,11 +292,7 @@ class Json2Transport:
     """
 
     def __init__(self, settings: OdooSettings) -> None:
-        if not settings.configured:
-            raise OdooConfigurationError("ODOO_URL, ODOO_DB, ODOO_USER and ODOO_API_KEY must all be set")
-        parts = urlsplit(settings.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OdooConfigurationError(f"ODOO_URL must be an http(s) base URL, got {settings.url!r}")
+        _checked_url(settings)
         self.settings = settings
         self._base = settings.url.rstrip("/")
         self._round_trips = 0
@@ -372,7 +374,6 @@ class OdooClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.fields = FieldNames()
-        self._connected = False
 
     @property
     def round_trips(self) -> int:
@@ -392,7 +393,6 @@ class OdooClient:
         )
         if not self.fields.has_subscriptions:
             raise OdooConfigurationError("sale.order has no plan_id: the Odoo database lacks sale_subscription")
-        self._connected = True
         return self
 
     def call(self, model: str, method: str, args: list | None = None, kwargs: dict | None = None) -> Any:

@@ -35,11 +35,6 @@ def decimal_from_odoo(value: object, *, digits: int = 2) -> Decimal:
         raise ValueError(f"not a number from Odoo: {value!r}") from exc
 
 
-def to_cents(amount: Decimal, *, digits: int = 2) -> int:
-    """Integer minor units, the way Lago exposes every invoice amount."""
-    return int((amount * (Decimal(10) ** digits)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def to_odoo_number(value: Decimal) -> float:
     """JSON-RPC has no decimal type; the value was already rounded to Odoo's digits."""
     return float(value)  # ok-float: wire format of Odoo's Float fields, after exact rounding

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from metering.models import RatedUsage, Subscription, SubscriptionMode
@@ -27,7 +28,6 @@ from webhooks.services import record_event
 from .api.renderers import render_invoice
 from .client import OdooClient, OdooError, OdooSettings
 from .models import (
-    ConnectionStatus,
     Invoice,
     InvoiceLine,
     InvoicePaymentStatus,
@@ -37,7 +37,8 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
-from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, mark_connection, open_client
+from .selectors import render_prefetches
+from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, open_client, record_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +131,7 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                 offset += page_size
         except OdooError as exc:
             report.aborted = str(exc)
-            status = ConnectionStatus.DOWN if exc.retryable else ConnectionStatus.BROKEN \
-                if exc.name == "odoo.exceptions.AccessDenied" else ConnectionStatus.OK
-            if status != ConnectionStatus.OK:
-                mark_connection(status=status, settings_=settings_, error=str(exc))
+            record_connection_failure(exc, settings_=settings_)
         cursor.write_date = newest
         cursor.last_run_at = timezone.now()
         cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
@@ -179,7 +177,9 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
         "odoo_write_date": _odoo_datetime(move.get("write_date")),
     }
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().filter(odoo_move_id=move["id"]).first()
+        # joined, so comparing with `values` below loads no service/customer/subscription row by row
+        invoice = (Invoice.objects.select_related("service", "customer", "subscription")
+                   .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
         if move.get("payment_state") == "reversed" and invoice is not None:
             values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
         before = None
@@ -197,9 +197,12 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
             invoice.save()
             report.invoices_updated += 1
         _mirror_lines(invoice, subscription, lines, digits)
-        for webhook_type in _events(before, invoice):
-            record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice",
-                         payload=render_invoice(invoice))
+        webhook_types = _events(before, invoice)
+        if webhook_types:
+            prefetch_related_objects([invoice], *render_prefetches())
+            payload = render_invoice(invoice)
+        for webhook_type in webhook_types:
+            record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice", payload=payload)
             report.events += 1
     return invoice
 

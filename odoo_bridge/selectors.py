@@ -5,18 +5,30 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from identity.models import AccountLink, Service
+from identity.models import Service
+from metering.models import Charge
 
-from .models import Invoice, InvoicePaymentStatus, InvoiceStatus
+from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
 
 INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice", "credit_note": "out_refund"}
 
 
+def render_prefetches() -> list[Prefetch]:
+    """What `render_invoice` reads beyond the invoice row: its fees, and the plan the subscription embeds."""
+    return [
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related("charge__metric", "rated_usage",
+                                                                       "subscription__plan")),
+        Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
+                 .prefetch_related("tiers").order_by("created_at", "id")),
+    ]
+
+
 def invoices_for_service(*, service: Service) -> QuerySet[Invoice]:
     return (Invoice.objects.filter(service=service)
-            .select_related("service", "customer", "subscription__plan", "subscription__account_link")
+            .select_related("service", "customer", "subscription__plan", "subscription__account_link__customer")
+            .prefetch_related(*render_prefetches())
             .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
 
 
@@ -26,10 +38,6 @@ def invoice_by_lago_id(*, service: Service, lago_id: str) -> Invoice | None:
     except ValueError:
         return None
     return invoices_for_service(service=service).filter(pk=key).first()
-
-
-def account_link(*, service: Service, external_id: str) -> AccountLink | None:
-    return AccountLink.objects.filter(service=service, external_id=external_id, deleted_at__isnull=True).first()
 
 
 def filter_invoices(queryset: QuerySet[Invoice], *, customer_id=None, status: str | None = None, payment_status: str | None = None,

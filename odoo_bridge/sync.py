@@ -129,6 +129,20 @@ def connection_is_broken(settings_: OdooSettings) -> bool:
                 and state.credentials_fingerprint == settings_.key_fingerprint())
 
 
+def record_connection_failure(exc: OdooError, *, settings_: OdooSettings | None) -> None:
+    """What a failed call mid-cycle says about the connection; shared by push and pull.
+
+    Judged by class, not by Odoo's exception name: JSON-2 answers a bad key with
+    ``werkzeug.exceptions.Unauthorized``. A business error says nothing about the connection.
+    """
+    if isinstance(exc, OdooAccessDenied):
+        if settings_ is not None:
+            mark_connection(status=ConnectionStatus.BROKEN, settings_=settings_, error=str(exc))
+        reset_client()
+    elif exc.retryable and settings_ is not None:
+        mark_connection(status=ConnectionStatus.DOWN, settings_=settings_, error=str(exc))
+
+
 def reset_connection() -> None:
     OdooConnectionState.objects.filter(pk=1).update(status=ConnectionStatus.UNKNOWN, broken_at=None)
     reset_client()
@@ -274,6 +288,8 @@ class Pusher:
     _close_reason: int | None = None
     _uom_unit: int | None = None
     _write_backs: dict = field(default_factory=dict)
+    _countries: dict[str, int] = field(default_factory=dict)
+    _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def write_back(self, obj: Any, field_name: str) -> None:
         """Odoo ids learnt in this batch, saved in bulk at its end (one UPDATE per model, not per row)."""
@@ -288,8 +304,6 @@ class Pusher:
         for (model, field_name), objs in self._write_backs.items():
             model.objects.bulk_update(list(objs.values()), [field_name], batch_size=1000)
         self._write_backs.clear()
-    _countries: dict[str, int] = field(default_factory=dict)
-    _states: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # -- RPC with failure bookkeeping
     def rpc(self, book: StateBook, rows: list[OdooSyncState], fn: Callable[[], Any]) -> Any:
@@ -299,16 +313,13 @@ class Pusher:
             for row in rows:
                 row.last_error, row.last_error_name = str(exc)[:2000], exc.name
                 book.touch(row)
-            if self.settings_ is not None:
-                mark_connection(status=ConnectionStatus.BROKEN, settings_=self.settings_, error=str(exc))
-            reset_client()
+            record_connection_failure(exc, settings_=self.settings_)
             raise CycleAborted(f"access denied: {exc}") from exc
         except OdooRetryableError as exc:
             for row in rows:
                 book.failed(row, exc)
             self.report.failed += len(rows)
-            if self.settings_ is not None:
-                mark_connection(status=ConnectionStatus.DOWN, settings_=self.settings_, error=str(exc))
+            record_connection_failure(exc, settings_=self.settings_)
             raise CycleAborted(f"Odoo unreachable: {exc}") from exc
 
     def create_many(self, book: StateBook, model: str, items: list[tuple[OdooSyncState, dict]]) -> list[

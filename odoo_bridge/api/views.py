@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from billing_project.api.errors import NotFound, ValidationFailed
 from billing_project.api.pagination import paginate
 from billing_project.api.views import ServiceAPIView
+from identity import selectors as identity_selectors
 
 from .. import selectors
 from ..models import InvoicePaymentStatus, InvoiceStatus
@@ -73,7 +74,7 @@ class InvoiceListView(ServiceAPIView):
         external_customer_id = filters.pop("external_customer_id", None)
         queryset = selectors.invoices_for_service(service=self.service)
         if external_customer_id is not None:
-            link = selectors.account_link(service=self.service, external_id=external_customer_id)
+            link = identity_selectors.get_link(service=self.service, external_id=external_customer_id)
             if link is None:
                 return Response({"invoices": [], "meta": paginate(request, queryset.none())[1]})
             filters["customer_id"] = link.customer_id
@@ -99,7 +100,7 @@ class CustomerInvoiceListView(ServiceAPIView):
                                *FILTER_PARAMETERS],
                    responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def get(self, request, external_id: str) -> Response:
-        link = selectors.account_link(service=self.service, external_id=external_id)
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:
             raise NotFound("customer_not_found")
         filters = _filters(request)

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from odoo_bridge.client import (
+    Json2Transport,
     JsonRpcTransport,
     OdooAccessDenied,
     OdooClient,
@@ -12,6 +13,7 @@ from odoo_bridge.client import (
     OdooRemoteError,
     OdooRetryableError,
     OdooSettings,
+    build_client,
     get_client,
     reset_client,
 )
@@ -116,6 +118,12 @@ def test_missing_configuration_is_reported():
         JsonRpcTransport(OdooSettings(url="", db="x", user="u", api_key="k"))
     with pytest.raises(OdooConfigurationError):
         JsonRpcTransport(OdooSettings(url="ftp://odoo", db="x", user="u", api_key="k"))
+    with pytest.raises(OdooConfigurationError):
+        Json2Transport(OdooSettings(url="http://odoo", db="", user="u", api_key="k"))
+    with pytest.raises(OdooConfigurationError):
+        Json2Transport(OdooSettings(url="odoo.example.com", db="x", user="u", api_key="k"))
+    with pytest.raises(OdooConfigurationError):
+        build_client(OdooSettings(url="http://odoo", db="x", user="u", api_key="k", transport="xmlrpc"))
 
 
 def test_get_client_is_lazy_and_one_per_process(fake):

@@ -93,3 +93,29 @@ def test_push_and_pull_through_json2(settings, catalog):
         assert server.call_count(service="json2") > 0 and server.call_count(service="object") == 0
         server.run_invoicing_cron(today=dt.date(2026, 11, 1))
         assert pull_invoices().invoices_created == 1
+
+
+@pytest.mark.django_db
+def test_key_revoked_before_a_json2_pull_breaks_the_connection(settings, catalog):
+    """JSON-2 answers a bad key with 401 `werkzeug.exceptions.Unauthorized`, not Odoo's AccessDenied name."""
+    import datetime as dt
+
+    from odoo_bridge.models import ConnectionStatus, OdooConnectionState
+    from odoo_bridge.pull import pull_invoices
+    from odoo_bridge.sync import push_cycle
+
+    from .conftest import point_settings_at
+
+    with FakeOdoo(version="19.0") as server:
+        point_settings_at(settings, server)
+        settings.ODOO_TRANSPORT = "json2"
+        catalog.subscription()
+        assert not push_cycle().aborted
+        server.run_invoicing_cron(today=dt.date(2026, 11, 1))
+        server.revoke_api_key()
+        assert pull_invoices().aborted
+        assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN
+        denied = server.access_denied_count
+        for _ in range(3):
+            assert "broken" in pull_invoices().aborted
+        assert server.access_denied_count == denied

@@ -2,7 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from odoo_bridge.pricing import decimal_from_odoo, to_cents, usage_line_pricing
+from identity.api.formatting import to_cents
+from odoo_bridge.pricing import decimal_from_odoo, usage_line_pricing
 
 
 def test_sub_cent_rate_falls_back_to_quantity_one_at_the_pre_rated_amount():

@@ -9,7 +9,14 @@ from decimal import Decimal
 import pytest
 from lago_python_client.models.invoice import InvoiceResponse
 
-from odoo_bridge.models import Invoice, OdooPullCursor, OdooSyncState, SyncKind
+from odoo_bridge.models import (
+    ConnectionStatus,
+    Invoice,
+    OdooConnectionState,
+    OdooPullCursor,
+    OdooSyncState,
+    SyncKind,
+)
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
 from webhooks.models import WebhookEvent
@@ -117,6 +124,42 @@ def test_invoice_api_lists_filters_and_scopes_to_the_service(fake_odoo, invoiced
     assert api_client.get("/api/v1/invoices/not-a-uuid").status_code == 404
 
 
+def test_invoice_api_customer_filter_skips_unknown_and_deleted_customers(fake_odoo, invoiced, api_client):
+    from django.utils import timezone
+
+    sub, _ = invoiced
+    pull_invoices()
+    body = api_client.get("/api/v1/invoices", {"external_customer_id": "nobody"}).json()
+    assert body["invoices"] == [] and body["meta"]["total_count"] == 0
+    link = sub.account_link
+    link.deleted_at = timezone.now()
+    link.save(update_fields=["deleted_at"])
+    assert api_client.get("/api/v1/invoices", {"external_customer_id": link.external_id}).json()["invoices"] == []
+    missing = api_client.get(f"/api/v1/customers/{link.external_id}/invoices")
+    assert missing.status_code == 404 and missing.json()["code"] == "customer_not_found"
+
+
+def test_invoice_list_costs_the_same_queries_for_one_invoice_or_a_page(fake_odoo, catalog, api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        sub = catalog.subscription()
+        catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+        catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
+    push_cycle()
+    fake_odoo.run_invoicing_cron(today=BILLING_DAY)
+    assert pull_invoices().invoices_created == 3
+    api_client.get("/api/v1/invoices")  # the key's last_used_at is written on first use only
+    counts = []
+    for per_page in (1, 3):
+        with CaptureQueriesContext(connection) as queries:
+            body = api_client.get("/api/v1/invoices", {"per_page": per_page}).json()
+        assert len(body["invoices"]) == per_page and len(body["invoices"][0]["fees"]) == 3
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
 def test_invoice_api_requires_a_key(client):
     response = client.get("/api/v1/invoices")
     assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}
@@ -139,3 +182,54 @@ def test_draft_invoice_is_announced_only_once_posted(fake_odoo, catalog):
     pull_invoices()
     assert [e["webhook_type"] for e in events()] == ["invoice.created"]
     assert Invoice.objects.get(odoo_move_id=move).number.startswith("INV/")
+
+
+def test_odoo_down_mid_pull_keeps_the_cursor_and_the_next_pull_catches_up(fake_odoo, invoiced):
+    _, move_id = invoiced
+    fake_odoo.faults.add("http_status", model="account.move.line", method="search_read", status=502)
+    report = pull_invoices()
+    assert report.aborted and report.invoices_created == 0
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.DOWN
+    assert OdooPullCursor.objects.get().write_date == "1970-01-01 00:00:00"  # the unread page is read again
+    report = pull_invoices()
+    assert not report.aborted and report.invoices_created == 1
+    assert Invoice.objects.get().odoo_move_id == move_id
+    assert [e["webhook_type"] for e in events()] == ["invoice.created"]
+
+
+def test_key_revoked_before_a_pull_breaks_the_connection_and_stops_sending_it(fake_odoo, invoiced):
+    fake_odoo.revoke_api_key()
+    report = pull_invoices()
+    assert report.aborted
+    assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN
+    denied = fake_odoo.access_denied_count
+    for _ in range(3):
+        assert "broken" in pull_invoices().aborted
+    assert fake_odoo.access_denied_count == denied
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_pull_while_one_runs_reads_nothing(fake_odoo, invoiced):
+    import threading
+
+    from django.db import connection
+
+    from odoo_bridge.sync import ADVISORY_NAMESPACE_CYCLE, advisory_locks
+
+    with advisory_locks(ADVISORY_NAMESPACE_CYCLE, ["pull"]) as held:
+        assert held == {"pull"}
+        fake_odoo.reset_counters()
+        out = []
+
+        def other():
+            try:
+                out.append(pull_invoices())
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert out[0].aborted == "another pull is running"
+    assert fake_odoo.call_count(model="account.move") == 0 and not Invoice.objects.exists()
+    assert pull_invoices().invoices_created == 1
