@@ -1,12 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_project.api import health
-from billing_project.api.organization import OrganizationView
-from billing_project.api.errors import json_not_found
+from billing_kit.http import json_not_found
+from billing_project import health
 
 api_v1 = [
-    path("organizations", OrganizationView.as_view(), name="organization"),
     path("", include("identity.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("webhooks.api.urls")),

@@ -9,7 +9,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing_kit.updates import model_update
 from identity.models import AccountLink, Customer, IdempotencyKey, Service
+from identity.renderers import render_customer
+# The one sanctioned upward import of the dependency order: the webhook outbox (a port).
+from webhooks.services import record_event
 
 # Request field -> Customer column. Only these are ever written (no mass assignment).
 CUSTOMER_PROFILE_FIELDS = {
@@ -64,9 +68,6 @@ def upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert
 
 
 def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert:
-    from identity.api.renderers import render_customer
-    from webhooks.services import record_event
-
     external_id = data["external_id"]
     email = (data.get("email") or "").strip()
     profile = _profile_values(data)
@@ -95,12 +96,8 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
                 link.customer = customer = owner
             elif not customer.email:
                 profile["email"] = email
-        updates = {column: value for column, value in profile.items() if getattr(customer, column) != value}
-        if updates:
-            for column, value in updates.items():
-                setattr(customer, column, value)
-            customer.save(update_fields=[*updates, "updated_at"])
-            changed = True
+        _, updated = model_update(instance=customer, data=profile)
+        changed = changed or bool(updated)
         if changed:
             link.save()
     if changed:
@@ -118,6 +115,12 @@ def delete_customer(*, link: AccountLink) -> AccountLink:
     link.deleted_at = timezone.now()
     link.save(update_fields=["deleted_at", "updated_at"])
     return link
+
+
+def update_organization(*, service: Service, data: dict[str, Any]) -> Service:
+    """Lago's organization is the calling service: its name and default currency."""
+    service, _ = model_update(instance=service, data=data, fields=("name", "default_currency"))
+    return service
 
 
 def purge_idempotency_keys(*, now=None) -> int:

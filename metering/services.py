@@ -18,11 +18,11 @@ from psycopg import Error as PsycopgError
 from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 
-from billing_project.api.errors import MethodNotAllowed, NotFound, ValidationFailed
+from billing_kit.errors import NotAllowed, NotFound, ValidationFailed
 from identity.models import AccountLink, Service
-from identity.services import upsert_customer
+from identity import services as identity_services
 from metering import windows
-from metering.api.event_schema import ParsedEvent, numeric_property_error, parse_numeric
+from metering.event_schema import ParsedEvent, numeric_property_error, parse_numeric
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -37,7 +37,9 @@ from metering.models import (
 )
 from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_charge_properties
 from metering.rating import is_period_closed, lock_subscriptions_for_ingest
+from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
+from webhooks.services import record_event
 
 # UsageEvent.value is numeric(38, 10).
 _MAX_EVENT_VALUE = Decimal(10) ** 28
@@ -47,9 +49,6 @@ _MAX_EVENT_VALUE = Decimal(10) ** 28
 
 
 def _emit_subscription(subscription: Subscription, webhook_type: str) -> None:
-    from metering.api.renderers import render_subscription
-    from webhooks.services import record_event
-
     record_event(service=subscription.service, webhook_type=webhook_type, object_type="subscription",
                  payload=render_subscription(subscription))
 
@@ -109,7 +108,7 @@ def delete_billable_metric(*, metric: BillableMetric) -> None:
     if (RatedUsage.objects.filter(charge__in=charges).exists()
             or Subscription.objects.filter(plan__charges__metric=metric)
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).exists()):
-        raise MethodNotAllowed("billable_metric_in_use")
+        raise NotAllowed("billable_metric_in_use")
     charges.delete()
     metric.delete()
 
@@ -235,7 +234,7 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
 def delete_plan(*, plan: Plan) -> None:
     """Refused while any subscription (even a closed one, whose bills reference it) uses it."""
     if Subscription.objects.filter(plan=plan).exists():
-        raise MethodNotAllowed("plan_in_use")
+        raise NotAllowed("plan_in_use")
     plan.delete()
 
 
@@ -294,7 +293,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
                                        deleted_at__isnull=True).select_related("customer").first())
     if link is None:
-        link = upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
+        link = identity_services.upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
     existing = _open_subscription(service=service, external_id=data["external_id"])
     if existing is not None:
         if existing.account_link_id != link.id:
@@ -395,6 +394,17 @@ def terminate_customer_subscriptions(*, link: AccountLink) -> None:
     for subscription in Subscription.objects.filter(account_link=link).exclude(
             status__in=CLOSED_SUBSCRIPTION_STATUSES):
         terminate_subscription(subscription=subscription)
+
+
+@transaction.atomic
+def delete_customer(*, link: AccountLink) -> AccountLink:
+    """Lago's customer DELETE: end the account's subscriptions, then soft-delete it.
+
+    One transaction: a failure after the subscriptions ended must not leave a customer
+    without subscriptions who still looks active (or the reverse).
+    """
+    terminate_customer_subscriptions(link=link)
+    return identity_services.delete_customer(link=link)
 
 
 def activate_due_subscriptions(*, now: datetime | None = None) -> int:

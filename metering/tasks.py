@@ -1,4 +1,8 @@
-"""Celery tasks of the rating engine (queue ``rating``); thin wrappers over metering.rating."""
+"""Celery tasks of metering: thin wrappers over its services.
+
+Rating runs on the ``rating`` queue (the ``metering.tasks.*`` route); starting due
+subscriptions is routed to the default queue explicitly (see CELERY_TASK_ROUTES).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,13 @@ from uuid import UUID
 from celery import shared_task
 from django.conf import settings
 
-from metering import rating
+from metering import rating, services
 
 
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
 def rate_open_windows(service_code: str | None = None) -> dict:
     """Beat entry point: with RATING_SHARDS > 1, fan out one task per slice of subscriptions."""
-    shards = getattr(settings, "RATING_SHARDS", 1)
+    shards = settings.RATING_SHARDS
     if shards > 1:
         for index in range(shards):
             rate_open_windows_shard.delay(service_code, index, shards)
@@ -25,7 +29,7 @@ def rate_open_windows(service_code: str | None = None) -> dict:
 def rate_open_windows_shard(service_code: str | None, index: int, count: int) -> dict:
     return _counts(rating.rate_open_windows(
         service_code=service_code,
-        chunk_size=getattr(settings, "RATING_CHUNK_SIZE", rating.DEFAULT_CHUNK_SIZE),
+        chunk_size=settings.RATING_CHUNK_SIZE,
         shard=None if count == 1 else (index, count),
     ))
 
@@ -42,3 +46,9 @@ def _counts(summary: rating.RatingSummary) -> dict:
         "rows_updated": summary.rows_updated,
         "windows_closed": summary.windows_closed,
     }
+
+
+@shared_task(name="metering.tasks.activate_due_subscriptions")
+def activate_due_subscriptions() -> int:
+    """Start pending subscriptions whose subscription_at has come (emits subscription.started)."""
+    return services.activate_due_subscriptions()

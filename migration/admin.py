@@ -24,7 +24,8 @@ from migration.models import (
     Reconciliation,
 )
 from migration.reconciliation import totals_by_period, write_csv
-from migration.services import queue_import_run, start_import_run
+from migration.services import start_import_run
+from migration.tasks import queue_import_run
 
 
 class ImportForm(forms.Form):

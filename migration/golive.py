@@ -37,6 +37,7 @@ from django.utils.module_loading import import_string
 from identity.models import Customer, Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription, SubscriptionMode
 from migration.models import GoLiveAction, GoLiveAttempt, Reconciliation, ReconciliationStatus
+from odoo_bridge.models import Invoice
 
 logger = logging.getLogger("migration.golive")
 
@@ -321,8 +322,6 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
 
 
 def first_live_invoice(subscription: Subscription):
-    from odoo_bridge.models import Invoice
-
     return (Invoice.objects.filter(subscription=subscription).order_by("created_at").first()
             or Invoice.objects.filter(lines__subscription=subscription).order_by("created_at").first())
 

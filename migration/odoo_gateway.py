@@ -24,6 +24,8 @@ from typing import Any
 
 from metering.models import Subscription
 from migration.golive import LiveOrder
+from odoo_bridge.models import OdooSyncState, SyncKind
+from odoo_bridge.sync import CycleAborted, open_client, push_cycle
 
 
 class LiveOrderFailed(Exception):
@@ -36,8 +38,6 @@ class OdooBridgeLiveOrderGateway:
 
     def client(self):
         if self._client is None:
-            from odoo_bridge.sync import CycleAborted, open_client
-
             try:
                 self._client = open_client()
             except CycleAborted as exc:
@@ -76,9 +76,6 @@ class OdooBridgeLiveOrderGateway:
 
     def push_live_order(self, *, subscription: Subscription, stripe_customer_id: str,
                         stripe_payment_method_id: str) -> LiveOrder:
-        from odoo_bridge.models import OdooSyncState, SyncKind
-        from odoo_bridge.sync import push_cycle
-
         report = push_cycle(client=self.client(), subscription_ids=[subscription.pk])
         if report.aborted:
             raise LiveOrderFailed(f"Odoo push aborted: {report.aborted}")

@@ -342,7 +342,3 @@ class NexaCloudReader:
                             _select("billed_periods", "WHERE period_start = %s ORDER BY deployment_id"),
                             (period_start,), _billed)
 
-
-def open_reader(dsn: str | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> NexaCloudReader:
-    """An opened reader (schema checked). Close it, or use ``with NexaCloudReader(...)``."""
-    return NexaCloudReader(dsn, chunk_size=chunk_size).open()

@@ -65,27 +65,9 @@ def start_import_run(*, dry_run: bool, dsn: str | None = None, started_by: str =
                                     started_by=started_by, counts=empty_counts())
 
 
-def queue_import_run(*, run: ImportRun) -> None:
-    """Run the import on a worker once ``run`` is committed (or here, when configured synchronous).
-
-    If the broker cannot take the task, the run is finished as failed with the reason, so
-    the admin shows it instead of an error page and a run that never leaves "running".
-    """
-    if settings.MIGRATION_IMPORT_SYNCHRONOUS:
-        execute_import_run(run=run)
-        return
-    from migration.tasks import run_import
-
-    def enqueue() -> None:
-        try:
-            run_import.delay(run.pk)
-        except Exception as exc:  # any broker failure ends this run; staff can start another
-            logger.error("NexaCloud import #%s could not be queued: %s", run.pk, exc)
-            _finish(run, status=ImportRunStatus.FAILED, report=None,
-                    fatal_error=f"could not queue the import on a worker ({type(exc).__name__}); "
-                                "is the broker running?")
-
-    transaction.on_commit(enqueue)
+def fail_import_run(*, run: ImportRun, reason: str) -> ImportRun:
+    """End ``run`` as failed before it started (e.g. the broker could not take it)."""
+    return _finish(run, status=ImportRunStatus.FAILED, report=None, fatal_error=reason)
 
 
 def _finish(run: ImportRun, *, status: str, report: ImportReport | None, fatal_error: str = "") -> ImportRun:

@@ -37,7 +37,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 from identity.models import AccountLink, Customer, Service
-from metering.api.event_schema import event_payload_hash
+from metering.event_schema import event_payload_hash
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,

@@ -13,7 +13,6 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-CENT = Decimal("0.01")
 
 
 def quantum(digits: int) -> Decimal:

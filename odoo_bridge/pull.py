@@ -25,7 +25,7 @@ from django.utils import timezone
 from metering.models import RatedUsage, Subscription, SubscriptionMode
 from webhooks.services import record_event
 
-from .api.renderers import render_invoice
+from .renderers import render_invoice
 from .client import OdooClient, OdooError, OdooSettings
 from .models import (
     Invoice,

@@ -19,9 +19,3 @@ def pull_from_odoo() -> dict:
     report = pull_invoices()
     return {"aborted": report.aborted, "invoices_created": report.invoices_created, "events": report.events}
 
-
-@shared_task(name="odoo_bridge.tasks.push_subscription", ignore_result=True)
-def push_subscription(subscription_id: str) -> dict:
-    """Push one subscription now (e.g. right after it was created); serialized with the cycle by advisory lock."""
-    report = push_cycle(subscription_ids=[subscription_id])
-    return {"aborted": report.aborted, "skipped_locked": report.skipped_locked}

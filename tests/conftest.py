@@ -14,12 +14,21 @@ from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from identity import keys
+from identity.authentication import clear_cache as clear_api_key_cache
 from identity.models import Service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 hypothesis_settings.register_profile("default", deadline=None, max_examples=200)
 hypothesis_settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _forget_cached_api_keys():
+    """A key cached by one test must not authenticate in the next (ids and keys are reused)."""
+    clear_api_key_cache()
+    yield
+    clear_api_key_cache()
 
 
 def make_api_client(api_key: str | None) -> APIClient:
@@ -83,7 +92,7 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "billing_project", "worker", "-Q", queues,
              "-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
+             "--include", "tests.worker_tasks", "--loglevel", "INFO"],
             cwd=REPO_ROOT, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
         )
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from uuid import UUID
 
+from celery import Celery, current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -363,10 +364,10 @@ def deliver_all_due(*, max_deliveries: int | None = None) -> list[AttemptResult]
 _publisher = threading.local()
 
 
-def celery_app():  # noqa: ANN201 - a seam for tests that point the app at another broker
-    from billing_project.celery import app
-
-    return app
+def celery_app() -> Celery:
+    """The process's Celery app (the composition root's); a seam for tests that point
+    publishing at another broker. Looked up, not imported: webhooks sits below the root."""
+    return current_app._get_current_object()
 
 
 def _fail_fast_connection():  # noqa: ANN202

@@ -36,7 +36,7 @@ def canonical_body(envelope: dict[str, Any]) -> bytes:
 
 
 def organization_id(service: Service) -> str:
-    # Lago's organization is the calling Service (see billing_project.api.organization).
+    # Lago's organization is the calling Service (see identity.api.organization).
     return str(service.pk)
 
 

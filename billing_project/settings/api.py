@@ -2,11 +2,11 @@
 from .env import env
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["billing_project.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["billing_project.api.authentication.IsService"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["identity.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["identity.authentication.IsService"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "billing_project.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "billing_kit.http.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -45,7 +45,7 @@ API_BEAT_SCHEDULE = {
         "schedule": 3600.0,  # ok-float
     },
     "activate-due-subscriptions": {
-        "task": "identity.tasks.activate_due_subscriptions",
+        "task": "metering.tasks.activate_due_subscriptions",
         "schedule": 60.0,  # ok-float
     },
 }

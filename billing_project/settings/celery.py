@@ -30,9 +30,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
+    # Starting due subscriptions is not rating work: it stays on the default queue.
+    "metering.tasks.activate_due_subscriptions": {"queue": "celery"},
     "metering.tasks.*": {"queue": "rating"},
     "webhooks.tasks.*": {"queue": "webhooks"},
     "odoo_bridge.tasks.*": {"queue": "odoo"},
 }
 CELERY_WORKER_QUEUES = ["celery", "rating", "webhooks", "odoo"]
-CELERY_IMPORTS = ["billing_project.tasks"]

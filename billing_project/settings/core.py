@@ -28,9 +28,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files under gunicorn (after collectstatic).
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "billing_project.api.middleware.ApiJsonErrorsMiddleware",
+    "billing_kit.middleware.ApiJsonErrorsMiddleware",
     # Oversized bodies are refused first (JSON 413), before anything reads them.
-    "identity.api.middleware.ApiBodyLimitMiddleware",
+    "billing_kit.middleware.ApiBodyLimitMiddleware",
     # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
     "metering.api.fastpath.EventIngestFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -40,7 +40,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Idempotency-Key wraps every API write.
-    "identity.api.middleware.IdempotencyKeyMiddleware",
+    "identity.idempotency.IdempotencyKeyMiddleware",
 ]
 
 ROOT_URLCONF = "billing_project.urls"

@@ -18,7 +18,10 @@ from types import SimpleNamespace
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing_project.api.errors import ApiError, Unauthorized, json_error_response
+from billing_kit.errors import BillingError, Unauthorized
+from billing_kit.http import json_error_response
+from identity.authentication import CachedApiKeyAuthentication
+from metering.api.views import create_event, create_event_batch
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +38,11 @@ class EventIngestFastPathMiddleware:
             return self.get_response(request)
         try:
             response = self._ingest(request, kind)
-        except ApiError as error:
+        except BillingError as error:
             response = json_error_response(error)
         except Exception:  # never a traceback or an HTML page to an API client
             logger.exception("Unhandled error on the event ingestion fast path")
-            response = json_error_response(ApiError())
+            response = json_error_response(BillingError())
         # What CommonMiddleware (further down, so skipped here) adds: without it the
         # server falls back to chunked transfer encoding.
         response.headers["Content-Length"] = str(len(response.content))
@@ -47,9 +50,6 @@ class EventIngestFastPathMiddleware:
 
     @staticmethod
     def _ingest(request: HttpRequest, kind: str) -> HttpResponse:
-        from identity.api.authentication import CachedApiKeyAuthentication
-        from metering.api.views import create_event, create_event_batch
-
         try:
             result = CachedApiKeyAuthentication().authenticate(SimpleNamespace(META=request.META, _request=request))
         except AuthenticationFailed:

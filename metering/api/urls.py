@@ -1,8 +1,13 @@
 from django.urls import path, re_path
 
-from . import views
+from . import customers, views
 
 urlpatterns = [
+    path("customers/<str:external_id>", customers.CustomerDetailView.as_view(), name="customer"),
+    path("customers/<str:external_id>/subscriptions", customers.CustomerSubscriptionsView.as_view(),
+         name="customer-subscriptions"),
+    path("customers/<str:external_id>/current_usage", customers.CustomerCurrentUsageView.as_view(),
+         name="customer-current-usage"),
     path("billable_metrics", views.BillableMetricListView.as_view(), name="billable-metrics"),
     # Lago: a code may contain any character.
     re_path(r"^billable_metrics/(?P<code>.+)$", views.BillableMetricDetailView.as_view(), name="billable-metric"),

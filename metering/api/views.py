@@ -16,15 +16,16 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from billing_project.api.errors import BadRequest, NotFound, ValidationFailed
-from billing_project.api.pagination import paginate
-from billing_project.api.parsing import require_root
-from billing_project.api.views import ServiceAPIView
-from identity.api.authentication import CachedApiKeyAuthentication
-from identity.api.formatting import iso_millis, iso_seconds
-from identity.api.views import ERRORS, LAGO_OBJECT, PAGE, PER_PAGE, SUBSCRIPTION_STATUS, requested_statuses
-from metering import selectors, services
-from metering.api import event_schema
+from billing_kit.docs import ERRORS, LAGO_OBJECT
+from billing_kit.errors import BadRequest, ErrorCode, NotFound, ValidationFailed
+from billing_kit.formatting import iso_millis, iso_seconds
+from billing_kit.pagination import paginate
+from billing_kit.params import PAGINATION, QueryParam, documented
+from billing_kit.parsing import require_root
+from billing_kit.views import ServiceAPIView
+from identity.authentication import CachedApiKeyAuthentication
+from metering import event_schema, selectors, services
+from metering.api.customers import SUBSCRIPTION_STATUSES, requested_statuses
 from metering.api.inputs import (
     BillableMetricInput,
     BillableMetricUpdateInput,
@@ -33,8 +34,8 @@ from metering.api.inputs import (
     SubscriptionInput,
     SubscriptionUpdateInput,
 )
-from metering.api.renderers import event_lago_id, render_billable_metric, render_plan, render_subscription
 from metering.models import SubscriptionStatus
+from metering.renderers import event_lago_id, render_billable_metric, render_plan, render_subscription
 
 CODE = OpenApiParameter("code", OpenApiTypes.STR, OpenApiParameter.PATH, description="The object's code.")
 SUBSCRIPTION_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -65,10 +66,10 @@ class BillableMetricListView(ServiceAPIView):
         metric = services.create_billable_metric(service=self.service, data=payload.validated_data)
         return Response({"billable_metric": render_billable_metric(metric)})
 
-    @extend_schema(operation_id="billable_metrics_list", parameters=[PAGE, PER_PAGE],
-                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    @documented(operation_id="billable_metrics_list", query=PAGINATION,
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request):
-        items, meta = paginate(request, selectors.metrics(service=self.service))
+        items, meta = paginate(self.query(request), selectors.metrics(service=self.service))
         return Response({"billable_metrics": [render_billable_metric(m) for m in items], "meta": meta})
 
 
@@ -116,10 +117,10 @@ class PlanListView(ServiceAPIView):
         plan = services.create_plan(service=self.service, data=payload.validated_data)
         return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
 
-    @extend_schema(operation_id="plans_list", parameters=[PAGE, PER_PAGE],
-                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    @documented(operation_id="plans_list", query=PAGINATION,
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request):
-        items, meta = paginate(request, selectors.plans(service=self.service))
+        items, meta = paginate(self.query(request), selectors.plans(service=self.service))
         return Response({"plans": [render_plan(p) for p in items], "meta": meta})
 
 
@@ -149,8 +150,8 @@ class PlanDetailView(ServiceAPIView):
 
 # --------------------------------------------------------------------------- subscriptions
 
-STATUS_ONE = OpenApiParameter("status", OpenApiTypes.STR, enum=[s for s, _ in SubscriptionStatus.choices],
-                              description="Which of the subscriptions with this id (default: active).")
+STATUS_ONE = QueryParam("status", "Which of the subscriptions with this id (default: active).",
+                        enum=[s for s, _ in SubscriptionStatus.choices])
 
 
 def subscription_or_404(service, external_id, status=SubscriptionStatus.ACTIVE):
@@ -174,53 +175,51 @@ class SubscriptionListView(ServiceAPIView):
         result = services.create_subscription(service=self.service, data=payload.validated_data)
         return Response({"subscription": render_subscription(result.subscription)})
 
-    @extend_schema(operation_id="subscriptions_list",
-                   parameters=[PAGE, PER_PAGE, SUBSCRIPTION_STATUS,
-                               OpenApiParameter("external_customer_id", OpenApiTypes.STR,
-                                                description="Only this customer's subscriptions."),
-                               OpenApiParameter("plan_code", OpenApiTypes.STR, description="Only this plan.")],
-                   responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+    @documented(operation_id="subscriptions_list",
+                query=(*PAGINATION, *SUBSCRIPTION_STATUSES,
+                       QueryParam("external_customer_id", "Only this customer's subscriptions."),
+                       QueryParam("plan_code", "Only this plan.")),
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request):
+        query = self.query(request)
         subscriptions = selectors.list_subscriptions(
-            service=self.service, statuses=requested_statuses(request),
-            external_customer_id=request.query_params.get("external_customer_id"),
-            plan_code=request.query_params.get("plan_code"),
+            service=self.service, statuses=requested_statuses(query),
+            external_customer_id=query.get("external_customer_id"),
+            plan_code=query.get("plan_code"),
         )
-        items, meta = paginate(request, subscriptions)
+        items, meta = paginate(query, subscriptions)
         return Response({"subscriptions": [render_subscription(s) for s in items], "meta": meta})
 
 
 class SubscriptionDetailView(ServiceAPIView):
-    @extend_schema(operation_id="subscriptions_retrieve", parameters=[SUBSCRIPTION_ID, STATUS_ONE],
-                   responses={200: LAGO_OBJECT, **ERRORS})
+    @documented(operation_id="subscriptions_retrieve", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
+                responses={200: LAGO_OBJECT, **ERRORS})
     def get(self, request, external_id):
-        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         return Response({"subscription": render_subscription(
             subscription_or_404(self.service, external_id, status))})
 
-    @extend_schema(operation_id="subscriptions_update", parameters=[SUBSCRIPTION_ID, STATUS_ONE],
-                   request=body("SubscriptionUpdateBody", "subscription", SubscriptionUpdateInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+    @documented(operation_id="subscriptions_update", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
+                request=body("SubscriptionUpdateBody", "subscription", SubscriptionUpdateInput()),
+                responses={200: LAGO_OBJECT, **ERRORS})
     def put(self, request, external_id):
-        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         subscription = subscription_or_404(self.service, external_id, status)
         payload = SubscriptionUpdateInput(data=require_root(request, "subscription"))
         payload.is_valid(raise_exception=True)
         subscription = services.update_subscription(subscription=subscription, data=payload.validated_data)
         return Response({"subscription": render_subscription(subscription)})
 
-    @extend_schema(
+    @documented(
         operation_id="subscriptions_terminate",
-        parameters=[SUBSCRIPTION_ID,
-                    OpenApiParameter("status", OpenApiTypes.STR, enum=["active", "pending"],
-                                     description="pending cancels a pending subscription (default: active)."),
-                    OpenApiParameter("on_termination_credit_note", OpenApiTypes.STR,
-                                     description="Accepted for compatibility; credit notes are Odoo's."),
-                    OpenApiParameter("on_termination_invoice", OpenApiTypes.STR,
-                                     description="Accepted for compatibility; the final window is rated.")],
+        parameters=[SUBSCRIPTION_ID],
+        query=[QueryParam("status", "pending cancels a pending subscription (default: active).",
+                          enum=["active", "pending"]),
+               QueryParam("on_termination_credit_note", "Accepted for compatibility; credit notes are Odoo's."),
+               QueryParam("on_termination_invoice", "Accepted for compatibility; the final window is rated.")],
         responses={200: LAGO_OBJECT, **ERRORS})
     def delete(self, request, external_id):
-        status = request.query_params.get("status") or SubscriptionStatus.ACTIVE
+        status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
             raise ValidationFailed({"status": ["value_is_invalid"]})
         subscription = subscription_or_404(self.service, external_id, status)
@@ -350,16 +349,15 @@ class EventBatchView(ServiceAPIView):
 
 
 class EventDetailView(ServiceAPIView):
-    @extend_schema(operation_id="events_retrieve",
-                   parameters=[OpenApiParameter("transaction_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                                description="The event's transaction_id."),
-                               OpenApiParameter("external_subscription_id", OpenApiTypes.STR,
-                                                description="Disambiguates a transaction_id used on "
-                                                            "several subscriptions.")],
-                   responses={200: LAGO_OBJECT, **ERRORS})
+    @documented(operation_id="events_retrieve",
+                parameters=[OpenApiParameter("transaction_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                             description="The event's transaction_id.")],
+                query=[QueryParam("external_subscription_id",
+                                  "Disambiguates a transaction_id used on several subscriptions.")],
+                responses={200: LAGO_OBJECT, **ERRORS})
     def get(self, request, transaction_id):
         event = selectors.get_event(service=self.service, transaction_id=transaction_id,
-                                    external_subscription_id=request.query_params.get("external_subscription_id"))
+                                    external_subscription_id=self.query(request).get("external_subscription_id"))
         if event is None:
             raise NotFound("event_not_found")
         parsed = event_schema.ParsedEvent(

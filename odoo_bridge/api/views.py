@@ -7,14 +7,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from billing_project.api.errors import NotFound, ValidationFailed
-from billing_project.api.pagination import paginate
-from billing_project.api.views import ServiceAPIView
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.pagination import paginate
+from billing_kit.params import PAGINATION, Query, QueryParam, documented
+from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
-
-from .. import selectors
-from ..models import InvoicePaymentStatus, InvoiceStatus
-from .renderers import render_invoice
+from odoo_bridge import selectors
+from odoo_bridge.models import InvoicePaymentStatus, InvoiceStatus
+from odoo_bridge.renderers import render_invoice
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -33,52 +33,47 @@ class InvoiceFilters(serializers.Serializer):
 
 
 LAGO_JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON (see docs/odoo.md).")
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", OpenApiTypes.INT, description="Page number, from 1."),
-    OpenApiParameter("per_page", OpenApiTypes.INT, description="Items per page."),
-]
-FILTER_PARAMETERS = [
-    OpenApiParameter("status", OpenApiTypes.STR, enum=InvoiceStatus.values, description="Invoice status."),
-    OpenApiParameter("payment_status", OpenApiTypes.STR, enum=InvoicePaymentStatus.values,
-                     description="Payment status."),
-    OpenApiParameter("invoice_type", OpenApiTypes.STR, description="`subscription` or `credit_note`."),
-    OpenApiParameter("currency", OpenApiTypes.STR, description="ISO 4217 currency code."),
-    OpenApiParameter("issuing_date_from", OpenApiTypes.DATE, description="Issued on or after this day."),
-    OpenApiParameter("issuing_date_to", OpenApiTypes.DATE, description="Issued on or before this day."),
-    OpenApiParameter("payment_overdue", OpenApiTypes.BOOL, description="Finalized, unpaid and past due."),
-    OpenApiParameter("search_term", OpenApiTypes.STR, description="Part of the number, customer name or email."),
-    *PAGE_PARAMETERS,
-]
-EXTERNAL_CUSTOMER = OpenApiParameter("external_customer_id", OpenApiTypes.STR,
-                                     description="The customer's id in the calling app.")
+FILTER_QUERY = (
+    QueryParam("status", "Invoice status.", enum=InvoiceStatus.values),
+    QueryParam("payment_status", "Payment status.", enum=InvoicePaymentStatus.values),
+    QueryParam("invoice_type", "`subscription` or `credit_note`."),
+    QueryParam("currency", "ISO 4217 currency code."),
+    QueryParam("issuing_date_from", "Issued on or after this day.", OpenApiTypes.DATE),
+    QueryParam("issuing_date_to", "Issued on or before this day.", OpenApiTypes.DATE),
+    QueryParam("payment_overdue", "Finalized, unpaid and past due.", OpenApiTypes.BOOL),
+    QueryParam("search_term", "Part of the number, customer name or email."),
+    *PAGINATION,
+)
+EXTERNAL_CUSTOMER = QueryParam("external_customer_id", "The customer's id in the calling app.")
 
 
-def _filters(request) -> dict:
-    form = InvoiceFilters(data=request.query_params)
+def _filters(query: Query, names) -> dict:
+    form = InvoiceFilters(data={name: query.get(name) for name in names if query.get(name) is not None})
     if not form.is_valid():
-        raise ValidationFailed({key: ["value_is_invalid"] for key in form.errors})
+        raise ValidationFailed({key: [ErrorCode.VALUE_IS_INVALID] for key in form.errors})
     return {k: v for k, v in form.validated_data.items() if v is not None and v != ""}
 
 
-def _list_response(request, queryset) -> Response:
-    items, meta = paginate(request, queryset)
+def _list_response(query: Query, queryset) -> Response:
+    items, meta = paginate(query, queryset)
     return Response({"invoices": [render_invoice(invoice) for invoice in items], "meta": meta})
 
 
 class InvoiceListView(ServiceAPIView):
-    @extend_schema(operation_id="invoices_list", parameters=[EXTERNAL_CUSTOMER, *FILTER_PARAMETERS],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
-                   description="Invoices of the calling service, mirrored from Odoo.")
+    @documented(operation_id="invoices_list", query=(EXTERNAL_CUSTOMER, *FILTER_QUERY),
+                responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                description="Invoices of the calling service, mirrored from Odoo.")
     def get(self, request) -> Response:
-        filters = _filters(request)
+        query = self.query(request)
+        filters = _filters(query, [EXTERNAL_CUSTOMER.name, *(p.name for p in FILTER_QUERY)])
         external_customer_id = filters.pop("external_customer_id", None)
         queryset = selectors.invoices_for_service(service=self.service)
         if external_customer_id is not None:
             link = identity_selectors.get_link(service=self.service, external_id=external_customer_id)
             if link is None:
-                return Response({"invoices": [], "meta": paginate(request, queryset.none())[1]})
+                return Response({"invoices": [], "meta": paginate(query, queryset.none())[1]})
             filters["customer_id"] = link.customer_id
-        return _list_response(request, selectors.filter_invoices(queryset, **filters))
+        return _list_response(query, selectors.filter_invoices(queryset, **filters))
 
 
 class InvoiceDetailView(ServiceAPIView):
@@ -89,22 +84,22 @@ class InvoiceDetailView(ServiceAPIView):
     def get(self, request, lago_id: str) -> Response:
         invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
         if invoice is None:
-            raise NotFound("invoice_not_found")
+            raise NotFound(ErrorCode.INVOICE_NOT_FOUND)
         return Response({"invoice": render_invoice(invoice)})
 
 
 class CustomerInvoiceListView(ServiceAPIView):
-    @extend_schema(operation_id="customers_invoices_list",
-                   parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                                description="The customer's id in the calling app."),
-                               *FILTER_PARAMETERS],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
+    @documented(operation_id="customers_invoices_list",
+                parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                             description="The customer's id in the calling app.")],
+                query=FILTER_QUERY,
+                responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def get(self, request, external_id: str) -> Response:
         link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:
-            raise NotFound("customer_not_found")
-        filters = _filters(request)
-        filters.pop("external_customer_id", None)
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        query = self.query(request)
+        filters = _filters(query, [p.name for p in FILTER_QUERY])
         filters["customer_id"] = link.customer_id
         queryset = selectors.invoices_for_service(service=self.service)
-        return _list_response(request, selectors.filter_invoices(queryset, **filters))
+        return _list_response(query, selectors.filter_invoices(queryset, **filters))

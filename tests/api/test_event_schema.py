@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.api.event_schema import (
+from metering.event_schema import (
     MalformedJSON,
     decode_json_body,
     numeric_property_error,
@@ -177,7 +177,7 @@ def test_metric_value_checks(aggregation, properties, expected):
 def test_event_lago_id_is_the_uuid5_of_its_unique_key():
     import uuid
 
-    from metering.api.renderers import EVENT_ID_NAMESPACE, event_lago_id
+    from metering.renderers import EVENT_ID_NAMESPACE, event_lago_id
 
     for service_id, subscription, transaction in [(1, "sub_1", "tx"), (42, "s/é", "t\x01"), (7, "", "")]:
         expected = uuid.uuid5(EVENT_ID_NAMESPACE, f"{service_id}\0{subscription}\0{transaction}")

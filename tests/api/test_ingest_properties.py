@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metering import services
-from metering.api.event_schema import validate_event_batch
+from metering.event_schema import validate_event_batch
 from metering.models import Subscription, UsageEvent
 
 pytestmark = pytest.mark.django_db

@@ -135,7 +135,7 @@ def test_nothing_configured_runs_on_the_embedded_default(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_worker_runs_tasks_from_redis_against_the_database(celery_worker, service):
-    from billing_project.tasks import WORKER_PING_KEY, ping_worker
+    from tests.worker_tasks import WORKER_PING_KEY, ping_worker
 
     token = uuid.uuid4().hex
     ping_worker.delay(token)

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from identity.api.formatting import to_cents
+from billing_kit.formatting import to_cents
 from odoo_bridge.pricing import decimal_from_odoo, usage_line_pricing
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from identity.api.formatting import iso_seconds
+from billing_kit.formatting import iso_seconds
 from webhooks.models import WebhookEndpoint
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from billing_project.api.errors import NotFound, ValidationFailed
-from billing_project.api.pagination import paginate
-from billing_project.api.parsing import require_root
-from billing_project.api.views import ServiceAPIView
+from billing_kit.docs import LAGO_JSON
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.pagination import paginate
+from billing_kit.params import PAGINATION, documented
+from billing_kit.parsing import require_root
+from billing_kit.views import ServiceAPIView
 from webhooks import selectors, services
 from webhooks.models import WebhookEndpoint
 
@@ -35,10 +39,14 @@ class UpdateEndpointInput(_EndpointInput):
     webhook_url = serializers.CharField(max_length=2048, trim_whitespace=True, required=False)
 
 
+_LAGO_ID = OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                            description="The webhook endpoint's lago_id.")
+
+
 def _lookup(view: ServiceAPIView, lago_id: str) -> WebhookEndpoint:
     endpoint = selectors.endpoint_for(service=view.service, lago_id=lago_id)
     if endpoint is None:
-        raise NotFound("webhook_endpoint_not_found")
+        raise NotFound(ErrorCode.WEBHOOK_ENDPOINT_NOT_FOUND)
     return endpoint
 
 
@@ -47,10 +55,15 @@ def _one(endpoint: WebhookEndpoint, *, secret: str | None = None) -> Response:
 
 
 class WebhookEndpointListView(ServiceAPIView):
+    @documented(operation_id="webhook_endpoints_list", query=PAGINATION,
+                responses={200: LAGO_JSON, 401: LAGO_JSON})
     def get(self, request) -> Response:
-        items, meta = paginate(request, selectors.endpoints_for(service=self.service))
+        items, meta = paginate(self.query(request), selectors.endpoints_for(service=self.service))
         return Response({"webhook_endpoints": [render_webhook_endpoint(e) for e in items], "meta": meta})
 
+    @extend_schema(operation_id="webhook_endpoints_create",
+                   request=inline_serializer("WebhookEndpointBody", {"webhook_endpoint": CreateEndpointInput()}),
+                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON})
     def post(self, request) -> Response:
         payload = CreateEndpointInput(data=require_root(request, ROOT))
         payload.is_valid(raise_exception=True)
@@ -66,9 +79,15 @@ class WebhookEndpointListView(ServiceAPIView):
 
 
 class WebhookEndpointDetailView(ServiceAPIView):
+    @extend_schema(operation_id="webhook_endpoints_retrieve", parameters=[_LAGO_ID],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request, lago_id: str) -> Response:
         return _one(_lookup(self, lago_id))
 
+    @extend_schema(operation_id="webhook_endpoints_update", parameters=[_LAGO_ID],
+                   request=inline_serializer("WebhookEndpointUpdateBody",
+                                             {"webhook_endpoint": UpdateEndpointInput()}),
+                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def put(self, request, lago_id: str) -> Response:
         endpoint = _lookup(self, lago_id)
         payload = UpdateEndpointInput(data=require_root(request, ROOT))
@@ -87,11 +106,16 @@ class WebhookEndpointDetailView(ServiceAPIView):
             raise ValidationFailed(exc.error_details) from None
         return _one(endpoint)
 
+    @extend_schema(operation_id="webhook_endpoints_destroy", parameters=[_LAGO_ID],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
     def delete(self, request, lago_id: str) -> Response:
         return _one(services.delete_endpoint(endpoint=_lookup(self, lago_id)))
 
 
 class WebhookEndpointRotateSecretView(ServiceAPIView):
+    @extend_schema(operation_id="webhook_endpoints_rotate_secret", parameters=[_LAGO_ID], request=None,
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON},
+                   description="Issue a new signing secret (shown once).")
     def post(self, request, lago_id: str) -> Response:
         issued = services.rotate_secret(endpoint=_lookup(self, lago_id))
         return _one(issued.endpoint, secret=issued.secret)

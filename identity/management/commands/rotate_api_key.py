@@ -1,9 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from identity import keys
+from identity.management.output import print_issued_key
 from identity.models import Service
-
-from .create_service import print_issued_key
 
 
 class Command(BaseCommand):

@@ -1,10 +1,6 @@
-"""Request-level safety nets for every ``/api/v1`` endpoint of every app.
-
-* ``ApiBodyLimitMiddleware`` refuses oversized bodies with a Lago-shaped JSON 413
-  before anything reads them (Django's own limit would answer with an HTML 400).
-* ``IdempotencyKeyMiddleware`` implements the ``Idempotency-Key`` header
-  (draft-ietf-httpapi-idempotency-key-header, Stripe semantics) for every
-  POST/PUT/PATCH/DELETE, whichever app owns the view:
+"""``IdempotencyKeyMiddleware``: the ``Idempotency-Key`` header
+(draft-ietf-httpapi-idempotency-key-header, Stripe semantics) for every
+POST/PUT/PATCH/DELETE of every ``/api/v1`` endpoint, whichever app owns the view:
 
   - keys are scoped to the calling service (the API key is resolved here);
   - the first successful (2xx) response is stored with the business changes, in the
@@ -27,37 +23,18 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from billing_project.api.errors import (
-    BadRequest,
-    Conflict,
-    PayloadTooLarge,
-    ValidationFailed,
-    json_error_response,
-)
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
 
-API_PREFIX = "/api/v1/"
+from billing_kit.errors import BadRequest, Conflict, ErrorCode, ValidationFailed
+from billing_kit.http import json_error_response
+from billing_kit.middleware import API_PREFIX
+from identity.authentication import ApiKeyAuthentication
+from identity.models import IdempotencyKey
+
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY_LENGTH = 255
-
-
-def max_body_bytes() -> int:
-    return int(getattr(settings, "API_MAX_BODY_BYTES", 1024 * 1024))
-
-
-class ApiBodyLimitMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(API_PREFIX):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return json_error_response(BadRequest("invalid Content-Length"))
-            if length > max_body_bytes():
-                return json_error_response(PayloadTooLarge())
-        return self.get_response(request)
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -80,11 +57,6 @@ def request_fingerprint(request: HttpRequest) -> str:
 
 def _resolve_service(request: HttpRequest):
     """The calling service, or None (the view will then answer 401 itself)."""
-    from rest_framework.exceptions import APIException
-    from rest_framework.request import Request
-
-    from billing_project.api.authentication import ApiKeyAuthentication
-
     try:
         result = ApiKeyAuthentication().authenticate(Request(request))
     except APIException:
@@ -109,14 +81,12 @@ class IdempotencyKeyMiddleware:
         return self._handle(request, service=service, key=key)
 
     def _handle(self, request: HttpRequest, *, service, key: str) -> HttpResponse:
-        from identity.models import IdempotencyKey
-
         fingerprint = request_fingerprint(request)
         record, outcome = claim_idempotency_key(service=service, key=key, fingerprint=fingerprint)
         if outcome == "mismatch":
-            return json_error_response(ValidationFailed({"idempotency_key": ["payload_mismatch"]}))
+            return json_error_response(ValidationFailed({"idempotency_key": [ErrorCode.PAYLOAD_MISMATCH]}))
         if outcome == "in_flight":
-            return json_error_response(Conflict("idempotency_key_in_flight"))
+            return json_error_response(Conflict(ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT))
         if outcome == "replay":
             replayed = HttpResponse(
                 bytes(record.response_body), status=record.response_status,
@@ -151,11 +121,9 @@ def claim_idempotency_key(*, service, key: str, fingerprint: str):
     outcome: ``"claimed"`` (run the request), ``"replay"``, ``"mismatch"`` or
     ``"in_flight"``. Runs in autocommit so that concurrent requests see the claim.
     """
-    from identity.models import IdempotencyKey
-
     now = timezone.now()
-    ttl = timedelta(hours=float(getattr(settings, "IDEMPOTENCY_KEY_TTL_HOURS", 24)))  # ok-float
-    lock_timeout = timedelta(seconds=int(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60)))
+    ttl = timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+    lock_timeout = timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS)
     for _attempt in range(3):
         try:
             with transaction.atomic():

@@ -5,7 +5,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from identity.api.formatting import iso_millis, iso_seconds, to_cents
+from billing_kit.formatting import iso_millis, iso_seconds, to_cents
 from metering.models import BillableMetric, Charge, Plan, Subscription
 from metering.pricing import render_charge_properties
 

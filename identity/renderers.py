@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from identity.models import AccountLink
-
-from .formatting import iso_seconds
+from billing_kit.formatting import iso_seconds
+from identity.models import AccountLink, Service
 
 
 def render_customer(link: AccountLink) -> dict[str, Any]:
@@ -68,4 +67,14 @@ def render_customer(link: AccountLink) -> dict[str, Any]:
         "created_at": iso_seconds(link.created_at),
         "updated_at": iso_seconds(updated_at),
         "deleted_at": iso_seconds(link.deleted_at),
+    }
+
+
+def render_organization(service: Service) -> dict[str, Any]:
+    return {
+        "lago_id": str(service.pk),
+        "name": service.name,
+        "code": service.code,
+        "default_currency": service.default_currency,
+        "created_at": iso_seconds(service.created_at),
     }

@@ -4,9 +4,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from identity import keys
+from identity.management.output import print_issued_key
 from identity.models import Service
+from webhooks import services as webhook_services
 
 
+# The command lives in webhooks, above identity in the dependency order, because it can
+# also create the service's first webhook endpoint.
 class Command(BaseCommand):
     help = "Create a service (a source app) and its first API key; the key is printed once."
 
@@ -23,8 +27,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, code: str, name: str, currency: str, as_json: bool,
                webhook_url: str | None = None, **options) -> None:
-        from webhooks import services as webhook_services
-
         if Service.objects.filter(code=code).exists():
             raise CommandError(f"Service {code!r} already exists; use rotate_api_key for a new key.")
         with transaction.atomic():
@@ -48,10 +50,3 @@ class Command(BaseCommand):
             self.stdout.write(f"Webhook endpoint: {issued_endpoint.endpoint.id} -> {issued_endpoint.endpoint.url}")
             self.stdout.write(f"Webhook signing secret (shown once, store it now): {issued_endpoint.secret}")
 
-
-def print_issued_key(command: BaseCommand, *, service: Service, plaintext: str, as_json: bool) -> None:
-    if as_json:
-        command.stdout.write(json.dumps({"service": service.code, "api_key": plaintext}))
-        return
-    command.stdout.write(f"Service: {service.code}")
-    command.stdout.write(f"API key (shown once, store it now): {plaintext}")

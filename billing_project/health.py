@@ -5,15 +5,22 @@ import time
 
 from django.conf import settings
 from django.db import connection
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from billing_kit.docs import LAGO_JSON
+from billing_project.celery import app as celery_app
+from odoo_bridge.health import check_odoo
+from webhooks.selectors import delivery_health
 
 
 class LagoHealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(responses={200: LAGO_JSON, 503: LAGO_JSON}, auth=[])
     def get(self, request) -> Response:
         return Response({
             "version": settings.FUSION_BILLING_VERSION,
@@ -31,18 +38,10 @@ def check_database() -> dict:
 
 
 def check_broker() -> dict:
-    from billing_project.celery import app
-
     started = time.monotonic()
-    with app.connection_for_write() as conn:
+    with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}  # ok-float
-
-
-def check_odoo() -> dict:
-    from odoo_bridge.health import check_odoo as odoo_check
-
-    return odoo_check()
 
 
 # A delivery due for longer than this means workers or beat are not keeping up.
@@ -50,8 +49,6 @@ WEBHOOK_BACKLOG_ALERT_SECONDS = 300
 
 
 def check_webhooks() -> dict:
-    from webhooks.selectors import delivery_health
-
     backlog = delivery_health()
     return {"ok": backlog["oldest_due_seconds"] < WEBHOOK_BACKLOG_ALERT_SECONDS, **backlog}
 
@@ -72,6 +69,7 @@ class OpsHealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(responses={200: LAGO_JSON, 503: LAGO_JSON}, auth=[])
     def get(self, request) -> Response:
         results = {name: _run(check) for name, check in {**REQUIRED_CHECKS, **REPORTED_CHECKS}.items()}
         healthy = all(results[name]["ok"] for name in REQUIRED_CHECKS)

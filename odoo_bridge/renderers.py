@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from identity.api.formatting import iso_seconds, to_cents
-from identity.api.renderers import render_customer
+from billing_kit.formatting import iso_seconds, to_cents
+from identity.renderers import render_customer
 from identity.models import AccountLink
-from metering.api.renderers import render_subscription
+from metering.renderers import render_subscription
 
-from ..models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
+from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
 
 INVOICE_TYPES = {"out_invoice": "subscription", "out_refund": "credit_note"}
 

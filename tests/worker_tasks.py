@@ -1,4 +1,4 @@
-"""Operational tasks that belong to no single area."""
+"""Tasks only the test suite's workers load (``celery worker --include tests.worker_tasks``)."""
 from __future__ import annotations
 
 import socket

@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from .errors import ValidationFailed
+from .errors import ErrorCode, ValidationFailed
+from .params import Query
 
 
 def _positive_int(raw: str | None, name: str, *, default: int, maximum: int | None = None) -> int:
@@ -16,16 +17,17 @@ def _positive_int(raw: str | None, name: str, *, default: int, maximum: int | No
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationFailed({name: ["value_is_invalid"]}) from None
+        raise ValidationFailed({name: [ErrorCode.VALUE_IS_INVALID]}) from None
     if value < 1 or (maximum is not None and value > maximum):
-        raise ValidationFailed({name: ["value_is_out_of_range"]})
+        raise ValidationFailed({name: [ErrorCode.VALUE_IS_OUT_OF_RANGE]})
     return value
 
 
-def paginate(request, queryset: QuerySet) -> tuple[list[Any], dict[str, Any]]:
-    page = _positive_int(request.query_params.get("page"), "page", default=1)
+def paginate(query: Query, queryset: QuerySet) -> tuple[list[Any], dict[str, Any]]:
+    """One page of ``queryset``; the operation declares ``billing_kit.params.PAGINATION``."""
+    page = _positive_int(query.get("page"), "page", default=1)
     per_page = _positive_int(
-        request.query_params.get("per_page"), "per_page",
+        query.get("per_page"), "per_page",
         default=settings.API_PAGE_SIZE_DEFAULT, maximum=settings.API_PAGE_SIZE_MAX,
     )
     total_count = queryset.count()

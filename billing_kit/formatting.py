@@ -24,6 +24,3 @@ def to_cents(amount: Decimal) -> int:
     """Integer minor units, rounded half up once, at presentation."""
     return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
-
-def from_cents(cents: int) -> Decimal:
-    return Decimal(cents) / 100

@@ -1,0 +1,139 @@
+"""The error convention of every app: domain exceptions carrying one of Lago's error codes.
+
+Services, selectors and views raise these; nothing below the HTTP edge knows a status
+code. ``billing_kit.http`` maps each class to its HTTP status and renders Lago's body
+``{"status", "error", "code", "error_details"}``.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Lago's error codes (``code`` of the body, and the items of ``error_details``)."""
+
+    # Request shape
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    # Field-level validation (error_details items)
+    VALIDATION_ERRORS = "validation_errors"
+    VALUE_IS_MANDATORY = "value_is_mandatory"
+    VALUE_IS_INVALID = "value_is_invalid"
+    VALUE_IS_TOO_LONG = "value_is_too_long"
+    VALUE_IS_OUT_OF_RANGE = "value_is_out_of_range"
+    VALUE_ALREADY_EXIST = "value_already_exist"
+    URL_IS_INVALID = "url_is_invalid"
+    NOT_SUPPORTED = "not_supported"
+    INVALID_AMOUNT = "invalid_amount"
+    INVALID_FREE_UNITS = "invalid_free_units"
+    INVALID_PACKAGE_SIZE = "invalid_package_size"
+    INVALID_UNIT_BATCH = "invalid_unit_batch"
+    INVALID_PROPERTIES = "invalid_properties"
+    INVALID_FORMAT = "invalid_format"
+    TOO_MANY_EVENTS = "too_many_events"
+    PERIOD_CLOSED = "period_closed"
+    PAYLOAD_MISMATCH = "payload_mismatch"
+    # Resources
+    RESOURCE_NOT_FOUND = "resource_not_found"
+    CUSTOMER_NOT_FOUND = "customer_not_found"
+    PLAN_NOT_FOUND = "plan_not_found"
+    BILLABLE_METRIC_NOT_FOUND = "billable_metric_not_found"
+    SUBSCRIPTION_NOT_FOUND = "subscription_not_found"
+    EVENT_NOT_FOUND = "event_not_found"
+    INVOICE_NOT_FOUND = "invoice_not_found"
+    WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
+    # State violations (Lago answers these with 405)
+    NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
+    PLAN_IN_USE = "plan_in_use"
+    BILLABLE_METRIC_IN_USE = "billable_metric_in_use"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # Everything else
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    INTERNAL_ERROR = "internal_error"
+
+
+class BillingError(Exception):
+    """Base of every error a client may see: a Lago code, a message and details.
+
+    The class says what went wrong; ``billing_kit.http.STATUS_BY_ERROR`` says which HTTP
+    status that is.
+    """
+
+    error = "Internal Server Error"
+    code: str | None = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self, code: str | None = None, *, error: str | None = None,
+                 error_details: Any = None) -> None:
+        if code is not None:
+            self.code = code
+        if error is not None:
+            self.error = error
+        self.error_details = error_details
+        super().__init__(self.error)
+
+
+class BadRequest(BillingError):
+    code = ErrorCode.BAD_REQUEST
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(code, error=f"BadRequest: {message}")
+
+
+class Unauthorized(BillingError):
+    error = "Unauthorized"
+    code = None
+
+
+class Forbidden(BillingError):
+    error = "Forbidden"
+    code = ErrorCode.FORBIDDEN
+
+
+class NotFound(BillingError):
+    """``code`` is ``<resource>_not_found``, e.g. ``ErrorCode.CUSTOMER_NOT_FOUND``."""
+
+    error = "Not Found"
+    code = ErrorCode.RESOURCE_NOT_FOUND
+
+
+class NotAllowed(BillingError):
+    """A state violation such as ``no_active_subscription`` (Lago answers 405)."""
+
+    error = "Method Not Allowed"
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+class Conflict(BillingError):
+    error = "Conflict"
+    code = ErrorCode.CONFLICT
+
+
+class PayloadTooLarge(BillingError):
+    error = "Payload Too Large"
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class UnsupportedMediaType(BillingError):
+    error = "Unsupported Media Type"
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+
+
+class TooManyRequests(BillingError):
+    error = "Too Many Requests"
+    code = ErrorCode.TOO_MANY_REQUESTS
+
+
+class ValidationFailed(BillingError):
+    """Field errors such as ``{"code": [ErrorCode.VALUE_IS_MANDATORY]}``."""
+
+    error = "Unprocessable Entity"
+    code = ErrorCode.VALIDATION_ERRORS
+
+    def __init__(self, error_details: dict[str, Any], *, code: str | None = None) -> None:
+        super().__init__(code, error_details=error_details)

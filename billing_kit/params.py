@@ -1,0 +1,99 @@
+"""Query parameters, declared once: the declaration documents them and is the only way to
+read them.
+
+A view method lists what it reads with ``@documented(query=(...), ...)``; the same
+declaration feeds its OpenAPI operation and ``self.query(request)``, which answers only
+declared names. Nothing else in the code base reads ``request.query_params`` (a test
+checks), so the OpenAPI lists every parameter the code reads, aliases included.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    type: OpenApiTypes = OpenApiTypes.STR
+    many: bool = False
+    required: bool = False
+    enum: Sequence[str] | None = None
+    deprecated: bool = False
+
+    def openapi(self) -> OpenApiParameter:
+        return OpenApiParameter(self.name, self.type, OpenApiParameter.QUERY, required=self.required,
+                                description=self.description, many=self.many or None,
+                                enum=list(self.enum) if self.enum else None, deprecated=self.deprecated)
+
+
+class UndeclaredQueryParam(LookupError):
+    """A view read a query parameter its declaration does not list (a programming error)."""
+
+
+class Query:
+    """The declared query parameters of one request: ``get``/``getlist`` by declared name."""
+
+    def __init__(self, *, raw: Any, declared: dict[str, QueryParam]) -> None:
+        self._raw = raw
+        self._declared = declared
+
+    def _check(self, name: str) -> None:
+        if name not in self._declared:
+            raise UndeclaredQueryParam(f"query parameter {name!r} is not declared for this operation")
+
+    def get(self, name: str) -> str | None:
+        self._check(name)
+        value = self._raw.get(name)
+        return None if value is None else str(value)
+
+    def getlist(self, name: str) -> list[str]:
+        self._check(name)
+        return [str(value) for value in self._raw.getlist(name)]
+
+    def first_of(self, *names: str) -> str | None:
+        """The first non-empty value among ``names`` (a parameter and its aliases)."""
+        for name in names:
+            value = self.get(name)
+            if value:
+                return value
+        return None
+
+    def list_of(self, *names: str) -> list[str]:
+        """The values of the first of ``names`` that has any (``status[]`` or ``status``)."""
+        for name in names:
+            values = self.getlist(name)
+            if values:
+                return values
+        return []
+
+
+PAGE = QueryParam("page", "Page number, from 1.", OpenApiTypes.INT)
+PER_PAGE = QueryParam("per_page", "Items per page (default 100, max 1000).", OpenApiTypes.INT)
+PAGINATION = (PAGE, PER_PAGE)
+
+
+def documented(*, query: Sequence[QueryParam] = (), parameters: Sequence[OpenApiParameter] = (),
+               **schema: Any) -> Callable[[F], F]:
+    """``extend_schema`` for a view method whose query parameters are exactly ``query``."""
+    def decorate(method: F) -> F:
+        method = extend_schema(parameters=[*parameters, *(p.openapi() for p in query)], **schema)(method)
+        method.declared_query = {p.name: p for p in query}  # type: ignore[attr-defined]
+        return method
+
+    return decorate
+
+
+def declared_query(handler: Callable[..., Any]) -> dict[str, QueryParam]:
+    return getattr(handler, "declared_query", {})
+
+
+def read_query(request: Any, handler: Callable[..., Any]) -> Query:
+    return Query(raw=request.query_params, declared=declared_query(handler))

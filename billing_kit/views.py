@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.views import APIView
+
+from .params import Query, read_query
+
+
+class ServiceAPIView(APIView):
+    """Base of every ``/api/v1`` view: authenticated by API key, scoped to ``self.service``.
+
+    Every query a subclass makes must be filtered by ``self.service``.
+    """
+
+    # The principal comes from identity's key authentication (the REST_FRAMEWORK default).
+    # The kit names no app, so this is an ``identity.models.Service`` by contract.
+    @property
+    def service(self) -> Any:
+        return self.request.user.service
+
+    def query(self, request: Any) -> Query:
+        """The declared query parameters of the method handling ``request``."""
+        return read_query(request, getattr(self, request.method.lower()))

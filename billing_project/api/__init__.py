@@ -1,1 +1,0 @@
-"""The shared kit every API view of every app builds on."""

@@ -1,0 +1,35 @@
+"""``/organizations``: Lago's organization is the calling Service."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from billing_kit.docs import LAGO_JSON
+from billing_kit.parsing import require_root
+from billing_kit.views import ServiceAPIView
+from identity import services
+from identity.renderers import render_organization
+
+
+class OrganizationUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    default_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+
+
+class OrganizationView(ServiceAPIView):
+    @extend_schema(operation_id="organization_retrieve", responses={200: LAGO_JSON, 401: LAGO_JSON},
+                   description="The calling service, as Lago's organization.")
+    def get(self, request) -> Response:
+        return Response({"organization": render_organization(self.service)})
+
+    @extend_schema(operation_id="organization_update",
+                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                   request=inline_serializer("OrganizationBody", {"organization": inline_serializer(
+                       "OrganizationInput", {"name": serializers.CharField(required=False),
+                                             "default_currency": serializers.CharField(required=False)})}))
+    def put(self, request) -> Response:
+        payload = OrganizationUpdateInput(data=require_root(request, "organization"))
+        payload.is_valid(raise_exception=True)
+        service = services.update_organization(service=self.service, data=payload.validated_data)
+        return Response({"organization": render_organization(service)})

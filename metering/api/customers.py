@@ -1,0 +1,141 @@
+"""A customer's own routes: ``/customers/{external_id}`` (read, soft delete), its
+subscriptions and the usage of its open window.
+
+They live here, above identity, because deleting a customer ends its subscriptions and
+usage is metering's; identity's list/upsert views stay in ``identity.api``.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+
+from billing_kit.docs import ERRORS, LAGO_OBJECT
+from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
+from billing_kit.formatting import iso_seconds
+from billing_kit.pagination import paginate
+from billing_kit.params import PAGINATION, Query, QueryParam, documented
+from billing_kit.views import ServiceAPIView
+from identity import selectors as identity_selectors
+from identity.models import AccountLink
+from identity.renderers import render_customer
+from metering import selectors, services
+from metering.event_schema import canonical_decimal
+from metering.models import SubscriptionStatus
+from metering.pricing import quantize_amount
+from metering.rating import ChargeUsage, compute_usage
+from metering.renderers import render_subscription
+
+EXTERNAL_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                               description="The customer's id in the calling app.")
+SUBSCRIPTION_STATUSES = (
+    QueryParam("status[]", "Statuses to include (default: active).", many=True,
+               enum=[s for s, _ in SubscriptionStatus.choices]),
+    QueryParam("status", "Alias of status[].", many=True, enum=[s for s, _ in SubscriptionStatus.choices],
+               deprecated=True),
+)
+
+
+def get_link_or_404(service, external_id) -> AccountLink:
+    link = identity_selectors.get_link(service=service, external_id=external_id)
+    if link is None:
+        raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+    return link
+
+
+def requested_statuses(query: Query) -> list[str]:
+    """``status[]`` (or its alias ``status``) as declared by ``SUBSCRIPTION_STATUSES``."""
+    statuses = query.list_of("status[]", "status")
+    valid = set(selectors.SUBSCRIPTION_STATUSES)
+    if any(status not in valid for status in statuses):
+        raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
+    return statuses or [SubscriptionStatus.ACTIVE]
+
+
+class CustomerDetailView(ServiceAPIView):
+    @extend_schema(operation_id="customers_retrieve", parameters=[EXTERNAL_ID],
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, external_id):
+        return Response({"customer": render_customer(get_link_or_404(self.service, external_id))})
+
+    @extend_schema(operation_id="customers_destroy", parameters=[EXTERNAL_ID],
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Soft delete: terminates the customer's subscriptions in this service.")
+    def delete(self, request, external_id):
+        link = services.delete_customer(link=get_link_or_404(self.service, external_id))
+        return Response({"customer": render_customer(link)})
+
+
+class CustomerSubscriptionsView(ServiceAPIView):
+    @documented(operation_id="customers_subscriptions_list", parameters=[EXTERNAL_ID],
+                query=(*PAGINATION, *SUBSCRIPTION_STATUSES), responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request, external_id):
+        query = self.query(request)
+        link = get_link_or_404(self.service, external_id)
+        subscriptions = selectors.list_subscriptions(
+            service=self.service, statuses=requested_statuses(query), link=link)
+        items, meta = paginate(query, subscriptions)
+        return Response({"subscriptions": [render_subscription(s) for s in items], "meta": meta})
+
+
+class CustomerCurrentUsageView(ServiceAPIView):
+    @documented(
+        operation_id="customers_current_usage",
+        parameters=[EXTERNAL_ID],
+        query=[QueryParam("external_subscription_id", "The subscription's id in the calling app.", required=True),
+               QueryParam("apply_taxes", "Accepted for compatibility; taxes are computed by Odoo.",
+                          OpenApiTypes.BOOL),
+               QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
+               QueryParam("charge_code", "Alias of billable_metric_code.")],
+        responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT},
+        description="Usage of the open billing window, computed live (405 no_active_subscription).",
+    )
+    def get(self, request, external_id):
+        query = self.query(request)
+        link = get_link_or_404(self.service, external_id)
+        subscription = selectors.list_subscriptions(
+            service=self.service, statuses=[SubscriptionStatus.ACTIVE], link=link,
+        ).filter(external_id=query.get("external_subscription_id") or "").first()
+        if subscription is None or subscription.current_period_start is None:
+            raise NotAllowed(ErrorCode.NO_ACTIVE_SUBSCRIPTION)
+        usage = compute_usage(subscription=subscription, window_start=subscription.current_period_start,
+                              window_end=subscription.current_period_end)
+        only = query.first_of("billable_metric_code", "charge_code")
+        charges = [c for c in usage.charges if not only or c.charge.metric.code == only]
+        amount_cents = sum(c.amount_cents for c in charges)
+        return Response({"customer_usage": {
+            "from_datetime": iso_seconds(usage.window_start),
+            "to_datetime": iso_seconds(usage.window_end),
+            "issuing_date": usage.window_end.date().isoformat(),
+            "lago_invoice_id": None,
+            "currency": usage.currency,
+            "amount_cents": amount_cents,
+            "taxes_amount_cents": 0,
+            "total_amount_cents": amount_cents,
+            "precise_amount": format(quantize_amount(sum((c.amount for c in charges), Decimal(0))), "f"),
+            "charges_usage": [render_charge_usage(c, usage.currency) for c in charges],
+        }})
+
+
+def render_charge_usage(charge_usage: ChargeUsage, currency: str) -> dict:
+    charge = charge_usage.charge
+    metric = charge.metric
+    return {
+        "units": canonical_decimal(charge_usage.units),
+        "total_aggregated_units": canonical_decimal(charge_usage.units),
+        "billable_units": canonical_decimal(charge_usage.billable_units),
+        "events_count": charge_usage.events_count,
+        "amount_cents": charge_usage.amount_cents,
+        "precise_amount": format(charge_usage.amount, "f"),
+        "amount_currency": currency,
+        "pricing_unit_details": None,
+        "charge": {"lago_id": str(charge.id), "code": metric.code, "charge_model": charge.charge_model,
+                   "invoice_display_name": charge.invoice_display_name or None},
+        "billable_metric": {"lago_id": str(metric.id), "name": metric.name, "code": metric.code,
+                            "aggregation_type": metric.aggregation_type},
+        "filters": [],
+        "grouped_usage": [],
+        "presentation_breakdowns": [],
+    }
