@@ -1,428 +1,34 @@
-"""Writes of the metering catalogue, subscriptions and usage events.
+"""Usage-event ingestion: validate events against the service's subscriptions and
+metrics, then store them all or none.
 
-Every function takes the calling ``service`` and only ever touches that service's rows.
-Failures are raised as the API kit's Lago-shaped errors so that views stay thin.
+Three store paths apply the same rules (``_check_events``): the single-event hot path
+(``_ingest_one_optimistically``, PostgreSQL), the general PostgreSQL path
+(``_ingest_postgresql``: one locking resolve, one set-based insert) and the portable ORM
+path for the embedded SQLite default (``_ingest_portably``). The lock protocol with
+rating is ``metering.locks``.
 """
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
-from psycopg import Error as PsycopgError
-from django.db.models import ProtectedError, QuerySet
+import psycopg
+import psycopg.errors
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from billing_kit.errors import NotAllowed, NotFound, ValidationFailed
-from identity.models import AccountLink, Service
-from identity import services as identity_services
-from metering import windows
+from identity.models import Service
 from metering.event_schema import ParsedEvent, numeric_property_error, parse_numeric
-from metering.models import (
-    CLOSED_SUBSCRIPTION_STATUSES,
-    BillableMetric,
-    Charge,
-    ChargeTier,
-    Plan,
-    RatedUsage,
-    Subscription,
-    SubscriptionMode,
-    SubscriptionStatus,
-    UsageEvent,
-)
-from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_charge_properties
-from metering.rating import is_period_closed, lock_subscriptions_for_ingest
-from metering.renderers import render_subscription
-from metering.selectors import charges_prefetch, get_plan
-from webhooks.services import record_event
+from metering.locks import is_period_closed, lock_subscriptions_for_ingest
+from metering.models import BillableMetric, Subscription, SubscriptionStatus, UsageEvent
+
 
 # UsageEvent.value is numeric(38, 10).
 _MAX_EVENT_VALUE = Decimal(10) ** 28
-
-
-# --------------------------------------------------------------------------- webhooks
-
-
-def _emit_subscription(subscription: Subscription, webhook_type: str) -> None:
-    record_event(service=subscription.service, webhook_type=webhook_type, object_type="subscription",
-                 payload=render_subscription(subscription))
-
-
-# --------------------------------------------------------------------------- billable metrics
-
-
-def _check_metric(*, aggregation_type: str, field_name: str, recurring: bool) -> None:
-    errors: dict[str, list[str]] = {}
-    if aggregation_type != "count_agg" and not field_name:
-        errors["field_name"] = ["value_is_mandatory"]
-    if recurring and aggregation_type in ("count_agg", "max_agg", "latest_agg"):
-        errors["recurring"] = ["not_compatible_with_aggregation_type"]
-    if errors:
-        raise ValidationFailed(errors)
-
-
-def create_billable_metric(*, service: Service, data: dict[str, Any]) -> BillableMetric:
-    field_name = "" if data["aggregation_type"] == "count_agg" else (data.get("field_name") or "")
-    recurring = bool(data.get("recurring") or False)
-    _check_metric(aggregation_type=data["aggregation_type"], field_name=field_name, recurring=recurring)
-    try:
-        with transaction.atomic():
-            return BillableMetric.objects.create(
-                service=service, code=data["code"], name=data["name"],
-                description=data.get("description") or "", aggregation_type=data["aggregation_type"],
-                field_name=field_name, recurring=recurring,
-            )
-    except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
-
-
-def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> BillableMetric:
-    for field in ("name", "code", "aggregation_type", "recurring"):
-        if data.get(field) is not None:
-            setattr(metric, field, data[field])
-    if "description" in data:
-        metric.description = data["description"] or ""
-    if "field_name" in data:
-        metric.field_name = data["field_name"] or ""
-    if metric.aggregation_type == "count_agg":
-        metric.field_name = ""
-    _check_metric(aggregation_type=metric.aggregation_type, field_name=metric.field_name,
-                  recurring=metric.recurring)
-    try:
-        with transaction.atomic():
-            metric.save()
-    except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
-    return metric
-
-
-@transaction.atomic
-def delete_billable_metric(*, metric: BillableMetric) -> None:
-    """Lago deletes the metric with its charges; here only while nothing was billed with it."""
-    charges = Charge.objects.filter(metric=metric)
-    if (RatedUsage.objects.filter(charge__in=charges).exists()
-            or Subscription.objects.filter(plan__charges__metric=metric)
-            .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).exists()):
-        raise NotAllowed("billable_metric_in_use")
-    charges.delete()
-    metric.delete()
-
-
-# --------------------------------------------------------------------------- plans
-
-
-@dataclass(frozen=True)
-class ChargeSpec:
-    metric: BillableMetric
-    fields: dict[str, Any]
-    tiers: list[dict[str, Any]]
-
-
-def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list[ChargeSpec]:
-    """Validate Lago charges: metrics of this service only, properties via metering.pricing."""
-    wanted_ids: set[UUID] = set()
-    wanted_codes: set[str] = set()
-    for charge in charges:
-        if charge.get("billable_metric_id"):
-            wanted_ids.add(charge["billable_metric_id"])
-        elif charge.get("billable_metric_code"):
-            wanted_codes.add(charge["billable_metric_code"])
-        else:
-            raise ValidationFailed({"billable_metric_id": ["value_is_mandatory"]})
-    metrics = BillableMetric.objects.filter(service=service)
-    by_id = {m.id: m for m in metrics.filter(id__in=wanted_ids)} if wanted_ids else {}
-    by_code = {m.code: m for m in metrics.filter(code__in=wanted_codes)} if wanted_codes else {}
-    specs: list[ChargeSpec] = []
-    errors: dict[str, list[str]] = {}
-    seen: set[UUID] = set()
-    for charge in charges:
-        metric = (by_id.get(charge["billable_metric_id"]) if charge.get("billable_metric_id")
-                  else by_code.get(charge.get("billable_metric_code")))
-        if metric is None:
-            raise NotFound("billable_metric_not_found")
-        if metric.id in seen:
-            errors.setdefault("charges", []).append("value_already_exist")
-            continue
-        seen.add(metric.id)
-        if charge.get("pay_in_advance"):
-            errors.setdefault("pay_in_advance", []).append("not_supported")
-        try:
-            terms = parse_charge_properties(charge_model=charge.get("charge_model"),
-                                            properties=charge.get("properties") or {})
-        except ChargePropertiesInvalid as exc:
-            for field, codes in exc.error_details.items():
-                errors.setdefault(field, []).extend(codes)
-            continue
-        fields, tiers = charge_columns(terms)
-        fields["invoice_display_name"] = charge.get("invoice_display_name") or ""
-        specs.append(ChargeSpec(metric=metric, fields=fields, tiers=tiers))
-    if errors:
-        raise ValidationFailed(errors)
-    return specs
-
-
-def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> None:
-    existing = {charge.metric_id: charge for charge in plan.charges.all()}
-    for spec in specs:
-        charge = existing.pop(spec.metric.id, None)
-        if charge is None:
-            charge = Charge.objects.create(plan=plan, metric=spec.metric, **spec.fields)
-        else:
-            for field, value in spec.fields.items():
-                setattr(charge, field, value)
-            charge.save()
-            charge.tiers.all().delete()
-        ChargeTier.objects.bulk_create([ChargeTier(charge=charge, **tier) for tier in spec.tiers])
-    if replace:
-        for charge in existing.values():
-            try:
-                with transaction.atomic():
-                    charge.delete()
-            except ProtectedError:
-                raise ValidationFailed({"charges": ["charge_in_use"]}) from None
-
-
-def _plan_amount(data: dict[str, Any]) -> Decimal:
-    return Decimal(data["amount_cents"]) / 100
-
-
-def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
-    specs = _resolve_charges(service=service, charges=data.get("charges") or [])
-    try:
-        with transaction.atomic():
-            plan = Plan.objects.create(
-                service=service, code=data["code"], name=data["name"],
-                invoice_display_name=data.get("invoice_display_name") or "",
-                description=data.get("description") or "", interval=data["interval"],
-                amount=_plan_amount(data), amount_currency=data["amount_currency"],
-                pay_in_advance=bool(data.get("pay_in_advance") or False),
-            )
-            _write_charges(plan=plan, specs=specs, replace=False)
-    except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
-    return plan
-
-
-def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
-    """Updates the given fields; ``charges``, when sent, is the plan's complete charge list."""
-    specs = (_resolve_charges(service=plan.service, charges=data["charges"])
-             if data.get("charges") is not None else None)
-    for field in ("name", "code", "interval", "amount_currency", "pay_in_advance"):
-        if data.get(field) is not None:
-            setattr(plan, field, data[field])
-    for field in ("description", "invoice_display_name"):
-        if field in data:
-            setattr(plan, field, data[field] or "")
-    if data.get("amount_cents") is not None:
-        plan.amount = _plan_amount(data)
-    try:
-        with transaction.atomic():
-            plan.save()
-            if specs is not None:
-                _write_charges(plan=plan, specs=specs, replace=True)
-    except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
-    return plan
-
-
-@transaction.atomic
-def delete_plan(*, plan: Plan) -> None:
-    """Refused while any subscription (even a closed one, whose bills reference it) uses it."""
-    if Subscription.objects.filter(plan=plan).exists():
-        raise NotAllowed("plan_in_use")
-    plan.delete()
-
-
-# --------------------------------------------------------------------------- subscriptions
-
-
-def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
-    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at)
-    start, end = windows.subscription_window(
-        interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
-        anchor=anchor,
-    )
-    return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
-
-
-def _locked_subscriptions() -> QuerySet[Subscription]:
-    """Subscriptions to change, locked, with what their renderings (webhook, API) read.
-
-    Only the subscription rows are locked: the service, plan and customer rows joined in
-    are what every other subscription's writes and usage-event foreign keys need.
-    """
-    return (Subscription.objects.select_for_update(of=("self",))
-            .select_related("plan", "account_link__customer", "service")
-            .prefetch_related(charges_prefetch(lookup="plan__charges")))
-
-
-def _open_subscription(*, service: Service, external_id: str) -> Subscription | None:
-    return _locked_subscriptions().filter(service=service, external_id=external_id).exclude(
-        status__in=CLOSED_SUBSCRIPTION_STATUSES).first()
-
-
-@dataclass(frozen=True)
-class SubscriptionResult:
-    subscription: Subscription
-    created: bool
-
-
-def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None
-                        ) -> SubscriptionResult:
-    """Lago semantics: unknown customer → created; same external_id and plan → the existing
-    subscription; another plan → the plan is changed; another customer → 422."""
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _create_subscription(service=service, data=data, now=now or timezone.now())
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
-    plan = get_plan(service=service, code=data["plan_code"])
-    if plan is None:
-        raise NotFound("plan_not_found")
-    link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
-                                       deleted_at__isnull=True).select_related("customer").first())
-    if link is None:
-        link = identity_services.upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
-    existing = _open_subscription(service=service, external_id=data["external_id"])
-    if existing is not None:
-        if existing.account_link_id != link.id:
-            raise ValidationFailed({"external_id": ["value_already_exist"]})
-        if existing.plan_id == plan.id:
-            return SubscriptionResult(existing, created=False)
-        return SubscriptionResult(_change_plan(subscription=existing, plan=plan, now=now), created=False)
-
-    # Whole seconds: an app that starts a subscription and immediately sends usage stamped
-    # with Unix seconds must not see its first event refused as "before start".
-    subscription_at = data.get("subscription_at") or now.replace(microsecond=0)
-    billing_time = data.get("billing_time") or "calendar"
-    subscription = Subscription(
-        service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
-        plan=plan, mode=SubscriptionMode.LIVE, billing_time=billing_time, subscription_at=subscription_at,
-        ending_at=data.get("ending_at"), flat_amount=plan.amount, currency=plan.amount_currency,
-    )
-    if subscription_at > now:
-        subscription.status = SubscriptionStatus.PENDING
-    else:
-        _activate(subscription, now=now)
-    subscription.save()
-    if subscription.status == SubscriptionStatus.ACTIVE:
-        _emit_subscription(subscription, "subscription.started")
-    return SubscriptionResult(subscription, created=True)
-
-
-def _activate(subscription: Subscription, *, now: datetime) -> None:
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.started_at = subscription.subscription_at
-    for field, value in _window_fields(plan=subscription.plan, billing_time=subscription.billing_time,
-                                       started_at=subscription.started_at, now=now).items():
-        setattr(subscription, field, value)
-
-
-def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Subscription:
-    """Upgrade/downgrade in place, effective for the current window (never reopening a
-    closed one: the window start only moves forward)."""
-    interval_changed = subscription.plan.interval != plan.interval
-    subscription.plan = plan
-    subscription.flat_amount = plan.amount
-    subscription.currency = plan.amount_currency
-    if interval_changed and subscription.status == SubscriptionStatus.ACTIVE and subscription.started_at:
-        fields = _window_fields(plan=plan, billing_time=subscription.billing_time,
-                                started_at=subscription.started_at, now=now)
-        start = max(fields["current_period_start"], subscription.current_period_start or fields[
-            "current_period_start"])
-        subscription.billing_anchor = fields["billing_anchor"]
-        subscription.current_period_start = start
-        subscription.current_period_end = max(fields["current_period_end"], start + (
-            fields["current_period_end"] - fields["current_period_start"]))
-    subscription.save()
-    _emit_subscription(subscription, "subscription.updated")
-    return subscription
-
-
-@transaction.atomic
-def update_subscription(*, subscription: Subscription, data: dict[str, Any], now: datetime | None = None
-                        ) -> Subscription:
-    now = now or timezone.now()
-    subscription = _locked_subscriptions().get(pk=subscription.pk)
-    if data.get("name") is not None:
-        subscription.name = data["name"]
-    if "ending_at" in data:
-        subscription.ending_at = data["ending_at"]
-    started = False
-    if data.get("subscription_at") is not None:
-        if subscription.status != SubscriptionStatus.PENDING:
-            raise ValidationFailed({"subscription_at": ["value_is_invalid"]})
-        subscription.subscription_at = data["subscription_at"]
-        if subscription.subscription_at <= now:
-            _activate(subscription, now=now)
-            started = True
-    subscription.save()
-    _emit_subscription(subscription, "subscription.started" if started else "subscription.updated")
-    return subscription
-
-
-@transaction.atomic
-def terminate_subscription(*, subscription: Subscription, now: datetime | None = None) -> Subscription:
-    """Active → terminated now (its last window is rated up to now); pending → canceled."""
-    now = now or timezone.now()
-    subscription = _locked_subscriptions().get(pk=subscription.pk)
-    if subscription.status == SubscriptionStatus.PENDING:
-        subscription.status = SubscriptionStatus.CANCELED
-        subscription.canceled_at = now
-        subscription.save()
-        _emit_subscription(subscription, "subscription.canceled")
-    elif subscription.status == SubscriptionStatus.ACTIVE:
-        subscription.status = SubscriptionStatus.TERMINATED
-        subscription.terminated_at = now
-        subscription.save()
-        _emit_subscription(subscription, "subscription.terminated")
-    return subscription
-
-
-def terminate_customer_subscriptions(*, link: AccountLink) -> None:
-    for subscription in Subscription.objects.filter(account_link=link).exclude(
-            status__in=CLOSED_SUBSCRIPTION_STATUSES):
-        terminate_subscription(subscription=subscription)
-
-
-@transaction.atomic
-def delete_customer(*, link: AccountLink) -> AccountLink:
-    """Lago's customer DELETE: end the account's subscriptions, then soft-delete it.
-
-    One transaction: a failure after the subscriptions ended must not leave a customer
-    without subscriptions who still looks active (or the reverse).
-    """
-    terminate_customer_subscriptions(link=link)
-    return identity_services.delete_customer(link=link)
-
-
-def activate_due_subscriptions(*, now: datetime | None = None) -> int:
-    """Start pending subscriptions whose ``subscription_at`` has come (beat / on demand)."""
-    now = now or timezone.now()
-    started = 0
-    for subscription_id in Subscription.objects.filter(
-            status=SubscriptionStatus.PENDING, subscription_at__lte=now).values_list("id", flat=True):
-        with transaction.atomic():
-            subscription = _locked_subscriptions().filter(pk=subscription_id,
-                                                          status=SubscriptionStatus.PENDING).first()
-            if subscription is None:
-                continue
-            _activate(subscription, now=now)
-            subscription.save()
-            _emit_subscription(subscription, "subscription.started")
-            started += 1
-    return started
 
 
 # --------------------------------------------------------------------------- usage events
@@ -452,14 +58,14 @@ class _Sub:
     status: str
     started_at: datetime | None
     ends_at: datetime | None
-    # Events before this instant belong to a closed window (metering.rating's rule).
+    # Events before this instant belong to a closed window (see metering.locks).
     closed_before: datetime | None
 
 
 Resolved = tuple[int, ParsedEvent, _Sub, "Decimal | None"]
 
 # One round trip resolves the subscriptions, locks them FOR KEY SHARE (id order, as
-# metering.rating.lock_subscriptions_for_ingest does, so a window that rating is closing
+# metering.locks.lock_subscriptions_for_ingest does, so a window that rating is closing
 # is either closed before we read it or waits for our insert) and reads the metrics.
 # GREATEST ignores NULLs: the same "max of the known instants" as the rating helper.
 _RESOLVE_AND_LOCK = f"""
@@ -570,7 +176,7 @@ def ingest_events(*, service: Service, events: list[tuple[int, ParsedEvent]],
                 if connection.vendor == "postgresql":
                     return _ingest_postgresql(service=service, events=events, errors=dict(errors))
                 return _ingest_portably(service=service, events=events, errors=dict(errors))
-        except (DatabaseError, PsycopgError) as exc:
+        except (DatabaseError, psycopg.Error) as exc:
             # Keys are inserted in one global order, so ingest never deadlocks with itself;
             # a deadlock or serialization failure against another writer is retried.
             if not _is_transient(exc) or attempt == _TRANSIENT_RETRIES - 1:
@@ -582,8 +188,6 @@ _TRANSIENT_RETRIES = 3
 
 
 def _is_transient(exc: BaseException) -> bool:
-    import psycopg.errors
-
     while exc is not None:
         if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return True
@@ -595,8 +199,6 @@ def _raw_cursor():
     """A psycopg cursor on Django's connection (same transaction) with server-side
     binding: arrays go as parameters, not quoted into the SQL text, and the statements
     are prepared after a few executions."""
-    import psycopg
-
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
 
@@ -712,8 +314,6 @@ def _ingest_one_optimistically(*, service: Service, index: int, event: ParsedEve
     which sorts that out under its locks. A connection the database dropped (a restart)
     is reopened once; the insert is idempotent, so repeating it cannot double-count.
     """
-    import psycopg
-
     for attempt in range(2):
         try:
             return _try_ingest_one(service=service, index=index, event=event)
