@@ -16,11 +16,13 @@ from uuid import UUID
 from django.db import connection
 
 from metering.models import Subscription
+from metering.windows import closed_before
 
 
 def lock_subscriptions_for_ingest(*, subscription_ids: Iterable[UUID]) -> dict[UUID, datetime | None]:
     """Lock subscriptions ``FOR KEY SHARE`` (id order) and return, per id, the
-    instant before which events are refused as ``period_closed``.
+    instant before which events are refused as ``period_closed``
+    (``metering.windows.closed_before``).
 
     Call inside the ingest transaction, before inserting: a window that rating
     is closing is then either fully closed (the advanced start is returned) or
@@ -45,12 +47,5 @@ def lock_subscriptions_for_ingest(*, subscription_ids: Iterable[UUID]) -> dict[U
             Subscription.objects.filter(id__in=ids).order_by("id")
             .values_list("id", "current_period_start", "usage_frozen_until")
         )
-    result: dict[UUID, datetime | None] = {}
-    for sub_id, start, frozen_until in rows:
-        candidates = [t for t in (start, frozen_until) if t is not None]
-        result[sub_id] = max(candidates) if candidates else None
-    return result
-
-
-def is_period_closed(*, closed_before: datetime | None, timestamp: datetime) -> bool:
-    return closed_before is not None and timestamp < closed_before
+    return {sub_id: closed_before(period_start=start, frozen_until=frozen_until)
+            for sub_id, start, frozen_until in rows}

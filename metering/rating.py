@@ -28,9 +28,9 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, Least
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from identity.models import Service
@@ -46,6 +46,7 @@ from metering.models import (
     UsageEvent,
 )
 from metering.pricing import ChargeTerms, price_units, quantize_amount, terms_for_charge
+from metering.window_sql import window_end_expression, window_end_sql
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class _Aggregate:
 _GROUP_SQL = """/* rating: aggregate */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
-           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+           {window_end} AS window_end
     FROM {subscription} s
     WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 )
@@ -185,7 +186,7 @@ SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
 FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
                      AND e.timestamp >= w.window_start AND e.timestamp < w.window_end
 GROUP BY w.id, e.code
-"""
+""".format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table, window_end=window_end_sql("s"))
 
 
 def _aggregate(
@@ -211,8 +212,7 @@ def _aggregate(
         sub_ids, sub_keys = current_windows_of
         with connection.cursor() as cursor:
             cursor.execute(
-                _GROUP_SQL.format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table),
-                {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
+                _GROUP_SQL, {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
             )
             rows = cursor.fetchall()
     else:
@@ -349,10 +349,8 @@ class _Sub:
 
     @property
     def window_end(self) -> datetime:
-        """End of the window being rated: terminated subscriptions stop at their end."""
-        if self.terminated_at is not None and self.terminated_at < self.end:
-            return max(self.terminated_at, self.start)
-        return self.end
+        """End of the window being rated (``windows.window_end``), never before its start."""
+        return max(windows.window_end(period_end=self.end, terminated_at=self.terminated_at), self.start)
 
     @property
     def is_final_window(self) -> bool:
@@ -387,14 +385,10 @@ def _as_sub(row: tuple) -> _Sub:
 
 def _window_events(sub_ids: Sequence[UUID]):
     """Events of ``sub_ids`` inside each one's current window (read from its row)."""
-    window_end = Least(
-        F("subscription__current_period_end"),
-        Coalesce(F("subscription__terminated_at"), F("subscription__current_period_end")),
-    )
     return UsageEvent.objects.filter(
         subscription_id__in=sub_ids,
         timestamp__gte=F("subscription__current_period_start"),
-        timestamp__lt=window_end,
+        timestamp__lt=window_end_expression("subscription__"),
     )
 
 
@@ -464,8 +458,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             count_col.append(count)
     with connection.cursor() as cursor:
         cursor.execute(
-            _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table,
-                               charge=Charge._meta.db_table),
+            _UPSERT_SQL,
             {
                 "ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids),
                 "subscription_id": _array(column_subs), "charge_id": _array(charges),
@@ -487,7 +480,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
 _UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.plan_id, s.current_period_start AS window_start,
-           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+           {window_end} AS window_end
     FROM {subscription} s
     WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 ), e AS MATERIALIZED (
@@ -532,13 +525,14 @@ WITH w AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM up WHERE inserted),
        (SELECT count(*) FROM up WHERE NOT inserted) + (SELECT count(*) FROM dropped)
-"""
+""".format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table, charge=Charge._meta.db_table,
+           window_end=window_end_sql("s"))
 
 
 def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
     """Portable path (embedded SQLite): same rules through the ORM."""
     windows_by_id = {
-        sub_id: (start, min(end, terminated_at) if terminated_at is not None else end)
+        sub_id: (start, windows.window_end(period_end=end, terminated_at=terminated_at))
         for sub_id, start, end, terminated_at in Subscription.objects.filter(id__in=[s.id for s in subs])
         .values_list("id", "current_period_start", "current_period_end", "terminated_at")
     }
@@ -673,10 +667,10 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
 
 
 def _chunk_query(queryset, now: datetime):
-    """``(id, plan_id, ended)`` of subscriptions; ``ended`` is computed in SQL (no datetimes loaded)."""
+    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window's end has come) is
+    computed in SQL (no datetimes loaded)."""
     return queryset.annotate(
-        _rating_ended=ExpressionWrapper(Q(current_period_end__lte=now) | Q(terminated_at__lte=now),
-                                        output_field=BooleanField()),
+        _rating_ended=LessThanOrEqual(window_end_expression(), now),
     ).values_list("id", "plan_id", "_rating_ended")
 
 

@@ -4,8 +4,9 @@ metrics, then store them all or none.
 Three store paths apply the same rules (``_check_events``): the single-event hot path
 (``_ingest_one_optimistically``, PostgreSQL), the general PostgreSQL path
 (``_ingest_postgresql``: one locking resolve, one set-based insert) and the portable ORM
-path for the embedded SQLite default (``_ingest_portably``). The lock protocol with
-rating is ``metering.locks``.
+path for the embedded SQLite default (``_ingest_portably``). They share the window
+rules (``metering.windows``, ``metering.window_sql`` for the statements) and the lock
+protocol with rating (``metering.locks``).
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from django.utils import timezone
 
 from identity.models import Service
 from metering.event_schema import ParsedEvent, numeric_property_error, parse_numeric
-from metering.locks import is_period_closed, lock_subscriptions_for_ingest
+from metering.locks import lock_subscriptions_for_ingest
 from metering.models import BillableMetric, Subscription, SubscriptionStatus, UsageEvent
+from metering.window_sql import closed_before_sql, subscription_end_sql
+from metering.windows import is_period_closed, subscription_end
 
 
 # UsageEvent.value is numeric(38, 10).
@@ -57,8 +60,8 @@ class _Sub:
     account_link_id: UUID
     status: str
     started_at: datetime | None
-    ends_at: datetime | None
-    # Events before this instant belong to a closed window (see metering.locks).
+    ends_at: datetime | None  # metering.windows.subscription_end
+    # Events before this instant belong to a closed window (metering.windows.closed_before).
     closed_before: datetime | None
 
 
@@ -67,11 +70,10 @@ Resolved = tuple[int, ParsedEvent, _Sub, "Decimal | None"]
 # One round trip resolves the subscriptions, locks them FOR KEY SHARE (id order, as
 # metering.locks.lock_subscriptions_for_ingest does, so a window that rating is closing
 # is either closed before we read it or waits for our insert) and reads the metrics.
-# GREATEST ignores NULLs: the same "max of the known instants" as the rating helper.
 _RESOLVE_AND_LOCK = f"""
     SELECT s.external_id, s.id, s.account_link_id, s.status, s.started_at,
-           LEAST(s.terminated_at, s.ending_at),
-           GREATEST(s.current_period_start, s.usage_frozen_until),
+           {subscription_end_sql("s")},
+           {closed_before_sql("s")},
            (SELECT json_agg(json_build_array(m.code, m.aggregation_type, m.field_name))
               FROM {BillableMetric._meta.db_table} m WHERE m.service_id = %s AND m.code = ANY(%s))
       FROM {Subscription._meta.db_table} s
@@ -272,8 +274,8 @@ def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]
 _RESOLVE_ONE = f"""
     SELECT m.aggregation_type, m.field_name,
            s.id, s.account_link_id, s.status, s.started_at,
-           LEAST(s.terminated_at, s.ending_at),
-           GREATEST(s.current_period_start, s.usage_frozen_until)
+           {subscription_end_sql("s")},
+           {closed_before_sql("s")}
       FROM (VALUES (1)) AS one (x)
       LEFT JOIN {BillableMetric._meta.db_table} m ON m.service_id = %s AND m.code = %s
       LEFT JOIN {Subscription._meta.db_table} s
@@ -287,8 +289,8 @@ _INSERT_ONE_IF_UNCHANGED = f"""
       FROM {Subscription._meta.db_table} s
      WHERE s.id = %s AND s.status = %s
        AND s.started_at IS NOT DISTINCT FROM %s::timestamptz
-       AND LEAST(s.terminated_at, s.ending_at) IS NOT DISTINCT FROM %s::timestamptz
-       AND GREATEST(s.current_period_start, s.usage_frozen_until) IS NOT DISTINCT FROM %s::timestamptz
+       AND {subscription_end_sql("s")} IS NOT DISTINCT FROM %s::timestamptz
+       AND {closed_before_sql("s")} IS NOT DISTINCT FROM %s::timestamptz
        AND EXISTS (SELECT 1 FROM {BillableMetric._meta.db_table} m
                     WHERE m.service_id = %s AND m.code = %s AND m.aggregation_type = %s
                       AND m.field_name IS NOT DISTINCT FROM %s)
@@ -365,9 +367,9 @@ def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],
             .exclude(status=SubscriptionStatus.CANCELED)
             .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
                          "ending_at")):
-        ends = [t for t in (terminated_at, ending_at) if t is not None]
+        ends_at = subscription_end(terminated_at=terminated_at, ending_at=ending_at)
         subscriptions.setdefault(external_id, []).append(
-            _Sub(sub_id, link_id, status, started_at, min(ends) if ends else None, closed.get(sub_id)))
+            _Sub(sub_id, link_id, status, started_at, ends_at, closed.get(sub_id)))
     metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
                BillableMetric.objects.filter(service=service, code__in=codes)
                .values_list("code", "aggregation_type", "field_name")}
