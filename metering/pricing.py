@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
+from billing_kit.errors import ErrorCode
+
 __all__ = [
     "AMOUNT_PLACES",
     "CHARGE_MODELS",
@@ -170,37 +172,44 @@ def _free_units(properties: Mapping[str, Any], errors: _Errors, *, integer_only:
         as_dec = _decimal_string(raw, integer_digits=QUANTITY_INTEGER_DIGITS)
         if as_dec is not None:
             return as_dec
-    errors.add("free_units", "invalid_free_units")
+    errors.add("free_units", ErrorCode.INVALID_FREE_UNITS)
     return ZERO
 
 
 def _amount(properties: Mapping[str, Any], key: str, errors: _Errors) -> Decimal:
     parsed = _decimal_string(properties.get(key))
     if parsed is None:
-        errors.add(key, "invalid_amount")
+        errors.add(key, ErrorCode.INVALID_AMOUNT)
         return ZERO
     return parsed
 
 
+_RANGE_CODES = {
+    "graduated_ranges": (ErrorCode.MISSING_GRADUATED_RANGES, ErrorCode.INVALID_GRADUATED_RANGES),
+    "volume_ranges": (ErrorCode.MISSING_VOLUME_RANGES, ErrorCode.INVALID_VOLUME_RANGES),
+}
+
+
 def _tiers(properties: Mapping[str, Any], key: str, errors: _Errors) -> tuple[Tier, ...]:
+    missing, invalid = _RANGE_CODES[key]
     raw = properties.get(key)
     if not isinstance(raw, list) or not raw:
-        errors.add(key, f"missing_{key}")
+        errors.add(key, missing)
         return ()
     tiers: list[Tier] = []
     previous_to: int | None = None
     bounds_ok = True
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
-            errors.add(key, f"invalid_{key}")
+            errors.add(key, invalid)
             bounds_ok = False
             continue
         per_unit = _decimal_string(item.get("per_unit_amount"))
         if per_unit is None:
-            errors.add("per_unit_amount", "invalid_amount")
+            errors.add("per_unit_amount", ErrorCode.INVALID_AMOUNT)
         flat = _decimal_string(item.get("flat_amount"))
         if flat is None:
-            errors.add("flat_amount", "invalid_amount")
+            errors.add("flat_amount", ErrorCode.INVALID_AMOUNT)
         from_value = _integer(item.get("from_value"))
         to_raw = item.get("to_value")
         to_value = None if to_raw is None else _integer(to_raw)
@@ -229,7 +238,7 @@ def _tiers(properties: Mapping[str, Any], key: str, errors: _Errors) -> tuple[Ti
             )
         )
     if not bounds_ok:
-        errors.add(key, f"invalid_{key}")
+        errors.add(key, invalid)
     return tuple(tiers)
 
 
@@ -242,17 +251,17 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
     """
     errors = _Errors()
     if charge_model not in CHARGE_MODELS:
-        raise ChargePropertiesInvalid({"charge_model": ["value_is_invalid"]})
+        raise ChargePropertiesInvalid({"charge_model": [ErrorCode.VALUE_IS_INVALID]})
     if not isinstance(properties, Mapping):
-        raise ChargePropertiesInvalid({"properties": ["invalid_properties"]})
+        raise ChargePropertiesInvalid({"properties": [ErrorCode.INVALID_PROPERTIES]})
 
     for group_key in ("pricing_group_keys", "grouped_by"):
         if properties.get(group_key):
             # Per-group pricing is not supported: refuse rather than bill wrongly.
-            errors.add(group_key, "not_supported")
+            errors.add(group_key, ErrorCode.NOT_SUPPORTED)
 
     if charge_model != "standard" and properties.get("unit_batch") is not None:
-        errors.add("unit_batch", "not_compatible_with_charge_model")
+        errors.add("unit_batch", ErrorCode.NOT_COMPATIBLE_WITH_CHARGE_MODEL)
 
     if charge_model == "standard":
         amount = _amount(properties, "amount", errors)
@@ -264,7 +273,7 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
             batch = (Decimal(as_int) if as_int is not None
                      else _decimal_string(raw_batch, integer_digits=QUANTITY_INTEGER_DIGITS))
             if batch is None or batch <= 0:
-                errors.add("unit_batch", "invalid_unit_batch")
+                errors.add("unit_batch", ErrorCode.INVALID_UNIT_BATCH)
             elif batch != ONE:
                 unit_batch = batch
         terms = ChargeTerms(charge_model, free_units=free_units, amount=amount, unit_batch=unit_batch)
@@ -274,7 +283,7 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
         # by Lago's validator; free_units defaults to 0 here when absent).
         package_size = _integer(properties.get("package_size"))
         if package_size is None or package_size <= 0:
-            errors.add("package_size", "invalid_package_size")
+            errors.add("package_size", ErrorCode.INVALID_PACKAGE_SIZE)
             package_size = 1
         free_units = _free_units(properties, errors, integer_only=True)
         terms = ChargeTerms(charge_model, free_units=free_units, amount=amount, package_size=package_size)

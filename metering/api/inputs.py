@@ -5,6 +5,8 @@ unpermitted parameters; features that would change billing if ignored are refuse
 """
 from rest_framework import serializers
 
+from billing_kit.errors import ErrorCode
+
 from metering.models import AggregationType, BillingTime, PlanInterval
 
 AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
@@ -14,7 +16,7 @@ INTERVALS = [choice for choice, _ in PlanInterval.choices]
 def _refuse_if_set(serializer, value):
     """A ``validate_<field>`` for a Lago feature that would change billing if ignored."""
     if value:
-        raise serializers.ValidationError("not_supported", code="not_supported")
+        raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
     return value
 
 

@@ -52,7 +52,7 @@ def body(name: str, root: str, serializer) -> Any:
 def metric_or_404(service, code):
     metric = selectors.get_metric(service=service, code=code)
     if metric is None:
-        raise NotFound("billable_metric_not_found")
+        raise NotFound(ErrorCode.BILLABLE_METRIC_NOT_FOUND)
     return metric
 
 
@@ -104,7 +104,7 @@ class BillableMetricDetailView(ServiceAPIView):
 def plan_or_404(service, code):
     plan = selectors.get_plan(service=service, code=code)
     if plan is None:
-        raise NotFound("plan_not_found")
+        raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     return plan
 
 
@@ -156,10 +156,10 @@ STATUS_ONE = QueryParam("status", "Which of the subscriptions with this id (defa
 
 def subscription_or_404(service, external_id, status=SubscriptionStatus.ACTIVE):
     if status not in selectors.SUBSCRIPTION_STATUSES:
-        raise ValidationFailed({"status": ["value_is_invalid"]})
+        raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
     subscription = selectors.get_subscription(service=service, external_id=external_id, status=status)
     if subscription is None:
-        raise NotFound("subscription_not_found")
+        raise NotFound(ErrorCode.SUBSCRIPTION_NOT_FOUND)
     return subscription
 
 
@@ -221,7 +221,7 @@ class SubscriptionDetailView(ServiceAPIView):
     def delete(self, request, external_id):
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
-            raise ValidationFailed({"status": ["value_is_invalid"]})
+            raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
         subscription = subscription_or_404(self.service, external_id, status)
         subscription = services.terminate_subscription(subscription=subscription)
         return Response({"subscription": render_subscription(subscription)})
@@ -272,7 +272,7 @@ def _decode(body: bytes) -> Any:
     try:
         return event_schema.decode_json_body(body)
     except event_schema.MalformedJSON:
-        raise BadRequest("invalid JSON body", code="invalid_json") from None
+        raise BadRequest("invalid JSON body", code=ErrorCode.INVALID_JSON) from None
 
 
 def create_event(*, service, body: bytes) -> HttpResponse:
@@ -359,7 +359,7 @@ class EventDetailView(ServiceAPIView):
         event = selectors.get_event(service=self.service, transaction_id=transaction_id,
                                     external_subscription_id=self.query(request).get("external_subscription_id"))
         if event is None:
-            raise NotFound("event_not_found")
+            raise NotFound(ErrorCode.EVENT_NOT_FOUND)
         parsed = event_schema.ParsedEvent(
             transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
             code=event.code, timestamp=event.timestamp, properties=event.properties,

@@ -13,7 +13,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from billing_kit.errors import NotAllowed, NotFound, ValidationFailed
+from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
 from identity.models import Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
@@ -33,9 +33,9 @@ from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_char
 def _check_metric(*, aggregation_type: str, field_name: str, recurring: bool) -> None:
     errors: dict[str, list[str]] = {}
     if aggregation_type != "count_agg" and not field_name:
-        errors["field_name"] = ["value_is_mandatory"]
+        errors["field_name"] = [ErrorCode.VALUE_IS_MANDATORY]
     if recurring and aggregation_type in ("count_agg", "max_agg", "latest_agg"):
-        errors["recurring"] = ["not_compatible_with_aggregation_type"]
+        errors["recurring"] = [ErrorCode.NOT_COMPATIBLE_WITH_AGGREGATION_TYPE]
     if errors:
         raise ValidationFailed(errors)
 
@@ -52,7 +52,7 @@ def create_billable_metric(*, service: Service, data: dict[str, Any]) -> Billabl
                 field_name=field_name, recurring=recurring,
             )
     except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+        raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
 
 
 def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> BillableMetric:
@@ -71,7 +71,7 @@ def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> B
         with transaction.atomic():
             metric.save()
     except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+        raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return metric
 
 
@@ -82,7 +82,7 @@ def delete_billable_metric(*, metric: BillableMetric) -> None:
     if (RatedUsage.objects.filter(charge__in=charges).exists()
             or Subscription.objects.filter(plan__charges__metric=metric)
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).exists()):
-        raise NotAllowed("billable_metric_in_use")
+        raise NotAllowed(ErrorCode.BILLABLE_METRIC_IN_USE)
     charges.delete()
     metric.delete()
 
@@ -107,7 +107,7 @@ def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list
         elif charge.get("billable_metric_code"):
             wanted_codes.add(charge["billable_metric_code"])
         else:
-            raise ValidationFailed({"billable_metric_id": ["value_is_mandatory"]})
+            raise ValidationFailed({"billable_metric_id": [ErrorCode.VALUE_IS_MANDATORY]})
     metrics = BillableMetric.objects.filter(service=service)
     by_id = {m.id: m for m in metrics.filter(id__in=wanted_ids)} if wanted_ids else {}
     by_code = {m.code: m for m in metrics.filter(code__in=wanted_codes)} if wanted_codes else {}
@@ -118,13 +118,13 @@ def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list
         metric = (by_id.get(charge["billable_metric_id"]) if charge.get("billable_metric_id")
                   else by_code.get(charge.get("billable_metric_code")))
         if metric is None:
-            raise NotFound("billable_metric_not_found")
+            raise NotFound(ErrorCode.BILLABLE_METRIC_NOT_FOUND)
         if metric.id in seen:
-            errors.setdefault("charges", []).append("value_already_exist")
+            errors.setdefault("charges", []).append(ErrorCode.VALUE_ALREADY_EXIST)
             continue
         seen.add(metric.id)
         if charge.get("pay_in_advance"):
-            errors.setdefault("pay_in_advance", []).append("not_supported")
+            errors.setdefault("pay_in_advance", []).append(ErrorCode.NOT_SUPPORTED)
         try:
             terms = parse_charge_properties(charge_model=charge.get("charge_model"),
                                             properties=charge.get("properties") or {})
@@ -158,7 +158,7 @@ def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> Non
                 with transaction.atomic():
                     charge.delete()
             except ProtectedError:
-                raise ValidationFailed({"charges": ["charge_in_use"]}) from None
+                raise ValidationFailed({"charges": [ErrorCode.CHARGE_IN_USE]}) from None
 
 
 def _plan_amount(data: dict[str, Any]) -> Decimal:
@@ -178,7 +178,7 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
             )
             _write_charges(plan=plan, specs=specs, replace=False)
     except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+        raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
 
 
@@ -200,7 +200,7 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
             if specs is not None:
                 _write_charges(plan=plan, specs=specs, replace=True)
     except IntegrityError:
-        raise ValidationFailed({"code": ["value_already_exist"]}) from None
+        raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
 
 
@@ -208,5 +208,5 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
 def delete_plan(*, plan: Plan) -> None:
     """Refused while any subscription (even a closed one, whose bills reference it) uses it."""
     if Subscription.objects.filter(plan=plan).exists():
-        raise NotAllowed("plan_in_use")
+        raise NotAllowed(ErrorCode.PLAN_IN_USE)
     plan.delete()

@@ -22,6 +22,7 @@ import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from billing_kit.errors import ErrorCode
 from identity.models import Service
 from metering.event_schema import ParsedEvent, numeric_property_error, parse_numeric
 from metering.locks import lock_subscriptions_for_ingest
@@ -115,7 +116,7 @@ def _pick_subscription(candidates: list[_Sub], timestamp: datetime) -> tuple[_Su
         # Lago orders terminated_at DESC NULLS FIRST, started_at DESC.
         return max(running, key=lambda s: (s.ends_at is None, s.started_at)), None
     started = [s for s in candidates if s.started_at is not None and s.started_at <= timestamp]
-    return None, "after_subscription_end" if started else "before_subscription_start"
+    return None, ErrorCode.AFTER_SUBSCRIPTION_END if started else ErrorCode.BEFORE_SUBSCRIPTION_START
 
 
 def _check_events(events: list[tuple[int, ParsedEvent]], subscriptions: dict[str, list[_Sub]],
@@ -126,17 +127,17 @@ def _check_events(events: list[tuple[int, ParsedEvent]], subscriptions: dict[str
         event_errors: dict[str, Any] = {}
         metric = metrics.get(event.code)
         if metric is None:
-            event_errors["code"] = ["billable_metric_not_found"]
+            event_errors["code"] = [ErrorCode.BILLABLE_METRIC_NOT_FOUND]
         candidates = subscriptions.get(event.external_subscription_id)
         subscription = None
         if not candidates:
-            event_errors["external_subscription_id"] = ["subscription_not_found"]
+            event_errors["external_subscription_id"] = [ErrorCode.SUBSCRIPTION_NOT_FOUND]
         else:
             subscription, timestamp_error = _pick_subscription(candidates, event.timestamp)
             if timestamp_error:
                 event_errors["timestamp"] = [timestamp_error]
             elif is_period_closed(closed_before=subscription.closed_before, timestamp=event.timestamp):
-                event_errors["timestamp"] = ["period_closed"]
+                event_errors["timestamp"] = [ErrorCode.PERIOD_CLOSED]
         value = None
         if metric is not None:
             aggregation, field_name = metric
@@ -146,7 +147,7 @@ def _check_events(events: list[tuple[int, ParsedEvent]], subscriptions: dict[str
             elif field_name and aggregation != "unique_count_agg":
                 value = parse_numeric(event.properties[field_name])
                 if value is not None and abs(value) >= _MAX_EVENT_VALUE:
-                    event_errors["properties"] = {field_name: ["value_is_out_of_range"]}
+                    event_errors["properties"] = {field_name: [ErrorCode.VALUE_IS_OUT_OF_RANGE]}
         if event_errors:
             errors[index] = event_errors
         else:
@@ -260,7 +261,7 @@ def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]
                     continue
                 payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
                 if payload_hash != event.payload_hash:
-                    errors[index] = {"transaction_id": ["value_already_exist"]}
+                    errors[index] = {"transaction_id": [ErrorCode.VALUE_ALREADY_EXIST]}
                 else:
                     stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
     if errors:
@@ -397,7 +398,7 @@ def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],
                 precise_total_amount_cents=event.precise_total_amount_cents, payload_hash=event.payload_hash))
             stored.append(StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now))
         elif row.payload_hash != event.payload_hash:
-            errors[index] = {"transaction_id": ["value_already_exist"]}
+            errors[index] = {"transaction_id": [ErrorCode.VALUE_ALREADY_EXIST]}
         else:
             stored.append(StoredEvent(event, row.subscription_id, row.subscription.account_link_id,
                                       row.timestamp, row.created_at))

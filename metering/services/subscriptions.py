@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing_kit.errors import NotFound, ValidationFailed
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from identity import services as identity_services
 from identity.models import AccountLink, Service
 from metering import windows
@@ -89,7 +89,7 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
     plan = get_plan(service=service, code=data["plan_code"])
     if plan is None:
-        raise NotFound("plan_not_found")
+        raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
                                        deleted_at__isnull=True).select_related("customer").first())
     if link is None:
@@ -97,7 +97,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
     existing = _open_subscription(service=service, external_id=data["external_id"])
     if existing is not None:
         if existing.account_link_id != link.id:
-            raise ValidationFailed({"external_id": ["value_already_exist"]})
+            raise ValidationFailed({"external_id": [ErrorCode.VALUE_ALREADY_EXIST]})
         if existing.plan_id == plan.id:
             return SubscriptionResult(existing, created=False)
         return SubscriptionResult(_change_plan(subscription=existing, plan=plan, now=now), created=False)
@@ -162,7 +162,7 @@ def update_subscription(*, subscription: Subscription, data: dict[str, Any], now
     started = False
     if data.get("subscription_at") is not None:
         if subscription.status != SubscriptionStatus.PENDING:
-            raise ValidationFailed({"subscription_at": ["value_is_invalid"]})
+            raise ValidationFailed({"subscription_at": [ErrorCode.VALUE_IS_INVALID]})
         subscription.subscription_at = data["subscription_at"]
         if subscription.subscription_at <= now:
             _activate(subscription, now=now)
