@@ -33,6 +33,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
+from billing_kit.updates import model_update
 from identity.models import Service
 from metering import windows
 from metering.models import (
@@ -595,9 +596,8 @@ def _changed(row: RatedUsage, values: tuple) -> bool:
 
 
 def _assign(row: RatedUsage, values: tuple, now: datetime) -> None:
-    for name, value in zip(_RATED_FIELDS, values):
-        setattr(row, name, value)
-    row.rated_at = now
+    """Assign (bulk_update saves) new rated values."""
+    model_update(instance=row, data={**dict(zip(_RATED_FIELDS, values)), "rated_at": now}, save=False)
 
 
 def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> list[_Sub]:

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
+from billing_kit.updates import model_update
 from identity.models import Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
@@ -56,20 +57,18 @@ def create_billable_metric(*, service: Service, data: dict[str, Any]) -> Billabl
 
 
 def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> BillableMetric:
-    for field in ("name", "code", "aggregation_type", "recurring"):
-        if data.get(field) is not None:
-            setattr(metric, field, data[field])
-    if "description" in data:
-        metric.description = data["description"] or ""
-    if "field_name" in data:
-        metric.field_name = data["field_name"] or ""
-    if metric.aggregation_type == "count_agg":
-        metric.field_name = ""
-    _check_metric(aggregation_type=metric.aggregation_type, field_name=metric.field_name,
-                  recurring=metric.recurring)
+    changes = {field: data[field] for field in ("name", "code", "aggregation_type", "recurring")
+               if data.get(field) is not None}
+    changes.update({field: data[field] or "" for field in ("description", "field_name") if field in data})
+    if changes.get("aggregation_type", metric.aggregation_type) == "count_agg":
+        changes["field_name"] = ""
+    # The metric as it would be saved is checked before anything is assigned.
+    _check_metric(aggregation_type=changes.get("aggregation_type", metric.aggregation_type),
+                  field_name=changes.get("field_name", metric.field_name),
+                  recurring=changes.get("recurring", metric.recurring))
     try:
         with transaction.atomic():
-            metric.save()
+            model_update(instance=metric, data=changes)
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return metric
@@ -147,9 +146,7 @@ def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> Non
         if charge is None:
             charge = Charge.objects.create(plan=plan, metric=spec.metric, **spec.fields)
         else:
-            for field, value in spec.fields.items():
-                setattr(charge, field, value)
-            charge.save()
+            model_update(instance=charge, data=spec.fields)
             charge.tiers.all().delete()
         ChargeTier.objects.bulk_create([ChargeTier(charge=charge, **tier) for tier in spec.tiers])
     if replace:
@@ -186,17 +183,15 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
     """Updates the given fields; ``charges``, when sent, is the plan's complete charge list."""
     specs = (_resolve_charges(service=plan.service, charges=data["charges"])
              if data.get("charges") is not None else None)
-    for field in ("name", "code", "interval", "amount_currency", "pay_in_advance"):
-        if data.get(field) is not None:
-            setattr(plan, field, data[field])
-    for field in ("description", "invoice_display_name"):
-        if field in data:
-            setattr(plan, field, data[field] or "")
+    changes = {field: data[field] for field in ("name", "code", "interval", "amount_currency", "pay_in_advance")
+               if data.get(field) is not None}
+    changes.update({field: data[field] or "" for field in ("description", "invoice_display_name")
+                    if field in data})
     if data.get("amount_cents") is not None:
-        plan.amount = _plan_amount(data)
+        changes["amount"] = _plan_amount(data)
     try:
         with transaction.atomic():
-            plan.save()
+            model_update(instance=plan, data=changes)
             if specs is not None:
                 _write_charges(plan=plan, specs=specs, replace=True)
     except IntegrityError:

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.updates import model_update
 from identity import services as identity_services
 from identity.models import AccountLink, Service
 from metering import windows
@@ -122,11 +123,13 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
 
 
 def _activate(subscription: Subscription, *, now: datetime) -> None:
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.started_at = subscription.subscription_at
-    for field, value in _window_fields(plan=subscription.plan, billing_time=subscription.billing_time,
-                                       started_at=subscription.started_at, now=now).items():
-        setattr(subscription, field, value)
+    """Assign (the caller saves) what starting changes: the status, the start, the first window."""
+    started_at = subscription.subscription_at
+    model_update(instance=subscription, save=False, data={
+        "status": SubscriptionStatus.ACTIVE, "started_at": started_at,
+        **_window_fields(plan=subscription.plan, billing_time=subscription.billing_time, started_at=started_at,
+                         now=now),
+    })
 
 
 def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Subscription:
