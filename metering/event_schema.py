@@ -210,7 +210,9 @@ def validate_event(
         errors["properties"] = [ErrorCode.VALUE_IS_INVALID]
     if errors:
         return None, errors
+    # Narrowing only: _identifier_error and parse_timestamp refused everything else.
     assert timestamp is not None
+    assert isinstance(transaction_id, str) and isinstance(external_subscription_id, str) and isinstance(code, str)
     payload_hash = event_payload_hash(
         code=code,
         timestamp=None if sent_timestamp is None else timestamp,

@@ -36,7 +36,7 @@ from __future__ import annotations
 import decimal
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from billing_kit.errors import ErrorCode
 
@@ -87,17 +87,18 @@ QUANTITY_INTEGER_DIGITS = 28
 class ChargePropertiesInvalid(ValueError):
     """Lago-shaped validation failure; ``error_details`` maps field -> [codes]."""
 
-    def __init__(self, error_details: dict[str, list[str]]):
+    def __init__(self, error_details: dict[str, list[str]]) -> None:
         super().__init__(error_details)
         self.error_details = error_details
 
 
 @dataclass(frozen=True)
 class Tier:
-    """One graduated/volume range as sent by Lago (bounds are integers)."""
+    """One graduated/volume range as sent by Lago (bounds are integers; a stored bound
+    edited to a fraction, e.g. in the admin, is kept as its Decimal)."""
 
-    from_value: int
-    to_value: int | None
+    from_value: int | Decimal
+    to_value: int | Decimal | None
     per_unit_amount: Decimal
     flat_amount: Decimal
 
@@ -108,7 +109,7 @@ class ChargeTerms:
     free_units: Decimal = ZERO
     amount: Decimal | None = None  # standard: per unit (or per batch); package: per package
     unit_batch: Decimal | None = None  # standard only; None means 1
-    package_size: int | None = None  # package only
+    package_size: int | Decimal | None = None  # package only (an integer, see Tier)
     tiers: tuple[Tier, ...] = ()  # graduated / volume
 
 
@@ -147,18 +148,27 @@ def _decimal_string(value: Any, *, integer_digits: int = MONEY_INTEGER_DIGITS) -
         return None
     if parsed >= Decimal(10) ** integer_digits:
         return None
-    if parsed.as_tuple().exponent < -STORED_PLACES and parsed != parsed.quantize(Decimal(1).scaleb(-STORED_PLACES)):
+    if _exponent(parsed) < -STORED_PLACES and parsed != parsed.quantize(Decimal(1).scaleb(-STORED_PLACES)):
         return None
     return parsed + 0  # normalises -0 to 0
+
+
+def _exponent(value: Decimal) -> int:
+    """The exponent of a finite Decimal (``as_tuple`` gives a letter for NaN and Infinity)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value} is not finite")
+    return exponent
 
 
 def _integer(value: Any) -> int | None:
     # bool is an int subclass in Python; JSON true/false is not a number.
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if abs(value) >= 10**QUANTITY_INTEGER_DIGITS:
+    number: int = value
+    if abs(number) >= 10**QUANTITY_INTEGER_DIGITS:
         return None
-    return value
+    return number
 
 
 def _free_units(properties: Mapping[str, Any], errors: _Errors, *, integer_only: bool) -> Decimal:
@@ -360,7 +370,7 @@ def _divide_to_micro(numerator: Decimal, denominator: Decimal) -> Decimal:
     with decimal.localcontext(_EXACT):
         scaled = numerator.scaleb(AMOUNT_PLACES)
         # Bring both to integers so divmod is an integer division.
-        shift = max(-scaled.as_tuple().exponent, -denominator.as_tuple().exponent, 0)
+        shift = max(-_exponent(scaled), -_exponent(denominator), 0)
         num_int = int(scaled.scaleb(shift))
         den_int = int(denominator.scaleb(shift))
     quotient, remainder = divmod(num_int, den_int)
@@ -369,14 +379,14 @@ def _divide_to_micro(numerator: Decimal, denominator: Decimal) -> Decimal:
     return Decimal(quotient).scaleb(-AMOUNT_PLACES, context=_EXACT_QUANTIZE)
 
 
-def _ceil_div(numerator: Decimal, denominator: int) -> int:
+def _ceil_div(numerator: Decimal, denominator: int | Decimal) -> int:
     with decimal.localcontext(_EXACT):
         quotient, remainder = divmod(numerator, Decimal(denominator))
     whole = int(quotient)
     return whole + 1 if remainder > 0 else whole
 
 
-def _tier_bounds(tiers: tuple[Tier, ...]):
+def _tier_bounds(tiers: tuple[Tier, ...]) -> Iterator[tuple[Decimal, Decimal | None, Tier]]:
     """Yield (lower, upper, tier) with the tier covering units in (lower, upper]."""
     lower = ZERO
     for tier in tiers:
@@ -436,9 +446,7 @@ def price_units(*, terms: ChargeTerms, units: Decimal) -> Priced:
 # module stays free of Django imports.
 
 
-def _bound(value: Decimal | None) -> int | Decimal | None:
-    if value is None:
-        return None
+def _bound(value: Decimal) -> int | Decimal:
     return int(value) if value == value.to_integral_value() else value
 
 
@@ -455,7 +463,9 @@ def terms_for_charge(charge: Any) -> ChargeTerms:
             unit_batch=None if batch is None or batch == ONE else batch,
         )
     if model == "package":
-        return ChargeTerms(model, free_units=free_units, amount=charge.amount, package_size=_bound(charge.package_size))
+        size = charge.package_size
+        return ChargeTerms(model, free_units=free_units, amount=charge.amount,
+                           package_size=None if size is None else _bound(size))
     tiers = sorted(charge.tiers.all(), key=lambda tier: tier.position)
     return ChargeTerms(
         model,
@@ -463,7 +473,7 @@ def terms_for_charge(charge: Any) -> ChargeTerms:
         tiers=tuple(
             Tier(
                 from_value=_bound(tier.from_value),
-                to_value=_bound(tier.to_value),
+                to_value=None if tier.to_value is None else _bound(tier.to_value),
                 per_unit_amount=tier.per_unit_amount,
                 flat_amount=tier.flat_amount,
             )

@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
@@ -191,7 +191,7 @@ GROUP BY w.id, e.code
 
 
 def _aggregate(
-    events: Callable[[], QuerySet],
+    events: Callable[[], QuerySet[UsageEvent]],
     specs_by_code: dict[str, list[_ChargeSpec]],
     *,
     current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None = None,
@@ -266,7 +266,7 @@ def _aggregate(
     return result
 
 
-def _array(values: Iterable) -> str:
+def _array(values: Iterable[object]) -> str:
     """A PostgreSQL array literal of simple values (uuid, numeric, integer).
 
     Much cheaper than adapting a list element by element; only ever given
@@ -384,7 +384,7 @@ def _as_sub(row: tuple) -> _Sub:
     )
 
 
-def _window_events(sub_ids: Sequence[UUID]):
+def _window_events(sub_ids: Sequence[UUID]) -> QuerySet[UsageEvent]:
     """Events of ``sub_ids`` inside each one's current window (read from its row)."""
     return UsageEvent.objects.filter(
         subscription_id__in=sub_ids,
@@ -424,7 +424,7 @@ def _use_sql_fast_path() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _specs_by_code(subs, plans: _PlanCharges) -> dict[str, list[_ChargeSpec]]:
+def _specs_by_code(subs: Sequence[_Key | _Sub], plans: _PlanCharges) -> dict[str, list[_ChargeSpec]]:
     plans.load({s.plan_id for s in subs})
     specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
     for plan_id in {s.plan_id for s in subs}:
@@ -530,13 +530,15 @@ SELECT (SELECT count(*) FROM up WHERE inserted),
            window_end=window_end_sql("s"))
 
 
-def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
+def _rate_current_windows_orm(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now: datetime,
+                              summary: RatingSummary) -> None:
     """Portable path (embedded SQLite): same rules through the ORM."""
-    windows_by_id = {
-        sub_id: (start, windows.window_end(period_end=end, terminated_at=terminated_at))
-        for sub_id, start, end, terminated_at in Subscription.objects.filter(id__in=[s.id for s in subs])
-        .values_list("id", "current_period_start", "current_period_end", "terminated_at")
-    }
+    windows_by_id: dict[UUID, tuple[datetime, datetime]] = {}
+    for sub_id, start, end, terminated_at in (Subscription.objects.filter(id__in=[s.id for s in subs])
+                                              .values_list("id", "current_period_start", "current_period_end",
+                                                           "terminated_at")):
+        assert start is not None and end is not None  # rated subscriptions have a window (_eligible)
+        windows_by_id[sub_id] = (start, windows.window_end(period_end=end, terminated_at=terminated_at))
     subs = [s for s in subs if windows_by_id[s.id][1] > windows_by_id[s.id][0]]
     if not subs:
         return
@@ -549,12 +551,12 @@ def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary:
             units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))
             billable, amount = _price(spec, units)
             rated.append(_Rated(sub.id, spec.charge.id, window_start, window_end, units, billable, amount, count))
-    created, updated = _upsert_orm(subs, rated, windows_by_id, now)
+    created, updated = _upsert_orm(subs, rated, now)
     summary.rows_created += created
     summary.rows_updated += updated
 
 
-def _upsert_orm(subs, rated: list[_Rated], windows_by_id: dict, now: datetime) -> tuple[int, int]:
+def _upsert_orm(subs: Sequence[_Key | _Sub], rated: list[_Rated], now: datetime) -> tuple[int, int]:
     """Portable equivalent of the SQL upsert; same rules."""
     existing: dict[tuple[UUID, UUID], RatedUsage] = {
         (r.subscription_id, r.charge_id): r
@@ -666,7 +668,8 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
     return summary
 
 
-def _chunk_query(queryset, now: datetime):
+def _chunk_query(queryset: QuerySet[Subscription], now: datetime
+                 ) -> QuerySet[Subscription, tuple[UUID, UUID, bool]]:
     """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window's end has come) is
     computed in SQL (no datetimes loaded)."""
     return queryset.annotate(
@@ -674,7 +677,10 @@ def _chunk_query(queryset, now: datetime):
     ).values_list("id", "plan_id", "_rating_ended")
 
 
-def _with_retry(work):
+_T = TypeVar("_T")
+
+
+def _with_retry(work: Callable[[], _T]) -> _T:
     for attempt in range(_DEADLOCK_RETRIES):
         try:
             return work()

@@ -114,8 +114,9 @@ def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list
     errors: dict[str, list[str]] = {}
     seen: set[UUID] = set()
     for charge in charges:
+        # A charge without billable_metric_id has a billable_metric_code (checked above).
         metric = (by_id.get(charge["billable_metric_id"]) if charge.get("billable_metric_id")
-                  else by_code.get(charge.get("billable_metric_code")))
+                  else by_code.get(charge["billable_metric_code"]))
         if metric is None:
             raise NotFound(ErrorCode.BILLABLE_METRIC_NOT_FOUND)
         if metric.id in seen:

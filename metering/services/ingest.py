@@ -50,7 +50,7 @@ class StoredEvent:
 class EventsRejected(Exception):
     """Per-event Lago error_details, keyed by the event's index in the request."""
 
-    def __init__(self, errors: dict[int, dict[str, Any]]):
+    def __init__(self, errors: dict[int, dict[str, Any]]) -> None:
         super().__init__(errors)
         self.errors = errors
 
@@ -134,7 +134,7 @@ def _check_events(events: list[tuple[int, ParsedEvent]], subscriptions: dict[str
             event_errors["external_subscription_id"] = [ErrorCode.SUBSCRIPTION_NOT_FOUND]
         else:
             subscription, timestamp_error = _pick_subscription(candidates, event.timestamp)
-            if timestamp_error:
+            if subscription is None:
                 event_errors["timestamp"] = [timestamp_error]
             elif is_period_closed(closed_before=subscription.closed_before, timestamp=event.timestamp):
                 event_errors["timestamp"] = [ErrorCode.PERIOD_CLOSED]
@@ -191,14 +191,15 @@ _TRANSIENT_RETRIES = 3
 
 
 def _is_transient(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return True
-        exc = exc.__cause__
+        cause = cause.__cause__
     return False
 
 
-def _raw_cursor():
+def _raw_cursor() -> psycopg.Cursor[Any]:
     """A psycopg cursor on Django's connection (same transaction) with server-side
     binding: arrays go as parameters, not quoted into the SQL text, and the statements
     are prepared after a few executions."""
