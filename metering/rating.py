@@ -22,9 +22,10 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
@@ -209,44 +210,61 @@ def _aggregate(
     codes = list(specs_by_code)
     if not codes:
         return result
-    if current_windows_of is not None:
-        sub_ids, sub_keys = current_windows_of
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _GROUP_SQL, {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
-            )
-            rows = cursor.fetchall()
-    else:
-        rows = (
+    for sub_id, code, events_count, total, maximum in _count_sum_max(events, codes, current_windows_of):
+        result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
+    _add_latest(result, events, specs_by_code)
+    _add_unique_counts(result, events, specs_by_code)
+    return result
+
+
+def _count_sum_max(events: Callable[[], QuerySet[UsageEvent]], codes: list[str],
+                   current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None
+                   ) -> Iterable[tuple[Any, str, int, Decimal | None, Decimal | None]]:
+    """``(subscription_id, code, count, sum, max)`` rows: one GROUP BY."""
+    if current_windows_of is None:
+        return (
             events().filter(code__in=codes)
             .values("subscription_id", "code")
             .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
             .order_by()
             .values_list("subscription_id", "code", "events_count", "total", "maximum")
         )
-    for sub_id, code, events_count, total, maximum in rows:
-        result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
+    sub_ids, sub_keys = current_windows_of
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _GROUP_SQL, {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
+        )
+        return cursor.fetchall()
 
+
+def _add_latest(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                specs_by_code: dict[str, list[_ChargeSpec]]) -> None:
+    """``latest``: the value of the newest event (timestamp, then id) with a value."""
     latest_codes = [
         code for code, specs in specs_by_code.items()
         if any(s.aggregation_type == AggregationType.LATEST for s in specs)
     ]
-    if latest_codes:
-        latest = events().filter(code__in=latest_codes, value__isnull=False)
-        if connection.vendor == "postgresql":
-            rows = (
-                latest.order_by("subscription_id", "code", "-timestamp", "-id")
-                .distinct("subscription_id", "code")
-                .values_list("subscription_id", "code", "value")
-            )
-            for sub_id, code, value in rows:
-                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
-        else:  # embedded SQLite: no DISTINCT ON; last row per group wins
-            for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
-                "subscription_id", "code", "value"
-            ):
-                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
+    if not latest_codes:
+        return
+    latest = events().filter(code__in=latest_codes, value__isnull=False)
+    if connection.vendor == "postgresql":
+        rows = (
+            latest.order_by("subscription_id", "code", "-timestamp", "-id")
+            .distinct("subscription_id", "code")
+            .values_list("subscription_id", "code", "value")
+        )
+        for sub_id, code, value in rows:
+            result.setdefault((str(sub_id), code), _Aggregate()).latest = value
+    else:  # embedded SQLite: no DISTINCT ON; last row per group wins
+        for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
+            "subscription_id", "code", "value"
+        ):
+            result.setdefault((str(sub_id), code), _Aggregate()).latest = value
 
+
+def _add_unique_counts(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                       specs_by_code: dict[str, list[_ChargeSpec]]) -> None:
+    """``unique_count``: distinct values of each unique-count charge's field, one query per field."""
     unique_fields: dict[str, set[str]] = defaultdict(set)
     for code, specs in specs_by_code.items():
         for spec in specs:
@@ -263,7 +281,6 @@ def _aggregate(
         for sub_id, code, distinct in rows:
             agg = result.setdefault((str(sub_id), code), _Aggregate())
             agg.unique = {**(agg.unique or {}), field_name: distinct}
-    return result
 
 
 def _array(values: Iterable[object]) -> str:
@@ -743,37 +760,13 @@ def rate_open_windows(
     now = now or timezone.now()
     plans = _PlanCharges()
     summary = RatingSummary()
-    base = Subscription.objects.filter(_eligible(now))
-    if service_code is not None:
-        # By id, not through a join on the code: the planner then knows how many rows
-        # match and walks the primary key in order for each chunk (the join made it sort
-        # every remaining subscription once per chunk).
-        service_id = Service.objects.filter(code=service_code).values_list("id", flat=True).first()
-        if service_id is None:
-            return summary
-        base = base.filter(service_id=service_id)
-    if subscription_ids is not None:
-        base = base.filter(id__in=list(subscription_ids))
-    if shard is not None:
-        lower, upper = shard_bounds(*shard)
-        base = base.filter(id__gte=lower)
-        if upper is not None:
-            base = base.filter(id__lt=upper)
+    base = _to_rate(now=now, service_code=service_code, subscription_ids=subscription_ids, shard=shard)
+    if base is None:
+        return summary
     last_id: UUID | None = None
     while True:
-        def work() -> tuple[RatingSummary, UUID | None, bool]:
-            with transaction.atomic():
-                query = base if last_id is None else base.filter(id__gt=last_id)
-                rows = list(
-                    _chunk_query(query.select_for_update(no_key=True, skip_locked=True, of=("self",)), now)
-                    .order_by("id")[:chunk_size]
-                )
-                if not rows:
-                    return RatingSummary(), None, True
-                keys = [_Key._make(row) for row in rows]
-                return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size
-
-        chunk_summary, chunk_last, done = _with_retry(work)
+        chunk_summary, chunk_last, done = _with_retry(
+            partial(_rate_next_chunk, base, last_id=last_id, plans=plans, now=now, chunk_size=chunk_size))
         summary.add(chunk_summary)
         if chunk_last is not None:
             last_id = chunk_last
@@ -786,3 +779,42 @@ def rate_open_windows(
         summary.seconds,
     )
     return summary
+
+
+def _to_rate(*, now: datetime, service_code: str | None, subscription_ids: Sequence[UUID] | None,
+             shard: tuple[int, int] | None) -> QuerySet[Subscription] | None:
+    """The eligible subscriptions a run covers (None: the service does not exist)."""
+    base = Subscription.objects.filter(_eligible(now))
+    if service_code is not None:
+        # By id, not through a join on the code: the planner then knows how many rows
+        # match and walks the primary key in order for each chunk (the join made it sort
+        # every remaining subscription once per chunk).
+        service_id = Service.objects.filter(code=service_code).values_list("id", flat=True).first()
+        if service_id is None:
+            return None
+        base = base.filter(service_id=service_id)
+    if subscription_ids is not None:
+        base = base.filter(id__in=list(subscription_ids))
+    if shard is not None:
+        lower, upper = shard_bounds(*shard)
+        base = base.filter(id__gte=lower)
+        if upper is not None:
+            base = base.filter(id__lt=upper)
+    return base
+
+
+def _rate_next_chunk(base: QuerySet[Subscription], *, last_id: UUID | None, plans: _PlanCharges, now: datetime,
+                     chunk_size: int) -> tuple[RatingSummary, UUID | None, bool]:
+    """Lock (skipping those another worker holds) and rate the next ``chunk_size``
+    subscriptions after ``last_id``, in one transaction; returns its summary, its last id
+    and whether it was the last chunk."""
+    with transaction.atomic():
+        query = base if last_id is None else base.filter(id__gt=last_id)
+        rows = list(
+            _chunk_query(query.select_for_update(no_key=True, skip_locked=True, of=("self",)), now)
+            .order_by("id")[:chunk_size]
+        )
+        if not rows:
+            return RatingSummary(), None, True
+        keys = [_Key._make(row) for row in rows]
+        return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size

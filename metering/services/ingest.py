@@ -207,67 +207,91 @@ def _raw_cursor() -> psycopg.Cursor[Any]:
     return psycopg.Cursor(connection.connection)
 
 
+_EventKey = tuple[str, str]  # (external_subscription_id, transaction_id): an event's unique key
+
+
 def _ingest_postgresql(*, service: Service, events: list[tuple[int, ParsedEvent]],
                        errors: dict[int, dict[str, Any]]) -> list[StoredEvent]:
+    with _raw_cursor() as cursor:
+        subscriptions, metrics = _resolve_and_lock(cursor, service=service, events=events)
+        resolved = _check_events(events, subscriptions, metrics, errors)
+        if errors:
+            raise EventsRejected(errors)
+        # One global order of unique keys: concurrent batches that overlap take the index
+        # entries in the same order and so can wait for each other but never deadlock.
+        in_key_order = sorted(resolved, key=lambda r: (r[1].external_subscription_id, r[1].transaction_id))
+        stored, inserted = _insert_events(cursor, service=service, resolved=in_key_order)
+        if len(inserted) < len(in_key_order):
+            _settle_existing_keys(cursor, service=service, resolved=in_key_order, inserted=inserted,
+                                  stored=stored, errors=errors)
+    if errors:
+        raise EventsRejected(errors)
+    return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in resolved]
+
+
+def _resolve_and_lock(cursor: psycopg.Cursor[Any], *, service: Service, events: list[tuple[int, ParsedEvent]]
+                      ) -> tuple[dict[str, list[_Sub]], dict[str, tuple[str, str]]]:
+    """The events' subscriptions (locked, see ``_RESOLVE_AND_LOCK``) and metrics."""
     external_ids = list({event.external_subscription_id for _, event in events})
     codes = list({event.code for _, event in events})
     subscriptions: dict[str, list[_Sub]] = {}
     metrics: dict[str, tuple[str, str]] | None = None
-    with _raw_cursor() as cursor:
-        cursor.execute(_RESOLVE_AND_LOCK, [service.id, codes, service.id, external_ids,
-                                           str(SubscriptionStatus.CANCELED)])
-        for external_id, sub_id, link_id, status, started_at, ends_at, closed_before, metric_rows in cursor:
-            subscriptions.setdefault(external_id, []).append(
-                _Sub(sub_id, link_id, status, started_at, ends_at, closed_before))
-            if metrics is None:
-                metrics = {code: (aggregation, field_name) for code, aggregation, field_name in metric_rows or []}
-        if metrics is None:  # no subscription matched: still name unknown metrics
-            cursor.execute(_METRIC_LOOKUP, [service.id, codes])
-            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor}
-        resolved = _check_events(events, subscriptions, metrics, errors)
-        if errors:
-            raise EventsRejected(errors)
-        events_in_request_order = resolved
-        # One global order of unique keys: concurrent batches that overlap take the index
-        # entries in the same order and so can wait for each other but never deadlock.
-        resolved = sorted(resolved, key=lambda r: (r[1].external_subscription_id, r[1].transaction_id))
-        now = timezone.now()
-        cursor.execute(_INSERT_EVENTS, [
-            service.id, now,
-            [s.id for _, _, s, _ in resolved],
-            [e.external_subscription_id for _, e, _, _ in resolved],
-            [e.code for _, e, _, _ in resolved],
-            [e.transaction_id for _, e, _, _ in resolved],
-            [e.timestamp for _, e, _, _ in resolved],
-            [e.properties_json.decode() for _, e, _, _ in resolved],
-            [v for _, _, _, v in resolved],
-            [e.precise_total_amount_cents for _, e, _, _ in resolved],
-            [e.payload_hash for _, e, _, _ in resolved],
-        ])
-        inserted = set(cursor.fetchall())
-        stored: dict[tuple[str, str], StoredEvent] = {}
-        for _, event, subscription, _ in resolved:
-            key = (event.external_subscription_id, event.transaction_id)
-            if key in inserted:
-                stored[key] = StoredEvent(event, subscription.id, subscription.account_link_id,
-                                          event.timestamp, now)
-        if len(inserted) < len(resolved):
-            missing = [(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved
-                       if (e.external_subscription_id, e.transaction_id) not in inserted]
-            cursor.execute(_EXISTING_EVENTS, [[k[0] for k in missing], [k[1] for k in missing], service.id])
-            existing = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
-            for index, event, _, _ in resolved:
-                key = (event.external_subscription_id, event.transaction_id)
-                if key in inserted:
-                    continue
-                payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
-                if payload_hash != event.payload_hash:
-                    errors[index] = {"transaction_id": [ErrorCode.VALUE_ALREADY_EXIST]}
-                else:
-                    stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
-    if errors:
-        raise EventsRejected(errors)
-    return [stored[(e.external_subscription_id, e.transaction_id)] for _, e, _, _ in events_in_request_order]
+    cursor.execute(_RESOLVE_AND_LOCK, [service.id, codes, service.id, external_ids,
+                                       str(SubscriptionStatus.CANCELED)])
+    for external_id, sub_id, link_id, status, started_at, ends_at, closed_before, metric_rows in cursor:
+        subscriptions.setdefault(external_id, []).append(
+            _Sub(sub_id, link_id, status, started_at, ends_at, closed_before))
+        if metrics is None:
+            metrics = {code: (aggregation, field_name) for code, aggregation, field_name in metric_rows or []}
+    if metrics is None:  # no subscription matched: still name unknown metrics
+        cursor.execute(_METRIC_LOOKUP, [service.id, codes])
+        metrics = {code: (aggregation, field_name) for code, aggregation, field_name in cursor}
+    return subscriptions, metrics
+
+
+def _insert_events(cursor: psycopg.Cursor[Any], *, service: Service, resolved: list[Resolved]
+                   ) -> tuple[dict[_EventKey, StoredEvent], set[_EventKey]]:
+    """Insert the events whose key is new, in one statement; returns those stored and their keys."""
+    now = timezone.now()
+    cursor.execute(_INSERT_EVENTS, [
+        service.id, now,
+        [s.id for _, _, s, _ in resolved],
+        [e.external_subscription_id for _, e, _, _ in resolved],
+        [e.code for _, e, _, _ in resolved],
+        [e.transaction_id for _, e, _, _ in resolved],
+        [e.timestamp for _, e, _, _ in resolved],
+        [e.properties_json.decode() for _, e, _, _ in resolved],
+        [v for _, _, _, v in resolved],
+        [e.precise_total_amount_cents for _, e, _, _ in resolved],
+        [e.payload_hash for _, e, _, _ in resolved],
+    ])
+    inserted: set[_EventKey] = set(cursor.fetchall())
+    stored: dict[_EventKey, StoredEvent] = {}
+    for _, event, subscription, _ in resolved:
+        key = (event.external_subscription_id, event.transaction_id)
+        if key in inserted:
+            stored[key] = StoredEvent(event, subscription.id, subscription.account_link_id, event.timestamp, now)
+    return stored, inserted
+
+
+def _settle_existing_keys(cursor: psycopg.Cursor[Any], *, service: Service, resolved: list[Resolved],
+                          inserted: set[_EventKey], stored: dict[_EventKey, StoredEvent],
+                          errors: dict[int, dict[str, Any]]) -> None:
+    """Events whose key was already stored: an identical payload is a resend, answered with
+    the stored event; another payload is ``value_already_exist`` (added to ``errors``)."""
+    missing = [(e.external_subscription_id, e.transaction_id) for _, e, _, _ in resolved
+               if (e.external_subscription_id, e.transaction_id) not in inserted]
+    cursor.execute(_EXISTING_EVENTS, [[k[0] for k in missing], [k[1] for k in missing], service.id])
+    existing = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+    for index, event, _, _ in resolved:
+        key = (event.external_subscription_id, event.transaction_id)
+        if key in inserted:
+            continue
+        payload_hash, subscription_id, link_id, timestamp, created_at = existing[key]
+        if payload_hash != event.payload_hash:
+            errors[index] = {"transaction_id": [ErrorCode.VALUE_ALREADY_EXIST]}
+        else:
+            stored[key] = StoredEvent(event, subscription_id, link_id, timestamp, created_at)
 
 
 # The single-event hot path (see ``_ingest_one_optimistically``): read without locks,
@@ -359,26 +383,12 @@ def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],
                      errors: dict[int, dict[str, Any]]) -> list[StoredEvent]:
     """The same rules through the ORM, for the embedded SQLite default (its writes are
     serialized, so reading the existing keys before inserting is race-free)."""
-    external_ids = {event.external_subscription_id for _, event in events}
-    codes = {event.code for _, event in events}
-    closed = lock_subscriptions_for_ingest(subscription_ids=Subscription.objects.filter(
-        service=service, external_id__in=external_ids).values_list("id", flat=True))
-    subscriptions: dict[str, list[_Sub]] = {}
-    for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in (
-            Subscription.objects.filter(service=service, external_id__in=external_ids)
-            .exclude(status=SubscriptionStatus.CANCELED)
-            .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
-                         "ending_at")):
-        ends_at = subscription_end(terminated_at=terminated_at, ending_at=ending_at)
-        subscriptions.setdefault(external_id, []).append(
-            _Sub(sub_id, link_id, status, started_at, ends_at, closed.get(sub_id)))
-    metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
-               BillableMetric.objects.filter(service=service, code__in=codes)
-               .values_list("code", "aggregation_type", "field_name")}
+    subscriptions, metrics = _resolve_portably(service=service, events=events)
     resolved = _check_events(events, subscriptions, metrics, errors)
     if errors:
         raise EventsRejected(errors)
 
+    external_ids = {event.external_subscription_id for _, event in events}
     now = timezone.now()
     existing = {
         (row.external_subscription_id, row.transaction_id): row
@@ -407,3 +417,25 @@ def _ingest_portably(*, service: Service, events: list[tuple[int, ParsedEvent]],
         raise EventsRejected(errors)
     UsageEvent.objects.bulk_create(new_rows)
     return stored
+
+def _resolve_portably(*, service: Service, events: list[tuple[int, ParsedEvent]]
+                      ) -> tuple[dict[str, list[_Sub]], dict[str, tuple[str, str]]]:
+    """``_resolve_and_lock`` through the ORM: the subscriptions locked by
+    ``lock_subscriptions_for_ingest``, then read with the metrics."""
+    external_ids = {event.external_subscription_id for _, event in events}
+    codes = {event.code for _, event in events}
+    closed = lock_subscriptions_for_ingest(subscription_ids=Subscription.objects.filter(
+        service=service, external_id__in=external_ids).values_list("id", flat=True))
+    subscriptions: dict[str, list[_Sub]] = {}
+    for external_id, sub_id, link_id, status, started_at, terminated_at, ending_at in (
+            Subscription.objects.filter(service=service, external_id__in=external_ids)
+            .exclude(status=SubscriptionStatus.CANCELED)
+            .values_list("external_id", "id", "account_link_id", "status", "started_at", "terminated_at",
+                         "ending_at")):
+        ends_at = subscription_end(terminated_at=terminated_at, ending_at=ending_at)
+        subscriptions.setdefault(external_id, []).append(
+            _Sub(sub_id, link_id, status, started_at, ends_at, closed.get(sub_id)))
+    metrics = {code: (aggregation, field_name) for code, aggregation, field_name in
+               BillableMetric.objects.filter(service=service, code__in=codes)
+               .values_list("code", "aggregation_type", "field_name")}
+    return subscriptions, metrics
