@@ -56,6 +56,17 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL_ERROR = "internal_error"
+    # Catalogue and ingest rules of metering (error_details items)
+    NOT_COMPATIBLE_WITH_AGGREGATION_TYPE = "not_compatible_with_aggregation_type"
+    NOT_COMPATIBLE_WITH_CHARGE_MODEL = "not_compatible_with_charge_model"
+    MISSING_GRADUATED_RANGES = "missing_graduated_ranges"
+    INVALID_GRADUATED_RANGES = "invalid_graduated_ranges"
+    MISSING_VOLUME_RANGES = "missing_volume_ranges"
+    INVALID_VOLUME_RANGES = "invalid_volume_ranges"
+    CHARGE_IN_USE = "charge_in_use"
+    NO_EVENTS = "no_events"
+    BEFORE_SUBSCRIPTION_START = "before_subscription_start"
+    AFTER_SUBSCRIPTION_END = "after_subscription_end"
 
 
 class BillingError(Exception):

@@ -1,9 +1,15 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from .models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage, Subscription, UsageEvent
 
 
-def money(amount, currency: str) -> str:
+def money(amount: Decimal | None, currency: str) -> str:
     return f"{currency} {amount:,}" if amount is not None else "—"
 
 
@@ -84,13 +90,13 @@ class UsageEventAdmin(admin.ModelAdmin):
     list_select_related = ("service",)
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -111,5 +117,5 @@ class RatedUsageAdmin(admin.ModelAdmin):
     def amount_display(self, rated: RatedUsage) -> str:
         return money(rated.amount, rated.subscription.currency)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from billing_kit.errors import ErrorCode
+
 # JSON floats are decoded as Decimal: exact timestamps and exact property values.
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 # Canonical JSON: sorted keys, Decimals written back as the numbers they were.
@@ -37,12 +39,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # precise_total_amount_cents is Decimal(40, 15) in Lago.
 _PRECISE_AMOUNT_MAX_INTEGER_DIGITS = 25
 _PRECISE_AMOUNT_MAX_FRACTION_DIGITS = 15
-
-VALUE_IS_MANDATORY = "value_is_mandatory"
-VALUE_IS_INVALID = "value_is_invalid"
-INVALID_FORMAT = "invalid_format"
-VALUE_IS_OUT_OF_RANGE = "value_is_out_of_range"
-VALUE_ALREADY_EXIST = "value_already_exist"
 
 
 class MalformedJSON(ValueError):
@@ -110,7 +106,7 @@ def parse_timestamp(value: Any, *, received_at: datetime) -> tuple[datetime | No
         return received_at, None
     seconds = parse_numeric(value)
     if seconds is None or not (_MIN_TIMESTAMP <= seconds <= _MAX_TIMESTAMP):
-        return None, INVALID_FORMAT
+        return None, ErrorCode.INVALID_FORMAT
     return timestamp_from_unix_seconds(seconds), None
 
 
@@ -119,7 +115,7 @@ def parse_precise_amount(value: Any) -> tuple[Decimal | None, str | None]:
         return None, None
     amount = parse_numeric(value)
     if amount is None:
-        return None, INVALID_FORMAT
+        return None, ErrorCode.INVALID_FORMAT
     sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)
     fraction_digits = max(0, -exponent)
@@ -128,7 +124,7 @@ def parse_precise_amount(value: Any) -> tuple[Decimal | None, str | None]:
         integer_digits > _PRECISE_AMOUNT_MAX_INTEGER_DIGITS
         or fraction_digits > _PRECISE_AMOUNT_MAX_FRACTION_DIGITS
     ):
-        return None, VALUE_IS_OUT_OF_RANGE
+        return None, ErrorCode.VALUE_IS_OUT_OF_RANGE
     return amount, None
 
 
@@ -140,13 +136,13 @@ def canonical_decimal(value: Decimal) -> str:
 
 def _identifier_error(value: Any, max_length: int) -> str | None:
     if value is None or value == "":
-        return VALUE_IS_MANDATORY
+        return ErrorCode.VALUE_IS_MANDATORY
     if not isinstance(value, str):
-        return VALUE_IS_INVALID
+        return ErrorCode.VALUE_IS_INVALID
     if len(value) > max_length:
-        return VALUE_IS_OUT_OF_RANGE
+        return ErrorCode.VALUE_IS_OUT_OF_RANGE
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
-        return VALUE_IS_INVALID
+        return ErrorCode.VALUE_IS_INVALID
     return None
 
 
@@ -181,7 +177,7 @@ def validate_event(
 ) -> tuple[ParsedEvent | None, dict[str, list[str]]]:
     """Validate one decoded event object. Returns the event or Lago error_details."""
     if not isinstance(raw, dict):
-        return None, {"event": [VALUE_IS_INVALID]}
+        return None, {"event": [ErrorCode.VALUE_IS_INVALID]}
     errors: dict[str, list[str]] = {}
 
     transaction_id = raw.get("transaction_id")
@@ -207,14 +203,16 @@ def validate_event(
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        errors["properties"] = [VALUE_IS_INVALID]
+        errors["properties"] = [ErrorCode.VALUE_IS_INVALID]
 
     properties_json = canonical_json(properties) if "properties" not in errors else b""
     if b"\\u0000" in properties_json:  # jsonb cannot hold NUL either
-        errors["properties"] = [VALUE_IS_INVALID]
+        errors["properties"] = [ErrorCode.VALUE_IS_INVALID]
     if errors:
         return None, errors
+    # Narrowing only: _identifier_error and parse_timestamp refused everything else.
     assert timestamp is not None
+    assert isinstance(transaction_id, str) and isinstance(external_subscription_id, str) and isinstance(code, str)
     payload_hash = event_payload_hash(
         code=code,
         timestamp=None if sent_timestamp is None else timestamp,
@@ -247,11 +245,11 @@ def validate_event_batch(
     with a different payload the later occurrence is ``value_already_exist``.
     """
     if not isinstance(raw_events, list):
-        return [], {"events": [VALUE_IS_INVALID]}
+        return [], {"events": [ErrorCode.VALUE_IS_INVALID]}
     if not raw_events:
-        return [], {"events": ["no_events"]}
+        return [], {"events": [ErrorCode.NO_EVENTS]}
     if len(raw_events) > max_events:
-        return [], {"events": ["too_many_events"]}
+        return [], {"events": [ErrorCode.TOO_MANY_EVENTS]}
 
     parsed: list[tuple[int, ParsedEvent]] = []
     errors: dict[str, Any] = {}
@@ -268,7 +266,7 @@ def validate_event_batch(
             first_seen[key] = event
             parsed.append((index, event))
         elif earlier.payload_hash != event.payload_hash:
-            errors[str(index)] = {"transaction_id": [VALUE_ALREADY_EXIST]}
+            errors[str(index)] = {"transaction_id": [ErrorCode.VALUE_ALREADY_EXIST]}
     return parsed, errors
 
 
@@ -283,9 +281,9 @@ def numeric_property_error(
         return None
     value = properties.get(field_name)
     if value is None or value == "":
-        return {field_name: [VALUE_IS_MANDATORY]}
+        return {field_name: [ErrorCode.VALUE_IS_MANDATORY]}
     if aggregation_type == "unique_count_agg":
         return None
     if parse_numeric(value) is None:
-        return {field_name: [VALUE_IS_INVALID]}
+        return {field_name: [ErrorCode.VALUE_IS_INVALID]}
     return None

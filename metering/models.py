@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
@@ -9,9 +10,10 @@ from django.utils import timezone
 from identity.models import CURRENCY_CODE_CHECK, AccountLink, Customer, Service
 
 # Rates keep 10 decimal places (CAD 0.0075 per core-hour is stored exactly); amounts 6.
-RATE = {"max_digits": 28, "decimal_places": 10}
-QUANTITY = {"max_digits": 38, "decimal_places": 10}
-AMOUNT = {"max_digits": 20, "decimal_places": 6}
+# Keyword arguments of DecimalField (typed as such: a dict[str, int] cannot be ** into its signature).
+RATE: dict[str, Any] = {"max_digits": 28, "decimal_places": 10}
+QUANTITY: dict[str, Any] = {"max_digits": 38, "decimal_places": 10}
+AMOUNT: dict[str, Any] = {"max_digits": 20, "decimal_places": 6}
 
 
 class AggregationType(models.TextChoices):

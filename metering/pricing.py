@@ -36,7 +36,9 @@ from __future__ import annotations
 import decimal
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+
+from billing_kit.errors import ErrorCode
 
 __all__ = [
     "AMOUNT_PLACES",
@@ -85,17 +87,18 @@ QUANTITY_INTEGER_DIGITS = 28
 class ChargePropertiesInvalid(ValueError):
     """Lago-shaped validation failure; ``error_details`` maps field -> [codes]."""
 
-    def __init__(self, error_details: dict[str, list[str]]):
+    def __init__(self, error_details: dict[str, list[str]]) -> None:
         super().__init__(error_details)
         self.error_details = error_details
 
 
 @dataclass(frozen=True)
 class Tier:
-    """One graduated/volume range as sent by Lago (bounds are integers)."""
+    """One graduated/volume range as sent by Lago (bounds are integers; a stored bound
+    edited to a fraction, e.g. in the admin, is kept as its Decimal)."""
 
-    from_value: int
-    to_value: int | None
+    from_value: int | Decimal
+    to_value: int | Decimal | None
     per_unit_amount: Decimal
     flat_amount: Decimal
 
@@ -106,7 +109,7 @@ class ChargeTerms:
     free_units: Decimal = ZERO
     amount: Decimal | None = None  # standard: per unit (or per batch); package: per package
     unit_batch: Decimal | None = None  # standard only; None means 1
-    package_size: int | None = None  # package only
+    package_size: int | Decimal | None = None  # package only (an integer, see Tier)
     tiers: tuple[Tier, ...] = ()  # graduated / volume
 
 
@@ -145,18 +148,27 @@ def _decimal_string(value: Any, *, integer_digits: int = MONEY_INTEGER_DIGITS) -
         return None
     if parsed >= Decimal(10) ** integer_digits:
         return None
-    if parsed.as_tuple().exponent < -STORED_PLACES and parsed != parsed.quantize(Decimal(1).scaleb(-STORED_PLACES)):
+    if _exponent(parsed) < -STORED_PLACES and parsed != parsed.quantize(Decimal(1).scaleb(-STORED_PLACES)):
         return None
     return parsed + 0  # normalises -0 to 0
+
+
+def _exponent(value: Decimal) -> int:
+    """The exponent of a finite Decimal (``as_tuple`` gives a letter for NaN and Infinity)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value} is not finite")
+    return exponent
 
 
 def _integer(value: Any) -> int | None:
     # bool is an int subclass in Python; JSON true/false is not a number.
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if abs(value) >= 10**QUANTITY_INTEGER_DIGITS:
+    number: int = value
+    if abs(number) >= 10**QUANTITY_INTEGER_DIGITS:
         return None
-    return value
+    return number
 
 
 def _free_units(properties: Mapping[str, Any], errors: _Errors, *, integer_only: bool) -> Decimal:
@@ -170,37 +182,44 @@ def _free_units(properties: Mapping[str, Any], errors: _Errors, *, integer_only:
         as_dec = _decimal_string(raw, integer_digits=QUANTITY_INTEGER_DIGITS)
         if as_dec is not None:
             return as_dec
-    errors.add("free_units", "invalid_free_units")
+    errors.add("free_units", ErrorCode.INVALID_FREE_UNITS)
     return ZERO
 
 
 def _amount(properties: Mapping[str, Any], key: str, errors: _Errors) -> Decimal:
     parsed = _decimal_string(properties.get(key))
     if parsed is None:
-        errors.add(key, "invalid_amount")
+        errors.add(key, ErrorCode.INVALID_AMOUNT)
         return ZERO
     return parsed
 
 
+_RANGE_CODES = {
+    "graduated_ranges": (ErrorCode.MISSING_GRADUATED_RANGES, ErrorCode.INVALID_GRADUATED_RANGES),
+    "volume_ranges": (ErrorCode.MISSING_VOLUME_RANGES, ErrorCode.INVALID_VOLUME_RANGES),
+}
+
+
 def _tiers(properties: Mapping[str, Any], key: str, errors: _Errors) -> tuple[Tier, ...]:
+    missing, invalid = _RANGE_CODES[key]
     raw = properties.get(key)
     if not isinstance(raw, list) or not raw:
-        errors.add(key, f"missing_{key}")
+        errors.add(key, missing)
         return ()
     tiers: list[Tier] = []
     previous_to: int | None = None
     bounds_ok = True
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
-            errors.add(key, f"invalid_{key}")
+            errors.add(key, invalid)
             bounds_ok = False
             continue
         per_unit = _decimal_string(item.get("per_unit_amount"))
         if per_unit is None:
-            errors.add("per_unit_amount", "invalid_amount")
+            errors.add("per_unit_amount", ErrorCode.INVALID_AMOUNT)
         flat = _decimal_string(item.get("flat_amount"))
         if flat is None:
-            errors.add("flat_amount", "invalid_amount")
+            errors.add("flat_amount", ErrorCode.INVALID_AMOUNT)
         from_value = _integer(item.get("from_value"))
         to_raw = item.get("to_value")
         to_value = None if to_raw is None else _integer(to_raw)
@@ -229,7 +248,7 @@ def _tiers(properties: Mapping[str, Any], key: str, errors: _Errors) -> tuple[Ti
             )
         )
     if not bounds_ok:
-        errors.add(key, f"invalid_{key}")
+        errors.add(key, invalid)
     return tuple(tiers)
 
 
@@ -242,17 +261,17 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
     """
     errors = _Errors()
     if charge_model not in CHARGE_MODELS:
-        raise ChargePropertiesInvalid({"charge_model": ["value_is_invalid"]})
+        raise ChargePropertiesInvalid({"charge_model": [ErrorCode.VALUE_IS_INVALID]})
     if not isinstance(properties, Mapping):
-        raise ChargePropertiesInvalid({"properties": ["invalid_properties"]})
+        raise ChargePropertiesInvalid({"properties": [ErrorCode.INVALID_PROPERTIES]})
 
     for group_key in ("pricing_group_keys", "grouped_by"):
         if properties.get(group_key):
             # Per-group pricing is not supported: refuse rather than bill wrongly.
-            errors.add(group_key, "not_supported")
+            errors.add(group_key, ErrorCode.NOT_SUPPORTED)
 
     if charge_model != "standard" and properties.get("unit_batch") is not None:
-        errors.add("unit_batch", "not_compatible_with_charge_model")
+        errors.add("unit_batch", ErrorCode.NOT_COMPATIBLE_WITH_CHARGE_MODEL)
 
     if charge_model == "standard":
         amount = _amount(properties, "amount", errors)
@@ -264,7 +283,7 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
             batch = (Decimal(as_int) if as_int is not None
                      else _decimal_string(raw_batch, integer_digits=QUANTITY_INTEGER_DIGITS))
             if batch is None or batch <= 0:
-                errors.add("unit_batch", "invalid_unit_batch")
+                errors.add("unit_batch", ErrorCode.INVALID_UNIT_BATCH)
             elif batch != ONE:
                 unit_batch = batch
         terms = ChargeTerms(charge_model, free_units=free_units, amount=amount, unit_batch=unit_batch)
@@ -274,7 +293,7 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
         # by Lago's validator; free_units defaults to 0 here when absent).
         package_size = _integer(properties.get("package_size"))
         if package_size is None or package_size <= 0:
-            errors.add("package_size", "invalid_package_size")
+            errors.add("package_size", ErrorCode.INVALID_PACKAGE_SIZE)
             package_size = 1
         free_units = _free_units(properties, errors, integer_only=True)
         terms = ChargeTerms(charge_model, free_units=free_units, amount=amount, package_size=package_size)
@@ -351,7 +370,7 @@ def _divide_to_micro(numerator: Decimal, denominator: Decimal) -> Decimal:
     with decimal.localcontext(_EXACT):
         scaled = numerator.scaleb(AMOUNT_PLACES)
         # Bring both to integers so divmod is an integer division.
-        shift = max(-scaled.as_tuple().exponent, -denominator.as_tuple().exponent, 0)
+        shift = max(-_exponent(scaled), -_exponent(denominator), 0)
         num_int = int(scaled.scaleb(shift))
         den_int = int(denominator.scaleb(shift))
     quotient, remainder = divmod(num_int, den_int)
@@ -360,14 +379,14 @@ def _divide_to_micro(numerator: Decimal, denominator: Decimal) -> Decimal:
     return Decimal(quotient).scaleb(-AMOUNT_PLACES, context=_EXACT_QUANTIZE)
 
 
-def _ceil_div(numerator: Decimal, denominator: int) -> int:
+def _ceil_div(numerator: Decimal, denominator: int | Decimal) -> int:
     with decimal.localcontext(_EXACT):
         quotient, remainder = divmod(numerator, Decimal(denominator))
     whole = int(quotient)
     return whole + 1 if remainder > 0 else whole
 
 
-def _tier_bounds(tiers: tuple[Tier, ...]):
+def _tier_bounds(tiers: tuple[Tier, ...]) -> Iterator[tuple[Decimal, Decimal | None, Tier]]:
     """Yield (lower, upper, tier) with the tier covering units in (lower, upper]."""
     lower = ZERO
     for tier in tiers:
@@ -427,9 +446,7 @@ def price_units(*, terms: ChargeTerms, units: Decimal) -> Priced:
 # module stays free of Django imports.
 
 
-def _bound(value: Decimal | None) -> int | Decimal | None:
-    if value is None:
-        return None
+def _bound(value: Decimal) -> int | Decimal:
     return int(value) if value == value.to_integral_value() else value
 
 
@@ -446,7 +463,9 @@ def terms_for_charge(charge: Any) -> ChargeTerms:
             unit_batch=None if batch is None or batch == ONE else batch,
         )
     if model == "package":
-        return ChargeTerms(model, free_units=free_units, amount=charge.amount, package_size=_bound(charge.package_size))
+        size = charge.package_size
+        return ChargeTerms(model, free_units=free_units, amount=charge.amount,
+                           package_size=None if size is None else _bound(size))
     tiers = sorted(charge.tiers.all(), key=lambda tier: tier.position)
     return ChargeTerms(
         model,
@@ -454,7 +473,7 @@ def terms_for_charge(charge: Any) -> ChargeTerms:
         tiers=tuple(
             Tier(
                 from_value=_bound(tier.from_value),
-                to_value=_bound(tier.to_value),
+                to_value=None if tier.to_value is None else _bound(tier.to_value),
                 per_unit_amount=tier.per_unit_amount,
                 flat_amount=tier.flat_amount,
             )

@@ -10,7 +10,7 @@
   split the subscriptions between them instead of waiting on each other, and a
   worker killed mid-chunk leaves nothing half-written (the transaction rolls
   back). Closing a window upgrades the lock to ``FOR UPDATE``, which conflicts
-  with the ``FOR KEY SHARE`` that ingest takes (``lock_subscriptions_for_ingest``
+  with the ``FOR KEY SHARE`` that ingest takes (``metering.locks``
   and the usage-event foreign key): an event is either committed before the
   final rating reads the window, or sees the advanced period and is refused
   with ``period_closed``. Locks are always taken in subscription-id order.
@@ -22,17 +22,19 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, Least
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
+from billing_kit.updates import model_update
 from identity.models import Service
 from metering import windows
 from metering.models import (
@@ -46,6 +48,7 @@ from metering.models import (
     UsageEvent,
 )
 from metering.pricing import ChargeTerms, price_units, quantize_amount, terms_for_charge
+from metering.window_sql import window_end_expression, window_end_sql
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +180,7 @@ class _Aggregate:
 _GROUP_SQL = """/* rating: aggregate */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.current_period_start AS window_start,
-           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+           {window_end} AS window_end
     FROM {subscription} s
     WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 )
@@ -185,11 +188,11 @@ SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
 FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
                      AND e.timestamp >= w.window_start AND e.timestamp < w.window_end
 GROUP BY w.id, e.code
-"""
+""".format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table, window_end=window_end_sql("s"))
 
 
 def _aggregate(
-    events: Callable[[], QuerySet],
+    events: Callable[[], QuerySet[UsageEvent]],
     specs_by_code: dict[str, list[_ChargeSpec]],
     *,
     current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None = None,
@@ -207,45 +210,61 @@ def _aggregate(
     codes = list(specs_by_code)
     if not codes:
         return result
-    if current_windows_of is not None:
-        sub_ids, sub_keys = current_windows_of
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _GROUP_SQL.format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table),
-                {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
-            )
-            rows = cursor.fetchall()
-    else:
-        rows = (
+    for sub_id, code, events_count, total, maximum in _count_sum_max(events, codes, current_windows_of):
+        result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
+    _add_latest(result, events, specs_by_code)
+    _add_unique_counts(result, events, specs_by_code)
+    return result
+
+
+def _count_sum_max(events: Callable[[], QuerySet[UsageEvent]], codes: list[str],
+                   current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None
+                   ) -> Iterable[tuple[Any, str, int, Decimal | None, Decimal | None]]:
+    """``(subscription_id, code, count, sum, max)`` rows: one GROUP BY."""
+    if current_windows_of is None:
+        return (
             events().filter(code__in=codes)
             .values("subscription_id", "code")
             .annotate(events_count=Count("id"), total=Sum("value"), maximum=Max("value"))
             .order_by()
             .values_list("subscription_id", "code", "events_count", "total", "maximum")
         )
-    for sub_id, code, events_count, total, maximum in rows:
-        result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
+    sub_ids, sub_keys = current_windows_of
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _GROUP_SQL, {"ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids), "codes": codes},
+        )
+        return cursor.fetchall()
 
+
+def _add_latest(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                specs_by_code: dict[str, list[_ChargeSpec]]) -> None:
+    """``latest``: the value of the newest event (timestamp, then id) with a value."""
     latest_codes = [
         code for code, specs in specs_by_code.items()
         if any(s.aggregation_type == AggregationType.LATEST for s in specs)
     ]
-    if latest_codes:
-        latest = events().filter(code__in=latest_codes, value__isnull=False)
-        if connection.vendor == "postgresql":
-            rows = (
-                latest.order_by("subscription_id", "code", "-timestamp", "-id")
-                .distinct("subscription_id", "code")
-                .values_list("subscription_id", "code", "value")
-            )
-            for sub_id, code, value in rows:
-                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
-        else:  # embedded SQLite: no DISTINCT ON; last row per group wins
-            for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
-                "subscription_id", "code", "value"
-            ):
-                result.setdefault((str(sub_id), code), _Aggregate()).latest = value
+    if not latest_codes:
+        return
+    latest = events().filter(code__in=latest_codes, value__isnull=False)
+    if connection.vendor == "postgresql":
+        rows = (
+            latest.order_by("subscription_id", "code", "-timestamp", "-id")
+            .distinct("subscription_id", "code")
+            .values_list("subscription_id", "code", "value")
+        )
+        for sub_id, code, value in rows:
+            result.setdefault((str(sub_id), code), _Aggregate()).latest = value
+    else:  # embedded SQLite: no DISTINCT ON; last row per group wins
+        for sub_id, code, value in latest.order_by("subscription_id", "code", "timestamp", "id").values_list(
+            "subscription_id", "code", "value"
+        ):
+            result.setdefault((str(sub_id), code), _Aggregate()).latest = value
 
+
+def _add_unique_counts(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                       specs_by_code: dict[str, list[_ChargeSpec]]) -> None:
+    """``unique_count``: distinct values of each unique-count charge's field, one query per field."""
     unique_fields: dict[str, set[str]] = defaultdict(set)
     for code, specs in specs_by_code.items():
         for spec in specs:
@@ -262,10 +281,9 @@ def _aggregate(
         for sub_id, code, distinct in rows:
             agg = result.setdefault((str(sub_id), code), _Aggregate())
             agg.unique = {**(agg.unique or {}), field_name: distinct}
-    return result
 
 
-def _array(values: Iterable) -> str:
+def _array(values: Iterable[object]) -> str:
     """A PostgreSQL array literal of simple values (uuid, numeric, integer).
 
     Much cheaper than adapting a list element by element; only ever given
@@ -349,10 +367,8 @@ class _Sub:
 
     @property
     def window_end(self) -> datetime:
-        """End of the window being rated: terminated subscriptions stop at their end."""
-        if self.terminated_at is not None and self.terminated_at < self.end:
-            return max(self.terminated_at, self.start)
-        return self.end
+        """End of the window being rated (``windows.window_end``), never before its start."""
+        return max(windows.window_end(period_end=self.end, terminated_at=self.terminated_at), self.start)
 
     @property
     def is_final_window(self) -> bool:
@@ -385,16 +401,12 @@ def _as_sub(row: tuple) -> _Sub:
     )
 
 
-def _window_events(sub_ids: Sequence[UUID]):
+def _window_events(sub_ids: Sequence[UUID]) -> QuerySet[UsageEvent]:
     """Events of ``sub_ids`` inside each one's current window (read from its row)."""
-    window_end = Least(
-        F("subscription__current_period_end"),
-        Coalesce(F("subscription__terminated_at"), F("subscription__current_period_end")),
-    )
     return UsageEvent.objects.filter(
         subscription_id__in=sub_ids,
         timestamp__gte=F("subscription__current_period_start"),
-        timestamp__lt=window_end,
+        timestamp__lt=window_end_expression("subscription__"),
     )
 
 
@@ -429,7 +441,7 @@ def _use_sql_fast_path() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _specs_by_code(subs, plans: _PlanCharges) -> dict[str, list[_ChargeSpec]]:
+def _specs_by_code(subs: Sequence[_Key | _Sub], plans: _PlanCharges) -> dict[str, list[_ChargeSpec]]:
     plans.load({s.plan_id for s in subs})
     specs_by_code: dict[str, list[_ChargeSpec]] = defaultdict(list)
     for plan_id in {s.plan_id for s in subs}:
@@ -464,8 +476,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
             count_col.append(count)
     with connection.cursor() as cursor:
         cursor.execute(
-            _UPSERT_SQL.format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table,
-                               charge=Charge._meta.db_table),
+            _UPSERT_SQL,
             {
                 "ids": _array(sub_keys), "lo": min(sub_ids), "hi": max(sub_ids),
                 "subscription_id": _array(column_subs), "charge_id": _array(charges),
@@ -487,7 +498,7 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
 _UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.plan_id, s.current_period_start AS window_start,
-           LEAST(s.current_period_end, COALESCE(s.terminated_at, s.current_period_end)) AS window_end
+           {window_end} AS window_end
     FROM {subscription} s
     WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 ), e AS MATERIALIZED (
@@ -532,16 +543,19 @@ WITH w AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM up WHERE inserted),
        (SELECT count(*) FROM up WHERE NOT inserted) + (SELECT count(*) FROM dropped)
-"""
+""".format(table=RatedUsage._meta.db_table, subscription=Subscription._meta.db_table, charge=Charge._meta.db_table,
+           window_end=window_end_sql("s"))
 
 
-def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary: RatingSummary) -> None:
+def _rate_current_windows_orm(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now: datetime,
+                              summary: RatingSummary) -> None:
     """Portable path (embedded SQLite): same rules through the ORM."""
-    windows_by_id = {
-        sub_id: (start, min(end, terminated_at) if terminated_at is not None else end)
-        for sub_id, start, end, terminated_at in Subscription.objects.filter(id__in=[s.id for s in subs])
-        .values_list("id", "current_period_start", "current_period_end", "terminated_at")
-    }
+    windows_by_id: dict[UUID, tuple[datetime, datetime]] = {}
+    for sub_id, start, end, terminated_at in (Subscription.objects.filter(id__in=[s.id for s in subs])
+                                              .values_list("id", "current_period_start", "current_period_end",
+                                                           "terminated_at")):
+        assert start is not None and end is not None  # rated subscriptions have a window (_eligible)
+        windows_by_id[sub_id] = (start, windows.window_end(period_end=end, terminated_at=terminated_at))
     subs = [s for s in subs if windows_by_id[s.id][1] > windows_by_id[s.id][0]]
     if not subs:
         return
@@ -554,12 +568,12 @@ def _rate_current_windows_orm(subs, plans: _PlanCharges, now: datetime, summary:
             units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))
             billable, amount = _price(spec, units)
             rated.append(_Rated(sub.id, spec.charge.id, window_start, window_end, units, billable, amount, count))
-    created, updated = _upsert_orm(subs, rated, windows_by_id, now)
+    created, updated = _upsert_orm(subs, rated, now)
     summary.rows_created += created
     summary.rows_updated += updated
 
 
-def _upsert_orm(subs, rated: list[_Rated], windows_by_id: dict, now: datetime) -> tuple[int, int]:
+def _upsert_orm(subs: Sequence[_Key | _Sub], rated: list[_Rated], now: datetime) -> tuple[int, int]:
     """Portable equivalent of the SQL upsert; same rules."""
     existing: dict[tuple[UUID, UUID], RatedUsage] = {
         (r.subscription_id, r.charge_id): r
@@ -601,9 +615,8 @@ def _changed(row: RatedUsage, values: tuple) -> bool:
 
 
 def _assign(row: RatedUsage, values: tuple, now: datetime) -> None:
-    for name, value in zip(_RATED_FIELDS, values):
-        setattr(row, name, value)
-    row.rated_at = now
+    """Assign (bulk_update saves) new rated values."""
+    model_update(instance=row, data={**dict(zip(_RATED_FIELDS, values)), "rated_at": now}, save=False)
 
 
 def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> list[_Sub]:
@@ -672,15 +685,19 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
     return summary
 
 
-def _chunk_query(queryset, now: datetime):
-    """``(id, plan_id, ended)`` of subscriptions; ``ended`` is computed in SQL (no datetimes loaded)."""
+def _chunk_query(queryset: QuerySet[Subscription], now: datetime
+                 ) -> QuerySet[Subscription, tuple[UUID, UUID, bool]]:
+    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window's end has come) is
+    computed in SQL (no datetimes loaded)."""
     return queryset.annotate(
-        _rating_ended=ExpressionWrapper(Q(current_period_end__lte=now) | Q(terminated_at__lte=now),
-                                        output_field=BooleanField()),
+        _rating_ended=LessThanOrEqual(window_end_expression(), now),
     ).values_list("id", "plan_id", "_rating_ended")
 
 
-def _with_retry(work):
+_T = TypeVar("_T")
+
+
+def _with_retry(work: Callable[[], _T]) -> _T:
     for attempt in range(_DEADLOCK_RETRIES):
         try:
             return work()
@@ -743,37 +760,13 @@ def rate_open_windows(
     now = now or timezone.now()
     plans = _PlanCharges()
     summary = RatingSummary()
-    base = Subscription.objects.filter(_eligible(now))
-    if service_code is not None:
-        # By id, not through a join on the code: the planner then knows how many rows
-        # match and walks the primary key in order for each chunk (the join made it sort
-        # every remaining subscription once per chunk).
-        service_id = Service.objects.filter(code=service_code).values_list("id", flat=True).first()
-        if service_id is None:
-            return summary
-        base = base.filter(service_id=service_id)
-    if subscription_ids is not None:
-        base = base.filter(id__in=list(subscription_ids))
-    if shard is not None:
-        lower, upper = shard_bounds(*shard)
-        base = base.filter(id__gte=lower)
-        if upper is not None:
-            base = base.filter(id__lt=upper)
+    base = _to_rate(now=now, service_code=service_code, subscription_ids=subscription_ids, shard=shard)
+    if base is None:
+        return summary
     last_id: UUID | None = None
     while True:
-        def work() -> tuple[RatingSummary, UUID | None, bool]:
-            with transaction.atomic():
-                query = base if last_id is None else base.filter(id__gt=last_id)
-                rows = list(
-                    _chunk_query(query.select_for_update(no_key=True, skip_locked=True, of=("self",)), now)
-                    .order_by("id")[:chunk_size]
-                )
-                if not rows:
-                    return RatingSummary(), None, True
-                keys = [_Key._make(row) for row in rows]
-                return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size
-
-        chunk_summary, chunk_last, done = _with_retry(work)
+        chunk_summary, chunk_last, done = _with_retry(
+            partial(_rate_next_chunk, base, last_id=last_id, plans=plans, now=now, chunk_size=chunk_size))
         summary.add(chunk_summary)
         if chunk_last is not None:
             last_id = chunk_last
@@ -788,42 +781,40 @@ def rate_open_windows(
     return summary
 
 
-# --------------------------------------------------------------------------- ingest support
+def _to_rate(*, now: datetime, service_code: str | None, subscription_ids: Sequence[UUID] | None,
+             shard: tuple[int, int] | None) -> QuerySet[Subscription] | None:
+    """The eligible subscriptions a run covers (None: the service does not exist)."""
+    base = Subscription.objects.filter(_eligible(now))
+    if service_code is not None:
+        # By id, not through a join on the code: the planner then knows how many rows
+        # match and walks the primary key in order for each chunk (the join made it sort
+        # every remaining subscription once per chunk).
+        service_id = Service.objects.filter(code=service_code).values_list("id", flat=True).first()
+        if service_id is None:
+            return None
+        base = base.filter(service_id=service_id)
+    if subscription_ids is not None:
+        base = base.filter(id__in=list(subscription_ids))
+    if shard is not None:
+        lower, upper = shard_bounds(*shard)
+        base = base.filter(id__gte=lower)
+        if upper is not None:
+            base = base.filter(id__lt=upper)
+    return base
 
 
-def lock_subscriptions_for_ingest(*, subscription_ids: Iterable[UUID]) -> dict[UUID, datetime | None]:
-    """Lock subscriptions ``FOR KEY SHARE`` (id order) and return, per id, the
-    instant before which events are refused as ``period_closed``.
-
-    Call inside the ingest transaction, before inserting: a window that rating
-    is closing is then either fully closed (the advanced start is returned) or
-    waits for this transaction's events. ``None`` means the subscription has no
-    window yet (nothing is closed).
-    """
-    ids = sorted(set(subscription_ids))
-    if not ids:
-        return {}
-    if connection.vendor == "postgresql":
-        # Django has no FOR KEY SHARE; it is what the usage-event foreign key
-        # takes anyway, so it never blocks ordinary rating (FOR NO KEY UPDATE).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, current_period_start, usage_frozen_until FROM {Subscription._meta.db_table}"
-                " WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
-                [ids],
-            )
-            rows = cursor.fetchall()
-    else:
+def _rate_next_chunk(base: QuerySet[Subscription], *, last_id: UUID | None, plans: _PlanCharges, now: datetime,
+                     chunk_size: int) -> tuple[RatingSummary, UUID | None, bool]:
+    """Lock (skipping those another worker holds) and rate the next ``chunk_size``
+    subscriptions after ``last_id``, in one transaction; returns its summary, its last id
+    and whether it was the last chunk."""
+    with transaction.atomic():
+        query = base if last_id is None else base.filter(id__gt=last_id)
         rows = list(
-            Subscription.objects.filter(id__in=ids).order_by("id")
-            .values_list("id", "current_period_start", "usage_frozen_until")
+            _chunk_query(query.select_for_update(no_key=True, skip_locked=True, of=("self",)), now)
+            .order_by("id")[:chunk_size]
         )
-    result: dict[UUID, datetime | None] = {}
-    for sub_id, start, frozen_until in rows:
-        candidates = [t for t in (start, frozen_until) if t is not None]
-        result[sub_id] = max(candidates) if candidates else None
-    return result
-
-
-def is_period_closed(*, closed_before: datetime | None, timestamp: datetime) -> bool:
-    return closed_before is not None and timestamp < closed_before
+        if not rows:
+            return RatingSummary(), None, True
+        keys = [_Key._make(row) for row in rows]
+        return _rate_locked(keys, plans, now), keys[-1].id, len(rows) < chunk_size

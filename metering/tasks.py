@@ -15,7 +15,7 @@ from metering import rating, services
 
 
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
-def rate_open_windows(service_code: str | None = None) -> dict:
+def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     """Beat entry point: with RATING_SHARDS > 1, fan out one task per slice of subscriptions."""
     shards = settings.RATING_SHARDS
     if shards > 1:
@@ -26,7 +26,7 @@ def rate_open_windows(service_code: str | None = None) -> dict:
 
 
 @shared_task(name="metering.tasks.rate_open_windows_shard", ignore_result=True)
-def rate_open_windows_shard(service_code: str | None, index: int, count: int) -> dict:
+def rate_open_windows_shard(service_code: str | None, index: int, count: int) -> dict[str, int]:
     return _counts(rating.rate_open_windows(
         service_code=service_code,
         chunk_size=settings.RATING_CHUNK_SIZE,
@@ -35,11 +35,11 @@ def rate_open_windows_shard(service_code: str | None, index: int, count: int) ->
 
 
 @shared_task(name="metering.tasks.rate_subscription", ignore_result=True)
-def rate_subscription(subscription_id: str) -> dict:
+def rate_subscription(subscription_id: str) -> dict[str, int]:
     return _counts(rating.rate_subscription(subscription_id=UUID(str(subscription_id))))
 
 
-def _counts(summary: rating.RatingSummary) -> dict:
+def _counts(summary: rating.RatingSummary) -> dict[str, int]:
     return {
         "subscriptions": summary.subscriptions,
         "rows_created": summary.rows_created,

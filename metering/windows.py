@@ -88,3 +88,39 @@ def subscription_window(
         anchor = default_anchor(interval=interval, billing_time=billing_time, started_at=started_at)
     start, end = billing_window(interval=interval, anchor=anchor, at=at)
     return max(start, started_at), end
+
+
+# --------------------------------------------------------------------------- a subscription's rules
+# Each rule has this one Python form and one SQL form of the same name in
+# ``metering.window_sql`` (used by the raw PostgreSQL statements and the ORM paths).
+
+
+def window_end(*, period_end: datetime, terminated_at: datetime | None) -> datetime:
+    """End of the window being rated: the current period's end, cut at ``terminated_at``.
+
+    A subscription terminated before its window began gets an end at or before the
+    window's start: an empty window, which rates nothing.
+    """
+    return period_end if terminated_at is None else min(period_end, terminated_at)
+
+
+def closed_before(*, period_start: datetime | None, frozen_until: datetime | None) -> datetime | None:
+    """The instant before which usage belongs to a closed window: the later of the
+    current window's start and ``usage_frozen_until`` (set when rating closes a window).
+
+    None: the subscription has no window yet, nothing is closed.
+    """
+    known = [instant for instant in (period_start, frozen_until) if instant is not None]
+    return max(known) if known else None
+
+
+def is_period_closed(*, closed_before: datetime | None, timestamp: datetime) -> bool:
+    """Ingest refuses an event stamped in a closed window (``period_closed``)."""
+    return closed_before is not None and timestamp < closed_before
+
+
+def subscription_end(*, terminated_at: datetime | None, ending_at: datetime | None) -> datetime | None:
+    """The instant a subscription stops taking usage: the earlier of its termination and
+    its planned ``ending_at``; None while it has neither."""
+    known = [instant for instant in (terminated_at, ending_at) if instant is not None]
+    return min(known) if known else None

@@ -7,9 +7,11 @@ usage is metering's; identity's list/upsert views stay in ``identity.api``.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_kit.docs import ERRORS, LAGO_OBJECT
@@ -19,7 +21,7 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, Query, QueryParam, documented
 from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
-from identity.models import AccountLink
+from identity.models import AccountLink, Service
 from identity.renderers import render_customer
 from metering import selectors, services
 from metering.event_schema import canonical_decimal
@@ -38,7 +40,7 @@ SUBSCRIPTION_STATUSES = (
 )
 
 
-def get_link_or_404(service, external_id) -> AccountLink:
+def get_link_or_404(service: Service, external_id: str) -> AccountLink:
     link = identity_selectors.get_link(service=service, external_id=external_id)
     if link is None:
         raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
@@ -57,13 +59,13 @@ def requested_statuses(query: Query) -> list[str]:
 class CustomerDetailView(ServiceAPIView):
     @extend_schema(operation_id="customers_retrieve", parameters=[EXTERNAL_ID],
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, external_id):
+    def get(self, request: Request, external_id: str) -> Response:
         return Response({"customer": render_customer(get_link_or_404(self.service, external_id))})
 
     @extend_schema(operation_id="customers_destroy", parameters=[EXTERNAL_ID],
                    responses={200: LAGO_OBJECT, **ERRORS},
                    description="Soft delete: terminates the customer's subscriptions in this service.")
-    def delete(self, request, external_id):
+    def delete(self, request: Request, external_id: str) -> Response:
         link = services.delete_customer(link=get_link_or_404(self.service, external_id))
         return Response({"customer": render_customer(link)})
 
@@ -71,7 +73,7 @@ class CustomerDetailView(ServiceAPIView):
 class CustomerSubscriptionsView(ServiceAPIView):
     @documented(operation_id="customers_subscriptions_list", parameters=[EXTERNAL_ID],
                 query=(*PAGINATION, *SUBSCRIPTION_STATUSES), responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, external_id):
+    def get(self, request: Request, external_id: str) -> Response:
         query = self.query(request)
         link = get_link_or_404(self.service, external_id)
         subscriptions = selectors.list_subscriptions(
@@ -92,13 +94,14 @@ class CustomerCurrentUsageView(ServiceAPIView):
         responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT},
         description="Usage of the open billing window, computed live (405 no_active_subscription).",
     )
-    def get(self, request, external_id):
+    def get(self, request: Request, external_id: str) -> Response:
         query = self.query(request)
         link = get_link_or_404(self.service, external_id)
         subscription = selectors.list_subscriptions(
             service=self.service, statuses=[SubscriptionStatus.ACTIVE], link=link,
         ).filter(external_id=query.get("external_subscription_id") or "").first()
-        if subscription is None or subscription.current_period_start is None:
+        if (subscription is None or subscription.current_period_start is None
+                or subscription.current_period_end is None):
             raise NotAllowed(ErrorCode.NO_ACTIVE_SUBSCRIPTION)
         usage = compute_usage(subscription=subscription, window_start=subscription.current_period_start,
                               window_end=subscription.current_period_end)
@@ -119,7 +122,7 @@ class CustomerCurrentUsageView(ServiceAPIView):
         }})
 
 
-def render_charge_usage(charge_usage: ChargeUsage, currency: str) -> dict:
+def render_charge_usage(charge_usage: ChargeUsage, currency: str) -> dict[str, Any]:
     charge = charge_usage.charge
     metric = charge.metric
     return {

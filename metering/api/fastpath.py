@@ -13,6 +13,7 @@ It steps aside (the DRF views answer) for anything else, including requests carr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import SimpleNamespace
 
 from django.http import HttpRequest, HttpResponse
@@ -29,7 +30,7 @@ _PATHS = {"/api/v1/events": "single", "/api/v1/events/batch": "batch"}
 
 
 class EventIngestFastPathMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -3,18 +3,21 @@
 Lago fields that are not modelled here are accepted and ignored, as Lago ignores
 unpermitted parameters; features that would change billing if ignored are refused.
 """
+from typing import Any
+
 from rest_framework import serializers
 
+from billing_kit.errors import ErrorCode
 from metering.models import AggregationType, BillingTime, PlanInterval
 
 AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
 INTERVALS = [choice for choice, _ in PlanInterval.choices]
 
 
-def _refuse_if_set(serializer, value):
+def _refuse_if_set(serializer: serializers.Serializer, value: Any) -> Any:
     """A ``validate_<field>`` for a Lago feature that would change billing if ignored."""
     if value:
-        raise serializers.ValidationError("not_supported", code="not_supported")
+        raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
     return value
 
 
@@ -23,7 +26,10 @@ class BillableMetricInput(serializers.Serializer):
     code = serializers.CharField(max_length=255)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     aggregation_type = serializers.ChoiceField(AGGREGATIONS)
-    field_name = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    # Lago's field named field_name: DRF's metaclass takes declared fields off the class, so it never
+    # shadows Field.field_name at run time; the stubs cannot know that.
+    field_name = serializers.CharField(  # type: ignore[assignment]
+        max_length=255, required=False, allow_null=True, allow_blank=True)
     recurring = serializers.BooleanField(required=False, allow_null=True)
     expression = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     filters = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)

@@ -6,14 +6,18 @@ encoded by msgspec; DRF only authenticates and handles errors there.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_kit.docs import ERRORS, LAGO_OBJECT
@@ -24,6 +28,7 @@ from billing_kit.params import PAGINATION, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from identity.authentication import CachedApiKeyAuthentication
+from identity.models import Service
 from metering import event_schema, selectors, services
 from metering.api.customers import SUBSCRIPTION_STATUSES, requested_statuses
 from metering.api.inputs import (
@@ -34,7 +39,7 @@ from metering.api.inputs import (
     SubscriptionInput,
     SubscriptionUpdateInput,
 )
-from metering.models import SubscriptionStatus
+from metering.models import BillableMetric, Plan, Subscription, SubscriptionStatus
 from metering.renderers import event_lago_id, render_billable_metric, render_plan, render_subscription
 
 CODE = OpenApiParameter("code", OpenApiTypes.STR, OpenApiParameter.PATH, description="The object's code.")
@@ -42,17 +47,17 @@ SUBSCRIPTION_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParam
                                    description="The subscription's id in the calling app.")
 
 
-def body(name: str, root: str, serializer) -> Any:
+def body(name: str, root: str, serializer: serializers.BaseSerializer) -> Any:
     return inline_serializer(name, {root: serializer})
 
 
 # --------------------------------------------------------------------------- billable metrics
 
 
-def metric_or_404(service, code):
+def metric_or_404(service: Service, code: str) -> BillableMetric:
     metric = selectors.get_metric(service=service, code=code)
     if metric is None:
-        raise NotFound("billable_metric_not_found")
+        raise NotFound(ErrorCode.BILLABLE_METRIC_NOT_FOUND)
     return metric
 
 
@@ -60,7 +65,7 @@ class BillableMetricListView(ServiceAPIView):
     @extend_schema(operation_id="billable_metrics_create",
                    request=body("BillableMetricBody", "billable_metric", BillableMetricInput()),
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         payload = BillableMetricInput(data=require_root(request, "billable_metric"))
         payload.is_valid(raise_exception=True)
         metric = services.create_billable_metric(service=self.service, data=payload.validated_data)
@@ -68,7 +73,7 @@ class BillableMetricListView(ServiceAPIView):
 
     @documented(operation_id="billable_metrics_list", query=PAGINATION,
                 responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         items, meta = paginate(self.query(request), selectors.metrics(service=self.service))
         return Response({"billable_metrics": [render_billable_metric(m) for m in items], "meta": meta})
 
@@ -76,13 +81,13 @@ class BillableMetricListView(ServiceAPIView):
 class BillableMetricDetailView(ServiceAPIView):
     @extend_schema(operation_id="billable_metrics_retrieve", parameters=[CODE],
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, code):
+    def get(self, request: Request, code: str) -> Response:
         return Response({"billable_metric": render_billable_metric(metric_or_404(self.service, code))})
 
     @extend_schema(operation_id="billable_metrics_update", parameters=[CODE],
                    request=body("BillableMetricUpdateBody", "billable_metric", BillableMetricUpdateInput()),
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def put(self, request, code):
+    def put(self, request: Request, code: str) -> Response:
         metric = metric_or_404(self.service, code)
         payload = BillableMetricUpdateInput(data=require_root(request, "billable_metric"))
         payload.is_valid(raise_exception=True)
@@ -91,7 +96,7 @@ class BillableMetricDetailView(ServiceAPIView):
 
     @extend_schema(operation_id="billable_metrics_destroy", parameters=[CODE],
                    responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
-    def delete(self, request, code):
+    def delete(self, request: Request, code: str) -> Response:
         metric = metric_or_404(self.service, code)
         rendered = render_billable_metric(metric)
         services.delete_billable_metric(metric=metric)
@@ -101,17 +106,17 @@ class BillableMetricDetailView(ServiceAPIView):
 # --------------------------------------------------------------------------- plans
 
 
-def plan_or_404(service, code):
+def plan_or_404(service: Service, code: str) -> Plan:
     plan = selectors.get_plan(service=service, code=code)
     if plan is None:
-        raise NotFound("plan_not_found")
+        raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     return plan
 
 
 class PlanListView(ServiceAPIView):
     @extend_schema(operation_id="plans_create", request=body("PlanBody", "plan", PlanInput()),
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         payload = PlanInput(data=require_root(request, "plan"))
         payload.is_valid(raise_exception=True)
         plan = services.create_plan(service=self.service, data=payload.validated_data)
@@ -119,20 +124,20 @@ class PlanListView(ServiceAPIView):
 
     @documented(operation_id="plans_list", query=PAGINATION,
                 responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         items, meta = paginate(self.query(request), selectors.plans(service=self.service))
         return Response({"plans": [render_plan(p) for p in items], "meta": meta})
 
 
 class PlanDetailView(ServiceAPIView):
     @extend_schema(operation_id="plans_retrieve", parameters=[CODE], responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, code):
+    def get(self, request: Request, code: str) -> Response:
         return Response({"plan": render_plan(plan_or_404(self.service, code))})
 
     @extend_schema(operation_id="plans_update", parameters=[CODE],
                    request=body("PlanUpdateBody", "plan", PlanUpdateInput()),
                    responses={200: LAGO_OBJECT, **ERRORS})
-    def put(self, request, code):
+    def put(self, request: Request, code: str) -> Response:
         plan = plan_or_404(self.service, code)
         payload = PlanUpdateInput(data=require_root(request, "plan"))
         payload.is_valid(raise_exception=True)
@@ -141,7 +146,7 @@ class PlanDetailView(ServiceAPIView):
 
     @extend_schema(operation_id="plans_destroy", parameters=[CODE],
                    responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
-    def delete(self, request, code):
+    def delete(self, request: Request, code: str) -> Response:
         plan = plan_or_404(self.service, code)
         rendered = render_plan(plan)
         services.delete_plan(plan=plan)
@@ -154,12 +159,13 @@ STATUS_ONE = QueryParam("status", "Which of the subscriptions with this id (defa
                         enum=[s for s, _ in SubscriptionStatus.choices])
 
 
-def subscription_or_404(service, external_id, status=SubscriptionStatus.ACTIVE):
+def subscription_or_404(service: Service, external_id: str, status: str = SubscriptionStatus.ACTIVE
+                        ) -> Subscription:
     if status not in selectors.SUBSCRIPTION_STATUSES:
-        raise ValidationFailed({"status": ["value_is_invalid"]})
+        raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
     subscription = selectors.get_subscription(service=service, external_id=external_id, status=status)
     if subscription is None:
-        raise NotFound("subscription_not_found")
+        raise NotFound(ErrorCode.SUBSCRIPTION_NOT_FOUND)
     return subscription
 
 
@@ -169,7 +175,7 @@ class SubscriptionListView(ServiceAPIView):
                    responses={200: LAGO_OBJECT, **ERRORS},
                    description="Create; an unknown customer is created; same external_id and plan returns "
                                "the existing subscription; another plan changes its plan.")
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         payload = SubscriptionInput(data=require_root(request, "subscription"))
         payload.is_valid(raise_exception=True)
         result = services.create_subscription(service=self.service, data=payload.validated_data)
@@ -180,7 +186,7 @@ class SubscriptionListView(ServiceAPIView):
                        QueryParam("external_customer_id", "Only this customer's subscriptions."),
                        QueryParam("plan_code", "Only this plan.")),
                 responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         query = self.query(request)
         subscriptions = selectors.list_subscriptions(
             service=self.service, statuses=requested_statuses(query),
@@ -194,7 +200,7 @@ class SubscriptionListView(ServiceAPIView):
 class SubscriptionDetailView(ServiceAPIView):
     @documented(operation_id="subscriptions_retrieve", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
                 responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, external_id):
+    def get(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         return Response({"subscription": render_subscription(
             subscription_or_404(self.service, external_id, status))})
@@ -202,7 +208,7 @@ class SubscriptionDetailView(ServiceAPIView):
     @documented(operation_id="subscriptions_update", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
                 request=body("SubscriptionUpdateBody", "subscription", SubscriptionUpdateInput()),
                 responses={200: LAGO_OBJECT, **ERRORS})
-    def put(self, request, external_id):
+    def put(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         subscription = subscription_or_404(self.service, external_id, status)
         payload = SubscriptionUpdateInput(data=require_root(request, "subscription"))
@@ -218,10 +224,10 @@ class SubscriptionDetailView(ServiceAPIView):
                QueryParam("on_termination_credit_note", "Accepted for compatibility; credit notes are Odoo's."),
                QueryParam("on_termination_invoice", "Accepted for compatibility; the final window is rated.")],
         responses={200: LAGO_OBJECT, **ERRORS})
-    def delete(self, request, external_id):
+    def delete(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
-            raise ValidationFailed({"status": ["value_is_invalid"]})
+            raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
         subscription = subscription_or_404(self.service, external_id, status)
         subscription = services.terminate_subscription(subscription=subscription)
         return Response({"subscription": render_subscription(subscription)})
@@ -229,20 +235,21 @@ class SubscriptionDetailView(ServiceAPIView):
 
 # --------------------------------------------------------------------------- events
 
-_response_encoder = event_schema.msgspec.json.Encoder(decimal_format="number")
+_response_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
-def _decimal_text(value) -> str | None:
+def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
 def render_stored_event(service_id: int, stored: services.StoredEvent,
-                        _formatted: dict | None = None) -> dict[str, Any]:
+                        _formatted: dict[tuple[Callable[[Any], str | None], Any], str | None] | None = None
+                        ) -> dict[str, Any]:
     """Lago's event object. ``_formatted`` memoises the per-batch repeated strings
     (subscription/customer ids, instants) when rendering a whole batch."""
     memo = _formatted if _formatted is not None else {}
 
-    def text(value, formatter):
+    def text(value: Any, formatter: Callable[[Any], str | None]) -> str | None:
         key = (formatter, value)
         if key not in memo:
             memo[key] = formatter(value)
@@ -272,10 +279,10 @@ def _decode(body: bytes) -> Any:
     try:
         return event_schema.decode_json_body(body)
     except event_schema.MalformedJSON:
-        raise BadRequest("invalid JSON body", code="invalid_json") from None
+        raise BadRequest("invalid JSON body", code=ErrorCode.INVALID_JSON) from None
 
 
-def create_event(*, service, body: bytes) -> HttpResponse:
+def create_event(*, service: Service, body: bytes) -> HttpResponse:
     """``POST /events`` for an authenticated service (shared by the view and the fast path)."""
     data = _decode(body)
     raw = data.get("event") if isinstance(data, dict) else None
@@ -284,6 +291,7 @@ def create_event(*, service, body: bytes) -> HttpResponse:
     event, errors = event_schema.validate_event(raw, received_at=timezone.now())
     if errors:
         raise ValidationFailed(errors)
+    assert event is not None  # validate_event returns an event exactly when there are no errors
     try:
         stored = services.ingest_events(service=service, events=[(0, event)])
     except services.EventsRejected as exc:
@@ -291,7 +299,7 @@ def create_event(*, service, body: bytes) -> HttpResponse:
     return _json({"event": render_stored_event(service.id, stored[0])})
 
 
-def create_event_batch(*, service, body: bytes) -> HttpResponse:
+def create_event_batch(*, service: Service, body: bytes) -> HttpResponse:
     """``POST /events/batch`` for an authenticated service (shared by the view and the fast path)."""
     data = _decode(body)
     if not isinstance(data, dict) or data.get("events") is None:
@@ -305,11 +313,11 @@ def create_event_batch(*, service, body: bytes) -> HttpResponse:
                                         errors={int(index): details for index, details in errors.items()})
     except services.EventsRejected as exc:
         raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
-    memo: dict = {}
+    memo: dict[tuple[Callable[[Any], str | None], Any], str | None] = {}
     return _json({"events": [render_stored_event(service.id, s, memo) for s in stored]})
 
 
-EVENT_FIELDS = {
+EVENT_FIELDS: dict[str, serializers.Field] = {
     "transaction_id": serializers.CharField(help_text="Idempotency key of the event (per subscription)."),
     "external_subscription_id": serializers.CharField(help_text="The subscription's id in the calling app."),
     "code": serializers.CharField(help_text="Billable metric code."),
@@ -331,7 +339,7 @@ class EventCreateView(ServiceAPIView):
                    description="Validated synchronously: 200 means the event will be billed. An identical "
                                "resend is a success counted once; another payload with the same "
                                "transaction_id is 422 value_already_exist.")
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         return create_event(service=self.service, body=request.body)
 
 
@@ -344,7 +352,7 @@ class EventBatchView(ServiceAPIView):
                    responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
                    description="All or nothing; at most EVENTS_BATCH_MAX_LENGTH (100) events; errors keyed "
                                "by the string index of the event.")
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         return create_event_batch(service=self.service, body=request.body)
 
 
@@ -355,11 +363,11 @@ class EventDetailView(ServiceAPIView):
                 query=[QueryParam("external_subscription_id",
                                   "Disambiguates a transaction_id used on several subscriptions.")],
                 responses={200: LAGO_OBJECT, **ERRORS})
-    def get(self, request, transaction_id):
+    def get(self, request: Request, transaction_id: str) -> HttpResponse:
         event = selectors.get_event(service=self.service, transaction_id=transaction_id,
                                     external_subscription_id=self.query(request).get("external_subscription_id"))
         if event is None:
-            raise NotFound("event_not_found")
+            raise NotFound(ErrorCode.EVENT_NOT_FOUND)
         parsed = event_schema.ParsedEvent(
             transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
             code=event.code, timestamp=event.timestamp, properties=event.properties,

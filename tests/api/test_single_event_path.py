@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from metering import services
+from metering.services import ingest
 from metering.models import Subscription, UsageEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +41,7 @@ def test_a_new_event_is_stored_once_and_resends_settle_on_the_general_path(api_c
 def test_a_window_closed_between_the_check_and_the_insert_refuses_the_event(api_client, subscription, monkeypatch):
     """The unlocked read saw an open window; rating closes it before the insert runs.
     The insert's re-check notices, and the general path answers period_closed."""
-    real_check = services._check_events
+    real_check = ingest._check_events
 
     def check_then_close_the_window(*args, **kwargs):
         resolved = real_check(*args, **kwargs)
@@ -49,7 +49,7 @@ def test_a_window_closed_between_the_check_and_the_insert_refuses_the_event(api_
             usage_frozen_until=datetime(2030, 1, 1, tzinfo=timezone.utc))
         return resolved
 
-    monkeypatch.setattr(services, "_check_events", check_then_close_the_window)
+    monkeypatch.setattr(ingest, "_check_events", check_then_close_the_window)
     response = post(api_client)
 
     assert response.status_code == 422, response.content
@@ -60,14 +60,14 @@ def test_a_window_closed_between_the_check_and_the_insert_refuses_the_event(api_
 def test_a_metric_changed_between_the_check_and_the_insert_is_checked_again(api_client, subscription, monkeypatch):
     from metering.models import BillableMetric
 
-    real_check = services._check_events
+    real_check = ingest._check_events
 
     def check_then_change_the_metric(*args, **kwargs):
         resolved = real_check(*args, **kwargs)
         BillableMetric.objects.filter(code="cpu_seconds").update(field_name="gpu_seconds")
         return resolved
 
-    monkeypatch.setattr(services, "_check_events", check_then_change_the_metric)
+    monkeypatch.setattr(ingest, "_check_events", check_then_change_the_metric)
     response = post(api_client)
 
     assert response.status_code == 422, response.content

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 from django.core.management import CommandError, call_command
 
-from metering import rating
+from metering import locks, rating
 from metering.models import RatedUsage, Subscription
 from tests.rating.conftest import T0, T1, T2
 
@@ -213,7 +213,7 @@ def test_ended_window_is_rated_a_final_time_frozen_and_the_next_one_opened(catal
     assert (april.amount, april.state, april.window_end) == (D("0.0225"), "open", T2)  # the quota applies per window
     sub.refresh_from_db()
     assert (sub.current_period_start, sub.current_period_end, sub.usage_frozen_until) == (T1, T2, T1)
-    assert rating.lock_subscriptions_for_ingest(subscription_ids=[sub.id]) == {sub.id: T1}
+    assert locks.lock_subscriptions_for_ingest(subscription_ids=[sub.id]) == {sub.id: T1}
 
     # a frozen window is never rewritten, even if an event slipped in under it
     catalogue.events(sub, "cpu_seconds", [(T0, 10**8)])
@@ -247,7 +247,7 @@ def test_terminated_subscription_is_rated_up_to_its_end_then_left_alone(catalogu
     assert (row.amount, row.window_end, row.state) == (D("0.015"), end, "frozen")
     sub.refresh_from_db()
     assert (sub.current_period_start, sub.usage_frozen_until) == (T0, end)
-    assert rating.lock_subscriptions_for_ingest(subscription_ids=[sub.id]) == {sub.id: end}
+    assert locks.lock_subscriptions_for_ingest(subscription_ids=[sub.id]) == {sub.id: end}
     assert rating.rate_open_windows(now=NOW + timedelta(days=1)).subscriptions == 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from identity.models import Service
 from metering import rating
@@ -12,7 +14,7 @@ from metering.models import Subscription
 class Command(BaseCommand):
     help = "Rate usage of open billing windows now (and close the windows that have ended)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--service", metavar="CODE", help="only this service's subscriptions")
         parser.add_argument(
             "--subscription", metavar="EXTERNAL_ID",
@@ -20,7 +22,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--chunk-size", type=int, default=rating.DEFAULT_CHUNK_SIZE)
 
-    def handle(self, *args, service=None, subscription=None, chunk_size=rating.DEFAULT_CHUNK_SIZE, **options):
+    def handle(self, *args: Any, service: str | None = None, subscription: str | None = None,
+               chunk_size: int = rating.DEFAULT_CHUNK_SIZE, **options: Any) -> None:
         if chunk_size <= 0:
             raise CommandError("--chunk-size must be positive")
         if service is not None and not Service.objects.filter(code=service).exists():

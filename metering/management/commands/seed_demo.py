@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
 
 from metering.demo import seed_demo
 
@@ -6,10 +8,10 @@ from metering.demo import seed_demo
 class Command(BaseCommand):
     help = "Create a demo service, metric, plan with a charge, customer and subscription; print a key."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
-    def handle(self, *args, base_url: str, **options) -> None:
+    def handle(self, *args: Any, base_url: str, **options: Any) -> None:
         seed = seed_demo()
         sub = seed.subscription
         self.stdout.write(f"Demo service: {seed.service.code}")

@@ -1,0 +1,52 @@
+"""Writes of metering, by concern; callers use this package's names
+(``from metering import services; services.create_subscription(...)``).
+
+* ``catalogue``: billable metrics, plans and their charges;
+* ``subscriptions``: the subscription lifecycle and its webhooks;
+* ``ingest``: usage events, validated and stored all or nothing.
+
+Every function takes the calling ``service`` (or one of its objects) and only ever
+touches that service's rows. Failures are raised as the API kit's domain errors so that
+views stay thin.
+"""
+from __future__ import annotations
+
+from metering.services.catalogue import (
+    ChargeSpec,
+    create_billable_metric,
+    create_plan,
+    delete_billable_metric,
+    delete_plan,
+    update_billable_metric,
+    update_plan,
+)
+from metering.services.ingest import EventsRejected, StoredEvent, ingest_events
+from metering.services.subscriptions import (
+    SubscriptionResult,
+    activate_due_subscriptions,
+    create_subscription,
+    delete_customer,
+    terminate_customer_subscriptions,
+    terminate_subscription,
+    update_subscription,
+)
+
+__all__ = [
+    "ChargeSpec",
+    "EventsRejected",
+    "StoredEvent",
+    "SubscriptionResult",
+    "activate_due_subscriptions",
+    "create_billable_metric",
+    "create_plan",
+    "create_subscription",
+    "delete_billable_metric",
+    "delete_customer",
+    "delete_plan",
+    "ingest_events",
+    "terminate_customer_subscriptions",
+    "terminate_subscription",
+    "update_billable_metric",
+    "update_plan",
+    "update_subscription",
+]
