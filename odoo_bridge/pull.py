@@ -25,8 +25,15 @@ from django.utils import timezone
 from metering.models import RatedUsage, Subscription, SubscriptionMode
 from webhooks.services import record_event
 
-from .renderers import render_invoice
 from .client import OdooClient, OdooError, OdooSettings
+from .connection import (
+    ADVISORY_NAMESPACE_CYCLE,
+    CycleAborted,
+    advisory_locks,
+    odoo_settings,
+    open_client,
+    record_connection_failure,
+)
 from .models import (
     Invoice,
     InvoiceLine,
@@ -37,8 +44,8 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
+from .renderers import render_invoice
 from .selectors import render_prefetches
-from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, open_client, record_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ def _odoo_datetime(value: Any) -> dt.datetime | None:
 
 
 def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings | None = None) -> PullReport:
-    settings_ = settings_ or OdooSettings.from_django()
+    settings_ = settings_ or odoo_settings()
     report = PullReport()
     try:
         client = client or open_client(settings_)
