@@ -18,8 +18,9 @@ connection broken and nothing is sent again until the credentials change or an
 admin resets it. A business error (ValidationError, ...) on a multi-create is
 isolated by retrying the records one by one.
 
-The steps of a batch live in ``pusher`` (partners, catalog, orders and lines), the
-connection and the locks in ``connection``, the sync state rows in ``state_book``.
+The steps of a batch live in ``pusher`` (partners, catalog) and ``orders`` (orders and
+their lines), the connection and the locks in ``connection``, the sync state rows in
+``state_book``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from .connection import (
     open_client,
 )
 from .models import ConnectionStatus, OdooSyncState, SyncKind, SyncStatus
+from .orders import push_orders
 from .pusher import Pusher, PushReport
 from .state_book import StateBook
 
@@ -102,7 +104,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     try:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
-        pusher.push_orders(book, subscriptions, usages)
+        push_orders(pusher, book, subscriptions, usages)
     finally:
         book.save()
         pusher.flush_write_backs()
