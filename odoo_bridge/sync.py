@@ -30,7 +30,7 @@ import logging
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.db.models import CharField, Exists, OuterRef, Q
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -118,10 +118,10 @@ def _usage_needs_look() -> Q:
     pushed_final = OdooSyncState.objects.filter(
         kind=SyncKind.USAGE, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
         final=True)
-    return Q(state=RatedUsageState.OPEN) | ~Exists(pushed_final)
+    return Q(state=RatedUsageState.OPEN) | Q(~Exists(pushed_final))
 
 
-def subscriptions_to_push(*, subscription_ids: list[Any] | None = None):
+def subscriptions_to_push(*, subscription_ids: list[Any] | None = None) -> QuerySet[Subscription]:
     """Live subscriptions that are running, or closed but not yet closed in Odoo. Never shadow ones."""
     qs = Subscription.objects.filter(mode=SubscriptionMode.LIVE)
     closed_and_synced = OdooSyncState.objects.filter(
@@ -135,7 +135,7 @@ def subscriptions_to_push(*, subscription_ids: list[Any] | None = None):
         "plan__charges__metric").order_by("pk")
 
 
-def customers_awaiting_partner():
+def customers_awaiting_partner() -> QuerySet[Customer]:
     """Customers of open shadow subscriptions without an Odoo partner yet.
 
     A partner bills nothing, so pushing one for a shadow subscription is safe; go-live
