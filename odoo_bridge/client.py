@@ -2,13 +2,15 @@
 one-client-per-process, version-dependent field names read at connect.
 
 - `Transport` is what the sync code talks to (`call(model, method, args, kwargs)`).
-  `JsonRpcTransport` uses odoorpc 0.10.1 over `/jsonrpc` (Odoo 17–21). Odoo 19's
-  JSON-2 API (`POST /json/2/<model>/<method>`, bearer key, real HTTP statuses) can
-  be added as a second class with the same four methods; nothing else changes.
+  `JsonRpcTransport` uses odoorpc 0.10.1 over `/jsonrpc` (Odoo 17–21);
+  `Json2Transport` speaks Odoo 19's JSON-2 API (`POST /json/2/<model>/<method>`,
+  bearer key, real HTTP statuses), the only one from Odoo 22 (`ODOO_TRANSPORT`).
+- No Django here: `connection.odoo_settings()` builds the `OdooSettings` from the
+  ODOO_* settings.
 - Every failure leaves this module as an `OdooError` subclass whose `retryable`
   says what the caller may do: timeouts, connection errors, 5xx and Odoo's
   concurrency errors are retryable; `AccessDenied` never is (ten failed logins
-  from one IP lock the bot user out, reference/odoo.md §5).
+  from one IP lock the bot user out, Odoo reference notes §5).
 - odoorpc's DEBUG log prints the API key (`params.args[2]`); `SecretRedactingFilter`
   is installed on its logger whenever a client is built.
 """
@@ -275,7 +277,7 @@ JSON2_POSITIONAL = {
 
 
 class Json2Transport:
-    """Odoo 19+ `POST /json/2/<model>/<method>` with `Authorization: bearer <key>` (reference §2).
+    """Odoo 19+ `POST /json/2/<model>/<method>` with `Authorization: bearer <key>` (Odoo reference notes §2).
 
     Named arguments only (record ids go in `ids`); the response is the bare result and
     errors are real HTTP statuses with a JSON body `{name, message, ...}`.

@@ -1,4 +1,4 @@
-"""Lago's invoice object (reference/lago-api.md §4.7) from the Invoice mirror.
+"""Lago's invoice object (Lago API reference notes §4.7) from the Invoice mirror.
 
 Amounts are integer cents; every field the Lago Python client requires is present.
 Webhook payloads use this same function.
