@@ -95,6 +95,8 @@ class ProductWork:
 
 @dataclass
 class Pusher:
+    """One cycle's client, report, cached lookups and pending write-backs (see the module docstring)."""
+
     client: OdooClient
     now: dt.datetime
     report: PushReport = field(default_factory=PushReport)

@@ -161,6 +161,30 @@ def _push_awaiting_partners(pusher: Pusher, report: PushReport, batch_size: int)
         _push_partner_batch(pusher, batch)
 
 
+def _push_subscriptions(pusher: Pusher, qs: QuerySet[Subscription], batch_size: int) -> None:
+    """Batch after batch in pk order; a subscription another worker holds waits for the next cycle."""
+    report = pusher.report
+    last_pk = None
+    while True:
+        page = qs if last_pk is None else qs.filter(pk__gt=last_pk)
+        batch = list(page[:batch_size])
+        if not batch:
+            return
+        last_pk = batch[-1].pk
+        report.batches += 1
+        report.subscriptions_seen += len(batch)
+        with advisory_locks(ADVISORY_NAMESPACE_SUBSCRIPTION, [str(s.pk) for s in batch]) as mine:
+            locked = [s for s in batch if str(s.pk) in mine]
+            report.skipped_locked += len(batch) - len(locked)
+            if not locked:
+                continue
+            try:
+                _push_batch(pusher, locked)
+            except CycleAborted as exc:
+                report.aborted = str(exc)
+                return
+
+
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
                subscription_ids: list[Any] | None = None, batch_size: int | None = None,
                settings_: OdooSettings | None = None) -> PushReport:
@@ -187,25 +211,7 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
             except CycleAborted as exc:
                 report.aborted = str(exc)
                 return report
-        last_pk = None
-        while True:
-            page = qs if last_pk is None else qs.filter(pk__gt=last_pk)
-            batch = list(page[:batch_size])
-            if not batch:
-                break
-            last_pk = batch[-1].pk
-            report.batches += 1
-            report.subscriptions_seen += len(batch)
-            with advisory_locks(ADVISORY_NAMESPACE_SUBSCRIPTION, [str(s.pk) for s in batch]) as mine:
-                locked = [s for s in batch if str(s.pk) in mine]
-                report.skipped_locked += len(batch) - len(locked)
-                if not locked:
-                    continue
-                try:
-                    _push_batch(pusher, locked)
-                except CycleAborted as exc:
-                    report.aborted = str(exc)
-                    break
+        _push_subscriptions(pusher, qs, batch_size)
     report.round_trips = client.round_trips - start_trips
     if not report.aborted:
         mark_connection(status=ConnectionStatus.OK, settings_=settings_, client=client, now=now)
