@@ -1,6 +1,13 @@
-from django.contrib import admin
+from __future__ import annotations
 
-from .models import Invoice, InvoiceLine
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import connection
+from .health import check_odoo
+from .models import Invoice, InvoiceLine, OdooConnectionState, OdooPullCursor, OdooSyncState
+from .sync import resync
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -25,16 +32,11 @@ class InvoiceAdmin(admin.ModelAdmin):
     def total_display(self, invoice: Invoice) -> str:
         return f"{invoice.currency} {invoice.total_amount:,}"
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
 # ---------------------------------------------------------------- sync state
-from django.contrib import messages  # noqa: E402
-
-from .models import OdooConnectionState, OdooPullCursor, OdooSyncState  # noqa: E402
-
-
 @admin.register(OdooSyncState)
 class OdooSyncStateAdmin(admin.ModelAdmin):
     list_display = ("kind", "label", "status", "odoo_model", "odoo_id", "attempts", "next_attempt_at",
@@ -51,14 +53,12 @@ class OdooSyncStateAdmin(admin.ModelAdmin):
         return text[:120]
 
     @admin.action(description="Resync with Odoo (search by reference and rewrite on the next cycle)")
-    def resync_selected(self, request, queryset) -> None:
-        from .sync import resync
-
+    def resync_selected(self, request: HttpRequest, queryset: QuerySet[OdooSyncState]) -> None:
         count = resync(queryset)
         self.message_user(request, f"{count} object(s) will be searched and rewritten on the next push cycle.",
                           messages.SUCCESS)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -74,21 +74,17 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
         return state.last_error[:160]
 
     @admin.action(description="Reset a broken connection (after fixing the API key)")
-    def reset_connection(self, request, queryset) -> None:
-        from .sync import reset_connection
-
-        reset_connection()
+    def reset_connection(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
+        connection.reset_connection()
         self.message_user(request, "Connection reset: the next cycle will log in again once.", messages.SUCCESS)
 
     @admin.action(description="Check Odoo now")
-    def check_now(self, request, queryset) -> None:
-        from .health import check_odoo
-
+    def check_now(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
         result = check_odoo()
         level = messages.SUCCESS if result.get("ok") else messages.ERROR
         self.message_user(request, f"Odoo: {result}", level)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 

@@ -2,13 +2,15 @@
 one-client-per-process, version-dependent field names read at connect.
 
 - `Transport` is what the sync code talks to (`call(model, method, args, kwargs)`).
-  `JsonRpcTransport` uses odoorpc 0.10.1 over `/jsonrpc` (Odoo 17–21). Odoo 19's
-  JSON-2 API (`POST /json/2/<model>/<method>`, bearer key, real HTTP statuses) can
-  be added as a second class with the same four methods; nothing else changes.
+  `JsonRpcTransport` uses odoorpc 0.10.1 over `/jsonrpc` (Odoo 17–21);
+  `Json2Transport` speaks Odoo 19's JSON-2 API (`POST /json/2/<model>/<method>`,
+  bearer key, real HTTP statuses), the only one from Odoo 22 (`ODOO_TRANSPORT`).
+- No Django here: `connection.odoo_settings()` builds the `OdooSettings` from the
+  ODOO_* settings.
 - Every failure leaves this module as an `OdooError` subclass whose `retryable`
   says what the caller may do: timeouts, connection errors, 5xx and Odoo's
   concurrency errors are retryable; `AccessDenied` never is (ten failed logins
-  from one IP lock the bot user out, reference/odoo.md §5).
+  from one IP lock the bot user out, Odoo reference notes §5).
 - odoorpc's DEBUG log prints the API key (`params.args[2]`); `SecretRedactingFilter`
   is installed on its logger whenever a client is built.
 """
@@ -16,6 +18,7 @@ one-client-per-process, version-dependent field names read at connect.
 from __future__ import annotations
 
 import copy
+import hashlib
 import http.client
 import json
 import logging
@@ -23,9 +26,13 @@ import os
 import socket
 import threading
 import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import SplitResult, urlsplit
+
+import odoorpc
+import odoorpc.error
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +91,6 @@ def classify_exception(exc: BaseException, *, model: str = "", method: str = "")
     """Map whatever odoorpc/urllib raised onto the bridge's error classes."""
     if isinstance(exc, OdooError):
         return exc
-    import odoorpc.error
-
     if isinstance(exc, odoorpc.error.RPCError):
         info = exc.info if isinstance(exc.info, dict) else {}
         data = info.get("data") or {}
@@ -131,19 +136,8 @@ class OdooSettings:
     def configured(self) -> bool:
         return bool(self.url and self.db and self.user and self.api_key)
 
-    @classmethod
-    def from_django(cls) -> "OdooSettings":
-        from django.conf import settings
-
-        return cls(url=getattr(settings, "ODOO_URL", "") or "", db=getattr(settings, "ODOO_DB", "") or "",
-                   user=getattr(settings, "ODOO_USER", "") or "", api_key=getattr(settings, "ODOO_API_KEY", "") or "",
-                   timeout_seconds=getattr(settings, "ODOO_TIMEOUT_SECONDS", 30.0),
-                   transport=getattr(settings, "ODOO_TRANSPORT", "jsonrpc"))
-
     def key_fingerprint(self) -> str:
         """Identifies the credentials without revealing them (to notice a rotated key)."""
-        import hashlib
-
         raw = f"{self.url}|{self.db}|{self.user}|{self.api_key}|{self.timeout_seconds}|{self.transport}"
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -250,8 +244,6 @@ class JsonRpcTransport:
         return self._round_trips
 
     def connect(self) -> dict:
-        import odoorpc
-
         try:
             self._round_trips += 1  # version_info
             odoo = odoorpc.ODOO(self._host, protocol=self._protocol, port=self._port,
@@ -285,7 +277,7 @@ JSON2_POSITIONAL = {
 
 
 class Json2Transport:
-    """Odoo 19+ `POST /json/2/<model>/<method>` with `Authorization: bearer <key>` (reference §2).
+    """Odoo 19+ `POST /json/2/<model>/<method>` with `Authorization: bearer <key>` (Odoo reference notes §2).
 
     Named arguments only (record ids go in `ids`); the response is the bare result and
     errors are real HTTP statuses with a JSON body `{name, message, ...}`.
@@ -303,8 +295,6 @@ class Json2Transport:
         return self._round_trips
 
     def _request(self, path: str, body: dict | None, *, model: str, method: str, auth: bool = True) -> Any:
-        import urllib.request
-
         headers = {"Content-Type": "application/json", "User-Agent": "fusion-billing-odoo-bridge/1.0"}
         if auth:
             headers["Authorization"] = f"bearer {self.settings.api_key}"
@@ -436,7 +426,8 @@ def _digits(meta: dict | None, *, default: int) -> int:
 _local = threading.local()
 
 
-TRANSPORTS = {"jsonrpc": JsonRpcTransport, "json2": Json2Transport}
+TRANSPORTS: dict[str, Callable[[OdooSettings], Transport]] = {
+    "jsonrpc": JsonRpcTransport, "json2": Json2Transport}
 
 
 def build_client(settings: OdooSettings) -> OdooClient:
@@ -447,12 +438,11 @@ def build_client(settings: OdooSettings) -> OdooClient:
     return OdooClient(transport_class(settings)).connect()
 
 
-def get_client(settings: OdooSettings | None = None) -> OdooClient:
+def get_client(settings: OdooSettings) -> OdooClient:
     """The connected client of this process/thread, created lazily on first use.
 
     A change of URL/DB/user/key/timeout (e.g. a rotated key) builds a new one.
     """
-    settings = settings or OdooSettings.from_django()
     fingerprint = settings.key_fingerprint()
     cached = getattr(_local, "entry", None)
     if cached is not None and cached[0] == os.getpid() and cached[1] == fingerprint:

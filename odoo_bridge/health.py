@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
+from typing import Any
 
 from django.conf import settings
 
-from .client import OdooError, OdooSettings
+from .client import OdooError, OdooSettings, classify_exception
+from .connection import odoo_settings
+from .models import ConnectionStatus, OdooConnectionState
 
 
-def check_odoo() -> dict:
+def check_odoo() -> dict[str, Any]:
     """Reported by ``/ops/health`` (Odoo being down never takes this instance out of a load balancer).
 
     A cheap unauthenticated ``version_info`` proves Odoo answers; the stored connection
@@ -18,17 +23,15 @@ def check_odoo() -> dict:
     """
     if not settings.ODOO_URL:
         return {"ok": True, "configured": False}
-    from .models import ConnectionStatus, OdooConnectionState
-
-    odoo_settings = OdooSettings.from_django()
+    settings_ = odoo_settings()
     state = OdooConnectionState.objects.filter(pk=1).first()
-    result: dict = {"configured": odoo_settings.configured,
-                    "connection": state.status if state else ConnectionStatus.UNKNOWN}
+    result: dict[str, Any] = {"configured": settings_.configured,
+                              "connection": state.status if state else ConnectionStatus.UNKNOWN}
     if state and state.last_ok_at:
         result["last_ok_at"] = state.last_ok_at.isoformat()
     started = time.monotonic()
     try:
-        version = _version_info(odoo_settings)
+        version = _version_info(settings_)
     except OdooError as exc:
         return {**result, "ok": False, "error": exc.name or "unreachable"}
     result["ms"] = round((time.monotonic() - started) * 1000, 1)  # ok-float: latency
@@ -39,17 +42,12 @@ def check_odoo() -> dict:
     return result
 
 
-def _version_info(odoo_settings: OdooSettings) -> dict:
-    import json
-    import urllib.request
-
-    from .client import classify_exception
-
-    request = urllib.request.Request(odoo_settings.url.rstrip("/") + "/web/webclient/version_info",
+def _version_info(settings_: OdooSettings) -> dict[str, Any]:
+    request = urllib.request.Request(settings_.url.rstrip("/") + "/web/webclient/version_info",
                                      data=json.dumps({"jsonrpc": "2.0", "method": "call", "params": {}}).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=min(odoo_settings.timeout_seconds, 5)) as response:
+        with urllib.request.urlopen(request, timeout=min(settings_.timeout_seconds, 5)) as response:
             body = json.loads(response.read())
     except Exception as exc:
         raise classify_exception(exc, model="web", method="version_info") from exc

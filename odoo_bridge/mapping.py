@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -125,3 +126,9 @@ def flat_line_vals(subscription: Subscription, *, product_id: int, price_digits:
     plan = subscription.plan
     return {"product_id": product_id, "name": plan.invoice_display_name or plan.name, "product_uom_qty": 1.0,
             "price_unit": to_odoo_number(Decimal(subscription.flat_amount).quantize(quantum(price_digits)))}
+
+
+def order_start_date(subscription: Subscription) -> dt.date:
+    """The order's ``start_date``: the current period's start (else when it started), as a UTC day."""
+    start = subscription.current_period_start or subscription.started_at or subscription.subscription_at
+    return start.astimezone(dt.timezone.utc).date()

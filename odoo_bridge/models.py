@@ -37,10 +37,14 @@ class Invoice(models.Model):
     currency = models.CharField(max_length=3)
     issuing_date = models.DateField(null=True, blank=True)
     payment_due_date = models.DateField(null=True, blank=True)
-    fees_amount = models.DecimalField(**AMOUNT, default=0, help_text="Total before taxes.")
-    taxes_amount = models.DecimalField(**AMOUNT, default=0)
-    total_amount = models.DecimalField(**AMOUNT, default=0)
-    total_due_amount = models.DecimalField(**AMOUNT, default=0)
+    fees_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                      default=0, help_text="Total before taxes.")
+    taxes_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    total_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    total_due_amount = models.DecimalField(max_digits=AMOUNT["max_digits"],
+                                           decimal_places=AMOUNT["decimal_places"], default=0)
     odoo_write_date = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,10 +60,13 @@ class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     odoo_line_id = models.PositiveIntegerField(null=True, blank=True)
     name = models.CharField(max_length=512, blank=True)
-    quantity = models.DecimalField(**QUANTITY, default=0)
-    unit_amount = models.DecimalField(**RATE, default=0)
-    amount = models.DecimalField(**AMOUNT, default=0, help_text="Subtotal before taxes.")
-    total_amount = models.DecimalField(**AMOUNT, default=0)
+    quantity = models.DecimalField(max_digits=QUANTITY["max_digits"], decimal_places=QUANTITY["decimal_places"],
+                                   default=0)
+    unit_amount = models.DecimalField(max_digits=RATE["max_digits"], decimal_places=RATE["decimal_places"], default=0)
+    amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"], default=0,
+                                 help_text="Subtotal before taxes.")
+    total_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
     subscription = models.ForeignKey(Subscription, on_delete=models.SET_NULL, null=True, blank=True,
                                      related_name="+")
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -22,11 +22,18 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from metering.models import RatedUsage, Subscription, SubscriptionMode
+from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
 from webhooks.services import record_event
 
-from .renderers import render_invoice
 from .client import OdooClient, OdooError, OdooSettings
+from .connection import (
+    ADVISORY_NAMESPACE_CYCLE,
+    CycleAborted,
+    advisory_locks,
+    odoo_settings,
+    open_client,
+    record_connection_failure,
+)
 from .models import (
     Invoice,
     InvoiceLine,
@@ -37,8 +44,8 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
+from .renderers import render_invoice
 from .selectors import render_prefetches
-from .sync import ADVISORY_NAMESPACE_CYCLE, CycleAborted, advisory_locks, open_client, record_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ def _odoo_datetime(value: Any) -> dt.datetime | None:
 
 
 def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings | None = None) -> PullReport:
-    settings_ = settings_ or OdooSettings.from_django()
+    settings_ = settings_ or odoo_settings()
     report = PullReport()
     try:
         client = client or open_client(settings_)
@@ -119,7 +126,7 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                 lines = client.call("account.move.line", "search_read",
                                     [[["move_id", "in", ids], ["display_type", "=", "product"]]],
                                     {"fields": LINE_FIELDS, "order": "move_id, id"})
-                lines_by_move: dict[int, list[dict]] = {}
+                lines_by_move: dict[int | None, list[dict]] = {}
                 for line in lines:
                     lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
                 for move in moves:
@@ -226,7 +233,8 @@ def _mirror_lines(invoice: Invoice, subscription: Subscription, lines: list[dict
     sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
     usages = {u.odoo_line_id: u for u in RatedUsage.objects.filter(
         subscription=subscription, odoo_line_id__in=sale_line_ids).select_related("charge")} if sale_line_ids else {}
-    charges = {c.odoo_product_id: c for c in subscription.plan.charges.all() if c.odoo_product_id}
+    charges: dict[int | None, Charge] = {c.odoo_product_id: c for c in subscription.plan.charges.all()
+                                         if c.odoo_product_id}
     invoice.lines.all().delete()
     rows = []
     for line in lines:

@@ -1,4 +1,4 @@
-"""Lago's invoice object (reference/lago-api.md §4.7) from the Invoice mirror.
+"""Lago's invoice object (Lago API reference notes §4.7) from the Invoice mirror.
 
 Amounts are integer cents; every field the Lago Python client requires is present.
 Webhook payloads use this same function.
@@ -24,8 +24,9 @@ def _day(value: dt.date | None) -> str | None:
 
 
 def _link(invoice: Invoice) -> AccountLink | None:
-    if invoice.subscription_id is not None:
-        return invoice.subscription.account_link
+    subscription = invoice.subscription
+    if subscription is not None:
+        return subscription.account_link
     return (AccountLink.objects.filter(service_id=invoice.service_id, customer_id=invoice.customer_id)
             .order_by("created_at").first())
 
@@ -36,6 +37,7 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
     charge = line.charge
     taxes = line.total_amount - line.amount
     item_type = "charge" if charge is not None else "subscription"
+    item: dict[str, Any]
     if charge is not None:
         item = {"type": "charge", "code": charge.metric.code, "name": charge.metric.name,
                 "invoice_display_name": charge.invoice_display_name or line.name, "lago_item_id": str(charge.pk),

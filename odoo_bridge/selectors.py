@@ -40,7 +40,8 @@ def invoice_by_lago_id(*, service: Service, lago_id: str) -> Invoice | None:
     return invoices_for_service(service=service).filter(pk=key).first()
 
 
-def filter_invoices(queryset: QuerySet[Invoice], *, customer_id=None, status: str | None = None, payment_status: str | None = None,
+def filter_invoices(queryset: QuerySet[Invoice], *, customer_id: uuid.UUID | None = None, status: str | None = None,
+                    payment_status: str | None = None,
                     invoice_type: str | None = None, currency: str | None = None,
                     issuing_date_from: dt.date | None = None, issuing_date_to: dt.date | None = None,
                     payment_overdue: bool | None = None, search_term: str | None = None,

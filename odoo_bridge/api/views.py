@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
@@ -13,7 +17,7 @@ from billing_kit.params import PAGINATION, Query, QueryParam, documented
 from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
 from odoo_bridge import selectors
-from odoo_bridge.models import InvoicePaymentStatus, InvoiceStatus
+from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
 from odoo_bridge.renderers import render_invoice
 
 
@@ -47,14 +51,14 @@ FILTER_QUERY = (
 EXTERNAL_CUSTOMER = QueryParam("external_customer_id", "The customer's id in the calling app.")
 
 
-def _filters(query: Query, names) -> dict:
+def _filters(query: Query, names: Iterable[str]) -> dict[str, Any]:
     form = InvoiceFilters(data={name: query.get(name) for name in names if query.get(name) is not None})
     if not form.is_valid():
         raise ValidationFailed({key: [ErrorCode.VALUE_IS_INVALID] for key in form.errors})
     return {k: v for k, v in form.validated_data.items() if v is not None and v != ""}
 
 
-def _list_response(query: Query, queryset) -> Response:
+def _list_response(query: Query, queryset: QuerySet[Invoice]) -> Response:
     items, meta = paginate(query, queryset)
     return Response({"invoices": [render_invoice(invoice) for invoice in items], "meta": meta})
 
@@ -63,7 +67,7 @@ class InvoiceListView(ServiceAPIView):
     @documented(operation_id="invoices_list", query=(EXTERNAL_CUSTOMER, *FILTER_QUERY),
                 responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
                 description="Invoices of the calling service, mirrored from Odoo.")
-    def get(self, request) -> Response:
+    def get(self, request: Request) -> Response:
         query = self.query(request)
         filters = _filters(query, [EXTERNAL_CUSTOMER.name, *(p.name for p in FILTER_QUERY)])
         external_customer_id = filters.pop("external_customer_id", None)
@@ -81,7 +85,7 @@ class InvoiceDetailView(ServiceAPIView):
                    parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                 description="The invoice's lago_id (UUID).")],
                    responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
-    def get(self, request, lago_id: str) -> Response:
+    def get(self, request: Request, lago_id: str) -> Response:
         invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
         if invoice is None:
             raise NotFound(ErrorCode.INVOICE_NOT_FOUND)
@@ -94,7 +98,7 @@ class CustomerInvoiceListView(ServiceAPIView):
                                              description="The customer's id in the calling app.")],
                 query=FILTER_QUERY,
                 responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
-    def get(self, request, external_id: str) -> Response:
+    def get(self, request: Request, external_id: str) -> Response:
         link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:
             raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)

@@ -214,7 +214,7 @@ def test_a_second_pull_while_one_runs_reads_nothing(fake_odoo, invoiced):
 
     from django.db import connection
 
-    from odoo_bridge.sync import ADVISORY_NAMESPACE_CYCLE, advisory_locks
+    from odoo_bridge.connection import ADVISORY_NAMESPACE_CYCLE, advisory_locks
 
     with advisory_locks(ADVISORY_NAMESPACE_CYCLE, ["pull"]) as held:
         assert held == {"pull"}

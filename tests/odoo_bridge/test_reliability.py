@@ -184,7 +184,7 @@ def test_two_concurrent_push_cycles_do_not_duplicate(fake_odoo, catalog):
 
 @pytest.mark.django_db(transaction=True)
 def test_single_subscription_push_waits_for_its_lock(fake_odoo, catalog):
-    from odoo_bridge.sync import ADVISORY_NAMESPACE_SUBSCRIPTION, advisory_locks
+    from odoo_bridge.connection import ADVISORY_NAMESPACE_SUBSCRIPTION, advisory_locks
 
     sub = catalog.subscription()
     with advisory_locks(ADVISORY_NAMESPACE_SUBSCRIPTION, [str(sub.pk)]) as held:

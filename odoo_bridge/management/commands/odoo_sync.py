@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
 
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
@@ -11,30 +13,30 @@ from odoo_bridge.sync import push_cycle
 class Command(BaseCommand):
     help = "Run one Odoo sync cycle: push customers, plans, subscriptions and usage; pull invoices."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--push", action="store_true", help="push our objects to Odoo")
         parser.add_argument("--pull", action="store_true", help="pull invoices from Odoo")
 
-    def handle(self, *args, push: bool = False, pull: bool = False, **options) -> None:
+    def handle(self, *args: Any, push: bool = False, pull: bool = False, **options: Any) -> None:
         both = not push and not pull
         failed = False
         if push or both:
-            report = push_cycle()
+            pushed = push_cycle()
             self.stdout.write(
-                f"push: {report.subscriptions_seen} subscription(s) seen, {report.partners_created} partner(s) "
-                f"created, {report.orders_created} order(s) created, {report.orders_closed} closed, "
-                f"{report.lines_created} line(s) created, {report.lines_updated} updated, {report.failed} failed, "
-                f"{report.round_trips} RPC round trip(s)")
-            if report.aborted:
+                f"push: {pushed.subscriptions_seen} subscription(s) seen, {pushed.partners_created} partner(s) "
+                f"created, {pushed.orders_created} order(s) created, {pushed.orders_closed} closed, "
+                f"{pushed.lines_created} line(s) created, {pushed.lines_updated} updated, {pushed.failed} failed, "
+                f"{pushed.round_trips} RPC round trip(s)")
+            if pushed.aborted:
                 failed = True
-                self.stderr.write(f"push stopped: {report.aborted}")
+                self.stderr.write(f"push stopped: {pushed.aborted}")
         if pull or both:
-            report = pull_invoices()
+            pulled = pull_invoices()
             self.stdout.write(
-                f"pull: {report.moves_seen} move(s) read, {report.invoices_created} invoice(s) created, "
-                f"{report.invoices_updated} updated, {report.events} webhook event(s), cursor {report.cursor or '-'}")
-            if report.aborted:
+                f"pull: {pulled.moves_seen} move(s) read, {pulled.invoices_created} invoice(s) created, "
+                f"{pulled.invoices_updated} updated, {pulled.events} webhook event(s), cursor {pulled.cursor or '-'}")
+            if pulled.aborted:
                 failed = True
-                self.stderr.write(f"pull stopped: {report.aborted}")
+                self.stderr.write(f"pull stopped: {pulled.aborted}")
         if failed:
             raise SystemExit(1)

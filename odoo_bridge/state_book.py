@@ -1,0 +1,104 @@
+"""The sync state of one batch: ``OdooSyncState`` rows loaded, changed and saved in bulk.
+
+A row says what Odoo holds for one of our objects (``odoo_id``, ``pushed_hash`` of the
+payload Odoo confirmed) and what is left to do (``status``, ``attempts``,
+``next_attempt_at``). A failed object waits out a backoff before it is tried again; a
+business error stops being retried after ``ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR`` attempts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.utils import timezone
+
+from .client import OdooError
+from .models import OdooSyncState, SyncStatus
+
+
+def backoff_seconds(attempts: int) -> float:  # ok-float: seconds
+    base = settings.ODOO_RETRY_BASE_SECONDS
+    delay = min(settings.ODOO_RETRY_MAX_SECONDS, base * (2 ** max(attempts - 1, 0)))
+    return delay * (1 + random.random() * 0.1)  # ok-float: jitter
+
+
+class StateBook:
+    """Loads and saves OdooSyncState rows of one batch in bulk."""
+
+    def __init__(self, now: dt.datetime):
+        self.now = now
+        self.rows: dict[tuple[str, str], OdooSyncState] = {}
+        self.dirty: set[tuple[str, str]] = set()
+
+    def load(self, kind: str, object_ids: Iterable[str]) -> None:
+        ids = [str(i) for i in object_ids]
+        for row in OdooSyncState.objects.filter(kind=kind, object_id__in=ids):
+            self.rows[(kind, row.object_id)] = row
+
+    def get(self, kind: str, object_id: Any, **defaults: Any) -> OdooSyncState:
+        key = (kind, str(object_id))
+        row = self.rows.get(key)
+        if row is None:
+            row = OdooSyncState(kind=kind, object_id=str(object_id), **defaults)
+            self.rows[key] = row
+            self.dirty.add(key)
+        else:
+            changed = False
+            for name, value in defaults.items():
+                if getattr(row, name) != value:
+                    setattr(row, name, value)
+                    changed = True
+            if changed:
+                self.dirty.add(key)
+        return row
+
+    def due(self, row: OdooSyncState) -> bool:
+        if row.status != SyncStatus.FAILED:
+            return True
+        return row.next_attempt_at is not None and row.next_attempt_at <= self.now
+
+    def synced(self, row: OdooSyncState, *, odoo_id: int | None, pushed_hash: str, **extra: Any) -> None:
+        row.status = SyncStatus.SYNCED
+        if odoo_id is not None:
+            row.odoo_id = odoo_id
+        row.pushed_hash = pushed_hash
+        row.attempts = 0
+        row.next_attempt_at = None
+        row.last_error = row.last_error_name = ""
+        row.last_attempt_at = row.synced_at = self.now
+        for name, value in extra.items():
+            setattr(row, name, value)
+        self.dirty.add((row.kind, row.object_id))
+
+    def failed(self, row: OdooSyncState, error: OdooError | str, *, retry: bool = True) -> None:
+        row.status = SyncStatus.FAILED
+        row.attempts += 1
+        row.last_attempt_at = self.now
+        row.last_error = str(error)[:2000]
+        row.last_error_name = getattr(error, "name", "") or type(error).__name__
+        retryable = retry and (getattr(error, "retryable", False)
+                               or row.attempts < settings.ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR)
+        row.next_attempt_at = self.now + dt.timedelta(seconds=backoff_seconds(row.attempts)) if retryable else None
+        self.dirty.add((row.kind, row.object_id))
+
+    def touch(self, row: OdooSyncState) -> None:
+        self.dirty.add((row.kind, row.object_id))
+
+    def save(self) -> None:
+        rows = [self.rows[k] for k in self.dirty]
+        self.dirty.clear()
+        new = [r for r in rows if r.pk is None]
+        old = [r for r in rows if r.pk is not None]
+        stamp = timezone.now()  # real time: compared with rated_at / updated_at of our own rows
+        for r in rows:
+            r.updated_at = stamp
+        if new:
+            OdooSyncState.objects.bulk_create(new, batch_size=1000)
+        if old:
+            OdooSyncState.objects.bulk_update(old, [
+                "service", "reference", "label", "status", "odoo_model", "odoo_id", "pushed_hash", "attempts",
+                "next_attempt_at", "last_attempt_at", "synced_at", "last_error", "last_error_name", "pre_rated",
+                "pricing_note", "frozen", "final", "updated_at"], batch_size=1000)
