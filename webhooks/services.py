@@ -19,6 +19,8 @@ from billing_kit.errors import ErrorCode
 from identity.models import Service
 
 from . import delivery, event_types, signing, ssrf
+# Part of the outbox port: identity, below webhooks, may import this module only.
+from .event_types import WebhookType as WebhookType
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
