@@ -94,7 +94,7 @@ class ImportRunAdmin(admin.ModelAdmin):
             "title": "Import from NexaCloud",
             "form": form,
             "service_missing": not Service.objects.filter(code="nexacloud").exists(),
-            "source_configured": bool(getattr(settings, "NEXACLOUD_DSN", "")),
+            "source_configured": bool(settings.NEXACLOUD_DSN),
             "recent_runs": ImportRun.objects.all()[:10],
         })
 

@@ -60,7 +60,7 @@ class _ProgressRecorder:
 
 
 def start_import_run(*, dry_run: bool, dsn: str | None = None, started_by: str = "") -> ImportRun:
-    source = dsn if dsn is not None else getattr(settings, "NEXACLOUD_DSN", "")
+    source = dsn if dsn is not None else settings.NEXACLOUD_DSN
     return ImportRun.objects.create(dry_run=dry_run, source=redact_dsn(source or "") if source else "",
                                     started_by=started_by, counts=empty_counts())
 
@@ -95,7 +95,7 @@ def execute_import_run(*, run: ImportRun, dsn: str | None = None,
                        reader_factory: Callable[[str | None], NexaCloudReader] = NexaCloudReader) -> ImportRun:
     """Run the import described by ``run`` (its ``dry_run`` flag) and persist the result."""
     recorder = _ProgressRecorder(run.pk)
-    dsn = dsn if dsn is not None else (getattr(settings, "NEXACLOUD_DSN", "") or None)
+    dsn = dsn if dsn is not None else (settings.NEXACLOUD_DSN or None)
     try:
         service = get_import_service()
     except ServiceMissing as exc:
