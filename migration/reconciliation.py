@@ -157,6 +157,7 @@ def reconcile_rows(*, service: Service, billed: Iterable[SourceBilledPeriod], pe
         if not period_start:
             # Each open subscription's latest closed window is due a NexaCloud bill too.
             for sub in open_subs.filter(current_period_start__isnull=False).iterator(chunk_size=2000):
+                assert sub.current_period_start is not None  # NULLs are filtered out above
                 previous = sub.current_period_start - timedelta(microseconds=1)
                 if sub.started_at is not None and sub.started_at <= previous:
                     start, _ = subscription_window(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from migration.models import ImportFailure, ImportRun, ImportRunStatus, empty_counts
@@ -31,10 +32,10 @@ class _ProgressRecorder:
     """Writes ``phase``/``processed`` onto the ImportRun through a separate connection,
     so the admin sees progress while the import transaction is still open."""
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int) -> None:
         self.run_id = run_id
         self._last = 0.0
-        self._conn = None
+        self._conn: BaseDatabaseWrapper | None = None
 
     def __call__(self, phase: str, processed: int, *, force: bool = False) -> None:
         now = time.monotonic()

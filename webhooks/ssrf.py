@@ -116,12 +116,12 @@ def blocked_reason(ip: str) -> str | None:
     except ValueError:
         return "invalid_address"
     if isinstance(addr, ipaddress.IPv4Address):
-        for net, reason in _IPV4_BLOCKED:
-            if addr in net:
+        for net4, reason in _IPV4_BLOCKED:
+            if addr in net4:
                 return reason
     else:
-        for net, reason in _IPV6_BLOCKED:
-            if addr in net:
+        for net6, reason in _IPV6_BLOCKED:
+            if addr in net6:
                 return reason
     if addr.is_multicast:
         return "multicast"
@@ -196,7 +196,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     seen: list[str] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
-        ip = sockaddr[0]
+        # IPv4/IPv6 answers: the address is a string (the stub's union also covers
+        # socket families whose address is a number).
+        ip = str(sockaddr[0])
         if ip not in seen:
             seen.append(ip)
     return seen
