@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_EVENTS = "too_many_events"
     PERIOD_CLOSED = "period_closed"
     PAYLOAD_MISMATCH = "payload_mismatch"
+    LIMIT_REACHED = "limit_reached"
+    IS_DELETED = "is_deleted"
     # Resources
     RESOURCE_NOT_FOUND = "resource_not_found"
     CUSTOMER_NOT_FOUND = "customer_not_found"

@@ -127,8 +127,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         return error_response(Forbidden())
     if isinstance(exc, drf_exceptions.Throttled):
         response = error_response(TooManyRequests())
-        if exc.wait is not None:
-            response["Retry-After"] = str(int(exc.wait))
+        # DRF sets ``wait`` in Throttled.__init__; the stubs do not declare it.
+        if exc.wait is not None:  # type: ignore[attr-defined]
+            response["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
         return response
     if isinstance(exc, drf_exceptions.ValidationError):
         return error_response(ValidationFailed(_drf_details_to_lago(exc.detail)))

@@ -17,7 +17,9 @@ class ServiceAPIView(APIView):
     # The kit names no app, so this is an ``identity.models.Service`` by contract.
     @property
     def service(self) -> Any:
-        return self.request.user.service
+        # DRF's stubs type request.user as a Django user; here it is that principal.
+        principal: Any = self.request.user
+        return principal.service
 
     def query(self, request: Any) -> Query:
         """The declared query parameters of the method handling ``request``."""

@@ -1,5 +1,8 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -47,11 +50,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
               "created_at")
     actions = ["revoke_selected"]
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False,
+                 **kwargs: Any) -> type[forms.ModelForm]:
         if obj is None:
             kwargs["form"] = ApiKeyCreationForm
             kwargs["fields"] = ApiKeyCreationForm.Meta.fields
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.readonly_fields

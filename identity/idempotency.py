@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -30,11 +32,12 @@ from billing_kit.errors import BadRequest, Conflict, ErrorCode, ValidationFailed
 from billing_kit.http import json_error_response
 from billing_kit.middleware import API_PREFIX
 from identity.authentication import ApiKeyAuthentication
-from identity.models import IdempotencyKey
+from identity.models import IdempotencyKey, Service
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY_LENGTH = 255
+ClaimOutcome = Literal["claimed", "replay", "mismatch", "in_flight"]
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -48,14 +51,15 @@ def request_fingerprint(request: HttpRequest) -> str:
     except (ValueError, UnicodeDecodeError):
         pass
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.path.encode(), request.META.get("QUERY_STRING", "").encode()):
+    method = request.method or ""  # always set on a request Django serves
+    for part in (method.encode(), request.path.encode(), request.META.get("QUERY_STRING", "").encode()):
         digest.update(part)
         digest.update(b"\0")
     digest.update(body)
     return digest.hexdigest()
 
 
-def _resolve_service(request: HttpRequest):
+def _resolve_service(request: HttpRequest) -> Service | None:
     """The calling service, or None (the view will then answer 401 itself)."""
     try:
         result = ApiKeyAuthentication().authenticate(Request(request))
@@ -65,7 +69,7 @@ def _resolve_service(request: HttpRequest):
 
 
 class IdempotencyKeyMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -80,14 +84,15 @@ class IdempotencyKeyMiddleware:
             return self.get_response(request)
         return self._handle(request, service=service, key=key)
 
-    def _handle(self, request: HttpRequest, *, service, key: str) -> HttpResponse:
+    def _handle(self, request: HttpRequest, *, service: Service, key: str) -> HttpResponse:
         fingerprint = request_fingerprint(request)
         record, outcome = claim_idempotency_key(service=service, key=key, fingerprint=fingerprint)
         if outcome == "mismatch":
             return json_error_response(ValidationFailed({"idempotency_key": [ErrorCode.PAYLOAD_MISMATCH]}))
-        if outcome == "in_flight":
+        if outcome == "in_flight" or record is None:  # no record: only ever "in_flight"
             return json_error_response(Conflict(ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT))
         if outcome == "replay":
+            assert record.response_body is not None  # a completed key always stored its response
             replayed = HttpResponse(
                 bytes(record.response_body), status=record.response_status,
                 content_type=record.response_content_type,
@@ -115,7 +120,8 @@ class IdempotencyKeyMiddleware:
         return response
 
 
-def claim_idempotency_key(*, service, key: str, fingerprint: str):
+def claim_idempotency_key(*, service: Service, key: str,
+                          fingerprint: str) -> tuple[IdempotencyKey | None, ClaimOutcome]:
     """Claim ``key`` for this request. Returns ``(record, outcome)``.
 
     outcome: ``"claimed"`` (run the request), ``"replay"``, ``"mismatch"`` or
@@ -124,6 +130,7 @@ def claim_idempotency_key(*, service, key: str, fingerprint: str):
     now = timezone.now()
     ttl = timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
     lock_timeout = timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS)
+    record: IdempotencyKey | None
     for _attempt in range(3):
         try:
             with transaction.atomic():

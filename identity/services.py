@@ -13,7 +13,7 @@ from billing_kit.updates import model_update
 from identity.models import AccountLink, Customer, IdempotencyKey, Service
 from identity.renderers import render_customer
 # The one sanctioned upward import of the dependency order: the webhook outbox (a port).
-from webhooks.services import record_event
+from webhooks.services import WebhookType, record_event
 
 # Request field -> Customer column. Only these are ever written (no mass assignment).
 CUSTOMER_PROFILE_FIELDS = {
@@ -102,7 +102,8 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
             link.save()
     if changed:
         record_event(
-            service=service, webhook_type="customer.created" if created else "customer.updated",
+            service=service,
+            webhook_type=WebhookType.CUSTOMER_CREATED if created else WebhookType.CUSTOMER_UPDATED,
             object_type="customer", payload=render_customer(link),
         )
     return CustomerUpsert(link=link, created=created, changed=changed)

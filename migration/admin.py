@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from billing_kit.params import admin_query
 from identity.models import Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription, SubscriptionMode
 from migration import golive
@@ -94,7 +95,7 @@ class ImportRunAdmin(admin.ModelAdmin):
             "title": "Import from NexaCloud",
             "form": form,
             "service_missing": not Service.objects.filter(code="nexacloud").exists(),
-            "source_configured": bool(getattr(settings, "NEXACLOUD_DSN", "")),
+            "source_configured": bool(settings.NEXACLOUD_DSN),
             "recent_runs": ImportRun.objects.all()[:10],
         })
 
@@ -158,7 +159,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
             extra_context["period_totals"] = totals_by_period(self._filtered(request).order_by())
         except Exception:  # an invalid filter: the changelist itself reports it
             extra_context["period_totals"] = []
-        extra_context["export_query"] = request.GET.urlencode()
+        extra_context["export_query"] = admin_query(request).urlencode()
         return super().changelist_view(request, extra_context=extra_context)
 
     def _csv_response(self, queryset) -> HttpResponse:
@@ -205,8 +206,8 @@ class GoLiveAttemptAdmin(admin.ModelAdmin):
     def golive_view(self, request):
         if not request.user.has_perm("metering.change_subscription"):
             raise PermissionDenied
-        service = Service.objects.filter(code=request.POST.get("service") or request.GET.get("service")
-                                         or "nexacloud").first()
+        code = request.POST.get("service") or admin_query(request).get("service") or "nexacloud"
+        service = Service.objects.filter(code=code).first()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -72,7 +72,7 @@ class GatewayNotConfigured(Exception):
 
 
 def live_order_gateway() -> LiveOrderGateway:
-    path = getattr(settings, "MIGRATION_LIVE_ORDER_GATEWAY", "")
+    path = settings.MIGRATION_LIVE_ORDER_GATEWAY
     if not path:
         raise GatewayNotConfigured("MIGRATION_LIVE_ORDER_GATEWAY is not set: no way to push live orders to Odoo")
     try:
@@ -128,7 +128,7 @@ class ServicePreflight:
 def stripe_client() -> stripe.StripeClient:
     return stripe.StripeClient(
         settings.STRIPE_API_KEY,
-        base_addresses={"api": getattr(settings, "STRIPE_API_BASE", "https://api.stripe.com")},
+        base_addresses={"api": settings.STRIPE_API_BASE},
         max_network_retries=1,
     )
 
@@ -150,7 +150,7 @@ def check_stripe(customer: Customer, *, client: stripe.StripeClient | None = Non
     cus_id = customer.stripe_customer_id
     if not cus_id:
         return Check(name, False, "customer has no Stripe customer id"), ""
-    if not getattr(settings, "STRIPE_API_KEY", ""):
+    if not settings.STRIPE_API_KEY:
         return Check(name, False, "STRIPE_API_KEY is not configured"), ""
     client = client or stripe_client()
     try:
@@ -188,7 +188,7 @@ def check_stripe(customer: Customer, *, client: stripe.StripeClient | None = Non
 
 def check_reconciliation(subscription: Subscription, *, periods: int | None = None,
                          today: date | None = None) -> Check:
-    periods = periods or int(getattr(settings, "MIGRATION_GO_LIVE_MATCHED_PERIODS", 1))
+    periods = periods or settings.MIGRATION_GO_LIVE_MATCHED_PERIODS
     today = today or timezone.now().date()
     latest = list(
         Reconciliation.objects.filter(service_id=subscription.service_id,
@@ -241,8 +241,8 @@ def preflight_subscription(*, subscription: Subscription, client: stripe.StripeC
 def preflight_service(*, service: Service, client: stripe.StripeClient | None = None,
                       today: date | None = None, started_by: str = "") -> ServicePreflight:
     checks = [
-        Check("stripe_key", bool(getattr(settings, "STRIPE_API_KEY", "")),
-              "STRIPE_API_KEY configured" if getattr(settings, "STRIPE_API_KEY", "") else "STRIPE_API_KEY is not set"),
+        Check("stripe_key", bool(settings.STRIPE_API_KEY),
+              "STRIPE_API_KEY configured" if settings.STRIPE_API_KEY else "STRIPE_API_KEY is not set"),
     ]
     try:
         live_order_gateway()
@@ -255,7 +255,7 @@ def preflight_service(*, service: Service, client: stripe.StripeClient | None = 
     subs = (Subscription.objects.filter(service=service, mode=SubscriptionMode.SHADOW)
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
             .select_related("account_link__customer", "plan").order_by("external_id"))
-    client = client or (stripe_client() if getattr(settings, "STRIPE_API_KEY", "") else None)
+    client = client or (stripe_client() if settings.STRIPE_API_KEY else None)
     results = [preflight_subscription(subscription=s, client=client, today=today, started_by=started_by)
                for s in subs]
     return ServicePreflight(service=service, checks=checks, subscriptions=results)

@@ -1,4 +1,4 @@
-"""Read-only reader of NexaCloud's billing tables (``shared/nexacloud/schema.sql``).
+"""Read-only reader of NexaCloud's billing tables (the contract: NexaCloud's ``schema.sql``).
 
 The reader never writes: it opens one ``READ ONLY`` ``REPEATABLE READ``
 transaction (so every table is read from the same snapshot) and streams each
@@ -279,7 +279,7 @@ class NexaCloudReader:
             raise SourceSchemaMismatch(missing)
 
     # -- queries --------------------------------------------------------------------
-    def _fetchall(self, query: sql.Composable | str, params: tuple = ()) -> list[tuple]:
+    def _fetchall(self, query: sql.Composed | str, params: tuple = ()) -> list[tuple]:
         try:
             with self.connection.cursor() as cur:
                 cur.execute(query, params)
@@ -289,7 +289,7 @@ class NexaCloudReader:
         except psycopg.Error as exc:
             raise SourceQueryFailed(f"NexaCloud query failed: {_describe(exc)}") from None
 
-    def _stream(self, label: str, query: sql.Composable | str, params: tuple, build: Callable[[tuple], T]) -> Iterator[T]:
+    def _stream(self, label: str, query: sql.Composed, params: tuple, build: Callable[[tuple], T]) -> Iterator[T]:
         """Stream ``query`` through a server-side cursor, ``chunk_size`` rows at a time."""
         self._cursor_seq += 1
         name = f"fb_import_{label}_{self._cursor_seq}"

@@ -51,7 +51,7 @@ class ReconciliationUnavailable(Exception):
 
 
 def default_tolerance() -> Decimal:
-    return Decimal(str(getattr(settings, "MIGRATION_RECONCILIATION_TOLERANCE", "0.01")))
+    return settings.MIGRATION_RECONCILIATION_TOLERANCE
 
 
 # ----------------------------------------------------------------------------- Fusion side
@@ -157,6 +157,7 @@ def reconcile_rows(*, service: Service, billed: Iterable[SourceBilledPeriod], pe
         if not period_start:
             # Each open subscription's latest closed window is due a NexaCloud bill too.
             for sub in open_subs.filter(current_period_start__isnull=False).iterator(chunk_size=2000):
+                assert sub.current_period_start is not None  # NULLs are filtered out above
                 previous = sub.current_period_start - timedelta(microseconds=1)
                 if sub.started_at is not None and sub.started_at <= previous:
                     start, _ = subscription_window(
@@ -198,7 +199,7 @@ def reconcile_service(*, service_code: str = "nexacloud", period_start: date | N
     if reader_class is None:
         raise ReconciliationUnavailable(f"No billing source to reconcile {service_code!r} against "
                                         f"(known: {', '.join(SOURCE_READERS)}).")
-    dsn = dsn if dsn is not None else (getattr(settings, "NEXACLOUD_DSN", "") or None)
+    dsn = dsn if dsn is not None else (settings.NEXACLOUD_DSN or None)
     with reader_class(dsn) as reader:
         return reconcile_rows(service=service, billed=reader.billed_periods(period_start=period_start),
                               period_start=period_start, tolerance=tolerance, now=now)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from migration.models import ImportFailure, ImportRun, ImportRunStatus, empty_counts
@@ -31,10 +32,10 @@ class _ProgressRecorder:
     """Writes ``phase``/``processed`` onto the ImportRun through a separate connection,
     so the admin sees progress while the import transaction is still open."""
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int) -> None:
         self.run_id = run_id
         self._last = 0.0
-        self._conn = None
+        self._conn: BaseDatabaseWrapper | None = None
 
     def __call__(self, phase: str, processed: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -60,7 +61,7 @@ class _ProgressRecorder:
 
 
 def start_import_run(*, dry_run: bool, dsn: str | None = None, started_by: str = "") -> ImportRun:
-    source = dsn if dsn is not None else getattr(settings, "NEXACLOUD_DSN", "")
+    source = dsn if dsn is not None else settings.NEXACLOUD_DSN
     return ImportRun.objects.create(dry_run=dry_run, source=redact_dsn(source or "") if source else "",
                                     started_by=started_by, counts=empty_counts())
 
@@ -95,7 +96,7 @@ def execute_import_run(*, run: ImportRun, dsn: str | None = None,
                        reader_factory: Callable[[str | None], NexaCloudReader] = NexaCloudReader) -> ImportRun:
     """Run the import described by ``run`` (its ``dry_run`` flag) and persist the result."""
     recorder = _ProgressRecorder(run.pk)
-    dsn = dsn if dsn is not None else (getattr(settings, "NEXACLOUD_DSN", "") or None)
+    dsn = dsn if dsn is not None else (settings.NEXACLOUD_DSN or None)
     try:
         service = get_import_service()
     except ServiceMissing as exc:

@@ -265,7 +265,7 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
     """
     attempts = []
     disable: dict[UUID, datetime] = {}
-    succeeded: dict[tuple[datetime, int], list[UUID]] = {}
+    succeeded: dict[tuple[datetime | None, int | None], list[UUID]] = {}
     others: list[tuple[WebhookDelivery, dict]] = []
     recorded_at = timezone.now()
     for s, decision in zip(sent, decisions, strict=True):

@@ -1,25 +1,33 @@
 """Webhook types.
 
-``EMITTED`` are the types Fusion Billing sends. ``ACCEPTED`` is what an endpoint may
-subscribe to: everything Lago documents (``config/webhook_event_types.yml``), so an
-app migrating from Lago can keep its endpoint configuration unchanged even for types
-we never emit.
+``WebhookType`` names every type Fusion Billing sends; whoever records an event names
+its type with it, and ``EMITTED`` lists them all (a test checks no other type is
+recorded). ``ACCEPTED`` is what an endpoint may subscribe to: everything Lago documents
+(``config/webhook_event_types.yml``), so an app migrating from Lago can keep its
+endpoint configuration unchanged even for types we never emit.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
-EMITTED: tuple[str, ...] = (
-    "customer.created",
-    "customer.updated",
-    "subscription.started",
-    "subscription.updated",
-    "subscription.terminated",
-    "invoice.created",
-    "invoice.payment_status_updated",
-    "invoice.voided",
-)
+
+class WebhookType(StrEnum):
+    """The types Fusion Billing sends (``webhook_type`` of the envelope)."""
+
+    CUSTOMER_CREATED = "customer.created"
+    CUSTOMER_UPDATED = "customer.updated"
+    SUBSCRIPTION_STARTED = "subscription.started"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    SUBSCRIPTION_TERMINATED = "subscription.terminated"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    INVOICE_CREATED = "invoice.created"
+    INVOICE_PAYMENT_STATUS_UPDATED = "invoice.payment_status_updated"
+    INVOICE_VOIDED = "invoice.voided"
+
+
+EMITTED: tuple[str, ...] = tuple(t.value for t in WebhookType)
 
 LAGO_TYPES: tuple[str, ...] = (
     "alert.triggered",

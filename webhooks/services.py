@@ -15,16 +15,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing_kit.errors import ErrorCode
 from identity.models import Service
 
 from . import delivery, event_types, signing, ssrf
+# Part of the outbox port: identity, below webhooks, may import this module only.
+from .event_types import WebhookType as WebhookType
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class EndpointInvalid(Exception):
-    """``error_details`` in Lago's shape, e.g. ``{"webhook_url": ["url_is_invalid"]}``."""
+    """``error_details`` in Lago's shape, e.g. ``{"webhook_url": [ErrorCode.URL_IS_INVALID]}``."""
 
-    def __init__(self, error_details: dict[str, list[str]], message: str = ""):
+    def __init__(self, error_details: dict[str, list[ErrorCode]], message: str = "") -> None:
         super().__init__(message or str(error_details))
         self.error_details = error_details
         self.message = message
@@ -85,7 +88,7 @@ def validate_url(url: str) -> str:
     try:
         ssrf.check_url(url, allow_http_hosts=settings.WEBHOOK_ALLOW_HTTP_HOSTS, resolver=delivery.resolver())
     except ssrf.UnsafeWebhookUrl as exc:
-        raise EndpointInvalid({"webhook_url": ["url_is_invalid"]}, str(exc)) from exc
+        raise EndpointInvalid({"webhook_url": [ErrorCode.URL_IS_INVALID]}, str(exc)) from exc
     return url
 
 
@@ -94,7 +97,8 @@ def validate_event_types(types: list[str] | None) -> list[str] | None:
         return None
     unknown = [t for t in types if t != event_types.WILDCARD and t not in event_types.ACCEPTED]
     if unknown:
-        raise EndpointInvalid({"event_types": ["value_is_invalid"]}, f"unknown event types: {unknown}")
+        raise EndpointInvalid({"event_types": [ErrorCode.VALUE_IS_INVALID]},
+                              f"unknown event types: {unknown}")
     return list(dict.fromkeys(types))
 
 
@@ -113,7 +117,7 @@ def create_endpoint(*, service: Service, url: str, name: str = "", event_types_f
     Service.objects.select_for_update().filter(pk=service.pk).first()
     live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).count()
     if live >= settings.WEBHOOK_ENDPOINTS_PER_SERVICE:
-        raise EndpointInvalid({"webhook_endpoint": ["limit_reached"]},
+        raise EndpointInvalid({"webhook_endpoint": [ErrorCode.LIMIT_REACHED]},
                               f"at most {settings.WEBHOOK_ENDPOINTS_PER_SERVICE} endpoints per service")
     secret = signing.generate_secret()
     endpoint = WebhookEndpoint.objects.create(
@@ -176,7 +180,8 @@ def rotate_secret(*, endpoint: WebhookEndpoint) -> IssuedEndpoint:
 @transaction.atomic
 def set_endpoint_active(*, endpoint: WebhookEndpoint, active: bool, reason: str = "") -> WebhookEndpoint:
     if endpoint.deleted_at is not None and active:
-        raise EndpointInvalid({"webhook_endpoint": ["is_deleted"]}, "a deleted endpoint cannot be enabled")
+        raise EndpointInvalid({"webhook_endpoint": [ErrorCode.IS_DELETED]},
+                              "a deleted endpoint cannot be enabled")
     now = timezone.now()
     endpoint.is_active = active
     endpoint.disabled_reason = "" if active else (reason or "disabled by staff")

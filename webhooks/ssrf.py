@@ -19,7 +19,10 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import urlsplit
+
+from billing_kit.errors import ErrorCode
 
 MAX_URL_LENGTH = 2048
 
@@ -68,6 +71,16 @@ _IPV6_BLOCKED: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
 )
 
 
+class UnsafeReason(StrEnum):
+    """Why a URL is refused: ``UnsafeWebhookUrl.code``, also the start of a refused attempt's error."""
+
+    # A malformed URL is what Lago's own code says.
+    URL_IS_INVALID = ErrorCode.URL_IS_INVALID.value
+    SCHEME_NOT_ALLOWED = "scheme_not_allowed"
+    UNRESOLVABLE_HOST = "unresolvable_host"
+    PRIVATE_ADDRESS = "private_address"
+
+
 class UnsafeWebhookUrl(ValueError):
     """The URL may not be used as a webhook destination.
 
@@ -75,7 +88,7 @@ class UnsafeWebhookUrl(ValueError):
     ``private_address``); the message is safe to show to the integrator.
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: UnsafeReason, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -103,12 +116,12 @@ def blocked_reason(ip: str) -> str | None:
     except ValueError:
         return "invalid_address"
     if isinstance(addr, ipaddress.IPv4Address):
-        for net, reason in _IPV4_BLOCKED:
-            if addr in net:
+        for net4, reason in _IPV4_BLOCKED:
+            if addr in net4:
                 return reason
     else:
-        for net, reason in _IPV6_BLOCKED:
-            if addr in net:
+        for net6, reason in _IPV6_BLOCKED:
+            if addr in net6:
                 return reason
     if addr.is_multicast:
         return "multicast"
@@ -136,33 +149,33 @@ def normalise_allow_list(hosts: Iterable[str] | str | None) -> frozenset[str]:
 def parse_url(url: str, *, allow_http_hosts: Iterable[str] | str | None = None) -> ParsedUrl:
     allow = normalise_allow_list(allow_http_hosts)
     if not isinstance(url, str) or not url:
-        raise UnsafeWebhookUrl("url_is_invalid", "URL is required")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is required")
     if len(url) > MAX_URL_LENGTH:
-        raise UnsafeWebhookUrl("url_is_invalid", "URL is too long")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is too long")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
-        raise UnsafeWebhookUrl("url_is_invalid", "URL contains whitespace or control characters")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL contains whitespace or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeWebhookUrl("url_is_invalid", "URL is malformed") from exc
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is malformed") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
-        raise UnsafeWebhookUrl("scheme_not_allowed", "only https URLs are accepted")
+        raise UnsafeWebhookUrl(UnsafeReason.SCHEME_NOT_ALLOWED, "only https URLs are accepted")
     if parts.username is not None or parts.password is not None:
-        raise UnsafeWebhookUrl("url_is_invalid", "credentials in the URL are not accepted")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "credentials in the URL are not accepted")
     raw_host = parts.hostname
     if not raw_host:
-        raise UnsafeWebhookUrl("url_is_invalid", "URL has no host")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL has no host")
     try:
         host = raw_host.encode("idna").decode("ascii").lower() if not _is_ip_literal(raw_host) else raw_host
     except UnicodeError as exc:
-        raise UnsafeWebhookUrl("url_is_invalid", "host name is not valid") from exc
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "host name is not valid") from exc
     host = host.rstrip(".") if not _is_ip_literal(host) else host
     if scheme == "http" and host not in allow:
-        raise UnsafeWebhookUrl("scheme_not_allowed", "only https URLs are accepted")
+        raise UnsafeWebhookUrl(UnsafeReason.SCHEME_NOT_ALLOWED, "only https URLs are accepted")
     if port == 0:
-        raise UnsafeWebhookUrl("url_is_invalid", "port 0 is not valid")
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "port 0 is not valid")
     if port is None:
         port = 443 if scheme == "https" else 80
     target = parts.path or "/"
@@ -183,7 +196,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     seen: list[str] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
-        ip = sockaddr[0]
+        # IPv4/IPv6 answers: the address is a string (the stub's union also covers
+        # socket families whose address is a number).
+        ip = str(sockaddr[0])
         if ip not in seen:
             seen.append(ip)
     return seen
@@ -207,15 +222,16 @@ def check_url(
     try:
         addresses = list(resolve(parsed.host, parsed.port))
     except (OSError, UnicodeError) as exc:
-        raise UnsafeWebhookUrl("unresolvable_host", f"host {parsed.host!r} does not resolve") from exc
+        raise UnsafeWebhookUrl(UnsafeReason.UNRESOLVABLE_HOST,
+                               f"host {parsed.host!r} does not resolve") from exc
     if not addresses:
-        raise UnsafeWebhookUrl("unresolvable_host", f"host {parsed.host!r} does not resolve")
+        raise UnsafeWebhookUrl(UnsafeReason.UNRESOLVABLE_HOST, f"host {parsed.host!r} does not resolve")
     if not private_allowed:
         for ip in addresses:
             reason = blocked_reason(ip)
             if reason is not None:
                 raise UnsafeWebhookUrl(
-                    "private_address",
+                    UnsafeReason.PRIVATE_ADDRESS,
                     f"host {parsed.host!r} resolves to a non-public address ({reason})",
                 )
     return CheckedTarget(parsed=parsed, pinned_ip=addresses[0], private_allowed=private_allowed)

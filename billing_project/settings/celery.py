@@ -2,6 +2,7 @@ from .env import VAR_DIR, env
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int | str]
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

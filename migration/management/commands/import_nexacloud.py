@@ -7,8 +7,10 @@ error (no ``nexacloud`` service, source unreachable, schema mismatch, ...).
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from migration.models import ENTITIES, ImportRunStatus
 from migration.services import import_nexacloud
@@ -17,20 +19,18 @@ from migration.services import import_nexacloud
 class _ProgressBars:
     """One tqdm bar per phase, only when stdout is a terminal."""
 
-    def __init__(self, stream):
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._bar = None
-        self._phase = None
+        self._bar: tqdm | None = None
+        self._phase: str | None = None
 
     def __call__(self, phase: str, processed: int, total: int | None) -> None:
-        if phase != self._phase:
+        bar = self._bar
+        if bar is None or phase != self._phase:
             self.close()
             self._phase = phase
-            self._bar = self._tqdm(total=total, desc=phase, unit="rows", file=self._stream, leave=True)
-        self._bar.update(processed - self._bar.n)
+            self._bar = bar = tqdm(total=total, desc=phase, unit="rows", file=self._stream, leave=True)
+        bar.update(processed - bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
