@@ -4,8 +4,7 @@ read them.
 A view method lists what it reads with ``@documented(query=(...), ...)``; the same
 declaration feeds its OpenAPI operation and ``self.query(request)``, which answers only
 declared names. Nothing else in the code base reads ``request.query_params`` (a test
-checks), so the OpenAPI lists every parameter the code reads, aliases included. Admin
-pages, which are not API operations, read their query string with ``admin_query``.
+checks), so the OpenAPI lists every parameter the code reads, aliases included.
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.http import HttpRequest, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
@@ -99,9 +97,3 @@ def declared_query(handler: Callable[..., Any]) -> dict[str, QueryParam]:
 
 def read_query(request: Any, handler: Callable[..., Any]) -> Query:
     return Query(raw=request.query_params, declared=declared_query(handler))
-
-
-def admin_query(request: HttpRequest) -> QueryDict:
-    """The whole query string of an admin page (not an API operation: no OpenAPI to keep
-    in step), so that every raw read of a query string is in this module."""
-    return request.GET

@@ -13,7 +13,6 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing_kit.params import admin_query
 from identity.models import Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription, SubscriptionMode
 from migration import golive
@@ -159,7 +158,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
             extra_context["period_totals"] = totals_by_period(self._filtered(request).order_by())
         except Exception:  # an invalid filter: the changelist itself reports it
             extra_context["period_totals"] = []
-        extra_context["export_query"] = admin_query(request).urlencode()
+        extra_context["export_query"] = request.GET.urlencode()
         return super().changelist_view(request, extra_context=extra_context)
 
     def _csv_response(self, queryset) -> HttpResponse:
@@ -206,8 +205,8 @@ class GoLiveAttemptAdmin(admin.ModelAdmin):
     def golive_view(self, request):
         if not request.user.has_perm("metering.change_subscription"):
             raise PermissionDenied
-        code = request.POST.get("service") or admin_query(request).get("service") or "nexacloud"
-        service = Service.objects.filter(code=code).first()
+        service = Service.objects.filter(code=request.POST.get("service") or request.GET.get("service")
+                                         or "nexacloud").first()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
