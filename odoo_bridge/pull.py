@@ -23,6 +23,7 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
+from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
 from .client import OdooClient, OdooError, OdooSettings
@@ -218,14 +219,14 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     if invoice.odoo_move_type != "out_invoice":
         return []  # refunds are mirrored; apps hear about them as the original invoice being voided
     was_status, was_payment = before or (InvoiceStatus.DRAFT, InvoicePaymentStatus.PENDING)
-    events = []
+    events: list[str] = []
     announced = before is not None and was_status != InvoiceStatus.DRAFT
     if invoice.status != InvoiceStatus.DRAFT and not announced:
-        events.append("invoice.created")
+        events.append(WebhookType.INVOICE_CREATED)
     if invoice.status != InvoiceStatus.DRAFT and invoice.payment_status != was_payment:
-        events.append("invoice.payment_status_updated")
+        events.append(WebhookType.INVOICE_PAYMENT_STATUS_UPDATED)
     if invoice.status == InvoiceStatus.VOIDED and was_status != InvoiceStatus.VOIDED:
-        events.append("invoice.voided")
+        events.append(WebhookType.INVOICE_VOIDED)
     return events
 
 

@@ -28,13 +28,14 @@ from metering.models import (
 )
 from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
+from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
 
 # --------------------------------------------------------------------------- webhooks
 
 
-def _emit_subscription(subscription: Subscription, webhook_type: str) -> None:
+def _emit_subscription(subscription: Subscription, webhook_type: WebhookType) -> None:
     record_event(service=subscription.service, webhook_type=webhook_type, object_type="subscription",
                  payload=render_subscription(subscription))
 
@@ -118,7 +119,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         _activate(subscription, now=now)
     subscription.save()
     if subscription.status == SubscriptionStatus.ACTIVE:
-        _emit_subscription(subscription, "subscription.started")
+        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_STARTED)
     return SubscriptionResult(subscription, created=True)
 
 
@@ -149,7 +150,7 @@ def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Su
         subscription.current_period_end = max(fields["current_period_end"], start + (
             fields["current_period_end"] - fields["current_period_start"]))
     subscription.save()
-    _emit_subscription(subscription, "subscription.updated")
+    _emit_subscription(subscription, WebhookType.SUBSCRIPTION_UPDATED)
     return subscription
 
 
@@ -171,7 +172,8 @@ def update_subscription(*, subscription: Subscription, data: dict[str, Any], now
             _activate(subscription, now=now)
             started = True
     subscription.save()
-    _emit_subscription(subscription, "subscription.started" if started else "subscription.updated")
+    _emit_subscription(
+        subscription, WebhookType.SUBSCRIPTION_STARTED if started else WebhookType.SUBSCRIPTION_UPDATED)
     return subscription
 
 
@@ -184,12 +186,12 @@ def terminate_subscription(*, subscription: Subscription, now: datetime | None =
         subscription.status = SubscriptionStatus.CANCELED
         subscription.canceled_at = now
         subscription.save()
-        _emit_subscription(subscription, "subscription.canceled")
+        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_CANCELED)
     elif subscription.status == SubscriptionStatus.ACTIVE:
         subscription.status = SubscriptionStatus.TERMINATED
         subscription.terminated_at = now
         subscription.save()
-        _emit_subscription(subscription, "subscription.terminated")
+        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TERMINATED)
     return subscription
 
 
@@ -223,6 +225,6 @@ def activate_due_subscriptions(*, now: datetime | None = None) -> int:
                 continue
             _activate(subscription, now=now)
             subscription.save()
-            _emit_subscription(subscription, "subscription.started")
+            _emit_subscription(subscription, WebhookType.SUBSCRIPTION_STARTED)
             started += 1
     return started
