@@ -309,3 +309,49 @@ class RatedUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription} {self.charge.metric.code} [{self.window_start:%Y-%m-%d}…)"
+
+
+class PlanFeeKind(models.TextChoices):
+    # The plan's base fee for one window: charged at the window's start when the plan is
+    # paid in advance, after the window closed when paid in arrears; prorated when the
+    # window is shorter than a full period (mid-period calendar start, termination, upgrade).
+    SUBSCRIPTION = "subscription"
+    # Negative: the unused part of a fee paid in advance, given back when the subscription
+    # ends early (termination or upgrade) and on_termination_credit_note asks for it.
+    CREDIT = "credit"
+
+
+class PlanFee(models.Model):
+    """A base-fee amount of one subscription for one window, computed here and invoiced by
+    Odoo as a one-off line. Usage fees are ``RatedUsage``; this is the plan's flat part.
+
+    Rows are final when written (a window's fee never changes afterwards): the Odoo bridge
+    pushes each exactly once.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="plan_fees")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=PlanFeeKind.choices)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    # Fraction of a full period billed (1 for a full window): amount = plan amount x units.
+    units = models.DecimalField(**QUANTITY)
+    amount = models.DecimalField(**AMOUNT)
+    currency = models.CharField(max_length=3)
+    odoo_line_id = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "window_start", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "kind", "window_start"],
+                                    name="plan_fee_one_per_kind_and_window"),
+            models.CheckConstraint(condition=Q(window_end__gt=F("window_start")), name="plan_fee_window_not_empty"),
+            models.CheckConstraint(
+                condition=(Q(kind="subscription", amount__gte=0) | Q(kind="credit", amount__lte=0)),
+                name="plan_fee_sign_follows_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription} {self.kind} [{self.window_start:%Y-%m-%d}…) {self.amount} {self.currency}"
