@@ -22,19 +22,29 @@ What is invoiced (`invoiceable_lines`):
   `_reset_subscription_quantity_post_invoice` is a no-op), so the next period bills the value that
   is still there: a missed write re-bills the previous quantity (§3.8).
 
-Choices where EE is not public (all marked *inferred* in the reference or here):
+Which Odoo semantics for postpaid lines, and why: EE19's (§3.4: `_is_postpaid_line()` is
+`invoice_policy == 'delivery'`, `_prepare_invoice_line` invoices `quantity = qty_delivered` for the
+elapsed period), for 17 and 18 as well: EE17 makes the same lines due in `_get_invoiceable_lines`
+(§3.4, "a recurring line with invoice_policy == 'delivery' and non-zero qty_delivered is due"), and
+the reference records no different quantity or period for 17. The cumulative reading
+(`qty_delivered` minus everything ever invoiced, so that a run bills only growth) is community
+`sale` and is what the fake does for NON-recurring delivery lines; for recurring lines it would
+contradict §3.4/§3.8 (never reset, "a missed write re-bills the previous quantity"). The fake
+reconciles both: a recurring line's invoiced quantity is scoped to one period (by the invoice
+line's `deferred_start_date`), so a second invoicing of the SAME period (wizard twice, wizard then
+cron) bills only the growth, while the NEXT period bills `qty_delivered` again.
 
-- The period scoping of a recurring line's invoiced quantity (by the invoice line's
-  `deferred_start_date`) is how "each period bills `qty_delivered`" and "a second run of the same
-  period does not bill twice" are both true; the semantics are those of EE19 (§3.4, elapsed
-  period), applied to 17 and 18 too (EE17's `_get_invoiceable_lines` makes the same lines due).
+Other choices where EE is not public (*inferred*):
+
 - A postpaid line is not billed while no period has elapsed under the contract
   (`next_invoice_date <= start_date`, i.e. the first invoice of a subscription).
 - When `end_date` is reached the run bills the elapsed period up to `end_date` for postpaid lines,
-  no prepaid period starting on/after `end_date`, then closes the order (`6_churn`, reason
-  `close_reason_end_of_contract`).
+  no prepaid period starting on/after `end_date` (a prepaid period already billed is not prorated
+  or credited), then closes the order (`6_churn`, reason `close_reason_end_of_contract`).
 - Recurring lines are only invoiced while the subscription is `3_progress`; non-recurring lines of a
   churned order are still invoiceable through the wizard (standard `sale`), never by the cron.
+- The wizard does not close ended contracts first (EE19's override does, §3.7).
+- One period per order per cron pass: a late order catches up over several passes.
 """
 
 from __future__ import annotations

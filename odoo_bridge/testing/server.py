@@ -11,7 +11,10 @@ Usage::
     with FakeOdoo(version="17.0") as odoo:
         odoo.url, odoo.db, odoo.login, odoo.api_key
         odoo.faults.add(model="sale.order", method="create", kind="lost_response")
-        odoo.run_invoicing_cron(today=date(2026, 12, 1))
+        odoo.run_invoicing_cron(today=date(2026, 12, 1))   # or ir.cron.method_direct_trigger over RPC
+        odoo.invoiced_quantity(order_id, product_id)      # Decimal, posted invoices minus refunds
+
+How it invoices (cron, wizard, postpaid lines): see invoicing.py; the books: ledger.py.
 """
 
 from __future__ import annotations

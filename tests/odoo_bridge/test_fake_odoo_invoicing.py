@@ -170,6 +170,24 @@ def test_postpaid_bills_the_elapsed_period_prepaid_the_coming_one_and_qty_delive
     assert set(ledger.billed_periods(fake.store, sub.order, sub.flat_product).values()) == {Decimal(1)}
 
 
+def test_a_non_recurring_delivered_line_bills_only_the_growth_like_community_sale(fake, rpc):
+    sub = subscription(rpc)
+    product = rpc.execute_kw("product.product", "create", [{"name": "Support hours", "type": "service",
+                                                            "invoice_policy": "delivery", "service_type": "manual"}])
+    rpc.execute_kw("sale.order", "write", [[sub.order], {"order_line": [[0, 0, {
+        "product_id": product, "product_uom_qty": 0, "price_unit": 80.0, "qty_delivered": 10}]]}])
+    [first] = fake.run_invoicing_cron(today=D(2026, 11, 1))
+    assert lines_of(rpc, first)[product]["quantity"] == 10.0 and lines_of(rpc, first)[product][
+        "deferred_start_date"] is False
+    line = rpc.execute_kw("sale.order.line", "search", [[["product_id", "=", product]]])[0]
+    rpc.execute_kw("sale.order.line", "write", [[line], {"qty_delivered": 15, "qty_invoiced": 0}])  # computed
+    assert read_line(rpc, line, "qty_invoiced", "qty_to_invoice") == {"id": line, "qty_invoiced": 10.0,
+                                                                        "qty_to_invoice": 5.0}
+    [second] = fake.run_invoicing_cron(today=D(2026, 12, 1))
+    assert lines_of(rpc, second)[product]["quantity"] == 5.0
+    assert fake.invoiced_quantity(sub.order, product) == Decimal(15)
+
+
 def test_postpaid_only_order_moves_next_invoice_date_one_period(fake, rpc):
     sub = subscription(rpc, flat_price=None)
     assert fake.run_invoicing_cron(today=D(2026, 11, 1)) == []  # nothing elapsed yet: only the date moves
