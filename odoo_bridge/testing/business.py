@@ -5,19 +5,27 @@ invoicing cron, a customer paying, an accountant reversing an invoice).
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 from decimal import Decimal
 from typing import Any, Callable
 
+from .invoicing import (
+    account_move_action_post,
+    ir_cron_method_direct_trigger,
+    run_expiration_cron,
+    run_invoicing_cron,
+    wizard_create_invoices,
+)
 from .store import (
     AccessError,
     PythonAttributeError,
     PythonValueError,
     Store,
     UserError,
-    add_period,
 )
+
+__all__ = ["ACTIONS", "Methods", "account_move_action_post", "register_payment", "reverse_invoice",
+           "run_expiration_cron", "run_invoicing_cron"]
 
 ORM_METHODS = {"fields_get", "search", "search_read", "read", "create", "write", "unlink", "search_count",
                "name_search", "default_get", "check_object_reference", "context_get", "browse"}
@@ -35,12 +43,13 @@ class Methods:
     def __init__(self, store: Store, *, uid: int):
         self.store = store
         self.uid = uid
+        self.context: dict = {}  # of the call being served (calls are serialized by store.lock)
 
     def call(self, model: str, method: str, args: list, kwargs: dict) -> Any:
         if not isinstance(method, str) or method.startswith("_") or method == "init":
             raise AccessError(f"Private methods (such as '{model}.{method}') cannot be called remotely.")
         kwargs = dict(kwargs or {})
-        kwargs.pop("context", None)
+        self.context = dict(kwargs.pop("context", None) or {})
         self.store.model(model)  # unknown model -> KeyError envelope
         handler = getattr(self, "orm_" + method, None)
         if handler is None:
@@ -69,9 +78,21 @@ class Methods:
         return self.store.read(model, _ids(ids), fields, load)
 
     def orm_create(self, model, vals_list):
-        if isinstance(vals_list, dict):
-            return self.store.create(model, [vals_list])[0]
-        return self.store.create(model, list(vals_list))
+        single = isinstance(vals_list, dict)
+        vals_list = [self._context_defaults(model, vals) for vals in ([vals_list] if single else list(vals_list))]
+        ids = self.store.create(model, vals_list)
+        return ids[0] if single else ids
+
+    def _context_defaults(self, model: str, vals: Any) -> Any:
+        """`default_<field>` context keys, and the wizard's `sale_order_ids` default from `active_ids`."""
+        if not isinstance(vals, dict):
+            return vals
+        fields = self.store.models[model].fields
+        out = {key[len("default_"):]: value for key, value in self.context.items()
+               if key.startswith("default_") and key[len("default_"):] in fields}
+        if model == "sale.advance.payment.inv" and "sale_order_ids" not in vals and self.context.get("active_ids"):
+            out["sale_order_ids"] = [[6, 0, _ids(self.context["active_ids"])]]
+        return {**out, **vals}
 
     def orm_write(self, model, ids, vals):
         return self.store.write(model, _ids(ids), vals)
@@ -121,6 +142,13 @@ def sale_order_action_confirm(store: Store, model: str, ids: list[int]) -> bool:
     for order in store.browse(model, _ids(ids)):
         if order["state"] not in ("draft", "sent"):
             raise UserError("Some orders are not in a state requiring confirmation.")
+        recurring = [line for line in store.browse("sale.order.line", order.get("_o2m_order_line", []))
+                     if not line.get("display_type")
+                     and store.product_value(line.get("product_id"), "recurring_invoice")]
+        if recurring and not order.get("plan_id"):
+            raise UserError("You cannot save a sale order with recurring product and no subscription plan.")
+        if order.get("plan_id") and not recurring:
+            raise UserError("You cannot save a sale order with a subscription plan and no recurring product.")
         updates: dict = {"state": "sale"}
         if order.get("plan_id"):
             start = order.get("start_date") or store.today().isoformat()
@@ -164,38 +192,6 @@ def sale_order_resume(store: Store, model: str, ids: list[int]) -> bool:
     return True
 
 
-def account_move_action_post(store: Store, model: str, ids: list[int]) -> bool:
-    for move in store.browse(model, _ids(ids)):
-        if move["state"] != "draft":
-            raise UserError("The entry is not in draft.")
-        if move["move_type"] in ("out_invoice", "out_refund") and not move.get("partner_id"):
-            raise UserError("The field 'Customer' is required, please complete it to validate the Customer Invoice.")
-        prefix = "RINV" if move["move_type"] == "out_refund" else "INV"
-        year = store.today().year
-        vals = {"state": "posted", "name": store.next_sequence(f"{prefix}/{year}", f"{prefix}/{year}/{{:05d}}")}
-        if not move.get("invoice_date"):
-            vals["invoice_date"] = store.today().isoformat()
-        if not move.get("invoice_date_due"):
-            vals["invoice_date_due"] = vals.get("invoice_date") or move["invoice_date"]
-        store.write(model, [move["id"]], vals)
-        if move["move_type"] == "out_invoice":
-            _advance_subscriptions_after_post(store, move)
-    return True
-
-
-def _advance_subscriptions_after_post(store: Store, move: dict) -> None:
-    """EE18 `account.move._post`: next_invoice_date = max(deferred_end_date) + 1 day."""
-    ends: dict[int, str] = {}
-    for line_id in move.get("_o2m_invoice_line_ids", []):
-        line = store.records["account.move.line"][line_id]
-        if line.get("subscription_id") and line.get("deferred_end_date"):
-            sub = line["subscription_id"]
-            ends[sub] = max(ends.get(sub, ""), line["deferred_end_date"])
-    for sub, end in ends.items():
-        following = (dt.date.fromisoformat(end) + dt.timedelta(days=1)).isoformat()
-        store.write("sale.order", [sub], {"next_invoice_date": following})
-
-
 def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
     for move in store.browse(model, _ids(ids)):
         if move.get("payment_state") in ("paid", "in_payment", "partial"):
@@ -221,65 +217,13 @@ ACTIONS: dict[tuple[str, str], Callable] = {
     ("account.move", "action_post"): account_move_action_post,
     ("account.move", "button_draft"): account_move_button_draft,
     ("account.move", "button_cancel"): account_move_button_cancel,
+    ("sale.advance.payment.inv", "create_invoices"): wizard_create_invoices,
+    ("ir.cron", "method_direct_trigger"): ir_cron_method_direct_trigger,
 }
 
 
 # ------------------------------------------------- what Odoo does on its own
-def run_invoicing_cron(store: Store, *, today: dt.date) -> list[int]:
-    """Play `_cron_recurring_create_invoice` for every due subscription (§3.6).
-
-    Due: `is_subscription`, `subscription_state == '3_progress'`, `next_invoice_date <= today`.
-    The recurring (flat) lines are invoiced for the coming period; non-recurring lines
-    (pre-rated usage) with a quantity still to invoice are invoiced once. A total <= 0
-    creates no invoice and just moves `next_invoice_date`.
-    """
-    created: list[int] = []
-    with store.lock:
-        orders = [o for o in store.records["sale.order"].values()
-                  if o.get("plan_id") and o.get("subscription_state") == "3_progress"
-                  and o.get("next_invoice_date") and o["next_invoice_date"] <= today.isoformat()]
-        for order in sorted(orders, key=lambda o: o["id"]):
-            plan = store.records["sale.subscription.plan"][order["plan_id"]]
-            period_start = dt.date.fromisoformat(order["next_invoice_date"])
-            period_end = add_period(period_start, value=plan["billing_period_value"],
-                                    unit=plan["billing_period_unit"]) - dt.timedelta(days=1)
-            commands, invoiced = [], []
-            total = Decimal(0)
-            for line_id in order.get("_o2m_order_line", []):
-                line = store.records["sale.order.line"][line_id]
-                if line.get("display_type"):
-                    continue
-                recurring = bool(store.product_value(line.get("product_id"), "recurring_invoice"))
-                qty = line["product_uom_qty"] if recurring else store.line_qty_to_invoice(line)
-                if not qty:
-                    continue
-                vals = {"product_id": line["product_id"], "name": line["name"], "quantity": qty,
-                        "price_unit": line["price_unit"], "discount": line.get("discount") or 0.0,
-                        "tax_ids": [[6, 0, list(line.get(store.line_tax_field) or [])]],
-                        "subscription_id": order["id"], "sale_line_ids": [[6, 0, [line_id]]]}
-                if recurring:
-                    vals.update(deferred_start_date=period_start.isoformat(),
-                                deferred_end_date=period_end.isoformat())
-                commands.append([0, 0, vals])
-                invoiced.append((line_id, qty))
-                total += Decimal(str(qty)) * Decimal(str(line["price_unit"]))
-            next_date = (period_end + dt.timedelta(days=1)).isoformat()
-            if total <= 0:
-                store.write("sale.order", [order["id"]], {"next_invoice_date": next_date})
-                continue
-            move_id = store.create("account.move", [{
-                "move_type": "out_invoice", "partner_id": order["partner_id"], "currency_id": order["currency_id"],
-                "invoice_date": today.isoformat(), "invoice_date_due": today.isoformat(),
-                "invoice_origin": order["name"], "invoice_line_ids": commands}])[0]
-            for line_id, qty in invoiced:
-                line = store.records["sale.order.line"][line_id]
-                store.write("sale.order.line", [line_id], {"qty_invoiced": (line.get("qty_invoiced") or 0) + qty})
-            account_move_action_post(store, "account.move", [move_id])
-            # posting moved next_invoice_date through the recurring lines; without one, move it here
-            if store.records["sale.order"][order["id"]]["next_invoice_date"] == order["next_invoice_date"]:
-                store.write("sale.order", [order["id"]], {"next_invoice_date": next_date})
-            created.append(move_id)
-    return created
+# run_invoicing_cron, run_expiration_cron: see invoicing.py (re-exported here)
 
 
 def register_payment(store: Store, *, move_id: int, amount: Decimal | None = None) -> None:
@@ -293,18 +237,32 @@ def register_payment(store: Store, *, move_id: int, amount: Decimal | None = Non
         store.write("account.move", [move_id], {"amount_paid": store.currency_round(paid), "payment_state": state})
 
 
-def reverse_invoice(store: Store, *, move_id: int) -> int:
-    """Credit note for the whole invoice; the original ends up `reversed`."""
+def reverse_invoice(store: Store, *, move_id: int, link_sale_lines: bool = True) -> int:
+    """Credit note for the whole invoice, posted and reconciled; the original ends up `reversed`.
+
+    Like Odoo's reversal (`account.move._reverse_moves` copies the lines with
+    `include_business_fields`, and `sale` extends it to `sale_line_ids`), the credit note's lines stay
+    linked to the order lines: their `qty_invoiced` goes down and what was refunded becomes
+    invoiceable again (a one-off usage line is billed again by the next run). `link_sale_lines=False`
+    plays a credit note typed by hand, linked to nothing.
+    """
     with store.lock:
         move = store.browse("account.move", [move_id])[0]
         lines = [store.records["account.move.line"][i] for i in move.get("_o2m_invoice_line_ids", [])]
         refund_id = store.create("account.move", [{
             "move_type": "out_refund", "partner_id": move["partner_id"], "currency_id": move["currency_id"],
             "reversed_entry_id": move_id, "ref": f"Reversal of: {move['name']}",
+            "invoice_origin": move.get("invoice_origin") or False,
             "invoice_line_ids": [[0, 0, {"product_id": ln.get("product_id"), "name": ln.get("name"),
                                          "quantity": ln["quantity"], "price_unit": ln["price_unit"],
+                                         "discount": ln.get("discount") or 0.0,
                                          "tax_ids": [[6, 0, list(ln.get("tax_ids") or [])]],
-                                         "subscription_id": ln.get("subscription_id")}] for ln in lines]}])[0]
+                                         "subscription_id": ln.get("subscription_id"),
+                                         "deferred_start_date": ln.get("deferred_start_date") or False,
+                                         "deferred_end_date": ln.get("deferred_end_date") or False,
+                                         **({"sale_line_ids": [[6, 0, list(ln["sale_line_ids"])]]}
+                                            if link_sale_lines and ln.get("sale_line_ids") else {})}]
+                                 for ln in lines]}])[0]
         account_move_action_post(store, "account.move", [refund_id])
         store.write("account.move", [refund_id], {"payment_state": "paid",
                                                   "amount_paid": store.move_amounts(refund_id)[2]})

@@ -11,7 +11,10 @@ Usage::
     with FakeOdoo(version="17.0") as odoo:
         odoo.url, odoo.db, odoo.login, odoo.api_key
         odoo.faults.add(model="sale.order", method="create", kind="lost_response")
-        odoo.run_invoicing_cron(today=date(2026, 12, 1))
+        odoo.run_invoicing_cron(today=date(2026, 12, 1))   # or ir.cron.method_direct_trigger over RPC
+        odoo.invoiced_quantity(order_id, product_id)      # Decimal, posted invoices minus refunds
+
+How it invoices (cron, wizard, postpaid lines): see invoicing.py; the books: ledger.py.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import business
+from . import business, ledger
 from .store import AccessDenied, ConcurrencyError, OdooException, Store
 
 FAULT_KINDS = {"latency", "error", "access_denied", "concurrency", "lost_response", "http_status", "drop"}
@@ -130,14 +133,15 @@ class FakeOdoo:
     def __init__(self, *, version: str = "17.0", db: str = "fusion", login: str = "bot@fusion.test",
                  api_key: str = "fake-odoo-api-key-0123456789abcdef", price_digits: int = 2,
                  quantity_digits: int = 3, currency_digits: int = 2,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, installed_modules: tuple[str, ...] = ()) -> None:
         self.version = version
         self.major_version = int(version.split(".")[0].split("~")[-1])
         self.db = db
         self.login = login
         self.api_key = api_key
         self.store = Store(major_version=self.major_version, price_digits=price_digits,
-                           quantity_digits=quantity_digits, currency_digits=currency_digits, clock=clock)
+                           quantity_digits=quantity_digits, currency_digits=currency_digits, clock=clock,
+                           installed_modules=installed_modules)
         self.uid = self.store.xmlid_id("base", "user_admin")
         self.methods = business.Methods(self.store, uid=self.uid)
         self.faults = FaultPlan()
@@ -228,7 +232,21 @@ class FakeOdoo:
         self.api_key = "revoked-" + self.api_key
 
     def run_invoicing_cron(self, *, today: dt.date) -> list[int]:
+        """One pass of the daily recurring-invoice cron; the ids of the invoices it posted."""
         return business.run_invoicing_cron(self.store, today=today)
+
+    def run_expiration_cron(self, *, today: dt.date) -> list[int]:
+        """One pass of the weekly expiration cron; the ids of the orders it closed."""
+        return business.run_expiration_cron(self.store, today=today)
+
+    def invoiced_quantity(self, order_id: int, product_id: int) -> Decimal:
+        return ledger.invoiced_quantity(self.store, order_id, product_id)
+
+    def invoiced_totals(self, order_id: int) -> ledger.Totals:
+        return ledger.invoiced_totals(self.store, order_id)
+
+    def invoices(self, order_id: int | None = None) -> list[ledger.InvoiceView]:
+        return ledger.invoices(self.store, order_id)
 
     def register_payment(self, move_id: int, amount: Decimal | None = None) -> None:
         business.register_payment(self.store, move_id=move_id, amount=amount)
@@ -259,7 +277,7 @@ class FakeOdoo:
             raise OdooException(f"Method not available {method}")
         raise OdooException(f"No such service {service!r}")
 
-    def dispatch_json2(self, model: str, method: str, ids: list, named: dict) -> Any:
+    def dispatch_json2(self, model: str, method: str, ids: list, named: dict, context: dict | None = None) -> Any:
         """Named arguments only; record methods get `ids`, @api.model methods must not."""
         from .business import ACTIONS
         from .store import AccessError, PythonValueError
@@ -275,7 +293,7 @@ class FakeOdoo:
             return self.methods.orm_context_get(model)
         args = [ids] if record_method else []
         with self.store.lock:
-            result = self.methods.call(model, method, args, named)
+            result = self.methods.call(model, method, args, {**named, "context": context or {}})
         if method == "create" and isinstance(result, int):
             return [result]  # a returned recordset becomes its ids
         return result
@@ -456,7 +474,7 @@ def _make_handler(fake: FakeOdoo) -> type[BaseHTTPRequestHandler]:
                 self._json2_error(400, "werkzeug.exceptions.BadRequest", "Invalid JSON data")
                 return
             ids = body.pop("ids", None) or []
-            body.pop("context", None)
+            context = body.pop("context", None) or {}
             lost = False
             for fault in fake.faults.take("object", model, method, [ids], body):
                 if fault.kind == "lost_response":
@@ -479,7 +497,7 @@ def _make_handler(fake: FakeOdoo) -> type[BaseHTTPRequestHandler]:
                     self._json2_error(_JSON2_STATUS.get(fault.name, 500), fault.name, fault.message)
                     return
             try:
-                result = fake.dispatch_json2(model, method, ids, body)
+                result = fake.dispatch_json2(model, method, ids, body, context)
             except OdooException as exc:
                 self._json2_error(_JSON2_STATUS.get(exc.odoo_name, 500), exc.odoo_name, exc.message)
                 return

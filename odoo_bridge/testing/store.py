@@ -16,7 +16,7 @@ import itertools
 import threading
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 class OdooException(Exception):
@@ -125,8 +125,12 @@ class Store:
     """All records of one fake database, guarded by one lock (one 'transaction' per call)."""
 
     def __init__(self, *, major_version: int, price_digits: int, quantity_digits: int, currency_digits: int = 2,
-                 clock: Callable[[], dt.datetime] | None = None):
+                 clock: Callable[[], dt.datetime] | None = None, installed_modules: Iterable[str] = ()):
         self.major_version = major_version
+        # Community modules that change sale behaviour when installed next to sale_subscription:
+        # 'sale_stock' (goods lines get qty_delivered_method='stock_move'), 'sale_timesheet'
+        # (service_type='timesheet' -> 'timesheet'). Default: neither, like the reference database.
+        self.installed_modules = frozenset(installed_modules)
         self.price_digits = price_digits
         self.quantity_digits = quantity_digits
         self.currency_digits = currency_digits
@@ -217,7 +221,9 @@ class Store:
             "invoice_policy": F("selection", "Invoicing Policy", selection=[("order", "Ordered quantities"),
                                                                              ("delivery", "Delivered quantities")],
                                 default="order"),
-            "service_type": F("selection", "Track Service", selection=[("manual", "Manually set quantities on order")],
+            "service_type": F("selection", "Track Service", selection=[("manual", "Manually set quantities on order")]
+                              + ([("timesheet", "Timesheets on tasks")] if "sale_timesheet" in self.installed_modules
+                                 else []),
                               default="manual"),
             "taxes_id": F("many2many", "Customer Taxes", relation="account.tax"),
             "active": F("boolean", "Active", default=True),
@@ -267,8 +273,19 @@ class Store:
                                  and r.get("subscription_state") != "7_upsell"),
             "start_date": F("date", "Start Date"), "next_invoice_date": F("date", "Date of Next Invoice"),
             "end_date": F("date", "End Date"),
+            "last_invoice_date": F("date", "Last invoice date", readonly=True,
+                                   compute=lambda s, m, r: s.order_last_invoice_date(r)),
             "close_reason_id": F("many2one", "Close Reason", relation="sale.order.close.reason"),
             "payment_token_id": F("many2one", "Payment Token", relation="payment.token"),
+            # technical flags of the recurring-invoice domain (reference §3.1, §3.6 step 1)
+            "payment_exception": F("boolean", "Contract in exception", default=False),
+            "pending_transaction": F("boolean", "Pending transaction", default=False),
+            "is_batch": F("boolean", "Is batch", default=False),
+            "is_invoice_cron": F("boolean", "Is a Subscription invoiced in cron", default=False),
+            "invoice_ids": F("many2many", "Invoices", relation="account.move", readonly=True,
+                             compute=lambda s, m, r: s.order_invoice_ids(r["id"])),
+            "invoice_count": F("integer", "Invoice Count", readonly=True,
+                               compute=lambda s, m, r: len(s.order_invoice_ids(r["id"]))),
             "order_line": F("one2many", "Order Lines", relation="sale.order.line", inverse="order_id"),
             "locked": F("boolean", "Locked", default=False),
             "amount_untaxed": F("float", "Untaxed Amount", readonly=True,
@@ -291,10 +308,17 @@ class Store:
             self.line_tax_field: F("many2many", "Taxes", relation="account.tax",
                                    default=lambda s, vals: list(s.product_value(vals.get("product_id"), "taxes_id")
                                                                 or [])),
+            "qty_delivered_method": F("selection", "Method to update delivered qty", readonly=True, selection=[
+                ("manual", "Manual"), ("analytic", "Analytic From Expenses"), ("stock_move", "Stock Moves"),
+                ("timesheet", "Timesheets")], compute=lambda s, m, r: s.line_qty_delivered_method(r)),
             "qty_delivered": F("float", "Delivery Quantity", digits=qty, default=0.0),
-            "qty_invoiced": F("float", "Invoiced Quantity", digits=qty, default=0.0, readonly=True),
+            # computed from the invoice lines, like sale's _compute_qty_invoiced (see line_qty_invoiced)
+            "qty_invoiced": F("float", "Invoiced Quantity", digits=qty, readonly=True,
+                              compute=lambda s, m, r: s.line_qty_invoiced(r)),
             "qty_to_invoice": F("float", "Quantity To Invoice", digits=qty, readonly=True,
                                 compute=lambda s, m, r: s.line_qty_to_invoice(r)),
+            "invoice_lines": F("many2many", "Invoice Lines", relation="account.move.line", readonly=True,
+                               compute=lambda s, m, r: [ln["id"] for ln in s.sale_line_invoice_lines(r["id"])]),
             "display_type": F("selection", "Display Type", selection=[("line_section", "Section"),
                                                                       ("line_note", "Note")]),
             "recurring_invoice": F("boolean", "Recurring", readonly=True,
@@ -350,6 +374,26 @@ class Store:
             "price_subtotal": F("float", "Subtotal", readonly=True, compute=lambda s, m, r: s.line_subtotal(r)),
             "price_total": F("float", "Total", readonly=True, compute=lambda s, m, r: s.move_line_total(r)),
         }, order="move_id, id")
+        model("ir.cron", "Scheduled Actions", {
+            "name": F("char", "Name", required=True), "code": F("text", "Python Code"),
+            "user_id": F("many2one", "Scheduler User", relation="res.users"),
+            "active": F("boolean", "Active", default=True),
+            "interval_number": F("integer", "Interval Number", default=1),
+            "interval_type": F("selection", "Interval Unit", default="months", selection=[
+                ("minutes", "Minutes"), ("hours", "Hours"), ("days", "Days"), ("weeks", "Weeks"),
+                ("months", "Months")]),
+            "nextcall": F("datetime", "Next Execution Date"), "lastcall": F("datetime", "Last Execution Date"),
+        })
+        # the public invoicing wizard of `sale` (reference §3.7 C); transient in Odoo
+        model("sale.advance.payment.inv", "Sales Advance Payment Invoice", {
+            "advance_payment_method": F("selection", "Create Invoice", required=True, default="delivered", selection=[
+                ("delivered", "Regular invoice"), ("percentage", "Down payment (percentage)"),
+                ("fixed", "Down payment (fixed amount)")]),
+            "sale_order_ids": F("many2many", "Sale Order", relation="sale.order"),
+            "deduct_down_payments": F("boolean", "Deduct down payments", default=True),
+            "consolidated_billing": F("boolean", "Consolidated Billing", default=True),
+            "amount": F("float", "Down Payment"), "fixed_amount": F("float", "Down Payment Amount (Fixed)"),
+        })
 
     def _seed(self) -> None:
         def seed(module, name, model, vals):
@@ -373,8 +417,16 @@ class Store:
              {"name": "Yearly", "billing_period_value": 1, "billing_period_unit": "year"})
         for xml, reason in (("close_reason_1", "Subscription is too expensive"),
                             ("close_reason_end_of_contract", "End of contract"),
-                            ("close_reason_auto_close_limit_reached", "Automatic closing")):
+                            ("close_reason_auto_close_limit_reached", "Automatic closing"),
+                            ("close_reason_unpaid_subscription", "Unpaid subscription")):
             seed("sale_subscription", xml, "sale.order.close.reason", {"name": reason})
+        admin = self.xmlid_id("base", "user_admin")
+        seed("sale_subscription", "account_analytic_cron_for_invoice", "ir.cron", {
+            "name": "Sale Subscription: generate recurring invoices and payments", "user_id": admin,
+            "code": "model._cron_recurring_create_invoice()", "interval_number": 1, "interval_type": "days"})
+        seed("sale_subscription", "account_analytic_cron", "ir.cron", {
+            "name": "Sale Subscription: subscriptions expiration", "user_id": admin,
+            "code": "model._cron_subscription_expiration()", "interval_number": 1, "interval_type": "weeks"})
 
     # ----------------------------------------------------------------- helpers
     def now_string(self) -> str:
@@ -497,15 +549,129 @@ class Store:
         total = Decimal(str(self.move_amounts(rec["id"])[2]))
         return self.currency_round(max(total - Decimal(str(rec.get("amount_paid") or 0)), Decimal(0)))
 
+    # ------------------------------------- subscription periods, invoiced and invoiceable quantities
+    def order_period(self, order: dict) -> tuple[int, str] | None:
+        """(billing_period_value, billing_period_unit) of the order's plan, or None without a plan."""
+        plan = self.records["sale.subscription.plan"].get(order.get("plan_id"))
+        return (plan["billing_period_value"], plan["billing_period_unit"]) if plan else None
+
+    @staticmethod
+    def shift(day: dt.date, period: tuple[int, str], times: int) -> dt.date:
+        return add_period(day, value=period[0] * times, unit=period[1])
+
+    def order_last_invoice_date(self, order: dict) -> str | bool:
+        """EE `last_invoice_date` = next_invoice_date - plan.billing_period (reference §3.1)."""
+        period, nid = self.order_period(order), order.get("next_invoice_date")
+        if not period or not nid:
+            return False
+        return self.shift(dt.date.fromisoformat(nid), period, -1).isoformat()
+
+    def current_period(self, order: dict) -> tuple[dt.date, dt.date] | None:
+        """[last_invoice_date, next_invoice_date - 1]: the period in progress. A postpaid line bills it at
+        next_invoice_date (it has then elapsed); a prepaid line billed it in advance at its start."""
+        period, nid = self.order_period(order), order.get("next_invoice_date")
+        if not period or not nid:
+            return None
+        end = dt.date.fromisoformat(nid)
+        return self.shift(end, period, -1), end - dt.timedelta(days=1)
+
+    def coming_period(self, order: dict) -> tuple[dt.date, dt.date] | None:
+        """[next_invoice_date, next_invoice_date + period - 1]: what a prepaid line bills at next_invoice_date."""
+        period, nid = self.order_period(order), order.get("next_invoice_date")
+        if not period or not nid:
+            return None
+        start = dt.date.fromisoformat(nid)
+        return start, self.shift(start, period, 1) - dt.timedelta(days=1)
+
+    def is_recurring_line(self, rec: dict) -> bool:
+        """A subscription line: its product is a subscription product and the order has a plan (§3.4)."""
+        order = self.records["sale.order"].get(rec.get("order_id")) or {}
+        return bool(order.get("plan_id")) and bool(self.product_value(rec.get("product_id"), "recurring_invoice"))
+
+    def is_postpaid_line(self, rec: dict) -> bool:
+        """EE19 `_is_postpaid_line`: the product invoices delivered quantities (§3.4)."""
+        return self.product_value(rec.get("product_id"), "invoice_policy") == "delivery"
+
+    def line_qty_delivered_method(self, rec: dict) -> str:
+        """sale's `_compute_qty_delivered_method` (+ sale_stock / sale_timesheet when installed).
+
+        Base `sale` answers 'manual' for every line that is not an expense (the fake has no expenses).
+        Odoo never *refuses* a write of `qty_delivered` (stored, readonly=False); on a non-manual line its
+        own compute overwrites the value whenever the pickings/timesheets change. The fake keeps what was
+        written and exposes the method so that a caller can check it is 'manual' before relying on it.
+        """
+        ptype = self.product_value(rec.get("product_id"), "type")
+        if "sale_stock" in self.installed_modules and ptype in ("consu", "product"):
+            return "stock_move"
+        if ("sale_timesheet" in self.installed_modules and ptype == "service"
+                and self.product_value(rec.get("product_id"), "service_type") == "timesheet"):
+            return "timesheet"
+        return "manual"
+
+    def sale_line_invoice_lines(self, line_id: int) -> list[dict]:
+        """`sale.order.line.invoice_lines`: invoice lines whose `sale_line_ids` contain the line."""
+        return [ml for ml in self.records["account.move.line"].values() if line_id in (ml.get("sale_line_ids") or [])]
+
+    def sale_line_invoiced(self, line_id: int, *, period: tuple[dt.date, dt.date] | None = None,
+                           posted_only: bool = False) -> Decimal:
+        """sale's `_prepare_qty_invoiced`: out_invoice quantities minus out_refund quantities of every move
+        that is not cancelled (drafts count: a draft invoice already "invoices" its quantity). With
+        `period`, only invoice lines whose deferred period starts inside it (a subscription period)."""
+        total = Decimal(0)
+        lo, hi = (period[0].isoformat(), period[1].isoformat()) if period else ("", "")
+        for ml in self.sale_line_invoice_lines(line_id):
+            move = self.records["account.move"].get(ml.get("move_id"))
+            if move is None:
+                continue
+            if posted_only and move["state"] != "posted":
+                continue
+            if move["state"] == "cancel" and move.get("payment_state") != "invoicing_legacy":
+                continue
+            if period is not None and not (ml.get("deferred_start_date") and lo <= ml["deferred_start_date"] <= hi):
+                continue
+            sign = {"out_invoice": 1, "out_refund": -1}.get(move["move_type"], 0)
+            total += sign * Decimal(str(ml.get("quantity") or 0))
+        return total
+
+    def line_qty_invoiced(self, rec: dict) -> float:
+        """`qty_invoiced`. Non-recurring lines: community `sale` (every invoice ever, refunds subtract).
+        Recurring lines of a running subscription: only what was invoiced for the period in progress
+        (`current_period`), so that each period starts from zero while `qty_delivered` is never reset
+        (reference §3.4; the period scoping is inferred, EE is not public)."""
+        if self.is_recurring_line(rec):
+            period = self.current_period(self.records["sale.order"][rec["order_id"]])
+            if period is not None:
+                return _round(self.sale_line_invoiced(rec["id"], period=period), self.quantity_digits)
+        return _round(self.sale_line_invoiced(rec["id"]), self.quantity_digits)
+
     def line_qty_to_invoice(self, rec: dict) -> float:
+        """sale's `_compute_qty_to_invoice`: (ordered or delivered, by invoice policy) - invoiced."""
         if rec.get("display_type"):
             return 0.0
-        policy = self.product_value(rec.get("product_id"), "invoice_policy")
         order = self.records["sale.order"][rec["order_id"]]
         if order["state"] != "sale":
             return 0.0
-        base = rec.get("qty_delivered") if policy == "delivery" else rec.get("product_uom_qty")
-        return _round((base or 0) - (rec.get("qty_invoiced") or 0), self.quantity_digits)
+        base = rec.get("qty_delivered") if self.is_postpaid_line(rec) else rec.get("product_uom_qty")
+        return _round(Decimal(str(base or 0)) - Decimal(str(self.line_qty_invoiced(rec))), self.quantity_digits)
+
+    def order_invoice_ids(self, order_id: int) -> list[int]:
+        """Moves linked to the order: through `sale_line_ids` of their lines, or `subscription_id`."""
+        line_ids = set(self.records["sale.order"][order_id].get("_o2m_order_line", []))
+        found = {ml["move_id"] for ml in self.records["account.move.line"].values()
+                 if ml.get("move_id") and (ml.get("subscription_id") == order_id
+                                           or line_ids & set(ml.get("sale_line_ids") or []))}
+        return sorted(found)
+
+    # --------------------------------------------------------- SQL constraints
+    def check_sql_constraints(self, model: str, values: dict) -> None:
+        """Constraints Postgres enforces; Odoo turns the IntegrityError into a ValidationError
+        "The operation cannot be completed: <constraint message>" (`odoo/service/model.py`,
+        `_as_validation_error`), and the whole call is rolled back."""
+        if model == "sale.order":
+            start, nid = values.get("start_date"), values.get("next_invoice_date")
+            if start and nid and nid < start:
+                raise ValidationError("The operation cannot be completed: "
+                                      "The next invoice date of a sale order should be after its start date.")
 
     # ------------------------------------------------------------- conversion
     def _convert_in(self, model: str, fname: str, value: Any, rec_id: int | None) -> Any:
@@ -587,6 +753,7 @@ class Store:
                     "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n"
                     "- Delete: another model requires the record being deleted. If possible, archive it instead.\n\n"
                     f"Model: {spec.description} ({model})\nField: {f.string} ({missing[0]})")
+            self.check_sql_constraints(model, plain)
             prepared.append((plain, x2many))
         ids = []
         stamp = self.now_string()
@@ -629,14 +796,19 @@ class Store:
                 raise PythonValueError(f"Invalid field '{fname}' on model '{model}'")
         records = self.browse(model, ids)
         stamp = self.now_string()
+        for rec in records:  # all or nothing, like the one transaction of an RPC call
+            prospective = {**rec, **{k: self._convert_in(model, k, v, rec["id"]) for k, v in vals.items()
+                                     if spec.fields[k].stored and spec.fields[k].type not in ("one2many",
+                                                                                             "many2many")}}
+            self.check_sql_constraints(model, prospective)
         for rec in records:
             self._write_one(model, rec, vals, stamp)
         return True
 
     def _write_one(self, model: str, rec: dict, vals: dict, stamp: str) -> None:
         spec = self.models[model]
-        if model == "sale.order.line" and (rec.get("qty_invoiced") or 0) > 0 and (
-                {"price_unit", "product_uom_qty"} & set(vals)):
+        if model == "sale.order.line" and ({"price_unit", "product_uom_qty"} & set(vals)) and (
+                self.sale_line_invoiced(rec["id"]) > 0):
             self.writes_to_invoiced_lines += 1
         old = dict(rec)
         for fname, value in vals.items():
