@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import IO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -190,6 +190,10 @@ def reconcile_service(*, service_code: str = "nexacloud", period_start: date | N
                       dsn: str | None = None, tolerance: Decimal | None = None,
                       now: datetime | None = None) -> ReconcileResult:
     """Read ``billed_periods`` from the service's source and reconcile (read-only on the source)."""
+    if connection.vendor != "postgresql":  # only imported (shadow) subscriptions can match; see README
+        from migration.services import NEEDS_POSTGRESQL
+
+        raise ReconciliationUnavailable(NEEDS_POSTGRESQL)
     try:
         service = Service.objects.get(code=service_code)
     except Service.DoesNotExist:

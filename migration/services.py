@@ -25,6 +25,8 @@ logger = logging.getLogger("migration.import")
 ProgressListener = Callable[[str, int, int | None], None]
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
 MAX_STORED_FAILURES = 10_000
+NEEDS_POSTGRESQL = ("The NexaCloud migration needs PostgreSQL (set DATABASE_URL); "
+                    "the embedded SQLite default does not run it.")
 
 
 class _ProgressRecorder:
@@ -112,6 +114,9 @@ def execute_import_run(*, run: ImportRun, dsn: str | None = None,
                        listener: ProgressListener | None = None,
                        reader_factory: Callable[[str | None], NexaCloudReader] = NexaCloudReader) -> ImportRun:
     """Run the import described by ``run`` (its ``dry_run`` flag) and persist the result."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":  # COPY and temp tables; see README
+        return _finish(run, status=ImportRunStatus.FAILED, report=None,
+                       fatal_error=NEEDS_POSTGRESQL)
     recorder = _ProgressRecorder(run.pk)
     dsn = dsn if dsn is not None else (getattr(settings, "NEXACLOUD_DSN", "") or None)
     try:
