@@ -4,6 +4,9 @@ from .env import BASE_DIR, VAR_DIR, env, is_embedded
 
 # Fail closed: a configured (non-embedded) deployment runs with DEBUG off unless told otherwise.
 DEBUG = env.bool("DJANGO_DEBUG", default=is_embedded())
+# Debug pages and error reports mask credentials inside values too (URLs, DSNs), not only
+# settings named like secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "billing_project.error_reports.CredentialMaskingExceptionReporterFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
