@@ -5,9 +5,10 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # How long a SQLite writer waits for the file's write lock before giving up (seconds).
 SQLITE_BUSY_TIMEOUT_SECONDS = env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=30)
 
+# An empty DATABASE_URL means the embedded default too (as is_embedded() says).
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'fusion_billing.sqlite3'}"
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'fusion_billing.sqlite3'}"
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
