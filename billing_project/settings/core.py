@@ -77,6 +77,9 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 FUSION_BILLING_VERSION = "0.1.0"
+# Where this code base is published, for /health's Lago-shaped "github_url"; nothing is
+# claimed unless it is configured.
+FUSION_BILLING_SOURCE_URL = env.str("FUSION_BILLING_SOURCE_URL", default="")
 
 LOGGING = {
     "version": 1,
