@@ -68,7 +68,9 @@ def redact_credentials(text: str) -> str:
     if "://" not in text:
         if "=" not in text or not _KV_PASSWORD.search(text):
             return text
-        return _redact_conninfo(text) if "\n" not in text else _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+        if "\n" not in text:
+            return _redact_conninfo(text)
+        return _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
     # URLs and the text between them (which may hold key=value DSNs) are redacted apart.
     pieces, last = [], 0
     for match in _URL.finditer(text):
@@ -114,4 +116,5 @@ class CredentialMaskingExceptionReporterFilter(SafeExceptionReporterFilter):
         return redact_credentials(cleansed) if isinstance(cleansed, str) else cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
-        return [(name, redact_value(value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)]
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return [(name, redact_value(value)) for name, value in variables]

@@ -26,8 +26,9 @@ from django.conf import settings
 from tests.conftest import REPO_ROOT
 from tests.environment import EMBEDDED_DEFAULT_UNSET, SQLITE_LEG
 
-if not SQLITE_LEG:  # pragma: no cover - tests/conftest.py keeps this folder out of the PostgreSQL leg
-    raise RuntimeError("tests/sqlite runs only with FUSION_BILLING_TEST_LEG=sqlite (see tests/test_sqlite_leg.py)")
+if not SQLITE_LEG:  # named explicitly on the PostgreSQL leg (which otherwise never collects it)
+    raise RuntimeError("tests/sqlite is the SQLite leg: run FUSION_BILLING_TEST_LEG=sqlite scripts/test "
+                       "tests/sqlite/... (plain scripts/test runs the whole leg through tests/test_sqlite_leg.py)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,6 +19,7 @@ from identity import keys
 from identity.models import Service
 from metering import rating
 from metering.models import RatedUsage, Subscription, UsageEvent
+from metering.tasks import rate_open_windows
 from tests.conftest import make_api_client
 from tests.sqlite.conftest import post_json
 from tests.sqlite.test_ingest import event_body, make_subscription
@@ -76,6 +77,7 @@ def test_threads_ingest_resend_and_rate_concurrently(service, api_key):
     webhook_services.create_endpoint(service=service, url="http://127.0.0.1:9/hook")
     tally = Tally()
     done = threading.Event()
+    errors: list[BaseException] = []
 
     def sender(n: int) -> None:
         client = make_api_client(api_key)
@@ -98,6 +100,8 @@ def test_threads_ingest_resend_and_rate_concurrently(service, api_key):
         try:
             while not done.wait(0.05):
                 rating.rate_open_windows()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
         finally:
             connection.close()
 
@@ -107,6 +111,8 @@ def test_threads_ingest_resend_and_rate_concurrently(service, api_key):
             for k in range(5):
                 response = client.post("/api/v1/customers", {"customer": {"external_id": f"c-{k}"}}, format="json")
                 tally.record(response.status_code, [], [])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
         finally:
             connection.close()
 
@@ -119,6 +125,7 @@ def test_threads_ingest_resend_and_rate_concurrently(service, api_key):
     for thread in background:
         thread.join(timeout=120)
 
+    assert errors == []
     assert_stored_exactly_once(tally)
     assert UsageEvent.objects.count() == SENDERS * (EVENTS_PER_SENDER + 10)
     assert sum(tally.acknowledged.values()) == SENDERS * (EVENTS_PER_SENDER + EVENTS_PER_SENDER // 4 + 10)
@@ -173,8 +180,6 @@ def test_web_and_worker_processes_started_by_scripts_run_store_every_event_once(
                 connection.close()
 
         def queue_rating() -> None:
-            from metering.tasks import rate_open_windows
-
             for _ in range(3):
                 rate_open_windows.delay()
                 time.sleep(0.5)
@@ -190,8 +195,6 @@ def test_web_and_worker_processes_started_by_scripts_run_store_every_event_once(
         assert UsageEvent.objects.count() == SENDERS * EVENTS_PER_SENDER + 2 * 3 * 10 + 2 * 15
         # The worker writes too: it delivers the customers' webhooks and rates the usage.
         wait_until(lambda: len(receiver.received()) >= 5, what="the worker to deliver 5 webhooks")
-        from metering.tasks import rate_open_windows
-
         rate_open_windows.delay()
         expected = sum(tally.values.values())
         wait_until(lambda: rated_units() == expected, what=f"the worker to rate {expected} units")
