@@ -1,7 +1,7 @@
 """Benchmark of the NexaCloud import (and of a re-run and a reconciliation).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_migration \
-        /work/main/.venv/bin/python bench/import.py [--scale 0.1] [--keep-source]
+        .venv/bin/python bench/import.py [--scale 0.1] [--keep-source]
 
 Full scale (``--scale 1``): 10,000 users, 20,000 deployments, 1,000,000 hourly
 usage rows. The source is a fresh PostgreSQL database ``nc_src_bench`` filled by

@@ -1,7 +1,7 @@
 """Webhook delivery throughput and latency: outbox commit -> Celery -> signed POST -> receipt.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_webhooks REDIS_URL=redis://127.0.0.1:6379/4 \
-        /work/main/.venv/bin/python bench/webhooks.py --events 5000 --workers 2
+        .venv/bin/python bench/webhooks.py --events 5000 --workers 2
 
 Creates a throwaway service with one endpoint pointing at a local receiver (a separate
 process), starts one ``celery worker -c <workers>`` (prefork: that many worker

@@ -24,7 +24,7 @@ class LagoHealthView(APIView):
     def get(self, request) -> Response:
         return Response({
             "version": settings.FUSION_BILLING_VERSION,
-            "github_url": "https://github.com/nexasystems/fusion-billing",
+            "github_url": settings.FUSION_BILLING_SOURCE_URL,
             "message": "Success",
         })
 

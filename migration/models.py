@@ -16,6 +16,10 @@ def empty_counts() -> dict:
     return {entity: {key: 0 for key in COUNT_KEYS} for entity in ENTITIES}
 
 
+# The migration's COPY, temporary tables and advisory locks are PostgreSQL's.
+NEEDS_POSTGRESQL = ("The NexaCloud migration needs PostgreSQL (set DATABASE_URL); "
+                    "the embedded SQLite default does not run it.")
+
 class ImportRunStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # every row imported or deliberately skipped

@@ -1,4 +1,4 @@
-"""Read-only reader of NexaCloud's billing tables (the contract: NexaCloud's ``schema.sql``).
+"""Read-only reader of NexaCloud's billing tables (``migration/contract/schema.sql``).
 
 The reader never writes: it opens one ``READ ONLY`` ``REPEATABLE READ``
 transaction (so every table is read from the same snapshot) and streams each

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import IO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from identity.models import Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription
 from metering.rating import compute_usage
 from metering.windows import subscription_window
-from migration.models import Reconciliation, ReconciliationStatus
+from migration.models import NEEDS_POSTGRESQL, Reconciliation, ReconciliationStatus
 from migration.reader import NexaCloudReader, SourceBilledPeriod
 from migration.writer import chunked, day_start, subscriptions_by_external_id
 
@@ -191,6 +191,8 @@ def reconcile_service(*, service_code: str = "nexacloud", period_start: date | N
                       dsn: str | None = None, tolerance: Decimal | None = None,
                       now: datetime | None = None) -> ReconcileResult:
     """Read ``billed_periods`` from the service's source and reconcile (read-only on the source)."""
+    if connection.vendor != "postgresql":  # only imported (shadow) subscriptions can match; see README
+        raise ReconciliationUnavailable(NEEDS_POSTGRESQL)
     try:
         service = Service.objects.get(code=service_code)
     except Service.DoesNotExist:

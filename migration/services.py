@@ -17,7 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from migration.models import ImportFailure, ImportRun, ImportRunStatus, empty_counts
+from migration.models import NEEDS_POSTGRESQL, ImportFailure, ImportRun, ImportRunStatus, empty_counts
 from migration.reader import NexaCloudReader, SourceError, redact_dsn
 from migration.writer import ImportReport, ServiceMissing, get_import_service, write_import
 
@@ -95,6 +95,9 @@ def execute_import_run(*, run: ImportRun, dsn: str | None = None,
                        listener: ProgressListener | None = None,
                        reader_factory: Callable[[str | None], NexaCloudReader] = NexaCloudReader) -> ImportRun:
     """Run the import described by ``run`` (its ``dry_run`` flag) and persist the result."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":  # COPY and temp tables; see README
+        return _finish(run, status=ImportRunStatus.FAILED, report=None,
+                       fatal_error=NEEDS_POSTGRESQL)
     recorder = _ProgressRecorder(run.pk)
     dsn = dsn if dsn is not None else (settings.NEXACLOUD_DSN or None)
     try:

@@ -101,6 +101,8 @@ def open_client(settings_: OdooSettings | None = None) -> OdooClient:
     settings_ = settings_ or odoo_settings()
     if not settings_.configured:
         raise CycleAborted("Odoo is not configured (ODOO_URL, ODOO_DB, ODOO_USER, ODOO_API_KEY)")
+    if connection.vendor != "postgresql":  # advisory locks below; see README "embedded default"
+        raise CycleAborted("Odoo sync needs PostgreSQL (set DATABASE_URL); the embedded SQLite default does not sync")
     if connection_is_broken(settings_):
         raise CycleAborted("connection broken (access denied); fix the credentials or reset it in the admin")
     try:

@@ -17,7 +17,28 @@ from identity import keys
 from identity.authentication import clear_cache as clear_api_key_cache
 from identity.models import Service
 
+from tests.environment import SQLITE_LEG
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SQLITE_LEG_DIR = REPO_ROOT / "tests" / "sqlite"
+# Filled by tests/test_sqlite_leg.py: the SQLite leg's own pytest summary, echoed at the end.
+SQLITE_LEG_REPORT: list[str] = []
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Each leg collects its own tests: tests/sqlite only on the SQLite leg, the rest only on
+    the PostgreSQL leg (which runs the SQLite leg through tests/test_sqlite_leg.py)."""
+    path = Path(collection_path).resolve()
+    in_sqlite_leg = path == SQLITE_LEG_DIR or SQLITE_LEG_DIR in path.parents
+    if SQLITE_LEG:
+        outside = not in_sqlite_leg and path not in SQLITE_LEG_DIR.parents
+        return True if outside else None
+    return True if in_sqlite_leg else None
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in SQLITE_LEG_REPORT:
+        terminalreporter.write_line(line)
 
 hypothesis_settings.register_profile("default", deadline=None, max_examples=200)
 hypothesis_settings.load_profile("default")

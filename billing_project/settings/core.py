@@ -4,6 +4,9 @@ from .env import BASE_DIR, VAR_DIR, env, is_embedded
 
 # Fail closed: a configured (non-embedded) deployment runs with DEBUG off unless told otherwise.
 DEBUG = env.bool("DJANGO_DEBUG", default=is_embedded())
+# Debug pages and error reports mask credentials inside values too (URLs, DSNs), not only
+# settings named like secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "billing_project.error_reports.CredentialMaskingExceptionReporterFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -74,6 +77,9 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 FUSION_BILLING_VERSION = "0.1.0"
+# Where this code base is published, for /health's Lago-shaped "github_url"; nothing is
+# claimed unless it is configured.
+FUSION_BILLING_SOURCE_URL = env.str("FUSION_BILLING_SOURCE_URL", default="")
 
 LOGGING = {
     "version": 1,

@@ -4,9 +4,12 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
+
+# Where the embedded default keeps its SQLite file, file-system broker, development
+# secret key and collected static files (the SQLite test leg points it at a temp dir).
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 
 def is_embedded() -> bool:

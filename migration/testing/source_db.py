@@ -1,7 +1,7 @@
 """Build real NexaCloud source databases for tests and the benchmark.
 
 ``create_source_database("nc_src_x", admin_dsn)`` creates a PostgreSQL database,
-loads ``schema.sql`` into it and returns its DSN; ``drop_source_database``
+loads ``migration/contract/schema.sql`` into it and returns its DSN; ``drop_source_database``
 removes it. ``generate_source_data`` fills one with synthetic users,
 deployments, hourly usage and billed periods through ``COPY`` (fast, bounded
 memory). Only names starting with ``nc_src_`` are accepted, so a typo can't
@@ -22,20 +22,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-SCHEMA_CANDIDATES = (
-    os.environ.get("NEXACLOUD_SCHEMA_SQL", ""),
-    # The source contract lives in shared/, beside the repository's checkout.
-    str(Path(__file__).resolve().parents[3] / "shared" / "nexacloud" / "schema.sql"),
-)
+# NexaCloud's source contract, kept in the repository (the reader's SOURCE_CONTRACT
+# names the columns it relies on; tests check both agree).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "contract" / "schema.sql"
 RATE_PER_CORE_HOUR = Decimal("0.0075")
 SECONDS_PER_HOUR = 3600
 
 
 def schema_sql() -> str:
-    for candidate in SCHEMA_CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_text()
-    raise FileNotFoundError("NexaCloud schema.sql not found (set NEXACLOUD_SCHEMA_SQL)")
+    return SCHEMA_PATH.read_text()
 
 
 def admin_dsn_from_database_url(database_url: str | None = None) -> str:

@@ -142,6 +142,11 @@ class TestHealth:
         assert response.status_code == 200
         assert response.json()["message"] == "Success" and "version" in response.json()
 
+    def test_lago_health_claims_no_source_url_unless_configured(self, client, settings):
+        assert client.get("/health").json()["github_url"] == ""
+        settings.FUSION_BILLING_SOURCE_URL = "https://git.nexasystems.example/billing/fusion-billing"
+        assert client.get("/health").json()["github_url"] == settings.FUSION_BILLING_SOURCE_URL
+
     def test_ops_health_checks_database_and_broker(self, client):
         response = client.get("/ops/health")
         assert response.status_code == 200, response.json()

@@ -32,3 +32,9 @@ def test_rating_runs_one_slice_per_worker_process_on_postgresql_and_one_on_sqlit
     assert settings_of(RATING_SHARDS="5")["rating_shards"] == 5
     sqlite = settings_of(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", DJANGO_DEBUG="1")
     assert sqlite == {"prepare_threshold": "unset", "rating_shards": 1}
+
+
+def test_an_empty_database_url_is_the_embedded_default(tmp_path):
+    embedded = settings_of(DATABASE_URL="", REDIS_URL="", VAR_DIR=str(tmp_path))
+    assert embedded == {"prepare_threshold": "unset", "rating_shards": 1}
+    assert (tmp_path / "celery-broker").is_dir()
