@@ -108,7 +108,9 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
         "ODOO_API_KEY": fake_odoo.api_key, "DJANGO_DEBUG": "1"})
     tasks.push_to_odoo.delay()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not fake_odoo.records("sale.order"):
+    # Wait for the confirmed order (created, then confirmed): invoicing a draft bills nothing.
+    while time.monotonic() < deadline and not fake_odoo.records(
+            "sale.order", [["subscription_state", "=", "3_progress"]]):
         time.sleep(0.2)
     assert [o["client_order_ref"] for o in fake_odoo.records("sale.order", [], ["client_order_ref"])] == [
         f"fb-sub-{sub.pk}"], worker.log()
