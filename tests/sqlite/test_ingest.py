@@ -9,6 +9,7 @@ from django.db import connection
 
 from identity.models import AccountLink, Customer
 from metering import services
+from metering.services import ingest
 from metering.models import AggregationType, BillableMetric, Charge, ChargeModel, Plan, Subscription, UsageEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,13 +47,13 @@ def event_body(subscription: Subscription, transaction_id: str, *, cpu_seconds: 
 def portable_calls(monkeypatch) -> list[int]:
     """Proves the requests below go through the SQLite-only ORM path."""
     calls: list[int] = []
-    real = services._ingest_portably
+    real = ingest._ingest_portably
 
     def spy(**kwargs):
         calls.append(len(kwargs["events"]))
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "_ingest_portably", spy)
+    monkeypatch.setattr(ingest, "_ingest_portably", spy)
     return calls
 
 
