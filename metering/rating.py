@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from billing_kit.updates import model_update
 from identity.models import Service
-from metering import windows
+from metering import plan_fees, windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -348,6 +348,7 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
 _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
+    "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note",
 )
 
 
@@ -364,6 +365,18 @@ class _Sub:
     end: datetime
     frozen_until: datetime | None
     interval: str
+    pay_in_advance: bool = False
+    flat_amount: Decimal = ZERO
+    currency: str = ""
+    credit_note: str = ""
+
+    @property
+    def anchor(self) -> datetime:
+        """The instant periods count from (the stored anchor, else the default one)."""
+        if self.billing_anchor is not None:
+            return self.billing_anchor
+        return windows.default_anchor(interval=self.interval, billing_time=self.billing_time,
+                                      started_at=self.started_at or self.start)
 
     @property
     def window_end(self) -> datetime:
@@ -398,6 +411,10 @@ def _as_sub(row: tuple) -> _Sub:
         end=values["current_period_end"],
         frozen_until=values["usage_frozen_until"],
         interval=values["plan__interval"],
+        pay_in_advance=values["plan__pay_in_advance"],
+        flat_amount=values["flat_amount"],
+        currency=values["currency"],
+        credit_note=values["on_termination_credit_note"],
     )
 
 
@@ -633,11 +650,23 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
     opened = []
     for sub in subs:
         summary.windows_closed += 1
-        if sub.is_final_window:
+        final = sub.is_final_window
+        # The base fee of the window that closes (arrears), or the credit of its unused
+        # part (advance, ended early): same transaction as the freeze.
+        plan_fees.window_closed(
+            subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
+            amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
+            start=sub.start, period_end=sub.end, ended_at=sub.terminated_at if final else None,
+            credit_note=sub.credit_note)
+        if final:
             sub.frozen_until = sub.terminated_at
         else:
             sub.frozen_until = sub.end
             sub.start, sub.end = sub.end, _next_window_end(sub)
+            plan_fees.window_opened(
+                subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
+                amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
+                start=sub.start, end=sub.end)
             opened.append(sub)
     changed = subs
     Subscription.objects.bulk_update(
@@ -672,7 +701,10 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
     _rate_current_windows(keys, plans, now, summary)
     if not ending_ids:
         return summary
-    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids).order_by("id")
+    # A window ending with a pending downgrade is closed by the swap (metering.lifecycle),
+    # which terminates the subscription there and starts the next plan's: not rolled over.
+    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids)
+              .filter(Q(next_plan__isnull=True) | Q(terminated_at__isnull=False)).order_by("id")
               .values_list(*_SUB_FIELDS)]
     rounds = 0
     while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:

@@ -99,6 +99,8 @@ def render_plan(plan: Plan) -> dict[str, Any]:
 def render_subscription(subscription: Subscription) -> dict[str, Any]:
     link = subscription.account_link
     plan = subscription.plan
+    previous = subscription.previous_subscription
+    next_plan = subscription.next_plan
     return {
         "lago_id": str(subscription.id),
         "external_id": subscription.external_id,
@@ -118,12 +120,14 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "terminated_at": iso_seconds(subscription.terminated_at),
         "canceled_at": iso_seconds(subscription.canceled_at),
         "created_at": iso_seconds(subscription.created_at),
-        "previous_plan_code": None,
-        "next_plan_code": None,
-        "downgrade_plan_date": None,
+        "previous_plan_code": previous.plan.code if previous is not None else None,
+        "next_plan_code": next_plan.code if next_plan is not None else None,
+        # Lago: the date the pending downgrade happens, the current window's end.
+        "downgrade_plan_date": (subscription.current_period_end.date().isoformat()
+                                if next_plan is not None and subscription.current_period_end else None),
         "current_billing_period_started_at": iso_seconds(subscription.current_period_start),
         "current_billing_period_ending_at": iso_seconds(subscription.current_period_end),
-        "on_termination_credit_note": None,
+        "on_termination_credit_note": subscription.on_termination_credit_note or None,
         "on_termination_invoice": "generate",
         "progressive_billing_disabled": False,
         "consolidate_invoice": None,

@@ -13,11 +13,27 @@ RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 RATING_SHARDS = env.int(
     "RATING_SHARDS", default=1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 2)
 
+# How often beat terminates subscriptions whose ending_at has come and swaps due downgrades.
+LIFECYCLE_INTERVAL_SECONDS = env.int("LIFECYCLE_INTERVAL_SECONDS", default=60)
+
 RATING_BEAT_SCHEDULE: dict = {
     "rate-open-windows": {
         "task": "metering.tasks.rate_open_windows",
         "schedule": RATING_INTERVAL_SECONDS,
         "options": {"queue": "rating", "expires": RATING_INTERVAL_SECONDS},
+    },
+    # Lifecycle at an instant (metering.lifecycle), on the rating queue (route
+    # "metering.tasks.*"): both close a final window, which is rating work. A late run
+    # still ends the subscription AT ending_at / the window's end, never at the run's time.
+    "terminate-ended-subscriptions": {
+        "task": "metering.tasks.terminate_ended_subscriptions",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    "apply-due-downgrades": {
+        "task": "metering.tasks.apply_due_downgrades",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
     },
 }
 

@@ -24,6 +24,7 @@ from metering.services.ingest import EventsRejected, StoredEvent, ingest_events
 from metering.services.subscriptions import (
     SubscriptionResult,
     activate_due_subscriptions,
+    apply_due_downgrade,
     create_subscription,
     delete_customer,
     terminate_customer_subscriptions,
@@ -37,6 +38,7 @@ __all__ = [
     "StoredEvent",
     "SubscriptionResult",
     "activate_due_subscriptions",
+    "apply_due_downgrade",
     "create_billable_metric",
     "create_plan",
     "create_subscription",
