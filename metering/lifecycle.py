@@ -9,9 +9,10 @@ Used by the API (terminate, customer delete, plan change) and the beat tasks
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,7 +39,7 @@ def _credit_window_opened_after_end(subscription_id: Any) -> None:
         subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.plan.pay_in_advance,
         amount=sub.flat_amount, currency=sub.currency, interval=sub.plan.interval, anchor=sub.billing_anchor,
         start=sub.current_period_start, period_end=sub.current_period_end, ended_at=sub.terminated_at,
-        credit_note=sub.on_termination_credit_note)
+        credit_note=sub.on_termination_credit_note, trial_end=sub.trial_ends_at)
 
 
 def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None
@@ -94,8 +95,9 @@ def apply_due_downgrades(*, now: datetime | None = None) -> int:
     """Beat (and each rating run): swap pending downgrades whose window has ended."""
     now = now or timezone.now()
     count = 0
+    due = now - timedelta(seconds=settings.RATING_GRACE_SECONDS)
     for subscription_id in Subscription.objects.filter(
-            status=SubscriptionStatus.ACTIVE, next_plan__isnull=False, current_period_end__lte=now
+            status=SubscriptionStatus.ACTIVE, next_plan__isnull=False, current_period_end__lte=due
     ).values_list("id", flat=True):
         with transaction.atomic():
             result = services.apply_due_downgrade(subscription_id=subscription_id, now=now)

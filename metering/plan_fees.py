@@ -53,35 +53,54 @@ def prorated(*, amount: Decimal, interval: str, anchor: datetime, start: datetim
     return units, value
 
 
+def _after_trial(start: datetime, trial_end: datetime | None) -> datetime:
+    return start if trial_end is None else max(start, trial_end)
+
+
+def save(fees: list[PlanFee]) -> None:
+    """Insert ``fees``; one already written for its (subscription, kind, window) is kept."""
+    if fees:
+        PlanFee.objects.bulk_create(fees, ignore_conflicts=True, batch_size=1000)
+
+
 def _write(*, subscription_id: UUID, plan_id: UUID, kind: str, start: datetime, end: datetime,
-           units: Decimal, amount: Decimal, currency: str) -> None:
-    PlanFee.objects.bulk_create([PlanFee(
-        subscription_id=subscription_id, plan_id=plan_id, kind=kind, window_start=start, window_end=end,
-        units=units, amount=amount, currency=currency,
-    )], ignore_conflicts=True)
+           units: Decimal, amount: Decimal, currency: str, into: list[PlanFee] | None) -> None:
+    fee = PlanFee(subscription_id=subscription_id, plan_id=plan_id, kind=kind, window_start=start, window_end=end,
+                  units=units, amount=amount, currency=currency)
+    if into is None:
+        save([fee])
+    else:
+        into.append(fee)
 
 
 def window_opened(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool, amount: Decimal,
-                  currency: str, interval: str, anchor: datetime, start: datetime, end: datetime) -> None:
-    """A window ``[start, end)`` opened: its advance fee (advance plans only)."""
-    if not pay_in_advance or end <= start:
+                  currency: str, interval: str, anchor: datetime, start: datetime, end: datetime,
+                  into: list[PlanFee] | None = None, trial_end: datetime | None = None) -> None:
+    """A window ``[start, end)`` opened: its advance fee (advance plans only), for the part
+    after ``trial_end``. With ``into`` the fee is appended there (the caller ``save``s a
+    batch), else written at once."""
+    billed_from = _after_trial(start, trial_end)
+    if not pay_in_advance or end <= billed_from:
         return
-    units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=start, end=end)
+    units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=billed_from, end=end)
     _write(subscription_id=subscription_id, plan_id=plan_id, kind=PlanFeeKind.SUBSCRIPTION, start=start,
-           end=end, units=units, amount=value, currency=currency)
+           end=end, units=units, amount=value, currency=currency, into=into)
 
 
 def window_closed(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool, amount: Decimal,
                   currency: str, interval: str, anchor: datetime, start: datetime, period_end: datetime,
-                  ended_at: datetime | None, credit_note: str) -> None:
+                  ended_at: datetime | None, credit_note: str, into: list[PlanFee] | None = None,
+                  trial_end: datetime | None = None) -> None:
     """The window ``[start, period_end)`` closed, cut at ``ended_at`` when the subscription
-    ended inside it: the arrears fee of the part used, or the advance credit of the rest."""
+    ended inside it: the arrears fee of the part used, or the advance credit of the rest
+    (in both, the part before ``trial_end`` is free)."""
     end = period_end if ended_at is None else max(min(period_end, ended_at), start)
     if not pay_in_advance:
-        if end > start:
-            units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=start, end=end)
+        billed_from = _after_trial(start, trial_end)
+        if end > billed_from:
+            units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=billed_from, end=end)
             _write(subscription_id=subscription_id, plan_id=plan_id, kind=PlanFeeKind.SUBSCRIPTION,
-                   start=start, end=end, units=units, amount=value, currency=currency)
+                   start=start, end=end, units=units, amount=value, currency=currency, into=into)
         return
     if end >= period_end or credit_note == "skip":
         return
@@ -89,6 +108,9 @@ def window_closed(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool,
                                   window_start=start).exists()
     if not paid:
         return
-    units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=end, end=period_end)
+    unused_from = _after_trial(end, trial_end)
+    if unused_from >= period_end:
+        return
+    units, value = prorated(amount=amount, interval=interval, anchor=anchor, start=unused_from, end=period_end)
     _write(subscription_id=subscription_id, plan_id=plan_id, kind=PlanFeeKind.CREDIT, start=end,
-           end=period_end, units=units, amount=-value, currency=currency)
+           end=period_end, units=units, amount=-value, currency=currency, into=into)

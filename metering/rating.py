@@ -23,13 +23,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
@@ -41,6 +42,7 @@ from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
     Charge,
+    PlanFee,
     RatedUsage,
     RatedUsageState,
     Subscription,
@@ -57,6 +59,12 @@ DEFAULT_CHUNK_SIZE = 2000
 # A subscription idle for years is caught up window by window; this bounds one run.
 MAX_WINDOWS_CLOSED_PER_RUN = 500
 _DEADLOCK_RETRIES = 3
+
+
+def grace_period() -> timedelta:
+    """``RATING_GRACE_SECONDS``: how long after its end a window still takes late usage
+    (ingest accepts events stamped inside it until rating freezes it at end + grace)."""
+    return timedelta(seconds=settings.RATING_GRACE_SECONDS)
 
 
 def cents(amount: Decimal) -> int:
@@ -348,7 +356,7 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
 _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
-    "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note",
+    "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note", "trial_ends_at",
 )
 
 
@@ -369,6 +377,7 @@ class _Sub:
     flat_amount: Decimal = ZERO
     currency: str = ""
     credit_note: str = ""
+    trial_end: datetime | None = None
 
     @property
     def anchor(self) -> datetime:
@@ -382,6 +391,13 @@ class _Sub:
     def window_end(self) -> datetime:
         """End of the window being rated (``windows.window_end``), never before its start."""
         return max(windows.window_end(period_end=self.end, terminated_at=self.terminated_at), self.start)
+
+    def is_due(self, now: datetime) -> bool:
+        """The window closes (freezes) now: its end + ``RATING_GRACE_SECONDS`` has come, or
+        the subscription ended inside it (a termination freezes at once, no grace)."""
+        if self.terminated_at is not None and self.window_end <= now:
+            return True
+        return self.end + grace_period() <= now
 
     @property
     def is_final_window(self) -> bool:
@@ -415,6 +431,7 @@ def _as_sub(row: tuple) -> _Sub:
         flat_amount=values["flat_amount"],
         currency=values["currency"],
         credit_note=values["on_termination_credit_note"],
+        trial_end=values["trial_ends_at"],
     )
 
 
@@ -648,6 +665,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
         state=RatedUsageState.OPEN,
     ).update(state=RatedUsageState.FROZEN)
     opened = []
+    fees: list[PlanFee] = []
     for sub in subs:
         summary.windows_closed += 1
         final = sub.is_final_window
@@ -657,7 +675,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
             subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
             amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
             start=sub.start, period_end=sub.end, ended_at=sub.terminated_at if final else None,
-            credit_note=sub.credit_note)
+            credit_note=sub.credit_note, into=fees, trial_end=sub.trial_end)
         if final:
             sub.frozen_until = sub.terminated_at
         else:
@@ -666,8 +684,9 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
             plan_fees.window_opened(
                 subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
                 amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
-                start=sub.start, end=sub.end)
+                start=sub.start, end=sub.end, into=fees, trial_end=sub.trial_end)
             opened.append(sub)
+    plan_fees.save(fees)
     changed = subs
     Subscription.objects.bulk_update(
         [
@@ -712,17 +731,20 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
         if not opened:
             break
         _rate_current_windows(opened, plans, now, summary)
-        ending = [s for s in opened if s.window_end <= now]
+        ending = [s for s in opened if s.is_due(now)]
         rounds += 1
     return summary
 
 
 def _chunk_query(queryset: QuerySet[Subscription], now: datetime
                  ) -> QuerySet[Subscription, tuple[UUID, UUID, bool]]:
-    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window's end has come) is
-    computed in SQL (no datetimes loaded)."""
+    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window is due to close:
+    ``_Sub.is_due``) is computed in SQL (no datetimes loaded)."""
     return queryset.annotate(
-        _rating_ended=LessThanOrEqual(window_end_expression(), now),
+        _rating_ended=ExpressionWrapper(
+            Q(LessThanOrEqual(window_end_expression(), now), terminated_at__isnull=False)
+            | Q(current_period_end__lte=now - grace_period()),
+            output_field=BooleanField()),
     ).values_list("id", "plan_id", "_rating_ended")
 
 

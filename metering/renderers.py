@@ -81,7 +81,7 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "description": plan.description or None,
         "amount_cents": to_cents(plan.amount),
         "amount_currency": plan.amount_currency,
-        "trial_period": 0.0,  # ok-float (days; Lago's wire type)
+        "trial_period": float(plan.trial_period),  # ok-float (days; Lago's wire type)
         "pay_in_advance": plan.pay_in_advance,
         "bill_charges_monthly": None,
         "bill_fixed_charges_monthly": None,
@@ -115,7 +115,7 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "subscription_at": iso_seconds(subscription.subscription_at),
         "started_at": iso_millis(subscription.started_at),
         "activated_at": iso_seconds(subscription.started_at),
-        "trial_ended_at": None,
+        "trial_ended_at": iso_seconds(subscription.trial_ended_at),
         "ending_at": iso_seconds(subscription.ending_at),
         "terminated_at": iso_seconds(subscription.terminated_at),
         "canceled_at": iso_seconds(subscription.canceled_at),

@@ -17,7 +17,9 @@ from metering import lifecycle, rating, services
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
 def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     """Beat entry point: with RATING_SHARDS > 1, fan out one task per slice of subscriptions."""
-    # Pending downgrades whose window ended swap first, so rating never rolls them over.
+    # Lifecycle at an instant first: subscriptions whose ending_at has come end there, and
+    # pending downgrades whose window ended swap, so rating never rolls them over.
+    lifecycle.terminate_ended_subscriptions()
     lifecycle.apply_due_downgrades()
     shards = settings.RATING_SHARDS
     if shards > 1:
@@ -67,3 +69,9 @@ def terminate_ended_subscriptions() -> int:
 def apply_due_downgrades() -> int:
     """Swap pending downgrades whose window has ended (also run before each rating run)."""
     return lifecycle.apply_due_downgrades()
+
+
+@shared_task(name="metering.tasks.end_trials")
+def end_trials() -> int:
+    """Record ended trials (trial_ended_at) and emit subscription.trial_ended."""
+    return services.end_trials()

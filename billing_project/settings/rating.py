@@ -4,6 +4,11 @@ from .env import env
 
 # How often Celery beat rates every open window (and closes the ones that ended).
 RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
+# Late usage: a window closes (its usage freezes, its arrears fee is written, the next
+# window opens) only this long after its end; until then ingest still accepts events stamped
+# inside it. Events stamped at or after its end belong to the next window. 0 = at the end.
+# A termination (DELETE, ending_at, upgrade) freezes the final window at once.
+RATING_GRACE_SECONDS = env.int("RATING_GRACE_SECONDS", default=0)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 # Each beat run is split into this many tasks (slices of the subscription ids) that the
@@ -27,6 +32,11 @@ RATING_BEAT_SCHEDULE: dict = {
     # still ends the subscription AT ending_at / the window's end, never at the run's time.
     "terminate-ended-subscriptions": {
         "task": "metering.tasks.terminate_ended_subscriptions",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    "end-trials": {
+        "task": "metering.tasks.end_trials",
         "schedule": LIFECYCLE_INTERVAL_SECONDS,
         "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
     },

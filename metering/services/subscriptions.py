@@ -7,10 +7,11 @@ webhook in the outbox in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -143,7 +144,25 @@ def _first_window_opened(subscription: Subscription) -> None:
         subscription_id=subscription.id, plan_id=plan.id, pay_in_advance=plan.pay_in_advance,
         amount=subscription.flat_amount, currency=subscription.currency, interval=plan.interval,
         anchor=subscription.billing_anchor, start=subscription.current_period_start,
-        end=subscription.current_period_end)
+        end=subscription.current_period_end, trial_end=subscription.trial_ends_at)
+
+
+def _trial_end(*, plan: Plan, first_started_at: datetime) -> datetime | None:
+    """End of the plan's trial counted from the first start of the external id (Lago counts
+    an upgraded subscription's trial from the original start)."""
+    if plan.trial_period <= 0:
+        return None
+    return first_started_at + timedelta(seconds=int(plan.trial_period * 86400))
+
+
+def _first_started_at(subscription: Subscription) -> datetime | None:
+    """Start of the first subscription of ``subscription``'s plan-change chain."""
+    started_at = subscription.started_at
+    previous = subscription.previous_subscription
+    while previous is not None:
+        started_at = previous.started_at or started_at
+        previous = previous.previous_subscription
+    return started_at
 
 
 def _activate(subscription: Subscription, *, now: datetime) -> None:
@@ -151,6 +170,7 @@ def _activate(subscription: Subscription, *, now: datetime) -> None:
     started_at = subscription.subscription_at
     model_update(instance=subscription, save=False, data={
         "status": SubscriptionStatus.ACTIVE, "started_at": started_at,
+        "trial_ends_at": _trial_end(plan=subscription.plan, first_started_at=started_at),
         **_window_fields(plan=subscription.plan, billing_time=subscription.billing_time, started_at=started_at,
                          now=now),
     })
@@ -216,7 +236,9 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
         flat_amount=plan.amount, currency=plan.amount_currency, status=SubscriptionStatus.ACTIVE,
         billing_anchor=anchor, current_period_start=start, current_period_end=end,
         previous_subscription=previous,
+        trial_ends_at=_trial_end(plan=plan, first_started_at=_first_started_at(previous) or at),
     )
+    successor.trial_ended_at = previous.trial_ended_at
     successor.save()
     UsageEvent.objects.filter(subscription=previous, timestamp__gte=at).update(subscription=successor)
     _first_window_opened(successor)
@@ -225,13 +247,15 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
 
 
 def apply_due_downgrade(*, subscription_id: Any, now: datetime | None = None) -> SubscriptionResult | None:
-    """Swap a pending downgrade whose window has ended: terminate at the window's end and
-    start the next plan's subscription there (no proration: a full window ended). Caller:
+    """Swap a pending downgrade whose window has ended (plus ``RATING_GRACE_SECONDS``, so its
+    late usage is still taken): terminate at the window's end and start the next plan's
+    subscription there (no proration: a full window ended); events stamped after the end,
+    taken during the grace, move to the new one. Caller:
     ``metering.lifecycle`` (closes the old one's final window in the same transaction)."""
     now = now or timezone.now()
     subscription = _locked_subscriptions().filter(
         pk=subscription_id, status=SubscriptionStatus.ACTIVE, next_plan__isnull=False,
-        current_period_end__lte=now).first()
+        current_period_end__lte=now - timedelta(seconds=settings.RATING_GRACE_SECONDS)).first()
     if subscription is None:
         return None
     plan = subscription.next_plan
@@ -334,3 +358,23 @@ def activate_due_subscriptions(*, now: datetime | None = None) -> int:
             _emit_subscription(subscription, WebhookType.SUBSCRIPTION_STARTED)
             started += 1
     return started
+
+
+def end_trials(*, now: datetime | None = None) -> int:
+    """Beat: record the end of trials that have passed (``trial_ended_at`` = the trial's end,
+    not the run's time) and emit subscription.trial_ended once each."""
+    now = now or timezone.now()
+    ended = 0
+    for subscription_id in Subscription.objects.filter(
+            status=SubscriptionStatus.ACTIVE, trial_ends_at__lte=now, trial_ended_at__isnull=True
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            subscription = _locked_subscriptions().filter(
+                pk=subscription_id, status=SubscriptionStatus.ACTIVE, trial_ended_at__isnull=True).first()
+            if subscription is None:
+                continue
+            subscription.trial_ended_at = subscription.trial_ends_at
+            subscription.save()
+            _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TRIAL_ENDED)
+            ended += 1
+    return ended

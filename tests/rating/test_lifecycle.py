@@ -279,3 +279,99 @@ def test_downgrade_waits_for_the_window_end(api_client, clock):
     assert RatedUsage.objects.get(subscription_id=current["lago_id"]).units == Decimal(1)
     rate(clock, utc(2026, 2, 10))
     assert RatedUsage.objects.get(subscription_id=new["lago_id"]).units == Decimal(1)
+
+
+# --------------------------------------------------------------------------- grace period
+
+
+def test_grace_period_keeps_the_window_open_for_late_usage(api_client, clock, settings):
+    settings.RATING_GRACE_SECONDS = 3600
+    make_plan(api_client, "basic", amount_cents=3000, pay_in_advance=False)
+    sub = subscribe(api_client, "basic")
+    # 00:30 on Feb 1: January ended but is inside its hour of grace: still open.
+    rate(clock, utc(2026, 2, 1, 0, 30))
+    call(api_client, utc(2026, 1, 31, 23, 59), 1)  # late usage of January: accepted
+    call(api_client, utc(2026, 2, 1, 0, 10), 2)  # February's: waits for its window
+    rate(clock, utc(2026, 2, 1, 0, 45))
+    january = RatedUsage.objects.get(subscription_id=sub["lago_id"], window_start=utc(2026, 1, 15))
+    assert (january.state, january.units) == ("open", Decimal(1))
+    assert fees(sub["lago_id"]) == []  # the arrears fee comes with the freeze
+    row = Subscription.objects.get(pk=sub["lago_id"])
+    assert row.current_period_start == utc(2026, 1, 15)
+    # 01:00:05: end + grace has come: January freezes (1 call), February opens with its call.
+    rate(clock, utc(2026, 2, 1, 1, 0, 5))
+    january.refresh_from_db()
+    assert (january.state, january.units, january.window_end) == ("frozen", Decimal(1), utc(2026, 2, 1))
+    february = RatedUsage.objects.get(subscription_id=sub["lago_id"], window_start=utc(2026, 2, 1))
+    assert (february.state, february.units) == ("open", Decimal(1))
+    assert fees(sub["lago_id"]) == [("subscription", "2026-01-15", "2026-02-01", units(17), Decimal("16.451613"))]
+    # Now January is closed: a later event stamped in it is refused.
+    response = api_client.post("/api/v1/events", {"event": {
+        "transaction_id": "tx-late", "external_subscription_id": "sub_1", "code": "calls",
+        "timestamp": int(utc(2026, 1, 31, 23, 0).timestamp())}}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"timestamp": ["period_closed"]}
+
+
+def test_termination_during_grace_freezes_everything_at_once(api_client, clock, settings):
+    settings.RATING_GRACE_SECONDS = 3600
+    make_plan(api_client, "basic", amount_cents=3000, pay_in_advance=False)
+    sub = subscribe(api_client, "basic")
+    call(api_client, utc(2026, 1, 31, 12), 1)
+    call(api_client, utc(2026, 2, 1, 0, 5), 2)
+    clock.now = utc(2026, 2, 1, 0, 20)  # inside January's grace
+    assert api_client.delete("/api/v1/subscriptions/sub_1").status_code == 200
+    rows = {(r.window_start, r.window_end): (r.state, r.units)
+            for r in RatedUsage.objects.filter(subscription_id=sub["lago_id"])}
+    assert rows == {(utc(2026, 1, 15), utc(2026, 2, 1)): ("frozen", Decimal(1)),
+                    (utc(2026, 2, 1), utc(2026, 2, 1, 0, 20)): ("frozen", Decimal(1))}
+    # January 16.451613; Feb 1 00:00-00:20 is 20 min of February's 28 days:
+    # 30 x 1200 / 2419200 = 0.01488095... -> 0.014881.
+    assert [f[4] for f in fees(sub["lago_id"])] == [Decimal("16.451613"), Decimal("0.014881")]
+
+
+# --------------------------------------------------------------------------- trials
+
+
+def test_trial_period_is_free_then_ends_with_a_webhook(api_client, clock):
+    # 31.00 a month in advance, 10-day trial, calendar, started Jan 1.
+    metric = api_client.post("/api/v1/billable_metrics", {"billable_metric": {
+        "name": "calls", "code": "calls", "aggregation_type": "count_agg"}}, format="json").json()
+    response = api_client.post("/api/v1/plans", {"plan": {
+        "name": "trial", "code": "trial", "interval": "monthly", "amount_cents": 3100, "amount_currency": "CAD",
+        "pay_in_advance": True, "trial_period": 10,
+        "charges": [{"billable_metric_id": metric["billable_metric"]["lago_id"], "charge_model": "standard",
+                     "properties": {"amount": "1"}}]}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["plan"]["trial_period"] == 10.0
+    clock.now = utc(2026, 1, 1)
+    sub = subscribe(api_client, "trial")
+    assert sub["trial_ended_at"] is None
+    # January: only Jan 11 - Feb 1 is billed, 21 of 31 days: 31 x 21/31 = 21.00.
+    assert fees(sub["lago_id"]) == [("subscription", "2026-01-01", "2026-02-01", units(21), Decimal("21.000000"))]
+    clock.now = utc(2026, 1, 10, 23)
+    assert tasks.end_trials() == 0
+    clock.now = utc(2026, 1, 11, 0, 1)
+    assert tasks.end_trials() == 1
+    assert tasks.end_trials() == 0  # once
+    [ended] = webhooks("subscription.trial_ended")
+    assert ended["lago_id"] == sub["lago_id"] and ended["trial_ended_at"] == "2026-01-11T00:00:00Z"
+    assert api_client.get("/api/v1/subscriptions/sub_1").json()["subscription"]["trial_ended_at"] == (
+        "2026-01-11T00:00:00Z")
+    rate(clock, utc(2026, 2, 1, 0, 0, 5))  # February: full fee
+    assert fees(sub["lago_id"])[-1][3:] == (Decimal(1), Decimal("31.000000"))
+
+
+def test_termination_inside_the_trial_credits_nothing(api_client, clock):
+    metric = api_client.post("/api/v1/billable_metrics", {"billable_metric": {
+        "name": "calls", "code": "calls", "aggregation_type": "count_agg"}}, format="json").json()
+    api_client.post("/api/v1/plans", {"plan": {
+        "name": "trial", "code": "trial", "interval": "monthly", "amount_cents": 3100, "amount_currency": "CAD",
+        "pay_in_advance": False, "trial_period": 10,
+        "charges": [{"billable_metric_id": metric["billable_metric"]["lago_id"], "charge_model": "standard",
+                     "properties": {"amount": "1"}}]}}, format="json")
+    clock.now = utc(2026, 1, 1)
+    sub = subscribe(api_client, "trial")
+    clock.now = utc(2026, 1, 6)
+    api_client.delete("/api/v1/subscriptions/sub_1")
+    assert fees(sub["lago_id"]) == []  # arrears, ended inside the trial: no base fee at all
