@@ -375,3 +375,25 @@ def test_termination_inside_the_trial_credits_nothing(api_client, clock):
     clock.now = utc(2026, 1, 6)
     api_client.delete("/api/v1/subscriptions/sub_1")
     assert fees(sub["lago_id"]) == []  # arrears, ended inside the trial: no base fee at all
+
+
+def test_pending_subscription_gets_its_advance_fee_when_it_starts(api_client, clock):
+    make_plan(api_client, "basic", amount_cents=3000, pay_in_advance=True)
+    sub = subscribe(api_client, "basic", subscription_at="2026-01-20T00:00:00Z")
+    assert sub["status"] == "pending" and fees(sub["lago_id"]) == []
+    clock.now = utc(2026, 1, 20, 0, 0, 30)
+    assert tasks.activate_due_subscriptions() == 1
+    # Jan 20 - Feb 1: 12 of 31 days: 30 x 12/31 = 11.6129032 -> 11.612903.
+    assert fees(sub["lago_id"]) == [("subscription", "2026-01-20", "2026-02-01", units(12), Decimal("11.612903"))]
+
+
+def test_a_second_downgrade_replaces_the_pending_one(api_client, clock):
+    make_plan(api_client, "pro", amount_cents=5000, pay_in_advance=False)
+    make_plan(api_client, "mid", amount_cents=3000, pay_in_advance=False)
+    make_plan(api_client, "small", amount_cents=1000, pay_in_advance=False)
+    subscribe(api_client, "pro")
+    assert subscribe(api_client, "mid")["next_plan_code"] == "mid"
+    assert subscribe(api_client, "small")["next_plan_code"] == "small"
+    # Compared per month: 120.00 a year is 10.00 a month, cheaper than pro's 50.00: a downgrade too.
+    make_plan(api_client, "yearly", amount_cents=12000, pay_in_advance=False, interval="yearly")
+    assert subscribe(api_client, "yearly")["next_plan_code"] == "yearly"
