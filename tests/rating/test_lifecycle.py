@@ -397,3 +397,23 @@ def test_a_second_downgrade_replaces_the_pending_one(api_client, clock):
     # Compared per month: 120.00 a year is 10.00 a month, cheaper than pro's 50.00: a downgrade too.
     make_plan(api_client, "yearly", amount_cents=12000, pay_in_advance=False, interval="yearly")
     assert subscribe(api_client, "yearly")["next_plan_code"] == "yearly"
+
+
+def test_downgrade_with_grace_swaps_at_end_plus_grace_keeping_late_usage(api_client, clock, settings):
+    settings.RATING_GRACE_SECONDS = 3600
+    make_plan(api_client, "starter", amount_cents=1000, pay_in_advance=False)
+    make_plan(api_client, "pro", amount_cents=5000, pay_in_advance=False)
+    clock.now = utc(2026, 1, 1)
+    current = subscribe(api_client, "pro")
+    subscribe(api_client, "starter")  # pending downgrade
+    rate(clock, utc(2026, 2, 1, 0, 30))  # inside the grace: no swap yet
+    assert Subscription.objects.get(pk=current["lago_id"]).status == "active"
+    call(api_client, utc(2026, 1, 31, 23, 50), 1)  # January's late call: still pro's
+    call(api_client, utc(2026, 2, 1, 0, 20), 2)  # February's: will be starter's
+    rate(clock, utc(2026, 2, 1, 1, 0, 5))
+    old = Subscription.objects.get(pk=current["lago_id"])
+    assert (old.status, old.terminated_at) == ("terminated", utc(2026, 2, 1))
+    assert RatedUsage.objects.get(subscription_id=old.pk).units == Decimal(1)
+    new = Subscription.objects.get(status="active")
+    assert (new.plan.code, new.previous_subscription_id) == ("starter", old.pk)
+    assert RatedUsage.objects.get(subscription_id=new.pk).units == Decimal(1)
