@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
-from .models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage, Subscription, UsageEvent
+from .models import BillableMetric, Charge, ChargeTier, Plan, PlanFee, RatedUsage, Subscription, UsageEvent
 
 
 def money(amount: Decimal | None, currency: str) -> str:
@@ -118,4 +118,29 @@ class RatedUsageAdmin(admin.ModelAdmin):
         return money(rated.amount, rated.subscription.currency)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(PlanFee)
+class PlanFeeAdmin(admin.ModelAdmin):
+    """Base fees written by metering (metering.plan_fees): read-only, final when written."""
+
+    list_display = ("subscription", "kind", "window_start", "window_end", "units", "amount_display",
+                    "odoo_line_id", "created_at")
+    list_filter = ("kind", "subscription__service")
+    search_fields = ("subscription__external_id",)
+    list_select_related = ("subscription__service",)
+    readonly_fields = [f.name for f in PlanFee._meta.fields]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, fee: PlanFee) -> str:
+        return money(fee.amount, fee.currency)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

@@ -68,6 +68,8 @@ class Plan(models.Model):
     amount = models.DecimalField(**AMOUNT, help_text="Flat price per billing period.")
     amount_currency = models.CharField(max_length=3)
     pay_in_advance = models.BooleanField(default=False)
+    # Days from a subscription's start without base fee (Lago's trial_period).
+    trial_period = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     odoo_plan_id = models.PositiveIntegerField(null=True, blank=True)
     odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -204,6 +206,20 @@ class Subscription(models.Model):
     usage_frozen_until = models.DateTimeField(null=True, blank=True, editable=False)
     flat_amount = models.DecimalField(**AMOUNT, help_text="Flat price per period, set explicitly.")
     currency = models.CharField(max_length=3)
+    # Lifecycle (Lago): the subscription this one replaced on a plan change (rendered as
+    # previous_plan_code), the plan a downgrade switches to at the current window's end
+    # (next_plan_code / downgrade_plan_date), and what happens to the unused part of a fee
+    # paid in advance on an early end ("credit" | "refund" | "skip"; "" = not terminated yet).
+    previous_subscription = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True,
+                                              related_name="+", editable=False)
+    next_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                  editable=False)
+    on_termination_credit_note = models.CharField(max_length=8, blank=True, default="")
+    # Trial (plan's trial_period, from the first start of this external id's chain): no base
+    # fee before trial_ends_at; trial_ended_at (Lago) is set, with subscription.trial_ended,
+    # when the beat sees it passed.
+    trial_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
+    trial_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -23,24 +23,26 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from billing_kit.updates import model_update
 from identity.models import Service
-from metering import windows
+from metering import plan_fees, windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
     Charge,
+    PlanFee,
     RatedUsage,
     RatedUsageState,
     Subscription,
@@ -57,6 +59,12 @@ DEFAULT_CHUNK_SIZE = 2000
 # A subscription idle for years is caught up window by window; this bounds one run.
 MAX_WINDOWS_CLOSED_PER_RUN = 500
 _DEADLOCK_RETRIES = 3
+
+
+def grace_period() -> timedelta:
+    """``RATING_GRACE_SECONDS``: how long after its end a window still takes late usage
+    (ingest accepts events stamped inside it until rating freezes it at end + grace)."""
+    return timedelta(seconds=settings.RATING_GRACE_SECONDS)
 
 
 def cents(amount: Decimal) -> int:
@@ -348,6 +356,7 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
 _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
+    "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note", "trial_ends_at",
 )
 
 
@@ -364,11 +373,31 @@ class _Sub:
     end: datetime
     frozen_until: datetime | None
     interval: str
+    pay_in_advance: bool = False
+    flat_amount: Decimal = ZERO
+    currency: str = ""
+    credit_note: str = ""
+    trial_end: datetime | None = None
+
+    @property
+    def anchor(self) -> datetime:
+        """The instant periods count from (the stored anchor, else the default one)."""
+        if self.billing_anchor is not None:
+            return self.billing_anchor
+        return windows.default_anchor(interval=self.interval, billing_time=self.billing_time,
+                                      started_at=self.started_at or self.start)
 
     @property
     def window_end(self) -> datetime:
         """End of the window being rated (``windows.window_end``), never before its start."""
         return max(windows.window_end(period_end=self.end, terminated_at=self.terminated_at), self.start)
+
+    def is_due(self, now: datetime) -> bool:
+        """The window closes (freezes) now: its end + ``RATING_GRACE_SECONDS`` has come, or
+        the subscription ended inside it (a termination freezes at once, no grace)."""
+        if self.terminated_at is not None and self.window_end <= now:
+            return True
+        return self.end + grace_period() <= now
 
     @property
     def is_final_window(self) -> bool:
@@ -398,6 +427,11 @@ def _as_sub(row: tuple) -> _Sub:
         end=values["current_period_end"],
         frozen_until=values["usage_frozen_until"],
         interval=values["plan__interval"],
+        pay_in_advance=values["plan__pay_in_advance"],
+        flat_amount=values["flat_amount"],
+        currency=values["currency"],
+        credit_note=values["on_termination_credit_note"],
+        trial_end=values["trial_ends_at"],
     )
 
 
@@ -631,14 +665,28 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
         state=RatedUsageState.OPEN,
     ).update(state=RatedUsageState.FROZEN)
     opened = []
+    fees: list[PlanFee] = []
     for sub in subs:
         summary.windows_closed += 1
-        if sub.is_final_window:
+        final = sub.is_final_window
+        # The base fee of the window that closes (arrears), or the credit of its unused
+        # part (advance, ended early): same transaction as the freeze.
+        plan_fees.window_closed(
+            subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
+            amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
+            start=sub.start, period_end=sub.end, ended_at=sub.terminated_at if final else None,
+            credit_note=sub.credit_note, into=fees, trial_end=sub.trial_end)
+        if final:
             sub.frozen_until = sub.terminated_at
         else:
             sub.frozen_until = sub.end
             sub.start, sub.end = sub.end, _next_window_end(sub)
+            plan_fees.window_opened(
+                subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
+                amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
+                start=sub.start, end=sub.end, into=fees, trial_end=sub.trial_end)
             opened.append(sub)
+    plan_fees.save(fees)
     changed = subs
     Subscription.objects.bulk_update(
         [
@@ -672,7 +720,10 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
     _rate_current_windows(keys, plans, now, summary)
     if not ending_ids:
         return summary
-    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids).order_by("id")
+    # A window ending with a pending downgrade is closed by the swap (metering.lifecycle),
+    # which terminates the subscription there and starts the next plan's: not rolled over.
+    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids)
+              .filter(Q(next_plan__isnull=True) | Q(terminated_at__isnull=False)).order_by("id")
               .values_list(*_SUB_FIELDS)]
     rounds = 0
     while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:
@@ -680,17 +731,20 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
         if not opened:
             break
         _rate_current_windows(opened, plans, now, summary)
-        ending = [s for s in opened if s.window_end <= now]
+        ending = [s for s in opened if s.is_due(now)]
         rounds += 1
     return summary
 
 
 def _chunk_query(queryset: QuerySet[Subscription], now: datetime
                  ) -> QuerySet[Subscription, tuple[UUID, UUID, bool]]:
-    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window's end has come) is
-    computed in SQL (no datetimes loaded)."""
+    """``(id, plan_id, ended)`` of subscriptions; ``ended`` (the window is due to close:
+    ``_Sub.is_due``) is computed in SQL (no datetimes loaded)."""
     return queryset.annotate(
-        _rating_ended=LessThanOrEqual(window_end_expression(), now),
+        _rating_ended=ExpressionWrapper(
+            Q(LessThanOrEqual(window_end_expression(), now), terminated_at__isnull=False)
+            | Q(current_period_end__lte=now - grace_period()),
+            output_field=BooleanField()),
     ).values_list("id", "plan_id", "_rating_ended")
 
 

@@ -81,7 +81,7 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "description": plan.description or None,
         "amount_cents": to_cents(plan.amount),
         "amount_currency": plan.amount_currency,
-        "trial_period": 0.0,  # ok-float (days; Lago's wire type)
+        "trial_period": float(plan.trial_period),  # ok-float (days; Lago's wire type)
         "pay_in_advance": plan.pay_in_advance,
         "bill_charges_monthly": None,
         "bill_fixed_charges_monthly": None,
@@ -99,6 +99,8 @@ def render_plan(plan: Plan) -> dict[str, Any]:
 def render_subscription(subscription: Subscription) -> dict[str, Any]:
     link = subscription.account_link
     plan = subscription.plan
+    previous = subscription.previous_subscription
+    next_plan = subscription.next_plan
     return {
         "lago_id": str(subscription.id),
         "external_id": subscription.external_id,
@@ -113,17 +115,19 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "subscription_at": iso_seconds(subscription.subscription_at),
         "started_at": iso_millis(subscription.started_at),
         "activated_at": iso_seconds(subscription.started_at),
-        "trial_ended_at": None,
+        "trial_ended_at": iso_seconds(subscription.trial_ended_at),
         "ending_at": iso_seconds(subscription.ending_at),
         "terminated_at": iso_seconds(subscription.terminated_at),
         "canceled_at": iso_seconds(subscription.canceled_at),
         "created_at": iso_seconds(subscription.created_at),
-        "previous_plan_code": None,
-        "next_plan_code": None,
-        "downgrade_plan_date": None,
+        "previous_plan_code": previous.plan.code if previous is not None else None,
+        "next_plan_code": next_plan.code if next_plan is not None else None,
+        # Lago: the date the pending downgrade happens, the current window's end.
+        "downgrade_plan_date": (subscription.current_period_end.date().isoformat()
+                                if next_plan is not None and subscription.current_period_end else None),
         "current_billing_period_started_at": iso_seconds(subscription.current_period_start),
         "current_billing_period_ending_at": iso_seconds(subscription.current_period_end),
-        "on_termination_credit_note": None,
+        "on_termination_credit_note": subscription.on_termination_credit_note or None,
         "on_termination_invoice": "generate",
         "progressive_billing_disabled": False,
         "consolidate_invoice": None,

@@ -11,12 +11,16 @@ from uuid import UUID
 from celery import shared_task
 from django.conf import settings
 
-from metering import rating, services
+from metering import lifecycle, rating, services
 
 
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
 def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     """Beat entry point: with RATING_SHARDS > 1, fan out one task per slice of subscriptions."""
+    # Lifecycle at an instant first: subscriptions whose ending_at has come end there, and
+    # pending downgrades whose window ended swap, so rating never rolls them over.
+    lifecycle.terminate_ended_subscriptions()
+    lifecycle.apply_due_downgrades()
     shards = settings.RATING_SHARDS
     if shards > 1:
         for index in range(shards):
@@ -52,3 +56,22 @@ def _counts(summary: rating.RatingSummary) -> dict[str, int]:
 def activate_due_subscriptions() -> int:
     """Start pending subscriptions whose subscription_at has come (emits subscription.started)."""
     return services.activate_due_subscriptions()
+
+
+@shared_task(name="metering.tasks.terminate_ended_subscriptions")
+def terminate_ended_subscriptions() -> int:
+    """Terminate active subscriptions whose ending_at has come, at ending_at (emits
+    subscription.terminated; their final window is closed in the same transaction)."""
+    return lifecycle.terminate_ended_subscriptions()
+
+
+@shared_task(name="metering.tasks.apply_due_downgrades")
+def apply_due_downgrades() -> int:
+    """Swap pending downgrades whose window has ended (also run before each rating run)."""
+    return lifecycle.apply_due_downgrades()
+
+
+@shared_task(name="metering.tasks.end_trials")
+def end_trials() -> int:
+    """Record ended trials (trial_ended_at) and emit subscription.trial_ended."""
+    return services.end_trials()

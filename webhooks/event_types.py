@@ -22,6 +22,7 @@ class WebhookType(StrEnum):
     SUBSCRIPTION_UPDATED = "subscription.updated"
     SUBSCRIPTION_TERMINATED = "subscription.terminated"
     SUBSCRIPTION_CANCELED = "subscription.canceled"
+    SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
     INVOICE_CREATED = "invoice.created"
     INVOICE_PAYMENT_STATUS_UPDATED = "invoice.payment_status_updated"
     INVOICE_VOIDED = "invoice.voided"

@@ -4,6 +4,11 @@ from .env import env
 
 # How often Celery beat rates every open window (and closes the ones that ended).
 RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
+# Late usage: a window closes (its usage freezes, its arrears fee is written, the next
+# window opens) only this long after its end; until then ingest still accepts events stamped
+# inside it. Events stamped at or after its end belong to the next window. 0 = at the end.
+# A termination (DELETE, ending_at, upgrade) freezes the final window at once.
+RATING_GRACE_SECONDS = env.int("RATING_GRACE_SECONDS", default=0)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 # Each beat run is split into this many tasks (slices of the subscription ids) that the
@@ -13,11 +18,32 @@ RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 RATING_SHARDS = env.int(
     "RATING_SHARDS", default=1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 2)
 
+# How often beat terminates subscriptions whose ending_at has come and swaps due downgrades.
+LIFECYCLE_INTERVAL_SECONDS = env.int("LIFECYCLE_INTERVAL_SECONDS", default=60)
+
 RATING_BEAT_SCHEDULE: dict = {
     "rate-open-windows": {
         "task": "metering.tasks.rate_open_windows",
         "schedule": RATING_INTERVAL_SECONDS,
         "options": {"queue": "rating", "expires": RATING_INTERVAL_SECONDS},
+    },
+    # Lifecycle at an instant (metering.lifecycle), on the rating queue (route
+    # "metering.tasks.*"): both close a final window, which is rating work. A late run
+    # still ends the subscription AT ending_at / the window's end, never at the run's time.
+    "terminate-ended-subscriptions": {
+        "task": "metering.tasks.terminate_ended_subscriptions",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    "end-trials": {
+        "task": "metering.tasks.end_trials",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    "apply-due-downgrades": {
+        "task": "metering.tasks.apply_due_downgrades",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
     },
 }
 

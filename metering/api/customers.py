@@ -23,7 +23,7 @@ from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
 from identity.models import AccountLink, Service
 from identity.renderers import render_customer
-from metering import selectors, services
+from metering import lifecycle, selectors, services
 from metering.event_schema import canonical_decimal
 from metering.models import SubscriptionStatus
 from metering.pricing import quantize_amount
@@ -66,7 +66,7 @@ class CustomerDetailView(ServiceAPIView):
                    responses={200: LAGO_OBJECT, **ERRORS},
                    description="Soft delete: terminates the customer's subscriptions in this service.")
     def delete(self, request: Request, external_id: str) -> Response:
-        link = services.delete_customer(link=get_link_or_404(self.service, external_id))
+        link = lifecycle.delete_customer(link=get_link_or_404(self.service, external_id))
         return Response({"customer": render_customer(link)})
 
 

@@ -64,10 +64,10 @@ class PlanInput(serializers.Serializer):
     amount_cents = serializers.IntegerField(min_value=0, max_value=10**15)
     amount_currency = serializers.RegexField(r"^[A-Z]{3}$")
     pay_in_advance = serializers.BooleanField(required=False, allow_null=True)
-    trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, required=False, allow_null=True)
+    # Days without base fee from the subscription's start (metering.plan_fees; Lago float).
+    trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False,
+                                            allow_null=True)
     charges = ChargeInput(many=True, required=False, allow_null=True)
-
-    validate_trial_period = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):

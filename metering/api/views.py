@@ -29,7 +29,7 @@ from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from identity.authentication import CachedApiKeyAuthentication
 from identity.models import Service
-from metering import event_schema, selectors, services
+from metering import event_schema, lifecycle, selectors, services
 from metering.api.customers import SUBSCRIPTION_STATUSES, requested_statuses
 from metering.api.inputs import (
     BillableMetricInput,
@@ -178,7 +178,7 @@ class SubscriptionListView(ServiceAPIView):
     def post(self, request: Request) -> Response:
         payload = SubscriptionInput(data=require_root(request, "subscription"))
         payload.is_valid(raise_exception=True)
-        result = services.create_subscription(service=self.service, data=payload.validated_data)
+        result = lifecycle.create_subscription(service=self.service, data=payload.validated_data)
         return Response({"subscription": render_subscription(result.subscription)})
 
     @documented(operation_id="subscriptions_list",
@@ -221,15 +221,22 @@ class SubscriptionDetailView(ServiceAPIView):
         parameters=[SUBSCRIPTION_ID],
         query=[QueryParam("status", "pending cancels a pending subscription (default: active).",
                           enum=["active", "pending"]),
-               QueryParam("on_termination_credit_note", "Accepted for compatibility; credit notes are Odoo's."),
+               QueryParam("on_termination_credit_note",
+                          "Advance plans: credit (default) or refund give back the unused part of the period's"
+                          " fee as a credit line; skip gives nothing back. offset is treated as credit.",
+                          enum=["credit", "refund", "skip", "offset"]),
                QueryParam("on_termination_invoice", "Accepted for compatibility; the final window is rated.")],
         responses={200: LAGO_OBJECT, **ERRORS})
     def delete(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
             raise ValidationFailed({"status": [ErrorCode.VALUE_IS_INVALID]})
+        credit_note = self.query(request).get("on_termination_credit_note") or None
+        if credit_note not in (None, "credit", "refund", "skip", "offset"):
+            raise ValidationFailed({"on_termination_credit_note": [ErrorCode.VALUE_IS_INVALID]})
         subscription = subscription_or_404(self.service, external_id, status)
-        subscription = services.terminate_subscription(subscription=subscription)
+        # Closes the final window at once (usage frozen, final fee or credit written).
+        subscription = lifecycle.terminate_subscription(subscription=subscription, credit_note=credit_note)
         return Response({"subscription": render_subscription(subscription)})
 
 

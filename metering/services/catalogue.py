@@ -173,6 +173,7 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
                 description=data.get("description") or "", interval=data["interval"],
                 amount=_plan_amount(data), amount_currency=data["amount_currency"],
                 pay_in_advance=bool(data.get("pay_in_advance") or False),
+                trial_period=data.get("trial_period") or 0,  # lifecycle engineer (#12): trials
             )
             _write_charges(plan=plan, specs=specs, replace=False)
     except IntegrityError:
@@ -184,7 +185,8 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
     """Updates the given fields; ``charges``, when sent, is the plan's complete charge list."""
     specs = (_resolve_charges(service=plan.service, charges=data["charges"])
              if data.get("charges") is not None else None)
-    changes = {field: data[field] for field in ("name", "code", "interval", "amount_currency", "pay_in_advance")
+    changes = {field: data[field] for field in ("name", "code", "interval", "amount_currency", "pay_in_advance",
+                                                "trial_period")  # trial_period: lifecycle engineer (#12)
                if data.get(field) is not None}
     changes.update({field: data[field] or "" for field in ("description", "invoice_display_name")
                     if field in data})

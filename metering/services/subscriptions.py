@@ -7,9 +7,11 @@ webhook in the outbox in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -18,13 +20,14 @@ from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.updates import model_update
 from identity import services as identity_services
 from identity.models import AccountLink, Service
-from metering import windows
+from metering import plan_fees, windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     Plan,
     Subscription,
     SubscriptionMode,
     SubscriptionStatus,
+    UsageEvent,
 )
 from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
@@ -59,7 +62,8 @@ def _locked_subscriptions() -> QuerySet[Subscription]:
     are what every other subscription's writes and usage-event foreign keys need.
     """
     return (Subscription.objects.select_for_update(of=("self",))
-            .select_related("plan", "account_link__customer", "service")
+            .select_related("plan", "account_link__customer", "service", "previous_subscription__plan",
+                            "next_plan")
             .prefetch_related(charges_prefetch(lookup="plan__charges")))
 
 
@@ -72,6 +76,9 @@ def _open_subscription(*, service: Service, external_id: str) -> Subscription | 
 class SubscriptionResult:
     subscription: Subscription
     created: bool
+    # Subscriptions this call terminated (an upgrade ends the current one): their final
+    # window is to be closed in the same transaction (metering.lifecycle does it).
+    ended: tuple[Subscription, ...] = ()
 
 
 def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None
@@ -101,8 +108,12 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         if existing.account_link_id != link.id:
             raise ValidationFailed({"external_id": [ErrorCode.VALUE_ALREADY_EXIST]})
         if existing.plan_id == plan.id:
+            if existing.next_plan_id is not None:  # back to the current plan: no downgrade
+                existing.next_plan = None
+                existing.save()
+                _emit_subscription(existing, WebhookType.SUBSCRIPTION_UPDATED)
             return SubscriptionResult(existing, created=False)
-        return SubscriptionResult(_change_plan(subscription=existing, plan=plan, now=now), created=False)
+        return _change_plan(subscription=existing, plan=plan, now=now)
 
     # Whole seconds: an app that starts a subscription and immediately sends usage stamped
     # with Unix seconds must not see its first event refused as "before start".
@@ -119,8 +130,39 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         _activate(subscription, now=now)
     subscription.save()
     if subscription.status == SubscriptionStatus.ACTIVE:
+        _first_window_opened(subscription)
         _emit_subscription(subscription, WebhookType.SUBSCRIPTION_STARTED)
     return SubscriptionResult(subscription, created=True)
+
+
+def _first_window_opened(subscription: Subscription) -> None:
+    """The advance fee of the first window (saved subscription; advance plans only)."""
+    plan = subscription.plan
+    assert subscription.billing_anchor is not None and subscription.current_period_start is not None
+    assert subscription.current_period_end is not None
+    plan_fees.window_opened(
+        subscription_id=subscription.id, plan_id=plan.id, pay_in_advance=plan.pay_in_advance,
+        amount=subscription.flat_amount, currency=subscription.currency, interval=plan.interval,
+        anchor=subscription.billing_anchor, start=subscription.current_period_start,
+        end=subscription.current_period_end, trial_end=subscription.trial_ends_at)
+
+
+def _trial_end(*, plan: Plan, first_started_at: datetime) -> datetime | None:
+    """End of the plan's trial counted from the first start of the external id (Lago counts
+    an upgraded subscription's trial from the original start)."""
+    if plan.trial_period <= 0:
+        return None
+    return first_started_at + timedelta(seconds=int(plan.trial_period * 86400))
+
+
+def _first_started_at(subscription: Subscription) -> datetime | None:
+    """Start of the first subscription of ``subscription``'s plan-change chain."""
+    started_at = subscription.started_at
+    previous = subscription.previous_subscription
+    while previous is not None:
+        started_at = previous.started_at or started_at
+        previous = previous.previous_subscription
+    return started_at
 
 
 def _activate(subscription: Subscription, *, now: datetime) -> None:
@@ -128,30 +170,100 @@ def _activate(subscription: Subscription, *, now: datetime) -> None:
     started_at = subscription.subscription_at
     model_update(instance=subscription, save=False, data={
         "status": SubscriptionStatus.ACTIVE, "started_at": started_at,
+        "trial_ends_at": _trial_end(plan=subscription.plan, first_started_at=started_at),
         **_window_fields(plan=subscription.plan, billing_time=subscription.billing_time, started_at=started_at,
                          now=now),
     })
 
 
-def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> Subscription:
-    """Upgrade/downgrade in place, effective for the current window (never reopening a
-    closed one: the window start only moves forward)."""
-    interval_changed = subscription.plan.interval != plan.interval
-    subscription.plan = plan
-    subscription.flat_amount = plan.amount
-    subscription.currency = plan.amount_currency
-    if interval_changed and subscription.status == SubscriptionStatus.ACTIVE and subscription.started_at:
-        fields = _window_fields(plan=plan, billing_time=subscription.billing_time,
-                                started_at=subscription.started_at, now=now)
-        start = max(fields["current_period_start"], subscription.current_period_start or fields[
-            "current_period_start"])
-        subscription.billing_anchor = fields["billing_anchor"]
-        subscription.current_period_start = start
-        subscription.current_period_end = max(fields["current_period_end"], start + (
-            fields["current_period_end"] - fields["current_period_start"]))
-    subscription.save()
-    _emit_subscription(subscription, WebhookType.SUBSCRIPTION_UPDATED)
-    return subscription
+_MONTHS_PER_PERIOD = {"weekly": Decimal(12) / Decimal(52), "monthly": Decimal(1), "quarterly": Decimal(3),
+                      "yearly": Decimal(12)}
+
+
+def is_upgrade(*, current: Plan, new: Plan) -> bool:
+    """Lago: a plan whose price per period, normalised by its interval (here per month), is
+    at least the current one's is an upgrade (applied now); a cheaper one is a downgrade
+    (applied at the end of the current window)."""
+    return new.amount / _MONTHS_PER_PERIOD[new.interval] >= current.amount / _MONTHS_PER_PERIOD[current.interval]
+
+
+def _change_plan(*, subscription: Subscription, plan: Plan, now: datetime) -> SubscriptionResult:
+    """Lago's plan change of the active (or pending) subscription with this external id.
+
+    * pending: the plan is replaced (nothing was billed yet);
+    * upgrade: the current subscription is terminated now and a NEW one (new lago_id, same
+      external id and customer) starts now on the new plan (``previous_plan_code``);
+    * downgrade: the plan is stored as pending (``next_plan_code``, ``downgrade_plan_date``)
+      and swapped at the end of the current window (``apply_due_downgrade``); a second change
+      replaces it.
+    """
+    if subscription.status == SubscriptionStatus.PENDING:
+        subscription.plan = plan
+        subscription.flat_amount = plan.amount
+        subscription.currency = plan.amount_currency
+        if subscription.billing_anchor is not None:
+            subscription.billing_anchor = None
+        subscription.save()
+        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_UPDATED)
+        return SubscriptionResult(subscription, created=False)
+    if not is_upgrade(current=subscription.plan, new=plan):
+        subscription.next_plan = plan
+        subscription.save()
+        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_UPDATED)
+        return SubscriptionResult(subscription, created=False)
+    instant = max(now.replace(microsecond=0), subscription.started_at or now)
+    _terminate(subscription, at=instant, credit_note=None)
+    successor = _successor(subscription, plan=plan, at=instant, now=now)
+    return SubscriptionResult(successor, created=False, ended=(subscription,))
+
+
+def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetime) -> Subscription:
+    """The subscription that replaces ``previous`` (terminated at ``at``) on ``plan`` from ``at``.
+
+    Lago keeps ``subscription_at`` (so anniversary periods keep their day) and starts the new
+    one at the change: its first window is ``[at, end of the period containing at)``.
+    Events already stored for ``previous`` at or after ``at`` (none, usually) move to it:
+    they were never rated (``previous``'s last window ends at ``at``).
+    """
+    anchor = windows.default_anchor(interval=plan.interval, billing_time=previous.billing_time,
+                                    started_at=previous.subscription_at)
+    start, end = windows.subscription_window(interval=plan.interval, billing_time=previous.billing_time,
+                                             started_at=at, at=at, anchor=anchor)
+    successor = Subscription(
+        service=previous.service, account_link=previous.account_link, external_id=previous.external_id,
+        name=previous.name, plan=plan, mode=previous.mode, billing_time=previous.billing_time,
+        subscription_at=previous.subscription_at, started_at=at, ending_at=previous.ending_at,
+        flat_amount=plan.amount, currency=plan.amount_currency, status=SubscriptionStatus.ACTIVE,
+        billing_anchor=anchor, current_period_start=start, current_period_end=end,
+        previous_subscription=previous,
+        trial_ends_at=_trial_end(plan=plan, first_started_at=_first_started_at(previous) or at),
+    )
+    successor.trial_ended_at = previous.trial_ended_at
+    successor.save()
+    UsageEvent.objects.filter(subscription=previous, timestamp__gte=at).update(subscription=successor)
+    _first_window_opened(successor)
+    _emit_subscription(successor, WebhookType.SUBSCRIPTION_STARTED)
+    return successor
+
+
+def apply_due_downgrade(*, subscription_id: Any, now: datetime | None = None) -> SubscriptionResult | None:
+    """Swap a pending downgrade whose window has ended (plus ``RATING_GRACE_SECONDS``, so its
+    late usage is still taken): terminate at the window's end and start the next plan's
+    subscription there (no proration: a full window ended); events stamped after the end,
+    taken during the grace, move to the new one. Caller:
+    ``metering.lifecycle`` (closes the old one's final window in the same transaction)."""
+    now = now or timezone.now()
+    subscription = _locked_subscriptions().filter(
+        pk=subscription_id, status=SubscriptionStatus.ACTIVE, next_plan__isnull=False,
+        current_period_end__lte=now - timedelta(seconds=settings.RATING_GRACE_SECONDS)).first()
+    if subscription is None:
+        return None
+    plan = subscription.next_plan
+    assert plan is not None and subscription.current_period_end is not None
+    boundary = subscription.current_period_end
+    _terminate(subscription, at=boundary, credit_note=None)
+    successor = _successor(subscription, plan=plan, at=boundary, now=now)
+    return SubscriptionResult(successor, created=False, ended=(subscription,))
 
 
 @transaction.atomic
@@ -172,14 +284,34 @@ def update_subscription(*, subscription: Subscription, data: dict[str, Any], now
             _activate(subscription, now=now)
             started = True
     subscription.save()
+    if started:
+        _first_window_opened(subscription)
     _emit_subscription(
         subscription, WebhookType.SUBSCRIPTION_STARTED if started else WebhookType.SUBSCRIPTION_UPDATED)
     return subscription
 
 
+def _terminate(subscription: Subscription, *, at: datetime, credit_note: str | None) -> None:
+    """Active -> terminated at ``at`` (saved, subscription.terminated emitted)."""
+    if credit_note is None:
+        credit_note = "credit" if subscription.plan.pay_in_advance else ""
+    subscription.status = SubscriptionStatus.TERMINATED
+    subscription.terminated_at = at
+    subscription.next_plan = None
+    subscription.on_termination_credit_note = credit_note
+    subscription.save()
+    _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TERMINATED)
+
+
 @transaction.atomic
-def terminate_subscription(*, subscription: Subscription, now: datetime | None = None) -> Subscription:
-    """Active → terminated now (its last window is rated up to now); pending → canceled."""
+def terminate_subscription(*, subscription: Subscription, now: datetime | None = None,
+                           at: datetime | None = None, credit_note: str | None = None) -> Subscription:
+    """Active -> terminated at ``at`` (default now); pending -> canceled.
+
+    ``credit_note`` is Lago's ``on_termination_credit_note`` (default ``credit`` for a plan
+    paid in advance). The final window is closed by the caller in the same transaction
+    (``metering.lifecycle.terminate_subscription``).
+    """
     now = now or timezone.now()
     subscription = _locked_subscriptions().get(pk=subscription.pk)
     if subscription.status == SubscriptionStatus.PENDING:
@@ -188,28 +320,25 @@ def terminate_subscription(*, subscription: Subscription, now: datetime | None =
         subscription.save()
         _emit_subscription(subscription, WebhookType.SUBSCRIPTION_CANCELED)
     elif subscription.status == SubscriptionStatus.ACTIVE:
-        subscription.status = SubscriptionStatus.TERMINATED
-        subscription.terminated_at = now
-        subscription.save()
-        _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TERMINATED)
+        _terminate(subscription, at=at or now, credit_note=credit_note)
     return subscription
 
 
-def terminate_customer_subscriptions(*, link: AccountLink) -> None:
-    for subscription in Subscription.objects.filter(account_link=link).exclude(
-            status__in=CLOSED_SUBSCRIPTION_STATUSES):
-        terminate_subscription(subscription=subscription)
+def terminate_customer_subscriptions(*, link: AccountLink) -> list[Subscription]:
+    return [terminate_subscription(subscription=subscription) for subscription in
+            Subscription.objects.filter(account_link=link).exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)]
 
 
 @transaction.atomic
-def delete_customer(*, link: AccountLink) -> AccountLink:
-    """Lago's customer DELETE: end the account's subscriptions, then soft-delete it.
+def delete_customer(*, link: AccountLink) -> tuple[AccountLink, list[Subscription]]:
+    """Lago's customer DELETE: end the account's subscriptions, then soft-delete it;
+    returns it and the subscriptions ended (``metering.lifecycle`` closes their windows).
 
     One transaction: a failure after the subscriptions ended must not leave a customer
     without subscriptions who still looks active (or the reverse).
     """
-    terminate_customer_subscriptions(link=link)
-    return identity_services.delete_customer(link=link)
+    ended = terminate_customer_subscriptions(link=link)
+    return identity_services.delete_customer(link=link), ended
 
 
 def activate_due_subscriptions(*, now: datetime | None = None) -> int:
@@ -225,6 +354,27 @@ def activate_due_subscriptions(*, now: datetime | None = None) -> int:
                 continue
             _activate(subscription, now=now)
             subscription.save()
+            _first_window_opened(subscription)
             _emit_subscription(subscription, WebhookType.SUBSCRIPTION_STARTED)
             started += 1
     return started
+
+
+def end_trials(*, now: datetime | None = None) -> int:
+    """Beat: record the end of trials that have passed (``trial_ended_at`` = the trial's end,
+    not the run's time) and emit subscription.trial_ended once each."""
+    now = now or timezone.now()
+    ended = 0
+    for subscription_id in Subscription.objects.filter(
+            status=SubscriptionStatus.ACTIVE, trial_ends_at__lte=now, trial_ended_at__isnull=True
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            subscription = _locked_subscriptions().filter(
+                pk=subscription_id, status=SubscriptionStatus.ACTIVE, trial_ended_at__isnull=True).first()
+            if subscription is None:
+                continue
+            subscription.trial_ended_at = subscription.trial_ends_at
+            subscription.save()
+            _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TRIAL_ENDED)
+            ended += 1
+    return ended

@@ -25,7 +25,6 @@ def error_details(response, status=422):
      "expression"),
     ("/api/v1/billable_metrics", "billable_metric", {**METRIC, "filters": FILTERS},
      "filters"),
-    ("/api/v1/plans", "plan", {**PLAN, "trial_period": 14}, "trial_period"),
     ("/api/v1/subscriptions", "subscription", {**SUBSCRIPTION, "plan_overrides": {"amount_cents": 1}},
      "plan_overrides"),
 ])
@@ -40,14 +39,14 @@ def test_refused_features_on_update(api_client, subscription):
     metric = api_client.put("/api/v1/billable_metrics/cpu_seconds",
                             {"billable_metric": {"filters": FILTERS}}, format="json")
     assert error_details(metric) == {"filters": ["not_supported"]}
-    plan = api_client.put("/api/v1/plans/starter", {"plan": {"trial_period": 1}}, format="json")
-    assert error_details(plan) == {"trial_period": ["not_supported"]}
     sub = api_client.put("/api/v1/subscriptions/sub_1",
                          {"subscription": {"plan_overrides": {"amount_cents": 1}}}, format="json")
     assert error_details(sub) == {"plan_overrides": ["not_supported"]}
-    # An empty value overrides nothing and is accepted.
-    accepted = api_client.put("/api/v1/plans/starter", {"plan": {"trial_period": 0}}, format="json")
-    assert accepted.status_code == 200
+    # trial_period is supported since #12 (metering.plan_fees, tests/rating/test_lifecycle.py).
+    accepted = api_client.put("/api/v1/plans/starter", {"plan": {"trial_period": 1}}, format="json")
+    assert accepted.status_code == 200 and accepted.json()["plan"]["trial_period"] == 1.0
+    refused = api_client.put("/api/v1/plans/starter", {"plan": {"trial_period": -1}}, format="json")
+    assert refused.status_code == 422 and "trial_period" in error_details(refused)
 
 
 def test_recurring_is_refused_where_the_aggregation_cannot_carry_over(api_client):

@@ -111,13 +111,18 @@ class TestSubscriptions:
         assert response.status_code == 422 and details(response) == {"external_id": ["value_already_exist"]}
 
     def test_another_plan_changes_the_plan(self, api_client, subscription):
+        # Lago: "pro" costs as much as "starter" (10.00 a month), so it is an upgrade: the
+        # current subscription is terminated now and a NEW one (new lago_id, same external
+        # id) starts on "pro" with previous_plan_code "starter".
         create_catalogue(api_client, metric_code="gb", plan_code="pro")
         response = api_client.post("/api/v1/subscriptions", {"subscription": {
             "external_customer_id": "cus_1", "plan_code": "pro", "external_id": "sub_1"}}, format="json")
         assert response.status_code == 200
-        assert response.json()["subscription"]["lago_id"] == subscription["lago_id"]
-        assert response.json()["subscription"]["plan_code"] == "pro"
-        assert Subscription.objects.get().plan.code == "pro"
+        body = response.json()["subscription"]
+        assert body["lago_id"] != subscription["lago_id"]
+        assert body["plan_code"] == "pro" and body["previous_plan_code"] == "starter"
+        assert Subscription.objects.get(status="active").plan.code == "pro"
+        assert Subscription.objects.get(pk=subscription["lago_id"]).status == "terminated"
 
     def test_future_subscription_is_pending_and_cancelable(self, api_client, catalogue):
         future = (timezone.now() + timedelta(days=3)).isoformat()
@@ -161,8 +166,10 @@ class TestEventValidation:
         api_client.delete("/api/v1/subscriptions/sub_1")
         response = post_event(api_client, timestamp=str(int(time.time()) + 5))
         assert response.status_code == 422 and details(response) == {"timestamp": ["after_subscription_end"]}
-        # ...while usage from before the termination is still accepted.
-        assert post_event(api_client, timestamp=str(int(time.time()) - 60)).status_code == 200
+        # ...and usage from before the termination too: the termination closed (froze) the
+        # final window at once, so that the final invoice is exact (issue #12).
+        response = post_event(api_client, timestamp=str(int(time.time()) - 60))
+        assert response.status_code == 422 and details(response) == {"timestamp": ["period_closed"]}
 
     def test_before_the_open_window_is_period_closed(self, api_client, subscription):
         window_start = Subscription.objects.get().current_period_start
