@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
+from billing_kit.formatting import to_cents
 from billing_kit.updates import model_update
 from identity.models import Service
 from metering import windows
@@ -69,9 +70,10 @@ MAX_WINDOWS_CLOSED_PER_RUN = 500
 _DEADLOCK_RETRIES = 3
 
 
-def cents(amount: Decimal) -> int:
-    """Integer minor units of a 6-dp amount: the single, presentation-time cent rounding."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+def cents(amount: Decimal, currency: str | None = None) -> int:
+    """Integer minor units of a 6-dp amount (ISO 4217 exponent of ``currency``, 2 when None):
+    the single, presentation-time rounding (``billing_kit.formatting.to_cents``)."""
+    return to_cents(amount, currency)
 
 
 # --------------------------------------------------------------------------- results
@@ -84,10 +86,11 @@ class ChargeUsage:
     billable_units: Decimal  # after free units
     amount: Decimal  # 6 dp
     events_count: int
+    currency: str | None = None  # the subscription's; minor units follow its ISO 4217 exponent
 
     @property
     def amount_cents(self) -> int:
-        return cents(self.amount)
+        return cents(self.amount, self.currency)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class UsageResult:
 
     @property
     def amount_cents(self) -> int:
-        return cents(self.amount)
+        return cents(self.amount, self.currency)
 
     @property
     def events_count(self) -> int:
@@ -528,7 +531,7 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     for spec in specs:
         units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
         billable, amount = _price(spec, units, kept.get((str(subscription.id), spec.charge_key)))
-        usages.append(ChargeUsage(spec.charge, units, billable, amount, count))
+        usages.append(ChargeUsage(spec.charge, units, billable, amount, count, subscription.currency))
     return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
 
 

@@ -16,7 +16,7 @@ from django.db.models import F, ProtectedError
 from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents
 from billing_kit.updates import model_update
-from identity.models import Service
+from identity.models import Customer, Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -323,13 +323,25 @@ def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> 
 # --------------------------------------------------------------------------- currencies
 
 
-def check_currency_compatible(*, customer_currency: str | None, plan: Plan) -> None:
-    """Lago (Subscriptions::CreateService via Customers::UpdateCurrencyService): a customer
-    whose currency is set can only subscribe to plans in that currency; 422
-    ``{"currency": ["currencies_does_not_match"]}``. A customer without a currency takes the
-    plan's (the caller sets it)."""
-    if customer_currency and customer_currency.upper() != plan.amount_currency.upper():
+def check_currency_compatible(*, customer: Customer, plan: Plan) -> bool:
+    """Lago's rule when a customer subscribes (Subscriptions::CreateService through
+    Customers::UpdateCurrencyService): the plan's currency must be the customer's.
+
+    Returns False when the currencies match; True when the customer takes the plan's
+    currency (the caller sets ``customer.currency = plan.amount_currency`` and saves it):
+    Lago assigns the currency of the first plan to a customer without one. Raises 422
+    ``{"currency": ["currencies_does_not_match"]}`` when the customer already has a
+    subscription (any status, any service: its bills are in the customer's currency).
+
+    Difference from Lago: ``Customer.currency`` is never empty here (it defaults to CAD), so
+    "no currency yet" is read as "no subscription yet"; a customer who sent ``currency`` but
+    never subscribed takes the plan's currency instead of being refused.
+    """
+    if customer.currency.upper() == plan.amount_currency.upper():
+        return False
+    if Subscription.objects.filter(account_link__customer=customer).exists():
         raise ValidationFailed({"currency": [ErrorCode.CURRENCIES_DOES_NOT_MATCH]})
+    return True
 
 
 @transaction.atomic
