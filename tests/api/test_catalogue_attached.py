@@ -172,3 +172,29 @@ def test_a_charge_added_mid_window_bills_from_the_next_window(api_client, catalo
     rating.rate_open_windows(now=w2 + 2 * DAY)
     gb_rows = {r.window_start: r.amount for r in RatedUsage.objects.filter(charge__metric__code="gb")}
     assert gb_rows == {w2: D("2")}
+
+
+def test_a_plan_in_use_accepts_its_locked_fields_resent_unchanged(api_client, subscription):
+    response = api_client.put("/api/v1/plans/starter", {"plan": {
+        "name": "Starter 2", "code": "starter", "interval": "monthly", "amount_currency": "CAD",
+        "pay_in_advance": False}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["plan"]["name"] == "Starter 2"
+
+
+def test_a_minimum_added_mid_window_applies_from_the_next_window(api_client, catalogue):
+    """min_amount_cents 500 (CAD 5.00) added while 7,200 s (0.015) are rated: the open window
+    stays 0.015; the next window, without usage, owes the 5.00 minimum."""
+    create_subscription(api_client)
+    w1, w2 = current_window()
+    post_event(api_client, "w1-1", w1, 7200)
+    rating.rate_open_windows(now=w1 + SECOND)
+    response = api_client.put("/api/v1/plans/starter", {"plan": {"charges": [
+        {"billable_metric_id": catalogue["charges"][0]["lago_billable_metric_id"], "charge_model": "standard",
+         "properties": {"amount": "0.0075", "unit_batch": 3600}, "min_amount_cents": 500}]}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["plan"]["charges"][0]["min_amount_cents"] == 500
+    rating.rate_open_windows(now=w1 + 2 * SECOND)
+    assert amounts() == {w1: D("0.015")}
+    rating.rate_open_windows(now=w2 + SECOND)
+    assert amounts() == {w1: D("0.015"), w2: D("5")}
