@@ -69,6 +69,16 @@ class ErrorCode(StrEnum):
     NO_EVENTS = "no_events"
     BEFORE_SUBSCRIPTION_START = "before_subscription_start"
     AFTER_SUBSCRIPTION_END = "after_subscription_end"
+    # --- #12 catalogue (lifecycle-catalogue): Lago's "attached" rules and currencies ---
+    # A plan with subscriptions: ``interval``/``amount_currency``/``code``/``pay_in_advance``/
+    # ``trial_period`` and its charges' ``charge_model`` are frozen (lago-api ``plan_locked``).
+    PLAN_LOCKED = "plan_locked"
+    # A metric used by a charge of a plan with subscriptions: ``code``, ``aggregation_type``,
+    # ``field_name``, ``recurring`` and its rounding are frozen.
+    BILLABLE_METRIC_LOCKED = "billable_metric_locked"
+    # The customer's currency differs from the plan's (lago-api ``currencies_does_not_match``).
+    CURRENCIES_DOES_NOT_MATCH = "currencies_does_not_match"
+    # --- end #12 catalogue ---
 
 
 class BillingError(Exception):

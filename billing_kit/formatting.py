@@ -20,7 +20,31 @@ def iso_millis(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def to_cents(amount: Decimal) -> int:
-    """Integer minor units, rounded half up once, at presentation."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+# ISO 4217 minor-unit exponents that are not 2 (every other code has 2 decimals: USD, CAD, EUR).
+_EXPONENTS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                     "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+
+
+def minor_unit_exponent(currency: str | None) -> int:
+    """Decimals of ``currency``'s minor unit (ISO 4217): JPY 0, USD 2, KWD 3; unknown or None: 2."""
+    if currency is None:
+        return 2
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def to_cents(amount: Decimal, currency: str | None = None) -> int:
+    """Integer minor units of ``currency`` (2 decimals when None), rounded half up once, at
+    presentation: ``to_cents(Decimal("1234.5"), "JPY") == 1235``, ``to_cents(Decimal("1.2345"),
+    "KWD") == 1235``, ``to_cents(Decimal("12.345")) == 1235``."""
+    return int(amount.scaleb(minor_unit_exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def from_cents(cents: int, currency: str | None = None) -> Decimal:
+    """The major-unit amount of ``cents`` minor units of ``currency`` (Lago ``amount_cents``):
+    ``from_cents(1000, "JPY") == 1000``, ``from_cents(1000, "USD") == 10``, ``from_cents(1000, "KWD") == 1``."""
+    return Decimal(cents).scaleb(-minor_unit_exponent(currency))
 

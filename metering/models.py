@@ -33,6 +33,11 @@ class BillableMetric(models.Model):
     aggregation_type = models.CharField(max_length=32, choices=AggregationType.choices)
     field_name = models.CharField(max_length=255, blank=True)
     recurring = models.BooleanField(default=False)
+    # Lago: the aggregated units of a window are rounded (round|ceil|floor) to
+    # ``rounding_precision`` decimal places (0 when null) before pricing; blank = no rounding.
+    rounding_function = models.CharField(max_length=8, blank=True,
+                                         choices=[("round", "round"), ("ceil", "ceil"), ("floor", "floor")])
+    rounding_precision = models.SmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,6 +115,9 @@ class Charge(models.Model):
     unit_batch = models.DecimalField(**QUANTITY, default=1)
     package_size = models.DecimalField(**QUANTITY, null=True, blank=True)
     invoice_display_name = models.CharField(max_length=255, blank=True)
+    # Lago ``min_amount_cents`` in major units: a window's amount is at least this (the
+    # shortfall, Lago's true-up fee, is included in the window's rated amount).
+    min_amount = models.DecimalField(**AMOUNT, default=0)
     odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -371,3 +379,34 @@ class PlanFee(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription} {self.kind} [{self.window_start:%Y-%m-%d}…) {self.amount} {self.currency}"
+
+
+class WindowTerms(models.Model):
+    """The price terms an OPEN window started with, kept when the catalogue changes mid-window.
+
+    Price changes (plan ``amount_cents``, charge properties, ``min_amount_cents``, a charge
+    added to the plan) apply from the next window: when a plan that has subscriptions is
+    edited, each of its subscriptions' current window gets one row per changed charge (and
+    one with ``charge`` null for the plan amount) holding the terms BEFORE the change. The
+    first change of a window wins (later edits keep the window's original terms). Rating
+    prices a window with its row when there is one, else with the charge as stored; rows of
+    closed windows are history. ``terms`` is ``metering.pricing.terms_to_snapshot`` (charges),
+    ``{"amount": "<plan amount>"}`` (plan), or ``{"absent": true}`` for a charge the window
+    did not have.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="+")
+    charge = models.ForeignKey(Charge, on_delete=models.CASCADE, related_name="+", null=True, blank=True)
+    window_start = models.DateTimeField()
+    terms = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "charge", "window_start"],
+                                    condition=Q(charge__isnull=False), name="window_terms_one_per_charge"),
+            models.UniqueConstraint(fields=["subscription", "window_start"],
+                                    condition=Q(charge__isnull=True), name="window_terms_one_plan_amount"),
+        ]
+        indexes = [models.Index(fields=["subscription", "window_start"], name="window_terms_lookup")]

@@ -52,6 +52,9 @@ __all__ = [
     "price_units",
     "quantize_amount",
     "render_charge_properties",
+    "round_units",
+    "ROUNDING_FUNCTIONS",
+    "with_min_amount",
     "terms_for_charge",
     "terms_to_properties",
 ]
@@ -431,8 +434,12 @@ def price_units(*, terms: ChargeTerms, units: Decimal) -> Priced:
             return Priced(billable, quantize_amount(total))
 
         if model == "volume":
+            # The tier is chosen by the AGGREGATED units, as Lago's matching_range does; the
+            # billable units (after free units) are priced at it. Choosing by the billable
+            # units would let free units move the usage down to a dearer tier and RAISE the
+            # bill (110 units, 10 free: 100 x 2 + 1 = 201 instead of 100 x 1 = 100).
             for lower, upper, tier in _tier_bounds(terms.tiers):
-                if upper is None or billable <= upper:
+                if upper is None or units <= upper:
                     return Priced(
                         billable, quantize_amount(billable * tier.per_unit_amount + tier.flat_amount)
                     )
@@ -510,3 +517,39 @@ def charge_columns(terms: ChargeTerms) -> tuple[dict[str, Any], list[dict[str, A
 def render_charge_properties(charge: Any) -> dict[str, Any]:
     """Lago ``properties`` of a stored Charge (decimal strings, integer bounds)."""
     return terms_to_properties(terms_for_charge(charge))
+
+
+# --------------------------------------------------------------------------- metric rounding, minimum
+
+
+ROUNDING_FUNCTIONS = {"round": decimal.ROUND_HALF_UP, "ceil": decimal.ROUND_CEILING, "floor": decimal.ROUND_FLOOR}
+ROUNDING_PRECISION_RANGE = (-10, 10)
+
+
+def round_units(units: Decimal, *, function: str | None, precision: int | None) -> Decimal:
+    """Lago's metric ``rounding_function`` applied to a window's aggregated units.
+
+    ``round`` is half up (Ruby ``BigDecimal#round``), ``ceil`` towards +infinity, ``floor``
+    towards -infinity, at ``precision`` decimal places (0 when null; negative rounds to
+    tens, hundreds...). No function: the units are returned unchanged.
+    ``round_units(Decimal("2.345"), function="round", precision=2) == Decimal("2.35")``;
+    ``ceil`` of 0.1 at precision 0 is 1; ``floor`` of 1.99 at precision 0 is 1.
+    """
+    if not function:
+        return units
+    step = Decimal(1).scaleb(-(precision or 0))
+    rounded = units.quantize(step, rounding=ROUNDING_FUNCTIONS[function], context=_EXACT_QUANTIZE)
+    # Plain (non-scientific) value: ``1E+2`` becomes ``100``.
+    return Decimal(int(rounded)) if rounded == rounded.to_integral_value() else rounded
+
+
+def with_min_amount(amount: Decimal, min_amount: Decimal | None) -> Decimal:
+    """A charge's amount for a window raised to its ``min_amount`` (Lago ``min_amount_cents``).
+
+    Lago bills the shortfall as a separate "true-up" fee; here it is part of the window's
+    rated amount (one line per charge and window): usage 3.00 with a minimum of 10.00 rates
+    10.00 (3.00 usage + 7.00 true-up); usage 12.00 rates 12.00.
+    """
+    if min_amount is None or min_amount <= amount:
+        return amount
+    return quantize_amount(min_amount)

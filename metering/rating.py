@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
@@ -35,6 +35,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
+from billing_kit.formatting import to_cents
 from billing_kit.updates import model_update
 from identity.models import Service
 from metering import plan_fees, windows
@@ -48,8 +49,18 @@ from metering.models import (
     Subscription,
     SubscriptionStatus,
     UsageEvent,
+    WindowTerms,
 )
-from metering.pricing import ChargeTerms, price_units, quantize_amount, terms_for_charge
+from metering.pricing import (
+    ChargePropertiesInvalid,
+    ChargeTerms,
+    parse_charge_properties,
+    price_units,
+    quantize_amount,
+    round_units,
+    terms_for_charge,
+    with_min_amount,
+)
 from metering.window_sql import window_end_expression, window_end_sql
 
 logger = logging.getLogger(__name__)
@@ -67,9 +78,10 @@ def grace_period() -> timedelta:
     return timedelta(seconds=settings.RATING_GRACE_SECONDS)
 
 
-def cents(amount: Decimal) -> int:
-    """Integer minor units of a 6-dp amount: the single, presentation-time cent rounding."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+def cents(amount: Decimal, currency: str | None = None) -> int:
+    """Integer minor units of a 6-dp amount (ISO 4217 exponent of ``currency``, 2 when None):
+    the single, presentation-time rounding (``billing_kit.formatting.to_cents``)."""
+    return to_cents(amount, currency)
 
 
 # --------------------------------------------------------------------------- results
@@ -82,10 +94,11 @@ class ChargeUsage:
     billable_units: Decimal  # after free units
     amount: Decimal  # 6 dp
     events_count: int
+    currency: str | None = None  # the subscription's; minor units follow its ISO 4217 exponent
 
     @property
     def amount_cents(self) -> int:
-        return cents(self.amount)
+        return cents(self.amount, self.currency)
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class UsageResult:
 
     @property
     def amount_cents(self) -> int:
-        return cents(self.amount)
+        return cents(self.amount, self.currency)
 
     @property
     def events_count(self) -> int:
@@ -137,6 +150,10 @@ class _ChargeSpec:
     aggregation_type: str
     field_name: str
     terms: ChargeTerms
+    recurring: bool = False
+    rounding_function: str = ""
+    rounding_precision: int | None = None
+    min_amount: Decimal = ZERO
 
 
 class _PlanCharges:
@@ -161,6 +178,10 @@ class _PlanCharges:
                     aggregation_type=charge.metric.aggregation_type,
                     field_name=charge.metric.field_name,
                     terms=terms_for_charge(charge),
+                    recurring=charge.metric.recurring,
+                    rounding_function=charge.metric.rounding_function,
+                    rounding_precision=charge.metric.rounding_precision,
+                    min_amount=charge.min_amount,
                 )
             )
 
@@ -178,6 +199,13 @@ class _Aggregate:
     maximum: Decimal | None = None
     latest: Decimal | None = None
     unique: dict[str, int] | None = None  # field_name -> distinct values
+    # Recurring metrics (values carried across windows, see _add_recurring):
+    carried_total: Decimal | None = None  # sum of the events before the window
+    unique_active: dict[str, int] | None = None  # field_name -> values active during the window
+
+
+# (str(subscription_id), service_id, external_id, window_start) of each rated window.
+_WindowStart = tuple[str, int, str, datetime]
 
 
 # Driven by the chunk's subscriptions: one index range scan per (subscription,
@@ -204,6 +232,7 @@ def _aggregate(
     specs_by_code: dict[str, list[_ChargeSpec]],
     *,
     current_windows_of: tuple[Sequence[UUID], Sequence[str]] | None = None,
+    window_starts: Callable[[], list[_WindowStart]] | None = None,
 ) -> dict[tuple[str, str], _Aggregate]:
     """Aggregates per (str(subscription_id), metric code), set-based in SQL.
 
@@ -222,6 +251,8 @@ def _aggregate(
         result[(str(sub_id), code)] = _Aggregate(events_count, total, maximum)
     _add_latest(result, events, specs_by_code)
     _add_unique_counts(result, events, specs_by_code)
+    if window_starts is not None:
+        _add_recurring(result, events, specs_by_code, window_starts)
     return result
 
 
@@ -280,7 +311,7 @@ def _add_unique_counts(result: dict[tuple[str, str], _Aggregate], events: Callab
                 unique_fields[spec.field_name].add(code)
     for field_name, field_codes in unique_fields.items():
         rows = (
-            events().filter(code__in=field_codes)
+            events().filter(code__in=field_codes).filter(_NOT_REMOVE)
             .values("subscription_id", "code")
             .annotate(distinct=Count(KeyTextTransform(field_name, "properties"), distinct=True))
             .order_by()
@@ -289,6 +320,124 @@ def _add_unique_counts(result: dict[tuple[str, str], _Aggregate], events: Callab
         for sub_id, code, distinct in rows:
             agg = result.setdefault((str(sub_id), code), _Aggregate())
             agg.unique = {**(agg.unique or {}), field_name: distinct}
+
+
+# Lago's ``operation_type: "remove"`` (event property) takes a value out of a unique count;
+# anything else (absent, "add") adds it.
+# (A missing key compares as NULL in SQL, hence the explicit isnull.)
+_NOT_REMOVE = Q(properties__operation_type__isnull=True) | ~Q(properties__operation_type="remove")
+_RECURRING_BATCH = 500
+
+
+def _add_recurring(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                   specs_by_code: dict[str, list[_ChargeSpec]],
+                   window_starts: Callable[[], list[_WindowStart]]) -> None:
+    """Values of ``recurring`` metrics carried into the window (Lago: usage persists billing
+    period over billing period instead of resetting to 0).
+
+    The history of a subscription is every event of the subscriptions with its
+    ``external_id`` in its service (an upgrade's new subscription carries the seats of
+    the one it replaced, as Lago's events are keyed by external_subscription_id).
+
+    * ``sum_agg``: ``carried_total`` = sum of the history's events before the window; the
+      units are that plus the window's sum (a running total up to the window's end).
+    * ``unique_count_agg``: ``unique_active`` = values active at some instant of the window,
+      each billed for the whole window (Lago's non-prorated recurring unique count): a
+      value whose last event before the window is not a ``remove``, or that is added during
+      the window. A value removed during the window is still billed for it.
+    """
+    sum_codes = [code for code, specs in specs_by_code.items()
+                 if any(s.recurring and s.aggregation_type == AggregationType.SUM for s in specs)]
+    unique_fields: dict[str, set[str]] = defaultdict(set)
+    for code, specs in specs_by_code.items():
+        for spec in specs:
+            if spec.recurring and spec.aggregation_type == AggregationType.UNIQUE_COUNT:
+                unique_fields[spec.field_name].add(code)
+    if not sum_codes and not unique_fields:
+        return
+    for batch in _rounds(window_starts()):
+        history, before = _history_before(batch)
+        if sum_codes:
+            rows = (UsageEvent.objects.filter(before, code__in=sum_codes)
+                    .values("subscription_id", "code").annotate(total=Sum("value")).order_by()
+                    .values_list("subscription_id", "code", "total"))
+            sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+            for sub_id, code, total in rows:
+                sums[(history[sub_id], code)] += total or ZERO
+            for key, total in sums.items():
+                agg = result.setdefault(key, _Aggregate())
+                agg.carried_total = total
+        for field_name, field_codes in unique_fields.items():
+            _add_active_values(result, events, history, before, field_name, field_codes)
+
+
+def _rounds(starts: list[_WindowStart]) -> Iterable[list[_WindowStart]]:
+    """Batches of at most ``_RECURRING_BATCH`` windows, no two of one (service, external_id)
+    (an upgrade's old and new subscription rated in one chunk share their history)."""
+    pending = starts
+    while pending:
+        batch: list[_WindowStart] = []
+        seen: set[tuple[int, str]] = set()
+        later: list[_WindowStart] = []
+        for start in pending:
+            pair = (start[1], start[2])
+            if pair in seen or len(batch) >= _RECURRING_BATCH:
+                later.append(start)
+            else:
+                seen.add(pair)
+                batch.append(start)
+        yield batch
+        pending = later
+
+
+def _history_before(batch: list[_WindowStart]) -> tuple[dict[UUID, str], Q]:
+    """The subscriptions sharing each window's (service, external_id) (id -> str(the rated
+    subscription's id)) and a filter of their events before that window's start."""
+    owners = {(service_id, external_id): (key, start) for key, service_id, external_id, start in batch}
+    scope = Q()
+    for service_id, external_id in owners:
+        scope |= Q(service_id=service_id, external_id=external_id)
+    history: dict[UUID, str] = {}
+    before = Q(pk__in=[])
+    for sub_id, service_id, external_id in Subscription.objects.filter(scope).values_list(
+            "id", "service_id", "external_id"):
+        key, start = owners[(service_id, external_id)]
+        history[sub_id] = key
+        before |= Q(subscription_id=sub_id, timestamp__lt=start)
+    return history, before
+
+
+def _add_active_values(result: dict[tuple[str, str], _Aggregate], events: Callable[[], QuerySet[UsageEvent]],
+                       history: dict[UUID, str], before: Q, field_name: str, field_codes: set[str]) -> None:
+    value = KeyTextTransform(field_name, "properties")
+    active: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # Added during the window (the window's own events; removes ignored).
+    for sub_id, code, item in (events().filter(code__in=field_codes).filter(_NOT_REMOVE)
+                               .annotate(_value=value).exclude(_value__isnull=True)
+                               .values_list("subscription_id", "code", "_value").distinct()):
+        active[(str(sub_id), code)].add(item)
+    # Active when the window starts: the value's last event before it is not a remove.
+    earlier = (UsageEvent.objects.filter(before, code__in=field_codes)
+               .annotate(_value=value, _op=KeyTextTransform("operation_type", "properties"))
+               .exclude(_value__isnull=True))
+    if connection.vendor == "postgresql":
+        rows = (earlier.order_by("subscription_id", "code", "_value", "-timestamp", "-id")
+                .distinct("subscription_id", "code", "_value")
+                .values_list("subscription_id", "code", "_value", "_op", "timestamp", "id"))
+    else:  # embedded SQLite: no DISTINCT ON
+        rows = earlier.values_list("subscription_id", "code", "_value", "_op", "timestamp", "id")
+    # Across the history's subscriptions, the newest event of a value wins.
+    newest: dict[tuple[str, str, str], tuple[datetime, int, bool]] = {}
+    for sub_id, code, item, op, timestamp, event_id in rows:
+        value_key = (history[sub_id], code, item)
+        if value_key not in newest or (timestamp, event_id) > newest[value_key][:2]:
+            newest[value_key] = (timestamp, event_id, op != "remove")
+    for (owner, code, item), (_, _, is_active) in newest.items():
+        if is_active:
+            active[(owner, code)].add(item)
+    for owner_key, values in active.items():
+        agg = result.setdefault(owner_key, _Aggregate())
+        agg.unique_active = {**(agg.unique_active or {}), field_name: len(values)}
 
 
 def _array(values: Iterable[object]) -> str:
@@ -306,8 +455,12 @@ def _units(spec: _ChargeSpec, agg: _Aggregate | None) -> tuple[Decimal, int]:
     kind = spec.aggregation_type
     if kind == AggregationType.COUNT:
         units = Decimal(agg.events_count)
+    elif kind == AggregationType.SUM and spec.recurring:
+        units = (agg.total or ZERO) + (agg.carried_total or ZERO)
     elif kind == AggregationType.SUM:
         units = agg.total if agg.total is not None else ZERO
+    elif kind == AggregationType.UNIQUE_COUNT and spec.recurring:
+        units = Decimal((agg.unique_active or {}).get(spec.field_name, 0))
     elif kind == AggregationType.MAX:
         units = agg.maximum if agg.maximum is not None else ZERO
     elif kind == AggregationType.LATEST:
@@ -316,13 +469,50 @@ def _units(spec: _ChargeSpec, agg: _Aggregate | None) -> tuple[Decimal, int]:
         units = Decimal((agg.unique or {}).get(spec.field_name, 0))
     else:
         raise ValueError(f"unknown aggregation {kind!r}")
-    return units, agg.events_count
+    # Lago's metric rounding applies to the aggregated units, before pricing.
+    return round_units(units, function=spec.rounding_function, precision=spec.rounding_precision), agg.events_count
 
 
-def _price(spec: _ChargeSpec, units: Decimal) -> tuple[Decimal, Decimal]:
+@dataclass(frozen=True)
+class _KeptTerms:
+    """A window's price terms kept when the catalogue changed mid-window (``WindowTerms``)."""
+
+    terms: ChargeTerms | None  # None: the charge did not exist when the window opened
+    min_amount: Decimal
+
+
+def _kept_terms(raw: dict[str, Any]) -> _KeptTerms:
+    if raw.get("absent"):
+        return _KeptTerms(None, ZERO)
+    try:
+        terms = parse_charge_properties(charge_model=raw["charge_model"], properties=raw["properties"])
+    except ChargePropertiesInvalid:  # written by metering.services.catalogue from valid terms
+        raise ValueError(f"unreadable window terms {raw!r}") from None
+    return _KeptTerms(terms, Decimal(raw.get("min_amount") or 0))
+
+
+def _window_terms(sub_ids: Sequence[UUID], *, window_start: datetime | None = None
+                  ) -> dict[tuple[str, str], _KeptTerms]:
+    """Kept terms of each subscription's current window (or of ``window_start``), keyed
+    (str(subscription_id), str(charge_id)); usually none (one indexed query)."""
+    rows = WindowTerms.objects.filter(subscription_id__in=sub_ids, charge__isnull=False)
+    if window_start is not None:
+        rows = rows.filter(window_start=window_start)
+    else:
+        rows = rows.filter(window_start=F("subscription__current_period_start"))
+    return {(str(sub_id), str(charge_id)): _kept_terms(raw)
+            for sub_id, charge_id, raw in rows.values_list("subscription_id", "charge_id", "terms")}
+
+
+def _price(spec: _ChargeSpec, units: Decimal, kept: _KeptTerms | None = None) -> tuple[Decimal, Decimal]:
+    """Billable units and amount of ``units`` under the window's terms: those kept for it
+    when the price changed mid-window, else the charge's; at least the charge's minimum."""
+    terms, min_amount = (spec.terms, spec.min_amount) if kept is None else (kept.terms, kept.min_amount)
+    if terms is None:  # a charge added mid-window bills from the next window
+        return ZERO, quantize_amount(ZERO)
     # A negative sum (decrements) bills nothing; the units are kept as aggregated.
-    priced = price_units(terms=spec.terms, units=units if units > 0 else ZERO)
-    return priced.billable_units, priced.amount
+    priced = price_units(terms=terms, units=units if units > 0 else ZERO)
+    return priced.billable_units, with_min_amount(priced.amount, min_amount)
 
 
 # --------------------------------------------------------------------------- compute (read-only)
@@ -342,12 +532,14 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
         specs_by_code[spec.code].append(spec)
     aggregates = _aggregate(lambda: UsageEvent.objects.filter(
         subscription_id=subscription.id, timestamp__gte=window_start, timestamp__lt=window_end
-    ), specs_by_code)
+    ), specs_by_code, window_starts=lambda: [
+        (str(subscription.id), subscription.service_id, subscription.external_id, window_start)])
+    kept = _window_terms([subscription.id], window_start=window_start)
     usages = []
     for spec in specs:
         units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
-        billable, amount = _price(spec, units)
-        usages.append(ChargeUsage(spec.charge, units, billable, amount, count))
+        billable, amount = _price(spec, units, kept.get((str(subscription.id), spec.charge_key)))
+        usages.append(ChargeUsage(spec.charge, units, billable, amount, count, subscription.currency))
     return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
 
 
@@ -435,6 +627,14 @@ def _as_sub(row: tuple) -> _Sub:
     )
 
 
+def _current_window_starts(sub_ids: Sequence[UUID]) -> list[_WindowStart]:
+    """``_WindowStart`` of each subscription's current window (for recurring metrics)."""
+    return [(str(sub_id), service_id, external_id, start)
+            for sub_id, service_id, external_id, start in Subscription.objects.filter(id__in=sub_ids)
+            .values_list("id", "service_id", "external_id", "current_period_start")
+            if start is not None]  # rated subscriptions have a window (_eligible)
+
+
 def _window_events(sub_ids: Sequence[UUID]) -> QuerySet[UsageEvent]:
     """Events of ``sub_ids`` inside each one's current window (read from its row)."""
     return UsageEvent.objects.filter(
@@ -496,12 +696,14 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
     sub_ids = [s.id for s in subs]
     sub_keys = [str(sub_id) for sub_id in sub_ids]
     aggregates = _aggregate(lambda: _window_events(sub_ids), specs_by_code,
-                            current_windows_of=(sub_ids, sub_keys))
+                            current_windows_of=(sub_ids, sub_keys),
+                            window_starts=partial(_current_window_starts, sub_ids))
+    kept = _window_terms(sub_ids)
     column_subs, charges, units_col, billable_col, amount_col, count_col = [], [], [], [], [], []
     for sub, key in zip(subs, sub_keys):
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((key, spec.code)))
-            billable, amount = _price(spec, units)
+            billable, amount = _price(spec, units, kept.get((key, spec.charge_key)))
             column_subs.append(key)
             charges.append(spec.charge_key)
             units_col.append(units)
@@ -594,13 +796,15 @@ def _rate_current_windows_orm(subs: Sequence[_Key | _Sub], plans: _PlanCharges, 
     if not subs:
         return
     specs_by_code = _specs_by_code(subs, plans)
-    aggregates = _aggregate(lambda: _window_events([s.id for s in subs]), specs_by_code)
+    aggregates = _aggregate(lambda: _window_events([s.id for s in subs]), specs_by_code,
+                            window_starts=partial(_current_window_starts, [s.id for s in subs]))
+    kept = _window_terms([s.id for s in subs])
     rated: list[_Rated] = []
     for sub in subs:
         window_start, window_end = windows_by_id[sub.id]
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))
-            billable, amount = _price(spec, units)
+            billable, amount = _price(spec, units, kept.get((str(sub.id), spec.charge_key)))
             rated.append(_Rated(sub.id, spec.charge.id, window_start, window_end, units, billable, amount, count))
     created, updated = _upsert_orm(subs, rated, now)
     summary.rows_created += created

@@ -1,7 +1,10 @@
 """Explicit input schemas of metrics, plans and subscriptions (no mass assignment).
 
-Lago fields that are not modelled here are accepted and ignored, as Lago ignores
-unpermitted parameters; features that would change billing if ignored are refused.
+Every field of Lago's metric, plan and charge inputs (reference/lago-api.md §4.5, §4.6)
+is declared here and either works or is refused with ``not_supported`` when set to
+anything but its neutral value (docs/api.md "Catalogue fields"): nothing Lago knows is
+accepted and ignored. Keys Lago itself does not permit are ignored, as Lago ignores
+unpermitted parameters.
 """
 from typing import Any
 
@@ -21,6 +24,21 @@ def _refuse_if_set(serializer: serializers.Serializer, value: Any) -> Any:
     return value
 
 
+def _refuse_if_false(serializer: serializers.Serializer, value: Any) -> Any:
+    """A ``validate_<field>`` for a Lago flag whose default (true) is the only behaviour built."""
+    if value is False:
+        raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
+    return value
+
+
+def _anything(**kwargs: Any) -> serializers.JSONField:
+    """A Lago field of any JSON shape that is only checked for being empty (``_refuse_if_set``)."""
+    return serializers.JSONField(required=False, allow_null=True, **kwargs)
+
+
+ROUNDING_FUNCTIONS = ["round", "ceil", "floor"]
+
+
 class BillableMetricInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -31,10 +49,13 @@ class BillableMetricInput(serializers.Serializer):
     field_name = serializers.CharField(  # type: ignore[assignment]
         max_length=255, required=False, allow_null=True, allow_blank=True)
     recurring = serializers.BooleanField(required=False, allow_null=True)
+    rounding_function = serializers.ChoiceField(ROUNDING_FUNCTIONS, required=False, allow_null=True)
+    rounding_precision = serializers.IntegerField(min_value=-10, max_value=10, required=False, allow_null=True)
     expression = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     filters = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
+    weighted_interval = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
-    validate_expression = validate_filters = _refuse_if_set
+    validate_expression = validate_filters = validate_weighted_interval = _refuse_if_set
 
 
 class BillableMetricUpdateInput(BillableMetricInput):
@@ -52,6 +73,20 @@ class ChargeInput(serializers.Serializer):
                                                  allow_blank=True)
     pay_in_advance = serializers.BooleanField(required=False, allow_null=True)
     properties = serializers.DictField(required=False, allow_null=True)
+    min_amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False, allow_null=True)
+    # Lago charge fields not built: refused unless neutral (docs/api.md "Catalogue fields").
+    code = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    invoiceable = serializers.BooleanField(required=False, allow_null=True)
+    prorated = serializers.BooleanField(required=False, allow_null=True)
+    regroup_paid_fees = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    accepts_target_wallet = serializers.BooleanField(required=False, allow_null=True)
+    filters = _anything()
+    tax_codes = _anything()
+    applied_pricing_unit = _anything()
+
+    validate_invoiceable = _refuse_if_false
+    validate_prorated = validate_regroup_paid_fees = validate_accepts_target_wallet = _refuse_if_set
+    validate_filters = validate_tax_codes = validate_applied_pricing_unit = _refuse_if_set
 
 
 class PlanInput(serializers.Serializer):
@@ -68,6 +103,21 @@ class PlanInput(serializers.Serializer):
     trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False,
                                             allow_null=True)
     charges = ChargeInput(many=True, required=False, allow_null=True)
+    # Lago plan fields not built: refused unless neutral (docs/api.md "Catalogue fields").
+    # ``cascade_updates`` is accepted: plan overrides are refused, so there are no child
+    # plans to cascade to and either value means the same.
+    cascade_updates = serializers.BooleanField(required=False, allow_null=True)
+    bill_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
+    bill_fixed_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
+    minimum_commitment = _anything()
+    usage_thresholds = _anything()
+    fixed_charges = _anything()
+    tax_codes = _anything()
+    metadata = _anything()
+
+    validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
+    validate_minimum_commitment = validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
+    validate_tax_codes = validate_metadata = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):

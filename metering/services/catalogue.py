@@ -11,11 +11,12 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError
 
 from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
+from billing_kit.formatting import from_cents
 from billing_kit.updates import model_update
-from identity.models import Service
+from identity.models import Customer, Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -24,8 +25,14 @@ from metering.models import (
     Plan,
     RatedUsage,
     Subscription,
+    WindowTerms,
 )
-from metering.pricing import ChargePropertiesInvalid, charge_columns, parse_charge_properties
+from metering.pricing import (
+    ChargePropertiesInvalid,
+    charge_columns,
+    parse_charge_properties,
+    render_charge_properties,
+)
 
 
 # --------------------------------------------------------------------------- billable metrics
@@ -51,17 +58,46 @@ def create_billable_metric(*, service: Service, data: dict[str, Any]) -> Billabl
                 service=service, code=data["code"], name=data["name"],
                 description=data.get("description") or "", aggregation_type=data["aggregation_type"],
                 field_name=field_name, recurring=recurring,
+                rounding_function=data.get("rounding_function") or "",
+                rounding_precision=data.get("rounding_precision"),
             )
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
+
+
+# What a window's units are made of: frozen once a plan with subscriptions charges the metric.
+METRIC_LOCKED_FIELDS = ("code", "aggregation_type", "field_name", "recurring", "rounding_function",
+                        "rounding_precision")
+
+
+def metric_is_attached(metric: BillableMetric) -> bool:
+    """Lago's ``BillableMetric#attached_to_subscriptions?``: a plan charging it has (or had)
+    a subscription, whatever its status."""
+    return Subscription.objects.filter(plan__charges__metric=metric).exists()
+
+
+def _refuse_locked_changes(*, instance: Any, changes: dict[str, Any], fields: tuple[str, ...], code: str) -> None:
+    """422 ``{field: [code]}`` for each locked field whose value would change."""
+    locked = {field: [code] for field in fields
+              if field in changes and changes[field] != getattr(instance, field)}
+    if locked:
+        raise ValidationFailed(locked)
 
 
 def update_billable_metric(*, metric: BillableMetric, data: dict[str, Any]) -> BillableMetric:
     changes = {field: data[field] for field in ("name", "code", "aggregation_type", "recurring")
                if data.get(field) is not None}
     changes.update({field: data[field] or "" for field in ("description", "field_name") if field in data})
+    if "rounding_function" in data:
+        changes["rounding_function"] = data["rounding_function"] or ""
+    if "rounding_precision" in data:
+        changes["rounding_precision"] = data["rounding_precision"]
     if changes.get("aggregation_type", metric.aggregation_type) == "count_agg":
         changes["field_name"] = ""
+    if metric_is_attached(metric):
+        # Changing them would re-aggregate the open window (and every later one) differently.
+        _refuse_locked_changes(instance=metric, changes=changes, fields=METRIC_LOCKED_FIELDS,
+                               code=ErrorCode.BILLABLE_METRIC_LOCKED)
     # The metric as it would be saved is checked before anything is assigned.
     _check_metric(aggregation_type=changes.get("aggregation_type", metric.aggregation_type),
                   field_name=changes.get("field_name", metric.field_name),
@@ -96,7 +132,7 @@ class ChargeSpec:
     tiers: list[dict[str, Any]]
 
 
-def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list[ChargeSpec]:
+def _resolve_charges(*, service: Service, charges: list[dict[str, Any]], currency: str) -> list[ChargeSpec]:
     """Validate Lago charges: metrics of this service only, properties via metering.pricing."""
     wanted_ids: set[UUID] = set()
     wanted_codes: set[str] = set()
@@ -125,6 +161,9 @@ def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list
         seen.add(metric.id)
         if charge.get("pay_in_advance"):
             errors.setdefault("pay_in_advance", []).append(ErrorCode.NOT_SUPPORTED)
+        if charge.get("code") and charge["code"] != metric.code:
+            # A charge's code is its metric's code here (one charge per metric and plan).
+            errors.setdefault("code", []).append(ErrorCode.NOT_SUPPORTED)
         try:
             terms = parse_charge_properties(charge_model=charge.get("charge_model"),
                                             properties=charge.get("properties") or {})
@@ -134,18 +173,22 @@ def _resolve_charges(*, service: Service, charges: list[dict[str, Any]]) -> list
             continue
         fields, tiers = charge_columns(terms)
         fields["invoice_display_name"] = charge.get("invoice_display_name") or ""
+        fields["min_amount"] = from_cents(charge.get("min_amount_cents") or 0, currency)
         specs.append(ChargeSpec(metric=metric, fields=fields, tiers=tiers))
     if errors:
         raise ValidationFailed(errors)
     return specs
 
 
-def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> None:
+def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> list[Charge]:
+    """Writes the charges; returns the ones created (not there before)."""
     existing = {charge.metric_id: charge for charge in plan.charges.all()}
+    created = []
     for spec in specs:
         charge = existing.pop(spec.metric.id, None)
         if charge is None:
             charge = Charge.objects.create(plan=plan, metric=spec.metric, **spec.fields)
+            created.append(charge)
         else:
             model_update(instance=charge, data=spec.fields)
             charge.tiers.all().delete()
@@ -157,21 +200,23 @@ def _write_charges(*, plan: Plan, specs: list[ChargeSpec], replace: bool) -> Non
                     charge.delete()
             except ProtectedError:
                 raise ValidationFailed({"charges": [ErrorCode.CHARGE_IN_USE]}) from None
+    return created
 
 
-def _plan_amount(data: dict[str, Any]) -> Decimal:
-    return Decimal(data["amount_cents"]) / 100
+def _plan_amount(data: dict[str, Any], currency: str) -> Decimal:
+    return from_cents(data["amount_cents"], currency)
 
 
 def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
-    specs = _resolve_charges(service=service, charges=data.get("charges") or [])
+    currency = data["amount_currency"]
+    specs = _resolve_charges(service=service, charges=data.get("charges") or [], currency=currency)
     try:
         with transaction.atomic():
             plan = Plan.objects.create(
                 service=service, code=data["code"], name=data["name"],
                 invoice_display_name=data.get("invoice_display_name") or "",
                 description=data.get("description") or "", interval=data["interval"],
-                amount=_plan_amount(data), amount_currency=data["amount_currency"],
+                amount=_plan_amount(data, currency), amount_currency=currency,
                 pay_in_advance=bool(data.get("pay_in_advance") or False),
                 trial_period=data.get("trial_period") or 0,  # lifecycle engineer (#12): trials
             )
@@ -181,25 +226,124 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
     return plan
 
 
+# What defines a plan's periods and money: frozen once the plan has a subscription (Lago's
+# Plans::UpdateService keeps them unchanged when ``plan.attached_to_subscriptions?``).
+PLAN_LOCKED_FIELDS = ("code", "interval", "amount_currency", "pay_in_advance")
+
+
+def plan_is_attached(plan: Plan) -> bool:
+    """Lago's ``Plan#attached_to_subscriptions?``: any subscription, whatever its status."""
+    return Subscription.objects.filter(plan=plan).exists()
+
+
 def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
-    """Updates the given fields; ``charges``, when sent, is the plan's complete charge list."""
-    specs = (_resolve_charges(service=plan.service, charges=data["charges"])
-             if data.get("charges") is not None else None)
+    """Updates the given fields; ``charges``, when sent, is the plan's complete charge list.
+
+    On a plan with subscriptions, ``PLAN_LOCKED_FIELDS`` and each kept charge's
+    ``charge_model`` are refused (422 ``plan_locked``), and price changes (``amount_cents``,
+    charge properties, ``min_amount_cents``, added charges) apply from each subscription's
+    NEXT window: the open window keeps the terms it started with (``WindowTerms``).
+    """
     changes = {field: data[field] for field in ("name", "code", "interval", "amount_currency", "pay_in_advance",
-                                                "trial_period")  # trial_period: lifecycle engineer (#12)
+                                                "trial_period")
                if data.get(field) is not None}
+    currency = changes.get("amount_currency", plan.amount_currency)
+    specs = (_resolve_charges(service=plan.service, charges=data["charges"], currency=currency)
+             if data.get("charges") is not None else None)
     changes.update({field: data[field] or "" for field in ("description", "invoice_display_name")
                     if field in data})
     if data.get("amount_cents") is not None:
-        changes["amount"] = _plan_amount(data)
+        changes["amount"] = _plan_amount(data, currency)
+    attached = plan_is_attached(plan)
+    if attached:
+        _refuse_locked_changes(instance=plan, changes=changes, fields=PLAN_LOCKED_FIELDS,
+                               code=ErrorCode.PLAN_LOCKED)
+        if specs is not None:
+            models_by_metric = {c.metric_id: c.charge_model for c in plan.charges.all()}
+            if any(spec.metric.id in models_by_metric
+                   and models_by_metric[spec.metric.id] != spec.fields["charge_model"] for spec in specs):
+                raise ValidationFailed({"charge_model": [ErrorCode.PLAN_LOCKED]})
     try:
         with transaction.atomic():
+            before = _price_terms(plan) if attached else None
             model_update(instance=plan, data=changes)
+            created = []
             if specs is not None:
-                _write_charges(plan=plan, specs=specs, replace=True)
+                created = _write_charges(plan=plan, specs=specs, replace=True)
+            if before is not None:
+                _keep_open_window_terms(plan, before, created)
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
+
+
+# --------------------------------------------------------------------------- window terms
+
+
+def charge_terms_snapshot(charge: Charge) -> dict[str, Any]:
+    """The price terms of ``charge`` as JSON (``WindowTerms.terms``; rating reads them back)."""
+    return {"charge_model": charge.charge_model, "properties": render_charge_properties(charge),
+            "min_amount": str(charge.min_amount)}
+
+
+def _price_terms(plan: Plan) -> dict[Any, dict[str, Any]]:
+    """Plan amount (key None) and each charge's terms (key charge id), as snapshots."""
+    terms: dict[Any, dict[str, Any]] = {None: {"amount": str(plan.amount)}}
+    for charge in Charge.objects.filter(plan=plan).prefetch_related("tiers"):
+        terms[charge.id] = charge_terms_snapshot(charge)
+    return terms
+
+
+def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], created: list[Charge]) -> None:
+    """For every subscription of ``plan`` with an open window, keep the window's terms of
+    each price that changed (first change of a window wins)."""
+    after = _price_terms(plan)
+    changed = {key: terms for key, terms in before.items()
+               if key in after and after[key] != terms}
+    changed.update({charge.id: {"absent": True} for charge in created})
+    if not changed:
+        return
+    open_windows = (Subscription.objects.filter(plan=plan, current_period_start__isnull=False)
+                    .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES, usage_frozen_until__isnull=False,
+                             usage_frozen_until__gte=F("terminated_at"))
+                    .values_list("id", "current_period_start"))
+    rows = [WindowTerms(subscription_id=sub_id, charge_id=key, window_start=window_start, terms=terms)
+            for sub_id, window_start in open_windows.iterator(chunk_size=2000)
+            if window_start is not None
+            for key, terms in changed.items()]
+    WindowTerms.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+
+
+def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> Decimal:
+    """The plan amount a window of ``subscription`` is billed at: the amount its plan had when
+    the window opened (a price change applies from the next window), for PlanFee generation."""
+    kept = (WindowTerms.objects.filter(subscription=subscription, charge__isnull=True, window_start=window_start)
+            .values_list("terms", flat=True).first())
+    return Decimal(kept["amount"]) if kept else subscription.plan.amount
+
+
+# --------------------------------------------------------------------------- currencies
+
+
+def check_currency_compatible(*, customer: Customer, plan: Plan) -> bool:
+    """Lago's rule when a customer subscribes (Subscriptions::CreateService through
+    Customers::UpdateCurrencyService): the plan's currency must be the customer's.
+
+    Returns False when the currencies match; True when the customer takes the plan's
+    currency (the caller sets ``customer.currency = plan.amount_currency`` and saves it):
+    Lago assigns the currency of the first plan to a customer without one. Raises 422
+    ``{"currency": ["currencies_does_not_match"]}`` when the customer already has a
+    subscription (any status, any service: its bills are in the customer's currency).
+
+    Difference from Lago: ``Customer.currency`` is never empty here (it defaults to CAD), so
+    "no currency yet" is read as "no subscription yet"; a customer who sent ``currency`` but
+    never subscribed takes the plan's currency instead of being refused.
+    """
+    if customer.currency.upper() == plan.amount_currency.upper():
+        return False
+    if Subscription.objects.filter(account_link__customer=customer).exists():
+        raise ValidationFailed({"currency": [ErrorCode.CURRENCIES_DOES_NOT_MATCH]})
+    return True
 
 
 @transaction.atomic

@@ -238,10 +238,18 @@ class TestVolume:
         assert amount(t, units) == D(expected)
 
     def test_free_units(self):
+        # The tier is chosen by the aggregated units (Lago's matching_range), the billable
+        # units (after free units) are priced at it: free units never raise a bill.
+        # (Choosing by the billable units billed 110 units 100 x 2 + 1 = 201, more than
+        # the 110 x 1 = 110 of the same usage without free units.)
         t = terms("volume", free_units="10", **CLASSIC_VOLUME)
         assert amount(t, "10") == 0
-        assert amount(t, "110") == D("201")
+        assert amount(t, "100") == D("181")  # tier 1: 90 x 2 + 1
+        assert amount(t, "110") == D("100")  # tier 2: 100 x 1
         assert amount(t, "111") == D("101")
+        without = terms("volume", **CLASSIC_VOLUME)
+        for units in ("5", "100", "101", "110", "200", "201", "250"):
+            assert amount(t, units) <= amount(without, units)
 
     def test_single_open_range(self):
         t = terms(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0006_subscription_lifecycle_m1'),
+        ('metering', '0006_subscription_lifecycle'),
     ]
 
     operations = [
