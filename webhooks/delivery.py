@@ -182,6 +182,20 @@ def claim_due(
         ]
         if abandoned:
             WebhookAttempt.objects.bulk_create(abandoned)
+        # A delivery whose every attempt was abandoned (a receiver or payload that kills
+        # the worker) must still end: after the last allowed attempt it is a dead letter.
+        exhausted = [d.id for d in claimed
+                     if d.claimed_until is not None and d.attempts_count >= settings.WEBHOOK_MAX_ATTEMPTS]
+        if exhausted:
+            WebhookDelivery.objects.filter(id__in=exhausted).update(
+                status=WebhookDelivery.DEAD, dead_at=now, next_attempt_at=None, claimed_until=None,
+                dispatched_until=None,
+                last_error=f"gave up after {settings.WEBHOOK_MAX_ATTEMPTS} attempts: the worker stopped before "
+                           "recording the outcome of the last one",
+            )
+            claimed = [d for d in claimed if d.id not in exhausted]
+            if not claimed:
+                return []
         WebhookDelivery.objects.filter(id__in=[d.id for d in claimed]).update(
             claimed_until=lease, dispatched_until=None, attempts_count=F("attempts_count") + 1,
             last_attempt_at=now,

@@ -207,3 +207,26 @@ def test_a_row_the_database_refuses_does_not_lose_the_batch(
     bad = WebhookDelivery.objects.get(endpoint__url__endswith="/bad")
     assert bad.claimed_until is None and bad.status == WebhookDelivery.PENDING
     assert bad.attempts.count() == 1
+
+
+def test_a_delivery_whose_every_attempt_was_abandoned_ends_as_a_dead_letter(
+    settings, service, other_service, receiver, make_endpoint, emit,
+):
+    """A receiver (or payload) that kills the worker on every attempt cannot keep a delivery pending forever."""
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    make_endpoint(other_service, receiver.url("/killer"))
+    good = make_endpoint(service, receiver.url("/good")).endpoint
+    killer_event = emit(other_service)
+    for attempt in range(1, 4):
+        [claimed] = delivery.claim_due(event_ids=[killer_event.id])  # ...and the worker dies here
+        assert claimed.attempts_count == attempt
+        WebhookDelivery.objects.filter(pk=claimed.pk).update(
+            claimed_until=timezone.now() - timedelta(seconds=1), next_attempt_at=timezone.now())
+    good_event = emit(service)
+    results = delivery.send_claimed(delivery.claim_due(limit=100))
+    assert [r.action for r in results] == ["succeeded"]
+    dead = WebhookDelivery.objects.get(event=killer_event)
+    assert dead.status == WebhookDelivery.DEAD and dead.claimed_until is None and "gave up after 3" in dead.last_error
+    assert [a.outcome for a in dead.attempts.all()] == ["abandoned"] * 3
+    assert WebhookDelivery.objects.get(event=good_event, endpoint=good).status == WebhookDelivery.SUCCEEDED
+    assert receiver.received("/killer") == []
