@@ -223,12 +223,13 @@ def parse_url(url: str, *, allow_http_hosts: Iterable[str] | str | None = None) 
         target = _percent_encode(target)
     except UnicodeEncodeError as exc:  # a lone surrogate
         raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is not valid text") from exc
-    if len(target) > MAX_URL_LENGTH:
-        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is too long")
     netloc = f"[{host}]" if ":" in host else host
     if port != default_port:
         netloc += f":{port}"
-    return ParsedUrl(scheme=scheme, host=host, port=port, target=target, url=f"{scheme}://{netloc}{target}")
+    normalised = f"{scheme}://{netloc}{target}"
+    if len(normalised) > MAX_URL_LENGTH:  # percent-encoding can triple the length
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is too long once percent-encoded")
+    return ParsedUrl(scheme=scheme, host=host, port=port, target=target, url=normalised)
 
 
 

@@ -199,6 +199,13 @@ def test_urls_are_normalised_idna_and_percent_encoded(url, normalised, target):
     assert parsed.target.isascii()
 
 
+def test_a_url_too_long_once_percent_encoded_is_invalid():
+    # 700 characters, 4200 once encoded: more than the stored column holds
+    with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
+        ssrf.check_url("https://hooks.example.com/" + "é" * 700, resolver=static_resolver({"hooks.example.com": PUBLIC}))
+    assert exc.value.code == "url_is_invalid"
+
+
 def test_a_lone_surrogate_in_the_url_is_invalid():
     with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
         ssrf.check_url("https://hooks.example.com/\ud800", resolver=static_resolver({"hooks.example.com": PUBLIC}))
