@@ -23,10 +23,12 @@ from http import HTTPStatus
 from itertools import accumulate
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .errors import BillingError, BadRequest, ErrorCode, NotFound, PayloadTooLarge, ValidationFailed
 from .http import json_error_response
+from .params import names_holding_nul
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +109,9 @@ def hostile_request_error(request: HttpRequest) -> BillingError | None:
     if "\x00" in request.path_info:
         collection = request.path_info[len(API_PREFIX):].split("/", 1)[0]
         return NotFound(_NOT_FOUND_CODES.get(collection, ErrorCode.RESOURCE_NOT_FOUND))
-    query_string = request.META.get("QUERY_STRING", "")
-    if "%00" in query_string or "\x00" in query_string:
-        invalid = {
-            name.replace("\x00", "\ufffd"): [ErrorCode.VALUE_IS_INVALID]
-            for name, values in request.GET.lists()
-            if "\x00" in name or any("\x00" in value for value in values)
-        }
-        if invalid:
-            return ValidationFailed(invalid)
+    invalid = names_holding_nul(request)
+    if invalid:
+        return ValidationFailed({name: [ErrorCode.VALUE_IS_INVALID] for name in invalid})
     return None
 
 
@@ -134,7 +130,11 @@ class ApiBodyLimitMiddleware:
             error = hostile_request_error(request)
             if error is not None:
                 return json_error_response(error)
-            if length > 0 and json_nesting_exceeds(request.body):
+            try:
+                too_deep = length > 0 and json_nesting_exceeds(request.body)
+            except RequestDataTooBig:  # DATA_UPLOAD_MAX_MEMORY_SIZE, if set below API_MAX_BODY_BYTES
+                return json_error_response(PayloadTooLarge())
+            if too_deep:
                 return json_error_response(BadRequest(
                     f"JSON is nested more than {MAX_JSON_DEPTH} levels deep", code=ErrorCode.INVALID_JSON))
         return self.get_response(request)
