@@ -95,5 +95,21 @@ def declared_query(handler: Callable[..., Any]) -> dict[str, QueryParam]:
     return getattr(handler, "declared_query", {})
 
 
+def names_holding_nul(request: Any) -> list[str]:
+    """Query parameters (declared or not) whose name or a value holds a NUL byte.
+
+    PostgreSQL refuses NUL in text, so such a value must never reach a filter: the
+    request guard (``billing_kit.middleware``) answers them 422 first. Names are given
+    with the NUL replaced by U+FFFD.
+    """
+    query_string = request.META.get("QUERY_STRING", "")
+    if "%00" not in query_string and "\x00" not in query_string:
+        return []
+    return [
+        name.replace("\x00", "\ufffd") for name, values in request.GET.lists()
+        if "\x00" in name or any("\x00" in value for value in values)
+    ]
+
+
 def read_query(request: Any, handler: Callable[..., Any]) -> Query:
     return Query(raw=request.query_params, declared=declared_query(handler))

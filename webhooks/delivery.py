@@ -182,6 +182,20 @@ def claim_due(
         ]
         if abandoned:
             WebhookAttempt.objects.bulk_create(abandoned)
+        # A delivery whose every attempt was abandoned (a receiver or payload that kills
+        # the worker) must still end: after the last allowed attempt it is a dead letter.
+        exhausted = [d.id for d in claimed
+                     if d.claimed_until is not None and d.attempts_count >= settings.WEBHOOK_MAX_ATTEMPTS]
+        if exhausted:
+            WebhookDelivery.objects.filter(id__in=exhausted).update(
+                status=WebhookDelivery.DEAD, dead_at=now, next_attempt_at=None, claimed_until=None,
+                dispatched_until=None,
+                last_error=f"gave up after {settings.WEBHOOK_MAX_ATTEMPTS} attempts: the worker stopped before "
+                           "recording the outcome of the last one",
+            )
+            claimed = [d for d in claimed if d.id not in exhausted]
+            if not claimed:
+                return []
         WebhookDelivery.objects.filter(id__in=[d.id for d in claimed]).update(
             claimed_until=lease, dispatched_until=None, attempts_count=F("attempts_count") + 1,
             last_attempt_at=now,
@@ -201,6 +215,25 @@ class _Sent:
     started_at: datetime
     finished_at: datetime
     signed_ts: int
+
+
+def _send_one_isolated(d: WebhookDelivery, options: dict) -> _Sent:
+    """``_send_one`` that never raises: whatever goes wrong is this delivery's failed attempt.
+
+    One receiver (or one bug) must never cost the other deliveries of the batch their
+    recorded outcome.
+    """
+    started_at = timezone.now()
+    try:
+        return _send_one(d, options)
+    except Exception as exc:
+        logger.exception("webhook delivery %s: unexpected error while sending", d.id)
+        finished_at = timezone.now()
+        outcome = sender.AttemptOutcome(
+            None, int((finished_at - started_at).total_seconds() * 1000), "", sender.KIND_INTERNAL,
+            sender.storable_text(f"internal error while sending: {type(exc).__name__}: {exc}"[:500]),
+        )
+        return _Sent(d, outcome, started_at, finished_at, int(started_at.timestamp()))
 
 
 def _send_one(d: WebhookDelivery, options: dict) -> _Sent:
@@ -235,18 +268,15 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
         return []
     options = {
         "allow_http_hosts": settings.WEBHOOK_ALLOW_HTTP_HOSTS, "resolver": resolver(),
+        "allowed_ports": settings.WEBHOOK_ALLOWED_PORTS,
         "timeout": settings.WEBHOOK_TIMEOUT_SECONDS, "max_response_bytes": settings.WEBHOOK_MAX_RESPONSE_BYTES,
     }
     if len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1:
-        sent = [_send_one(d, options) for d in claimed]
+        sent = [_send_one_isolated(d, options) for d in claimed]
     else:
-        sent = list(_thread_pool().map(lambda d: _send_one(d, options), claimed))
+        sent = list(_thread_pool().map(lambda d: _send_one_isolated(d, options), claimed))
     policy = retry_policy()
-    decisions = [
-        retry.decide(outcome=s.outcome, attempts_made=s.delivery.attempts_count, now=s.finished_at,
-                     policy=policy, rng=rng)
-        for s in sent
-    ]
+    decisions = [_decide(s, policy, rng) for s in sent]
     _record(sent, decisions)
     results = []
     for s, decision in zip(sent, decisions, strict=True):
@@ -257,12 +287,59 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
     return results
 
 
+def _decide(s: _Sent, policy: retry.RetryPolicy, rng: random.Random | None) -> retry.Decision:
+    try:
+        return retry.decide(outcome=s.outcome, attempts_made=s.delivery.attempts_count, now=s.finished_at,
+                            policy=policy, rng=rng)
+    except Exception:
+        logger.exception("webhook delivery %s: no retry decision; the schedule applies", s.delivery.id)
+        if s.delivery.attempts_count >= policy.max_attempts:
+            return retry.Decision(retry.DEAD, reason=f"gave up after {s.delivery.attempts_count} attempts")
+        return retry.Decision(retry.RETRY, s.finished_at + timedelta(seconds=policy.nominal_delay_seconds(
+            max(1, s.delivery.attempts_count))))
+
+
 def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
+    """Record every outcome: the whole batch in one transaction (the hot path).
+
+    If the database refuses that transaction, each delivery is recorded in its own, so
+    one hostile outcome never costs the others theirs; a delivery whose full outcome is
+    still refused gets a bare failed attempt, so it is released and retried (or
+    dead-lettered) instead of staying claimed.
+    """
+    try:
+        _record_batch(sent, decisions)
+        return
+    except Exception:
+        if len(sent) == 1:
+            logger.exception("webhook delivery %s: outcome refused by the database", sent[0].delivery.id)
+        else:
+            logger.exception("webhook batch of %d: outcomes refused; recording one by one", len(sent))
+    for s, decision in zip(sent, decisions, strict=True):
+        if len(sent) > 1:
+            try:
+                _record_batch([s], [decision])
+                continue
+            except Exception:
+                logger.exception("webhook delivery %s: outcome refused by the database", s.delivery.id)
+        bare = sender.AttemptOutcome(
+            s.outcome.status_code if s.outcome.status_code is None or 0 <= s.outcome.status_code <= 999 else None,
+            max(0, s.outcome.duration_ms), "", sender.KIND_INTERNAL,
+            "the attempt's details could not be recorded (see the worker log)",
+        )
+        try:
+            _record_batch([_Sent(s.delivery, bare, s.started_at, s.finished_at, s.signed_ts)], [decision])
+        except Exception:  # the lease expires and the sweeper sends it again
+            logger.exception("webhook delivery %s: even a bare outcome was refused", s.delivery.id)
+
+
+def _record_batch(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
     """One transaction: every attempt row, then each delivery moved on.
 
     Successes are updated with one statement per (claim, status code), since that is
     the hot path; failures carry per-row schedules and are updated one by one.
     """
+    text = sender.storable_text
     attempts = []
     disable: dict[UUID, datetime] = {}
     succeeded: dict[tuple[datetime | None, int | None], list[UUID]] = {}
@@ -274,20 +351,20 @@ def _record(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
             delivery=d, attempt_number=d.attempts_count, replay_round=d.replay_count,
             outcome=WebhookAttempt.SUCCEEDED if outcome.ok else WebhookAttempt.FAILED,
             started_at=s.started_at, duration_ms=outcome.duration_ms, status_code=outcome.status_code,
-            error_kind=outcome.error_kind, error=outcome.error[:500],
-            response_excerpt=outcome.response_excerpt, signed_timestamp=s.signed_ts,
+            error_kind=outcome.error_kind, error=text(outcome.error[:500]),
+            response_excerpt=text(outcome.response_excerpt), signed_timestamp=s.signed_ts,
             connected_ip=outcome.connected_ip,
         ))
         if decision.action == retry.SUCCEEDED:
             succeeded.setdefault((d.claimed_until, outcome.status_code), []).append(d.id)
             continue
         changes: dict = {"claimed_until": None, "last_status_code": outcome.status_code,
-                         "last_error": outcome.error[:500]}
+                         "last_error": text(outcome.error[:500])}
         if decision.action == retry.RETRY:
             changes.update(next_attempt_at=decision.next_attempt_at, dispatched_until=None)
         else:
             changes.update(status=WebhookDelivery.DEAD, dead_at=s.finished_at, next_attempt_at=None,
-                           last_error=(decision.reason or outcome.error)[:500])
+                           last_error=text((decision.reason or outcome.error)[:500]))
         if decision.action == retry.DISABLE_ENDPOINT:
             disable[d.endpoint_id] = s.finished_at
         others.append((d, changes))

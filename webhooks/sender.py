@@ -10,6 +10,10 @@
 * Connections are kept alive and reused, but only for the address that this
   delivery's own SSRF check returned (the pool is keyed by the pinned IP).
 
+* Whatever the receiver sends (NUL bytes, invalid UTF-8, odd status lines, huge
+  headers, a ``Retry-After`` that is not RFC 9110) ends as an ``AttemptOutcome`` whose
+  texts are safe to store (``storable_text``).
+
 Pure module: no Django, no database. Returns an ``AttemptOutcome``; never raises for
 network or HTTP problems.
 """
@@ -21,6 +25,7 @@ import heapq
 import http.client
 import itertools
 import os
+import re
 import socket
 import ssl
 import threading
@@ -45,6 +50,12 @@ KIND_CONNECTION = "connection"
 KIND_TLS = "tls"
 KIND_SSRF = "ssrf"
 KIND_PROTOCOL = "protocol"
+# Anything else that went wrong while sending (a bug, an unexpected library error).
+KIND_INTERNAL = "internal"
+
+# Upper bound of a parsed Retry-After; the retry policy applies its own, smaller one.
+MAX_RETRY_AFTER_SECONDS = 366 * 24 * 3600
+_DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delta-seconds: ASCII digits only
 
 
 @dataclass(frozen=True)
@@ -76,23 +87,55 @@ def default_ssl_context() -> ssl.SSLContext:
         return _default_context
 
 
+def storable_text(text: str) -> str:
+    """``text`` as PostgreSQL and UTF-8 accept it: NUL and lone surrogates replaced."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    """Seconds to wait from a ``Retry-After`` header, per RFC 9110 section 10.2.3.
+
+    ``delta-seconds`` (ASCII digits only: ``²`` is not a number here) or an HTTP-date
+    (IMF-fixdate, or the obsolete RFC 850 and asctime forms). Anything else is None.
+    The result is bounded by ``MAX_RETRY_AFTER_SECONDS``; a date in the past is 0.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return int(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    if _DELTA_SECONDS.fullmatch(value):
+        # Compare the length first: int() of thousands of digits is refused (and slow).
+        if len(value) > len(str(MAX_RETRY_AFTER_SECONDS)):
+            return MAX_RETRY_AFTER_SECONDS
+        return min(int(value), MAX_RETRY_AFTER_SECONDS)
+    if not value.isascii() or len(value) > 64:
         return None
+    when = _parse_http_date(value)
     if when is None:
         return None
+    current = now or datetime.now(timezone.utc)
+    seconds = (when - current).total_seconds()
+    return int(min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS))  # ok-float
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)  # IMF-fixdate and asctime
+    except (TypeError, ValueError, IndexError, OverflowError):
+        when = None
+    if when is None:
+        try:  # RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+            when = datetime.strptime(value, "%A, %d-%b-%y %H:%M:%S GMT")
+        except ValueError:
+            return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    current = now or datetime.now(timezone.utc)
-    return max(0, int((when - current).total_seconds()))
+    return when
 
 
 class _PinnedMixin:
@@ -233,7 +276,12 @@ _STALE_ERRORS = (
 
 
 def _excerpt(data: bytes) -> str:
-    return data[: RESPONSE_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
+    text = data[: RESPONSE_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT_CHARS]
+    return storable_text(text)
+
+
+def _describe(exc: BaseException) -> str:
+    return storable_text(f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _new_connection(target: CheckedTarget, timeout: float, ssl_context: ssl.SSLContext | None):  # noqa: ANN202  # ok-float
@@ -292,13 +340,13 @@ def post_checked(
                 continue
             if watch.expired:
                 return timed_out()
-            return AttemptOutcome(None, elapsed_ms(), "", KIND_CONNECTION, f"{type(exc).__name__}: {exc}"[:500],
-                                  connected_ip=ip)
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_CONNECTION, _describe(exc), connected_ip=ip)
         except ssl.SSLError as exc:
             conn.close()
             if watch.expired:
                 return timed_out()
-            return AttemptOutcome(None, elapsed_ms(), "", KIND_TLS, f"TLS error: {exc.reason or exc}", connected_ip=ip)
+            return AttemptOutcome(None, elapsed_ms(), "", KIND_TLS, storable_text(f"TLS error: {exc.reason or exc}"),
+                                  connected_ip=ip)
         except (TimeoutError, socket.timeout):
             conn.close()
             return timed_out()
@@ -307,7 +355,7 @@ def post_checked(
             if watch.expired:
                 return timed_out()
             kind = KIND_PROTOCOL if isinstance(exc, http.client.HTTPException) else KIND_CONNECTION
-            return AttemptOutcome(None, elapsed_ms(), "", kind, f"{type(exc).__name__}: {exc}"[:500], connected_ip=ip)
+            return AttemptOutcome(None, elapsed_ms(), "", kind, _describe(exc), connected_ip=ip)
         finally:
             watch.finish()
     if reusable and not watch.expired:
@@ -321,7 +369,7 @@ def post_checked(
     if 300 <= status < 400:
         return AttemptOutcome(
             status, elapsed_ms(), excerpt, KIND_REDIRECT,
-            f"redirects are not followed (HTTP {status}, Location: {location[:300]})", connected_ip=ip,
+            storable_text(f"redirects are not followed (HTTP {status}, Location: {location[:300]})"), connected_ip=ip,
         )
     return AttemptOutcome(
         status, elapsed_ms(), excerpt, KIND_HTTP_STATUS, f"HTTP {status}",
@@ -336,6 +384,7 @@ def post_webhook(
     headers: Mapping[str, str],
     allow_http_hosts=None,  # noqa: ANN001 - iterable or comma-separated string
     resolver: Resolver | None = None,
+    allowed_ports=None,  # noqa: ANN001 - iterable or comma-separated string of host:port
     timeout: float = DEFAULT_TIMEOUT_SECONDS,  # ok-float
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ssl_context: ssl.SSLContext | None = None,
@@ -343,9 +392,10 @@ def post_webhook(
     """Check ``url`` (resolving it once) and POST ``body`` to the vetted address."""
     started = time.monotonic()
     try:
-        target = check_url(url, allow_http_hosts=allow_http_hosts, resolver=resolver)
+        target = check_url(url, allow_http_hosts=allow_http_hosts, resolver=resolver, allowed_ports=allowed_ports)
     except UnsafeWebhookUrl as exc:
-        return AttemptOutcome(None, int((time.monotonic() - started) * 1000), "", KIND_SSRF, f"{exc.code}: {exc}")
+        return AttemptOutcome(None, int((time.monotonic() - started) * 1000), "", KIND_SSRF,
+                              storable_text(f"{exc.code}: {exc}"))
     return post_checked(
         target=target, body=body, headers=headers, timeout=timeout,
         max_response_bytes=max_response_bytes, ssl_context=ssl_context,

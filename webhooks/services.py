@@ -84,12 +84,17 @@ def record_event(*, service: Service, webhook_type: str, object_type: str,
 # --- endpoints --------------------------------------------------------------------
 
 def validate_url(url: str) -> str:
-    """SSRF guard at save time (it runs again at every delivery)."""
+    """SSRF guard at save time (it runs again at every delivery); returns the URL to store.
+
+    The stored form is normalised: IDNA host, percent-encoded path and query (UTF-8),
+    no default port, no fragment, so what is stored is exactly what is sent.
+    """
     try:
-        ssrf.check_url(url, allow_http_hosts=settings.WEBHOOK_ALLOW_HTTP_HOSTS, resolver=delivery.resolver())
+        target = ssrf.check_url(url, allow_http_hosts=settings.WEBHOOK_ALLOW_HTTP_HOSTS, resolver=delivery.resolver(),
+                                allowed_ports=settings.WEBHOOK_ALLOWED_PORTS)
     except ssrf.UnsafeWebhookUrl as exc:
         raise EndpointInvalid({"webhook_url": [ErrorCode.URL_IS_INVALID]}, str(exc)) from exc
-    return url
+    return target.parsed.url
 
 
 def validate_event_types(types: list[str] | None) -> list[str] | None:
@@ -111,7 +116,7 @@ class IssuedEndpoint:
 @transaction.atomic
 def create_endpoint(*, service: Service, url: str, name: str = "", event_types_filter: list[str] | None = None,
                     is_active: bool = True) -> IssuedEndpoint:
-    validate_url(url)
+    url = validate_url(url)
     types = validate_event_types(event_types_filter)
     # Lock the service row so two concurrent creates cannot both pass the limit check.
     Service.objects.select_for_update().filter(pk=service.pk).first()

@@ -16,11 +16,12 @@ resolve to any address without touching DNS or /etc/hosts.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from billing_kit.errors import ErrorCode
 
@@ -79,6 +80,7 @@ class UnsafeReason(StrEnum):
     SCHEME_NOT_ALLOWED = "scheme_not_allowed"
     UNRESOLVABLE_HOST = "unresolvable_host"
     PRIVATE_ADDRESS = "private_address"
+    PORT_NOT_ALLOWED = "port_not_allowed"
 
 
 class UnsafeWebhookUrl(ValueError):
@@ -98,8 +100,8 @@ class ParsedUrl:
     scheme: str
     host: str  # lower-case, IDNA-encoded, no brackets
     port: int
-    target: str  # path + query, what goes on the request line
-    url: str
+    target: str  # path + query, percent-encoded ASCII: what goes on the request line
+    url: str  # the normalised URL: IDNA host, no default port, percent-encoded, no fragment
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,41 @@ def normalise_allow_list(hosts: Iterable[str] | str | None) -> frozenset[str]:
     return frozenset(h.strip().lower().strip("[]") for h in hosts if h and h.strip())
 
 
+# Characters that stay as they are in a path or query (RFC 3986 unreserved, sub-delims,
+# ":", "@", "/", "?"), and "%" when it starts a valid escape; everything else (non-ASCII
+# as UTF-8) is percent-encoded.
+_NEEDS_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+
+
+def _percent_encode(part: str) -> str:
+    return _NEEDS_ESCAPE.sub(lambda m: quote(m.group(), safe=""), part)
+
+
+def normalise_allowed_ports(entries: Iterable[str] | str | None) -> frozenset[tuple[str, int]]:
+    """``host:port`` entries (``WEBHOOK_ALLOWED_PORTS``) as (IDNA host, port) pairs.
+
+    An IPv6 host is written in brackets: ``[2001:db8::1]:8443``. Malformed entries
+    raise ValueError (a configuration error, found at the first use).
+    """
+    if entries is None:
+        return frozenset()
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    pairs = set()
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"WEBHOOK_ALLOWED_PORTS entry {entry!r} is not host:port")
+        host = host.strip("[]").lower()
+        if not _is_ip_literal(host):
+            host = host.encode("idna").decode("ascii").lower().rstrip(".")
+        pairs.add((host, int(port)))
+    return frozenset(pairs)
+
+
 def parse_url(url: str, *, allow_http_hosts: Iterable[str] | str | None = None) -> ParsedUrl:
     allow = normalise_allow_list(allow_http_hosts)
     if not isinstance(url, str) or not url:
@@ -176,12 +213,24 @@ def parse_url(url: str, *, allow_http_hosts: Iterable[str] | str | None = None) 
         raise UnsafeWebhookUrl(UnsafeReason.SCHEME_NOT_ALLOWED, "only https URLs are accepted")
     if port == 0:
         raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "port 0 is not valid")
+    default_port = 443 if scheme == "https" else 80
     if port is None:
-        port = 443 if scheme == "https" else 80
+        port = default_port
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    return ParsedUrl(scheme=scheme, host=host, port=port, target=target, url=url)
+    try:
+        target = _percent_encode(target)
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is not valid text") from exc
+    netloc = f"[{host}]" if ":" in host else host
+    if port != default_port:
+        netloc += f":{port}"
+    normalised = f"{scheme}://{netloc}{target}"
+    if len(normalised) > MAX_URL_LENGTH:  # percent-encoding can triple the length
+        raise UnsafeWebhookUrl(UnsafeReason.URL_IS_INVALID, "URL is too long once percent-encoded")
+    return ParsedUrl(scheme=scheme, host=host, port=port, target=target, url=normalised)
+
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -209,11 +258,14 @@ def check_url(
     *,
     allow_http_hosts: Iterable[str] | str | None = None,
     resolver: Resolver | None = None,
+    allowed_ports: Iterable[str] | str | None = None,
 ) -> CheckedTarget:
     """Parse, resolve once and vet ``url``; return the address to connect to.
 
     Every resolved address must be public (an attacker-controlled zone could mix a
-    public and a private answer); the first one is pinned.
+    public and a private answer); the first one is pinned. An https port other than
+    443 needs its ``host:port`` in ``allowed_ports`` (hosts of ``allow_http_hosts``,
+    local development, may use any port).
     """
     allow = normalise_allow_list(allow_http_hosts)
     parsed = parse_url(url, allow_http_hosts=allow)
@@ -234,4 +286,10 @@ def check_url(
                     UnsafeReason.PRIVATE_ADDRESS,
                     f"host {parsed.host!r} resolves to a non-public address ({reason})",
                 )
+    if (not private_allowed and parsed.port != 443
+            and (parsed.host, parsed.port) not in normalise_allowed_ports(allowed_ports)):
+        raise UnsafeWebhookUrl(
+            UnsafeReason.PORT_NOT_ALLOWED,
+            f"port {parsed.port} is not allowed for {parsed.host!r} (only 443 unless listed in WEBHOOK_ALLOWED_PORTS)",
+        )
     return CheckedTarget(parsed=parsed, pinned_ip=addresses[0], private_allowed=private_allowed)

@@ -6,6 +6,10 @@ from .env import env
 # Hosts that may receive plain http and skip the private-address check (local
 # development and tests only), comma-separated: WEBHOOK_ALLOW_HTTP_HOSTS=127.0.0.1,localhost
 WEBHOOK_ALLOW_HTTP_HOSTS = env.list("WEBHOOK_ALLOW_HTTP_HOSTS", default=[])
+# An https webhook URL must use port 443 unless its host:port is listed here,
+# comma-separated: WEBHOOK_ALLOWED_PORTS=hooks.example.com:8443,[2001:db8::1]:9443
+# (hosts of WEBHOOK_ALLOW_HTTP_HOSTS may use any port).
+WEBHOOK_ALLOWED_PORTS = env.list("WEBHOOK_ALLOWED_PORTS", default=[])
 # Dotted path of a resolver ``(host, port) -> [ip, ...]``; empty = the system resolver.
 # Tests use ``webhooks.testing.dns.resolve_from_env``.
 WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="")

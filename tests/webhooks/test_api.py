@@ -217,3 +217,16 @@ def test_created_secret_verifies_deliveries(api_client, receiver, service):
     call_command("deliver_webhooks", stdout=StringIO())
     [request] = receiver.received()
     assert Webhook(secret).verify(request.body, request.headers)["customer"] == {"external_id": "c1"}
+
+
+def test_urls_are_stored_normalised_and_ports_need_the_allow_list(api_client, settings, monkeypatch):
+    settings.WEBHOOK_RESOLVER = "webhooks.testing.dns.resolve_from_env"
+    monkeypatch.setenv("WEBHOOK_FAKE_DNS", "xn--bcher-kva.example=93.184.215.14,ok.example.com=93.184.215.14")
+    response = create(api_client, webhook_url="https://Bücher.example/ünï?q=ø#frag")
+    assert response.status_code == 200, response.content
+    assert response.json()["webhook_endpoint"]["webhook_url"] == "https://xn--bcher-kva.example/%C3%BCn%C3%AF?q=%C3%B8"
+    refused = create(api_client, webhook_url="https://ok.example.com:8443/h")
+    assert refused.status_code == 422
+    assert refused.json()["error_details"] == {"webhook_url": ["url_is_invalid"]}
+    settings.WEBHOOK_ALLOWED_PORTS = ["ok.example.com:8443"]
+    assert create(api_client, webhook_url="https://ok.example.com:8443/h").status_code == 200

@@ -228,3 +228,34 @@ def test_tls_connections_are_reused_and_replaced_when_closed(tls_receiver, clien
     ports = [r.client_port for r in tls_receiver.received("/tls")]
     assert ports[0] == ports[1] != ports[2]  # reused, then replaced after the server closed it
     assert len(resolver.calls) == 3  # but checked every time
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("120", 120),
+    (" 7 ", 7),
+    ("0", 0),
+    ("²", None),  # str.isdigit() says yes; RFC 9110 delta-seconds is ASCII digits only
+    ("١٢", None),  # Arabic-Indic digits
+    ("-5", None),
+    ("1.5", None),
+    ("9" * 5000, sender.MAX_RETRY_AFTER_SECONDS),  # no int() of 5000 digits
+    ("Thu, 01 Jan 2026 12:05:00 GMT", 300),  # IMF-fixdate
+    ("Thursday, 01-Jan-26 12:05:00 GMT", 300),  # obsolete RFC 850
+    ("Thu Jan  1 12:05:00 2026", 300),  # obsolete asctime
+    ("Fri, 01 Jan 9999 00:00:00 GMT", sender.MAX_RETRY_AFTER_SECONDS),
+    ("Thu, 01 Jan 2026 11:00:00 GMT", 0),
+    ("Thu, 31 Feb 2026 12:00:00 GMT", None),
+    ("garbage", None),
+    ("é" * 100, None),
+    ("", None),
+])
+def test_retry_after_is_parsed_per_rfc_9110_and_bounded(value, expected):
+    from datetime import datetime, timezone
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert sender.parse_retry_after(value, now=now) == expected
+
+
+def test_hostile_bytes_in_texts_are_made_storable():
+    assert sender.storable_text("a\x00b") == "a\ufffdb"
+    assert sender.storable_text("lone \ud800 surrogate") == "lone ? surrogate"
+    assert sender.storable_text("café ✓") == "café ✓"

@@ -178,3 +178,60 @@ def test_sender_refuses_before_connecting():
     assert outcome.status_code is None
     assert "private_address" in outcome.error
     assert outcome.connected_ip == ""
+
+
+@pytest.mark.parametrize("url, normalised, target", [
+    ("https://Hooks.Example.com./in?x=1#frag", "https://hooks.example.com/in?x=1", "/in?x=1"),
+    ("https://hooks.example.com:443/a", "https://hooks.example.com/a", "/a"),
+    ("https://bücher.example/ünï/çødé?q=é", "https://xn--bcher-kva.example/%C3%BCn%C3%AF/%C3%A7%C3%B8d%C3%A9?q=%C3%A9",
+     "/%C3%BCn%C3%AF/%C3%A7%C3%B8d%C3%A9?q=%C3%A9"),
+    ("https://hooks.example.com/already%20encoded%2F", "https://hooks.example.com/already%20encoded%2F",
+     "/already%20encoded%2F"),
+    ("https://hooks.example.com/100%", "https://hooks.example.com/100%25", "/100%25"),
+    ("https://hooks.example.com/a<b>{c}|\"d\"^`", "https://hooks.example.com/a%3Cb%3E%7Bc%7D%7C%22d%22%5E%60",
+     "/a%3Cb%3E%7Bc%7D%7C%22d%22%5E%60"),
+    ("https://hooks.example.com", "https://hooks.example.com/", "/"),
+])
+def test_urls_are_normalised_idna_and_percent_encoded(url, normalised, target):
+    resolver = static_resolver({"hooks.example.com": PUBLIC, "xn--bcher-kva.example": PUBLIC})
+    parsed = ssrf.check_url(url, resolver=resolver).parsed
+    assert parsed.url == normalised and parsed.target == target
+    assert parsed.target.isascii()
+
+
+def test_a_url_too_long_once_percent_encoded_is_invalid():
+    # 700 characters, 4200 once encoded: more than the stored column holds
+    with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
+        ssrf.check_url("https://hooks.example.com/" + "é" * 700, resolver=static_resolver({"hooks.example.com": PUBLIC}))
+    assert exc.value.code == "url_is_invalid"
+
+
+def test_a_lone_surrogate_in_the_url_is_invalid():
+    with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
+        ssrf.check_url("https://hooks.example.com/\ud800", resolver=static_resolver({"hooks.example.com": PUBLIC}))
+    assert exc.value.code == "url_is_invalid"
+
+
+def test_a_port_other_than_443_needs_an_explicit_allow_list_entry():
+    resolver = static_resolver({"hooks.example.com": PUBLIC, "other.example.com": PUBLIC, "xn--bcher-kva.example": PUBLIC,
+                                "2606:4700:4700::1111": "2606:4700:4700::1111"})
+    with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
+        ssrf.check_url("https://hooks.example.com:8443/h", resolver=resolver)
+    assert exc.value.code == "port_not_allowed"
+    allowed = "hooks.example.com:8443, Bücher.example:9443,[2606:4700:4700::1111]:8443"
+    target = ssrf.check_url("https://hooks.example.com:8443/h", resolver=resolver, allowed_ports=allowed)
+    assert target.parsed.port == 8443 and target.parsed.url == "https://hooks.example.com:8443/h"
+    assert ssrf.check_url("https://bücher.example:9443/", resolver=resolver, allowed_ports=allowed).parsed.port == 9443
+    assert ssrf.check_url("https://[2606:4700:4700::1111]:8443/", resolver=resolver,
+                          allowed_ports=allowed).parsed.url == "https://[2606:4700:4700::1111]:8443/"
+    for url in ("https://hooks.example.com:9443/h", "https://other.example.com:8443/h", "https://hooks.example.com:80/"):
+        with pytest.raises(ssrf.UnsafeWebhookUrl) as exc:
+            ssrf.check_url(url, resolver=resolver, allowed_ports=allowed)
+        assert exc.value.code == "port_not_allowed"
+    # Local development hosts (WEBHOOK_ALLOW_HTTP_HOSTS) keep any port.
+    assert ssrf.check_url("http://127.0.0.1:8080/h", allow_http_hosts="127.0.0.1").parsed.port == 8080
+
+
+def test_a_malformed_allowed_ports_entry_is_a_configuration_error():
+    with pytest.raises(ValueError):
+        ssrf.normalise_allowed_ports("hooks.example.com")

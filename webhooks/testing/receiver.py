@@ -34,6 +34,9 @@ class Fault:
     close_after: bool = False
     # Send the response one byte at a time, this many seconds apart.
     drip_seconds: float = 0.0  # ok-float
+    # Hostile receivers: these exact bytes are the whole response (status line,
+    # headers and body, however malformed), then the connection is closed.
+    raw: bytes | None = None
 
     @classmethod
     def ok(cls, status: int = 200) -> Fault:
@@ -72,6 +75,29 @@ class Fault:
     @classmethod
     def large_body(cls, size: int, status: int = 200) -> Fault:
         return cls(status=status, body=b"x" * size)
+
+    # Hostile receivers -------------------------------------------------------------
+    @classmethod
+    def raw_response(cls, data: bytes, *, drip_seconds: float = 0.0) -> Fault:  # ok-float
+        """Answer exactly ``data`` (e.g. an odd status line), optionally one byte at a time."""
+        return cls(raw=data, drip_seconds=drip_seconds)
+
+    @classmethod
+    def huge_header(cls, size: int = 70_000, status: int = 200) -> Fault:
+        """One header line longer than any client accepts (http.client: 64 KiB)."""
+        return cls.raw_response(
+            f"HTTP/1.1 {status} OK\r\nX-Huge: ".encode() + b"h" * size + b"\r\nContent-Length: 2\r\n\r\nok")
+
+    @classmethod
+    def many_headers(cls, count: int = 500, status: int = 200) -> Fault:
+        lines = b"".join(b"X-H%d: v\r\n" % i for i in range(count))
+        return cls.raw_response(f"HTTP/1.1 {status} OK\r\n".encode() + lines + b"Content-Length: 2\r\n\r\nok")
+
+    @classmethod
+    def slow_loris(cls, seconds_per_byte: float = 0.3) -> Fault:  # ok-float
+        """Status line and headers dripped a byte at a time, never finishing in time."""
+        return cls.raw_response(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"s" * 10_000 + b"\r\n\r\n",
+                                drip_seconds=seconds_per_byte)
 
 
 @dataclass
@@ -131,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.drop:
             self.close_connection = True
             return
+        if fault.raw is not None:
+            self._raw(fault)
+            return
         if fault.drip_seconds:
             self._drip(fault)
             return
@@ -146,8 +175,21 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the sender gave up (timeout) or closed early (size cap)
 
-    def _drip(self, fault: Fault) -> None:
-        response = (f"HTTP/1.1 {fault.status} OK\r\nContent-Length: {len(fault.body)}\r\n\r\n").encode() + fault.body
+    def _raw(self, fault: Fault) -> None:
+        assert fault.raw is not None
+        self.close_connection = True
+        if fault.drip_seconds:
+            self._drip(fault, fault.raw)
+            return
+        try:
+            self.wfile.write(fault.raw)
+            self.wfile.flush()
+        except OSError:
+            pass
+
+    def _drip(self, fault: Fault, response: bytes | None = None) -> None:
+        if response is None:
+            response = (f"HTTP/1.1 {fault.status} OK\r\nContent-Length: {len(fault.body)}\r\n\r\n").encode() + fault.body
         self.close_connection = True
         for i in range(len(response)):
             if self.server.receiver._stopping.wait(fault.drip_seconds):
