@@ -22,8 +22,24 @@ import msgspec
 
 from billing_kit.errors import ErrorCode
 
+# PostgreSQL's numeric (and so jsonb) holds at most 131072 digits before the decimal point
+# and 16383 after it: a JSON number outside that would fail the insert (a 500), so it is
+# refused as malformed when the body is decoded.
+_PG_NUMERIC_MAX_ADJUSTED = 131071
+_PG_NUMERIC_MIN_EXPONENT = -16383
+
+
+def _bounded_decimal(text: str) -> Decimal:
+    value = Decimal(text)
+    exponent = value.as_tuple().exponent
+    if value and (value.adjusted() > _PG_NUMERIC_MAX_ADJUSTED
+                  or (isinstance(exponent, int) and exponent < _PG_NUMERIC_MIN_EXPONENT)):
+        raise ValueError(f"number out of range: {text[:32]}")
+    return value
+
+
 # JSON floats are decoded as Decimal: exact timestamps and exact property values.
-_json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_json_decoder = msgspec.json.Decoder(float_hook=_bounded_decimal)
 # Canonical JSON: sorted keys, Decimals written back as the numbers they were.
 _canonical_encoder = msgspec.json.Encoder(order="sorted", decimal_format="number")
 
