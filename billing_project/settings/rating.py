@@ -4,6 +4,9 @@ from .env import env
 
 # How often Celery beat rates every open window (and closes the ones that ended).
 RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
+# Late usage: a window closes (freezes) this long after its end; until then events of the
+# window are still accepted and rated.
+RATING_GRACE_SECONDS = env.int("RATING_GRACE_SECONDS", default=0)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
 # Each beat run is split into this many tasks (slices of the subscription ids) that the
