@@ -129,7 +129,6 @@ def main() -> None:
         first = run("initial push", fake, settings_, args.batch_size)
         from django.conf import settings
 
-        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0  # measure the rewrite itself, not the throttle
         RatedUsage.objects.filter(charge=charges[0]).update(units=Decimal(5000), billable_units=Decimal(5000),
                                                             amount=Decimal(100))
         run("usage changed", fake, settings_, args.batch_size)

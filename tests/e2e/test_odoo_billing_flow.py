@@ -35,7 +35,6 @@ def fake_odoo(settings):
     with FakeOdoo(version="17.0", price_digits=2) as server:
         settings.ODOO_URL, settings.ODOO_DB = server.url, server.db
         settings.ODOO_USER, settings.ODOO_API_KEY = server.login, server.api_key
-        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
         yield server
     reset_client()
 

@@ -84,6 +84,7 @@ def test_push_and_pull_through_json2(settings, catalog):
         point_settings_at(settings, server)
         settings.ODOO_TRANSPORT = "json2"
         sub = catalog.subscription()
+        catalog.fee(sub, amount="49.000000")
         catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
         server.faults.add("lost_response", model="sale.order", method="create")
         assert push_cycle().aborted
@@ -91,7 +92,7 @@ def test_push_and_pull_through_json2(settings, catalog):
         assert not report.aborted, report.aborted
         assert len(server.records("sale.order")) == 1
         assert server.call_count(service="json2") > 0 and server.call_count(service="object") == 0
-        server.run_invoicing_cron(today=dt.date(2026, 11, 1))
+        server.run_invoicing_cron(today=dt.date(2026, 12, 1))
         assert pull_invoices().invoices_created == 1
 
 
@@ -109,9 +110,9 @@ def test_key_revoked_before_a_json2_pull_breaks_the_connection(settings, catalog
     with FakeOdoo(version="19.0") as server:
         point_settings_at(settings, server)
         settings.ODOO_TRANSPORT = "json2"
-        catalog.subscription()
+        catalog.fee(catalog.subscription(), amount="49.000000")
         assert not push_cycle().aborted
-        server.run_invoicing_cron(today=dt.date(2026, 11, 1))
+        server.run_invoicing_cron(today=dt.date(2026, 12, 1))
         server.revoke_api_key()
         assert pull_invoices().aborted
         assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN

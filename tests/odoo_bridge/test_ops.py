@@ -13,10 +13,11 @@ pytestmark = pytest.mark.django_db
 
 def test_odoo_sync_command_pushes_and_pulls(fake_odoo, catalog, capsys):
     sub = catalog.subscription()
+    catalog.fee(sub, amount="49.000000")  # arrears fee of [Nov 1, Dec 1): invoiced Dec 1
     call_command("odoo_sync", "--push")
     out = capsys.readouterr().out
     assert "1 order(s) created" in out
-    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 12, 1))
     call_command("odoo_sync", "--pull")
     assert "1 invoice(s) created" in capsys.readouterr().out
     assert sub.invoices.count() == 1
@@ -103,6 +104,7 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
     from odoo_bridge import tasks
 
     sub = catalog.subscription()
+    catalog.fee(sub, amount="49.000000")  # arrears fee of [Nov 1, Dec 1): invoiced Dec 1
     worker = start_celery_worker(queues="odoo", env={
         "ODOO_URL": fake_odoo.url, "ODOO_DB": fake_odoo.db, "ODOO_USER": fake_odoo.login,
         "ODOO_API_KEY": fake_odoo.api_key, "DJANGO_DEBUG": "1"})
@@ -112,7 +114,7 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
         time.sleep(0.2)
     assert [o["client_order_ref"] for o in fake_odoo.records("sale.order", [], ["client_order_ref"])] == [
         f"fb-sub-{sub.pk}"], worker.log()
-    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 12, 1))
     tasks.pull_from_odoo.delay()
     while time.monotonic() < deadline and not sub.invoices.exists():
         time.sleep(0.2)

@@ -71,7 +71,8 @@ def test_lost_response_after_commit_never_duplicates(fake_odoo, catalog, model):
         push_cycle(now=later(hours))
     lines = 3 if model == "sale.order.line" else 2
     assert_no_duplicates(fake_odoo, subs, lines_per_sub=lines)
-    assert len(fake_odoo.records("product.product", [["default_code", "=like", "fb-%"]])) == 3
+    # the plan's recurring product, its base-fee product, two charges' usage products
+    assert len(fake_odoo.records("product.product", [["default_code", "=like", "fb-%"]])) == 4
 
 
 def test_lost_confirmation_is_repaired_by_confirming_the_draft(fake_odoo, catalog):
