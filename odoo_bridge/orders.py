@@ -207,6 +207,7 @@ class OrderPush:
 
     def run(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee]) -> None:
         orders, lines = self.plan(subscriptions, usages, fees)
+        all_lines = dict(lines)  # sort_orders takes the new orders' lines out of ``lines``
         found = self.find_orders(orders)
         new, existing = self.sort_orders(orders, found, lines)
         created = self.create_orders(new)
@@ -214,7 +215,7 @@ class OrderPush:
         self.learn_line_ids(created)
         self.update_existing(existing)
         self.push_lines(self.lines_of_existing_orders(lines))
-        self.collect_invoice_now(subscriptions, lines)
+        self.collect_invoice_now(subscriptions, all_lines)
         fully_invoiced = self.invoice_now(list(self.finishing.values()))
         self.close(fully_invoiced)
 
@@ -261,7 +262,7 @@ class OrderPush:
         nid = mapping.order_next_invoice_date(sub, self.tz, self.grace)
         digest = mapping.payload_hash({
             "partner": partner_id, "plan": plan_id, "product": product_id, "closed": closed, "start": str(start),
-            "next_invoice_date": str(nid), "boundary_reached": self.today >= nid})
+            "next_invoice_date": str(nid), "day": str(self.today)})  # one look a day: Odoo moves its date
         return OrderWork(sub, state, digest, partner_id=partner_id, plan_id=plan_id, product_id=product_id,
                          start_date=start, next_invoice_date=nid)
 
