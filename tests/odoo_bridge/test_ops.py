@@ -119,3 +119,29 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
     while time.monotonic() < deadline and not sub.invoices.exists():
         time.sleep(0.2)
     assert sub.invoices.count() == 1, worker.log()
+
+
+def test_config_check_at_connect_reports_precision_and_the_invoicing_cron(fake_odoo, catalog, client, settings):
+    """Rates 0.02 and 0.0075 need 4 price digits, Odoo has 2; the cron runs at 00:00:30 UTC, before the window
+    close + grace 600 s + two 60 s sync intervals = 00:12:00. Both reported; fixed, the report is clean."""
+    from odoo_bridge.connection import open_client, refresh_config_report
+    from odoo_bridge.models import OdooConnectionState
+
+    settings.RATING_GRACE_SECONDS, settings.ODOO_SYNC_INTERVAL_SECONDS = 600, 60
+    cron_id = fake_odoo.store.xmlid_id("sale_subscription", "account_analytic_cron_for_invoice")
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 00:00:30"})
+    open_client()
+    report = OdooConnectionState.objects.get().config_report
+    assert (report["price_digits"], report["rate_digits_needed"]) == (2, 4)
+    assert report["invoicing_cron"]["nextcall"] == "2026-12-02 00:00:30"
+    assert report["invoicing_cron"]["earliest_time"] == "00:12:00"
+    assert len(report["warnings"]) == 2 and "before 00:12" in report["warnings"][1]
+    odoo = client.get("/ops/health").json()["checks"]["odoo"]
+    assert odoo["ok"] is False and odoo["config"]["invoicing_cron"]["active"] is True
+    assert "Product Price precision is 2 digits" in odoo["error"]
+
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 01:00:00"})
+    fake_odoo.store.write("decimal.precision", [fake_odoo.store.xmlid_id("product", "decimal_price")], {"digits": 4})
+    report = refresh_config_report(open_client(), force=True)
+    assert report["warnings"] == [] and report["price_digits"] == 4
+    assert client.get("/ops/health").json()["checks"]["odoo"]["ok"] is True
