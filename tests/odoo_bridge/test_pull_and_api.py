@@ -235,3 +235,21 @@ def test_a_second_pull_while_one_runs_reads_nothing(fake_odoo, invoiced):
     assert out[0].aborted == "another pull is running"
     assert fake_odoo.call_count(model="account.move") == 0 and not Invoice.objects.exists()
     assert pull_invoices().invoices_created == 1
+
+
+def test_credit_notes_reduce_what_a_subscription_was_billed(fake_odoo, invoiced):
+    """Billed 61.26 (49.00 fee + 3.00 + 9.26 usage); the invoice is reversed by a credit note: net 0.
+    Odoo makes the refunded one-off lines invoiceable again: the next run bills them once more, net 61.26."""
+    from odoo_bridge.selectors import billed_totals
+
+    sub, move_id = invoiced
+    pull_invoices()
+    totals = billed_totals(sub)
+    assert (totals.untaxed, totals.usage) == (Decimal("61.26"), Decimal("12.26"))
+    fake_odoo.reverse_invoice(move_id)
+    pull_invoices()
+    assert Invoice.objects.get(odoo_move_id=move_id).status == "voided"
+    assert billed_totals(sub).untaxed == 0 and billed_totals(sub).usage == 0
+    fake_odoo.run_invoicing_cron(today=dt.date(2027, 1, 1))
+    pull_invoices()
+    assert billed_totals(sub).usage == Decimal("12.26")
