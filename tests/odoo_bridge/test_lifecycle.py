@@ -288,3 +288,95 @@ def test_termination_invoices_the_last_window_and_fee_once_then_closes(fake_odoo
     assert push_cycle(now=at(D(2026, 11, 22))).subscriptions_seen == 0
     assert cron(fake_odoo, D(2026, 12, 1)) == [] and len(fake_odoo.invoices(order["id"], )) == 1
     assert ledger.invoices(fake_odoo.store, order["id"], states=("draft",)) == []
+
+
+MONTHS = [dt.datetime(2026, 11 + i, 1, tzinfo=UTC) if i < 2 else dt.datetime(2027, i - 1, 1, tzinfo=UTC)
+          for i in range(6)]  # Nov 1, Dec 1, Jan 1, Feb 1, Mar 1, Apr 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_interleaving_of_rating_push_lost_answers_and_cron_bills_each_closed_window_once(
+        fake_odoo, catalog, seed):
+    """Random (seeded) walks over four monthly windows: rating grows the open window, the window closes
+    (freeze + roll), push cycles (some with a lost answer from Odoo), Odoo's cron on any day. At the end the
+    usage billed over all invoices == the frozen amounts (invariant 2), and no invoice holds usage of a
+    window not closed when it was issued (invariant 1)."""
+    import random
+
+    rng = random.Random(seed)
+    sub = catalog.subscription()
+    window, units, day, clock = 0, 0, D(2026, 11, 1), at(D(2026, 11, 1))
+    frozen_total = Decimal(0)
+    issued: dict[int, dt.date] = {}
+    while window < 4:
+        action = rng.choice(["rate", "rate", "close", "push", "push", "cron", "lost", "day"])
+        if action == "rate":
+            units += rng.randint(1, 50)
+            catalog.rate(sub, catalog.api_charge, units=str(units), amount=str(Decimal(units) * Decimal("0.02")),
+                         state="open", start=MONTHS[window], end=MONTHS[window + 1])
+        elif action == "close" and day >= MONTHS[window + 1].date():
+            catalog.rate(sub, catalog.api_charge, units=str(units), amount=str(Decimal(units) * Decimal("0.02")),
+                         state="frozen", start=MONTHS[window], end=MONTHS[window + 1])
+            frozen_total += Decimal(units) * Decimal("0.02")
+            window, units = window + 1, 0
+            roll(sub, MONTHS[window], MONTHS[window + 1])
+        elif action == "push":
+            push_cycle(now=clock)
+        elif action == "lost":
+            fake_odoo.faults.add("lost_response", model=rng.choice(["sale.order", "sale.order.line"]),
+                                 method="create", times=1)
+            push_cycle(now=clock)
+            fake_odoo.faults.clear()
+        elif action == "cron":
+            for move in cron(fake_odoo, day):
+                issued[move] = day
+        elif action == "day":
+            day += dt.timedelta(days=rng.choice([1, 3, 9, 17]))
+            clock = at(day)
+    for _ in range(2):  # settle: every closed window reaches Odoo, the cron runs past the last boundary
+        clock += dt.timedelta(hours=3)
+        push_cycle(now=clock)
+    for step in range(70):
+        for move in cron(fake_odoo, day + dt.timedelta(days=step)):
+            issued[move] = day + dt.timedelta(days=step)
+
+    catalog.api_charge.refresh_from_db()
+    product = catalog.api_charge.odoo_product_id
+    order = order_of(fake_odoo, sub)
+    assert billed(fake_odoo, order["id"], product) == frozen_total  # exactly once, to the cent
+    for inv in fake_odoo.invoices(order["id"]):
+        for line in inv.lines:
+            if line.product_id == product:
+                assert last_day_of(line.name) < issued[inv.id]  # the window had closed
+    names = [ln["name"] for ln in fake_odoo.records("sale.order.line", [["order_id", "=", order["id"]],
+                                                                         ["product_id", "=", product]], ["name"])]
+    assert len(names) == len(set(names))  # no duplicated line after lost answers
+
+
+def test_upgrade_is_a_new_subscription_with_its_own_order_and_the_old_order_is_billed_then_closed(
+        fake_odoo, catalog):
+    """Upgrade on Nov 20 (Lago: now): the old subscription ends at the change with usage 3.00 and its
+    prorated arrears fee 49.00 x 19/30 = 31.03 -> one final invoice 34.03, then closed. The new
+    subscription (plan Business) has its own order whose only recurring line is Business's."""
+    change = dt.datetime(2026, 11, 20, tzinfo=UTC)
+    old = catalog.subscription()
+    push_cycle(now=at(D(2026, 11, 2)))
+    business = Plan.objects.create(service=catalog.service, code="business", name="Business", interval="monthly",
+                                   amount=Decimal("99.00"), amount_currency="CAD")
+    catalog.rate(old, catalog.api_charge, units="150", amount="3.000000", end=change)
+    catalog.fee(old, amount="31.033333", units="0.633333", end=change)
+    Subscription.objects.filter(pk=old.pk).update(status="terminated", terminated_at=change)
+    new = Subscription.objects.create(
+        service=catalog.service, account_link=old.account_link, external_id=old.external_id + "-up", plan=business,
+        status="active", started_at=change, subscription_at=change, current_period_start=change,
+        current_period_end=WINDOW_END, flat_amount=Decimal("99.00"), currency="CAD")
+    odoo_day(fake_odoo, D(2026, 11, 20))
+    push_cycle(now=at(D(2026, 11, 20)))
+    old_order, new_order = order_of(fake_odoo, old), order_of(fake_odoo, new)
+    assert old_order["subscription_state"] == "6_churn"
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(old_order["id"])] == [Decimal("34.03")]
+    for order, plan_name in ((old_order, "Pro"), (new_order, "Business")):
+        recurring = fake_odoo.records("sale.order.line", [["order_id", "=", order["id"]],
+                                                          ["recurring_invoice", "=", True]], ["name"])
+        assert [ln["name"] for ln in recurring] == [plan_name]
+    assert (new_order["start_date"], new_order["next_invoice_date"]) == ("2026-11-20", "2026-12-01")
