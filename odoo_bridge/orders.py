@@ -337,6 +337,8 @@ class OrderPush:
                 existing.append(FoundOrder(order, record))
                 continue
             order.state.odoo_id = None
+            if order.closed and order.subscription.pk in self.waiting:
+                continue  # terminated before its order reached Odoo, final window not frozen yet: wait for it
             if order.closed and not any(not w.zero for w in lines.get(order.subscription.pk, [])):
                 for work in lines.pop(order.subscription.pk, []):
                     self.line_synced(work, None)

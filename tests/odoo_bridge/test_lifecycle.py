@@ -380,3 +380,22 @@ def test_upgrade_is_a_new_subscription_with_its_own_order_and_the_old_order_is_b
                                                           ["recurring_invoice", "=", True]], ["name"])
         assert [ln["name"] for ln in recurring] == [plan_name]
     assert (new_order["start_date"], new_order["next_invoice_date"]) == ("2026-11-20", "2026-12-01")
+
+
+def test_terminated_before_its_order_reached_odoo_still_bills_its_final_window(fake_odoo, catalog):
+    """Terminated Nov 20 before any push, final window still open: no order yet, nothing finalised. Once
+    frozen (3.00) with its fee 31.03: the order is created, invoiced at once (34.03) and closed."""
+    end = dt.datetime(2026, 11, 20, tzinfo=UTC)
+    sub = catalog.subscription(status="terminated")
+    Subscription.objects.filter(pk=sub.pk).update(terminated_at=end)
+    usage = catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000", state="open", end=end)
+    odoo_day(fake_odoo, D(2026, 11, 20))
+    push_cycle(now=at(D(2026, 11, 20)))
+    assert fake_odoo.records("sale.order") == []
+    assert not OdooSyncState.objects.filter(kind=SyncKind.SUBSCRIPTION, final=True).exists()
+    RatedUsage.objects.filter(pk=usage.pk).update(state="frozen")
+    catalog.fee(sub, amount="31.033333", units="0.633333", end=end)
+    push_cycle(now=at(D(2026, 11, 20), 10))
+    order = order_of(fake_odoo, sub)
+    assert order["subscription_state"] == "6_churn"
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(order["id"])] == [Decimal("34.03")]
