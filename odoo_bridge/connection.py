@@ -212,7 +212,7 @@ def check_config(client: OdooClient, *, now: dt.datetime) -> dict[str, Any]:
     report["invoicing_cron"] = cron
     try:
         cron_id = client.xmlid(*INVOICING_CRON)
-        [rec] = client.search_read("ir.cron", [["id", "=", cron_id]],
+        [rec] = client.search_read("ir.cron", [["id", "=", cron_id], ["active", "in", [True, False]]],  # archived too
                                    ["active", "nextcall", "interval_number", "interval_type"])
     except (OdooError, ValueError) as exc:
         cron["error"] = str(exc)[:300]

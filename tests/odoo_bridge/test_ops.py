@@ -145,3 +145,18 @@ def test_config_check_at_connect_reports_precision_and_the_invoicing_cron(fake_o
     report = refresh_config_report(open_client(), force=True)
     assert report["warnings"] == [] and report["price_digits"] == 4
     assert client.get("/ops/health").json()["checks"]["odoo"]["ok"] is True
+
+
+def test_admin_rechecks_the_odoo_configuration_on_demand(fake_odoo, catalog, admin_client):
+    from odoo_bridge.connection import open_client
+    from odoo_bridge.models import OdooConnectionState
+
+    open_client()  # checked at connect: the cron has no next call yet, rates need 4 digits
+    state = OdooConnectionState.objects.get()
+    cron_id = fake_odoo.store.xmlid_id("sale_subscription", "account_analytic_cron_for_invoice")
+    fake_odoo.store.write("ir.cron", [cron_id], {"active": False})
+    response = admin_client.post("/admin/odoo_bridge/odooconnectionstate/", {
+        "action": "check_config_now", "_selected_action": [state.pk]}, follow=True)
+    assert "cron is not active" in " ".join(str(m) for m in response.context["messages"])
+    state.refresh_from_db()
+    assert state.config_report["invoicing_cron"]["active"] is False
