@@ -399,3 +399,28 @@ def test_terminated_before_its_order_reached_odoo_still_bills_its_final_window(f
     order = order_of(fake_odoo, sub)
     assert order["subscription_state"] == "6_churn"
     assert [inv.amount_untaxed for inv in fake_odoo.invoices(order["id"])] == [Decimal("34.03")]
+
+
+def test_termination_of_an_advance_plan_credits_the_unused_part_once_then_closes(fake_odoo, catalog):
+    """pay_in_advance, calendar: November's fee 49.00 was invoiced at the start. Terminated Nov 23 with no
+    usage: metering writes the credit -(49.00 x 8/30) = -13.066667 -> -13.07. The only line left is
+    negative: the wizard makes a credit note (out_refund) of 13.07, posted; then the order closes.
+    Net billed: 49.00 - 13.07 = 35.93."""
+    Plan.objects.filter(pk=catalog.plan.pk).update(pay_in_advance=True)
+    sub = catalog.subscription()
+    catalog.fee(sub, amount="49.000000")
+    odoo_day(fake_odoo, D(2026, 11, 1))
+    push_cycle(now=at(D(2026, 11, 1)))
+    order = order_of(fake_odoo, sub)
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(order["id"])] == [Decimal("49.00")]
+    end = dt.datetime(2026, 11, 23, tzinfo=UTC)
+    Subscription.objects.filter(pk=sub.pk).update(status="terminated", terminated_at=end)
+    catalog.fee(sub, amount="-13.066667", kind="credit", units="-0.266667", start=end)
+    odoo_day(fake_odoo, D(2026, 11, 23))
+    push_cycle(now=at(D(2026, 11, 23)))
+    order = order_of(fake_odoo, sub)
+    moves = fake_odoo.invoices(order["id"])
+    assert [(m.move_type, m.amount_untaxed) for m in moves] == [("out_invoice", Decimal("49.00")),
+                                                                 ("out_refund", Decimal("13.07"))]
+    assert fake_odoo.invoiced_totals(order["id"]).untaxed == Decimal("35.93")
+    assert order["subscription_state"] == "6_churn"
