@@ -120,3 +120,31 @@ def test_key_revoked_before_a_json2_pull_breaks_the_connection(settings, catalog
         for _ in range(3):
             assert "broken" in pull_invoices().aborted
         assert server.access_denied_count == denied
+
+
+@pytest.mark.django_db
+def test_termination_invoiced_and_closed_through_json2(settings, catalog):
+    """Odoo 19 over JSON-2: the wizard, action_post and set_close with named arguments. Usage 3.00 + fee
+    31.03 -> one invoice of 34.03, then the order is churned."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from metering.models import Subscription
+    from odoo_bridge.sync import push_cycle
+
+    from .conftest import point_settings_at
+
+    with FakeOdoo(version="19.0") as server:
+        point_settings_at(settings, server)
+        settings.ODOO_TRANSPORT = "json2"
+        end = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+        sub = catalog.subscription()
+        catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000", end=end)
+        catalog.fee(sub, amount="31.033333", units="0.633333", end=end)
+        Subscription.objects.filter(pk=sub.pk).update(status="terminated", terminated_at=end)
+        report = push_cycle(now=end + dt.timedelta(hours=1))
+        assert not report.aborted, report.aborted
+        [order] = server.records("sale.order", [], ["subscription_state"])
+        assert order["subscription_state"] == "6_churn"
+        assert [inv.amount_untaxed for inv in server.invoices(order["id"])] == [Decimal("34.03")]
+        assert server.call_count(service="object") == 0
