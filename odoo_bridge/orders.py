@@ -365,12 +365,13 @@ class OrderPush:
 
     # 3. create
     def create_orders(self, new: list[NewOrder]) -> list[NewOrder]:
-        """The orders Odoo created; a refused one fails its lines with it (they wait for the order)."""
+        """The orders Odoo created; a refused one's lines stay pending and go with the order's next attempt."""
         created = []
         for order, order_id in self.pusher.create_many(self.book, "sale.order", new):
             if order_id is None:
-                for work in order.lines:
-                    self.book.failed(work.state, order.state.last_error or "order not created", retry=False)
+                for work in order.lines:  # not failed: they go with the order's next attempt (never forgotten)
+                    work.state.last_error = f"waiting for its order: {order.state.last_error or 'not created'}"[:2000]
+                    self.book.touch(work.state)
                 continue
             order.state.odoo_id = order_id
             created.append(order)

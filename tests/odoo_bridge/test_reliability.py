@@ -141,6 +141,22 @@ def test_business_error_in_a_batch_is_isolated_to_its_record(fake_odoo, catalog)
     assert row.last_error_name == "odoo.exceptions.ValidationError"
 
 
+def test_usage_of_a_refused_order_goes_with_the_orders_next_attempt(fake_odoo, catalog):
+    """Never "failed" and forgotten: the order is refused once; its frozen usage line waits, then goes."""
+    sub = catalog.subscription()
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    fake_odoo.faults.add("error", model="sale.order", method="create", name="odoo.exceptions.ValidationError",
+                         message="Try again", times=2)
+    push_cycle()
+    usage_row = OdooSyncState.objects.get(kind=SyncKind.USAGE)
+    assert usage_row.status != SyncStatus.FAILED and "waiting for its order" in usage_row.last_error
+    push_cycle(now=later(2))
+    [line] = fake_odoo.records("sale.order.line", [["product_id.default_code", "=",
+                                                    f"fb-charge-{catalog.api_charge.pk}"]], ["price_subtotal"])
+    assert line["price_subtotal"] == 3.0
+    assert OdooSyncState.objects.get(kind=SyncKind.USAGE).status == SyncStatus.SYNCED
+
+
 @pytest.mark.parametrize("version,uom_field", [("17.0", "product_uom"), ("18.0", "product_uom"),
                                                ("19.0", "product_uom_id")])
 def test_field_names_follow_the_odoo_version(settings, catalog, version, uom_field):
