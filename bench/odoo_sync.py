@@ -90,7 +90,7 @@ def seed(scale: int) -> list[Charge]:
         currency="CAD") for i, link in enumerate(links)])
     RatedUsage.objects.bulk_create([RatedUsage(subscription=s, charge=ch, window_start=START, window_end=END,
                                                units=Decimal(100 + i), billable_units=Decimal(100 + i),
-                                               amount=Decimal(100 + i) * ch.amount)
+                                               amount=Decimal(100 + i) * ch.amount, state="frozen")
                                     for i, s in enumerate(subs) for ch in charges])
     return charges
 
@@ -127,12 +127,13 @@ def main() -> None:
         settings_ = OdooSettings(url=fake.url, db=fake.db, user=fake.login, api_key=fake.api_key,
                                  timeout_seconds=120)
         first = run("initial push", fake, settings_, args.batch_size)
-        from django.conf import settings
-
-        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0  # measure the rewrite itself, not the throttle
-        RatedUsage.objects.filter(charge=charges[0]).update(units=Decimal(5000), billable_units=Decimal(5000),
-                                                            amount=Decimal(100))
-        run("usage changed", fake, settings_, args.batch_size)
+        # the next window of one charge closes: one new line per subscription (only closed windows go)
+        following = dt.datetime(2027, 1, 1, tzinfo=UTC)
+        RatedUsage.objects.bulk_create([RatedUsage(
+            subscription=u.subscription, charge=u.charge, window_start=END, window_end=following, units=u.units,
+            billable_units=u.billable_units, amount=u.amount, state="frozen")
+            for u in RatedUsage.objects.filter(charge=charges[0]).select_related("subscription", "charge")])
+        run("next window of one charge closed", fake, settings_, args.batch_size)
         run("nothing to do", fake, settings_, args.batch_size)
         orders = len(fake.store.records["sale.order"])
         lines = len(fake.store.records["sale.order.line"])

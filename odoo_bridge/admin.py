@@ -67,7 +67,7 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
     list_display = ("__str__", "status", "server_version", "price_digits", "last_ok_at", "last_error_at",
                     "broken_at", "short_error")
     readonly_fields = [f.name for f in OdooConnectionState._meta.fields]
-    actions = ["reset_connection", "check_now"]
+    actions = ["reset_connection", "check_now", "check_config_now"]
 
     @admin.display(description="last error")
     def short_error(self, state: OdooConnectionState) -> str:
@@ -83,6 +83,17 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
         result = check_odoo()
         level = messages.SUCCESS if result.get("ok") else messages.ERROR
         self.message_user(request, f"Odoo: {result}", level)
+
+    @admin.action(description="Re-check Odoo's configuration now (invoicing cron, price precision)")
+    def check_config_now(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
+        try:
+            report = connection.refresh_config_report(connection.open_client(), force=True)
+        except connection.CycleAborted as exc:
+            self.message_user(request, f"Odoo: {exc}", messages.ERROR)
+            return
+        warnings = report.get("warnings") or []
+        self.message_user(request, "Odoo configuration: " + ("; ".join(warnings) or "ok"),
+                          messages.WARNING if warnings else messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

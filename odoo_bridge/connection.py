@@ -4,17 +4,36 @@
 to send anything while the connection is *broken* for the same credentials (ten failed
 logins would lock the bot user's IP out for everyone behind it) and records whether
 Odoo answered. ``advisory_locks`` serializes cycles and subscriptions across workers.
+
+The Odoo configuration check (``check_config``, at connect) says what ops must configure in Odoo
+for windows to be invoiced right:
+
+- **Price precision** (`decimal.precision` "Product Price"): our unit rates need at most that many
+  decimals to go to Odoo as quantity x rate; a finer rate still bills the exact amount (quantity 1 at
+  the pre-rated amount, rounded once), so this is a warning, with the digits the rates need.
+- **The recurring-invoice cron** (`sale_subscription.account_analytic_cron_for_invoice`): it must be
+  active, and its next call should come after the window close (00:00 in ``BILLING_TIMEZONE``)
+  + ``RATING_GRACE_SECONDS`` + two sync intervals (the freeze is rated, then pushed), else the day's
+  invoice misses the closed window's usage (not lost: it goes on the next invoice, a period late).
+
+The report is stored on ``OdooConnectionState.config_report`` and shown by ``/ops/health``. It is
+refreshed at most once per ``CHECK_EVERY`` (3 RPCs), never raises: a field the bot user may not
+read is reported as an error of the check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Iterable, Iterator
+import zoneinfo
+from decimal import Decimal
+from typing import Any, Iterable, Iterator
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+from metering.models import Charge, ChargeModel
 
 from .client import (
     OdooAccessDenied,
@@ -115,7 +134,19 @@ def open_client(settings_: OdooSettings | None = None) -> OdooClient:
         mark_connection(status=ConnectionStatus.DOWN, settings_=settings_, error=str(exc))
         raise CycleAborted(f"Odoo unreachable: {exc}") from exc
     mark_connection(status=ConnectionStatus.OK, settings_=settings_, client=client)
+    refresh_config_report(client)
     return client
+
+
+def refresh_config_report(client: OdooClient, *, force: bool = False) -> dict:
+    """The Odoo configuration report (``config_check``), refreshed at most once per ``CHECK_EVERY``."""
+    state = connection_state()
+    now = timezone.now()
+    checked = state.config_report.get("checked_at") if state.config_report else None
+    if force or not checked or now - dt.datetime.fromisoformat(checked) >= CHECK_EVERY:
+        state.config_report = check_config(client, now=now)
+        state.save(update_fields=["config_report", "updated_at"])
+    return state.config_report
 
 
 @contextlib.contextmanager
@@ -138,3 +169,65 @@ def advisory_locks(namespace: int, keys: Iterable[str]) -> Iterator[set[str]]:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(k)) FROM unnest(%s::text[]) AS k",
                                [namespace, acquired])
+
+
+# -- the Odoo configuration check
+CHECK_EVERY = dt.timedelta(hours=1)
+INVOICING_CRON = ("sale_subscription", "account_analytic_cron_for_invoice")
+
+
+def rate_digits_needed() -> int:
+    """The most decimals a unit-priced charge's rate has (0.0075 -> 4)."""
+    needed = 0
+    for amount in Charge.objects.filter(charge_model=ChargeModel.STANDARD, amount__isnull=False).values_list(
+            "amount", flat=True).distinct():
+        exponent = Decimal(amount or 0).normalize().as_tuple().exponent
+        needed = max(needed, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+    return needed
+
+
+def earliest_invoicing_time() -> dt.time:
+    """Time of day (billing timezone) after which the cron may run: close + grace + two sync intervals."""
+    delay = dt.timedelta(seconds=getattr(settings, "RATING_GRACE_SECONDS", 0)
+                         + 2 * settings.ODOO_SYNC_INTERVAL_SECONDS)
+    return (dt.datetime(2000, 1, 1) + delay).time()
+
+
+def check_config(client: OdooClient, *, now: dt.datetime) -> dict[str, Any]:
+    report: dict[str, Any] = {"checked_at": now.isoformat(), "warnings": []}
+    warnings: list[str] = report["warnings"]
+    try:
+        found = client.search_read("decimal.precision", [["name", "=", "Product Price"]], ["digits"])
+        digits = found[0]["digits"] if found else client.fields.price_digits
+    except OdooError:
+        digits = client.fields.price_digits  # fields_get of price_unit says the same
+    needed = rate_digits_needed()
+    report["price_digits"], report["rate_digits_needed"] = digits, needed
+    if needed > digits:
+        warnings.append(f"Product Price precision is {digits} digits, rates need {needed}: those lines go as "
+                        f"quantity 1 at the pre-rated amount (raise Settings > Technical > Decimal Accuracy)")
+    tz = zoneinfo.ZoneInfo(settings.BILLING_TIMEZONE)
+    earliest = earliest_invoicing_time()
+    cron: dict[str, Any] = {"earliest_time": f"{earliest:%H:%M:%S}", "timezone": settings.BILLING_TIMEZONE}
+    report["invoicing_cron"] = cron
+    try:
+        cron_id = client.xmlid(*INVOICING_CRON)
+        [rec] = client.search_read("ir.cron", [["id", "=", cron_id], ["active", "in", [True, False]]],  # archived too
+                                   ["active", "nextcall", "interval_number", "interval_type"])
+    except (OdooError, ValueError) as exc:
+        cron["error"] = str(exc)[:300]
+        warnings.append("the invoicing cron could not be read (sale_subscription installed? bot user rights?)")
+        return report
+    cron.update(active=rec["active"], nextcall=rec["nextcall"] or None,
+                interval=f'{rec["interval_number"]} {rec["interval_type"]}')
+    if not rec["active"]:
+        warnings.append("the recurring-invoice cron is not active: Odoo invoices nothing by itself")
+    if rec["nextcall"]:
+        nextcall = dt.datetime.strptime(rec["nextcall"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        local = nextcall.astimezone(tz)
+        cron["nextcall_local"] = local.isoformat()
+        if local.time() < earliest:
+            warnings.append(f"the invoicing cron runs at {local:%H:%M} {settings.BILLING_TIMEZONE}, before "
+                            f"{earliest:%H:%M}: the day's invoices miss the window that just closed (billed a "
+                            f"period later); set its next execution after {earliest:%H:%M}")
+    return report

@@ -39,6 +39,11 @@ def check_odoo() -> dict[str, Any]:
     result["ok"] = not (state and state.status == ConnectionStatus.BROKEN)
     if not result["ok"]:
         result["error"] = "access denied: connection broken until the API key is fixed"
+    if state and state.config_report:  # checked at connect (odoo_bridge.config_check): what ops must set
+        result["config"] = state.config_report
+        if state.config_report.get("warnings") and result["ok"]:
+            result["ok"] = False
+            result["error"] = "configuration: " + "; ".join(state.config_report["warnings"])
     return result
 
 

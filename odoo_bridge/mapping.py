@@ -6,11 +6,11 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from identity.models import Customer
-from metering.models import Charge, ChargeModel, Plan, RatedUsage, Subscription, SubscriptionMode
+from metering.models import Charge, ChargeModel, Plan, PlanFee, PlanFeeKind, RatedUsage, Subscription, SubscriptionMode
 
 from .pricing import LinePricing, quantum, to_odoo_number, usage_line_pricing, window_label
 
@@ -29,6 +29,10 @@ def subscription_ref(subscription: Subscription) -> str:
 
 def plan_product_code(plan: Plan) -> str:
     return f"fb-plan-{plan.pk}"
+
+
+def fee_product_code(plan: Plan) -> str:
+    return f"fb-plan-fee-{plan.pk}"
 
 
 def charge_product_code(charge: Charge) -> str:
@@ -65,9 +69,17 @@ def period_of(plan: Plan) -> tuple[int, str]:
 
 
 def plan_product_vals(plan: Plan, *, price_digits: int) -> dict:
+    """The plan's recurring product: Odoo needs one on a subscription order; it carries no money
+    (list price 0, the order line at price_unit 0): the base fee arrives as PlanFee one-off lines."""
     return {"name": plan.invoice_display_name or plan.name, "default_code": plan_product_code(plan),
-            "type": "service", "recurring_invoice": True, "invoice_policy": "order",
-            "list_price": to_odoo_number(Decimal(plan.amount).quantize(quantum(price_digits)))}
+            "type": "service", "recurring_invoice": True, "invoice_policy": "order", "list_price": 0.0}
+
+
+def fee_product_vals(plan: Plan) -> dict:
+    """The plan's base-fee product: NOT recurring, so a PlanFee line is invoiced once (a recurring
+    product's line would be billed again every period by Odoo's cron)."""
+    return {"name": plan.invoice_display_name or plan.name, "default_code": fee_product_code(plan),
+            "type": "service", "recurring_invoice": False, "invoice_policy": "order", "list_price": 0.0}
 
 
 def charge_product_vals(charge: Charge) -> dict:
@@ -122,13 +134,44 @@ def assert_billable(subscription: Subscription) -> None:
         raise ValueError(f"subscription {subscription} is {subscription.mode}: never pushed to Odoo")
 
 
-def flat_line_vals(subscription: Subscription, *, product_id: int, price_digits: int) -> dict:
+def recurring_line_vals(subscription: Subscription, *, product_id: int) -> dict:
+    """The order's one recurring line: the current plan's product at price 0 (invariant 3)."""
     plan = subscription.plan
     return {"product_id": product_id, "name": plan.invoice_display_name or plan.name, "product_uom_qty": 1.0,
-            "price_unit": to_odoo_number(Decimal(subscription.flat_amount).quantize(quantum(price_digits)))}
+            "price_unit": 0.0}
 
 
-def order_start_date(subscription: Subscription) -> dt.date:
-    """The order's ``start_date``: the current period's start (else when it started), as a UTC day."""
-    start = subscription.current_period_start or subscription.started_at or subscription.subscription_at
-    return start.astimezone(dt.timezone.utc).date()
+def fee_label(fee: PlanFee) -> str:
+    """The fee line's description; with (order, fee product) its natural key (one fee per kind and window)."""
+    name = fee.plan.invoice_display_name or fee.plan.name
+    window = window_label(start=fee.window_start, end=fee.window_end)
+    if fee.kind == PlanFeeKind.CREDIT:
+        return f"{name} credit for unused time {window}"
+    return f"{name} {window}"
+
+
+def fee_line_pricing(fee: PlanFee, *, price_digits: int) -> LinePricing:
+    """Quantity 1 at the fee's amount (6 dp) rounded once to Odoo's price digits (as pre-rated usage)."""
+    price = Decimal(fee.amount).quantize(quantum(price_digits), rounding=ROUND_HALF_UP)
+    return LinePricing(quantity=Decimal(1), price_unit=price, pre_rated=False)
+
+
+def billing_date(moment: dt.datetime, tz: dt.tzinfo) -> dt.date:
+    """The calendar day of ``moment`` in the billing timezone: how a window boundary becomes an Odoo date."""
+    return moment.astimezone(tz).date()
+
+
+def order_start_date(subscription: Subscription, tz: dt.tzinfo) -> dt.date:
+    """``start_date``: the day of the subscription's first window start (its start) in the billing timezone."""
+    start = subscription.started_at or subscription.subscription_at
+    return billing_date(start, tz)
+
+
+def order_next_invoice_date(subscription: Subscription, tz: dt.tzinfo, grace: dt.timedelta) -> dt.date:
+    """``next_invoice_date``: the day the current window closes (end + grace) in the billing timezone,
+    never before ``start_date`` (Odoo's constraint)."""
+    start = order_start_date(subscription, tz)
+    end = subscription.current_period_end
+    if end is None:
+        return start
+    return max(start, billing_date(end + grace, tz))

@@ -30,6 +30,8 @@ class Invoice(models.Model):
                                      related_name="invoices")
     odoo_move_id = models.PositiveIntegerField(unique=True)
     odoo_move_type = models.CharField(max_length=16, default="out_invoice")
+    reversed_move_id = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A credit note's original invoice (Odoo reversed_entry_id).")
     number = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     payment_status = models.CharField(max_length=16, choices=InvoicePaymentStatus.choices,

@@ -175,6 +175,7 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
     values = {
         "service": subscription.service, "customer": subscription.account_link.customer,
         "subscription": subscription, "odoo_move_type": move["move_type"],
+        "reversed_move_id": _m2o(move.get("reversed_entry_id")),
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",
         "status": status, "payment_status": payment_status, "currency": currency,
         "issuing_date": _date(move.get("invoice_date")), "payment_due_date": _date(move.get("invoice_date_due")),

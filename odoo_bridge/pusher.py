@@ -42,6 +42,10 @@ class PushReport:
     orders_created: int = 0
     orders_confirmed: int = 0
     orders_closed: int = 0
+    orders_dated: int = 0
+    invoiced_now: int = 0
+    corrections: int = 0
+    stale_recurring_lines: int = 0
     lines_created: int = 0
     lines_updated: int = 0
     products_created: int = 0
@@ -80,10 +84,17 @@ class PartnerWork:
 
 
 @dataclass(frozen=True)
-class ProductWork:
-    """A plan (recurring product + subscription plan) or a charge (usage product) to push."""
+class FeeProduct:
+    """The one-off product a plan's base fees (PlanFee lines) are billed with."""
 
-    subject: Plan | Charge
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class ProductWork:
+    """A plan (recurring product + subscription plan), its fee product, or a charge (usage product) to push."""
+
+    subject: Plan | Charge | FeeProduct
     state: OdooSyncState
     vals: dict[str, Any]
     digest: str
@@ -282,6 +293,12 @@ class Pusher:
                     continue
             self._link_product(book, w, product_id)
 
+    @staticmethod
+    def fee_product_id(book: StateBook, plan: Plan) -> int | None:
+        """The plan's base-fee product in Odoo, once pushed (see ``mapping.fee_product_vals``)."""
+        row = book.rows.get((SyncKind.FEE_PRODUCT, str(plan.pk)))
+        return row.odoo_id if row and row.status == SyncStatus.SYNCED else None
+
     def _catalog_work(self, book: StateBook, plans: list[Plan], charges: list[Charge]) -> list[ProductWork]:
         """Plans, then charges, whose product differs from what Odoo confirmed (or whose ids we lack)."""
         digits = self.client.fields.price_digits
@@ -295,6 +312,12 @@ class Pusher:
             if not (state.odoo_id and state.pushed_hash == digest and state.status == SyncStatus.SYNCED
                     and plan.odoo_plan_id and plan.odoo_product_id):
                 work.append(ProductWork(plan, state, vals, digest))
+            vals = mapping.fee_product_vals(plan)
+            state = book.get(SyncKind.FEE_PRODUCT, plan.pk, service_id=plan.service_id,
+                             reference=vals["default_code"], label=str(plan)[:255], odoo_model="product.product")
+            digest = mapping.payload_hash(vals)
+            if not (state.odoo_id and state.pushed_hash == digest and state.status == SyncStatus.SYNCED):
+                work.append(ProductWork(FeeProduct(plan), state, vals, digest))
         for charge in charges:
             vals = mapping.charge_product_vals(charge)
             state = book.get(SyncKind.CHARGE, charge.pk, service_id=charge.plan.service_id,
@@ -311,6 +334,8 @@ class Pusher:
             plan_id = self.period_plan_id(mapping.period_of(subject), book, [work.state])
             Plan.objects.filter(pk=subject.pk).update(odoo_plan_id=plan_id, odoo_product_id=product_id)
             subject.odoo_plan_id, subject.odoo_product_id = plan_id, product_id
+        elif isinstance(subject, FeeProduct):
+            pass  # its id lives on the state row (fee_product_id)
         else:
             Charge.objects.filter(pk=subject.pk).update(odoo_product_id=product_id)
             subject.odoo_product_id = product_id

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db.models import Prefetch, Q, QuerySet
 
 from identity.models import Service
-from metering.models import Charge
+from metering.models import Charge, Subscription
 
 from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
 
@@ -69,3 +71,39 @@ def filter_invoices(queryset: QuerySet[Invoice], *, customer_id: uuid.UUID | Non
         queryset = queryset.filter(Q(number__icontains=search_term) | Q(customer__name__icontains=search_term)
                                    | Q(customer__email__icontains=search_term))
     return queryset
+
+
+@dataclass(frozen=True)
+class BilledTotals:
+    """What a subscription was billed in Odoo, untaxed, net of credit notes (mirror amounts)."""
+
+    untaxed: Decimal = Decimal(0)
+    usage: Decimal = Decimal(0)  # lines of a charge's product (usage windows and their corrections)
+    by_charge: dict[uuid.UUID | None, Decimal] = field(default_factory=dict)
+
+
+def billed_totals(subscription: Subscription) -> BilledTotals:
+    """Posted invoices minus posted credit notes ("minus refunds" of invariant 2).
+
+    A fully reversed invoice is mirrored as voided: it still counts, and its credit note subtracts it
+    (net 0); a cancelled invoice (voided without a credit note) never counted.
+    """
+    moves = list(Invoice.objects.filter(subscription=subscription).exclude(status=InvoiceStatus.DRAFT))
+    refunded = {m.reversed_move_id for m in moves if m.odoo_move_type == "out_refund"
+                and m.status == InvoiceStatus.FINALIZED}
+    signs: dict[uuid.UUID, int] = {}
+    for m in moves:
+        if m.odoo_move_type == "out_refund" and m.status == InvoiceStatus.FINALIZED:
+            signs[m.pk] = -1
+        elif m.odoo_move_type == "out_invoice" and (m.status == InvoiceStatus.FINALIZED
+                                                    or m.odoo_move_id in refunded):
+            signs[m.pk] = 1
+    untaxed = usage = Decimal(0)
+    by_charge: dict[uuid.UUID | None, Decimal] = {}
+    for line in InvoiceLine.objects.filter(invoice_id__in=list(signs)):
+        amount = signs[line.invoice_id] * line.amount
+        untaxed += amount
+        if line.charge_id is not None:
+            usage += amount
+        by_charge[line.charge_id] = by_charge.get(line.charge_id, Decimal(0)) + amount
+    return BilledTotals(untaxed=untaxed, usage=usage, by_charge=by_charge)

@@ -14,6 +14,8 @@ class SyncKind(models.TextChoices):
     CHARGE = "charge", "charge → usage product"
     SUBSCRIPTION = "subscription", "subscription → sale.order"
     USAGE = "rated_usage", "rated usage → order line"
+    FEE_PRODUCT = "fee_product", "plan → base-fee product (one-off)"
+    PLAN_FEE = "plan_fee", "plan fee → one-off order line"
 
 
 class SyncStatus(models.TextChoices):
@@ -95,6 +97,9 @@ class OdooConnectionState(models.Model):
     quantity_digits = models.PositiveSmallIntegerField(null=True, blank=True)
     line_uom_field = models.CharField(max_length=32, blank=True)
     line_taxes_field = models.CharField(max_length=32, blank=True)
+    config_report = models.JSONField(
+        default=dict, blank=True, help_text="Odoo configuration checked at connect (price precision, invoicing "
+                                            "cron and its next call); shown by /ops/health.")
     last_ok_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)

@@ -38,6 +38,7 @@ from identity.models import Customer
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     Charge,
+    PlanFee,
     RatedUsage,
     RatedUsageState,
     Subscription,
@@ -87,9 +88,17 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     plans = {s.plan_id: s.plan for s in subscriptions}
     for s in subscriptions:  # one Python object per plan, so ids learnt by the catalog step are seen by all
         s.plan = plans[s.plan_id]
-    usages = list(RatedUsage.objects.filter(subscription_id__in=[s.pk for s in subscriptions])
-                  .filter(_usage_needs_look())
+    sub_pks = [s.pk for s in subscriptions]
+    usages = list(RatedUsage.objects.filter(subscription_id__in=sub_pks, state=RatedUsageState.FROZEN)
+                  .filter(_not_pushed_final(SyncKind.USAGE))
                   .select_related("charge__metric", "charge__plan").order_by("window_start", "id"))
+    fees = list(PlanFee.objects.filter(subscription_id__in=sub_pks).filter(_not_pushed_final(SyncKind.PLAN_FEE))
+                .select_related("plan").order_by("window_start", "kind", "id"))
+    for fee in fees:  # a fee of an earlier plan (old data) needs that plan's fee product
+        fee.plan = plans.setdefault(fee.plan_id, fee.plan)
+    waiting = set(RatedUsage.objects.filter(subscription_id__in=[s.pk for s in subscriptions
+                                                                 if s.status in CLOSED_SUBSCRIPTION_STATUSES],
+                                            state=RatedUsageState.OPEN).values_list("subscription_id", flat=True))
     charges: dict[Any, Charge] = {}
     for plan in plans.values():  # every charge of the plan gets its product up front
         for charge in plan.charges.all():
@@ -99,26 +108,29 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     book.load(SyncKind.SUBSCRIPTION, sub_ids)
     book.load(SyncKind.CUSTOMER, [str(pk) for pk in customers])
     book.load(SyncKind.PLAN, [str(pk) for pk in plans])
+    book.load(SyncKind.FEE_PRODUCT, [str(pk) for pk in plans])
     book.load(SyncKind.CHARGE, [str(pk) for pk in charges])
     book.load(SyncKind.USAGE, [str(u.pk) for u in usages])
+    book.load(SyncKind.PLAN_FEE, [str(f.pk) for f in fees])
     try:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
-        push_orders(pusher, book, subscriptions, usages)
+        push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting)
     finally:
         book.save()
         pusher.flush_write_backs()
 
 
-def _usage_needs_look() -> Q:
-    """Rated usage worth hashing this cycle: open windows, and closed ones not yet pushed in their final state.
+def _not_pushed_final(kind: str) -> Q:
+    """Rows not yet pushed in their final state: frozen usage windows, plan fees (final when written).
 
-    No clock comparison: rating may run with its own notion of "now".
+    Open windows are never looked at: usage reaches Odoo only once its window closed (invariant 1).
+    No clock comparison: rating decides when a window freezes, with its own notion of "now".
     """
     pushed_final = OdooSyncState.objects.filter(
-        kind=SyncKind.USAGE, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
+        kind=kind, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
         final=True)
-    return Q(state=RatedUsageState.OPEN) | Q(~Exists(pushed_final))
+    return Q(~Exists(pushed_final))
 
 
 def subscriptions_to_push(*, subscription_ids: list[Any] | None = None) -> QuerySet[Subscription]:

@@ -19,9 +19,9 @@ ODOO_RETRY_BASE_SECONDS = env.int("ODOO_RETRY_BASE_SECONDS", default=30)
 ODOO_RETRY_MAX_SECONDS = env.int("ODOO_RETRY_MAX_SECONDS", default=3600)
 # Business errors (ValidationError, ...) stop being retried after this many attempts (admin "resync").
 ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR = env.int("ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR", default=5)
-# An open window's usage line is rewritten at most once per interval (each rewrite is one RPC:
-# Odoo has no multi-record write with different values). Closing the window always pushes.
-ODOO_OPEN_USAGE_MIN_INTERVAL = env.int("ODOO_OPEN_USAGE_MIN_INTERVAL", default=900)
+# The calendar in which window boundaries become Odoo dates (order start_date, next_invoice_date)
+# while customers carry no timezone of their own. An IANA name.
+BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 ODOO_SYNC_INTERVAL_SECONDS = env.int("ODOO_SYNC_INTERVAL_SECONDS", default=60)
 
 ODOO_BEAT_SCHEDULE: dict = {

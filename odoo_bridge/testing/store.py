@@ -374,6 +374,10 @@ class Store:
             "price_subtotal": F("float", "Subtotal", readonly=True, compute=lambda s, m, r: s.line_subtotal(r)),
             "price_total": F("float", "Total", readonly=True, compute=lambda s, m, r: s.move_line_total(r)),
         }, order="move_id, id")
+        # base `decimal.precision`: the digits of Float fields declared with digits='Product Price' etc.
+        model("decimal.precision", "Decimal Precision", {
+            "name": F("char", "Usage", required=True), "digits": F("integer", "Digits", required=True, default=2),
+        })
         model("ir.cron", "Scheduled Actions", {
             "name": F("char", "Name", required=True), "code": F("text", "Python Code"),
             "user_id": F("many2one", "Scheduler User", relation="res.users"),
@@ -410,6 +414,9 @@ class Store:
         seed("base", "state_ca_on", "res.country.state",
              {"name": "Ontario", "code": "ON", "country_id": self.xmlid_id("base", "ca")})
         seed("uom", "product_uom_unit", "uom.uom", {"name": "Units"})
+        seed("product", "decimal_price", "decimal.precision", {"name": "Product Price", "digits": self.price_digits})
+        seed("uom", "decimal_product_uom", "decimal.precision",
+             {"name": "Product Unit of Measure", "digits": self.quantity_digits})
         seed("account", "1_hst_sale_tax_13", "account.tax", {"name": "13% HST", "amount": 13.0})
         seed("sale_subscription", "subscription_plan_month", "sale.subscription.plan",
              {"name": "Monthly", "billing_period_value": 1, "billing_period_unit": "month"})

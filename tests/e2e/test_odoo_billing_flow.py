@@ -1,5 +1,6 @@
-"""End to end: the official Lago client drives the API, usage is rated, pushed to (fake) Odoo,
-Odoo's invoicing cron bills it, the invoice comes back and a signed webhook reaches the app."""
+"""End to end: the official Lago client drives the API, usage is rated, the window closes and is pushed
+to (fake) Odoo with the plan's fee, Odoo's invoicing cron bills it on the window's close, the invoice
+comes back and a signed webhook reaches the app. An open window never reaches Odoo."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from lago_python_client.client import Client
 from lago_python_client.models import BillableMetric, Charge, Charges, Customer, Event, Plan, Subscription
 from standardwebhooks.webhooks import Webhook
 
-from metering.models import RatedUsage
+from metering.models import PlanFee, RatedUsage
 from metering.models import Subscription as SubscriptionModel
 from metering.rating import rate_subscription
 from odoo_bridge.client import reset_client
@@ -35,7 +36,6 @@ def fake_odoo(settings):
     with FakeOdoo(version="17.0", price_digits=2) as server:
         settings.ODOO_URL, settings.ODOO_DB = server.url, server.db
         settings.ODOO_USER, settings.ODOO_API_KEY = server.login, server.api_key
-        settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
         yield server
     reset_client()
 
@@ -55,7 +55,8 @@ def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key
                                       properties={"amount": "0.0075", "unit_batch": 3600})])))
     lago.customers.create(Customer(external_id="acct-42", name="Acme Inc", email="ap@acme.test", currency="CAD",
                                    country="CA", state="ON"))
-    lago.subscriptions.create(Subscription(external_customer_id="acct-42", plan_code="pro", external_id="dep-1"))
+    lago.subscriptions.create(Subscription(external_customer_id="acct-42", plan_code="pro", external_id="dep-1",
+                                           billing_time="anniversary"))
     now = int(time.time()) + 2  # after the subscription started (its start has sub-second precision)
     for i in range(3):
         lago.events.create(Event(transaction_id=f"tx-{i}", external_subscription_id="dep-1", code="api_calls",
@@ -74,12 +75,26 @@ def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key
         report = push_cycle()
         assert not report.aborted, report.aborted
         [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{subscription.pk}"]],
-                                    ["state", "start_date", "order_line", "partner_id"])
-        assert order["state"] == "sale" and len(order["order_line"]) == 3
+                                    ["state", "start_date", "next_invoice_date", "order_line", "partner_id"])
+        # the window is open: only the plan's recurring line (price 0), no usage yet (invariant 1)
+        assert order["state"] == "sale" and len(order["order_line"]) == 1
         [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["state_id", "email"])
         assert partner["state_id"][1] == "Ontario" and partner["email"] == "ap@acme.test"
+        assert fake_odoo.run_invoicing_cron(today=dt.date.fromisoformat(order["start_date"])) == []
 
-        [move_id] = fake_odoo.run_invoicing_cron(today=dt.date.fromisoformat(order["start_date"]))
+        # the window closes: rating freezes it; metering's arrears fee of the full window (anniversary: 49.00)
+        subscription.refresh_from_db()
+        window_start, window_end = subscription.current_period_start, subscription.current_period_end
+        assert order["next_invoice_date"] == window_end.date().isoformat()  # Odoo invoices at the close
+        after_close = window_end + dt.timedelta(seconds=1)
+        rate_subscription(subscription_id=subscription.pk, now=after_close)
+        RatedUsage.objects.filter(subscription=subscription, window_start=window_start).update(state="frozen")
+        PlanFee.objects.get_or_create(subscription=subscription, kind="subscription", window_start=window_start,
+                                      defaults={"plan": subscription.plan, "window_end": window_end, "units": 1,
+                                                "amount": "49.000000", "currency": "CAD"})
+        assert not push_cycle(now=after_close).aborted
+        fake_odoo.store.clock = lambda: after_close
+        [move_id] = fake_odoo.run_invoicing_cron(today=window_end.date())
         pull = pull_invoices()
         assert (pull.invoices_created, pull.events) == (1, 1)
 

@@ -15,6 +15,7 @@ from metering.models import (
     Charge,
     ChargeModel,
     Plan,
+    PlanFee,
     RatedUsage,
     Subscription,
 )
@@ -24,11 +25,6 @@ from odoo_bridge.testing import FakeOdoo
 UTC = dt.timezone.utc
 WINDOW_START = dt.datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW_END = dt.datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _usage_refresh_without_delay(settings):
-    settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
 
 
 @pytest.fixture
@@ -47,7 +43,6 @@ def point_settings_at(settings, server: FakeOdoo) -> None:
     settings.ODOO_API_KEY = server.api_key
     settings.ODOO_TIMEOUT_SECONDS = 2.0
     settings.ODOO_RETRY_BASE_SECONDS = 30
-    settings.ODOO_OPEN_USAGE_MIN_INTERVAL = 0
     reset_client()
 
 
@@ -92,12 +87,19 @@ class Catalog:
             currency="CAD")
 
     def rate(self, subscription: Subscription, charge: Charge, *, units: str, amount: str,
-             start: dt.datetime = WINDOW_START, end: dt.datetime = WINDOW_END, state: str = "open") -> RatedUsage:
+             start: dt.datetime = WINDOW_START, end: dt.datetime = WINDOW_END, state: str = "frozen") -> RatedUsage:
         usage, _ = RatedUsage.objects.update_or_create(
             subscription=subscription, charge=charge, window_start=start,
             defaults={"window_end": end, "units": Decimal(units), "billable_units": Decimal(units),
                       "amount": Decimal(amount), "state": state})
         return usage
+
+    def fee(self, subscription: Subscription, *, amount: str, kind: str = "subscription", units: str = "1",
+            start: dt.datetime = WINDOW_START, end: dt.datetime = WINDOW_END, plan: Plan | None = None) -> PlanFee:
+        """A base fee as metering writes it (final when written)."""
+        return PlanFee.objects.create(subscription=subscription, plan=plan or subscription.plan, kind=kind,
+                                      window_start=start, window_end=end, units=Decimal(units),
+                                      amount=Decimal(amount), currency=subscription.currency)
 
 
 @pytest.fixture

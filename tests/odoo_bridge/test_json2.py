@@ -84,6 +84,7 @@ def test_push_and_pull_through_json2(settings, catalog):
         point_settings_at(settings, server)
         settings.ODOO_TRANSPORT = "json2"
         sub = catalog.subscription()
+        catalog.fee(sub, amount="49.000000")
         catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
         server.faults.add("lost_response", model="sale.order", method="create")
         assert push_cycle().aborted
@@ -91,7 +92,7 @@ def test_push_and_pull_through_json2(settings, catalog):
         assert not report.aborted, report.aborted
         assert len(server.records("sale.order")) == 1
         assert server.call_count(service="json2") > 0 and server.call_count(service="object") == 0
-        server.run_invoicing_cron(today=dt.date(2026, 11, 1))
+        server.run_invoicing_cron(today=dt.date(2026, 12, 1))
         assert pull_invoices().invoices_created == 1
 
 
@@ -109,9 +110,9 @@ def test_key_revoked_before_a_json2_pull_breaks_the_connection(settings, catalog
     with FakeOdoo(version="19.0") as server:
         point_settings_at(settings, server)
         settings.ODOO_TRANSPORT = "json2"
-        catalog.subscription()
+        catalog.fee(catalog.subscription(), amount="49.000000")
         assert not push_cycle().aborted
-        server.run_invoicing_cron(today=dt.date(2026, 11, 1))
+        server.run_invoicing_cron(today=dt.date(2026, 12, 1))
         server.revoke_api_key()
         assert pull_invoices().aborted
         assert OdooConnectionState.objects.get().status == ConnectionStatus.BROKEN
@@ -119,3 +120,31 @@ def test_key_revoked_before_a_json2_pull_breaks_the_connection(settings, catalog
         for _ in range(3):
             assert "broken" in pull_invoices().aborted
         assert server.access_denied_count == denied
+
+
+@pytest.mark.django_db
+def test_termination_invoiced_and_closed_through_json2(settings, catalog):
+    """Odoo 19 over JSON-2: the wizard, action_post and set_close with named arguments. Usage 3.00 + fee
+    31.03 -> one invoice of 34.03, then the order is churned."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from metering.models import Subscription
+    from odoo_bridge.sync import push_cycle
+
+    from .conftest import point_settings_at
+
+    with FakeOdoo(version="19.0") as server:
+        point_settings_at(settings, server)
+        settings.ODOO_TRANSPORT = "json2"
+        end = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+        sub = catalog.subscription()
+        catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000", end=end)
+        catalog.fee(sub, amount="31.033333", units="0.633333", end=end)
+        Subscription.objects.filter(pk=sub.pk).update(status="terminated", terminated_at=end)
+        report = push_cycle(now=end + dt.timedelta(hours=1))
+        assert not report.aborted, report.aborted
+        [order] = server.records("sale.order", [], ["subscription_state"])
+        assert order["subscription_state"] == "6_churn"
+        assert [inv.amount_untaxed for inv in server.invoices(order["id"])] == [Decimal("34.03")]
+        assert server.call_count(service="object") == 0

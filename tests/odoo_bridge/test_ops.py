@@ -13,10 +13,11 @@ pytestmark = pytest.mark.django_db
 
 def test_odoo_sync_command_pushes_and_pulls(fake_odoo, catalog, capsys):
     sub = catalog.subscription()
+    catalog.fee(sub, amount="49.000000")  # arrears fee of [Nov 1, Dec 1): invoiced Dec 1
     call_command("odoo_sync", "--push")
     out = capsys.readouterr().out
     assert "1 order(s) created" in out
-    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 12, 1))
     call_command("odoo_sync", "--pull")
     assert "1 invoice(s) created" in capsys.readouterr().out
     assert sub.invoices.count() == 1
@@ -103,6 +104,7 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
     from odoo_bridge import tasks
 
     sub = catalog.subscription()
+    catalog.fee(sub, amount="49.000000")  # arrears fee of [Nov 1, Dec 1): invoiced Dec 1
     worker = start_celery_worker(queues="odoo", env={
         "ODOO_URL": fake_odoo.url, "ODOO_DB": fake_odoo.db, "ODOO_USER": fake_odoo.login,
         "ODOO_API_KEY": fake_odoo.api_key, "DJANGO_DEBUG": "1"})
@@ -114,8 +116,49 @@ def test_push_and_pull_tasks_run_on_a_real_celery_worker(fake_odoo, catalog, sta
         time.sleep(0.2)
     assert [o["client_order_ref"] for o in fake_odoo.records("sale.order", [], ["client_order_ref"])] == [
         f"fb-sub-{sub.pk}"], worker.log()
-    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 11, 1))
+    fake_odoo.run_invoicing_cron(today=__import__("datetime").date(2026, 12, 1))
     tasks.pull_from_odoo.delay()
     while time.monotonic() < deadline and not sub.invoices.exists():
         time.sleep(0.2)
     assert sub.invoices.count() == 1, worker.log()
+
+
+def test_config_check_at_connect_reports_precision_and_the_invoicing_cron(fake_odoo, catalog, client, settings):
+    """Rates 0.02 and 0.0075 need 4 price digits, Odoo has 2; the cron runs at 00:00:30 UTC, before the window
+    close + grace 600 s + two 60 s sync intervals = 00:12:00. Both reported; fixed, the report is clean."""
+    from odoo_bridge.connection import open_client, refresh_config_report
+    from odoo_bridge.models import OdooConnectionState
+
+    settings.RATING_GRACE_SECONDS, settings.ODOO_SYNC_INTERVAL_SECONDS = 600, 60
+    cron_id = fake_odoo.store.xmlid_id("sale_subscription", "account_analytic_cron_for_invoice")
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 00:00:30"})
+    open_client()
+    report = OdooConnectionState.objects.get().config_report
+    assert (report["price_digits"], report["rate_digits_needed"]) == (2, 4)
+    assert report["invoicing_cron"]["nextcall"] == "2026-12-02 00:00:30"
+    assert report["invoicing_cron"]["earliest_time"] == "00:12:00"
+    assert len(report["warnings"]) == 2 and "before 00:12" in report["warnings"][1]
+    odoo = client.get("/ops/health").json()["checks"]["odoo"]
+    assert odoo["ok"] is False and odoo["config"]["invoicing_cron"]["active"] is True
+    assert "Product Price precision is 2 digits" in odoo["error"]
+
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 01:00:00"})
+    fake_odoo.store.write("decimal.precision", [fake_odoo.store.xmlid_id("product", "decimal_price")], {"digits": 4})
+    report = refresh_config_report(open_client(), force=True)
+    assert report["warnings"] == [] and report["price_digits"] == 4
+    assert client.get("/ops/health").json()["checks"]["odoo"]["ok"] is True
+
+
+def test_admin_rechecks_the_odoo_configuration_on_demand(fake_odoo, catalog, admin_client):
+    from odoo_bridge.connection import open_client
+    from odoo_bridge.models import OdooConnectionState
+
+    open_client()  # checked at connect: the cron has no next call yet, rates need 4 digits
+    state = OdooConnectionState.objects.get()
+    cron_id = fake_odoo.store.xmlid_id("sale_subscription", "account_analytic_cron_for_invoice")
+    fake_odoo.store.write("ir.cron", [cron_id], {"active": False})
+    response = admin_client.post("/admin/odoo_bridge/odooconnectionstate/", {
+        "action": "check_config_now", "_selected_action": [state.pk]}, follow=True)
+    assert "cron is not active" in " ".join(str(m) for m in response.context["messages"])
+    state.refresh_from_db()
+    assert state.config_report["invoicing_cron"]["active"] is False

@@ -22,7 +22,7 @@ from odoo_bridge.sync import push_cycle
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
-BILLING_DAY = dt.date(2026, 11, 1)
+BILLING_DAY = dt.date(2026, 12, 1)  # the window [Nov 1, Dec 1) closes: Odoo's next_invoice_date
 
 
 def events(webhook_type=None):
@@ -37,6 +37,7 @@ def invoiced(fake_odoo, catalog):
     sub = catalog.subscription()
     catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
     catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
+    catalog.fee(sub, amount="49.000000")  # the plan's arrears fee of the window
     push_cycle()
     [move_id] = fake_odoo.run_invoicing_cron(today=BILLING_DAY)
     return sub, move_id
@@ -53,7 +54,8 @@ def test_pulled_invoice_is_mirrored_with_decimal_totals_and_lines(fake_odoo, inv
     assert invoice.fees_amount == Decimal("61.26") and invoice.total_amount == Decimal("61.26")
     assert invoice.total_due_amount == Decimal("61.26") and invoice.currency == "CAD"
     lines = {line.name: line for line in invoice.lines.all()}
-    assert len(lines) == 3
+    # the recurring line at 0 (Odoo bills it for the coming period), the fee of [Nov 1, Dec 1), two usage lines
+    assert len(lines) == 4 and lines["Pro"].amount == 0 and lines["Pro 2026-11-01 – 2026-11-30"].amount == 49
     usage_lines = [line for line in lines.values() if line.rated_usage_id]
     assert {line.charge_id for line in usage_lines} == {sub.plan.charges.get(metric__code="api_calls").pk,
                                                         sub.plan.charges.get(metric__code="cpu_seconds").pk}
@@ -233,3 +235,21 @@ def test_a_second_pull_while_one_runs_reads_nothing(fake_odoo, invoiced):
     assert out[0].aborted == "another pull is running"
     assert fake_odoo.call_count(model="account.move") == 0 and not Invoice.objects.exists()
     assert pull_invoices().invoices_created == 1
+
+
+def test_credit_notes_reduce_what_a_subscription_was_billed(fake_odoo, invoiced):
+    """Billed 61.26 (49.00 fee + 3.00 + 9.26 usage); the invoice is reversed by a credit note: net 0.
+    Odoo makes the refunded one-off lines invoiceable again: the next run bills them once more, net 61.26."""
+    from odoo_bridge.selectors import billed_totals
+
+    sub, move_id = invoiced
+    pull_invoices()
+    totals = billed_totals(sub)
+    assert (totals.untaxed, totals.usage) == (Decimal("61.26"), Decimal("12.26"))
+    fake_odoo.reverse_invoice(move_id)
+    pull_invoices()
+    assert Invoice.objects.get(odoo_move_id=move_id).status == "voided"
+    assert billed_totals(sub).untaxed == 0 and billed_totals(sub).usage == 0
+    fake_odoo.run_invoicing_cron(today=dt.date(2027, 1, 1))
+    pull_invoices()
+    assert billed_totals(sub).usage == Decimal("12.26")

@@ -71,7 +71,8 @@ def test_lost_response_after_commit_never_duplicates(fake_odoo, catalog, model):
         push_cycle(now=later(hours))
     lines = 3 if model == "sale.order.line" else 2
     assert_no_duplicates(fake_odoo, subs, lines_per_sub=lines)
-    assert len(fake_odoo.records("product.product", [["default_code", "=like", "fb-%"]])) == 3
+    # the plan's recurring product, its base-fee product, two charges' usage products
+    assert len(fake_odoo.records("product.product", [["default_code", "=like", "fb-%"]])) == 4
 
 
 def test_lost_confirmation_is_repaired_by_confirming_the_draft(fake_odoo, catalog):
@@ -138,6 +139,22 @@ def test_business_error_in_a_batch_is_isolated_to_its_record(fake_odoo, catalog)
     row = OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION, object_id=str(bad.pk))
     assert row.status == SyncStatus.FAILED and "recurring product" in row.last_error
     assert row.last_error_name == "odoo.exceptions.ValidationError"
+
+
+def test_usage_of_a_refused_order_goes_with_the_orders_next_attempt(fake_odoo, catalog):
+    """Never "failed" and forgotten: the order is refused once; its frozen usage line waits, then goes."""
+    sub = catalog.subscription()
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    fake_odoo.faults.add("error", model="sale.order", method="create", name="odoo.exceptions.ValidationError",
+                         message="Try again", times=2)
+    push_cycle()
+    usage_row = OdooSyncState.objects.get(kind=SyncKind.USAGE)
+    assert usage_row.status != SyncStatus.FAILED and "waiting for its order" in usage_row.last_error
+    push_cycle(now=later(2))
+    [line] = fake_odoo.records("sale.order.line", [["product_id.default_code", "=",
+                                                    f"fb-charge-{catalog.api_charge.pk}"]], ["price_subtotal"])
+    assert line["price_subtotal"] == 3.0
+    assert OdooSyncState.objects.get(kind=SyncKind.USAGE).status == SyncStatus.SYNCED
 
 
 @pytest.mark.parametrize("version,uom_field", [("17.0", "product_uom"), ("18.0", "product_uom"),
