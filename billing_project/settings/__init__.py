@@ -6,6 +6,7 @@ django-celery-beat installs them into the database, where staff can edit them.
 from .core import *  # noqa: F401,F403
 from .database import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
+from .cache import *  # noqa: F401,F403
 from .api import *  # noqa: F401,F403
 from .rating import *  # noqa: F401,F403
 from .webhooks import *  # noqa: F401,F403
