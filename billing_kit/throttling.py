@@ -128,7 +128,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         ident = getattr(request.auth, "prefix", None)
         if ident is None:  # unauthenticated calls are refused with 401 by the permission
             return True
-        decision = check_rate(scope=scope_of(method=request.method, path=request.path), ident=ident)
+        decision = check_rate(scope=scope_of(method=request.method, path=request.path_info), ident=ident)
         # The headers go on the response, whatever it is (billing_kit.views / the exception handler).
         request._request.rate_limit_decision = decision
         self._decision = decision
