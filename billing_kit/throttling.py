@@ -5,9 +5,10 @@ and ``/events/batch``, ``API_THROTTLE_MANAGEMENT_RATE`` for every other call), c
 the ``API_THROTTLE_CACHE`` Django cache: Redis when ``REDIS_URL`` is set (shared by every
 web process), the process's memory on the embedded default.
 
-Counting is a fixed window per key: an atomic ``add`` then ``incr`` of one counter per
-window (Redis ``SET NX`` + ``INCR``), so concurrent requests never lose a count, at the
-cost of letting a client spend up to two windows' budget across a window boundary.
+Counting is a fixed window per key: one counter per window, created with its expiry and
+incremented atomically (on Redis ``SET NX EX`` + ``INCR`` in one round trip), so
+concurrent requests never lose a count, at the cost of letting a client spend up to two
+windows' budget across a window boundary.
 
 A refused request answers Lago's 429 body (``{"status": 429, "error": "Too Many
 Requests", "code": "too_many_requests"}``) with ``Retry-After`` (seconds to the window's
@@ -27,6 +28,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpResponse
 from rest_framework.throttling import BaseThrottle
 
@@ -95,18 +97,31 @@ def check_rate(*, scope: str, ident: str, now: float | None = None) -> Decision 
     window = int(now // rate.period_seconds)
     reset = max(1, math.ceil((window + 1) * rate.period_seconds - now))
     key = f"throttle:{scope}:{ident}:{rate.period_seconds}:{window}"
-    cache = caches[settings.API_THROTTLE_CACHE]
     try:
-        # The counter outlives its window a little, so incr never meets an expired key.
-        if cache.add(key, 1, timeout=rate.period_seconds + 60):
-            count = 1
-        else:
-            count = cache.incr(key)
+        count = _count(key, timeout=rate.period_seconds + 60)
     except Exception:  # a cache outage: fail open
         logger.warning("Rate limit cache unavailable; request let through", exc_info=True)
         return None
     return Decision(allowed=count <= rate.limit, limit=rate.limit,
                     remaining=max(0, rate.limit - count), reset_seconds=reset)
+
+
+def _count(key: str, *, timeout: int) -> int:
+    """Add one to the counter ``key`` and return it; it outlives its window a little, so
+    an increment never meets an expired key."""
+    cache = caches[settings.API_THROTTLE_CACHE]
+    if isinstance(cache, RedisCache):
+        # One round trip instead of the three of cache.add + cache.incr (EXISTS, INCR):
+        # create the counter with its expiry if missing, then increment it.
+        client = cache._cache.get_client(key, write=True)  # type: ignore[attr-defined]  # Django >= 4.0
+        full_key = cache.make_and_validate_key(key)
+        pipeline = client.pipeline(transaction=False)
+        pipeline.set(full_key, 0, ex=timeout, nx=True)
+        pipeline.incr(full_key)
+        return int(pipeline.execute()[1])
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    return cache.incr(key)
 
 
 def add_rate_headers(response: HttpResponse, decision: Decision | None) -> HttpResponse:
