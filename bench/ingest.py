@@ -88,7 +88,10 @@ def start_gunicorn(workers: int, threads: int = 1) -> tuple[subprocess.Popen, in
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
-    env = {**os.environ, "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT)}
+    # Plain HTTP on loopback (no HTTPS redirect), and the server's capacity is what is
+    # measured, not the per-key rate limit.
+    env = {"SECURE_SSL_REDIRECT": "0", "API_THROTTLE_INGEST_RATE": "off", "API_THROTTLE_MANAGEMENT_RATE": "off",
+           **os.environ, "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "billing_project.wsgi", "--bind", f"fd://{sock.fileno()}",
          "--workers", str(workers), "--worker-class", "gthread" if threads > 1 else "sync",

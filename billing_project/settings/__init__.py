@@ -6,6 +6,7 @@ django-celery-beat installs them into the database, where staff can edit them.
 from .core import *  # noqa: F401,F403
 from .database import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
+from .cache import *  # noqa: F401,F403
 from .api import *  # noqa: F401,F403
 from .rating import *  # noqa: F401,F403
 from .webhooks import *  # noqa: F401,F403
@@ -20,3 +21,5 @@ CELERY_BEAT_SCHEDULE = {
     **ODOO_BEAT_SCHEDULE,  # noqa: F405
     **MIGRATION_BEAT_SCHEDULE,  # noqa: F405
 }
+
+SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, *SECURITY_SILENCED_SYSTEM_CHECKS]  # noqa: F405

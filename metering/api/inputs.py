@@ -102,7 +102,9 @@ class PlanInput(serializers.Serializer):
     # Days without base fee from the subscription's start (metering.plan_fees; Lago float).
     trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False,
                                             allow_null=True)
-    charges = ChargeInput(many=True, required=False, allow_null=True)
+    # A ListField, not ChargeInput(many=True): DRF hands a list serializer's allow_null to
+    # its child too, so a null item reached the catalogue service (a 500).
+    charges = serializers.ListField(child=ChargeInput(), required=False, allow_null=True)
     # Lago plan fields not built: refused unless neutral (docs/api.md "Catalogue fields").
     # ``cascade_updates`` is accepted: plan overrides are refused, so there are no child
     # plans to cascade to and either value means the same.
