@@ -55,7 +55,7 @@ settings.DEBUG = False
 from django.db import connection, transaction  # noqa: E402
 
 from bench._database import ensure_database  # noqa: E402
-from identity.models import Service  # noqa: E402
+from identity.models import AccountLink, Service  # noqa: E402
 from metering import rating, windows  # noqa: E402
 from metering.models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage  # noqa: E402
 from metering.pricing import charge_columns, parse_charge_properties  # noqa: E402
@@ -137,6 +137,21 @@ def delete_bench_data() -> None:
         cursor.execute("DELETE FROM identity_service WHERE id = %s", [sid])
 
 
+# Every column of an account (COPY needs the NOT NULL ones: Django sets no database defaults).
+LINK_COLUMNS = [f.column for f in AccountLink._meta.concrete_fields]
+
+
+def link_row(values: dict) -> str:
+    """One COPY row of identity_accountlink: the given values, "" for text columns, NULL for the rest."""
+    cells = []
+    for f in AccountLink._meta.concrete_fields:
+        value = values.get(f.column, values.get(f.name))
+        if value is None:
+            value = "" if f.get_internal_type() == "CharField" and not f.null else "\\N"
+        cells.append(str(value))
+    return "\t".join(cells) + "\n"
+
+
 def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
     rng = random.Random(seed)
     service = Service.objects.create(code=SERVICE_CODE, name="Rating benchmark")
@@ -166,20 +181,17 @@ def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
         _, end = windows.billing_window(interval="monthly", anchor=start, at=start)
         external_id = f"dep-{n:07d}"
         sub_rows.append((sub_id, external_id, start))
-        customers.append(f"{customer_id}\tBench {n}\t\t\tCAD\t\t\t\t\t\t\t\t\t\t\\N\t{stamp}\t{stamp}\n")
-        links.append(f"{link_id}\tacct-{n:07d}\t\t\\N\t{stamp}\t{stamp}\t{customer_id}\t{service.id}\n")
+        customers.append(f"{customer_id}\t\t\\N\t{stamp}\t{stamp}\n")
+        links.append(link_row({"id": link_id, "external_id": f"acct-{n:07d}", "created_at": stamp, "updated_at": stamp,
+                               "customer_id": customer_id, "service_id": service.id, "sequential_id": n + 1,
+                               "name": f"Bench {n}", "currency": "CAD"}))
         subs.append(
             f"{sub_id}\t{external_id}\t\tactive\tlive\tanniversary\t{start.isoformat()}\t{start.isoformat()}"
             f"\t\\N\t\\N\t\\N\t{start.isoformat()}\t{start.isoformat()}\t{end.isoformat()}\t10\tCAD\t\\N"
             f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\n"
         )
-    copy_rows("identity_customer", [
-        "id", "name", "email", "company", "currency", "address_line1", "address_line2", "city", "zipcode",
-        "state", "country", "phone", "tax_identification_number", "stripe_customer_id", "odoo_partner_id",
-        "created_at", "updated_at"], customers)
-    copy_rows("identity_accountlink", [
-        "id", "external_id", "external_email", "deleted_at", "created_at", "updated_at", "customer_id",
-        "service_id"], links)
+    copy_rows("identity_customer", ["id", "email", "odoo_partner_id", "created_at", "updated_at"], customers)
+    copy_rows("identity_accountlink", LINK_COLUMNS, links)
     copy_rows("metering_subscription", [
         "id", "external_id", "name", "status", "mode", "billing_time", "subscription_at", "started_at",
         "ending_at", "terminated_at", "canceled_at", "billing_anchor", "current_period_start",

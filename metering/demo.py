@@ -7,7 +7,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from identity import keys
-from identity.models import AccountLink, Customer, Service
+from identity import services as identity_services
+from identity.models import Service
 
 from . import services
 from .models import AggregationType, BillableMetric, Charge, ChargeModel, Plan, Subscription
@@ -39,12 +40,8 @@ def seed_demo() -> DemoSeed:
         defaults={"charge_model": ChargeModel.STANDARD, "amount": Decimal("0.0075"),
                   "unit_batch": Decimal(3600), "free_units": Decimal(3600)},
     )
-    customer, _ = Customer.objects.get_or_create(
-        email="demo@example.com", defaults={"name": "Demo Customer", "currency": "CAD"}
-    )
-    AccountLink.objects.get_or_create(
-        service=service, external_id="demo-customer", defaults={"customer": customer}
-    )
+    identity_services.upsert_customer(service=service, data={
+        "external_id": "demo-customer", "email": "demo@example.com", "name": "Demo Customer", "currency": "CAD"})
     # Through the API's own rules (window anchor, idempotent on external_id and plan).
     subscription = services.create_subscription(service=service, data={
         "external_customer_id": "demo-customer", "plan_code": plan.code, "external_id": "demo-sub-1",

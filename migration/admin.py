@@ -132,7 +132,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
     list_display = ("external_subscription_id", "service", "customer", "period_start", "period_end",
                     "fusion_amount", "source_amount", "delta", "status", "checked_at")
     list_filter = ("status", "service", PeriodFilter)
-    search_fields = ("external_subscription_id", "customer__email", "customer__name")
+    search_fields = ("external_subscription_id", "customer__email", "subscription__account_link__name")
     list_select_related = ("service", "customer")
     readonly_fields = [f.name for f in Reconciliation._meta.fields]
     change_list_template = "admin/migration/reconciliation/change_list.html"

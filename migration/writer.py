@@ -8,7 +8,8 @@ service:
   cycle, never $0), each with the ``cpu_seconds`` charge: standard model,
   included quota = ``cpu_seconds_quota``, CAD 0.0075 per batch of 3,600 units;
 - users (not deleted) -> Customer (matched case-insensitively by email, else
-  created, ``stripe_customer_id`` stashed) + AccountLink (external id = user id);
+  created) + AccountLink (external id = user id) carrying the profile and the
+  stashed ``stripe_customer_id`` (the account's own);
 - deployments (not deleted) -> shadow Subscriptions on the plan of their cycle,
   flat price set explicitly, window = [current_period_start, current_period_end);
   an unknown cycle, a cycle without a price or an unknown user fails the row;
@@ -37,6 +38,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 from identity.models import AccountLink, Customer, Service
+from identity.services import allocate_account_number
 from metering.event_schema import event_payload_hash
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
@@ -332,15 +334,15 @@ class NexaCloudWriter:
             key = email.lower()
             customer = customers_by_email.get(key) if key else None
             if customer is None:
-                customer = Customer.objects.create(
-                    name=user.full_name or email, email=email, company=user.company or "",
-                    currency=self.service.default_currency, stripe_customer_id=user.stripe_customer_id or "",
-                )
-            elif user.stripe_customer_id and not customer.stripe_customer_id:
-                customer.stripe_customer_id = user.stripe_customer_id
-                customer.save(update_fields=["stripe_customer_id", "updated_at"])
-            AccountLink.objects.create(service=self.service, external_id=user.id,
-                                       external_email=email, customer=customer)
+                customer = Customer.objects.create(email=email)
+            # The profile and the Stripe customer are this service's account's own (another
+            # service's account of the same client never bills with them).
+            sequential_id, slug = allocate_account_number(service=self.service)
+            AccountLink.objects.create(service=self.service, external_id=user.id, external_email=email,
+                                       customer=customer, sequential_id=sequential_id, slug=slug,
+                                       name=user.full_name or email, legal_name=user.company or "",
+                                       currency=self.service.default_currency,
+                                       stripe_customer_id=user.stripe_customer_id or "")
             if key:  # cached only once the row's writes succeeded (a rolled-back one is gone)
                 customers_by_email[key] = customer
             return "created"
@@ -348,10 +350,9 @@ class NexaCloudWriter:
         changed = _set_if_changed(link, external_email=email, deleted_at=None)
         if changed:
             link.save(update_fields=[*changed, "updated_at"])
-        customer = link.customer
-        if user.stripe_customer_id and not customer.stripe_customer_id:
-            customer.stripe_customer_id = user.stripe_customer_id
-            customer.save(update_fields=["stripe_customer_id", "updated_at"])
+        if user.stripe_customer_id and not link.stripe_customer_id:
+            link.stripe_customer_id = user.stripe_customer_id
+            link.save(update_fields=["stripe_customer_id", "updated_at"])
             changed.append("stripe_customer_id")
         return "updated" if changed else "unchanged"
 

@@ -21,10 +21,10 @@ class InvoiceLineInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "service", "customer", "status", "payment_status", "total_display",
+    list_display = ("__str__", "service", "account_link", "status", "payment_status", "total_display",
                     "issuing_date", "odoo_move_id")
     list_filter = ("service", "status", "payment_status", "currency")
-    search_fields = ("number", "customer__email", "customer__name")
+    search_fields = ("number", "customer__email", "account_link__external_id", "account_link__name")
     readonly_fields = [f.name for f in Invoice._meta.fields]
     inlines = [InvoiceLineInline]
 

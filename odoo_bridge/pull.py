@@ -174,6 +174,7 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
     currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency
     values = {
         "service": subscription.service, "customer": subscription.account_link.customer,
+        "account_link": subscription.account_link,
         "subscription": subscription, "odoo_move_type": move["move_type"],
         "reversed_move_id": _m2o(move.get("reversed_entry_id")),
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",

@@ -16,7 +16,7 @@ from django.db.models import F, ProtectedError
 from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents
 from billing_kit.updates import model_update
-from identity.models import Customer, Service
+from identity.models import AccountLink, Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -325,23 +325,22 @@ def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> 
 # --------------------------------------------------------------------------- currencies
 
 
-def check_currency_compatible(*, customer: Customer, plan: Plan) -> bool:
+def check_currency_compatible(*, account: AccountLink, plan: Plan) -> bool:
     """Lago's rule when a customer subscribes (Subscriptions::CreateService through
     Customers::UpdateCurrencyService): the plan's currency must be the customer's.
 
-    Returns False when the currencies match; True when the customer takes the plan's
-    currency (the caller sets ``customer.currency = plan.amount_currency`` and saves it):
-    Lago assigns the currency of the first plan to a customer without one. Raises 422
-    ``{"currency": ["currencies_does_not_match"]}`` when the customer already has a
-    subscription (any status, any service: its bills are in the customer's currency).
-
-    Difference from Lago: ``Customer.currency`` is never empty here (it defaults to CAD), so
-    "no currency yet" is read as "no subscription yet"; a customer who sent ``currency`` but
-    never subscribed takes the plan's currency instead of being refused.
+    The customer is the service's own account. Returns False when the currencies match;
+    True when the account has no currency yet and takes the plan's (the caller assigns it);
+    raises 422 ``{"currency": ["currencies_does_not_match"]}`` when the account's currency
+    differs and it already has a subscription (any status: its bills are in its currency).
+    An account that set a currency but never subscribed takes the plan's, as Lago's
+    editable customer does.
     """
-    if customer.currency.upper() == plan.amount_currency.upper():
+    if account.currency is None:
+        return True
+    if account.currency.upper() == plan.amount_currency.upper():
         return False
-    if Subscription.objects.filter(account_link__customer=customer).exists():
+    if Subscription.objects.filter(account_link=account).exists():
         raise ValidationFailed({"currency": [ErrorCode.CURRENCIES_DOES_NOT_MATCH]})
     return True
 

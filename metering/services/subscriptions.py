@@ -31,6 +31,7 @@ from metering.models import (
 )
 from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
+from metering.services.catalogue import check_currency_compatible
 from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
@@ -104,6 +105,9 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
     if link is None:
         link = identity_services.upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
     existing = _open_subscription(service=service, external_id=data["external_id"])
+    if existing is None and check_currency_compatible(account=link, plan=plan):
+        link.currency = plan.amount_currency
+        link.save(update_fields=["currency", "updated_at"])
     if existing is not None:
         if existing.account_link_id != link.id:
             raise ValidationFailed({"external_id": [ErrorCode.VALUE_ALREADY_EXIST]})

@@ -75,11 +75,17 @@ def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key
         report = push_cycle()
         assert not report.aborted, report.aborted
         [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{subscription.pk}"]],
-                                    ["state", "start_date", "next_invoice_date", "order_line", "partner_id"])
+                                    ["state", "start_date", "next_invoice_date", "order_line", "partner_id",
+                                     "partner_invoice_id"])
         # the window is open: only the plan's recurring line (price 0), no usage yet (invariant 1)
         assert order["state"] == "sale" and len(order["order_line"]) == 1
-        [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["state_id", "email"])
-        assert partner["state_id"][1] == "Ontario" and partner["email"] == "ap@acme.test"
+        [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["email"])
+        assert partner["email"] == "ap@acme.test"
+        # the account's own invoice address, a contact under the client's commercial partner
+        [contact] = fake_odoo.records("res.partner", [["id", "=", order["partner_invoice_id"][0]]],
+                                      ["name", "state_id", "parent_id"])
+        assert contact["state_id"][1] == "Ontario" and contact["name"] == "Acme Inc"
+        assert contact["parent_id"][0] == partner["id"]
         assert fake_odoo.run_invoicing_cron(today=dt.date.fromisoformat(order["start_date"])) == []
 
         # the window closes: rating freezes it; metering's arrears fee of the full window (anniversary: 49.00)

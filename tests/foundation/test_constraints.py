@@ -33,8 +33,9 @@ def catalogue(service):
                                            field_name="cpu_seconds")
     plan = Plan.objects.create(service=service, code="starter", name="Starter", interval="monthly",
                                amount=Decimal("10"), amount_currency="CAD")
-    customer = Customer.objects.create(name="Acme", email="ops@acme.test")
-    link = AccountLink.objects.create(service=service, external_id="u-1", customer=customer)
+    customer = Customer.objects.create(email="ops@acme.test")
+    link = AccountLink.objects.create(service=service, external_id="u-1", customer=customer, name="Acme",
+                                      sequential_id=1)
     return metric, plan, link
 
 
@@ -47,8 +48,12 @@ def subscription(service, plan, link, **overrides):
 
 def test_account_link_is_unique_per_service(service, other_service, catalogue):
     _, _, link = catalogue
-    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-1", customer=link.customer))
-    AccountLink.objects.create(service=other_service, external_id="u-1", customer=link.customer)
+    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-1", customer=link.customer,
+                                                      sequential_id=2))
+    # Lago's per-organization numbering: one number per service, reused by another service
+    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-2", customer=link.customer,
+                                                      sequential_id=1))
+    AccountLink.objects.create(service=other_service, external_id="u-1", customer=link.customer, sequential_id=1)
 
 
 def test_customer_email_is_unique_case_insensitively(db):
