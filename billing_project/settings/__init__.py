@@ -11,6 +11,7 @@ from .rating import *  # noqa: F401,F403
 from .webhooks import *  # noqa: F401,F403
 from .odoo import *  # noqa: F401,F403
 from .migration import *  # noqa: F401,F403
+from .console import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
 
 CELERY_BEAT_SCHEDULE = {
@@ -19,4 +20,5 @@ CELERY_BEAT_SCHEDULE = {
     **WEBHOOKS_BEAT_SCHEDULE,  # noqa: F405
     **ODOO_BEAT_SCHEDULE,  # noqa: F405
     **MIGRATION_BEAT_SCHEDULE,  # noqa: F405
+    **CONSOLE_BEAT_SCHEDULE,  # noqa: F405
 }
