@@ -20,6 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -294,3 +296,16 @@ _replace(Reconciliation, ConsoleReconciliationAdmin)
 _replace(PeriodicTask, GuardedPeriodicTaskAdmin)
 site.register(AuditEntry, AuditEntryAdmin)
 site.register(OpsJob, OpsJobAdmin)
+
+
+class GuardedAccessAttemptAdmin(AccessAttemptAdmin):
+    """django-axes' clean-up deletes attempt records: it needs the delete permission."""
+
+    actions = ["cleanup_expired_attempts"]
+
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> Any:
+        return super().cleanup_expired_attempts(request, queryset)
+
+
+_replace(AccessAttempt, GuardedAccessAttemptAdmin)
