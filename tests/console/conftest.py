@@ -9,6 +9,8 @@ from django.contrib.auth.models import Permission, User
 from identity.models import Customer
 from metering.models import Subscription
 from tests.api.conftest import create_catalogue, create_subscription
+# The NexaCloud source database of the migration tests, for the import the browser starts.
+from tests.migration.conftest import nexacloud_dsn, source_admin_dsn  # noqa: F401
 
 STAFF_PASSWORD = "console-test-pass-7Q2x"
 
