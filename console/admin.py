@@ -25,6 +25,7 @@ from axes.models import AccessAttempt
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from billing_kit.formatting import money_display
 from console import selectors, services
 from console.models import AuditEntry, OpsJob, OpsJobKind
 from console.views import start_job_response
@@ -212,6 +213,20 @@ class ConsoleOdooSyncStateAdmin(OdooSyncStateAdmin):
 
 class ConsoleReconciliationAdmin(ReconciliationAdmin):
     change_list_template = "console/reconciliation_change_list.html"
+    list_display: Any = tuple({"fusion_amount": "fusion_total", "source_amount": "source_total",
+                               "delta": "delta_total"}.get(f, f) for f in ReconciliationAdmin.list_display)
+
+    @admin.display(description="Fusion amount", ordering="fusion_amount")
+    def fusion_total(self, row: Reconciliation) -> str:
+        return money_display(row.fusion_amount, row.currency)
+
+    @admin.display(description="source amount", ordering="source_amount")
+    def source_total(self, row: Reconciliation) -> str:
+        return money_display(row.source_amount, row.currency)
+
+    @admin.display(description="delta", ordering="delta")
+    def delta_total(self, row: Reconciliation) -> str:
+        return money_display(row.delta, row.currency)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}),

@@ -26,7 +26,7 @@ class DemoSeed:
 
 
 @transaction.atomic
-def seed_demo() -> DemoSeed:
+def seed_demo(*, history: bool = False) -> DemoSeed:
     service, _ = Service.objects.get_or_create(code=DEMO_SERVICE, defaults={"name": "Demo app"})
     metric, _ = BillableMetric.objects.get_or_create(
         service=service, code="cpu_seconds",
@@ -52,7 +52,8 @@ def seed_demo() -> DemoSeed:
     subscription = services.create_subscription(service=service, data={
         "external_customer_id": "demo-customer", "plan_code": plan.code, "external_id": "demo-sub-1",
     }).subscription
-    _seed_usage_history(service=service, plan=plan)
+    if history:
+        _seed_usage_history(service=service, plan=plan)
     issued = keys.issue_key(service=service, name="demo")
     return DemoSeed(service=service, subscription=subscription, api_key=issued.plaintext)
 
