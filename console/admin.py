@@ -40,8 +40,8 @@ from migration.models import Reconciliation
 from odoo_bridge.admin import OdooSyncStateAdmin
 from odoo_bridge.models import OdooSyncState
 from webhooks import services as webhook_services
-from webhooks.admin import WebhookDeliveryAdmin, WebhookEndpointAdmin
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.admin import WebhookDeliveryAdmin, WebhookEndpointAdmin, WebhookEventAdmin
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 site = admin.site
 
@@ -199,6 +199,16 @@ class ConsoleWebhookDeliveryAdmin(WebhookDeliveryAdmin):
                                   total=len(ids))
 
 
+class ConsoleWebhookEventAdmin(WebhookEventAdmin):
+    actions = ["replay_events_as_job"]
+
+    @admin.action(description="Replay all deliveries of selected events, as a job", permissions=["change"])
+    def replay_events_as_job(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> HttpResponse:
+        ids = [str(pk) for pk in WebhookDelivery.objects.filter(event__in=queryset).values_list("id", flat=True)]
+        return start_job_response(request=request, kind=OpsJobKind.REPLAY, parameters={"delivery_ids": ids},
+                                  total=len(ids))
+
+
 # ------------------------------------------------------------------ Odoo bridge, migration
 class ConsoleOdooSyncStateAdmin(OdooSyncStateAdmin):
     actions = ["resync_as_job"]
@@ -306,6 +316,7 @@ _replace(Plan, ConsolePlanAdmin)
 _replace(Charge, ConsoleChargeAdmin)
 _replace(WebhookEndpoint, ConsoleWebhookEndpointAdmin)
 _replace(WebhookDelivery, ConsoleWebhookDeliveryAdmin)
+_replace(WebhookEvent, ConsoleWebhookEventAdmin)
 _replace(OdooSyncState, ConsoleOdooSyncStateAdmin)
 _replace(Reconciliation, ConsoleReconciliationAdmin)
 _replace(PeriodicTask, GuardedPeriodicTaskAdmin)

@@ -96,7 +96,12 @@ def _audited(view: Callable[..., Any], model_admin: admin.ModelAdmin | None, req
     ids: list[str] = []
     if is_action and model_admin is not None:
         if action_name not in model_admin.get_actions(request):
-            # Not offered to this user (its allowed_permissions): refuse, never ignore.
+            # Not offered to this user (its allowed_permissions): refuse, never ignore; and
+            # keep the attempt in the log.
+            services.record_audit(
+                user=request.user, action=f"refused action {action_name}", path=request.path,
+                target=model_admin.model._meta.label_lower,
+                object_ids=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)[:SNAPSHOT_LIMIT], status_code=403)
             raise PermissionDenied
         ids = _action_targets(model_admin, request)
         label = f"action {action_name}"

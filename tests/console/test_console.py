@@ -56,6 +56,8 @@ def test_view_only_staff_is_refused_every_action_with_403(viewer_client, billed)
             refused.append((model._meta.label, name, response.status_code))
     assert refused == []
     assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+    assert AuditEntry.objects.filter(username="viewer", action="refused action revoke_selected",
+                                     status_code=403).exists()
     # The console's own writes too.
     assert viewer_client.post(reverse("admin:console_reconcile")).status_code == 403
     assert viewer_client.post(reverse("admin:migration_importrun_import"), {}).status_code == 403

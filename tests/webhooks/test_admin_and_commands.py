@@ -130,7 +130,8 @@ def test_event_pages_and_replay_of_many(admin_client, service, receiver, make_en
     assert len(page.context["cl"].result_list) == 2 and "1 succeeded" in page.content.decode()
     detail = admin_client.get(reverse("admin:webhooks_webhookevent_change", args=[events[0].pk])).content.decode()
     assert "NXC-2026-0001" in detail  # the body is readable
-    admin_client.post(changelist, {"action": "replay_events", "_selected_action": [e.pk for e in events]})
+    admin_client.post(changelist, {"action": "replay_events_as_job", "_selected_action": [e.pk for e in events]})
+    run_job(OpsJob.objects.get().pk)  # what the worker runs
     call_command("deliver_webhooks", stdout=StringIO())
     assert len(receiver.received()) == 4
 
