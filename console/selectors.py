@@ -343,6 +343,7 @@ class CustomerPage:
     invoices: list[tuple[Invoice, str]]
     deliveries: list[WebhookDelivery]
     usage_chart: dict[str, Any]
+    odoo_partner_url: str
 
 
 RECENT_EVENTS = 20
@@ -368,7 +369,16 @@ def customer_page(*, customer: Customer) -> CustomerPage:
             chart["series"][0]["data"].append(line.current_units_value)
             chart["series"][1]["data"].append(line.previous_units_value)
     return CustomerPage(customer, customer_display(customer), links, views, events[:RECENT_EVENTS], invoices,
-                        _deliveries_for(links, subscriptions), chart)
+                        _deliveries_for(links, subscriptions), chart, odoo_partner_url(customer))
+
+
+def odoo_partner_url(customer: Customer) -> str:
+    """The partner's form in Odoo's web client, when Odoo is configured and the partner pushed."""
+    partner_id = getattr(customer, "odoo_partner_id", None)
+    base = str(getattr(settings, "ODOO_URL", "") or "").rstrip("/")
+    if not partner_id or not base:
+        return ""
+    return f"{base}/web#id={int(partner_id)}&model=res.partner&view_type=form"
 
 
 def _deliveries_for(links: list[AccountLink], subscriptions: list[Subscription]) -> list[WebhookDelivery]:

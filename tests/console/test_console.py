@@ -194,6 +194,13 @@ def test_customer_360_shows_the_api_current_usage(admin_client, api_client, bill
     assert page.context["usage_chart"]["series"][0]["data"] == [16200.0]  # 3 x 5400 cpu seconds
 
 
+def test_customer_360_links_the_odoo_partner(admin_client, billed, settings):
+    settings.ODOO_URL = "https://odoo.example.com"
+    Customer.objects.filter(pk=billed.customer.pk).update(odoo_partner_id=42)
+    html = admin_client.get(reverse("admin:console_customer_360", args=[billed.customer.pk])).content.decode()
+    assert "https://odoo.example.com/web#id=42&amp;model=res.partner&amp;view_type=form" in html
+
+
 def test_customer_360_lists_webhook_deliveries_about_the_customer(admin_client, service, billed):
     webhook_services.create_endpoint(service=service, url="http://127.0.0.1:9/hook")
     webhook_services.record_event(service=service, webhook_type="customer.updated", object_type="customer",
