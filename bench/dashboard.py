@@ -98,6 +98,7 @@ def load(*, events: int, services: int, subscriptions: int) -> None:
                 FROM generate_series({first}, {last - 1}) g
                 JOIN bench_subs s ON s.idx = g % {n_subs}
                 CROSS JOIN LATERAL (SELECT now() - interval '7 days' * (1 - g::float8 / {events}) AS t) ts
+                ORDER BY g
             """)
             connection.commit() if not connection.get_autocommit() else None
             log(f"  {last:,} events loaded ({time.monotonic() - started:.0f}s)")
@@ -110,6 +111,8 @@ def load(*, events: int, services: int, subscriptions: int) -> None:
             FROM bench_subs s JOIN metering_subscription sub ON sub.id = s.id
             JOIN metering_charge c ON c.plan_id = sub.plan_id CROSS JOIN generate_series(0, 11) m
         """)
+        # What autovacuum's autosummarize does as pages fill (a bulk load outruns it).
+        cursor.execute("SELECT brin_summarize_new_values('console_usage_event_created_brin')")
         cursor.execute("ANALYZE metering_usageevent")
         cursor.execute("ANALYZE metering_ratedusage")
 

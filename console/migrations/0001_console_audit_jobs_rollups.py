@@ -17,7 +17,10 @@ def create_brin_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     for name, table, column in BRIN_INDEXES:
-        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING brin ({column})")
+        # autosummarize: autovacuum summarizes each page range as it fills; an unsummarized
+        # range matches every query, which would make the index useless on a growing table.
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING brin ({column}) "
+                              "WITH (autosummarize = on)")
 
 
 def drop_brin_indexes(apps, schema_editor):
