@@ -92,7 +92,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return "expired"
         return "active"
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset) -> None:
         for api_key in queryset:
             keys.revoke_key(prefix=api_key.prefix)

@@ -80,19 +80,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if "is_active" in changed:
             services.set_endpoint_active(endpoint=current, active=obj.is_active)
 
-    @admin.action(description="Enable selected endpoints")
+    @admin.action(description="Enable selected endpoints", permissions=["change"])
     def enable_endpoints(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.set_endpoint_active(endpoint=endpoint, active=True)
         self.message_user(request, f"Enabled {queryset.count()} endpoint(s).")
 
-    @admin.action(description="Disable selected endpoints")
+    @admin.action(description="Disable selected endpoints", permissions=["change"])
     def disable_endpoints(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.set_endpoint_active(endpoint=endpoint, active=False, reason=f"disabled by {request.user}")
         self.message_user(request, f"Disabled {queryset.count()} endpoint(s).")
 
-    @admin.action(description="Rotate signing secret (old one stays valid for the overlap)")
+    @admin.action(description="Rotate signing secret (old one stays valid for the overlap)", permissions=["change"])
     def rotate_secrets(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.rotate_secret(endpoint=endpoint)
@@ -168,7 +168,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def get_queryset(self, request):  # noqa: ANN001, ANN201
         return super().get_queryset(request).prefetch_related("deliveries")
 
-    @admin.action(description="Replay all deliveries of selected events")
+    @admin.action(description="Replay all deliveries of selected events", permissions=["change"])
     def replay_events(self, request, queryset: QuerySet[WebhookEvent]) -> None:  # noqa: ANN001
         ids = list(WebhookDelivery.objects.filter(event__in=queryset).values_list("id", flat=True))
         _replay(self, request, ids, "deliveries")
@@ -206,6 +206,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         url = reverse("admin:webhooks_webhookevent_change", args=[obj.event_id])
         return format_html('<a href="{}">{} {}</a>', url, obj.event.webhook_type, obj.event_id)
 
-    @admin.action(description="Replay selected deliveries (incl. dead letters)")
+    @admin.action(description="Replay selected deliveries (incl. dead letters)", permissions=["change"])
     def replay_deliveries(self, request, queryset: QuerySet[WebhookDelivery]) -> None:  # noqa: ANN001
         _replay(self, request, list(queryset.values_list("id", flat=True)), "deliveries")

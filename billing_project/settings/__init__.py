@@ -12,6 +12,7 @@ from .rating import *  # noqa: F401,F403
 from .webhooks import *  # noqa: F401,F403
 from .odoo import *  # noqa: F401,F403
 from .migration import *  # noqa: F401,F403
+from .console import *  # noqa: F401,F403
 from .security import *  # noqa: F401,F403
 
 CELERY_BEAT_SCHEDULE = {
@@ -20,6 +21,7 @@ CELERY_BEAT_SCHEDULE = {
     **WEBHOOKS_BEAT_SCHEDULE,  # noqa: F405
     **ODOO_BEAT_SCHEDULE,  # noqa: F405
     **MIGRATION_BEAT_SCHEDULE,  # noqa: F405
+    **CONSOLE_BEAT_SCHEDULE,  # noqa: F405
 }
 
 SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, *SECURITY_SILENCED_SYSTEM_CHECKS]  # noqa: F405
