@@ -52,9 +52,15 @@ MONTHLY_FACTOR = {
 
 # ------------------------------------------------------------------ customer display data
 def customer_display(customer: Customer) -> dict[str, str]:
-    """Name, email and company of a customer, read defensively: the profile fields may move
-    from Customer to the per-service account link (adjust here, in one place)."""
-    return {name: str(getattr(customer, name, "") or "") for name in ("name", "email", "company")}
+    """Name, email and company of a unified customer. Profiles belong to each service's
+    account, so ops see the oldest account's (prefetch ``account_links`` for lists)."""
+    accounts = sorted(customer.account_links.all(), key=lambda link: link.created_at)
+    first = accounts[0] if accounts else None
+    return {
+        "name": (first.name if first else "") or "",
+        "email": customer.email or "",
+        "company": (first.legal_name if first else "") or "",
+    }
 
 
 def customer_label(customer: Customer) -> str:
@@ -274,7 +280,8 @@ def top_customers(*, limit: int = 10) -> list[TopCustomer]:
     rows = (RatedUsage.objects.filter(state=RatedUsageState.OPEN)
             .values("subscription__account_link__customer_id", "subscription__currency")
             .annotate(total=Sum("amount")).order_by("-total")[:limit])
-    customers = Customer.objects.in_bulk([r["subscription__account_link__customer_id"] for r in rows])
+    customers = Customer.objects.prefetch_related("account_links").in_bulk(
+        [r["subscription__account_link__customer_id"] for r in rows])
     return [TopCustomer(r["subscription__account_link__customer_id"],
                         customer_label(customers[r["subscription__account_link__customer_id"]]),
                         money_display(r["total"], r["subscription__currency"]))

@@ -64,9 +64,8 @@ def _seed_usage_history(*, service: Service, plan: Plan) -> None:
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     # Within the current calendar window, so that all of it is rated (and billed) there.
     start = max(now - timedelta(hours=HISTORY_HOURS), now.replace(day=1, hour=0))
-    customer, _ = Customer.objects.get_or_create(
-        email="fleet@example.com", defaults={"name": "Demo Fleet Ltd", "currency": "CAD"})
-    AccountLink.objects.get_or_create(service=service, external_id="demo-fleet", defaults={"customer": customer})
+    identity_services.upsert_customer(service=service, data={
+        "external_id": "demo-fleet", "email": "fleet@example.com", "name": "Demo Fleet Ltd", "currency": "CAD"})
     subscription = services.create_subscription(service=service, data={
         "external_customer_id": "demo-fleet", "plan_code": plan.code, "external_id": "demo-fleet-1",
         "subscription_at": start,

@@ -117,8 +117,14 @@ def test_sensitive_fields_are_read_only(admin_client, billed):
     assert 'name="mode"' not in page and "Go-live" in page
     customer_url = reverse("admin:identity_customer_change", args=[billed.customer.pk])
     form = admin_client.get(customer_url).context["adminform"].form
-    assert "stripe_customer_id" not in form.fields and "odoo_partner_id" not in form.fields
-    assert "name" in form.fields  # the profile stays editable
+    assert "odoo_partner_id" not in form.fields
+    # Profiles belong to each service's account: editable there, the Odoo contact id is not.
+    # The account's stripe_customer_id stays editable on purpose: it is how ops link a card
+    # to another service's account (#17 F1), and the audit log keeps before/after.
+    account = billed.subscription.account_link
+    account_form = admin_client.get(
+        reverse("admin:identity_accountlink_change", args=[account.pk])).context["adminform"].form
+    assert "name" in account_form.fields and "odoo_invoice_partner_id" not in account_form.fields
 
 
 def test_plan_change_and_termination_go_through_the_services(admin_client, api_client, billed):
