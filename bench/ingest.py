@@ -21,8 +21,10 @@ What runs, all on loopback:
   a row (the second an identical resend, as a client retrying after a timeout); and
   pairs of clients sending the same requests at the same time (a retry racing its
   original). The resend modes are compared with the all-new run of the same invocation;
-* with ``--preload N``: N events (and keys) stored straight in SQL after the runs on the
-  empty table, then the same runs again: ingest on a big table against the empty one;
+* with ``--preload N``: a second database (``<DATABASE_URL>_preloaded``) holding at least
+  N events (stored straight in SQL the first time, kept for later runs) and a second
+  gunicorn on it; every phase runs on the small database, then on the big one, so that
+  the ratio big/small is measured under the same machine load;
 * the RSS of every gunicorn worker, sampled every second.
 
 Prints events/s, p50/p99 per request and the API/baseline ratio. Timings are figures
@@ -90,13 +92,15 @@ def prepare(run_id: str, subscriptions: int = 1) -> dict:
 # --------------------------------------------------------------------------- server
 
 
-def start_gunicorn(workers: int, threads: int = 1) -> tuple[subprocess.Popen, int]:
+def start_gunicorn(workers: int, threads: int = 1, database_url: str | None = None) -> tuple[subprocess.Popen, int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
     env = {**os.environ, "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT)}
+    if database_url:
+        env["DATABASE_URL"] = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "billing_project.wsgi", "--bind", f"fd://{sock.fileno()}",
          "--workers", str(workers), "--worker-class", "gthread" if threads > 1 else "sync",
@@ -321,7 +325,22 @@ def split(total: int, parts: int, step: int) -> list[tuple[int, int]]:
     return [r for r in result if r[1] > 0]
 
 
-def preload(meta: dict, rows: int, *, chunk: int = 1_000_000) -> float:
+def prepare_elsewhere(url: str, run_id: str, subscriptions: int) -> dict:
+    """``prepare`` on another database (Django is set up once per process)."""
+    result = subprocess.run([sys.executable, __file__, "--prepare-only", run_id, str(subscriptions)],
+                            cwd=REPO_ROOT, env={**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)},
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def stored_events(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM metering_usageevent").fetchone()[0]
+
+
+def preload(meta: dict, rows: int, *, url: str, chunk: int = 1_000_000) -> float:
     """Store ``rows`` events (and their keys) straight in SQL, spread over the last 90
     days (so over the current and previous monthly partitions) and over the bench's
     subscriptions; returns the seconds it took."""
@@ -329,7 +348,17 @@ def preload(meta: dict, rows: int, *, chunk: int = 1_000_000) -> float:
 
     began = time.perf_counter()
     subs = meta["subscription_ids"]
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The months the rows fall in get their partitions first (as the migration and
+        # beat would have made them), rather than all landing in DEFAULT.
+        for back in range(4):
+            month = conn.execute("SELECT date_trunc('month', now() AT TIME ZONE 'UTC') - %s * interval '1 month'",
+                                 [back]).fetchone()[0]
+            name = f"metering_usageevent_p{month:%Y_%m}"
+            if not conn.execute("SELECT to_regclass(%s)", [name]).fetchone()[0]:
+                conn.execute(f"CREATE TABLE {name} PARTITION OF metering_usageevent FOR VALUES FROM "
+                             f"('{month:%Y-%m-%d} 00:00:00+00') TO ('{month:%Y-%m-%d} 00:00:00+00'::timestamptz"
+                             " + interval '1 month')")
         for first in range(0, rows, chunk):
             last = min(rows, first + chunk)
             conn.execute(
@@ -358,37 +387,42 @@ MODES = ("new", "twice", "race")
 MODE_TITLES = {"new": "all new", "twice": "every request sent twice", "race": "a retry racing its original"}
 
 
-def run_modes(port: int, meta: dict, run_id: str, options: argparse.Namespace, table: str) -> dict:
-    """Batch and single events in each mode; returns {(kind, mode): figures}."""
+def run_modes(targets: list[tuple[str, int, dict]], run_id: str, options: argparse.Namespace) -> dict:
+    """Batch and single events in each mode, on each target (label, port, meta) in turn
+    (so that a change of the machine's load hits them alike); returns
+    {(label, kind, mode): figures}."""
     single_concurrency = options.single_concurrency or options.concurrency
     results = {}
     for mode in options.modes:
         for kind, total, concurrency, step in (("batch", options.events, options.concurrency, options.batch_size),
                                                ("single", options.single_events, single_concurrency, 1)):
-            prefix = f"{kind[0]}{mode}{table[:1]}{run_id}"
-            if mode == "race":
-                # Pairs of clients send the same requests at the same time.
-                chunks = split(total, max(1, concurrency // 2), step)
-                jobs = [(port, meta["api_key"], kind, prefix, start, count, step, 1)
-                        for start, count in chunks for _ in range(2)]
-                sent = 2 * total
-            else:
-                sends = 2 if mode == "twice" else 1
-                jobs = [(port, meta["api_key"], kind, prefix, start, count, step, sends)
-                        for start, count in split(total, concurrency, step)]
-                sent = sends * total
-            label = f"{table}: {kind} x{step if kind == 'batch' else 1}, {MODE_TITLES[mode]}"
-            results[(kind, mode)] = run_phase(label, api_client_loop, jobs, sent)
-    for kind in ("batch", "single"):
-        base = results.get((kind, "new"))
-        for mode in options.modes:
-            if mode == "new" or base is None:
-                continue
-            figures = results[(kind, mode)]
-            goal_p99 = 150 if kind == "batch" else 50
-            print(f"  {table}: {kind} {MODE_TITLES[mode]}: {figures['events_per_s'] / base['events_per_s']:.2f}x "
-                  f"the all-new throughput (goal >= 0.8x), p99 {figures['p99_ms']:.1f} ms "
-                  f"(goal <= {goal_p99} ms; all new {base['p99_ms']:.1f} ms)", flush=True)
+            for number, (table, port, meta) in enumerate(targets):
+                prefix = f"{kind[0]}{mode}{number}{run_id}"
+                if mode == "race":
+                    # Pairs of clients send the same requests at the same time.
+                    chunks = split(total, max(1, concurrency // 2), step)
+                    jobs = [(port, meta["api_key"], kind, prefix, start, count, step, 1)
+                            for start, count in chunks for _ in range(2)]
+                    sent = 2 * total
+                else:
+                    sends = 2 if mode == "twice" else 1
+                    jobs = [(port, meta["api_key"], kind, prefix, start, count, step, sends)
+                            for start, count in split(total, concurrency, step)]
+                    sent = sends * total
+                label = f"{table}: {kind} x{step if kind == 'batch' else 1}, {MODE_TITLES[mode]}"
+                results[(table, kind, mode)] = run_phase(label, api_client_loop, jobs, sent)
+    for table, _, _ in targets:
+        for kind in ("batch", "single"):
+            base = results.get((table, kind, "new"))
+            for mode in options.modes:
+                if mode == "new" or base is None:
+                    continue
+                figures = results[(table, kind, mode)]
+                goal_p99 = 150 if kind == "batch" else 50
+                print(f"  {table}: {kind} {MODE_TITLES[mode]}: "
+                      f"{figures['events_per_s'] / base['events_per_s']:.2f}x the all-new throughput (goal >= 0.8x), "
+                      f"p99 {figures['p99_ms']:.1f} ms (goal <= {goal_p99} ms; all new {base['p99_ms']:.1f} ms)",
+                      flush=True)
     return results
 
 
@@ -410,54 +444,75 @@ def main() -> None:
                              "an identical resend); race: two clients send the same requests at the same "
                              "time (a retry racing its original). Default: all three")
     parser.add_argument("--preload", type=int, default=0, metavar="N",
-                        help="after the runs on the (nearly) empty table, store N events and run again: "
-                             "ingest on a big table against the empty-table run, in the same run")
+                        help="also measure against a second database, <DATABASE_URL>_preloaded, holding at "
+                             "least N events (stored straight in SQL if missing; kept for the next run), "
+                             "phases alternating between the two: ingest on a big table vs a small one")
+    parser.add_argument("--prepare-only", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--skip-baseline", action="store_true")
     options = parser.parse_args()
+    if options.prepare_only:
+        print(json.dumps(prepare(options.prepare_only[0], int(options.prepare_only[1]))))
+        return
 
     ensure_database(os.environ["DATABASE_URL"])
     run_id = uuid.uuid4().hex[:8]
     global SUBSCRIPTIONS, BENCH_NOW
     SUBSCRIPTIONS = options.subscriptions
     meta = prepare(run_id, options.subscriptions)
-    BENCH_NOW = int(time.time()) + 1  # the next whole second: after every subscription's start
-    time.sleep(1)
     from django.db import connections
 
     connections.close_all()
-    server, port = start_gunicorn(options.workers, options.threads)
+    targets_meta = [("small table", os.environ["DATABASE_URL"], meta)]
+    if options.preload:
+        big_url = os.environ["DATABASE_URL"] + "_preloaded"
+        ensure_database(big_url)
+        big_meta = prepare_elsewhere(big_url, run_id, options.subscriptions)
+        present = stored_events(big_url)
+        if present < options.preload:
+            seconds = preload(big_meta, options.preload - present, url=big_url)
+            print(f"  preload: {options.preload - present:,} events and keys stored in {seconds:.0f} s", flush=True)
+        present = stored_events(big_url)
+        targets_meta.append((f"{present:,}-event table", big_url, big_meta))
+    small_events = stored_events(os.environ["DATABASE_URL"])
+    BENCH_NOW = int(time.time()) + 1  # the next whole second: after every subscription's start
+    time.sleep(1)
+    servers = [start_gunicorn(options.workers, options.threads, url) for _, url, _ in targets_meta]
+    server, port = servers[0]
     sampler = RssSampler(server.pid)
     sampler.start()
     kind = f"gthread x{options.threads}" if options.threads > 1 else "sync"
-    print(f"ingest benchmark: gunicorn {options.workers} {kind} workers on 127.0.0.1:{port}, "
+    print(f"ingest benchmark: gunicorn {options.workers} {kind} workers per database, "
           f"{options.concurrency} client processes, {options.subscriptions} subscriptions, "
-          f"{os.cpu_count()} CPUs (shared machine: compare figures within one run)", flush=True)
+          f"{os.cpu_count()} CPUs (shared machine: compare figures within one run); small table: "
+          f"{small_events:,} events", flush=True)
     figures = []
-    tables: dict[str, dict] = {}
+    targets = [(label, srv[1], target_meta) for (label, _, target_meta), srv in zip(targets_meta, servers)]
     try:
         time.sleep(1.5)
         # Warm-up (not measured): every worker imports, resolves URLs and connects once.
-        warm = [(port, meta["api_key"], "batch", f"w{run_id}-{k}", 0, 10, 10) for k in range(4 * options.workers)]
-        with mp.get_context("fork").Pool(min(len(warm), options.concurrency)) as pool:
-            pool.map(api_client_loop, warm)
+        for _, target_port, target_meta in targets:
+            warm = [(target_port, target_meta["api_key"], "batch", f"w{run_id}-{k}", 0, 10, 10)
+                    for k in range(4 * options.workers)]
+            with mp.get_context("fork").Pool(min(len(warm), options.concurrency)) as pool:
+                pool.map(api_client_loop, warm)
         rss_start = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
-        tables["empty table"] = run_modes(port, meta, run_id, options, "empty table")
-        if options.preload:
-            seconds = preload(meta, options.preload)
-            print(f"  preload: {options.preload:,} events and keys stored in {seconds:.0f} s", flush=True)
-            big = f"{options.preload:,}-event table"
-            tables[big] = run_modes(port, meta, run_id, options, big)
-            for (kind_, mode), small in tables["empty table"].items():
-                large = tables[big][(kind_, mode)]
-                print(f"  {big} vs empty table: {kind_} {MODE_TITLES[mode]}: "
-                      f"{large['events_per_s'] / small['events_per_s']:.2f}x throughput (goal >= 0.8x), "
-                      f"p99 {large['p99_ms']:.1f} ms vs {small['p99_ms']:.1f} ms", flush=True)
+        results = run_modes(targets, run_id, options)
+        if len(targets) > 1:
+            small, big = targets[0][0], targets[1][0]
+            for kind_ in ("batch", "single"):
+                for mode in options.modes:
+                    few, many = results[(small, kind_, mode)], results[(big, kind_, mode)]
+                    print(f"  {big} vs {small}: {kind_} {MODE_TITLES[mode]}: "
+                          f"{many['events_per_s'] / few['events_per_s']:.2f}x throughput (goal >= 0.8x), "
+                          f"p99 {many['p99_ms']:.1f} ms vs {few['p99_ms']:.1f} ms", flush=True)
         rss_end = {pid: rss_kib(pid) for pid in worker_pids(server.pid)}
     finally:
         sampler.stop_event.set()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    empty = tables["empty table"]
+        for process, _ in servers:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in servers:
+            process.wait(timeout=30)
+    empty = {(kind_, mode): value for (table, kind_, mode), value in results.items() if table == "small table"}
     if not options.skip_baseline and ("batch", "new") in empty:
         url = os.environ["DATABASE_URL"]
         single_concurrency = options.single_concurrency or options.concurrency
