@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL_ERROR = "internal_error"
+    STATEMENT_TIMEOUT = "statement_timeout"
     # Catalogue and ingest rules of metering (error_details items)
     NOT_COMPATIBLE_WITH_AGGREGATION_TYPE = "not_compatible_with_aggregation_type"
     NOT_COMPATIBLE_WITH_CHARGE_MODEL = "not_compatible_with_charge_model"
@@ -150,6 +151,13 @@ class UnsupportedMediaType(BillingError):
 class TooManyRequests(BillingError):
     error = "Too Many Requests"
     code = ErrorCode.TOO_MANY_REQUESTS
+
+
+class StatementTimeout(BillingError):
+    """A database statement of the request ran longer than API_STATEMENT_TIMEOUT_MS."""
+
+    error = "Service Unavailable"
+    code = ErrorCode.STATEMENT_TIMEOUT
 
 
 class ValidationFailed(BillingError):

@@ -21,6 +21,7 @@ from .errors import (
     NotAllowed,
     NotFound,
     PayloadTooLarge,
+    StatementTimeout,
     TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
@@ -40,7 +41,21 @@ STATUS_BY_ERROR: dict[type[BillingError], int] = {
     UnsupportedMediaType: 415,
     ValidationFailed: 422,
     TooManyRequests: 429,
+    StatementTimeout: 503,
 }
+
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
+_QUERY_CANCELED = "57014"
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (a psycopg error, or Django's wrapping it) is a cancelled statement."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) == _QUERY_CANCELED:
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def status_of(error: BillingError) -> int:
@@ -137,6 +152,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         return error_response(PayloadTooLarge())
     if isinstance(exc, drf_exceptions.APIException):
         return error_response(_DrfError(exc))
+    if is_statement_timeout(exc):
+        logger.warning("A statement of %s ran past API_STATEMENT_TIMEOUT_MS", type(context.get("view")).__name__)
+        return error_response(StatementTimeout())
     view = context.get("view")
     logger.exception("Unhandled error in API view %s", type(view).__name__ if view else "?")
     return error_response(BillingError())

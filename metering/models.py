@@ -280,17 +280,41 @@ class UsageEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["service", "external_subscription_id", "transaction_id"],
-                name="usage_event_transaction_unique",
-            ),
-        ]
+        # On PostgreSQL the table is partitioned by month of ``timestamp`` (migration
+        # 0009, metering.services.partitions); its primary key there is (id, timestamp).
+        # Lago's uniqueness (service, external_subscription_id, transaction_id) cannot be
+        # a unique index of a table partitioned by timestamp: UsageEventKey holds it.
         indexes = [
             # Rating reads (subscription, code, timestamp range) -> value: an index-only scan.
             models.Index(fields=["subscription", "code", "timestamp"], include=["value"],
                          name="usage_event_rating_cover"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.external_subscription_id}:{self.transaction_id}"
+
+
+class UsageEventKey(models.Model):
+    """The unique key of every stored usage event, outside the monthly partitions.
+
+    A unique index of a partitioned table must contain the partition key, which would
+    make (service, external_subscription_id, transaction_id) unique per timestamp only.
+    This slim table is not partitioned: its primary key is the exact rule, ordered so
+    that it also serves ``GET /events/{transaction_id}`` without the subscription. It is
+    written in the same statement as the event (ingest), and ``event_id`` + ``timestamp``
+    find the event in its partition. Rows leave with their archived partition.
+    """
+
+    pk = models.CompositePrimaryKey("service_id", "transaction_id", "external_subscription_id")
+    # No foreign-key constraint: the event row carries the real one, and a second
+    # referential check per ingested row would cost for nothing.
+    service = models.ForeignKey(Service, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                                db_index=False)
+    transaction_id = models.CharField(max_length=255)
+    external_subscription_id = models.CharField(max_length=255)
+    event_id = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    payload_hash = models.CharField(max_length=64)
 
     def __str__(self) -> str:
         return f"{self.external_subscription_id}:{self.transaction_id}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from identity.models import AccountLink, Service
-from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent
+from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent, UsageEventKey
 
 SUBSCRIPTION_STATUSES = [choice for choice, _ in SubscriptionStatus.choices]
 
@@ -64,7 +64,16 @@ def list_subscriptions(*, service: Service, statuses: list[str], external_custom
 
 def get_event(*, service: Service, transaction_id: str, external_subscription_id: str | None = None
               ) -> UsageEvent | None:
-    events = UsageEvent.objects.filter(service=service, transaction_id=transaction_id)
+    """The newest event stored under ``transaction_id`` (of one subscription if given).
+
+    Found through the key table, whose primary key leads with (service, transaction_id):
+    an index lookup whatever the number of events, then the event by its id in the
+    partition of its timestamp."""
+    keys = UsageEventKey.objects.filter(service=service, transaction_id=transaction_id)
     if external_subscription_id:
-        events = events.filter(external_subscription_id=external_subscription_id)
-    return events.select_related("subscription__account_link").order_by("-created_at", "-id").first()
+        keys = keys.filter(external_subscription_id=external_subscription_id)
+    key = keys.order_by("-event_id").values_list("event_id", "timestamp").first()
+    if key is None:
+        return None
+    return (UsageEvent.objects.filter(service=service, pk=key[0], timestamp=key[1])
+            .select_related("subscription__account_link").first())

@@ -12,6 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from metering import lifecycle, rating, services
+from metering.services import partitions
 
 
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
@@ -75,3 +76,15 @@ def apply_due_downgrades() -> int:
 def end_trials() -> int:
     """Record ended trials (trial_ended_at) and emit subscription.trial_ended."""
     return services.end_trials()
+
+
+@shared_task(name="metering.tasks.ensure_event_partitions", ignore_result=True)
+def ensure_event_partitions() -> list[str]:
+    """Beat: the usage-event partitions of this month and the next ones exist."""
+    return partitions.ensure_event_partitions()
+
+
+@shared_task(name="metering.tasks.archive_event_partitions", ignore_result=True)
+def archive_event_partitions() -> list[dict]:
+    """Beat: the retention policy (EVENTS_RETENTION_MONTHS) over the usage-event partitions."""
+    return [outcome.as_dict() for outcome in partitions.archive_event_partitions()]

@@ -52,6 +52,7 @@ from metering.models import (
     SubscriptionMode,
     SubscriptionStatus,
     UsageEvent,
+    UsageEventKey,
 )
 from migration.models import empty_counts
 from migration.reader import SourceDeployment, SourcePlan, SourceUsageHour, SourceUser
@@ -450,7 +451,7 @@ class NexaCloudWriter:
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
             .values_list("external_id", "id")
         }
-        table = UsageEvent._meta.db_table
+        table, keys = UsageEvent._meta.db_table, UsageEventKey._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS migration_usage_stage ("
@@ -458,13 +459,20 @@ class NexaCloudWriter:
                 " ts timestamptz, cpu_seconds bigint, payload_hash text) ON COMMIT DROP"
             )
             cursor.execute("TRUNCATE migration_usage_stage")
+        # The key table holds the events' uniqueness (the events table is partitioned by
+        # month, see metering.models.UsageEventKey): claim the new keys, store their events.
         insert_sql = (
-            f"INSERT INTO {table} (service_id, subscription_id, external_subscription_id, code,"
+            f"WITH new_keys AS (INSERT INTO {keys} (service_id, transaction_id, external_subscription_id,"
+            " event_id, timestamp, payload_hash)"
+            f" SELECT %s, transaction_id, external_subscription_id, nextval('{table}_id_seq'), ts, payload_hash"
+            " FROM migration_usage_stage ON CONFLICT DO NOTHING"
+            " RETURNING transaction_id, external_subscription_id, event_id)"
+            f" INSERT INTO {table} (id, service_id, subscription_id, external_subscription_id, code,"
             " transaction_id, timestamp, properties, value, payload_hash, created_at)"
-            " SELECT %s, subscription_id, external_subscription_id, %s, transaction_id, ts,"
-            " jsonb_build_object(%s, cpu_seconds), cpu_seconds, payload_hash, now()"
-            " FROM migration_usage_stage"
-            " ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING"
+            " SELECT k.event_id, %s, st.subscription_id, st.external_subscription_id, %s, st.transaction_id, st.ts,"
+            " jsonb_build_object(%s, st.cpu_seconds), st.cpu_seconds, st.payload_hash, now()"
+            " FROM new_keys k JOIN migration_usage_stage st ON st.transaction_id = k.transaction_id"
+            " AND st.external_subscription_id = k.external_subscription_id"
         )
         processed = 0
         for chunk in chunked(usage, chunk_size):
@@ -499,7 +507,7 @@ class NexaCloudWriter:
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.execute(insert_sql, [self.service.pk, METRIC_CODE, METRIC_CODE])
+            cursor.execute(insert_sql, [self.service.pk, self.service.pk, METRIC_CODE, METRIC_CODE])
             created = cursor.rowcount
             cursor.execute("TRUNCATE migration_usage_stage")
         return created

@@ -9,6 +9,7 @@ from .celery import *  # noqa: F401,F403
 from .cache import *  # noqa: F401,F403
 from .api import *  # noqa: F401,F403
 from .rating import *  # noqa: F401,F403
+from .events import *  # noqa: F401,F403
 from .webhooks import *  # noqa: F401,F403
 from .odoo import *  # noqa: F401,F403
 from .migration import *  # noqa: F401,F403
@@ -18,6 +19,7 @@ from .security import *  # noqa: F401,F403
 CELERY_BEAT_SCHEDULE = {
     **API_BEAT_SCHEDULE,  # noqa: F405
     **RATING_BEAT_SCHEDULE,  # noqa: F405
+    **EVENTS_BEAT_SCHEDULE,  # noqa: F405
     **WEBHOOKS_BEAT_SCHEDULE,  # noqa: F405
     **ODOO_BEAT_SCHEDULE,  # noqa: F405
     **MIGRATION_BEAT_SCHEDULE,  # noqa: F405

@@ -45,6 +45,11 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # A key whose request has been "in flight" longer than this is considered abandoned.
 IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", default=60)
+# PostgreSQL statement_timeout of the statements an API request (/api/) runs, in ms; a
+# statement past it is cancelled and the client gets a 503 ``statement_timeout`` (retry
+# later) instead of a worker held up. 0 = no limit. Celery tasks, commands and the admin
+# are not limited (billing_kit.statement_timeout).
+API_STATEMENT_TIMEOUT_MS = env.int("API_STATEMENT_TIMEOUT_MS", default=5000)
 # Lago's Events::CreateBatchService::MAX_LENGTH (LAGO_EVENTS_BATCH_MAX_LENGTH).
 EVENTS_BATCH_MAX_LENGTH = env.int("EVENTS_BATCH_MAX_LENGTH", default=100)
 

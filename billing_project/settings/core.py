@@ -36,6 +36,8 @@ MIDDLEWARE = [
     # Serves the admin's and the API docs' static files under gunicorn (after collectstatic).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_kit.middleware.ApiJsonErrorsMiddleware",
+    # API requests run their statements under API_STATEMENT_TIMEOUT_MS (the fast path too).
+    "billing_kit.statement_timeout.ApiStatementTimeoutMiddleware",
     # Oversized bodies are refused first (JSON 413), before anything reads them.
     "billing_kit.middleware.ApiBodyLimitMiddleware",
     # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).

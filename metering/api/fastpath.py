@@ -19,8 +19,8 @@ from types import SimpleNamespace
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing_kit.errors import BillingError, TooManyRequests, Unauthorized
-from billing_kit.http import json_error_response
+from billing_kit.errors import BillingError, StatementTimeout, TooManyRequests, Unauthorized
+from billing_kit.http import is_statement_timeout, json_error_response
 from billing_kit.throttling import INGEST, add_rate_headers, check_rate
 from identity.authentication import CachedApiKeyAuthentication
 from metering.api.views import create_event, create_event_batch
@@ -45,9 +45,13 @@ class EventIngestFastPathMiddleware:
             response = self._ingest(request, kind)
         except BillingError as error:
             response = json_error_response(error)
-        except Exception:  # never a traceback or an HTML page to an API client
-            logger.exception("Unhandled error on the event ingestion fast path")
-            response = json_error_response(BillingError())
+        except Exception as exc:  # never a traceback or an HTML page to an API client
+            if is_statement_timeout(exc):
+                logger.warning("An event ingestion statement ran past API_STATEMENT_TIMEOUT_MS")
+                response = json_error_response(StatementTimeout())
+            else:
+                logger.exception("Unhandled error on the event ingestion fast path")
+                response = json_error_response(BillingError())
         # What CommonMiddleware (further down, so skipped here) adds: without it the
         # server falls back to chunked transfer encoding.
         response.headers["Content-Length"] = str(len(response.content))
