@@ -99,6 +99,9 @@ class AccountLink(models.Model):
     external_id = models.CharField(max_length=255)
     external_email = models.EmailField(max_length=254, blank=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="account_links")
+    # Lago's customer ``timezone`` (IANA name; blank = BILLING_TIMEZONE): the calendar of
+    # this account's new subscriptions' billing windows.
+    timezone = models.CharField(max_length=64, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

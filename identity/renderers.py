@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from billing_kit.formatting import iso_seconds
 from identity.models import AccountLink, Service
 
@@ -36,8 +38,8 @@ def render_customer(link: AccountLink) -> dict[str, Any]:
         "url": None,
         "logo_url": None,
         "tax_identification_number": customer.tax_identification_number or None,
-        "timezone": None,
-        "applicable_timezone": "UTC",
+        "timezone": link.timezone or None,
+        "applicable_timezone": link.timezone or settings.BILLING_TIMEZONE,
         "net_payment_term": None,
         "finalize_zero_amount_invoice": "inherit",
         "billing_entity_code": None,

@@ -80,13 +80,18 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
         if customer is None:
             customer = Customer.objects.create(email=email, **profile)
         link = AccountLink.objects.create(
-            service=service, external_id=external_id, external_email=email, customer=customer
+            service=service, external_id=external_id, external_email=email, customer=customer,
+            timezone=data.get("timezone") or "",
         )
     else:
         if link.deleted_at is not None:
             link.deleted_at = None
             changed = True
         customer = link.customer
+        # Lago: a sent ``timezone`` (null included) replaces the account's; an absent one keeps it.
+        if "timezone" in data and (data["timezone"] or "") != link.timezone:
+            link.timezone = data["timezone"] or ""
+            changed = True
         if email and email.lower() != (link.external_email or "").lower():
             link.external_email = email
             changed = True

@@ -258,8 +258,9 @@ class OrderPush:
         state = self.book.get(SyncKind.SUBSCRIPTION, sub.pk, service_id=sub.service_id,
                               reference=mapping.subscription_ref(sub), label=str(sub)[:255], odoo_model="sale.order")
         closed = sub.status in CLOSED_SUBSCRIPTION_STATUSES
-        start = mapping.order_start_date(sub, self.tz)
-        nid = mapping.order_next_invoice_date(sub, self.tz, self.grace)
+        calendar = mapping.subscription_calendar(sub)
+        start = mapping.order_start_date(sub, calendar)
+        nid = mapping.order_next_invoice_date(sub, calendar, self.grace)
         digest = mapping.payload_hash({
             "partner": partner_id, "plan": plan_id, "product": product_id, "closed": closed, "start": str(start),
             "next_invoice_date": str(nid), "day": str(self.today)})  # one look a day: Odoo moves its date

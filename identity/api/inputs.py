@@ -1,10 +1,13 @@
 """Explicit input schemas: only these fields are read from requests (no mass assignment).
 
-Lago fields that Fusion Billing does not model (timezone, metadata, billing
+Lago fields that Fusion Billing does not model (metadata, billing
 configuration, integrations, ...) are accepted and ignored, as Lago ignores
 unpermitted parameters, so unchanged clients keep working.
 """
 from rest_framework import serializers
+
+from billing_kit.errors import ErrorCode
+from billing_kit.timezones import is_timezone_name
 
 
 class CustomerInput(serializers.Serializer):
@@ -25,6 +28,13 @@ class CustomerInput(serializers.Serializer):
     tax_identification_number = serializers.CharField(max_length=64, required=False, allow_null=True,
                                                       allow_blank=True)
     customer_type = serializers.ChoiceField(["company", "individual"], required=False, allow_null=True)
+    # Lago's IANA ``timezone`` of the account (null or "" = none: BILLING_TIMEZONE applies).
+    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
+
+    def validate_timezone(self, value):
+        if value and not is_timezone_name(value):
+            raise serializers.ValidationError("unknown timezone", code=ErrorCode.INVALID_TIMEZONE)
+        return value
 
     def validate_country(self, value):
         return value.upper() if value else value
