@@ -3,7 +3,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -190,12 +189,6 @@ class BillingTime(models.TextChoices):
     ANNIVERSARY = "anniversary"
 
 
-def default_billing_timezone() -> str:
-    """``BILLING_TIMEZONE``: the calendar of subscriptions created without a customer's one
-    (the API sets it from the customer; imports and fixtures get this)."""
-    return str(settings.BILLING_TIMEZONE)
-
-
 class Subscription(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="subscriptions")
@@ -216,9 +209,10 @@ class Subscription(models.Model):
     # The instant billing periods are counted from (see metering.windows).
     billing_anchor = models.DateTimeField(null=True, blank=True)
     # IANA name of the calendar its windows and proration days are counted in: the
-    # customer's ``timezone`` (else BILLING_TIMEZONE) when the subscription was created,
-    # kept so that a later change of the customer's timezone never moves its windows.
-    billing_timezone = models.CharField(max_length=64, default=default_billing_timezone, editable=False)
+    # customer's ``timezone`` (else BILLING_TIMEZONE) when the API created it, kept so that
+    # a later change of the customer's timezone never moves its windows. UTC for imported
+    # subscriptions (NexaCloud's periods are UTC) and those created before this field.
+    billing_timezone = models.CharField(max_length=64, default="UTC", editable=False)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     # Rating: usage before this instant is frozen (closed windows); set when a window closes.

@@ -1,7 +1,5 @@
 from django.db import migrations, models
 
-import metering.models
-
 
 class Migration(migrations.Migration):
 
@@ -15,10 +13,5 @@ class Migration(migrations.Migration):
             model_name="subscription",
             name="billing_timezone",
             field=models.CharField(default="UTC", editable=False, max_length=64),
-        ),
-        migrations.AlterField(
-            model_name="subscription",
-            name="billing_timezone",
-            field=models.CharField(default=metering.models.default_billing_timezone, editable=False, max_length=64),
         ),
     ]
