@@ -170,6 +170,9 @@ def test_windows_are_local_midnights_in_the_customers_timezone(api_client, clock
     second = subscribe(api_client, "basic", external_id="sub_2")
     assert period(second["lago_id"]) == (utc(2026, 3, 20), utc(2026, 3, 31, 15))
     assert Subscription.objects.get(pk=second["lago_id"]).billing_timezone == "Asia/Tokyo"
+    # A downgrade starts on the date of the window's end in that calendar: Apr 1 in Tokyo.
+    make_plan(api_client, "cheap", amount_cents=1000)
+    assert subscribe(api_client, "cheap", external_id="sub_2")["downgrade_plan_date"] == "2026-04-01"
 
 
 def test_billing_timezone_setting_applies_to_customers_without_one(api_client, clock, settings):
@@ -188,7 +191,7 @@ def test_an_unknown_timezone_is_refused_as_lago_does(api_client):
                         "error_details": {"timezone": ["invalid_timezone"]}}
     assert api_client.get("/api/v1/customers/cus_1").status_code == 404
     assert upsert_customer(api_client, timezone="Europe/Paris")["timezone"] == "Europe/Paris"
-    for bad in ("europe/nowhere", "../../etc/passwd", " UTC", "X" * 100):
+    for bad in ("europe/nowhere", "../" + "UTC", " UTC", "X" * 100):
         assert upsert_customer(api_client, status=422, timezone=bad)["error_details"] == {
             "timezone": ["invalid_timezone"]}
     assert api_client.get("/api/v1/customers/cus_1").json()["customer"]["timezone"] == "Europe/Paris"
