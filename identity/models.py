@@ -101,7 +101,8 @@ class AccountLink(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="account_links")
     # Lago's customer ``timezone`` (IANA name; blank = BILLING_TIMEZONE): the calendar of
     # this account's new subscriptions' billing windows.
-    timezone = models.CharField(max_length=64, blank=True)
+    # A database default too: bulk loaders that COPY explicit columns need not know it.
+    timezone = models.CharField(max_length=64, blank=True, default="", db_default="")
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
