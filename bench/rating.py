@@ -171,7 +171,7 @@ def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
         subs.append(
             f"{sub_id}\t{external_id}\t\tactive\tlive\tanniversary\t{start.isoformat()}\t{start.isoformat()}"
             f"\t\\N\t\\N\t\\N\t{start.isoformat()}\t{start.isoformat()}\t{end.isoformat()}\t10\tCAD\t\\N"
-            f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\n"
+            f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\t\n"
         )
     copy_rows("identity_customer", [
         "id", "name", "email", "company", "currency", "address_line1", "address_line2", "city", "zipcode",
@@ -184,7 +184,7 @@ def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
         "id", "external_id", "name", "status", "mode", "billing_time", "subscription_at", "started_at",
         "ending_at", "terminated_at", "canceled_at", "billing_anchor", "current_period_start",
         "current_period_end", "flat_amount", "currency", "odoo_sale_order_id", "created_at", "updated_at",
-        "account_link_id", "plan_id", "service_id", "usage_frozen_until"], subs)
+        "account_link_id", "plan_id", "service_id", "usage_frozen_until", "on_termination_credit_note"], subs)
     del customers, links, subs
 
     rounds = EVENTS_PER_SUBSCRIPTION // 2
