@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     INVALID_UNIT_BATCH = "invalid_unit_batch"
     INVALID_PROPERTIES = "invalid_properties"
     INVALID_FORMAT = "invalid_format"
+    INVALID_TIMEZONE = "invalid_timezone"
     TOO_MANY_EVENTS = "too_many_events"
     PERIOD_CLOSED = "period_closed"
     PAYLOAD_MISMATCH = "payload_mismatch"

@@ -133,6 +133,10 @@ class AccountLink(models.Model):
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     # The account's invoice-address contact: a child of the commercial partner in Odoo.
     odoo_invoice_partner_id = models.PositiveIntegerField(null=True, blank=True, unique=True)
+    # Lago's customer ``timezone`` (IANA name; blank = BILLING_TIMEZONE): the calendar of
+    # this account's new subscriptions' billing windows.
+    # A database default too: bulk loaders that COPY explicit columns need not know it.
+    timezone = models.CharField(max_length=64, blank=True, default="", db_default="")
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from billing_kit.formatting import iso_seconds
 from identity.models import AccountLink, Service
 
@@ -45,8 +47,8 @@ def render_customer(link: AccountLink) -> dict[str, Any]:
         "url": _or_none(link.url),
         "logo_url": None,
         "tax_identification_number": _or_none(link.tax_identification_number),
-        "timezone": None,
-        "applicable_timezone": "UTC",
+        "timezone": link.timezone or None,
+        "applicable_timezone": link.timezone or settings.BILLING_TIMEZONE,
         "net_payment_term": link.net_payment_term,
         "finalize_zero_amount_invoice": "inherit",
         "billing_entity_code": None,

@@ -108,13 +108,17 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
         sequential_id, slug = allocate_account_number(service=service)
         link = AccountLink.objects.create(
             service=service, external_id=external_id, external_email=email, customer=customer,
-            sequential_id=sequential_id, slug=slug, **profile,
+            sequential_id=sequential_id, slug=slug, timezone=data.get("timezone") or "", **profile,
         )
     else:
         if link.deleted_at is not None:
             link.deleted_at = None
             changed = True
-        if email and email != link.external_email:
+        # Lago: a sent ``timezone`` (null included) replaces the account's; an absent one keeps it.
+        if "timezone" in data and (data["timezone"] or "") != link.timezone:
+            link.timezone = data["timezone"] or ""
+            changed = True
+        if email and email.lower() != (link.external_email or "").lower():
             link.external_email = email
             changed = True
             customer = link.customer

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from identity.models import AccountLink, Service
-from metering import plan_fees, rating, services
+from metering import plan_fees, rating, services, windows
 from metering.models import Subscription, SubscriptionStatus
 from metering.services.subscriptions import SubscriptionResult
 
@@ -35,11 +35,14 @@ def _credit_window_opened_after_end(subscription_id: Any) -> None:
     if (sub.terminated_at is None or sub.current_period_start is None or sub.current_period_end is None
             or sub.billing_anchor is None or sub.terminated_at > sub.current_period_start):
         return
+    kept = rating.kept_plan_amounts([(sub.id, sub.current_period_start)])
     plan_fees.window_closed(
         subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.plan.pay_in_advance,
-        amount=sub.flat_amount, currency=sub.currency, interval=sub.plan.interval, anchor=sub.billing_anchor,
-        start=sub.current_period_start, period_end=sub.current_period_end, ended_at=sub.terminated_at,
-        credit_note=sub.on_termination_credit_note, trial_end=sub.trial_ends_at)
+        amount=kept.get((sub.id, sub.current_period_start), sub.flat_amount), currency=sub.currency,
+        interval=sub.plan.interval, anchor=sub.billing_anchor, start=sub.current_period_start,
+        period_end=sub.current_period_end, ended_at=sub.terminated_at, credit_note=sub.on_termination_credit_note,
+        tz=windows.zone(sub.billing_timezone), replaced=bool(rating.replaced_subscriptions([sub.id])),
+        trial_end=sub.trial_ends_at)
 
 
 def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None

@@ -208,6 +208,11 @@ class Subscription(models.Model):
     canceled_at = models.DateTimeField(null=True, blank=True)
     # The instant billing periods are counted from (see metering.windows).
     billing_anchor = models.DateTimeField(null=True, blank=True)
+    # IANA name of the calendar its windows and proration days are counted in: the
+    # customer's ``timezone`` (else BILLING_TIMEZONE) when the API created it, kept so that
+    # a later change of the customer's timezone never moves its windows. UTC for imported
+    # subscriptions (NexaCloud's periods are UTC) and those created before this field.
+    billing_timezone = models.CharField(max_length=64, default="UTC", db_default="UTC", editable=False)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     # Rating: usage before this instant is frozen (closed windows); set when a window closes.

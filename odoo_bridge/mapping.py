@@ -11,6 +11,7 @@ from typing import Any
 
 from identity.models import AccountLink, Customer
 from metering.models import Charge, ChargeModel, Plan, PlanFee, PlanFeeKind, RatedUsage, Subscription, SubscriptionMode
+from metering import windows
 
 from .pricing import LinePricing, quantum, to_odoo_number, usage_line_pricing, window_label
 
@@ -181,6 +182,13 @@ def fee_line_pricing(fee: PlanFee, *, price_digits: int) -> LinePricing:
 def billing_date(moment: dt.datetime, tz: dt.tzinfo) -> dt.date:
     """The calendar day of ``moment`` in the billing timezone: how a window boundary becomes an Odoo date."""
     return moment.astimezone(tz).date()
+
+
+def subscription_calendar(subscription: Subscription) -> dt.tzinfo:
+    """The timezone the subscription's windows are counted in (its snapshot of the customer's
+    ``timezone`` or ``BILLING_TIMEZONE``): its window boundaries are midnights there, so its
+    order's dates are days there."""
+    return windows.zone(subscription.billing_timezone)
 
 
 def order_start_date(subscription: Subscription, tz: dt.tzinfo) -> dt.date:

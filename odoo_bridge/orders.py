@@ -261,11 +261,14 @@ class OrderPush:
         state = self.book.get(SyncKind.SUBSCRIPTION, sub.pk, service_id=sub.service_id,
                               reference=mapping.subscription_ref(sub), label=str(sub)[:255], odoo_model="sale.order")
         closed = sub.status in CLOSED_SUBSCRIPTION_STATUSES
-        start = mapping.order_start_date(sub, self.tz)
-        nid = mapping.order_next_invoice_date(sub, self.tz, self.grace)
+        calendar = mapping.subscription_calendar(sub)
+        start = mapping.order_start_date(sub, calendar)
+        nid = mapping.order_next_invoice_date(sub, calendar, self.grace)
         digest = mapping.payload_hash({
-            "partner": partner_id, "invoice_partner": invoice_partner_id, "plan": plan_id, "product": product_id, "closed": closed, "start": str(start),
-            "next_invoice_date": str(nid), "day": str(self.today)})  # one look a day: Odoo moves its date
+            "partner": partner_id, "invoice_partner": invoice_partner_id, "plan": plan_id, "product": product_id,
+            "closed": closed, "start": str(start),
+            "next_invoice_date": str(nid),  # one look a day (of its calendar): Odoo moves its date
+            "day": str(mapping.billing_date(self.pusher.now, calendar))})
         return OrderWork(sub, state, digest, partner_id=partner_id, invoice_partner_id=invoice_partner_id,
                          plan_id=plan_id, product_id=product_id, start_date=start, next_invoice_date=nid)
 
@@ -487,20 +490,23 @@ class OrderPush:
             return False
         return True
 
-    def should_write_next_invoice_date(self, odoo_value: Any, wanted: dt.date) -> bool | None:
+    def should_write_next_invoice_date(self, odoo_value: Any, wanted: dt.date, today: dt.date | None = None
+                                       ) -> bool | None:
         """Write ``wanted`` unless Odoo holds it, or holds an earlier boundary that is due and not yet invoiced
-        (the cron bills it first; None = look again next cycle)."""
+        (the cron bills it first; None = look again next cycle). ``today``: in the subscription's calendar."""
         current = dt.date.fromisoformat(odoo_value) if odoo_value else None
         if current == wanted:
             return False
-        if current is not None and current < wanted and current <= self.today:
+        if current is not None and current < wanted and current <= (today or self.today):
             return None
         return True
 
     def fix_dates(self, order: OrderWork, record: dict[str, Any], rows: list[OdooSyncState]) -> bool | None:
         """``next_invoice_date`` = the current window's close; True when Odoo holds it, False when it must wait
         for the cron, None when Odoo refused the write."""
-        decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date)
+        today = mapping.billing_date(self.pusher.now, mapping.subscription_calendar(order.subscription))
+        decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date,
+                                                       today)
         if decision is None:
             return False
         if decision:

@@ -6,6 +6,8 @@ unpermitted parameters, so unchanged clients keep working.
 """
 from rest_framework import serializers
 
+from billing_kit.errors import ErrorCode
+from billing_kit.timezones import is_timezone_name
 from identity.models import AccountMetadata
 
 # ISO 639-1, optionally with a region (Lago's document locales: "fr", "pt-BR", ...).
@@ -68,9 +70,16 @@ class CustomerInput(serializers.Serializer):
     billing_configuration = BillingConfigurationInput(required=False, allow_null=True)
     shipping_address = ShippingAddressInput(required=False, allow_null=True)
     metadata = MetadataInput(many=True, required=False, allow_null=True)
+    # Lago's IANA ``timezone`` of the account (null or "" = none: BILLING_TIMEZONE applies).
+    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
 
     def validate_country(self, value):
         return value.upper() if value else value
+
+    def validate_timezone(self, value):
+        if value and not is_timezone_name(value):
+            raise serializers.ValidationError("unknown timezone", code=ErrorCode.INVALID_TIMEZONE)
+        return value
 
     def validate_metadata(self, value):
         if value is None:

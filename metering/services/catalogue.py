@@ -266,12 +266,15 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
     try:
         with transaction.atomic():
             before = _price_terms(plan) if attached else None
+            old_amount = plan.amount
             model_update(instance=plan, data=changes)
             created = []
             if specs is not None:
                 created = _write_charges(plan=plan, specs=specs, replace=True)
             if before is not None:
                 _keep_open_window_terms(plan, before, created)
+            if attached and plan.amount != old_amount:
+                _follow_plan_amount(plan, old_amount)
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
@@ -306,12 +309,23 @@ def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], creat
     open_windows = (Subscription.objects.filter(plan=plan, current_period_start__isnull=False)
                     .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES, usage_frozen_until__isnull=False,
                              usage_frozen_until__gte=F("terminated_at"))
-                    .values_list("id", "current_period_start"))
+                    .values_list("id", "current_period_start", "flat_amount"))
+    old_amount = Decimal(before[None]["amount"])
+    # The plan amount is kept only for subscriptions billed at it (not at a flat price of their own).
     rows = [WindowTerms(subscription_id=sub_id, charge_id=key, window_start=window_start, terms=terms)
-            for sub_id, window_start in open_windows.iterator(chunk_size=2000)
+            for sub_id, window_start, flat_amount in open_windows.iterator(chunk_size=2000)
             if window_start is not None
-            for key, terms in changed.items()]
+            for key, terms in changed.items()
+            if key is not None or flat_amount == old_amount]
     WindowTerms.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+
+
+def _follow_plan_amount(plan: Plan, old_amount: Decimal) -> None:
+    """The base fee of the open subscriptions of ``plan`` follows its new price from their
+    next window (the open window's amount is kept in ``WindowTerms``). A subscription whose
+    flat price was set apart from the plan's (an imported price) keeps it."""
+    (Subscription.objects.filter(plan=plan, flat_amount=old_amount)
+     .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).update(flat_amount=plan.amount))
 
 
 def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> Decimal:

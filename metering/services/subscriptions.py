@@ -47,13 +47,29 @@ def _emit_subscription(subscription: Subscription, webhook_type: WebhookType) ->
 # --------------------------------------------------------------------------- subscriptions
 
 
-def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
-    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at)
+def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime, tz_name: str
+                   ) -> dict[str, Any]:
+    tz = windows.zone(tz_name)
+    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at, tz=tz)
     start, end = windows.subscription_window(
         interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
-        anchor=anchor,
+        anchor=anchor, tz=tz,
     )
     return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
+
+
+def billing_timezone_of(link: AccountLink) -> str:
+    """The calendar a new subscription of ``link`` is billed in: the customer's Lago
+    ``timezone``, else ``BILLING_TIMEZONE``."""
+    return link.timezone or settings.BILLING_TIMEZONE
+
+
+def _check_currency(*, link: AccountLink, plan: Plan) -> None:
+    """Lago's ``currencies_does_not_match`` (422) before a subscription is created or its
+    plan changed; a customer's first plan sets its currency."""
+    if check_currency_compatible(account=link, plan=plan):
+        link.currency = plan.amount_currency
+        link.save(update_fields=["currency", "updated_at"])
 
 
 def _locked_subscriptions() -> QuerySet[Subscription]:
@@ -105,9 +121,6 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
     if link is None:
         link = identity_services.upsert_customer(service=service, data={"external_id": data["external_customer_id"]}).link
     existing = _open_subscription(service=service, external_id=data["external_id"])
-    if existing is None and check_currency_compatible(account=link, plan=plan):
-        link.currency = plan.amount_currency
-        link.save(update_fields=["currency", "updated_at"])
     if existing is not None:
         if existing.account_link_id != link.id:
             raise ValidationFailed({"external_id": [ErrorCode.VALUE_ALREADY_EXIST]})
@@ -117,7 +130,9 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
                 existing.save()
                 _emit_subscription(existing, WebhookType.SUBSCRIPTION_UPDATED)
             return SubscriptionResult(existing, created=False)
+        _check_currency(link=link, plan=plan)
         return _change_plan(subscription=existing, plan=plan, now=now)
+    _check_currency(link=link, plan=plan)
 
     # Whole seconds: an app that starts a subscription and immediately sends usage stamped
     # with Unix seconds must not see its first event refused as "before start".
@@ -127,6 +142,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
         plan=plan, mode=SubscriptionMode.LIVE, billing_time=billing_time, subscription_at=subscription_at,
         ending_at=data.get("ending_at"), flat_amount=plan.amount, currency=plan.amount_currency,
+        billing_timezone=billing_timezone_of(link),
     )
     if subscription_at > now:
         subscription.status = SubscriptionStatus.PENDING
@@ -148,7 +164,8 @@ def _first_window_opened(subscription: Subscription) -> None:
         subscription_id=subscription.id, plan_id=plan.id, pay_in_advance=plan.pay_in_advance,
         amount=subscription.flat_amount, currency=subscription.currency, interval=plan.interval,
         anchor=subscription.billing_anchor, start=subscription.current_period_start,
-        end=subscription.current_period_end, trial_end=subscription.trial_ends_at)
+        end=subscription.current_period_end, trial_end=subscription.trial_ends_at,
+        tz=windows.zone(subscription.billing_timezone))
 
 
 def _trial_end(*, plan: Plan, first_started_at: datetime) -> datetime | None:
@@ -176,7 +193,7 @@ def _activate(subscription: Subscription, *, now: datetime) -> None:
         "status": SubscriptionStatus.ACTIVE, "started_at": started_at,
         "trial_ends_at": _trial_end(plan=subscription.plan, first_started_at=started_at),
         **_window_fields(plan=subscription.plan, billing_time=subscription.billing_time, started_at=started_at,
-                         now=now),
+                         now=now, tz_name=subscription.billing_timezone),
     })
 
 
@@ -229,17 +246,18 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
     Events already stored for ``previous`` at or after ``at`` (none, usually) move to it:
     they were never rated (``previous``'s last window ends at ``at``).
     """
+    tz = windows.zone(previous.billing_timezone)
     anchor = windows.default_anchor(interval=plan.interval, billing_time=previous.billing_time,
-                                    started_at=previous.subscription_at)
+                                    started_at=previous.subscription_at, tz=tz)
     start, end = windows.subscription_window(interval=plan.interval, billing_time=previous.billing_time,
-                                             started_at=at, at=at, anchor=anchor)
+                                             started_at=at, at=at, anchor=anchor, tz=tz)
     successor = Subscription(
         service=previous.service, account_link=previous.account_link, external_id=previous.external_id,
         name=previous.name, plan=plan, mode=previous.mode, billing_time=previous.billing_time,
         subscription_at=previous.subscription_at, started_at=at, ending_at=previous.ending_at,
         flat_amount=plan.amount, currency=plan.amount_currency, status=SubscriptionStatus.ACTIVE,
         billing_anchor=anchor, current_period_start=start, current_period_end=end,
-        previous_subscription=previous,
+        billing_timezone=previous.billing_timezone, previous_subscription=previous,
         trial_ends_at=_trial_end(plan=plan, first_started_at=_first_started_at(previous) or at),
     )
     successor.trial_ended_at = previous.trial_ended_at

@@ -81,7 +81,7 @@ class TestRequestShape:
 class TestCatalogueValidation:
     def test_plan_validation_uses_lago_codes(self, api_client, catalogue):
         response = api_client.post("/api/v1/plans", {"plan": {
-            "name": "X", "code": "x", "interval": "semiannual", "amount_cents": "ten", "amount_currency": "CAD"}},
+            "name": "X", "code": "x", "interval": "fortnightly", "amount_cents": "ten", "amount_currency": "CAD"}},
             format="json")
         assert response.status_code == 422
         assert details(response) == {"interval": ["value_is_invalid"], "amount_cents": ["value_is_invalid"]}
