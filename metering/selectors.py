@@ -1,7 +1,9 @@
 """Reads of the metering catalogue, subscriptions and events, always scoped to one service."""
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from datetime import datetime
+
+from django.db.models import F, Prefetch, QuerySet
 
 from identity.models import AccountLink, Service
 from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent
@@ -24,11 +26,16 @@ def charges_prefetch(*, lookup: str = "charges") -> Prefetch:
 
 
 def plans(*, service: Service) -> QuerySet[Plan]:
-    return Plan.objects.filter(service=service).prefetch_related(charges_prefetch()).order_by("-created_at", "id")
+    """Lago lists plans pending deletion too; deleted (discarded) ones never."""
+    return (Plan.objects.filter(service=service, deleted_at__isnull=True).prefetch_related(charges_prefetch())
+            .order_by("-created_at", "id"))
 
 
-def get_plan(*, service: Service, code: str) -> Plan | None:
-    return plans(service=service).filter(code=code).first()
+def get_plan(*, service: Service, code: str, include_pending_deletion: bool = True) -> Plan | None:
+    found = plans(service=service).filter(code=code)
+    if not include_pending_deletion:
+        found = found.filter(pending_deletion=False)
+    return found.first()
 
 
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:
@@ -68,3 +75,21 @@ def get_event(*, service: Service, transaction_id: str, external_subscription_id
     if external_subscription_id:
         events = events.filter(external_subscription_id=external_subscription_id)
     return events.select_related("subscription__account_link").order_by("-created_at", "-id").first()
+
+
+def list_events(*, service: Service, code: str | None = None, external_subscription_id: str | None = None,
+                timestamp_from: datetime | None = None, timestamp_to: datetime | None = None,
+                from_subscription_start: bool = False) -> QuerySet[UsageEvent]:
+    """Lago's ``GET /events``: this service's events, newest timestamp first."""
+    events = UsageEvent.objects.filter(service=service)
+    if code:
+        events = events.filter(code=code)
+    if external_subscription_id:
+        events = events.filter(external_subscription_id=external_subscription_id)
+    if timestamp_from is not None:
+        events = events.filter(timestamp__gte=timestamp_from)
+    if timestamp_to is not None:
+        events = events.filter(timestamp__lte=timestamp_to)
+    if from_subscription_start:
+        events = events.filter(timestamp__gte=F("subscription__started_at"))
+    return events.select_related("subscription").order_by("-timestamp", "-id")

@@ -21,6 +21,7 @@ def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     # pending downgrades whose window ended swap, so rating never rolls them over.
     lifecycle.terminate_ended_subscriptions()
     lifecycle.apply_due_downgrades()
+    lifecycle.finish_plan_deletions()
     shards = settings.RATING_SHARDS
     if shards > 1:
         for index in range(shards):
@@ -75,3 +76,10 @@ def apply_due_downgrades() -> int:
 def end_trials() -> int:
     """Record ended trials (trial_ended_at) and emit subscription.trial_ended."""
     return services.end_trials()
+
+
+@shared_task(name="metering.tasks.finish_plan_deletions")
+def finish_plan_deletions() -> int:
+    """Queued by DELETE /plans/{code}: end the subscriptions of plans pending deletion, then
+    discard them (each rating run does it too)."""
+    return lifecycle.finish_plan_deletions()

@@ -26,6 +26,7 @@ class WebhookType(StrEnum):
     INVOICE_CREATED = "invoice.created"
     INVOICE_PAYMENT_STATUS_UPDATED = "invoice.payment_status_updated"
     INVOICE_VOIDED = "invoice.voided"
+    PLAN_DELETED = "plan.deleted"
 
 
 EMITTED: tuple[str, ...] = tuple(t.value for t in WebhookType)

@@ -113,11 +113,12 @@ class PlanInput(serializers.Serializer):
     usage_thresholds = _anything()
     fixed_charges = _anything()
     tax_codes = _anything()
+    # Lago's plan metadata (string keys, string or null values): stored and rendered.
     metadata = _anything()
 
     validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
     validate_minimum_commitment = validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
-    validate_tax_codes = validate_metadata = _refuse_if_set
+    validate_tax_codes = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):

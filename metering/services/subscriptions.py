@@ -96,7 +96,8 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
 
 
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
-    plan = get_plan(service=service, code=data["plan_code"])
+    # A plan being deleted takes no new subscription (its own are being ended).
+    plan = get_plan(service=service, code=data["plan_code"], include_pending_deletion=False)
     if plan is None:
         raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
