@@ -155,9 +155,12 @@ class PlanDetailView(ServiceAPIView):
                                "and it disappears (its code can be used again).")
     def delete(self, request: Request, code: str) -> Response:
         plan = services.prepare_plan_deletion(plan=plan_or_404(self.service, code))
-        # The rating runs finish it too if this task is lost.
-        transaction.on_commit(tasks.finish_plan_deletions.delay, robust=True)
-        return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
+        rendered = render_plan(plan_or_404(self.service, plan.code))
+        # Nothing to end: discarded at once. Otherwise a task ends its subscriptions (every
+        # rating run finishes it too if that task is lost).
+        if not services.discard_plan(plan_id=plan.id, now=timezone.now()):
+            transaction.on_commit(tasks.finish_plan_deletions.delay, robust=True)
+        return Response({"plan": rendered})
 
 
 # --------------------------------------------------------------------------- subscriptions
