@@ -235,6 +235,9 @@ class Subscription(models.Model):
     # when the beat sees it passed.
     trial_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
     trial_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The UTC day subscription.termination_alert was last sent (Lago sends it once a day
+    # when ending_at is N days away).
+    termination_alert_sent_on = models.DateField(null=True, blank=True, editable=False)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

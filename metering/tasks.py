@@ -83,3 +83,9 @@ def finish_plan_deletions() -> int:
     """Queued by DELETE /plans/{code}: end the subscriptions of plans pending deletion, then
     discard them (each rating run does it too)."""
     return lifecycle.finish_plan_deletions()
+
+
+@shared_task(name="metering.tasks.send_termination_alerts")
+def send_termination_alerts() -> int:
+    """subscription.termination_alert N days before ending_at (Lago's clock job)."""
+    return services.send_termination_alerts()
