@@ -129,3 +129,15 @@ def test_organization_id_is_the_organizations_uuid(api_client, service, receiver
 def test_public_key_needs_an_api_key(client):
     response = client.get("/api/v1/webhooks/json_public_key")
     assert response.status_code == 401 and response.json()["error"] == "Unauthorized"
+
+
+@pytest.mark.django_db
+def test_staff_makes_and_reads_the_organization_hmac_key_in_the_admin(admin_client, service):
+    from django.urls import reverse
+
+    added = admin_client.post(reverse("admin:webhooks_organizationhmackey_add"), {"service": service.pk})
+    assert added.status_code == 302
+    row = OrganizationHmacKey.objects.get(service=service)
+    page = admin_client.get(reverse("admin:webhooks_organizationhmackey_change", args=[row.pk]))
+    assert row.hmac_key in page.content.decode()
+    assert keys.hmac_key_for(service_id=service.pk) == row.hmac_key  # the key deliveries use
