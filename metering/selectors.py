@@ -1,12 +1,25 @@
 """Reads of the metering catalogue, subscriptions and events, always scoped to one service."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import F, Prefetch, QuerySet
 
+from billing_kit.formatting import to_cents
+
 from identity.models import AccountLink, Service
-from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent
+from metering.models import (
+    BillableMetric,
+    Charge,
+    Plan,
+    RatedUsage,
+    RatedUsageState,
+    Subscription,
+    SubscriptionStatus,
+    UsageEvent,
+)
+from metering.rating import compute_usage
 
 SUBSCRIPTION_STATUSES = [choice for choice, _ in SubscriptionStatus.choices]
 
@@ -93,3 +106,25 @@ def list_events(*, service: Service, code: str | None = None, external_subscript
     if from_subscription_start:
         events = events.filter(timestamp__gte=F("subscription__started_at"))
     return events.select_related("subscription").order_by("-timestamp", "-id")
+
+
+@dataclass(frozen=True)
+class LifetimeUsage:
+    invoiced_amount_cents: int
+    current_amount_cents: int
+
+
+def lifetime_usage(*, subscription: Subscription) -> LifetimeUsage:
+    """Lago's lifetime usage, from the rating engine's own figures: the usage of the
+    subscription's closed (frozen) windows — what goes on its Odoo invoices, each window
+    and charge rounded to cents as its invoice line is — and the open window computed
+    live by ``compute_usage``, as ``current_usage``."""
+    invoiced = sum(to_cents(amount, subscription.currency) for amount in RatedUsage.objects.filter(
+        subscription=subscription, state=RatedUsageState.FROZEN).values_list("amount", flat=True))
+    current = 0
+    if (subscription.status == SubscriptionStatus.ACTIVE and subscription.current_period_start is not None
+            and subscription.current_period_end is not None):
+        usage = compute_usage(subscription=subscription, window_start=subscription.current_period_start,
+                              window_end=subscription.current_period_end)
+        current = sum(charge.amount_cents for charge in usage.charges)
+    return LifetimeUsage(invoiced_amount_cents=invoiced, current_amount_cents=current)

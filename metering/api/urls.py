@@ -30,6 +30,8 @@ urlpatterns = [
     re_path(r"^plans/(?P<code>.+)$", views.PlanDetailView.as_view(), name="plan"),
     path("subscriptions", views.SubscriptionListView.as_view(), name="subscriptions"),
     path("subscriptions/<str:external_id>", views.SubscriptionDetailView.as_view(), name="subscription"),
+    path("subscriptions/<str:external_id>/lifetime_usage", views.SubscriptionLifetimeUsageView.as_view(),
+         name="subscription-lifetime-usage"),
     path("events", views.EventCreateView.as_view(), name="events"),
     path("events/batch", views.EventBatchView.as_view(), name="events-batch"),
     path("events/estimate_fees", views.EventEstimateFeesView.as_view(), name="events-estimate-fees"),

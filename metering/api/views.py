@@ -6,6 +6,7 @@ encoded by msgspec; DRF only authenticates and handles errors there.
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime, time
 from datetime import timezone as dt_timezone
@@ -248,6 +249,32 @@ class SubscriptionDetailView(ServiceAPIView):
         # Closes the final window at once (usage frozen, final fee or credit written).
         subscription = lifecycle.terminate_subscription(subscription=subscription, credit_note=credit_note)
         return Response({"subscription": render_subscription(subscription)})
+
+
+class SubscriptionLifetimeUsageView(ServiceAPIView):
+    @extend_schema(operation_id="subscriptions_lifetime_usage", parameters=[SUBSCRIPTION_ID],
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Lago's lifetime usage of the active subscription: usage of its closed windows "
+                               "(invoiced through Odoo) and of the open one. Usage thresholds are not built "
+                               "(usage_thresholds is empty; updating the historical amount is 405).")
+    def get(self, request: Request, external_id: str) -> Response:
+        subscription = subscription_or_404(self.service, external_id)
+        usage = selectors.lifetime_usage(subscription=subscription)
+        return Response({"lifetime_usage": {
+            "lago_id": str(uuid.uuid5(LIFETIME_USAGE_NAMESPACE, str(subscription.id))),
+            "lago_subscription_id": str(subscription.id),
+            "external_subscription_id": subscription.external_id,
+            "external_historical_usage_amount_cents": 0,
+            "invoiced_usage_amount_cents": usage.invoiced_amount_cents,
+            "current_usage_amount_cents": usage.current_amount_cents,
+            "from_datetime": iso_seconds(subscription.started_at),
+            "to_datetime": iso_seconds(subscription.current_period_end),
+            "usage_thresholds": [],
+        }})
+
+
+# A lifetime usage is one per subscription here: its id is derived from the subscription's.
+LIFETIME_USAGE_NAMESPACE = uuid.UUID("0c7b6a52-4f1e-5d3a-9e8b-7a6c5d4e3f21")
 
 
 # --------------------------------------------------------------------------- events

@@ -169,3 +169,29 @@ def test_estimate_fees_answers_as_lago_without_instant_charges(lago, api_client,
     assert missing_value.status_code == 422
     assert missing_value.json()["error_details"] == {"properties": {"cpu_seconds": ["value_is_mandatory"]}}
     assert not api_client.get("/api/v1/events").json()["events"]  # nothing was stored
+
+
+def test_lifetime_usage_from_the_rating_engine(lago, api_client, subscription):
+    from decimal import Decimal
+
+    sub = Subscription.objects.get(external_id="sub_1")
+    response = api_client.post("/api/v1/events", {"event": {
+        "transaction_id": "t1", "external_subscription_id": "sub_1", "code": "cpu_seconds",
+        "properties": {"cpu_seconds": 7200 * 100}}}, format="json")
+    assert response.status_code == 200, response.content
+    usage = lago.subscriptions.lifetime_usage("sub_1")
+    # 200 core-hours at 0.0075 each (unit batch 3600) = 1.50 CAD, the open window
+    assert (usage.current_usage_amount_cents, usage.invoiced_usage_amount_cents) == (150, 0)
+    assert usage.lago_subscription_id == str(sub.id) and usage.external_historical_usage_amount_cents == 0
+    # a closed window counts as invoiced, to the cent of its invoice line
+    RatedUsage.objects.create(subscription=sub, charge=sub.plan.charges.get(), window_start=sub.started_at,
+                              window_end=sub.current_period_start, amount=Decimal("2.345000"),
+                              state="frozen")
+    assert lago.subscriptions.lifetime_usage("sub_1").invoiced_usage_amount_cents == 235
+    with pytest.raises(LagoApiError) as update:
+        lago.subscriptions.update_lifetime_usage("sub_1", 100)
+    assert update.value.status_code == 405
+    assert update.value.response["code"] == "subscription_lifetime_usage_not_supported"
+    with pytest.raises(LagoApiError) as missing:
+        lago.subscriptions.lifetime_usage("nope")
+    assert missing.value.response["code"] == "subscription_not_found"
