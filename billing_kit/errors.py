@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     EVENT_NOT_FOUND = "event_not_found"
     INVOICE_NOT_FOUND = "invoice_not_found"
     WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
+    CHARGE_NOT_FOUND = "charge_not_found"
+    METADATA_NOT_FOUND = "metadata_not_found"
     # State violations (Lago answers these with 405)
     NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
     PLAN_IN_USE = "plan_in_use"
@@ -71,6 +73,8 @@ class ErrorCode(StrEnum):
     NO_EVENTS = "no_events"
     BEFORE_SUBSCRIPTION_START = "before_subscription_start"
     AFTER_SUBSCRIPTION_END = "after_subscription_end"
+    # estimate_fees: no charge of the event's metric is paid in advance (we have none).
+    DOES_NOT_MATCH_AN_INSTANT_CHARGE = "does_not_match_an_instant_charge"
     # --- #12 catalogue (lifecycle-catalogue): Lago's "attached" rules and currencies ---
     # A plan with subscriptions: ``interval``/``amount_currency``/``code``/``pay_in_advance``/
     # ``trial_period`` and its charges' ``charge_model`` are frozen (lago-api ``plan_locked``).

@@ -12,6 +12,7 @@ from django.views.defaults import page_not_found
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from .lago_surface import unsupported_code
 from .errors import (
     BillingError,
     BadRequest,
@@ -135,7 +136,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
         return error_response(UnsupportedMediaType())
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
-        return error_response(NotAllowed())
+        # A Lago path served here without this method names what is not supported.
+        request = context.get("request")
+        code = unsupported_code(request.path.split("/api/v1/", 1)[-1]) if request is not None else ""
+        return error_response(NotAllowed(None if code.startswith("resource_") or not code else code))
     if isinstance(exc, drf_exceptions.NotFound):
         return error_response(NotFound())
     if isinstance(exc, drf_exceptions.PermissionDenied):

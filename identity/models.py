@@ -31,6 +31,19 @@ class Service(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    @property
+    def lago_id(self) -> uuid.UUID:
+        """Lago's organization id is a UUID: derived from the primary key, so it never changes."""
+        return organization_lago_id(self.pk)
+
+
+# Fixed for ever: organization ids already sent in webhooks are derived from it.
+ORGANIZATION_ID_NAMESPACE = uuid.UUID("6f1d2c3b-8a4e-5f60-9b7c-0d1e2f3a4b5c")
+
+
+def organization_lago_id(service_pk: int) -> uuid.UUID:
+    return uuid.uuid5(ORGANIZATION_ID_NAMESPACE, f"service:{service_pk}")
+
 
 class ApiKey(models.Model):
     """Only the SHA-256 of the secret is stored; the secret is shown once, at creation."""

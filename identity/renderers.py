@@ -87,7 +87,7 @@ def render_customer(link: AccountLink) -> dict[str, Any]:
 
 def render_organization(service: Service) -> dict[str, Any]:
     return {
-        "lago_id": str(service.pk),
+        "lago_id": str(service.lago_id),
         "name": service.name,
         "code": service.code,
         "default_currency": service.default_currency,

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from identity.models import AccountLink, Service
 from metering import plan_fees, rating, services, windows
-from metering.models import Subscription, SubscriptionStatus
+from metering.models import Plan, Subscription, SubscriptionStatus
 from metering.services.subscriptions import SubscriptionResult
 
 
@@ -109,3 +109,19 @@ def apply_due_downgrades(*, now: datetime | None = None) -> int:
             _close_final_windows(result.ended, now)
             count += 1
     return count
+
+
+def finish_plan_deletions(*, now: datetime | None = None) -> int:
+    """Lago's ``Plans::DestroyJob`` for every plan pending deletion: its active subscriptions
+    are terminated now (final window closed, as a DELETE of each), its pending ones
+    canceled, then the plan is discarded. Queued by the DELETE, run again by each rating
+    run (a lost task only delays it). Returns the plans discarded."""
+    now = now or timezone.now()
+    discarded = 0
+    for plan_id in Plan.objects.filter(pending_deletion=True, deleted_at__isnull=True).values_list("id", flat=True):
+        for subscription in Subscription.objects.filter(
+                plan_id=plan_id, status__in=(SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)):
+            terminate_subscription(subscription=subscription, now=now)
+        if services.discard_plan(plan_id=plan_id, now=now):
+            discarded += 1
+    return discarded

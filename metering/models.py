@@ -77,13 +77,20 @@ class Plan(models.Model):
     trial_period = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     odoo_plan_id = models.PositiveIntegerField(null=True, blank=True)
     odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
+    # Lago's plan metadata: string keys, string or null values; null = none.
+    metadata = models.JSONField(null=True, blank=True)
+    # Lago's DELETE: pending_deletion while its subscriptions are being ended, then
+    # deleted_at (discarded: kept for the bills that reference it, its code free again).
+    pending_deletion = models.BooleanField(default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["service__code", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["service", "code"], name="plan_code_unique_per_service"),
+            models.UniqueConstraint(fields=["service", "code"], condition=Q(deleted_at__isnull=True),
+                                    name="plan_code_unique_per_service"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="plan_amount_not_negative"),
             models.CheckConstraint(
                 condition=Q(amount_currency__regex=CURRENCY_CODE_CHECK), name="plan_currency_is_iso_code"
@@ -233,6 +240,9 @@ class Subscription(models.Model):
     # when the beat sees it passed.
     trial_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
     trial_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The UTC day subscription.termination_alert was last sent (Lago sends it once a day
+    # when ending_at is N days away).
+    termination_alert_sent_on = models.DateField(null=True, blank=True, editable=False)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -87,13 +87,13 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "bill_charges_monthly": None,
         "bill_fixed_charges_monthly": None,
         "parent_id": None,
-        "pending_deletion": False,
+        "pending_deletion": plan.pending_deletion,
         "charges": [render_charge(charge) for charge in plan.charges.all()],
         "fixed_charges": [],
         "usage_thresholds": [],
         "taxes": [],
         "minimum_commitment": None,
-        "metadata": None,
+        "metadata": plan.metadata,
     }
 
 

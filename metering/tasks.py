@@ -22,6 +22,7 @@ def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     # pending downgrades whose window ended swap, so rating never rolls them over.
     lifecycle.terminate_ended_subscriptions()
     lifecycle.apply_due_downgrades()
+    lifecycle.finish_plan_deletions()
     shards = settings.RATING_SHARDS
     if shards > 1:
         for index in range(shards):
@@ -88,3 +89,16 @@ def ensure_event_partitions() -> list[str]:
 def archive_event_partitions() -> list[dict]:
     """Beat: the retention policy (EVENTS_RETENTION_MONTHS) over the usage-event partitions."""
     return [outcome.as_dict() for outcome in partitions.archive_event_partitions()]
+
+
+@shared_task(name="metering.tasks.finish_plan_deletions")
+def finish_plan_deletions() -> int:
+    """Queued by DELETE /plans/{code}: end the subscriptions of plans pending deletion, then
+    discard them (each rating run does it too)."""
+    return lifecycle.finish_plan_deletions()
+
+
+@shared_task(name="metering.tasks.send_termination_alerts")
+def send_termination_alerts() -> int:
+    """subscription.termination_alert N days before ending_at (Lago's clock job)."""
+    return services.send_termination_alerts()

@@ -51,6 +51,8 @@ class Invoice(models.Model):
     total_due_amount = models.DecimalField(max_digits=AMOUNT["max_digits"],
                                            decimal_places=AMOUNT["decimal_places"], default=0)
     odoo_write_date = models.DateTimeField(null=True, blank=True)
+    # When invoice.payment_overdue was sent (once: Lago's payment_overdue flag turning on).
+    payment_overdue_announced_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -92,8 +92,9 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
     net_payment_term = ((invoice.payment_due_date - invoice.issuing_date).days
                         if invoice.payment_due_date and invoice.issuing_date else 0)
     today = dt.datetime.now(dt.timezone.utc).date()
-    overdue = bool(invoice.status == InvoiceStatus.FINALIZED and not paid and invoice.payment_due_date
-                   and invoice.payment_due_date < today)
+    overdue = bool(invoice.status == InvoiceStatus.FINALIZED and not paid and (
+        (invoice.payment_due_date and invoice.payment_due_date < today)
+        or invoice.payment_overdue_announced_at is not None))
     link = _link(invoice)
     return {
         "lago_id": str(invoice.pk),

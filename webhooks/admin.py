@@ -8,14 +8,14 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import services
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from . import keys, services
+from .models import OrganizationHmacKey, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
-        fields = ["service", "name", "url", "event_types", "is_active"]
+        fields = ["service", "name", "url", "event_types", "signature_algo", "is_active"]
 
     def clean_url(self) -> str:
         try:
@@ -209,3 +209,32 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Replay selected deliveries (incl. dead letters)", permissions=["change"])
     def replay_deliveries(self, request, queryset: QuerySet[WebhookDelivery]) -> None:  # noqa: ANN001
         _replay(self, request, list(queryset.values_list("id", flat=True)), "deliveries")
+
+
+class OrganizationHmacKeyForm(forms.ModelForm):
+    class Meta:
+        model = OrganizationHmacKey
+        fields = ["service"]
+
+
+@admin.register(OrganizationHmacKey)
+class OrganizationHmacKeyAdmin(admin.ModelAdmin):
+    """Lago's organization HMAC key, to give an app whose endpoints use ``hmac`` (made on
+    first use, or here by choosing the service)."""
+
+    form = OrganizationHmacKeyForm
+    list_display = ("service", "created_at")
+    readonly_fields = ("hmac_key", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        return ("service", "hmac_key", "created_at") if obj is not None else ()
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        if not change:
+            keys.hmac_key_for(service_id=obj.service_id)  # made (or already there) exactly once
+            return
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):  # noqa: ANN001, ANN201
+        obj.pk = OrganizationHmacKey.objects.get(service_id=obj.service_id).pk
+        return super().response_add(request, obj, post_url_continue)

@@ -132,6 +132,7 @@ class PlanInput(serializers.Serializer):
     usage_thresholds = _anything()
     fixed_charges = _anything()
     tax_codes = _anything()
+    # Lago's plan metadata (string keys, string or null values): stored and rendered.
     metadata = _anything()
     # Feature entitlements belong to the apps (DESIGN "Locked decisions" 4), not to billing.
     entitlements = _anything()
@@ -139,7 +140,7 @@ class PlanInput(serializers.Serializer):
     validate_entitlements = _refuse_if_set
     validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
     validate_minimum_commitment = validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
-    validate_tax_codes = validate_metadata = _refuse_if_set
+    validate_tax_codes = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):

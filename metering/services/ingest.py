@@ -25,7 +25,7 @@ import psycopg.errors
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from billing_kit.errors import ErrorCode
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from identity.models import Service
 from metering.event_schema import ParsedEvent, numeric_property_error, parse_numeric
 from metering.locks import lock_subscriptions_for_ingest
@@ -574,3 +574,23 @@ def _resolve_portably(*, service: Service, events: list[tuple[int, ParsedEvent]]
                BillableMetric.objects.filter(service=service, code__in=codes)
                .values_list("code", "aggregation_type", "field_name")}
     return subscriptions, metrics
+
+
+def estimate_fees(*, service: Service, event: ParsedEvent) -> None:
+    """Lago's ``POST /events/estimate_fees`` (``Fees::EstimatePayInAdvanceService``): the event
+    is validated as one to create (404 for an unknown subscription or metric of this service),
+    then the fees of the plan's charges paid in advance are estimated. Charges paid in
+    advance are refused here (``pay_in_advance`` → ``not_supported``), so every valid event
+    ends as Lago's 422 ``{"code": ["does_not_match_an_instant_charge"]}``."""
+    subscription = (Subscription.objects.filter(service=service, external_id=event.external_subscription_id,
+                                                status=SubscriptionStatus.ACTIVE).select_related("plan").first())
+    if subscription is None:
+        raise NotFound(ErrorCode.SUBSCRIPTION_NOT_FOUND)
+    metric = BillableMetric.objects.filter(service=service, code=event.code).first()
+    if metric is None:
+        raise NotFound(ErrorCode.BILLABLE_METRIC_NOT_FOUND)
+    problem = numeric_property_error(aggregation_type=metric.aggregation_type, field_name=metric.field_name,
+                                     properties=event.properties)
+    if problem is not None:
+        raise ValidationFailed({"properties": problem})
+    raise ValidationFailed({"code": [ErrorCode.DOES_NOT_MATCH_AN_INSTANT_CHARGE]})

@@ -7,13 +7,14 @@ webhook in the outbox in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
@@ -113,7 +114,8 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
 
 
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
-    plan = get_plan(service=service, code=data["plan_code"])
+    # A plan being deleted takes no new subscription (its own are being ended).
+    plan = get_plan(service=service, code=data["plan_code"], include_pending_deletion=False)
     if plan is None:
         raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
@@ -400,3 +402,31 @@ def end_trials(*, now: datetime | None = None) -> int:
             _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TRIAL_ENDED)
             ended += 1
     return ended
+
+
+def send_termination_alerts(*, now: datetime | None = None) -> int:
+    """Beat: Lago's ``subscription.termination_alert``, sent for an active subscription whose
+    ``ending_at`` falls (UTC day) ``SUBSCRIPTION_TERMINATION_ALERT_DAYS`` days from today
+    (Lago's default 15 and 45), at most once a day each."""
+    now = now or timezone.now()
+    today = now.astimezone(dt_timezone.utc).date()
+    days = [today + timedelta(days=int(n)) for n in settings.SUBSCRIPTION_TERMINATION_ALERT_DAYS]
+    start_of = {day: datetime.combine(day, time.min, tzinfo=dt_timezone.utc) for day in days}
+    due = Q()
+    for day in days:
+        due |= Q(ending_at__gte=start_of[day], ending_at__lt=start_of[day] + timedelta(days=1))
+    if not days:
+        return 0
+    sent = 0
+    for subscription_id in (Subscription.objects.filter(due, status=SubscriptionStatus.ACTIVE)
+                            .exclude(termination_alert_sent_on=today).values_list("id", flat=True)):
+        with transaction.atomic():
+            subscription = _locked_subscriptions().filter(pk=subscription_id, status=SubscriptionStatus.ACTIVE
+                                                          ).exclude(termination_alert_sent_on=today).first()
+            if subscription is None:
+                continue
+            subscription.termination_alert_sent_on = today
+            subscription.save(update_fields=["termination_alert_sent_on", "updated_at"])
+            _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TERMINATION_ALERT)
+            sent += 1
+    return sent

@@ -99,10 +99,6 @@ class TestCatalogueValidation:
             "name": "again", "code": "cpu_seconds", "aggregation_type": "count_agg"}}, format="json")
         assert response.status_code == 422 and details(response) == {"code": ["value_already_exist"]}
 
-    def test_a_plan_in_use_cannot_be_deleted(self, api_client, subscription):
-        response = api_client.delete("/api/v1/plans/starter")
-        assert response.status_code == 405 and response.json()["code"] == "plan_in_use"
-
 
 class TestSubscriptions:
     def test_same_external_id_other_customer_is_422(self, api_client, subscription):
