@@ -6,10 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
 from identity.models import AccountLink, AccountMetadata, Customer, IdempotencyKey, Service
 from identity.renderers import render_customer
@@ -80,17 +81,10 @@ def upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert
     A new account joins the unified Customer with the same email (case-insensitive),
     so one real client has one Customer (one Odoo commercial partner) across services;
     otherwise a Customer is created. That join is internal: the account's profile is its
-    own and a later email change never moves it to another Customer. Retried (up to
-    twice) when a concurrent request created the same account or email.
+    own and a later email change never moves it to another Customer. Re-run when a
+    concurrent request created the same account or email, or deadlocked with this one.
     """
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _upsert_customer(service=service, data=data)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return atomic_with_retries(lambda: _upsert_customer(service=service, data=data))
 
 
 def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing_kit.retries import atomic_with_retries
 from identity.models import AccountLink, Service
 from metering import plan_fees, rating, services, windows
 from metering.models import Plan, Subscription, SubscriptionStatus
@@ -49,10 +50,13 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
                         ) -> SubscriptionResult:
     """``services.create_subscription``; an upgrade's ended subscription is closed at once."""
     now = now or timezone.now()
-    with transaction.atomic():
+
+    def create() -> SubscriptionResult:
         result = services.create_subscription(service=service, data=data, now=now)
         _close_final_windows(result.ended, now)
-    return result
+        return result
+
+    return atomic_with_retries(create)
 
 
 def terminate_subscription(*, subscription: Subscription, now: datetime | None = None,

@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
 from identity import services as identity_services
 from identity.models import AccountLink, Service
@@ -103,14 +104,7 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
                         ) -> SubscriptionResult:
     """Lago semantics: unknown customer → created; same external_id and plan → the existing
     subscription; another plan → the plan is changed; another customer → 422."""
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _create_subscription(service=service, data=data, now=now or timezone.now())
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return atomic_with_retries(lambda: _create_subscription(service=service, data=data, now=now or timezone.now()))
 
 
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
