@@ -69,7 +69,8 @@ class CustomerInput(serializers.Serializer):
     net_payment_term = serializers.IntegerField(min_value=0, max_value=3650, required=False, allow_null=True)
     billing_configuration = BillingConfigurationInput(required=False, allow_null=True)
     shipping_address = ShippingAddressInput(required=False, allow_null=True)
-    metadata = MetadataInput(many=True, required=False, allow_null=True)
+    # A ListField, not many=True: allow_null must let the list be null, never one of its items.
+    metadata = serializers.ListField(child=MetadataInput(), required=False, allow_null=True)
     # Lago's IANA ``timezone`` of the account (null or "" = none: BILLING_TIMEZONE applies).
     timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
 

@@ -165,3 +165,12 @@ def test_the_ingest_fast_path_refuses_a_host_outside_allowed_hosts(api_client, s
     assert api_client.get("/api/v1/plans", HTTP_HOST="evil.example").json() == response.json()
     assert api_client.get("/api/v1/events/tx_host").status_code == 404
     assert api_client.post(path, body, format="json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_null_metadata_item_is_refused_not_a_server_error(api_client):
+    response = api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_meta", "metadata": [None]}},
+                               format="json")
+    body = assert_lago_error(response, 422, "validation_errors")
+    assert body["error_details"] == {"metadata": {"0": ["value_is_mandatory"]}}
+    assert api_client.get("/api/v1/customers/cus_meta").status_code == 404

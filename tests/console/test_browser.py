@@ -28,11 +28,21 @@ from tests.api.conftest import create_catalogue, create_subscription
 
 from .conftest import STAFF_PASSWORD, ingest
 
-# Playwright's sync API runs an event loop in the test's thread; the test's own database
-# calls are synchronous and safe there.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sync_database_calls_beside_playwright():
+    """Playwright's sync API runs an event loop in the test's thread; the test's own database
+    calls are synchronous and safe there. Only for this module: in the environment it would
+    reach every later subprocess (``check --deploy`` refuses it, rightly)."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if before is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 CHROMIUM = "/usr/bin/chromium"
 ARTEFACTS = Path(__file__).resolve().parents[2] / "artefacts" / "screenshots"
@@ -74,6 +84,10 @@ def page(browser, live_server, operator) -> Page:
 
 
 def _datasets(page: Page, canvas: str) -> int:
+    # The page is visible before its scripts at the bottom have run (a loaded machine): wait
+    # until Chart.js has drawn this canvas.
+    page.wait_for_function("(id) => window.Chart && Chart.getChart(document.getElementById(id))", arg=canvas,
+                           timeout=WAIT_MS)
     return page.evaluate("(id) => Chart.getChart(document.getElementById(id)).data.datasets.length", canvas)
 
 
