@@ -697,8 +697,14 @@ class OrderPush:
         rows = [i.order.state for i in to_close]
         reason = self.pusher.close_reason_id(self.book, rows)
         kwargs = {"close_reason_id": reason} if reason else {}
-        self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "set_close",
-                        [[i.order_id for i in to_close]], kwargs)
+        try:
+            self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "set_close",
+                            [[i.order_id for i in to_close]], kwargs)
+        except OdooRemoteError as exc:  # refused: everything is invoiced, the next cycle closes them
+            for item in to_close:
+                self.book.failed(item.order.state, exc)
+            self.report.failed += len(to_close)
+            return
         for item in to_close:
             self.book.synced(item.order.state, odoo_id=item.order_id, pushed_hash=item.order.digest, final=True)
             self.remember_order_id(item.order.subscription, item.order_id)
