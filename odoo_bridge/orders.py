@@ -204,6 +204,7 @@ class OrderPush:
         self.today = mapping.billing_date(pusher.now, self.tz)
         self.finishing: dict[int, Finishing] = {}
         self.pending_invoice_now: dict[Any, list[LineWork]] = {}
+        self.unconfirmed: set[int] = set()  # orders Odoo refused to confirm this cycle (drafts, retried)
 
     def run(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee]) -> None:
         orders, lines = self.plan(subscriptions, usages, fees)
@@ -386,7 +387,14 @@ class OrderPush:
         if not to_confirm:
             return
         rows = [o.state for o in created] + [f.state for f in existing]
-        self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "action_confirm", [to_confirm])
+        try:
+            self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "action_confirm", [to_confirm])
+        except OdooRemoteError as exc:  # refused: the drafts are found and confirmed by the next cycle
+            for row in rows:
+                self.book.failed(row, exc)
+            self.unconfirmed.update(to_confirm)
+            self.report.failed += len(rows)
+            return
         self.report.orders_confirmed += len(to_confirm)
 
     # 5. learn the new lines' ids
@@ -400,9 +408,11 @@ class OrderPush:
         for order in created:
             for work in order.lines:
                 self.line_synced(work, line_ids.get((order.state.odoo_id, work.product_id, work.label)))
-            self.book.synced(order.state, odoo_id=order.state.odoo_id, pushed_hash=order.work.digest)
             self.remember_order_id(order.work.subscription, order.state.odoo_id)
             assert order.state.odoo_id is not None
+            if order.state.odoo_id in self.unconfirmed:
+                continue  # stays failed: the next cycle finds the draft and confirms it
+            self.book.synced(order.state, odoo_id=order.state.odoo_id, pushed_hash=order.work.digest)
             if order.work.closed:
                 self.finish(order.state.odoo_id, order.work.subscription, order.work, close=True)
 
@@ -415,7 +425,7 @@ class OrderPush:
                                 "sale.order.line", [["order_id", "in", [f.state.odoo_id for f in existing]]],
                                 LINE_FIELDS, order="id")
         for found in existing:
-            if not self.fix_recurring_line(found, lines):
+            if found.record["id"] in self.unconfirmed or not self.fix_recurring_line(found, lines):
                 continue
             order, sub = found.work, found.work.subscription
             self.remember_order_id(sub, found.state.odoo_id)
