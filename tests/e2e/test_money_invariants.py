@@ -384,14 +384,14 @@ class MoneyInvariants(RuleBasedStateMachine):
 
 
 def test_money_invariants_hold_under_any_interleaving(settings, monkeypatch):
-    """CI: a fixed (derandomized) search of 30 examples. Locally, ``INV_EXAMPLES=200`` searches longer
+    """CI: a fixed (derandomized) search of 25 examples. Locally, ``INV_EXAMPLES=200`` searches longer
     with a random seed; ``INV_NO_SHRINK=1`` reports the first failure as found (shrinking is slow)."""
     settings.RATING_SHARDS = 1
     Context.settings = settings
     monkeypatch.setattr(timezone, "now", lambda: START)
     examples = os.environ.get("INV_EXAMPLES")
     run_state_machine_as_test(MoneyInvariants, settings=hypothesis_settings(
-        max_examples=int(examples or 30), stateful_step_count=30, derandomize=not examples, database=None,
+        max_examples=int(examples or 25), stateful_step_count=30, derandomize=not examples, database=None,
         deadline=None, phases=[p for p in Phase if p != Phase.shrink or not os.environ.get("INV_NO_SHRINK")],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                HealthCheck.filter_too_much]))
