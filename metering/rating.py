@@ -791,7 +791,8 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
 # once (``e``) so that unchanged rows are never touched (no row lock, no write): only
 # new rows with an amount and changed open rows reach the INSERT .. ON CONFLICT; open
 # rows of charges no longer on the plan (plan changed mid-window) are set to 0. An
-# empty window (terminated before it began) rates nothing; frozen rows never change.
+# empty window (ended at or before its start) rates nothing and its open rows are set
+# to 0 (rated before the end, from events after it); frozen rows never change.
 _UPSERT_SQL = """/* rating: upsert */
 WITH w AS MATERIALIZED (
     SELECT s.id, s.plan_id, s.current_period_start AS window_start,
@@ -829,9 +830,10 @@ WITH w AS MATERIALIZED (
     WHERE r.state = 'open'
     RETURNING (xmax = 0) AS inserted
 ), gone AS MATERIALIZED (  -- found before any row is touched: usually none
-    SELECT e.id FROM e
+    SELECT e.id FROM e JOIN w ON w.id = e.subscription_id
     WHERE e.state = 'open'
-      AND NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = e.charge_id AND c.plan_id = e.plan_id)
+      AND (NOT EXISTS (SELECT 1 FROM {charge} c WHERE c.id = e.charge_id AND c.plan_id = e.plan_id)
+           OR w.window_end <= w.window_start)  -- ended at the window's start: none of its events is in it
       AND (e.units, e.billable_units, e.amount, e.events_count) IS DISTINCT FROM (0, 0, 0, 0)
 ), dropped AS (
     UPDATE {table} r SET units = 0, billable_units = 0, amount = 0, events_count = 0, rated_at = %(now)s
@@ -853,16 +855,16 @@ def _rate_current_windows_orm(subs: Sequence[_Key | _Sub], plans: _PlanCharges, 
                                                            "terminated_at")):
         assert start is not None and end is not None  # rated subscriptions have a window (_eligible)
         windows_by_id[sub_id] = (start, windows.window_end(period_end=end, terminated_at=terminated_at))
-    subs = [s for s in subs if windows_by_id[s.id][1] > windows_by_id[s.id][0]]
-    if not subs:
-        return
-    specs_by_code = _specs_by_code(subs, plans)
-    aggregates = _aggregate(lambda: _window_events([s.id for s in subs]), specs_by_code,
-                            window_starts=partial(_current_window_starts, [s.id for s in subs]))
-    kept = _window_terms([s.id for s in subs])
-    shares = _current_window_shares([s.id for s in subs if _has_minimum(plans.of(s.plan_id), kept, str(s.id))])
+    # An empty window (ended at its start) rates nothing, but its open rows are still zeroed below:
+    # they were rated before the end, from events that belong after it (an upgrade moved them on).
+    rateable = [s for s in subs if windows_by_id[s.id][1] > windows_by_id[s.id][0]]
+    specs_by_code = _specs_by_code(rateable, plans)
+    aggregates = _aggregate(lambda: _window_events([s.id for s in rateable]), specs_by_code,
+                            window_starts=partial(_current_window_starts, [s.id for s in rateable]))
+    kept = _window_terms([s.id for s in rateable])
+    shares = _current_window_shares([s.id for s in rateable if _has_minimum(plans.of(s.plan_id), kept, str(s.id))])
     rated: list[_Rated] = []
-    for sub in subs:
+    for sub in rateable:
         window_start, window_end = windows_by_id[sub.id]
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))

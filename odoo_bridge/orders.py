@@ -205,6 +205,7 @@ class OrderPush:
         self.today = mapping.billing_date(pusher.now, self.tz)
         self.finishing: dict[int, Finishing] = {}
         self.pending_invoice_now: dict[Any, list[LineWork]] = {}
+        self.unconfirmed: set[int] = set()  # orders Odoo refused to confirm this cycle (drafts, retried)
 
     def run(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee]) -> None:
         orders, lines = self.plan(subscriptions, usages, fees)
@@ -393,7 +394,14 @@ class OrderPush:
         if not to_confirm:
             return
         rows = [o.state for o in created] + [f.state for f in existing]
-        self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "action_confirm", [to_confirm])
+        try:
+            self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "action_confirm", [to_confirm])
+        except OdooRemoteError as exc:  # refused: the drafts are found and confirmed by the next cycle
+            for row in rows:
+                self.book.failed(row, exc)
+            self.unconfirmed.update(to_confirm)
+            self.report.failed += len(rows)
+            return
         self.report.orders_confirmed += len(to_confirm)
 
     # 5. learn the new lines' ids
@@ -407,9 +415,11 @@ class OrderPush:
         for order in created:
             for work in order.lines:
                 self.line_synced(work, line_ids.get((order.state.odoo_id, work.product_id, work.label)))
-            self.book.synced(order.state, odoo_id=order.state.odoo_id, pushed_hash=order.work.digest)
             self.remember_order_id(order.work.subscription, order.state.odoo_id)
             assert order.state.odoo_id is not None
+            if order.state.odoo_id in self.unconfirmed:
+                continue  # stays failed: the next cycle finds the draft and confirms it
+            self.book.synced(order.state, odoo_id=order.state.odoo_id, pushed_hash=order.work.digest)
             if order.work.closed:
                 self.finish(order.state.odoo_id, order.work.subscription, order.work, close=True)
 
@@ -422,7 +432,8 @@ class OrderPush:
                                 "sale.order.line", [["order_id", "in", [f.state.odoo_id for f in existing]]],
                                 LINE_FIELDS, order="id")
         for found in existing:
-            if not self.fix_recurring_line(found, lines) or not self.fix_addresses(found):
+            if (found.record["id"] in self.unconfirmed or not self.fix_recurring_line(found, lines)
+                    or not self.fix_addresses(found)):
                 continue
             order, sub = found.work, found.work.subscription
             self.remember_order_id(sub, found.state.odoo_id)
@@ -727,8 +738,14 @@ class OrderPush:
         rows = [i.order.state for i in to_close]
         reason = self.pusher.close_reason_id(self.book, rows)
         kwargs = {"close_reason_id": reason} if reason else {}
-        self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "set_close",
-                        [[i.order_id for i in to_close]], kwargs)
+        try:
+            self.pusher.rpc(self.book, rows, self.client.call, "sale.order", "set_close",
+                            [[i.order_id for i in to_close]], kwargs)
+        except OdooRemoteError as exc:  # refused: everything is invoiced, the next cycle closes them
+            for item in to_close:
+                self.book.failed(item.order.state, exc)
+            self.report.failed += len(to_close)
+            return
         for item in to_close:
             self.book.synced(item.order.state, odoo_id=item.order_id, pushed_hash=item.order.digest, final=True)
             self.remember_order_id(item.order.subscription, item.order_id)

@@ -290,6 +290,49 @@ def test_termination_invoices_the_last_window_and_fee_once_then_closes(fake_odoo
     assert ledger.invoices(fake_odoo.store, order["id"], states=("draft",)) == []
 
 
+def test_a_refused_close_is_retried_by_the_next_cycle_without_invoicing_again(fake_odoo, catalog):
+    """Found by tests/e2e/test_money_invariants.py: Odoo refusing ``set_close`` (a business error) made
+    push_cycle raise. Terminated Nov 20 with 3.00 of usage and its fee 31.03: one invoice of 34.03; the
+    close refused once is recorded on the order and done by the next cycle, with no second invoice."""
+    sub = catalog.subscription()
+    end = dt.datetime(2026, 11, 20, tzinfo=UTC)
+    push_cycle(now=at(D(2026, 11, 2)))
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000", end=end)
+    catalog.fee(sub, amount="31.033333", units="0.633333", end=end)
+    Subscription.objects.filter(pk=sub.pk).update(status="terminated", terminated_at=end)
+    odoo_day(fake_odoo, D(2026, 11, 20))
+    fake_odoo.faults.add("error", model="sale.order", method="set_close", times=1)
+    report = push_cycle(now=at(D(2026, 11, 20)))
+    assert report.failed == 1 and report.orders_closed == 0
+    order = order_of(fake_odoo, sub)
+    assert order["subscription_state"] == "3_progress"
+    assert OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION).status == SyncStatus.FAILED
+    assert push_cycle(now=at(D(2026, 11, 21))).orders_closed == 1
+    order = order_of(fake_odoo, sub)
+    assert order["subscription_state"] == "6_churn"
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(order["id"])] == [Decimal("34.03")]
+
+
+def test_a_refused_confirmation_leaves_a_draft_that_the_next_cycle_confirms(fake_odoo, catalog):
+    """Found by tests/e2e/test_money_invariants.py: Odoo refusing ``action_confirm`` made push_cycle raise
+    (and the order would have been marked synced as a draft, never invoiced). Now the order stays failed,
+    the next cycle finds the draft and confirms it, and Odoo bills November's 3.00 on Dec 1."""
+    sub = catalog.subscription()
+    fake_odoo.faults.add("error", model="sale.order", method="action_confirm", times=1)
+    report = push_cycle(now=at(D(2026, 11, 2)))
+    assert report.failed == 1 and order_of(fake_odoo, sub)["subscription_state"] is False
+    assert OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION).status == SyncStatus.FAILED
+    assert push_cycle(now=at(D(2026, 11, 3))).orders_confirmed == 1
+    order = order_of(fake_odoo, sub)
+    assert order["subscription_state"] == "3_progress" and len(fake_odoo.records("sale.order")) == 1
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    roll(sub, WINDOW_END, DEC_END)
+    push_cycle(now=at(D(2026, 12, 1), 1))
+    [move] = cron(fake_odoo, D(2026, 12, 1))
+    catalog.api_charge.refresh_from_db()
+    assert billed(fake_odoo, order["id"], catalog.api_charge.odoo_product_id) == Decimal("3.00") and move
+
+
 MONTHS = [dt.datetime(2026, 11 + i, 1, tzinfo=UTC) if i < 2 else dt.datetime(2027, i - 1, 1, tzinfo=UTC)
           for i in range(6)]  # Nov 1, Dec 1, Jan 1, Feb 1, Mar 1, Apr 1
 

@@ -238,6 +238,29 @@ def test_upgrade_now_terminates_the_old_and_starts_a_new_subscription(api_client
     assert api_client.get("/api/v1/subscriptions/sub_1").json()["subscription"]["lago_id"] == new["lago_id"]
 
 
+def test_upgrade_in_the_first_second_bills_the_usage_rated_before_it_once(api_client, clock):
+    # Found by tests/e2e/test_money_invariants.py. started_at and an upgrade's instant are whole
+    # seconds, so an upgrade within a subscription's first second ends it AT its start: an empty final
+    # window. Its call moves to the new subscription, but the old one's open row, rated before the
+    # upgrade, was frozen as it was: the same call billed by both (1.00 on starter + 1.00 on pro).
+    make_plan(api_client, "starter", amount_cents=1000, pay_in_advance=False)
+    make_plan(api_client, "pro", amount_cents=5000, pay_in_advance=False)
+    clock.now = utc(2026, 1, 1, 0, 0, 0, 300000)
+    old = subscribe(api_client, "starter")
+    call(api_client, utc(2026, 1, 1), 1)  # stamped 00:00:00, the start
+    rate(clock, utc(2026, 1, 1, 0, 0, 0, 500000))
+    assert RatedUsage.objects.get(subscription_id=old["lago_id"]).units == Decimal(1)
+    clock.now = utc(2026, 1, 1, 0, 0, 0, 800000)
+    new = subscribe(api_client, "pro")
+    assert Subscription.objects.get(pk=old["lago_id"]).terminated_at == utc(2026, 1, 1)
+    stale = RatedUsage.objects.get(subscription_id=old["lago_id"])
+    assert (stale.state, stale.units, stale.amount) == ("frozen", Decimal(0), Decimal(0))
+    rate(clock, utc(2026, 2, 1, 0, 0, 5))
+    billed = {str(u.subscription_id): (u.units, u.amount) for u in RatedUsage.objects.filter(state="frozen")
+              .exclude(amount=0)}
+    assert billed == {new["lago_id"]: (Decimal(1), Decimal("1.000000"))}
+
+
 def test_upgrade_of_an_advance_plan_credits_the_old_and_charges_the_new_from_the_change(api_client, clock):
     make_plan(api_client, "starter", amount_cents=3100, pay_in_advance=True)
     make_plan(api_client, "pro", amount_cents=6200, pay_in_advance=True)
