@@ -26,6 +26,8 @@ class WebhookType(StrEnum):
     INVOICE_CREATED = "invoice.created"
     INVOICE_PAYMENT_STATUS_UPDATED = "invoice.payment_status_updated"
     INVOICE_VOIDED = "invoice.voided"
+    # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 
 EMITTED: tuple[str, ...] = tuple(t.value for t in WebhookType)
