@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -132,7 +133,7 @@ def run_checks() -> dict[str, dict]:
 
 
 def _authorized(request) -> bool:
-    user = getattr(request._request, "user", None)
+    user = request.user
     if user is not None and user.is_active and user.is_staff:
         return True
     token = settings.OPS_HEALTH_TOKEN
@@ -144,7 +145,7 @@ def _authorized(request) -> bool:
 class OpsHealthView(APIView):
     """For monitoring: a staff session or the ``OPS_HEALTH_TOKEN`` bearer token."""
 
-    authentication_classes: list = []
+    authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
     @extend_schema(responses={200: LAGO_JSON, 401: LAGO_JSON, 503: LAGO_JSON}, auth=[])
