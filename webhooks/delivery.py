@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +31,7 @@ from uuid import UUID
 from celery import Celery, current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, DateTimeField, F, Q, QuerySet, Value, Window
+from django.db.models import BooleanField, Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -111,20 +111,23 @@ def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: i
     so a service with a large backlog or many slow endpoints cannot fill a batch that
     another service's deliveries are waiting behind. No endpoint gets more than
     WEBHOOK_ENDPOINT_MAX_IN_FLIGHT deliveries being sent at once (counting other
-    workers' claims and ``taken``), and an endpoint whose circuit was open gets a single
-    probe until an attempt succeeds. Read without locks; the caller locks what it picked
+    workers' claims and ``taken``), and an endpoint whose last attempt failed or whose
+    circuit was open gets a single one until an attempt succeeds. Read without locks; the caller locks what it picked
     with SKIP LOCKED, so a concurrent claimer at worst leaves an endpoint one or two over.
     """
     cap = max(1, settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT)
     order = [F("next_attempt_at").asc(), F("id").asc()]
     rows = list(
         candidates.annotate(
+            suspect=ExpressionWrapper(
+                Q(endpoint__circuit_open_until__isnull=False) | Q(endpoint__consecutive_failures__gt=0),
+                output_field=BooleanField()),
             endpoint_rank=Window(RowNumber(), partition_by=[F("endpoint_id")], order_by=order),
             service_rank=Window(RowNumber(), partition_by=[F("endpoint__service_id")], order_by=order),
         )
         .filter(endpoint_rank__lte=cap)
         .order_by("service_rank", "next_attempt_at", "id")
-        .values_list("id", "endpoint_id", "endpoint__circuit_open_until")[:limit * 2]
+        .values_list("id", "endpoint_id", "suspect")[:limit * 2]
     )
     if not rows:
         return []
@@ -136,8 +139,10 @@ def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: i
     for d in taken:
         busy[d.endpoint_id] = busy.get(d.endpoint_id, 0) + 1
     picked: list[UUID] = []
-    for delivery_id, endpoint_id, circuit_open_until in rows:
-        room = 1 if circuit_open_until is not None else cap  # half-open: one probe
+    for delivery_id, endpoint_id, suspect in rows:
+        # An endpoint whose last attempt failed (or whose circuit was open) gets one
+        # delivery at a time until one succeeds: a probe, not a flood of timeouts.
+        room = 1 if suspect else cap
         if busy.get(endpoint_id, 0) >= room:
             continue
         busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
@@ -308,19 +313,34 @@ def _send_one(d: WebhookDelivery, options: dict) -> _Sent:
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
+# Sends a task left behind (still waiting for a slow receiver) in this process.
+_detached = 0
+_detached_lock = threading.Lock()
 
 
 def _thread_pool() -> ThreadPoolExecutor:
     global _pool, _pool_pid
     # Created lazily per process: a pool inherited through fork() has no threads.
     if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=settings.WEBHOOK_SEND_CONCURRENCY, thread_name_prefix="webhook-send")
+        # Room for the sends of the current batch plus the ones tasks left behind, so
+        # that slow receivers never hold the threads another batch needs.
+        _pool = ThreadPoolExecutor(
+            max_workers=settings.WEBHOOK_SEND_CONCURRENCY + settings.WEBHOOK_MAX_DETACHED_SENDS,
+            thread_name_prefix="webhook-send")
         _pool_pid = os.getpid()
     return _pool
 
 
-def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | None = None) -> list[AttemptResult]:
-    """Send claimed deliveries (concurrently), then record all outcomes in one transaction."""
+def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | None = None,
+                 wait_seconds: float | None = None) -> list[AttemptResult]:  # ok-float
+    """Send claimed deliveries (concurrently), then record all outcomes in one transaction.
+
+    With ``wait_seconds`` (Celery tasks), sends still running after that long are left
+    to finish in this process's thread pool, each recording its own outcome, and the
+    task returns: a slow receiver then holds one sending thread, never the worker
+    process that other services' tasks are queued for. Without it (commands, tests)
+    every outcome is recorded before returning.
+    """
     if not claimed:
         return []
     options = {
@@ -328,10 +348,12 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
         "allowed_ports": settings.WEBHOOK_ALLOWED_PORTS,
         "timeout": settings.WEBHOOK_TIMEOUT_SECONDS, "max_response_bytes": settings.WEBHOOK_MAX_RESPONSE_BYTES,
     }
-    if len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1:
+    if wait_seconds is None and (len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1):
         sent = [_send_one_isolated(d, options) for d in claimed]
-    else:
+    elif wait_seconds is None:
         sent = list(_thread_pool().map(lambda d: _send_one_isolated(d, options), claimed))
+    else:
+        sent = _send_detaching_slow_ones(claimed, options, wait_seconds=wait_seconds, rng=rng)
     policy = retry_policy()
     decisions = [_decide(s, policy, rng) for s in sent]
     _record(sent, decisions)
@@ -342,6 +364,38 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
                         decision.action, s.outcome.error or s.outcome.status_code)
         results.append(AttemptResult(s.delivery.id, decision.action, s.outcome.status_code, s.outcome.error))
     return results
+
+
+def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict, *, wait_seconds: float,
+                              rng: random.Random | None) -> list[_Sent]:  # ok-float
+    """The sends done within ``wait_seconds``; the others record themselves when they end."""
+    global _detached
+    futures = [_thread_pool().submit(_send_one_isolated, d, options) for d in claimed]
+    done, pending = wait(futures, timeout=wait_seconds)
+    if pending:
+        with _detached_lock:
+            room = _detached + len(pending) <= settings.WEBHOOK_MAX_DETACHED_SENDS
+            if room:
+                _detached += len(pending)
+        if not room:  # too many left behind already: this task waits for its own
+            wait(pending)
+            done, pending = set(futures), set()
+        for future in pending:
+            future.add_done_callback(lambda f: _record_detached(f, rng))
+    return [f.result() for f in futures if f in done]
+
+
+def _record_detached(future: Future, rng: random.Random | None) -> None:
+    """In the sending thread: record the outcome of a send its task left behind."""
+    global _detached
+    try:
+        sent = future.result()
+        _record([sent], [_decide(sent, retry_policy(), rng)])
+    except Exception:  # the lease expires and the sweeper sends it again
+        logger.exception("webhook delivery: the outcome of a detached send was not recorded")
+    finally:
+        with _detached_lock:
+            _detached -= 1
 
 
 def _decide(s: _Sent, policy: retry.RetryPolicy, rng: random.Random | None) -> retry.Decision:
@@ -507,7 +561,7 @@ def _disable_failing_endpoint(endpoint: WebhookEndpoint, *, now: datetime) -> No
 
 def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    limit: int = CLAIM_BATCH, top_up: bool = False,
+    limit: int = CLAIM_BATCH, top_up: bool = False, wait_seconds: float | None = None,  # ok-float
 ) -> list[AttemptResult]:
     """Claim what is due among the given deliveries (or of the given events) and send each once.
 
@@ -526,7 +580,7 @@ def deliver(
                 return results
         claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, top_up=top_up,
                             known_backlog=backlog, others_lagging=lagging)
-        results += send_claimed(claimed)
+        results += send_claimed(claimed, wait_seconds=wait_seconds)
         if not claimed:
             # Own deliveries still due were held back (their endpoint has its fill in
             # flight elsewhere): the sweeper queues them again instead of waiting the grace.

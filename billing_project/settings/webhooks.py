@@ -41,6 +41,11 @@ WEBHOOK_SEND_CONCURRENCY = env.int("WEBHOOK_SEND_CONCURRENCY", default=8)
 # Deliveries of one endpoint claimed (being sent) at once, across all workers. Two full
 # claim batches: a healthy endpoint's throughput is untouched, a slow one cannot take more.
 WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=100)
+# A task waits this long for its sends; slower ones finish in the process's thread pool
+# and record themselves, so a slow receiver never holds a worker process (at most
+# WEBHOOK_MAX_DETACHED_SENDS per process; beyond that a task waits for its own).
+WEBHOOK_TASK_WAIT_SECONDS = env.float("WEBHOOK_TASK_WAIT_SECONDS", default=0.5)  # ok-float
+WEBHOOK_MAX_DETACHED_SENDS = env.int("WEBHOOK_MAX_DETACHED_SENDS", default=32)
 # Circuit breaker: after this many failed attempts in a row the endpoint's circuit opens
 # for WEBHOOK_BREAKER_OPEN_SECONDS, doubling with every further failure up to the max (0: no breaker).
 WEBHOOK_BREAKER_FAILURES = env.int("WEBHOOK_BREAKER_FAILURES", default=5)
