@@ -131,18 +131,27 @@ def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: i
     )
     if not rows:
         return []
-    busy: dict[UUID, int] = dict(
+    # A send still running after a task's wait is a slow receiver: its endpoint is
+    # treated like a failing one before the timeout even records a failure.
+    slow_before = now - timedelta(seconds=settings.WEBHOOK_TASK_WAIT_SECONDS)
+    busy: dict[UUID, int] = {}
+    slow: set[UUID] = set()
+    for endpoint_id, n, stalled in (
         WebhookDelivery.objects.filter(
             endpoint_id__in={r[1] for r in rows}, status=WebhookDelivery.PENDING, claimed_until__gt=now,
-        ).values_list("endpoint_id").annotate(n=Count("id")).values_list("endpoint_id", "n")
-    )
+        ).values_list("endpoint_id").annotate(n=Count("id"), stalled=Count("id", filter=Q(last_attempt_at__lt=slow_before)))
+        .values_list("endpoint_id", "n", "stalled")
+    ):
+        busy[endpoint_id] = n
+        if stalled:
+            slow.add(endpoint_id)
     for d in taken:
         busy[d.endpoint_id] = busy.get(d.endpoint_id, 0) + 1
     picked: list[UUID] = []
     for delivery_id, endpoint_id, suspect in rows:
         # An endpoint whose last attempt failed (or whose circuit was open) gets one
         # delivery at a time until one succeeds: a probe, not a flood of timeouts.
-        room = 1 if suspect else cap
+        room = 1 if suspect or endpoint_id in slow else cap
         if busy.get(endpoint_id, 0) >= room:
             continue
         busy[endpoint_id] = busy.get(endpoint_id, 0) + 1

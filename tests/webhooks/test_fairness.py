@@ -160,3 +160,29 @@ def test_a_failing_endpoint_does_not_trip_the_breaker_of_a_healthy_one(service, 
     assert bad.circuit_open_until is not None and bad.consecutive_failures == 3
     assert ok.circuit_open_until is None and ok.consecutive_failures == 0
     assert len(receiver.received("/ok")) == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the sending thread records on its own connection
+def test_a_task_leaves_a_slow_send_to_the_thread_pool_which_records_it(
+        service, other_service, receiver, tarpit, make_endpoint, emit, settings):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2
+    make_endpoint(service, tarpit.url("/tarpit"))
+    make_endpoint(other_service, receiver.url("/good"))
+    slow, fast = emit(service), emit(other_service)
+    claimed = delivery.claim_due(event_ids=[slow.id, fast.id])
+    results = delivery.send_claimed(claimed, wait_seconds=0.2)
+    # The task's answer holds the good delivery only; the tarpit's is still being sent.
+    assert [r.delivery_id for r in results] == [fast.deliveries.get().id]
+    assert results[0].action == "succeeded"
+    stuck = slow.deliveries.get()
+    assert stuck.attempts.count() == 0 and stuck.claimed_until is not None
+    # ... and is recorded by its sending thread when the timeout fires.
+    deadline = timezone.now() + timedelta(seconds=60)
+    while not stuck.attempts.exists() and timezone.now() < deadline:
+        tarpit.wait_for(1, timeout=1)
+    [attempt] = stuck.attempts.all()
+    assert attempt.outcome == "failed" and attempt.error_kind == "timeout"
+    stuck.refresh_from_db()
+    assert stuck.claimed_until is None and stuck.status == "pending"
+    # While it was stalled its endpoint counted as slow: one delivery at a time.
+    assert WebhookEndpoint.objects.get(pk=stuck.endpoint_id).consecutive_failures == 1
