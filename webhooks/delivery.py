@@ -30,7 +30,7 @@ from uuid import UUID
 
 from celery import Celery, current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import BooleanField, Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
@@ -111,9 +111,10 @@ def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: i
     so a service with a large backlog or many slow endpoints cannot fill a batch that
     another service's deliveries are waiting behind. No endpoint gets more than
     WEBHOOK_ENDPOINT_MAX_IN_FLIGHT deliveries being sent at once (counting other
-    workers' claims and ``taken``), and an endpoint whose last attempt failed or whose
-    circuit was open gets a single one until an attempt succeeds. Read without locks; the caller locks what it picked
-    with SKIP LOCKED, so a concurrent claimer at worst leaves an endpoint one or two over.
+    workers' claims and ``taken``), and an endpoint whose last attempt failed, whose
+    circuit was open or whose send is stalled gets a single one until an attempt
+    succeeds. Read without locks; the caller locks what it picked with SKIP LOCKED, so
+    a concurrent claimer at worst leaves an endpoint one or two over.
     """
     cap = max(1, settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT)
     order = [F("next_attempt_at").asc(), F("id").asc()]
@@ -139,7 +140,8 @@ def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: i
     for endpoint_id, n, stalled in (
         WebhookDelivery.objects.filter(
             endpoint_id__in={r[1] for r in rows}, status=WebhookDelivery.PENDING, claimed_until__gt=now,
-        ).values_list("endpoint_id").annotate(n=Count("id"), stalled=Count("id", filter=Q(last_attempt_at__lt=slow_before)))
+        ).values_list("endpoint_id")
+        .annotate(n=Count("id"), stalled=Count("id", filter=Q(last_attempt_at__lt=slow_before)))
         .values_list("endpoint_id", "n", "stalled")
     ):
         busy[endpoint_id] = n
@@ -403,6 +405,8 @@ def _record_detached(future: Future, rng: random.Random | None) -> None:
     except Exception:  # the lease expires and the sweeper sends it again
         logger.exception("webhook delivery: the outcome of a detached send was not recorded")
     finally:
+        # This pool thread may sit idle for long: it must not keep a database session.
+        connections.close_all()
         with _detached_lock:
             _detached -= 1
 
