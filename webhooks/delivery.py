@@ -379,10 +379,19 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
 
 def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict, *, wait_seconds: float,
                               rng: random.Random | None) -> list[_Sent]:  # ok-float
-    """The sends done within ``wait_seconds``; the others record themselves when they end."""
+    """The sends done within ``wait_seconds``; the others record themselves when they end.
+
+    Sends to an endpoint already known to fail are not waited for at all: most of them
+    time out, and the task's worker process is wanted by other services' tasks.
+    """
     global _detached
     futures = [_thread_pool().submit(_send_one_isolated, d, options) for d in claimed]
-    done, pending = wait(futures, timeout=wait_seconds)
+    patient = [f for f, d in zip(futures, claimed, strict=True)
+               if not (d.endpoint.consecutive_failures or d.endpoint.circuit_open_until)]
+    if patient:
+        wait(patient, timeout=wait_seconds)
+    done = {f for f in futures if f.done()}
+    pending = {f for f in futures if f not in done}
     if pending:
         with _detached_lock:
             room = _detached + len(pending) <= settings.WEBHOOK_MAX_DETACHED_SENDS
