@@ -80,9 +80,10 @@ def seed(scale: int) -> list[Charge]:
     charges = [Charge.objects.create(plan=plan, metric=calls, charge_model=ChargeModel.STANDARD, amount=Decimal("0.02")),
                Charge.objects.create(plan=plan, metric=cpu, charge_model=ChargeModel.STANDARD,
                                      amount=Decimal("0.0075"))]
-    customers = Customer.objects.bulk_create([Customer(name=f"Bench {i}", email=f"bench{i}@example.test",
-                                                       country="CA", state="ON") for i in range(scale)])
-    links = AccountLink.objects.bulk_create([AccountLink(service=service, external_id=f"acct-{i}", customer=c)
+    customers = Customer.objects.bulk_create([Customer(email=f"bench{i}@example.test") for i in range(scale)])
+    links = AccountLink.objects.bulk_create([AccountLink(service=service, external_id=f"acct-{i}", customer=c,
+                                                         name=f"Bench {i}", country="CA", state="ON",
+                                                         sequential_id=i + 1)
                                              for i, c in enumerate(customers)])
     subs = Subscription.objects.bulk_create([Subscription(
         service=service, account_link=link, external_id=f"sub-{i}", plan=plan, started_at=START, subscription_at=START,

@@ -1,7 +1,7 @@
 """Rating benchmark: N active subscriptions x 2 metered charges, M usage events.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fb_rating DJANGO_DEBUG=1 \\
-        python bench/rating.py [--scale 1.0] [--chunk-size 2000] [--workers 1 2] [--keep]
+        python bench/rating.py [--scale 1.0 [10 ...]] [--chunk-size 2000] [--workers 1 2] [--keep]
 
 The database is created (if missing) and migrated first. Full scale
 (``--scale 1``) is 100,000 subscriptions and 2,000,000 events. The data are
@@ -18,7 +18,8 @@ loaded with COPY under a dedicated service (``bench-rating``), then:
 3. it runs again: nothing changed, so nothing is written (idempotency); the
    rated usage is then cleared for the next ``--workers`` value.
 
-Prints medians and the rating / GROUP BY ratios. The bench service's rows are
+Prints medians, the rating / GROUP BY ratios and the cost per event; with several
+``--scale`` values, the cost per event of each scale side by side (same run). The bench service's rows are
 deleted at the end unless ``--keep``.
 """
 
@@ -55,7 +56,7 @@ settings.DEBUG = False
 from django.db import connection, transaction  # noqa: E402
 
 from bench._database import ensure_database  # noqa: E402
-from identity.models import Service  # noqa: E402
+from identity.models import AccountLink, Service  # noqa: E402
 from metering import rating, windows  # noqa: E402
 from metering.models import BillableMetric, Charge, ChargeTier, Plan, RatedUsage  # noqa: E402
 from metering.pricing import charge_columns, parse_charge_properties  # noqa: E402
@@ -121,6 +122,7 @@ def delete_bench_data() -> None:
             "DELETE FROM metering_ratedusage r USING metering_subscription s "
             "WHERE r.subscription_id = s.id AND s.service_id = %s", [sid])
         cursor.execute("DELETE FROM metering_usageevent WHERE service_id = %s", [sid])
+        cursor.execute("DELETE FROM metering_usageeventkey WHERE service_id = %s", [sid])
         cursor.execute("CREATE TEMP TABLE bench_links ON COMMIT DROP AS "
                        "SELECT id, customer_id FROM identity_accountlink WHERE service_id = %s", [sid])
         cursor.execute("DELETE FROM metering_subscription WHERE service_id = %s", [sid])
@@ -135,6 +137,21 @@ def delete_bench_data() -> None:
         cursor.execute("DELETE FROM metering_plan WHERE service_id = %s", [sid])
         cursor.execute("DELETE FROM metering_billablemetric WHERE service_id = %s", [sid])
         cursor.execute("DELETE FROM identity_service WHERE id = %s", [sid])
+
+
+# Every column of an account (COPY needs the NOT NULL ones: Django sets no database defaults).
+LINK_COLUMNS = [f.column for f in AccountLink._meta.concrete_fields]
+
+
+def link_row(values: dict) -> str:
+    """One COPY row of identity_accountlink: the given values, "" for text columns, NULL for the rest."""
+    cells = []
+    for f in AccountLink._meta.concrete_fields:
+        value = values.get(f.column, values.get(f.name))
+        if value is None:
+            value = "" if f.get_internal_type() == "CharField" and not f.null else "\\N"
+        cells.append(str(value))
+    return "\t".join(cells) + "\n"
 
 
 def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
@@ -166,25 +183,22 @@ def load(*, subscriptions: int, now: datetime, seed: int = 7) -> Service:
         _, end = windows.billing_window(interval="monthly", anchor=start, at=start)
         external_id = f"dep-{n:07d}"
         sub_rows.append((sub_id, external_id, start))
-        customers.append(f"{customer_id}\tBench {n}\t\t\tCAD\t\t\t\t\t\t\t\t\t\t\\N\t{stamp}\t{stamp}\n")
-        links.append(f"{link_id}\tacct-{n:07d}\t\t\\N\t{stamp}\t{stamp}\t{customer_id}\t{service.id}\n")
+        customers.append(f"{customer_id}\t\t\\N\t{stamp}\t{stamp}\n")
+        links.append(link_row({"id": link_id, "external_id": f"acct-{n:07d}", "created_at": stamp, "updated_at": stamp,
+                               "customer_id": customer_id, "service_id": service.id, "sequential_id": n + 1,
+                               "name": f"Bench {n}", "currency": "CAD"}))
         subs.append(
             f"{sub_id}\t{external_id}\t\tactive\tlive\tanniversary\t{start.isoformat()}\t{start.isoformat()}"
             f"\t\\N\t\\N\t\\N\t{start.isoformat()}\t{start.isoformat()}\t{end.isoformat()}\t10\tCAD\t\\N"
-            f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\n"
+            f"\t{stamp}\t{stamp}\t{link_id}\t{plan_ids[n % len(plan_ids)]}\t{service.id}\t\\N\t\n"
         )
-    copy_rows("identity_customer", [
-        "id", "name", "email", "company", "currency", "address_line1", "address_line2", "city", "zipcode",
-        "state", "country", "phone", "tax_identification_number", "stripe_customer_id", "odoo_partner_id",
-        "created_at", "updated_at"], customers)
-    copy_rows("identity_accountlink", [
-        "id", "external_id", "external_email", "deleted_at", "created_at", "updated_at", "customer_id",
-        "service_id"], links)
+    copy_rows("identity_customer", ["id", "email", "odoo_partner_id", "created_at", "updated_at"], customers)
+    copy_rows("identity_accountlink", LINK_COLUMNS, links)
     copy_rows("metering_subscription", [
         "id", "external_id", "name", "status", "mode", "billing_time", "subscription_at", "started_at",
         "ending_at", "terminated_at", "canceled_at", "billing_anchor", "current_period_start",
         "current_period_end", "flat_amount", "currency", "odoo_sale_order_id", "created_at", "updated_at",
-        "account_link_id", "plan_id", "service_id", "usage_frozen_until"], subs)
+        "account_link_id", "plan_id", "service_id", "usage_frozen_until", "on_termination_credit_note"], subs)
     del customers, links, subs
 
     rounds = EVENTS_PER_SUBSCRIPTION // 2
@@ -298,8 +312,9 @@ def rate_only(chunk_size: int, now: datetime, shard: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0,  # ok-float: a size factor
-                        help="1.0 = 100k subscriptions, 2M events")
+    parser.add_argument("--scale", type=float, nargs="+", default=[1.0],  # ok-float: a size factor
+                        help="1.0 = 100k subscriptions, 2M events; several values run one after the other "
+                             "and the cost per event is compared (e.g. --scale 0.1 1)")
     parser.add_argument("--chunk-size", type=int, default=rating.DEFAULT_CHUNK_SIZE)
     parser.add_argument("--keep", action="store_true", help="keep the bench data afterwards")
     parser.add_argument("--reuse", action="store_true",
@@ -317,9 +332,20 @@ def main() -> None:
         return
 
     ensure_migrated_database()
-    subscriptions = max(1, int(FULL_SUBSCRIPTIONS * args.scale))
+    summaries = [run_scale(args, scale, last=index == len(args.scale) - 1) for index, scale in enumerate(args.scale)]
+    if len(summaries) > 1:
+        log("cost per event across scales (same run; the machine is shared, so compare within the run):")
+        for summary in summaries:
+            log(f"  scale {summary['scale']:g}: {summary['events']:,} events: GROUP BY floor "
+                f"{summary['group_by_us']:.2f} us/event; rating " + ", ".join(
+                    f"{workers} process(es) {us:.2f} us/event ({us / summary['group_by_us']:.1f}x the floor)"
+                    for workers, us in summary['rating_us']))
+
+
+def run_scale(args: argparse.Namespace, scale: float, *, last: bool) -> dict:  # ok-float: a size factor
+    subscriptions = max(1, int(FULL_SUBSCRIPTIONS * scale))
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    log(f"rating bench: {subscriptions:,} subscriptions x 2 charges, "
+    log(f"rating bench, scale {scale:g}: {subscriptions:,} subscriptions x 2 charges, "
         f"{subscriptions * EVENTS_PER_SUBSCRIPTION:,} events, chunk {args.chunk_size}, "
         f"rating with {' then '.join(map(str, args.workers))} process(es) "
         f"(cores: {os.cpu_count()}; machine shared with other engineers)")
@@ -334,6 +360,7 @@ def main() -> None:
         RatedUsage.objects.filter(subscription__service=service).delete()
         subscriptions = service.subscriptions.count()
         log(f"reusing {subscriptions:,} kept subscriptions")
+    events = subscriptions * EVENTS_PER_SUBSCRIPTION
     with connection.cursor() as cursor:
         # Fresh statistics for the loaded tables (autovacuum would get there too).
         for table in ("metering_usageevent", "metering_subscription", "metering_ratedusage"):
@@ -363,10 +390,13 @@ def main() -> None:
                        first["seconds"]))
     for workers, first_ratio, again_ratio, seconds in ratios:
         log(f"ratio rating / GROUP BY with {workers} rating process(es): first run {first_ratio:.1f}x, "
-            f"re-run {again_ratio:.1f}x (goal <= 3x); budget 60s at full scale: "
+            f"re-run {again_ratio:.1f}x (goal <= 3x); cost per event {seconds / events * 1e6:.2f} us "
+            f"(GROUP BY {group_by_seconds / events * 1e6:.2f} us); budget 60s at full scale: "
             f"{'OK' if seconds <= 60 else 'OVER'}")
-    if not args.keep:
+    if not (args.keep and last):
         delete_bench_data()
+    return {"scale": scale, "events": events, "group_by_us": group_by_seconds / events * 1e6,
+            "rating_us": [(workers, seconds / events * 1e6) for workers, _, _, seconds in ratios]}
 
 
 if __name__ == "__main__":

@@ -55,3 +55,33 @@ LAGO_OBJECT = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON
 LAGO_JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON.")
 ERRORS = {400: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT}
 
+
+
+_COMMON_ERRORS = {
+    # billing_kit.middleware: a NUL byte in any query value, on any operation.
+    "422": "Unprocessable Entity: a query parameter is invalid (Lago `validation_errors`).",
+    # billing_kit.throttling: the calling key's budget is spent.
+    "429": "Too Many Requests (`too_many_requests`): wait `Retry-After` seconds.",
+}
+
+
+def document_common_errors(result: dict, generator, request, public) -> dict:
+    """drf-spectacular post-processing hook: the answers every API operation can give,
+    whatever its own annotations say (the request guards and the rate limiter run before
+    any view)."""
+    for path, item in result.get("paths", {}).items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, description in _COMMON_ERRORS.items():
+                operation["responses"].setdefault(status, {
+                    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {}}}},
+                    "description": description,
+                })
+            operation["responses"]["429"].setdefault("headers", {
+                "Retry-After": {"schema": {"type": "integer"},
+                                "description": "Seconds until the key's budget is renewed."},
+            })
+    return result

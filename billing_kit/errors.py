@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     INVALID_UNIT_BATCH = "invalid_unit_batch"
     INVALID_PROPERTIES = "invalid_properties"
     INVALID_FORMAT = "invalid_format"
+    INVALID_TIMEZONE = "invalid_timezone"
     TOO_MANY_EVENTS = "too_many_events"
     PERIOD_CLOSED = "period_closed"
     PAYLOAD_MISMATCH = "payload_mismatch"
@@ -45,6 +46,8 @@ class ErrorCode(StrEnum):
     EVENT_NOT_FOUND = "event_not_found"
     INVOICE_NOT_FOUND = "invoice_not_found"
     WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
+    CHARGE_NOT_FOUND = "charge_not_found"
+    METADATA_NOT_FOUND = "metadata_not_found"
     # State violations (Lago answers these with 405)
     NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
     PLAN_IN_USE = "plan_in_use"
@@ -58,6 +61,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL_ERROR = "internal_error"
+    STATEMENT_TIMEOUT = "statement_timeout"
     # Catalogue and ingest rules of metering (error_details items)
     NOT_COMPATIBLE_WITH_AGGREGATION_TYPE = "not_compatible_with_aggregation_type"
     NOT_COMPATIBLE_WITH_CHARGE_MODEL = "not_compatible_with_charge_model"
@@ -69,6 +73,8 @@ class ErrorCode(StrEnum):
     NO_EVENTS = "no_events"
     BEFORE_SUBSCRIPTION_START = "before_subscription_start"
     AFTER_SUBSCRIPTION_END = "after_subscription_end"
+    # estimate_fees: no charge of the event's metric is paid in advance (we have none).
+    DOES_NOT_MATCH_AN_INSTANT_CHARGE = "does_not_match_an_instant_charge"
     # --- #12 catalogue (lifecycle-catalogue): Lago's "attached" rules and currencies ---
     # A plan with subscriptions: ``interval``/``amount_currency``/``code``/``pay_in_advance``/
     # ``trial_period`` and its charges' ``charge_model`` are frozen (lago-api ``plan_locked``).
@@ -150,6 +156,13 @@ class UnsupportedMediaType(BillingError):
 class TooManyRequests(BillingError):
     error = "Too Many Requests"
     code = ErrorCode.TOO_MANY_REQUESTS
+
+
+class StatementTimeout(BillingError):
+    """A database statement of the request ran longer than API_STATEMENT_TIMEOUT_MS."""
+
+    error = "Service Unavailable"
+    code = ErrorCode.STATEMENT_TIMEOUT
 
 
 class ValidationFailed(BillingError):

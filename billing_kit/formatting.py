@@ -48,3 +48,23 @@ def from_cents(cents: int, currency: str | None = None) -> Decimal:
     ``from_cents(1000, "JPY") == 1000``, ``from_cents(1000, "USD") == 10``, ``from_cents(1000, "KWD") == 1``."""
     return Decimal(cents).scaleb(-minor_unit_exponent(currency))
 
+
+
+def money_display(amount: Decimal | None, currency: str | None) -> str:
+    """An amount as an operator reads it, in the currency's minor units: ``CAD 10.00``,
+    ``JPY 1,000`` (rounded half up, as Odoo rounds the invoice line)."""
+    if amount is None:
+        return "—"
+    decimals = minor_unit_exponent(currency)
+    rounded = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return f"{currency or ''} {rounded:,.{decimals}f}".strip()
+
+
+def rate_display(amount: Decimal | None, currency: str | None) -> str:
+    """A price per unit exactly: at least the minor units (``CAD 10.00``), and every
+    significant digit of a sub-cent rate (``CAD 0.0075``): nothing rounded away."""
+    if amount is None:
+        return "—"
+    exponent = int(amount.normalize().as_tuple().exponent)
+    decimals = max(minor_unit_exponent(currency), -exponent)
+    return f"{currency or ''} {amount:,.{decimals}f}".strip()

@@ -12,6 +12,7 @@ from django.views.defaults import page_not_found
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from .lago_surface import unsupported_code
 from .errors import (
     BillingError,
     BadRequest,
@@ -21,6 +22,7 @@ from .errors import (
     NotAllowed,
     NotFound,
     PayloadTooLarge,
+    StatementTimeout,
     TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
@@ -40,7 +42,21 @@ STATUS_BY_ERROR: dict[type[BillingError], int] = {
     UnsupportedMediaType: 415,
     ValidationFailed: 422,
     TooManyRequests: 429,
+    StatementTimeout: 503,
 }
+
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
+_QUERY_CANCELED = "57014"
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (a psycopg error, or Django's wrapping it) is a cancelled statement."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) == _QUERY_CANCELED:
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def status_of(error: BillingError) -> int:
@@ -120,7 +136,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
         return error_response(UnsupportedMediaType())
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
-        return error_response(NotAllowed())
+        # A Lago path served here without this method names what is not supported.
+        request = context.get("request")
+        code = unsupported_code(request.path.split("/api/v1/", 1)[-1]) if request is not None else ""
+        return error_response(NotAllowed(None if code.startswith("resource_") or not code else code))
     if isinstance(exc, drf_exceptions.NotFound):
         return error_response(NotFound())
     if isinstance(exc, drf_exceptions.PermissionDenied):
@@ -137,6 +156,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         return error_response(PayloadTooLarge())
     if isinstance(exc, drf_exceptions.APIException):
         return error_response(_DrfError(exc))
+    if is_statement_timeout(exc):
+        logger.warning("A statement of %s ran past API_STATEMENT_TIMEOUT_MS", type(context.get("view")).__name__)
+        return error_response(StatementTimeout())
     view = context.get("view")
     logger.exception("Unhandled error in API view %s", type(view).__name__ if view else "?")
     return error_response(BillingError())

@@ -26,8 +26,16 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .errors import BillingError, BadRequest, ErrorCode, NotFound, PayloadTooLarge, ValidationFailed
-from .http import json_error_response
+from .errors import (
+    BillingError,
+    BadRequest,
+    ErrorCode,
+    NotFound,
+    PayloadTooLarge,
+    StatementTimeout,
+    ValidationFailed,
+)
+from .http import is_statement_timeout, json_error_response
 from .params import names_holding_nul
 
 logger = logging.getLogger(__name__)
@@ -60,6 +68,9 @@ class ApiJsonErrorsMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not _is_json_path(request.path):
             return None
+        if is_statement_timeout(exception):
+            logger.warning("A statement of %s %s ran past API_STATEMENT_TIMEOUT_MS", request.method, request.path)
+            return json_error_response(StatementTimeout())
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return json_error_response(BillingError())
 

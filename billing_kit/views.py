@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework.views import APIView
 
 from .params import Query, read_query
+from .throttling import add_rate_headers
 
 
 class ServiceAPIView(APIView):
@@ -20,6 +21,11 @@ class ServiceAPIView(APIView):
         # DRF's stubs type request.user as a Django user; here it is that principal.
         principal: Any = self.request.user
         return principal.service
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # The caller's remaining budget (billing_kit.throttling), on successes and errors alike.
+        return add_rate_headers(response, getattr(request._request, "rate_limit_decision", None))
 
     def query(self, request: Any) -> Query:
         """The declared query parameters of the method handling ``request``."""

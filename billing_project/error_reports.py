@@ -9,7 +9,8 @@ header/environment value and traceback variable:
 
 - the password of any URL (``postgres://user:pw@host/db`` -> ``postgres://user:********@host/db``,
   ``redis://:pw@host``), and ``password``/``secret``/``token``/``key`` query parameters;
-- the ``password`` of a libpq ``key=value`` DSN (``host=db password=pw`` and quoted forms).
+- the ``password`` and ``sslpassword`` of a libpq ``key=value`` DSN (``host=db password=pw``
+  and quoted forms), parsed by ``psycopg.conninfo`` (``billing_kit.dsn``).
 """
 from __future__ import annotations
 
@@ -17,50 +18,27 @@ import re
 from collections.abc import Mapping
 from pprint import pformat
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
 from django.views.debug import SafeExceptionReporterFilter
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from billing_kit.dsn import KV_PASSWORD, redact_conninfo, redact_url
 
 MASK = SafeExceptionReporterFilter.cleansed_substitute
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
-_SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
-# libpq key=value: password=value, password = 'quoted \' value'
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# A URL; its user info may hold anything but whitespace up to an "@" (unescaped quotes,
+# slashes and "@" in pasted passwords included).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?:[^\s@]*@)*[^\s'\"<>`]*")
 
 
 def _redact_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL after all (e.g. an invalid port)
-        return url
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{hostinfo}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_QUERY_KEY.search(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if _SECRET_QUERY_KEY.search(k) else v) for k, v in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return redact_url(url, mask=MASK)
 
 
 def _redact_conninfo(text: str) -> str:
     """A whole ``key=value`` DSN, parsed as libpq does."""
-    try:
-        params = conninfo_to_dict(text)
-    except Exception:  # not a DSN: psycopg raises ProgrammingError
-        return _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
-    if "password" not in params:
-        return text
-    params["password"] = MASK
-    return make_conninfo("", **params)
+    return redact_conninfo(text, mask=MASK)
+
+
+_KV_PASSWORD = KV_PASSWORD
 
 
 def redact_credentials(text: str) -> str:

@@ -1,14 +1,18 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from billing_kit.http import json_not_found
+from billing_kit.lago_surface import LAGO_COLLECTIONS, LagoUnsupportedView
 from billing_project import health
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("identity.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("webhooks.api.urls")),
     path("", include("odoo_bridge.api.urls")),
+    # Last: any other path of Lago's API is a 405 naming its resource (not a bare 404).
+    re_path(r"^(?:%s)(?:/.*[^/])?$" % "|".join(sorted(LAGO_COLLECTIONS)), LagoUnsupportedView.as_view(),
+            name="lago-unsupported"),
 ]
 
 urlpatterns = [

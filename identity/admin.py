@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from . import keys
-from .models import AccountLink, ApiKey, Customer, Service
+from .models import AccountLink, AccountMetadata, ApiKey, Customer, Service
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -92,7 +92,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return "expired"
         return "active"
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset) -> None:
         for api_key in queryset:
             keys.revoke_key(prefix=api_key.prefix)
@@ -103,23 +103,39 @@ class AccountLinkInline(admin.TabularInline):
     model = AccountLink
     extra = 0
     fields = ("service", "external_id", "external_email", "deleted_at", "created_at")
-    readonly_fields = ("created_at",)
+    readonly_fields = ("service", "external_id", "created_at")
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # accounts are created by their service (they need its numbering)
 
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "email", "company", "currency", "country", "odoo_partner_id",
-                    "stripe_customer_id", "created_at")
-    list_filter = ("currency", "country", "account_links__service")
-    search_fields = ("name", "email", "company", "stripe_customer_id", "account_links__external_id")
+    list_display = ("__str__", "email", "odoo_partner_id", "created_at")
+    list_filter = ("account_links__service",)
+    search_fields = ("email", "account_links__external_id", "account_links__stripe_customer_id")
     readonly_fields = ("id", "created_at", "updated_at")
     inlines = [AccountLinkInline]
 
 
+class AccountMetadataInline(admin.TabularInline):
+    model = AccountMetadata
+    extra = 0
+    fields = ("key", "value", "display_in_invoice", "created_at")
+    readonly_fields = ("created_at",)
+
+
 @admin.register(AccountLink)
 class AccountLinkAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "service", "customer", "external_email", "deleted_at", "created_at")
-    list_filter = ("service", ("deleted_at", admin.EmptyFieldListFilter))
-    search_fields = ("external_id", "external_email", "customer__email", "customer__name")
-    raw_id_fields = ("customer",)
-    readonly_fields = ("id", "created_at", "updated_at")
+    list_display = ("external_id", "service", "sequential_id", "name", "customer", "external_email", "currency",
+                    "country", "stripe_customer_id", "deleted_at", "created_at")
+    list_filter = ("service", "currency", "country", ("deleted_at", admin.EmptyFieldListFilter))
+    search_fields = ("external_id", "external_email", "name", "legal_name", "customer__email", "stripe_customer_id")
+    # The unified customer is an identity fact set when the account was created: not editable here.
+    readonly_fields = ("id", "customer", "sequential_id", "slug", "odoo_invoice_partner_id", "created_at",
+                       "updated_at")
+    inlines = [AccountMetadataInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # accounts are created by their service through the API (they need its numbering)

@@ -9,7 +9,11 @@ POST/PUT/PATCH/DELETE of every ``/api/v1`` endpoint, whichever app owns the view
   - a request still in flight with that key → 409;
   - a 4xx/5xx response is not stored (nothing happened; Stripe does the same), the
     key is released and the request may be retried;
-  - keys are kept for ``IDEMPOTENCY_KEY_TTL_HOURS`` (≥ 24 h), then purged.
+  - keys are kept for ``IDEMPOTENCY_KEY_TTL_HOURS`` (≥ 24 h), then purged;
+  - the store never keeps a credential: members of a stored body named in
+    ``SECRET_MEMBERS`` (a webhook endpoint's signing secret, shown once) are removed
+    before it is written, so a replay answers what was done without the secret (the
+    client rotates the secret if it lost the first response).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -38,6 +42,38 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY_LENGTH = 255
 ClaimOutcome = Literal["claimed", "replay", "mismatch", "in_flight"]
+# JSON members, at any depth of a response, whose value is a credential.
+SECRET_MEMBERS = frozenset({"secret", "api_key", "signing_secret", "password", "token", "private_key"})
+
+
+def _without_secrets(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict):
+        removed = False
+        kept = {}
+        for name, member in value.items():
+            if name in SECRET_MEMBERS:
+                removed = True
+                continue
+            kept[name], inner = _without_secrets(member)
+            removed = removed or inner
+        return kept, removed
+    if isinstance(value, list):
+        items = [_without_secrets(item) for item in value]
+        return [item for item, _ in items], any(inner for _, inner in items)
+    return value, False
+
+
+def storable_body(body: bytes) -> bytes:
+    """``body`` as the store may keep it: without any credential member."""
+    if not any(f'"{name}"'.encode() in body for name in SECRET_MEMBERS):
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        # Not JSON yet naming a credential: keep nothing rather than the credential.
+        return b""
+    cleaned, removed = _without_secrets(data)
+    return json.dumps(cleaned, separators=(",", ":")).encode() if removed else body
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -108,7 +144,7 @@ class IdempotencyKeyMiddleware:
                     IdempotencyKey.objects.filter(pk=record.pk).update(
                         state=IdempotencyKey.State.COMPLETED,
                         response_status=response.status_code,
-                        response_body=response.content,
+                        response_body=storable_body(response.content),
                         response_content_type=response.get("Content-Type", "application/json"),
                         completed_at=timezone.now(),
                     )

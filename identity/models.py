@@ -31,6 +31,19 @@ class Service(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    @property
+    def lago_id(self) -> uuid.UUID:
+        """Lago's organization id is a UUID: derived from the primary key, so it never changes."""
+        return organization_lago_id(self.pk)
+
+
+# Fixed for ever: organization ids already sent in webhooks are derived from it.
+ORGANIZATION_ID_NAMESPACE = uuid.UUID("6f1d2c3b-8a4e-5f60-9b7c-0d1e2f3a4b5c")
+
+
+def organization_lago_id(service_pk: int) -> uuid.UUID:
+    return uuid.uuid5(ORGANIZATION_ID_NAMESPACE, f"service:{service_pk}")
+
 
 class ApiKey(models.Model):
     """Only the SHA-256 of the secret is stored; the secret is shown once, at creation."""
@@ -55,50 +68,88 @@ class ApiKey(models.Model):
 
 
 class Customer(models.Model):
-    """The unified client: one per real-world customer across every service (one Odoo partner)."""
+    """The unified client: one per real-world customer across every service (one Odoo commercial partner).
+
+    It holds only the identity fact that folded accounts together (the email) and the Odoo
+    commercial partner. Every profile field lives on the service's own ``AccountLink``: a
+    service never reads or writes what another service set.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=255, blank=True)
     email = models.EmailField(max_length=254, blank=True)
-    company = models.CharField(max_length=255, blank=True)
-    currency = models.CharField(max_length=3, default="CAD")
-    address_line1 = models.CharField(max_length=255, blank=True)
-    address_line2 = models.CharField(max_length=255, blank=True)
-    city = models.CharField(max_length=128, blank=True)
-    zipcode = models.CharField(max_length=32, blank=True)
-    state = models.CharField(max_length=64, blank=True)
-    country = models.CharField(max_length=2, blank=True)
-    phone = models.CharField(max_length=64, blank=True)
-    tax_identification_number = models.CharField(max_length=64, blank=True)
-    stripe_customer_id = models.CharField(max_length=255, blank=True)
     odoo_partner_id = models.PositiveIntegerField(null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name", "email"]
+        ordering = ["email", "created_at"]
         constraints = [
             # One customer per real client: emails match case-insensitively.
             models.UniqueConstraint(
                 Lower("email"), condition=~Q(email=""), name="customer_unique_email_ci"
             ),
-            models.CheckConstraint(
-                condition=Q(currency__regex=CURRENCY_CODE_CHECK), name="customer_currency_is_iso_code"
-            ),
         ]
 
     def __str__(self) -> str:
-        return self.name or self.email or str(self.id)
+        return self.email or str(self.id)
+
+
+class CustomerType(models.TextChoices):
+    COMPANY = "company"
+    INDIVIDUAL = "individual"
 
 
 class AccountLink(models.Model):
-    """An app's own account id (``external_id``) in one service, linked to the unified Customer."""
+    """An app's own account (``external_id``) in one service: what Lago calls the customer.
+
+    Its profile (name, addresses, tax id, billing settings, metadata, payment method) is the
+    service's own; ``customer`` is the unified client it was folded into by email when it was
+    created, and never changes afterwards (an email change cannot re-point it).
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="account_links")
     external_id = models.CharField(max_length=255)
     external_email = models.EmailField(max_length=254, blank=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="account_links")
+    # Lago's per-organization customer number, and the slug derived from it once.
+    sequential_id = models.PositiveIntegerField(editable=False)
+    slug = models.CharField(max_length=64, blank=True, editable=False)
+    name = models.CharField(max_length=255, blank=True)
+    firstname = models.CharField(max_length=120, blank=True)
+    lastname = models.CharField(max_length=120, blank=True)
+    legal_name = models.CharField(max_length=255, blank=True)
+    legal_number = models.CharField(max_length=255, blank=True)
+    customer_type = models.CharField(max_length=16, choices=CustomerType.choices, blank=True)
+    # Null until the service sets it or the first subscription gives it the plan's (as Lago).
+    currency = models.CharField(max_length=3, null=True, blank=True)
+    address_line1 = models.CharField(max_length=255, blank=True)
+    address_line2 = models.CharField(max_length=255, blank=True)
+    city = models.CharField(max_length=128, blank=True)
+    zipcode = models.CharField(max_length=32, blank=True)
+    state = models.CharField(max_length=64, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    shipping_address_line1 = models.CharField(max_length=255, blank=True)
+    shipping_address_line2 = models.CharField(max_length=255, blank=True)
+    shipping_city = models.CharField(max_length=128, blank=True)
+    shipping_zipcode = models.CharField(max_length=32, blank=True)
+    shipping_state = models.CharField(max_length=64, blank=True)
+    shipping_country = models.CharField(max_length=2, blank=True)
+    phone = models.CharField(max_length=64, blank=True)
+    url = models.CharField(max_length=255, blank=True)
+    tax_identification_number = models.CharField(max_length=64, blank=True)
+    net_payment_term = models.PositiveIntegerField(null=True, blank=True)
+    invoice_grace_period = models.PositiveIntegerField(null=True, blank=True)
+    document_locale = models.CharField(max_length=16, blank=True)
+    # This account's stored payment method. Never used for another account's orders; ops may
+    # set the same id on another account in the admin to share it explicitly.
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # The account's invoice-address contact: a child of the commercial partner in Odoo.
+    odoo_invoice_partner_id = models.PositiveIntegerField(null=True, blank=True, unique=True)
+    # Lago's customer ``timezone`` (IANA name; blank = BILLING_TIMEZONE): the calendar of
+    # this account's new subscriptions' billing windows.
+    # A database default too: bulk loaders that COPY explicit columns need not know it.
+    timezone = models.CharField(max_length=64, blank=True, default="", db_default="")
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -107,10 +158,40 @@ class AccountLink(models.Model):
         ordering = ["service__code", "external_id"]
         constraints = [
             models.UniqueConstraint(fields=["service", "external_id"], name="account_link_unique_per_service"),
+            models.UniqueConstraint(fields=["service", "sequential_id"], name="account_link_sequential_per_service"),
+            models.CheckConstraint(
+                condition=Q(currency__isnull=True) | Q(currency__regex=CURRENCY_CODE_CHECK),
+                name="account_link_currency_is_iso_code",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.service.code}:{self.external_id}"
+
+
+class AccountMetadata(models.Model):
+    """Lago's customer metadata item, on the service's own account."""
+
+    # Lago's limits (Metadata::CustomerMetadata).
+    MAX_PER_ACCOUNT = 5
+    KEY_MAX_LENGTH = 20
+    VALUE_MAX_LENGTH = 100
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(AccountLink, on_delete=models.CASCADE, related_name="metadata")
+    key = models.CharField(max_length=KEY_MAX_LENGTH)
+    value = models.CharField(max_length=VALUE_MAX_LENGTH)
+    display_in_invoice = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="account_metadata_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}:{self.key}"
 
 
 class IdempotencyKey(models.Model):

@@ -1,4 +1,4 @@
-"""Reads of customers, always scoped to the calling service."""
+"""Reads of customers, always scoped to the calling service's own accounts (never the unified Customer)."""
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
@@ -7,7 +7,7 @@ from identity.models import AccountLink, Service
 
 
 def active_links(*, service: Service) -> QuerySet[AccountLink]:
-    return AccountLink.objects.filter(service=service, deleted_at__isnull=True).select_related("customer")
+    return AccountLink.objects.filter(service=service, deleted_at__isnull=True).prefetch_related("metadata")
 
 
 def get_link(*, service: Service, external_id: str) -> AccountLink | None:
@@ -23,11 +23,12 @@ def list_links(
         links = links.filter(external_id=external_id)
     if search_term:
         links = links.filter(
-            Q(external_id__icontains=search_term) | Q(customer__name__icontains=search_term)
-            | Q(customer__email__icontains=search_term) | Q(external_email__icontains=search_term)
+            Q(external_id__icontains=search_term) | Q(name__icontains=search_term)
+            | Q(firstname__icontains=search_term) | Q(lastname__icontains=search_term)
+            | Q(legal_name__icontains=search_term) | Q(external_email__icontains=search_term)
         )
     if currencies:
-        links = links.filter(customer__currency__in=currencies)
+        links = links.filter(currency__in=currencies)
     if countries:
-        links = links.filter(customer__country__in=countries)
+        links = links.filter(country__in=countries)
     return links.order_by("-created_at", "id")

@@ -1,4 +1,4 @@
-"""Writes of customers: upsert by the service's own ``external_id`` onto one unified Customer."""
+"""Writes of customers: upsert the service's own account (``external_id``), folded by email into one unified Customer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,29 +6,27 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
+from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
-from identity.models import AccountLink, Customer, IdempotencyKey, Service
+from identity.models import AccountLink, AccountMetadata, Customer, IdempotencyKey, Service
 from identity.renderers import render_customer
 # The one sanctioned upward import of the dependency order: the webhook outbox (a port).
 from webhooks.services import WebhookType, record_event
 
-# Request field -> Customer column. Only these are ever written (no mass assignment).
-CUSTOMER_PROFILE_FIELDS = {
-    "name": "name",
-    "legal_name": "company",
-    "currency": "currency",
-    "address_line1": "address_line1",
-    "address_line2": "address_line2",
-    "city": "city",
-    "zipcode": "zipcode",
-    "state": "state",
-    "country": "country",
-    "phone": "phone",
-    "tax_identification_number": "tax_identification_number",
-}
+# Request fields written to the service's own account. Only these are ever written (no mass assignment).
+ACCOUNT_PROFILE_FIELDS = (
+    "name", "firstname", "lastname", "legal_name", "legal_number", "customer_type", "currency",
+    "address_line1", "address_line2", "city", "zipcode", "state", "country", "phone", "url",
+    "tax_identification_number", "net_payment_term",
+)
+# Nullable columns keep None; text columns store "" for "not set".
+NULLABLE_PROFILE_FIELDS = frozenset({"currency", "net_payment_term", "invoice_grace_period"})
+BILLING_CONFIGURATION_FIELDS = ("invoice_grace_period", "document_locale")
+SHIPPING_ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "zipcode", "state", "country")
 
 
 @dataclass(frozen=True)
@@ -42,29 +40,51 @@ def _find_customer_by_email(email: str) -> Customer | None:
     return Customer.objects.filter(email__iexact=email).first() if email else None
 
 
+def _column_value(field: str, value: Any) -> Any:
+    if value in (None, "") and field in NULLABLE_PROFILE_FIELDS:
+        return None
+    return value
+
+
 def _profile_values(data: dict[str, Any]) -> dict[str, Any]:
-    values = {column: data[field] for field, column in CUSTOMER_PROFILE_FIELDS.items()
+    """Column values of the account from the request; a field absent or null is left as it is."""
+    values = {field: _column_value(field, data[field]) for field in ACCOUNT_PROFILE_FIELDS
               if data.get(field) is not None}
-    if "name" not in values and (data.get("firstname") or data.get("lastname")):
-        values["name"] = " ".join(p for p in (data.get("firstname"), data.get("lastname")) if p)
+    billing = data.get("billing_configuration") or {}
+    values.update({field: _column_value(field, billing[field]) for field in BILLING_CONFIGURATION_FIELDS
+                   if billing.get(field) is not None})
+    shipping = data.get("shipping_address") or {}
+    values.update({f"shipping_{field}": shipping[field] for field in SHIPPING_ADDRESS_FIELDS
+                   if shipping.get(field) is not None})
     return values
+
+
+def document_number_prefix(service: Service) -> str:
+    """Lago's organization ``document_number_prefix``: 3 letters of the name and the id's last 4."""
+    letters = "".join(ch for ch in service.name.upper() if ch.isalnum())[:3] or service.code[:3].upper()
+    return f"{letters}-{service.pk % 10000:04d}"
+
+
+@transaction.atomic
+def allocate_account_number(*, service: Service) -> tuple[int, str]:
+    """(sequential_id, slug) of the service's next account, as Lago numbers customers per organization."""
+    # Lock the service row: numbering is per service and concurrent creations must not share a number.
+    Service.objects.select_for_update().filter(pk=service.pk).exists()
+    last = AccountLink.objects.filter(service=service).aggregate(last=Max("sequential_id"))["last"]
+    sequential_id = (last or 0) + 1
+    return sequential_id, f"{document_number_prefix(service)}-{sequential_id:03d}"
 
 
 def upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert:
     """Create or update the service's account ``data["external_id"]``.
 
     A new account joins the unified Customer with the same email (case-insensitive),
-    so one real client has one Customer across services; otherwise a Customer is
-    created. Retried (up to twice) when a concurrent request created the same account or email.
+    so one real client has one Customer (one Odoo commercial partner) across services;
+    otherwise a Customer is created. That join is internal: the account's profile is its
+    own and a later email change never moves it to another Customer. Re-run when a
+    concurrent request created the same account or email, or deadlocked with this one.
     """
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _upsert_customer(service=service, data=data)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return atomic_with_retries(lambda: _upsert_customer(service=service, data=data))
 
 
 def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpsert:
@@ -78,28 +98,35 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
     if link is None:
         customer = _find_customer_by_email(email)
         if customer is None:
-            customer = Customer.objects.create(email=email, **profile)
+            customer = Customer.objects.create(email=email)
+        sequential_id, slug = allocate_account_number(service=service)
         link = AccountLink.objects.create(
-            service=service, external_id=external_id, external_email=email, customer=customer
+            service=service, external_id=external_id, external_email=email, customer=customer,
+            sequential_id=sequential_id, slug=slug, timezone=data.get("timezone") or "", **profile,
         )
     else:
         if link.deleted_at is not None:
             link.deleted_at = None
             changed = True
-        customer = link.customer
+        # Lago: a sent ``timezone`` (null included) replaces the account's; an absent one keeps it.
+        if "timezone" in data and (data["timezone"] or "") != link.timezone:
+            link.timezone = data["timezone"] or ""
+            changed = True
         if email and email.lower() != (link.external_email or "").lower():
             link.external_email = email
             changed = True
-            owner = _find_customer_by_email(email)
-            if owner is not None and owner.pk != customer.pk:
-                # The account's new email belongs to a known client: it is that client.
-                link.customer = customer = owner
-            elif not customer.email:
-                profile["email"] = email
-        _, updated = model_update(instance=customer, data=profile)
+            customer = link.customer
+            if not customer.email and _find_customer_by_email(email) is None:
+                # A client known without an email gets it; one that already belongs to
+                # another client never moves the account there (the account stays its own).
+                customer.email = email
+                customer.save(update_fields=["email", "updated_at"])
+        _, updated = model_update(instance=link, data=profile, save=False)
         changed = changed or bool(updated)
         if changed:
             link.save()
+    if "metadata" in data and data["metadata"] is not None:
+        changed = _replace_metadata(link=link, items=data["metadata"]) or changed
     if changed:
         record_event(
             service=service,
@@ -107,6 +134,38 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
             object_type="customer", payload=render_customer(link),
         )
     return CustomerUpsert(link=link, created=created, changed=changed)
+
+
+def _replace_metadata(*, link: AccountLink, items: list[dict[str, Any]]) -> bool:
+    """Lago's ``Customers::Metadata::UpdateService``: an item with the id of one of the account's
+    items updates it, any other item is created, and the account's items not sent are deleted.
+    Ids are looked up in this account only. Returns whether anything changed."""
+    existing = {str(item.pk): item for item in link.metadata.all()}
+    updates = [(existing.get(str(item.get("id") or "")), item) for item in items]
+    sent = {str(current.pk) for current, _ in updates if current is not None}
+    changed = False
+    # Deletions, then updates, then creations: a key may move from one item to another.
+    stale = [pk for pk in existing if pk not in sent]
+    if stale:
+        AccountMetadata.objects.filter(pk__in=stale).delete()
+        changed = True
+    for current, item in sorted(updates, key=lambda pair: pair[0] is None):
+        values = {"key": item["key"], "value": item["value"],
+                  "display_in_invoice": bool(item.get("display_in_invoice"))}
+        if current is None:
+            AccountMetadata.objects.create(account=link, **values)
+            changed = True
+        else:
+            _, updated = model_update(instance=current, data=values)
+            changed = changed or bool(updated)
+    return changed
+
+
+def assign_currency(*, link: AccountLink, currency: str) -> None:
+    """Lago gives a customer without a currency the currency of its first plan."""
+    if link.currency is None:
+        link.currency = currency
+        link.save(update_fields=["currency", "updated_at"])
 
 
 @transaction.atomic

@@ -6,11 +6,13 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
+from billing_kit.formatting import money_display, rate_display
+
 from .models import BillableMetric, Charge, ChargeTier, Plan, PlanFee, RatedUsage, Subscription, UsageEvent
 
 
 def money(amount: Decimal | None, currency: str) -> str:
-    return f"{currency} {amount:,}" if amount is not None else "—"
+    return money_display(amount, currency)
 
 
 @admin.register(BillableMetric)
@@ -56,7 +58,7 @@ class ChargeAdmin(admin.ModelAdmin):
 
     @admin.display(description="price")
     def price(self, charge: Charge) -> str:
-        return money(charge.amount, charge.plan.amount_currency)
+        return rate_display(charge.amount, charge.plan.amount_currency)
 
 
 @admin.register(Subscription)

@@ -16,9 +16,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing_kit.retries import atomic_with_retries
 from identity.models import AccountLink, Service
-from metering import plan_fees, rating, services
-from metering.models import Subscription, SubscriptionStatus
+from metering import plan_fees, rating, services, windows
+from metering.models import Plan, Subscription, SubscriptionStatus
 from metering.services.subscriptions import SubscriptionResult
 
 
@@ -35,21 +36,27 @@ def _credit_window_opened_after_end(subscription_id: Any) -> None:
     if (sub.terminated_at is None or sub.current_period_start is None or sub.current_period_end is None
             or sub.billing_anchor is None or sub.terminated_at > sub.current_period_start):
         return
+    kept = rating.kept_plan_amounts([(sub.id, sub.current_period_start)])
     plan_fees.window_closed(
         subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.plan.pay_in_advance,
-        amount=sub.flat_amount, currency=sub.currency, interval=sub.plan.interval, anchor=sub.billing_anchor,
-        start=sub.current_period_start, period_end=sub.current_period_end, ended_at=sub.terminated_at,
-        credit_note=sub.on_termination_credit_note, trial_end=sub.trial_ends_at)
+        amount=kept.get((sub.id, sub.current_period_start), sub.flat_amount), currency=sub.currency,
+        interval=sub.plan.interval, anchor=sub.billing_anchor, start=sub.current_period_start,
+        period_end=sub.current_period_end, ended_at=sub.terminated_at, credit_note=sub.on_termination_credit_note,
+        tz=windows.zone(sub.billing_timezone), replaced=bool(rating.replaced_subscriptions([sub.id])),
+        trial_end=sub.trial_ends_at)
 
 
 def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None
                         ) -> SubscriptionResult:
     """``services.create_subscription``; an upgrade's ended subscription is closed at once."""
     now = now or timezone.now()
-    with transaction.atomic():
+
+    def create() -> SubscriptionResult:
         result = services.create_subscription(service=service, data=data, now=now)
         _close_final_windows(result.ended, now)
-    return result
+        return result
+
+    return atomic_with_retries(create)
 
 
 def terminate_subscription(*, subscription: Subscription, now: datetime | None = None,
@@ -106,3 +113,19 @@ def apply_due_downgrades(*, now: datetime | None = None) -> int:
             _close_final_windows(result.ended, now)
             count += 1
     return count
+
+
+def finish_plan_deletions(*, now: datetime | None = None) -> int:
+    """Lago's ``Plans::DestroyJob`` for every plan pending deletion: its active subscriptions
+    are terminated now (final window closed, as a DELETE of each), its pending ones
+    canceled, then the plan is discarded. Queued by the DELETE, run again by each rating
+    run (a lost task only delays it). Returns the plans discarded."""
+    now = now or timezone.now()
+    discarded = 0
+    for plan_id in Plan.objects.filter(pending_deletion=True, deleted_at__isnull=True).values_list("id", flat=True):
+        for subscription in Subscription.objects.filter(
+                plan_id=plan_id, status__in=(SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)):
+            terminate_subscription(subscription=subscription, now=now)
+        if services.discard_plan(plan_id=plan_id, now=now):
+            discarded += 1
+    return discarded

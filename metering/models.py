@@ -77,13 +77,20 @@ class Plan(models.Model):
     trial_period = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     odoo_plan_id = models.PositiveIntegerField(null=True, blank=True)
     odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
+    # Lago's plan metadata: string keys, string or null values; null = none.
+    metadata = models.JSONField(null=True, blank=True)
+    # Lago's DELETE: pending_deletion while its subscriptions are being ended, then
+    # deleted_at (discarded: kept for the bills that reference it, its code free again).
+    pending_deletion = models.BooleanField(default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["service__code", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["service", "code"], name="plan_code_unique_per_service"),
+            models.UniqueConstraint(fields=["service", "code"], condition=Q(deleted_at__isnull=True),
+                                    name="plan_code_unique_per_service"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="plan_amount_not_negative"),
             models.CheckConstraint(
                 condition=Q(amount_currency__regex=CURRENCY_CODE_CHECK), name="plan_currency_is_iso_code"
@@ -208,6 +215,11 @@ class Subscription(models.Model):
     canceled_at = models.DateTimeField(null=True, blank=True)
     # The instant billing periods are counted from (see metering.windows).
     billing_anchor = models.DateTimeField(null=True, blank=True)
+    # IANA name of the calendar its windows and proration days are counted in: the
+    # customer's ``timezone`` (else BILLING_TIMEZONE) when the API created it, kept so that
+    # a later change of the customer's timezone never moves its windows. UTC for imported
+    # subscriptions (NexaCloud's periods are UTC) and those created before this field.
+    billing_timezone = models.CharField(max_length=64, default="UTC", db_default="UTC", editable=False)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     # Rating: usage before this instant is frozen (closed windows); set when a window closes.
@@ -228,6 +240,9 @@ class Subscription(models.Model):
     # when the beat sees it passed.
     trial_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
     trial_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The UTC day subscription.termination_alert was last sent (Lago sends it once a day
+    # when ending_at is N days away).
+    termination_alert_sent_on = models.DateField(null=True, blank=True, editable=False)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -280,17 +295,41 @@ class UsageEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["service", "external_subscription_id", "transaction_id"],
-                name="usage_event_transaction_unique",
-            ),
-        ]
+        # On PostgreSQL the table is partitioned by month of ``timestamp`` (migration
+        # 0009, metering.services.partitions); its primary key there is (id, timestamp).
+        # Lago's uniqueness (service, external_subscription_id, transaction_id) cannot be
+        # a unique index of a table partitioned by timestamp: UsageEventKey holds it.
         indexes = [
             # Rating reads (subscription, code, timestamp range) -> value: an index-only scan.
             models.Index(fields=["subscription", "code", "timestamp"], include=["value"],
                          name="usage_event_rating_cover"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.external_subscription_id}:{self.transaction_id}"
+
+
+class UsageEventKey(models.Model):
+    """The unique key of every stored usage event, outside the monthly partitions.
+
+    A unique index of a partitioned table must contain the partition key, which would
+    make (service, external_subscription_id, transaction_id) unique per timestamp only.
+    This slim table is not partitioned: its primary key is the exact rule, ordered so
+    that it also serves ``GET /events/{transaction_id}`` without the subscription. It is
+    written in the same statement as the event (ingest), and ``event_id`` + ``timestamp``
+    find the event in its partition. Rows leave with their archived partition.
+    """
+
+    pk = models.CompositePrimaryKey("service_id", "transaction_id", "external_subscription_id")
+    # No foreign-key constraint: the event row carries the real one, and a second
+    # referential check per ingested row would cost for nothing.
+    service = models.ForeignKey(Service, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                                db_index=False)
+    transaction_id = models.CharField(max_length=255)
+    external_subscription_id = models.CharField(max_length=255)
+    event_id = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    payload_hash = models.CharField(max_length=64)
 
     def __str__(self) -> str:
         return f"{self.external_subscription_id}:{self.transaction_id}"

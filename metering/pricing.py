@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 CHARGE_MODELS = ("standard", "package", "graduated", "volume")
+# Lago's other charge models: valid in Lago, not built here, so ``not_supported`` (not "invalid").
+LAGO_CHARGE_MODELS_NOT_BUILT = ("percentage", "graduated_percentage", "custom", "dynamic")
 AMOUNT_PLACES = 6
 _MICRO = Decimal(1).scaleb(-AMOUNT_PLACES)
 ZERO = Decimal(0)
@@ -263,6 +265,8 @@ def parse_charge_properties(*, charge_model: Any, properties: Any) -> ChargeTerm
     are ignored, as Lago does (it filters properties per charge model).
     """
     errors = _Errors()
+    if charge_model in LAGO_CHARGE_MODELS_NOT_BUILT:
+        raise ChargePropertiesInvalid({"charge_model": [ErrorCode.NOT_SUPPORTED]})
     if charge_model not in CHARGE_MODELS:
         raise ChargePropertiesInvalid({"charge_model": [ErrorCode.VALUE_IS_INVALID]})
     if not isinstance(properties, Mapping):

@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 from uuid import UUID
@@ -504,15 +504,52 @@ def _window_terms(sub_ids: Sequence[UUID], *, window_start: datetime | None = No
             for sub_id, charge_id, raw in rows.values_list("subscription_id", "charge_id", "terms")}
 
 
-def _price(spec: _ChargeSpec, units: Decimal, kept: _KeptTerms | None = None) -> tuple[Decimal, Decimal]:
+def _price(spec: _ChargeSpec, units: Decimal, kept: _KeptTerms | None = None,
+           share: tuple[int, int] | None = None) -> tuple[Decimal, Decimal]:
     """Billable units and amount of ``units`` under the window's terms: those kept for it
-    when the price changed mid-window, else the charge's; at least the charge's minimum."""
+    when the price changed mid-window, else the charge's; at least the charge's minimum,
+    prorated to ``share`` = (days billed, days of the full period) of a partial window."""
     terms, min_amount = (spec.terms, spec.min_amount) if kept is None else (kept.terms, kept.min_amount)
     if terms is None:  # a charge added mid-window bills from the next window
         return ZERO, quantize_amount(ZERO)
     # A negative sum (decrements) bills nothing; the units are kept as aggregated.
     priced = price_units(terms=terms, units=units if units > 0 else ZERO)
+    if min_amount and share is not None and share[0] != share[1]:
+        min_amount = min_amount * share[0] / share[1]
     return priced.billable_units, with_min_amount(priced.amount, min_amount)
+
+
+def _has_minimum(specs: Iterable[_ChargeSpec], kept: dict[tuple[str, str], _KeptTerms], sub_key: str) -> bool:
+    return any(spec.min_amount > 0 or (sub_key, spec.charge_key) in kept for spec in specs)
+
+
+def _window_share(*, interval: str, billing_time: str, anchor: datetime | None, started_at: datetime | None,
+                  start: datetime, period_end: datetime, terminated_at: datetime | None, tz_name: str,
+                  replaced: bool) -> tuple[int, int]:
+    """(days billed, days of the full period) of a window, as the base fee counts them
+    (Lago prorates ``min_amount_cents`` over the charges' period the same way)."""
+    tz = windows.zone(tz_name)
+    if anchor is None:
+        anchor = windows.default_anchor(interval=interval, billing_time=billing_time,
+                                        started_at=started_at or start, tz=tz)
+    end = period_end if terminated_at is None else min(period_end, terminated_at)
+    days = plan_fees.billed_days(start=start, end=end, period_end=period_end, tz=tz, replaced=replaced)
+    return days, plan_fees.period_days(interval=interval, anchor=anchor, at=start, tz=tz)
+
+
+def _current_window_shares(sub_ids: Sequence[UUID]) -> dict[str, tuple[int, int]]:
+    """``_window_share`` of each subscription's current window, keyed by str(id)."""
+    if not sub_ids:
+        return {}
+    rows = list(Subscription.objects.filter(id__in=sub_ids, current_period_start__isnull=False).values_list(
+        "id", "plan__interval", "billing_time", "billing_anchor", "started_at", "current_period_start",
+        "current_period_end", "terminated_at", "billing_timezone"))
+    replaced = replaced_subscriptions([row[0] for row in rows if row[7] is not None])
+    return {str(sub_id): _window_share(interval=interval, billing_time=billing_time, anchor=anchor,
+                                       started_at=started_at, start=start, period_end=end, terminated_at=terminated_at,
+                                       tz_name=tz_name, replaced=sub_id in replaced)
+            for sub_id, interval, billing_time, anchor, started_at, start, end, terminated_at, tz_name in rows
+            if start is not None and end is not None}
 
 
 # --------------------------------------------------------------------------- compute (read-only)
@@ -535,10 +572,25 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     ), specs_by_code, window_starts=lambda: [
         (str(subscription.id), subscription.service_id, subscription.external_id, window_start)])
     kept = _window_terms([subscription.id], window_start=window_start)
+    share = None
+    if _has_minimum(specs, kept, str(subscription.id)):
+        # The period holding the window; a window ending before it was cut by a termination.
+        tz = windows.zone(subscription.billing_timezone)
+        anchor = subscription.billing_anchor or windows.default_anchor(
+            interval=subscription.plan.interval, billing_time=subscription.billing_time,
+            started_at=subscription.started_at or window_start, tz=tz)
+        _, period_end = windows.billing_window(interval=subscription.plan.interval, anchor=anchor, at=window_start,
+                                               tz=tz)
+        cut = window_end if window_end < period_end else None
+        share = _window_share(
+            interval=subscription.plan.interval, billing_time=subscription.billing_time, anchor=anchor,
+            started_at=subscription.started_at, start=window_start, period_end=period_end, terminated_at=cut,
+            tz_name=subscription.billing_timezone,
+            replaced=bool(cut and replaced_subscriptions([subscription.id])))
     usages = []
     for spec in specs:
         units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
-        billable, amount = _price(spec, units, kept.get((str(subscription.id), spec.charge_key)))
+        billable, amount = _price(spec, units, kept.get((str(subscription.id), spec.charge_key)), share)
         usages.append(ChargeUsage(spec.charge, units, billable, amount, count, subscription.currency))
     return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
 
@@ -549,6 +601,7 @@ _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
     "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note", "trial_ends_at",
+    "billing_timezone",
 )
 
 
@@ -570,6 +623,11 @@ class _Sub:
     currency: str = ""
     credit_note: str = ""
     trial_end: datetime | None = None
+    timezone_name: str = "UTC"
+
+    @property
+    def tz(self) -> tzinfo:
+        return windows.zone(self.timezone_name)
 
     @property
     def anchor(self) -> datetime:
@@ -577,7 +635,7 @@ class _Sub:
         if self.billing_anchor is not None:
             return self.billing_anchor
         return windows.default_anchor(interval=self.interval, billing_time=self.billing_time,
-                                      started_at=self.started_at or self.start)
+                                      started_at=self.started_at or self.start, tz=self.tz)
 
     @property
     def window_end(self) -> datetime:
@@ -624,6 +682,7 @@ def _as_sub(row: tuple) -> _Sub:
         currency=values["currency"],
         credit_note=values["on_termination_credit_note"],
         trial_end=values["trial_ends_at"],
+        timezone_name=values["billing_timezone"],
     )
 
 
@@ -699,11 +758,13 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
                             current_windows_of=(sub_ids, sub_keys),
                             window_starts=partial(_current_window_starts, sub_ids))
     kept = _window_terms(sub_ids)
+    shares = _current_window_shares([s.id for s, key in zip(subs, sub_keys)
+                                     if _has_minimum(plans.of(s.plan_id), kept, key)])
     column_subs, charges, units_col, billable_col, amount_col, count_col = [], [], [], [], [], []
     for sub, key in zip(subs, sub_keys):
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((key, spec.code)))
-            billable, amount = _price(spec, units, kept.get((key, spec.charge_key)))
+            billable, amount = _price(spec, units, kept.get((key, spec.charge_key)), shares.get(key))
             column_subs.append(key)
             charges.append(spec.charge_key)
             units_col.append(units)
@@ -799,12 +860,13 @@ def _rate_current_windows_orm(subs: Sequence[_Key | _Sub], plans: _PlanCharges, 
     aggregates = _aggregate(lambda: _window_events([s.id for s in subs]), specs_by_code,
                             window_starts=partial(_current_window_starts, [s.id for s in subs]))
     kept = _window_terms([s.id for s in subs])
+    shares = _current_window_shares([s.id for s in subs if _has_minimum(plans.of(s.plan_id), kept, str(s.id))])
     rated: list[_Rated] = []
     for sub in subs:
         window_start, window_end = windows_by_id[sub.id]
         for spec in plans.of(sub.plan_id):
             units, count = _units(spec, aggregates.get((str(sub.id), spec.code)))
-            billable, amount = _price(spec, units, kept.get((str(sub.id), spec.charge_key)))
+            billable, amount = _price(spec, units, kept.get((str(sub.id), spec.charge_key)), shares.get(str(sub.id)))
             rated.append(_Rated(sub.id, spec.charge.id, window_start, window_end, units, billable, amount, count))
     created, updated = _upsert_orm(subs, rated, now)
     summary.rows_created += created
@@ -870,16 +932,20 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
     ).update(state=RatedUsageState.FROZEN)
     opened = []
     fees: list[PlanFee] = []
+    replaced = replaced_subscriptions([s.id for s in subs if s.is_final_window])
+    kept_amounts = kept_plan_amounts([(s.id, s.start) for s in subs])
     for sub in subs:
         summary.windows_closed += 1
         final = sub.is_final_window
         # The base fee of the window that closes (arrears), or the credit of its unused
-        # part (advance, ended early): same transaction as the freeze.
+        # part (advance, ended early), at the plan amount the window opened with: same
+        # transaction as the freeze.
         plan_fees.window_closed(
             subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
-            amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
-            start=sub.start, period_end=sub.end, ended_at=sub.terminated_at if final else None,
-            credit_note=sub.credit_note, into=fees, trial_end=sub.trial_end)
+            amount=kept_amounts.get((sub.id, sub.start), sub.flat_amount), currency=sub.currency,
+            interval=sub.interval, anchor=sub.anchor, start=sub.start, period_end=sub.end,
+            ended_at=sub.terminated_at if final else None, credit_note=sub.credit_note, tz=sub.tz,
+            replaced=sub.id in replaced, into=fees, trial_end=sub.trial_end)
         if final:
             sub.frozen_until = sub.terminated_at
         else:
@@ -888,7 +954,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
             plan_fees.window_opened(
                 subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
                 amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
-                start=sub.start, end=sub.end, into=fees, trial_end=sub.trial_end)
+                start=sub.start, end=sub.end, tz=sub.tz, into=fees, trial_end=sub.trial_end)
             opened.append(sub)
     plan_fees.save(fees)
     changed = subs
@@ -907,9 +973,31 @@ def _next_window_end(sub: _Sub) -> datetime:
     started_at = sub.started_at or sub.start
     _, end = windows.subscription_window(
         interval=sub.interval, billing_time=sub.billing_time, started_at=started_at, at=sub.end,
-        anchor=sub.billing_anchor,
+        anchor=sub.billing_anchor, tz=sub.tz,
     )
     return end
+
+
+def replaced_subscriptions(ids: Sequence[UUID]) -> set[UUID]:
+    """Those of ``ids`` a plan change replaced by a new subscription (Lago's "upgraded":
+    the day of the change is billed by the new plan, not by the old)."""
+    if not ids:
+        return set()
+    return set(Subscription.objects.filter(previous_subscription_id__in=ids)
+               .values_list("previous_subscription_id", flat=True))
+
+
+def kept_plan_amounts(windows_of: Sequence[tuple[UUID, datetime]]) -> dict[tuple[UUID, datetime], Decimal]:
+    """The plan amount each ``(subscription, window_start)`` opened with, where the plan's
+    price changed since (``WindowTerms`` with no charge); usually none."""
+    if not windows_of:
+        return {}
+    wanted = set(windows_of)
+    rows = (WindowTerms.objects.filter(subscription_id__in={sub_id for sub_id, _ in windows_of},
+                                       charge__isnull=True)
+            .values_list("subscription_id", "window_start", "terms"))
+    return {(sub_id, start): Decimal(terms["amount"]) for sub_id, start, terms in rows
+            if (sub_id, start) in wanted and "amount" in terms}
 
 
 def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> RatingSummary:

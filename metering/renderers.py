@@ -8,6 +8,7 @@ from typing import Any
 from billing_kit.formatting import iso_millis, iso_seconds, to_cents
 from metering.models import BillableMetric, Charge, Plan, Subscription
 from metering.pricing import render_charge_properties
+from metering import windows
 
 # Events have no UUID column: their lago_id is derived from their unique key, so it is
 # stable across identical resends and reveals no internal sequence number.
@@ -86,13 +87,13 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "bill_charges_monthly": None,
         "bill_fixed_charges_monthly": None,
         "parent_id": None,
-        "pending_deletion": False,
+        "pending_deletion": plan.pending_deletion,
         "charges": [render_charge(charge) for charge in plan.charges.all()],
         "fixed_charges": [],
         "usage_thresholds": [],
         "taxes": [],
         "minimum_commitment": None,
-        "metadata": None,
+        "metadata": plan.metadata,
     }
 
 
@@ -123,7 +124,9 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "previous_plan_code": previous.plan.code if previous is not None else None,
         "next_plan_code": next_plan.code if next_plan is not None else None,
         # Lago: the date the pending downgrade happens, the current window's end.
-        "downgrade_plan_date": (subscription.current_period_end.date().isoformat()
+        # The date, in the subscription's billing calendar, on which the next plan starts.
+        "downgrade_plan_date": (windows.local_date(subscription.current_period_end,
+                                                   windows.zone(subscription.billing_timezone)).isoformat()
                                 if next_plan is not None and subscription.current_period_end else None),
         "current_billing_period_started_at": iso_seconds(subscription.current_period_start),
         "current_billing_period_ending_at": iso_seconds(subscription.current_period_end),

@@ -1,10 +1,26 @@
 """Reads of the metering catalogue, subscriptions and events, always scoped to one service."""
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, Prefetch, QuerySet
+
+from billing_kit.formatting import to_cents
 
 from identity.models import AccountLink, Service
-from metering.models import BillableMetric, Charge, Plan, Subscription, SubscriptionStatus, UsageEvent
+from metering.models import (
+    BillableMetric,
+    Charge,
+    Plan,
+    RatedUsage,
+    RatedUsageState,
+    Subscription,
+    SubscriptionStatus,
+    UsageEvent,
+    UsageEventKey,
+)
+from metering.rating import compute_usage
 
 SUBSCRIPTION_STATUSES = [choice for choice, _ in SubscriptionStatus.choices]
 
@@ -24,11 +40,16 @@ def charges_prefetch(*, lookup: str = "charges") -> Prefetch:
 
 
 def plans(*, service: Service) -> QuerySet[Plan]:
-    return Plan.objects.filter(service=service).prefetch_related(charges_prefetch()).order_by("-created_at", "id")
+    """Lago lists plans pending deletion too; deleted (discarded) ones never."""
+    return (Plan.objects.filter(service=service, deleted_at__isnull=True).prefetch_related(charges_prefetch())
+            .order_by("-created_at", "id"))
 
 
-def get_plan(*, service: Service, code: str) -> Plan | None:
-    return plans(service=service).filter(code=code).first()
+def get_plan(*, service: Service, code: str, include_pending_deletion: bool = True) -> Plan | None:
+    found = plans(service=service).filter(code=code)
+    if not include_pending_deletion:
+        found = found.filter(pending_deletion=False)
+    return found.first()
 
 
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:
@@ -64,7 +85,56 @@ def list_subscriptions(*, service: Service, statuses: list[str], external_custom
 
 def get_event(*, service: Service, transaction_id: str, external_subscription_id: str | None = None
               ) -> UsageEvent | None:
-    events = UsageEvent.objects.filter(service=service, transaction_id=transaction_id)
+    """The newest event stored under ``transaction_id`` (of one subscription if given).
+
+    Found through the key table, whose primary key leads with (service, transaction_id):
+    an index lookup whatever the number of events, then the event by its id in the
+    partition of its timestamp."""
+    keys = UsageEventKey.objects.filter(service=service, transaction_id=transaction_id)
+    if external_subscription_id:
+        keys = keys.filter(external_subscription_id=external_subscription_id)
+    key = keys.order_by("-event_id").values_list("event_id", "timestamp").first()
+    if key is None:
+        return None
+    return (UsageEvent.objects.filter(service=service, pk=key[0], timestamp=key[1])
+            .select_related("subscription__account_link").first())
+
+
+def list_events(*, service: Service, code: str | None = None, external_subscription_id: str | None = None,
+                timestamp_from: datetime | None = None, timestamp_to: datetime | None = None,
+                from_subscription_start: bool = False) -> QuerySet[UsageEvent]:
+    """Lago's ``GET /events``: this service's events, newest timestamp first."""
+    events = UsageEvent.objects.filter(service=service)
+    if code:
+        events = events.filter(code=code)
     if external_subscription_id:
         events = events.filter(external_subscription_id=external_subscription_id)
-    return events.select_related("subscription__account_link").order_by("-created_at", "-id").first()
+    if timestamp_from is not None:
+        events = events.filter(timestamp__gte=timestamp_from)
+    if timestamp_to is not None:
+        events = events.filter(timestamp__lte=timestamp_to)
+    if from_subscription_start:
+        events = events.filter(timestamp__gte=F("subscription__started_at"))
+    return events.select_related("subscription").order_by("-timestamp", "-id")
+
+
+@dataclass(frozen=True)
+class LifetimeUsage:
+    invoiced_amount_cents: int
+    current_amount_cents: int
+
+
+def lifetime_usage(*, subscription: Subscription) -> LifetimeUsage:
+    """Lago's lifetime usage, from the rating engine's own figures: the usage of the
+    subscription's closed (frozen) windows — what goes on its Odoo invoices, each window
+    and charge rounded to cents as its invoice line is — and the open window computed
+    live by ``compute_usage``, as ``current_usage``."""
+    invoiced = sum(to_cents(amount, subscription.currency) for amount in RatedUsage.objects.filter(
+        subscription=subscription, state=RatedUsageState.FROZEN).values_list("amount", flat=True))
+    current = 0
+    if (subscription.status == SubscriptionStatus.ACTIVE and subscription.current_period_start is not None
+            and subscription.current_period_end is not None):
+        usage = compute_usage(subscription=subscription, window_start=subscription.current_period_start,
+                              window_end=subscription.current_period_end)
+        current = sum(charge.amount_cents for charge in usage.charges)
+    return LifetimeUsage(invoiced_amount_cents=invoiced, current_amount_cents=current)

@@ -12,6 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from metering import lifecycle, rating, services
+from metering.services import partitions
 
 
 @shared_task(name="metering.tasks.rate_open_windows", ignore_result=True)
@@ -21,6 +22,7 @@ def rate_open_windows(service_code: str | None = None) -> dict[str, int]:
     # pending downgrades whose window ended swap, so rating never rolls them over.
     lifecycle.terminate_ended_subscriptions()
     lifecycle.apply_due_downgrades()
+    lifecycle.finish_plan_deletions()
     shards = settings.RATING_SHARDS
     if shards > 1:
         for index in range(shards):
@@ -75,3 +77,28 @@ def apply_due_downgrades() -> int:
 def end_trials() -> int:
     """Record ended trials (trial_ended_at) and emit subscription.trial_ended."""
     return services.end_trials()
+
+
+@shared_task(name="metering.tasks.ensure_event_partitions", ignore_result=True)
+def ensure_event_partitions() -> list[str]:
+    """Beat: the usage-event partitions of this month and the next ones exist."""
+    return partitions.ensure_event_partitions()
+
+
+@shared_task(name="metering.tasks.archive_event_partitions", ignore_result=True)
+def archive_event_partitions() -> list[dict]:
+    """Beat: the retention policy (EVENTS_RETENTION_MONTHS) over the usage-event partitions."""
+    return [outcome.as_dict() for outcome in partitions.archive_event_partitions()]
+
+
+@shared_task(name="metering.tasks.finish_plan_deletions")
+def finish_plan_deletions() -> int:
+    """Queued by DELETE /plans/{code}: end the subscriptions of plans pending deletion, then
+    discard them (each rating run does it too)."""
+    return lifecycle.finish_plan_deletions()
+
+
+@shared_task(name="metering.tasks.send_termination_alerts")
+def send_termination_alerts() -> int:
+    """subscription.termination_alert N days before ending_at (Lago's clock job)."""
+    return services.send_termination_alerts()

@@ -1,10 +1,30 @@
-"""Billing windows: half-open ``[start, end)`` periods counted from an anchor instant."""
+"""Billing windows: half-open ``[start, end)`` periods counted from an anchor, by calendar
+date in a billing timezone (Lago's customer ``timezone``).
+
+Boundaries are computed on the local wall clock of ``tz`` (a Jan 31 anchor at local
+midnight gives Feb 28 00:00, then Mar 31 00:00 local, whatever the UTC offset of each
+date) and returned as aware instants; callers store them in UTC.
+"""
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, tzinfo
+
+# Re-exported (``as``): metering's callers reach the billing calendar through this module.
+from billing_kit.timezones import UTC as UTC, is_timezone_name as is_timezone_name, zone as zone
 
 _MONTHS_PER_INTERVAL = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def local_date(moment: datetime, tz: tzinfo) -> date:
+    """The calendar day of ``moment`` in ``tz``."""
+    return moment.astimezone(tz).date()
+
+
+def local_midnight(moment: datetime, tz: tzinfo) -> datetime:
+    """00:00 in ``tz`` of the day holding ``moment`` (the instant, aware in ``tz``)."""
+    day = local_date(moment, tz)
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
 def _add_months(anchor: datetime, months: int) -> datetime:
@@ -36,25 +56,37 @@ def _approximate_index(*, interval: str, anchor: datetime, at: datetime) -> int:
     return months // _MONTHS_PER_INTERVAL[interval]
 
 
-def billing_window(*, interval: str, anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
-    """The period counted from ``anchor`` that contains ``at``: ``start <= at < end``."""
+def billing_window(*, interval: str, anchor: datetime, at: datetime, tz: tzinfo = UTC
+                   ) -> tuple[datetime, datetime]:
+    """The period counted from ``anchor`` that contains ``at``: ``start <= at < end``.
+
+    Periods are counted on the wall clock of ``tz`` (the anchor's local date and time
+    kept across DST changes); the boundaries are returned in UTC.
+    """
     if anchor.tzinfo is None or at.tzinfo is None:
         raise ValueError("billing windows need timezone-aware datetimes")
-    index = _approximate_index(interval=interval, anchor=anchor, at=at)
-    while period_boundary(interval=interval, anchor=anchor, index=index) > at:
+    local_anchor = anchor.astimezone(tz)
+    # Compared as instants: a boundary in ``tz`` against ``at`` in UTC (same-zone
+    # comparisons would be by wall clock).
+    instant = at.astimezone(UTC)
+    index = _approximate_index(interval=interval, anchor=local_anchor, at=at.astimezone(tz))
+    while period_boundary(interval=interval, anchor=local_anchor, index=index) > instant:
         index -= 1
-    while period_boundary(interval=interval, anchor=anchor, index=index + 1) <= at:
+    while period_boundary(interval=interval, anchor=local_anchor, index=index + 1) <= instant:
         index += 1
     return (
-        period_boundary(interval=interval, anchor=anchor, index=index),
-        period_boundary(interval=interval, anchor=anchor, index=index + 1),
+        period_boundary(interval=interval, anchor=local_anchor, index=index).astimezone(UTC),
+        period_boundary(interval=interval, anchor=local_anchor, index=index + 1).astimezone(UTC),
     )
 
 
-def calendar_anchor(*, interval: str, at: datetime) -> datetime:
-    """Start (UTC midnight) of the calendar period containing ``at``: Monday, 1st of the
-    month, of the quarter or of the year."""
-    day = at.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+def calendar_anchor(*, interval: str, at: datetime, tz: tzinfo = UTC) -> datetime:
+    """Start (local midnight in ``tz``, as a UTC instant) of the calendar period containing
+    ``at``: Monday, 1st of the month, of the quarter or of the year."""
+    return _calendar_start(interval=interval, day=local_midnight(at, tz)).astimezone(UTC)
+
+
+def _calendar_start(*, interval: str, day: datetime) -> datetime:
     if interval == "weekly":
         return day - timedelta(days=day.weekday())
     if interval == "monthly":
@@ -66,27 +98,29 @@ def calendar_anchor(*, interval: str, at: datetime) -> datetime:
     raise ValueError(f"unknown plan interval {interval!r}")
 
 
-def default_anchor(*, interval: str, billing_time: str, started_at: datetime) -> datetime:
-    """``anniversary`` periods count from the subscription's start; ``calendar`` ones from
-    the start of the calendar period it started in."""
+def default_anchor(*, interval: str, billing_time: str, started_at: datetime, tz: tzinfo = UTC) -> datetime:
+    """``anniversary`` periods count from the local midnight of the subscription's start
+    DATE in ``tz`` (Lago bills by calendar date, not by time of day); ``calendar`` ones
+    from the start of the calendar period it started in."""
     if billing_time == "anniversary":
-        return started_at
-    return calendar_anchor(interval=interval, at=started_at)
+        return local_midnight(started_at, tz).astimezone(UTC)
+    return calendar_anchor(interval=interval, at=started_at, tz=tz)
 
 
 def subscription_window(
     *, interval: str, billing_time: str, started_at: datetime, at: datetime,
-    anchor: datetime | None = None,
+    anchor: datetime | None = None, tz: tzinfo = UTC,
 ) -> tuple[datetime, datetime]:
     """The window of a subscription that contains ``at``.
 
     Periods count from ``default_anchor`` unless an explicit ``anchor`` is given (e.g. a
     period start imported from the source system or dictated by Odoo); the first one
-    starts at ``started_at``.
+    starts at ``started_at`` (the instant, not its midnight: usage before it is not the
+    subscription's).
     """
     if anchor is None:
-        anchor = default_anchor(interval=interval, billing_time=billing_time, started_at=started_at)
-    start, end = billing_window(interval=interval, anchor=anchor, at=at)
+        anchor = default_anchor(interval=interval, billing_time=billing_time, started_at=started_at, tz=tz)
+    start, end = billing_window(interval=interval, anchor=anchor, at=at, tz=tz)
     return max(start, started_at), end
 
 

@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -43,6 +43,8 @@ class ImportRunAdmin(admin.ModelAdmin):
     def get_urls(self):
         urls = [
             path("import/", self.admin_site.admin_view(self.import_view), name="migration_importrun_import"),
+            path("<int:run_id>/progress.json", self.admin_site.admin_view(self.progress_view),
+                 name="migration_importrun_progress"),
         ]
         return urls + super().get_urls()
 
@@ -98,6 +100,16 @@ class ImportRunAdmin(admin.ModelAdmin):
             "recent_runs": ImportRun.objects.all()[:10],
         })
 
+    def progress_view(self, request, run_id: int) -> JsonResponse:
+        run = get_object_or_404(ImportRun, pk=run_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return JsonResponse({
+            "percent": run.percent, "status": run.status, "finished": run.status != ImportRunStatus.RUNNING,
+            "message": (f"{run.phase or 'starting'}: {run.processed} rows" if run.status == ImportRunStatus.RUNNING
+                        else f"{run.status}: {run.total('created')} created, {run.total('failed')} failed"),
+        })
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = get_object_or_404(ImportRun, pk=object_id)
         if not self.has_view_permission(request, run):
@@ -108,6 +120,7 @@ class ImportRunAdmin(admin.ModelAdmin):
             "title": str(run),
             "run": run,
             "running": run.status == ImportRunStatus.RUNNING,
+            "progress_url": reverse("admin:migration_importrun_progress", args=[run.pk]),
             "rows": [(entity, run.counts.get(entity, {})) for entity in ENTITIES],
             "failures": run.failures.all()[:500],
             "failure_count": run.failures.count(),
@@ -132,7 +145,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
     list_display = ("external_subscription_id", "service", "customer", "period_start", "period_end",
                     "fusion_amount", "source_amount", "delta", "status", "checked_at")
     list_filter = ("status", "service", PeriodFilter)
-    search_fields = ("external_subscription_id", "customer__email", "customer__name")
+    search_fields = ("external_subscription_id", "customer__email", "subscription__account_link__name")
     list_select_related = ("service", "customer")
     readonly_fields = [f.name for f in Reconciliation._meta.fields]
     change_list_template = "admin/migration/reconciliation/change_list.html"
@@ -173,7 +186,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return self._csv_response(self._filtered(request))
 
-    @admin.action(description="Export selected as CSV")
+    @admin.action(description="Export selected as CSV", permissions=["view"])
     def export_selected_csv(self, request, queryset):
         return self._csv_response(queryset)
 

@@ -34,7 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from identity.models import Customer, Service
+from identity.models import AccountLink, Customer, Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription, SubscriptionMode
 from migration.models import GoLiveAction, GoLiveAttempt, Reconciliation, ReconciliationStatus
 from odoo_bridge.models import Invoice
@@ -143,11 +143,11 @@ def _stripe_problem(exc: stripe.StripeError, what: str) -> str:
     return f"Stripe error reading {what}: {exc.user_message or type(exc).__name__}"
 
 
-def check_stripe(customer: Customer, *, client: stripe.StripeClient | None = None,
+def check_stripe(account: AccountLink, *, client: stripe.StripeClient | None = None,
                  today: date | None = None) -> tuple[Check, str]:
     """(check, default payment method id). Reads only; never writes to Stripe."""
     name = "stripe"
-    cus_id = customer.stripe_customer_id
+    cus_id = account.stripe_customer_id  # the account's own: never another service's card
     if not cus_id:
         return Check(name, False, "customer has no Stripe customer id"), ""
     if not settings.STRIPE_API_KEY:
@@ -229,7 +229,7 @@ def preflight_subscription(*, subscription: Subscription, client: stripe.StripeC
     result.checks.append(check_shadow(subscription))
     result.checks.append(check_reconciliation(subscription, today=today))
     result.checks.append(check_odoo_partner(customer))
-    stripe_check, payment_method = check_stripe(customer, client=client, today=today)
+    stripe_check, payment_method = check_stripe(subscription.account_link, client=client, today=today)
     result.checks.append(stripe_check)
     result.stripe_payment_method_id = payment_method
     if record:
@@ -291,7 +291,7 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
             attempts.append(_record(sub, GoLiveAction.GO_LIVE, ok=False, checks=pre.checks,
                                     message="preflight failed: " + pre.summary(), started_by=started_by))
             continue
-        customer = sub.account_link.customer
+        account = sub.account_link
         try:
             # The flip and the push are one transaction: the bridge pushes only live
             # subscriptions, and if Odoo refuses, the mode rolls back to shadow.
@@ -299,7 +299,7 @@ def go_live(*, subscriptions: list[Subscription], gateway: LiveOrderGateway | No
                 locked = Subscription.objects.select_for_update().get(pk=sub.pk)
                 locked.mode = SubscriptionMode.LIVE
                 locked.save(update_fields=["mode", "updated_at"])
-                order = gateway.push_live_order(subscription=locked, stripe_customer_id=customer.stripe_customer_id,
+                order = gateway.push_live_order(subscription=locked, stripe_customer_id=account.stripe_customer_id,
                                                 stripe_payment_method_id=pre.stripe_payment_method_id)
                 locked.odoo_sale_order_id = order.sale_order_id
                 locked.save(update_fields=["odoo_sale_order_id", "updated_at"])

@@ -33,6 +33,10 @@ class Banner(models.TextChoices):
     RED = "red"
 
 
+# The importer's phases, in the order it runs them (``ImportRun.phase``).
+IMPORT_PHASES = ("plans", "users", "deployments", "usage")
+
+
 class ImportRun(models.Model):
     """One run of the NexaCloud importer (real or dry), with its counts and progress.
 
@@ -51,6 +55,9 @@ class ImportRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     phase = models.CharField(max_length=32, blank=True)
     processed = models.BigIntegerField(default=0)
+    # Rows to read per phase (plans, users, deployments, usage), counted before the import
+    # starts: with ``phase``/``processed`` they make the progress bar's percentage.
+    expected = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=empty_counts)
     fatal_error = models.TextField(blank=True)
 
@@ -61,6 +68,18 @@ class ImportRun(models.Model):
     def __str__(self) -> str:
         kind = "dry run" if self.dry_run else "import"
         return f"{kind} #{self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        """How far the run is, 0-100, from the rows expected and processed per phase."""
+        if self.status != ImportRunStatus.RUNNING:
+            return 100
+        expected = self.expected or {}
+        wanted = sum(int(expected.get(p) or 0) for p in IMPORT_PHASES)
+        if not wanted or self.phase not in IMPORT_PHASES:
+            return 0
+        before = sum(int(expected.get(p) or 0) for p in IMPORT_PHASES[:IMPORT_PHASES.index(self.phase)])
+        return min(99, (before + int(self.processed)) * 100 // wanted)
 
     def total(self, key: str) -> int:
         return sum(int(c.get(key, 0)) for c in (self.counts or {}).values())

@@ -80,13 +80,16 @@ class OdooBridgeLiveOrderGateway:
         if report.aborted:
             raise LiveOrderFailed(f"Odoo push aborted: {report.aborted}")
         subscription.refresh_from_db(fields=["odoo_sale_order_id", "mode"])
-        customer = subscription.account_link.customer
-        customer.refresh_from_db(fields=["odoo_partner_id"])
-        if not subscription.odoo_sale_order_id or not customer.odoo_partner_id:
+        account = subscription.account_link
+        account.refresh_from_db(fields=["odoo_invoice_partner_id"])
+        if not subscription.odoo_sale_order_id or not account.odoo_invoice_partner_id:
             state = OdooSyncState.objects.filter(kind=SyncKind.SUBSCRIPTION, object_id=str(subscription.pk)).first()
             reason = (state.last_error if state and state.last_error else "the bridge did not create the order")
             raise LiveOrderFailed(f"sale.order not pushed: {reason}")
-        token = self.ensure_payment_token(partner_id=customer.odoo_partner_id, stripe_customer_id=stripe_customer_id,
+        # The token belongs to the service account's own contact: a search by partner never finds
+        # it for another service's order of the same client.
+        token = self.ensure_payment_token(partner_id=account.odoo_invoice_partner_id,
+                                          stripe_customer_id=stripe_customer_id,
                                           stripe_payment_method_id=stripe_payment_method_id)
         self.client().write("sale.order", [subscription.odoo_sale_order_id], {"payment_token_id": token})
         return LiveOrder(sale_order_id=subscription.odoo_sale_order_id, payment_token_id=token)

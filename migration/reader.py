@@ -18,7 +18,6 @@ without Django.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,6 +26,8 @@ from typing import Any, Callable, TypeVar
 
 import psycopg
 from psycopg import sql
+
+from billing_kit.dsn import redact_dsn as _redact_dsn
 
 DEFAULT_CHUNK_SIZE = 5000
 CONNECT_TIMEOUT_SECONDS = 10
@@ -126,13 +127,10 @@ SOURCE_CONTRACT: dict[str, tuple[str, ...]] = {
     ),
 }
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
-_PASSWORD_IN_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
-
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ``***`` (safe for logs and errors)."""
-    return _PASSWORD_IN_KV.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", dsn))
+    """The DSN, in any of libpq's forms, with its secrets replaced by ``***`` (safe for logs
+    and errors; ``billing_kit.dsn``)."""
+    return _redact_dsn(dsn, mask="***")
 
 
 def _describe(exc: BaseException) -> str:

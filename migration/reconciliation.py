@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from billing_kit.spreadsheet import csv_row
 from identity.models import Service
 from metering.models import CLOSED_SUBSCRIPTION_STATUSES, Subscription
 from metering.rating import compute_usage
@@ -212,10 +213,10 @@ def write_csv(rows: Iterable[Reconciliation], stream: IO[str]) -> int:
     writer.writerow(CSV_COLUMNS)
     n = 0
     for r in rows:
-        writer.writerow([r.service.code, r.external_subscription_id, r.period_start.isoformat(),
-                         r.period_end.isoformat(), "" if r.fusion_amount is None else r.fusion_amount,
-                         "" if r.source_amount is None else r.source_amount,
-                         "" if r.delta is None else r.delta, r.status])
+        # csv_row: an external id such as "=HYPERLINK(...)" must not run in a spreadsheet.
+        writer.writerow(csv_row([r.service.code, r.external_subscription_id, r.period_start.isoformat(),
+                                 r.period_end.isoformat(), r.fusion_amount, r.source_amount, r.delta,
+                                 r.status]))
         n += 1
     return n
 

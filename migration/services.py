@@ -8,9 +8,11 @@ a clear ``fatal_error`` instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -36,6 +38,21 @@ class _ProgressRecorder:
         self.run_id = run_id
         self._last = 0.0
         self._conn: BaseDatabaseWrapper | None = None
+
+    def expect(self, totals: dict[str, int | None]) -> None:
+        """Record the rows each phase will read (for the progress bar)."""
+        self._write(f"UPDATE {ImportRun._meta.db_table} SET expected = %s WHERE id = %s",
+                    [json.dumps({phase: int(n or 0) for phase, n in totals.items()}), self.run_id])
+
+    def _write(self, sql: str, params: list[Any]) -> None:
+        try:
+            if self._conn is None:
+                self._conn = connections.create_connection(DEFAULT_DB_ALIAS)
+                self._conn.set_autocommit(True)
+            with self._conn.cursor() as cursor:
+                cursor.execute(sql, params)
+        except Exception:  # progress is best effort; never fail an import for it
+            logger.warning("could not record import progress", exc_info=True)
 
     def __call__(self, phase: str, processed: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -118,6 +135,7 @@ def execute_import_run(*, run: ImportRun, dsn: str | None = None,
         with reader_factory(dsn) as reader:
             totals.update(plans=reader.count("plans"), users=reader.count("users"),
                           deployments=reader.count("deployments"), usage=reader.count("usage_hourly"))
+            recorder.expect(totals)
             report = write_import(service=service, source=reader, dry_run=run.dry_run, progress=progress)
     except SourceError as exc:
         logger.error("NexaCloud import #%s failed: %s", run.pk, exc)

@@ -8,7 +8,8 @@ service:
   cycle, never $0), each with the ``cpu_seconds`` charge: standard model,
   included quota = ``cpu_seconds_quota``, CAD 0.0075 per batch of 3,600 units;
 - users (not deleted) -> Customer (matched case-insensitively by email, else
-  created, ``stripe_customer_id`` stashed) + AccountLink (external id = user id);
+  created) + AccountLink (external id = user id) carrying the profile and the
+  stashed ``stripe_customer_id`` (the account's own);
 - deployments (not deleted) -> shadow Subscriptions on the plan of their cycle,
   flat price set explicitly, window = [current_period_start, current_period_end);
   an unknown cycle, a cycle without a price or an unknown user fails the row;
@@ -37,6 +38,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 from identity.models import AccountLink, Customer, Service
+from identity.services import allocate_account_number
 from metering.event_schema import event_payload_hash
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
@@ -50,6 +52,7 @@ from metering.models import (
     SubscriptionMode,
     SubscriptionStatus,
     UsageEvent,
+    UsageEventKey,
 )
 from migration.models import empty_counts
 from migration.reader import SourceDeployment, SourcePlan, SourceUsageHour, SourceUser
@@ -332,15 +335,15 @@ class NexaCloudWriter:
             key = email.lower()
             customer = customers_by_email.get(key) if key else None
             if customer is None:
-                customer = Customer.objects.create(
-                    name=user.full_name or email, email=email, company=user.company or "",
-                    currency=self.service.default_currency, stripe_customer_id=user.stripe_customer_id or "",
-                )
-            elif user.stripe_customer_id and not customer.stripe_customer_id:
-                customer.stripe_customer_id = user.stripe_customer_id
-                customer.save(update_fields=["stripe_customer_id", "updated_at"])
-            AccountLink.objects.create(service=self.service, external_id=user.id,
-                                       external_email=email, customer=customer)
+                customer = Customer.objects.create(email=email)
+            # The profile and the Stripe customer are this service's account's own (another
+            # service's account of the same client never bills with them).
+            sequential_id, slug = allocate_account_number(service=self.service)
+            AccountLink.objects.create(service=self.service, external_id=user.id, external_email=email,
+                                       customer=customer, sequential_id=sequential_id, slug=slug,
+                                       name=user.full_name or email, legal_name=user.company or "",
+                                       currency=self.service.default_currency,
+                                       stripe_customer_id=user.stripe_customer_id or "")
             if key:  # cached only once the row's writes succeeded (a rolled-back one is gone)
                 customers_by_email[key] = customer
             return "created"
@@ -348,10 +351,9 @@ class NexaCloudWriter:
         changed = _set_if_changed(link, external_email=email, deleted_at=None)
         if changed:
             link.save(update_fields=[*changed, "updated_at"])
-        customer = link.customer
-        if user.stripe_customer_id and not customer.stripe_customer_id:
-            customer.stripe_customer_id = user.stripe_customer_id
-            customer.save(update_fields=["stripe_customer_id", "updated_at"])
+        if user.stripe_customer_id and not link.stripe_customer_id:
+            link.stripe_customer_id = user.stripe_customer_id
+            link.save(update_fields=["stripe_customer_id", "updated_at"])
             changed.append("stripe_customer_id")
         return "updated" if changed else "unchanged"
 
@@ -449,7 +451,7 @@ class NexaCloudWriter:
             .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES)
             .values_list("external_id", "id")
         }
-        table = UsageEvent._meta.db_table
+        table, keys = UsageEvent._meta.db_table, UsageEventKey._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS migration_usage_stage ("
@@ -457,13 +459,20 @@ class NexaCloudWriter:
                 " ts timestamptz, cpu_seconds bigint, payload_hash text) ON COMMIT DROP"
             )
             cursor.execute("TRUNCATE migration_usage_stage")
+        # The key table holds the events' uniqueness (the events table is partitioned by
+        # month, see metering.models.UsageEventKey): claim the new keys, store their events.
         insert_sql = (
-            f"INSERT INTO {table} (service_id, subscription_id, external_subscription_id, code,"
+            f"WITH new_keys AS (INSERT INTO {keys} (service_id, transaction_id, external_subscription_id,"
+            " event_id, timestamp, payload_hash)"
+            f" SELECT %s, transaction_id, external_subscription_id, nextval('{table}_id_seq'), ts, payload_hash"
+            " FROM migration_usage_stage ON CONFLICT DO NOTHING"
+            " RETURNING transaction_id, external_subscription_id, event_id)"
+            f" INSERT INTO {table} (id, service_id, subscription_id, external_subscription_id, code,"
             " transaction_id, timestamp, properties, value, payload_hash, created_at)"
-            " SELECT %s, subscription_id, external_subscription_id, %s, transaction_id, ts,"
-            " jsonb_build_object(%s, cpu_seconds), cpu_seconds, payload_hash, now()"
-            " FROM migration_usage_stage"
-            " ON CONFLICT (service_id, external_subscription_id, transaction_id) DO NOTHING"
+            " SELECT k.event_id, %s, st.subscription_id, st.external_subscription_id, %s, st.transaction_id, st.ts,"
+            " jsonb_build_object(%s, st.cpu_seconds), st.cpu_seconds, st.payload_hash, now()"
+            " FROM new_keys k JOIN migration_usage_stage st ON st.transaction_id = k.transaction_id"
+            " AND st.external_subscription_id = k.external_subscription_id"
         )
         processed = 0
         for chunk in chunked(usage, chunk_size):
@@ -498,7 +507,7 @@ class NexaCloudWriter:
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.execute(insert_sql, [self.service.pk, METRIC_CODE, METRIC_CODE])
+            cursor.execute(insert_sql, [self.service.pk, self.service.pk, METRIC_CODE, METRIC_CODE])
             created = cursor.rowcount
             cursor.execute("TRUNCATE migration_usage_stage")
         return created

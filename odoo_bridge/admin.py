@@ -4,6 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from billing_kit.formatting import money_display
+
 from . import connection
 from .health import check_odoo
 from .models import Invoice, InvoiceLine, OdooConnectionState, OdooPullCursor, OdooSyncState
@@ -21,16 +23,16 @@ class InvoiceLineInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "service", "customer", "status", "payment_status", "total_display",
+    list_display = ("__str__", "service", "account_link", "status", "payment_status", "total_display",
                     "issuing_date", "odoo_move_id")
     list_filter = ("service", "status", "payment_status", "currency")
-    search_fields = ("number", "customer__email", "customer__name")
+    search_fields = ("number", "customer__email", "account_link__external_id", "account_link__name")
     readonly_fields = [f.name for f in Invoice._meta.fields]
     inlines = [InvoiceLineInline]
 
     @admin.display(description="total", ordering="total_amount")
     def total_display(self, invoice: Invoice) -> str:
-        return f"{invoice.currency} {invoice.total_amount:,}"
+        return money_display(invoice.total_amount, invoice.currency)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -52,7 +54,8 @@ class OdooSyncStateAdmin(admin.ModelAdmin):
         text = state.last_error or state.pricing_note
         return text[:120]
 
-    @admin.action(description="Resync with Odoo (search by reference and rewrite on the next cycle)")
+    @admin.action(description="Resync with Odoo (search by reference and rewrite on the next cycle)",
+                  permissions=["change"])
     def resync_selected(self, request: HttpRequest, queryset: QuerySet[OdooSyncState]) -> None:
         count = resync(queryset)
         self.message_user(request, f"{count} object(s) will be searched and rewritten on the next push cycle.",
@@ -73,18 +76,19 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
     def short_error(self, state: OdooConnectionState) -> str:
         return state.last_error[:160]
 
-    @admin.action(description="Reset a broken connection (after fixing the API key)")
+    @admin.action(description="Reset a broken connection (after fixing the API key)", permissions=["change"])
     def reset_connection(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
         connection.reset_connection()
         self.message_user(request, "Connection reset: the next cycle will log in again once.", messages.SUCCESS)
 
-    @admin.action(description="Check Odoo now")
+    @admin.action(description="Check Odoo now", permissions=["change"])
     def check_now(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
         result = check_odoo()
         level = messages.SUCCESS if result.get("ok") else messages.ERROR
         self.message_user(request, f"Odoo: {result}", level)
 
-    @admin.action(description="Re-check Odoo's configuration now (invoicing cron, price precision)")
+    @admin.action(description="Re-check Odoo's configuration now (invoicing cron, price precision)",
+                  permissions=["change"])
     def check_config_now(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
         try:
             report = connection.refresh_config_report(connection.open_client(), force=True)

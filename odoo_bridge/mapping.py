@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from identity.models import Customer
+from identity.models import AccountLink, Customer
 from metering.models import Charge, ChargeModel, Plan, PlanFee, PlanFeeKind, RatedUsage, Subscription, SubscriptionMode
+from metering import windows
 
 from .pricing import LinePricing, quantum, to_odoo_number, usage_line_pricing, window_label
 
@@ -43,22 +44,44 @@ def payload_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def account_ref(link: AccountLink) -> str:
+    return f"fb-acct-{link.pk}"
+
+
 def partner_vals(customer: Customer) -> dict:
-    """res.partner values. Empty strings go as False (Odoo's null)."""
-    name = customer.name or customer.company or customer.email or customer_ref(customer)
-    vals = {
-        "name": name, "ref": customer_ref(customer), "email": customer.email or False,
-        "phone": customer.phone or False, "vat": customer.tax_identification_number or False,
-        "street": customer.address_line1 or False, "street2": customer.address_line2 or False,
-        "city": customer.city or False, "zip": customer.zipcode or False,
-        "company_name": customer.company or False, "customer_rank": 1,
+    """The commercial partner of a unified customer: only the identity fact (the email). Every
+    profile field is a service's own and lives on that account's invoice contact (``account_vals``);
+    nothing one service set reaches another service's invoices. Never a VAT number here: Odoo
+    copies a commercial partner's VAT onto every contact below it."""
+    return {"name": customer.email or customer_ref(customer), "ref": customer_ref(customer),
+            "email": customer.email or False, "customer_rank": 1}
+
+
+def account_display_name(link: AccountLink) -> str:
+    """Lago's ``Customer#display_name``: the legal name (or name), then first and last names."""
+    names = [link.legal_name or link.name]
+    person = " ".join(p for p in (link.firstname, link.lastname) if p)
+    if person:
+        names = [n for n in names if n] + (["-"] if any(names) else []) + [person]
+    return " ".join(n for n in names if n)
+
+
+def account_vals(link: AccountLink, *, parent_id: int) -> dict:
+    """The service account's invoice-address contact (``type='invoice'``) under the commercial partner:
+    the address and tax number that service set. Orders use it as ``partner_invoice_id`` and
+    ``partner_shipping_id``, so the fiscal position (HST by province) follows this address."""
+    return {
+        "name": account_display_name(link) or link.external_email or account_ref(link), "ref": account_ref(link),
+        "type": "invoice", "parent_id": parent_id, "email": link.external_email or False,
+        "phone": link.phone or False, "vat": link.tax_identification_number or False,
+        "street": link.address_line1 or False, "street2": link.address_line2 or False,
+        "city": link.city or False, "zip": link.zipcode or False, "customer_rank": 1,
     }
-    return vals
 
 
-def partner_location(customer: Customer) -> tuple[str, str]:
+def account_location(link: AccountLink) -> tuple[str, str]:
     """(country code, state code): resolved to Odoo ids by the sync (HST follows the state)."""
-    return (customer.country or "").upper(), (customer.state or "").upper()
+    return (link.country or "").upper(), (link.state or "").upper()
 
 
 def period_of(plan: Plan) -> tuple[int, str]:
@@ -159,6 +182,13 @@ def fee_line_pricing(fee: PlanFee, *, price_digits: int) -> LinePricing:
 def billing_date(moment: dt.datetime, tz: dt.tzinfo) -> dt.date:
     """The calendar day of ``moment`` in the billing timezone: how a window boundary becomes an Odoo date."""
     return moment.astimezone(tz).date()
+
+
+def subscription_calendar(subscription: Subscription) -> dt.tzinfo:
+    """The timezone the subscription's windows are counted in (its snapshot of the customer's
+    ``timezone`` or ``BILLING_TIMEZONE``): its window boundaries are midnights there, so its
+    order's dates are days there."""
+    return windows.zone(subscription.billing_timezone)
 
 
 def order_start_date(subscription: Subscription, tz: dt.tzinfo) -> dt.date:

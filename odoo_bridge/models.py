@@ -4,7 +4,7 @@ import uuid
 
 from django.db import models
 
-from identity.models import Customer, Service
+from identity.models import AccountLink, Customer, Service
 from metering.models import AMOUNT, QUANTITY, RATE, Charge, RatedUsage, Subscription
 
 
@@ -25,7 +25,10 @@ class Invoice(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="invoices")
+    # The unified customer is internal (never rendered); a service lists and reads invoices by its own account.
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    account_link = models.ForeignKey(AccountLink, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="invoices")
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, null=True, blank=True,
                                      related_name="invoices")
     odoo_move_id = models.PositiveIntegerField(unique=True)
@@ -48,6 +51,8 @@ class Invoice(models.Model):
     total_due_amount = models.DecimalField(max_digits=AMOUNT["max_digits"],
                                            decimal_places=AMOUNT["decimal_places"], default=0)
     odoo_write_date = models.DateTimeField(null=True, blank=True)
+    # When invoice.payment_overdue was sent (once: Lago's payment_overdue flag turning on).
+    payment_overdue_announced_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

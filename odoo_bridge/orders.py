@@ -73,7 +73,8 @@ class OrderWork:
     subscription: Subscription
     state: OdooSyncState
     digest: str
-    partner_id: int
+    partner_id: int  # the customer's commercial partner
+    invoice_partner_id: int  # the service account's invoice-address contact (also the delivery address)
     plan_id: int
     product_id: int  # the plan's recurring product: the recurring line, at price 0
     start_date: dt.date
@@ -253,18 +254,23 @@ class OrderPush:
         plan_row = self.book.rows.get((SyncKind.PLAN, str(sub.plan_id)))
         partner_id, plan_id, product_id = (partner_row.odoo_id if partner_row else None, sub.plan.odoo_plan_id,
                                            sub.plan.odoo_product_id)
-        if not (partner_id and plan_row and plan_row.status == SyncStatus.SYNCED and product_id and plan_id):
+        invoice_partner_id = self.pusher.contact_id(self.book, sub.account_link)
+        if not (partner_id and invoice_partner_id and plan_row and plan_row.status == SyncStatus.SYNCED
+                and product_id and plan_id):
             return None
         state = self.book.get(SyncKind.SUBSCRIPTION, sub.pk, service_id=sub.service_id,
                               reference=mapping.subscription_ref(sub), label=str(sub)[:255], odoo_model="sale.order")
         closed = sub.status in CLOSED_SUBSCRIPTION_STATUSES
-        start = mapping.order_start_date(sub, self.tz)
-        nid = mapping.order_next_invoice_date(sub, self.tz, self.grace)
+        calendar = mapping.subscription_calendar(sub)
+        start = mapping.order_start_date(sub, calendar)
+        nid = mapping.order_next_invoice_date(sub, calendar, self.grace)
         digest = mapping.payload_hash({
-            "partner": partner_id, "plan": plan_id, "product": product_id, "closed": closed, "start": str(start),
-            "next_invoice_date": str(nid), "day": str(self.today)})  # one look a day: Odoo moves its date
-        return OrderWork(sub, state, digest, partner_id=partner_id, plan_id=plan_id, product_id=product_id,
-                         start_date=start, next_invoice_date=nid)
+            "partner": partner_id, "invoice_partner": invoice_partner_id, "plan": plan_id, "product": product_id,
+            "closed": closed, "start": str(start),
+            "next_invoice_date": str(nid),  # one look a day (of its calendar): Odoo moves its date
+            "day": str(mapping.billing_date(self.pusher.now, calendar))})
+        return OrderWork(sub, state, digest, partner_id=partner_id, invoice_partner_id=invoice_partner_id,
+                         plan_id=plan_id, product_id=product_id, start_date=start, next_invoice_date=nid)
 
     def usage_work(self, sub: Subscription, usage: RatedUsage) -> LineWork | None:
         """The line of a FROZEN usage window, or None when Odoo has it. Open windows never go (invariant 1)."""
@@ -319,7 +325,7 @@ class OrderPush:
         found = self.pusher.rpc(self.book, [o.state for o in orders], self.client.search_read, "sale.order",
                                 [["client_order_ref", "in", [o.state.reference for o in orders]]],
                                 ["client_order_ref", "state", "subscription_state", "start_date",
-                                 "next_invoice_date"], order="id")
+                                 "next_invoice_date", "partner_invoice_id", "partner_shipping_id"], order="id")
         by_ref: dict[str, dict[str, Any]] = {}
         for rec in found:
             by_ref.setdefault(rec["client_order_ref"], rec)
@@ -359,6 +365,7 @@ class OrderPush:
             else:
                 order_lines.append([0, 0, {**work.vals, **extras}])
         vals = {"partner_id": order.partner_id, "plan_id": order.plan_id, "client_order_ref": order.state.reference,
+                **self.address_vals(order),
                 "start_date": order.start_date.isoformat(),
                 "next_invoice_date": order.next_invoice_date.isoformat(), "order_line": order_lines}
         return NewOrder(order, vals, tuple(w for w in pending if not w.zero))
@@ -415,7 +422,7 @@ class OrderPush:
                                 "sale.order.line", [["order_id", "in", [f.state.odoo_id for f in existing]]],
                                 LINE_FIELDS, order="id")
         for found in existing:
-            if not self.fix_recurring_line(found, lines):
+            if not self.fix_recurring_line(found, lines) or not self.fix_addresses(found):
                 continue
             order, sub = found.work, found.work.subscription
             self.remember_order_id(sub, found.state.odoo_id)
@@ -428,6 +435,26 @@ class OrderPush:
             if settled is None:
                 continue
             self.book.synced(found.state, odoo_id=found.state.odoo_id, pushed_hash=order.digest if settled else "")
+
+    @staticmethod
+    def address_vals(order: OrderWork) -> dict[str, int]:
+        """The service account's own contact as invoice and delivery address: Odoo's defaults
+        (``address_get``) would pick the first invoice contact of the commercial partner, possibly
+        another service's, and the fiscal position follows the delivery address."""
+        return {"partner_invoice_id": order.invoice_partner_id, "partner_shipping_id": order.invoice_partner_id}
+
+    def fix_addresses(self, found: FoundOrder) -> bool:
+        """A found order bills the service account's own contact; False if Odoo refused the write."""
+        wanted = self.address_vals(found.work)
+        current = {k: (v[0] if isinstance(v, list) and v else v) for k, v in found.record.items() if k in wanted}
+        if current == wanted:
+            return True
+        try:
+            self.pusher.rpc(self.book, [found.state], self.client.write, "sale.order", [found.record["id"]], wanted)
+        except OdooRemoteError as exc:
+            self.book.failed(found.state, exc)
+            return False
+        return True
 
     def fix_recurring_line(self, found: FoundOrder, lines: list[dict[str, Any]]) -> bool:
         """Exactly one active recurring line, the current plan's, at price 0 (invariant 3); False if refused.
@@ -463,20 +490,23 @@ class OrderPush:
             return False
         return True
 
-    def should_write_next_invoice_date(self, odoo_value: Any, wanted: dt.date) -> bool | None:
+    def should_write_next_invoice_date(self, odoo_value: Any, wanted: dt.date, today: dt.date | None = None
+                                       ) -> bool | None:
         """Write ``wanted`` unless Odoo holds it, or holds an earlier boundary that is due and not yet invoiced
-        (the cron bills it first; None = look again next cycle)."""
+        (the cron bills it first; None = look again next cycle). ``today``: in the subscription's calendar."""
         current = dt.date.fromisoformat(odoo_value) if odoo_value else None
         if current == wanted:
             return False
-        if current is not None and current < wanted and current <= self.today:
+        if current is not None and current < wanted and current <= (today or self.today):
             return None
         return True
 
     def fix_dates(self, order: OrderWork, record: dict[str, Any], rows: list[OdooSyncState]) -> bool | None:
         """``next_invoice_date`` = the current window's close; True when Odoo holds it, False when it must wait
         for the cron, None when Odoo refused the write."""
-        decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date)
+        today = mapping.billing_date(self.pusher.now, mapping.subscription_calendar(order.subscription))
+        decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date,
+                                                       today)
         if decision is None:
             return False
         if decision:

@@ -174,6 +174,7 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
     currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency
     values = {
         "service": subscription.service, "customer": subscription.account_link.customer,
+        "account_link": subscription.account_link,
         "subscription": subscription, "odoo_move_type": move["move_type"],
         "reversed_move_id": _m2o(move.get("reversed_entry_id")),
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",
@@ -222,6 +223,8 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     was_status, was_payment = before or (InvoiceStatus.DRAFT, InvoicePaymentStatus.PENDING)
     events: list[str] = []
     announced = before is not None and was_status != InvoiceStatus.DRAFT
+    if before is None and invoice.status == InvoiceStatus.DRAFT:
+        events.append(WebhookType.INVOICE_DRAFTED)  # Lago: a draft invoice was created
     if invoice.status != InvoiceStatus.DRAFT and not announced:
         events.append(WebhookType.INVOICE_CREATED)
     if invoice.status != InvoiceStatus.DRAFT and invoice.payment_status != was_payment:
@@ -253,3 +256,29 @@ def _mirror_lines(invoice: Invoice, subscription: Subscription, lines: list[dict
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them
         OdooSyncState.objects.filter(kind=SyncKind.USAGE, object_id__in=[str(u.pk) for u in usages.values()]
                                      ).update(frozen=True)
+
+
+def announce_overdue_invoices(*, now: dt.datetime | None = None) -> int:
+    """Lago's ``invoice.payment_overdue``: once per finalized customer invoice still unpaid
+    the day after its ``payment_due_date`` (UTC), as Lago's daily job flags it. Run after
+    each pull (the mirror's payment state is Odoo's)."""
+    now = now or timezone.now()
+    today = now.astimezone(dt.timezone.utc).date()
+    due = Invoice.objects.filter(
+        status=InvoiceStatus.FINALIZED, odoo_move_type="out_invoice", payment_due_date__lt=today,
+        payment_overdue_announced_at__isnull=True,
+    ).exclude(payment_status=InvoicePaymentStatus.SUCCEEDED)
+    announced = 0
+    for invoice_id in due.values_list("id", flat=True):
+        with transaction.atomic():
+            invoice = (due.select_related("service", "customer", "subscription").select_for_update(of=("self",))
+                       .filter(pk=invoice_id).first())
+            if invoice is None:
+                continue
+            invoice.payment_overdue_announced_at = now
+            invoice.save(update_fields=["payment_overdue_announced_at", "updated_at"])
+            prefetch_related_objects([invoice], *render_prefetches())
+            record_event(service=invoice.service, webhook_type=WebhookType.INVOICE_PAYMENT_OVERDUE,
+                         object_type="invoice", payload=render_invoice(invoice))
+            announced += 1
+    return announced

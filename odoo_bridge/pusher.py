@@ -20,7 +20,7 @@ from typing import Any, Callable, ParamSpec, Protocol, Sequence, TypeVar
 
 from django.db import models
 
-from identity.models import Customer
+from identity.models import AccountLink, Customer
 from metering.models import Charge, Plan
 
 from . import mapping
@@ -39,6 +39,8 @@ class PushReport:
     subscriptions_seen: int = 0
     partners_created: int = 0
     partners_updated: int = 0
+    contacts_created: int = 0
+    contacts_updated: int = 0
     orders_created: int = 0
     orders_confirmed: int = 0
     orders_closed: int = 0
@@ -56,7 +58,8 @@ class PushReport:
 
     @property
     def records_written(self) -> int:
-        return (self.partners_created + self.partners_updated + self.orders_created + self.lines_created
+        return (self.partners_created + self.partners_updated + self.contacts_created + self.contacts_updated
+                + self.orders_created + self.lines_created
                 + self.lines_updated + self.products_created)
 
 
@@ -78,6 +81,16 @@ class PartnerWork:
     """A customer whose ``res.partner`` differs from what Odoo confirmed."""
 
     customer: Customer
+    state: OdooSyncState
+    vals: dict[str, Any]
+    digest: str
+
+
+@dataclass(frozen=True)
+class ContactWork:
+    """A service account whose invoice-address contact differs from what Odoo confirmed."""
+
+    link: AccountLink
     state: OdooSyncState
     vals: dict[str, Any]
     digest: str
@@ -198,14 +211,13 @@ class Pusher:
             self._close_reason = (wanted or [r["id"] for r in found] or [0])[0]
         return self._close_reason or None
 
-    def location_ids(self, customers: list[Customer], book: StateBook, rows: list[OdooSyncState]) -> None:
-        countries = {mapping.partner_location(c)[0] for c in customers} - set(self._countries) - {""}
+    def location_ids(self, locations: list[tuple[str, str]], book: StateBook, rows: list[OdooSyncState]) -> None:
+        countries = {country for country, _ in locations} - set(self._countries) - {""}
         if countries:
             found = self.rpc(book, rows, self.client.search_read, "res.country",
                              [["code", "in", sorted(countries)]], ["code"])
             self._countries.update({r["code"]: r["id"] for r in found})
-        states = {mapping.partner_location(c) for c in customers if all(mapping.partner_location(c))}
-        states -= set(self._states)
+        states = {loc for loc in locations if all(loc)} - set(self._states)
         if states:
             found = self.rpc(book, rows, self.client.search_read, "res.country.state",
                              [["code", "in", sorted({s for _, s in states})]], ["code", "country_id"])
@@ -215,8 +227,8 @@ class Pusher:
                 if country:
                     self._states[(country, r["code"])] = r["id"]
 
-    def location_vals(self, customer: Customer) -> dict[str, Any]:
-        country, state = mapping.partner_location(customer)
+    def location_vals(self, location: tuple[str, str]) -> dict[str, Any]:
+        country, state = location
         return {"country_id": self._countries.get(country, False),
                 "state_id": self._states.get((country, state), False)}
 
@@ -226,8 +238,6 @@ class Pusher:
         if not work:
             return
         states = [w.state for w in work]
-        self.location_ids([w.customer for w in work], book, states)
-        work = [replace(w, vals={**w.vals, **self.location_vals(w.customer)}) for w in work]
         found = self.rpc(book, states, self.client.search_read, "res.partner",
                          [["ref", "in", [w.state.reference for w in work]]], ["ref"], order="id")
         by_ref: dict[str, int] = {}
@@ -250,7 +260,7 @@ class Pusher:
         state = book.get(SyncKind.CUSTOMER, customer.pk, reference=mapping.customer_ref(customer),
                          label=str(customer)[:255], odoo_model="res.partner")
         vals = mapping.partner_vals(customer)
-        digest = mapping.payload_hash({**vals, "location": mapping.partner_location(customer)})
+        digest = mapping.payload_hash(vals)
         if state.odoo_id and state.pushed_hash == digest and state.status == SyncStatus.SYNCED:
             return None
         return PartnerWork(customer, state, vals, digest) if book.due(state) else None
@@ -264,6 +274,77 @@ class Pusher:
             return
         book.synced(work.state, odoo_id=partner_id, pushed_hash=work.digest)
         self.report.partners_updated += 1
+
+    # -- service accounts: one invoice-address contact each, under its customer's commercial partner
+    def push_contacts(self, book: StateBook, links: list[AccountLink]) -> None:
+        """Search by ref, create the missing contacts in one call, write the changed ones.
+
+        Odoo gives a contact created under a parent the commercial partner's VAT number
+        (``_commercial_sync_from_company``): a created contact's own number is written right after.
+        Writes never send ``parent_id`` (which would copy the parent's VAT again): an account's
+        customer never changes.
+        """
+        work = [w for w in (self._contact_work(book, link) for link in links) if w is not None]
+        if not work:
+            return
+        states = [w.state for w in work]
+        locations = [mapping.account_location(w.link) for w in work]
+        self.location_ids(locations, book, states)
+        work = [replace(w, vals={**w.vals, **self.location_vals(loc)}) for w, loc in zip(work, locations)]
+        found = self.rpc(book, states, self.client.search_read, "res.partner",
+                         [["ref", "in", [w.state.reference for w in work]]], ["ref"], order="id")
+        by_ref: dict[str, int] = {}
+        for rec in found:
+            by_ref.setdefault(rec["ref"], rec["id"])
+        to_create = [w for w in work if w.state.reference not in by_ref]
+        for created, partner_id in self.create_many(book, "res.partner", to_create):
+            if partner_id is None:
+                continue
+            self.report.contacts_created += 1
+            if created.vals.get("vat"):
+                self._write_contact(book, created, partner_id, {"vat": created.vals["vat"]}, created_now=True)
+            else:
+                book.synced(created.state, odoo_id=partner_id, pushed_hash=created.digest)
+        for w in work:
+            if w.state.reference in by_ref:
+                vals = {k: v for k, v in w.vals.items() if k != "parent_id"}
+                self._write_contact(book, w, by_ref[w.state.reference], vals)
+        for w in work:
+            if w.state.odoo_id and w.link.odoo_invoice_partner_id != w.state.odoo_id:
+                w.link.odoo_invoice_partner_id = w.state.odoo_id
+                self.write_back(w.link, "odoo_invoice_partner_id")
+
+    def _contact_work(self, book: StateBook, link: AccountLink) -> ContactWork | None:
+        parent = book.rows.get((SyncKind.CUSTOMER, str(link.customer_id)))
+        parent_id = parent.odoo_id if parent and parent.odoo_id else link.customer.odoo_partner_id
+        if not parent_id:
+            return None  # its commercial partner failed this cycle; retried with it
+        state = book.get(SyncKind.ACCOUNT, link.pk, service_id=link.service_id, reference=mapping.account_ref(link),
+                         label=str(link)[:255], odoo_model="res.partner")
+        vals = mapping.account_vals(link, parent_id=parent_id)
+        digest = mapping.payload_hash({**vals, "location": mapping.account_location(link)})
+        if state.odoo_id and state.pushed_hash == digest and state.status == SyncStatus.SYNCED:
+            return None
+        return ContactWork(link, state, vals, digest) if book.due(state) else None
+
+    def _write_contact(self, book: StateBook, work: ContactWork, partner_id: int, vals: dict[str, Any], *,
+                       created_now: bool = False) -> None:
+        try:
+            self.rpc(book, [work.state], self.client.write, "res.partner", [partner_id], vals)
+        except OdooRemoteError as exc:
+            work.state.odoo_id = partner_id  # found next time by ref; its VAT is written then
+            book.failed(work.state, exc)
+            self.report.failed += 1
+            return
+        book.synced(work.state, odoo_id=partner_id, pushed_hash=work.digest)
+        if not created_now:
+            self.report.contacts_updated += 1
+
+    @staticmethod
+    def contact_id(book: StateBook, link: AccountLink) -> int | None:
+        """The account's invoice-address contact in Odoo, once pushed."""
+        row = book.rows.get((SyncKind.ACCOUNT, str(link.pk)))
+        return row.odoo_id if row and row.status == SyncStatus.SYNCED else None
 
     # -- catalog: products by default_code (plans also get their subscription plan)
     def push_catalog(self, book: StateBook, plans: list[Plan], charges: list[Charge]) -> None:

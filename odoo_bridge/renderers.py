@@ -24,11 +24,11 @@ def _day(value: dt.date | None) -> str | None:
 
 
 def _link(invoice: Invoice) -> AccountLink | None:
+    """The service account the invoice bills: never looked up through the unified customer."""
+    if invoice.account_link is not None:
+        return invoice.account_link
     subscription = invoice.subscription
-    if subscription is not None:
-        return subscription.account_link
-    return (AccountLink.objects.filter(service_id=invoice.service_id, customer_id=invoice.customer_id)
-            .order_by("created_at").first())
+    return subscription.account_link if subscription is not None else None
 
 
 def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
         "lago_invoice_id": str(invoice.pk),
         "lago_subscription_id": str(subscription.pk) if subscription else None,
         "external_subscription_id": subscription.external_id if subscription else None,
-        "lago_customer_id": str(invoice.customer_id),
+        "lago_customer_id": str(invoice.account_link_id) if invoice.account_link_id else None,
         "item": item,
         "pay_in_advance": False, "invoiceable": True,
         "amount_cents": to_cents(line.amount), "amount_currency": invoice.currency,
@@ -92,8 +92,9 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
     net_payment_term = ((invoice.payment_due_date - invoice.issuing_date).days
                         if invoice.payment_due_date and invoice.issuing_date else 0)
     today = dt.datetime.now(dt.timezone.utc).date()
-    overdue = bool(invoice.status == InvoiceStatus.FINALIZED and not paid and invoice.payment_due_date
-                   and invoice.payment_due_date < today)
+    overdue = bool(invoice.status == InvoiceStatus.FINALIZED and not paid and (
+        (invoice.payment_due_date and invoice.payment_due_date < today)
+        or invoice.payment_overdue_announced_at is not None))
     link = _link(invoice)
     return {
         "lago_id": str(invoice.pk),

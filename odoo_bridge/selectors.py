@@ -29,8 +29,8 @@ def render_prefetches() -> list[Prefetch]:
 
 def invoices_for_service(*, service: Service) -> QuerySet[Invoice]:
     return (Invoice.objects.filter(service=service)
-            .select_related("service", "customer", "subscription__plan", "subscription__account_link__customer")
-            .prefetch_related(*render_prefetches())
+            .select_related("service", "account_link", "subscription__plan", "subscription__account_link")
+            .prefetch_related(*render_prefetches(), "account_link__metadata", "subscription__account_link__metadata")
             .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
 
 
@@ -42,14 +42,15 @@ def invoice_by_lago_id(*, service: Service, lago_id: str) -> Invoice | None:
     return invoices_for_service(service=service).filter(pk=key).first()
 
 
-def filter_invoices(queryset: QuerySet[Invoice], *, customer_id: uuid.UUID | None = None, status: str | None = None,
+def filter_invoices(queryset: QuerySet[Invoice], *, account_link_id: uuid.UUID | None = None,
+                    status: str | None = None,
                     payment_status: str | None = None,
                     invoice_type: str | None = None, currency: str | None = None,
                     issuing_date_from: dt.date | None = None, issuing_date_to: dt.date | None = None,
                     payment_overdue: bool | None = None, search_term: str | None = None,
                     today: dt.date | None = None) -> QuerySet[Invoice]:
-    if customer_id is not None:
-        queryset = queryset.filter(customer_id=customer_id)
+    if account_link_id is not None:
+        queryset = queryset.filter(account_link_id=account_link_id)
     if status:
         queryset = queryset.filter(status=status)
     if payment_status:
@@ -68,8 +69,8 @@ def filter_invoices(queryset: QuerySet[Invoice], *, customer_id: uuid.UUID | Non
                     payment_due_date__lt=today)
         queryset = queryset.filter(overdue) if payment_overdue else queryset.exclude(overdue)
     if search_term:
-        queryset = queryset.filter(Q(number__icontains=search_term) | Q(customer__name__icontains=search_term)
-                                   | Q(customer__email__icontains=search_term))
+        queryset = queryset.filter(Q(number__icontains=search_term) | Q(account_link__name__icontains=search_term)
+                                   | Q(account_link__external_email__icontains=search_term))
     return queryset
 
 

@@ -9,7 +9,8 @@ from identity.models import Service
 
 
 class SyncKind(models.TextChoices):
-    CUSTOMER = "customer", "customer → res.partner"
+    CUSTOMER = "customer", "customer → commercial res.partner"
+    ACCOUNT = "account", "service account → invoice-address contact"
     PLAN = "plan", "plan → subscription plan + flat product"
     CHARGE = "charge", "charge → usage product"
     SUBSCRIPTION = "subscription", "subscription → sale.order"

@@ -85,6 +85,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     book = StateBook(pusher.now)
     sub_ids = [str(s.pk) for s in subscriptions]
     customers = {s.account_link.customer_id: s.account_link.customer for s in subscriptions}
+    links = {s.account_link_id: s.account_link for s in subscriptions}
     plans = {s.plan_id: s.plan for s in subscriptions}
     for s in subscriptions:  # one Python object per plan, so ids learnt by the catalog step are seen by all
         s.plan = plans[s.plan_id]
@@ -107,6 +108,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
         usage.charge = charges.setdefault(usage.charge_id, usage.charge)
     book.load(SyncKind.SUBSCRIPTION, sub_ids)
     book.load(SyncKind.CUSTOMER, [str(pk) for pk in customers])
+    book.load(SyncKind.ACCOUNT, [str(pk) for pk in links])
     book.load(SyncKind.PLAN, [str(pk) for pk in plans])
     book.load(SyncKind.FEE_PRODUCT, [str(pk) for pk in plans])
     book.load(SyncKind.CHARGE, [str(pk) for pk in charges])
@@ -114,6 +116,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     book.load(SyncKind.PLAN_FEE, [str(f.pk) for f in fees])
     try:
         pusher.push_partners(book, list(customers.values()))
+        pusher.push_contacts(book, list(links.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
         push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .pull import pull_invoices
+from .pull import announce_overdue_invoices, pull_invoices
 from .sync import push_cycle
 
 
@@ -17,5 +17,7 @@ def push_to_odoo() -> dict:
 @shared_task(name="odoo_bridge.tasks.pull_from_odoo", ignore_result=True)
 def pull_from_odoo() -> dict:
     report = pull_invoices()
-    return {"aborted": report.aborted, "invoices_created": report.invoices_created, "events": report.events}
+    overdue = announce_overdue_invoices()
+    return {"aborted": report.aborted, "invoices_created": report.invoices_created, "events": report.events,
+            "overdue_announced": overdue}
 

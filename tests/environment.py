@@ -17,7 +17,7 @@ SQLITE_LEG = os.environ.get("FUSION_BILLING_TEST_LEG", "postgresql") == "sqlite"
 # What a new user running ``scripts/run`` has not configured.
 EMBEDDED_DEFAULT_UNSET = (
     "DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE",
-    "CSRF_COOKIE_SECURE", "CELERY_TASK_ALWAYS_EAGER", "ODOO_URL", "ODOO_DB", "ODOO_USER", "ODOO_API_KEY",
+    "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT", "CELERY_TASK_ALWAYS_EAGER", "ODOO_URL", "ODOO_DB", "ODOO_USER", "ODOO_API_KEY",
     "NEXACLOUD_DSN", "RATING_SHARDS",
 )
 
@@ -33,4 +33,7 @@ else:
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
     os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
     os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+    # The suite's clients and live servers speak plain HTTP (tests/foundation/
+    # test_deploy_checklist.py checks the production defaults in a process of its own).
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("WEBHOOK_ALLOW_HTTP_HOSTS", "127.0.0.1,localhost")

@@ -8,14 +8,14 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import services
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from . import keys, services
+from .models import OrganizationHmacKey, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
-        fields = ["service", "name", "url", "event_types", "is_active"]
+        fields = ["service", "name", "url", "event_types", "signature_algo", "is_active"]
 
     def clean_url(self) -> str:
         try:
@@ -90,19 +90,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if "is_active" in changed:
             services.set_endpoint_active(endpoint=current, active=obj.is_active)
 
-    @admin.action(description="Enable selected endpoints")
+    @admin.action(description="Enable selected endpoints", permissions=["change"])
     def enable_endpoints(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.set_endpoint_active(endpoint=endpoint, active=True)
         self.message_user(request, f"Enabled {queryset.count()} endpoint(s).")
 
-    @admin.action(description="Disable selected endpoints")
+    @admin.action(description="Disable selected endpoints", permissions=["change"])
     def disable_endpoints(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.set_endpoint_active(endpoint=endpoint, active=False, reason=f"disabled by {request.user}")
         self.message_user(request, f"Disabled {queryset.count()} endpoint(s).")
 
-    @admin.action(description="Rotate signing secret (old one stays valid for the overlap)")
+    @admin.action(description="Rotate signing secret (old one stays valid for the overlap)", permissions=["change"])
     def rotate_secrets(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:  # noqa: ANN001
         for endpoint in queryset:
             services.rotate_secret(endpoint=endpoint)
@@ -187,7 +187,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def get_queryset(self, request):  # noqa: ANN001, ANN201
         return super().get_queryset(request).prefetch_related("deliveries")
 
-    @admin.action(description="Replay all deliveries of selected events")
+    @admin.action(description="Replay all deliveries of selected events", permissions=["change"])
     def replay_events(self, request, queryset: QuerySet[WebhookEvent]) -> None:  # noqa: ANN001
         ids = list(WebhookDelivery.objects.filter(event__in=queryset).values_list("id", flat=True))
         _replay(self, request, ids, "deliveries")
@@ -225,6 +225,35 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         url = reverse("admin:webhooks_webhookevent_change", args=[obj.event_id])
         return format_html('<a href="{}">{} {}</a>', url, obj.event.webhook_type, obj.event_id)
 
-    @admin.action(description="Replay selected deliveries (incl. dead letters)")
+    @admin.action(description="Replay selected deliveries (incl. dead letters)", permissions=["change"])
     def replay_deliveries(self, request, queryset: QuerySet[WebhookDelivery]) -> None:  # noqa: ANN001
         _replay(self, request, list(queryset.values_list("id", flat=True)), "deliveries")
+
+
+class OrganizationHmacKeyForm(forms.ModelForm):
+    class Meta:
+        model = OrganizationHmacKey
+        fields = ["service"]
+
+
+@admin.register(OrganizationHmacKey)
+class OrganizationHmacKeyAdmin(admin.ModelAdmin):
+    """Lago's organization HMAC key, to give an app whose endpoints use ``hmac`` (made on
+    first use, or here by choosing the service)."""
+
+    form = OrganizationHmacKeyForm
+    list_display = ("service", "created_at")
+    readonly_fields = ("hmac_key", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        return ("service", "hmac_key", "created_at") if obj is not None else ()
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        if not change:
+            keys.hmac_key_for(service_id=obj.service_id)  # made (or already there) exactly once
+            return
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):  # noqa: ANN001, ANN201
+        obj.pk = OrganizationHmacKey.objects.get(service_id=obj.service_id).pk
+        return super().response_add(request, obj, post_url_continue)

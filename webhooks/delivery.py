@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import event_types, retry, sender, signing
+from . import event_types, keys, retry, sender, signing
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class _Sent:
     signed_ts: int
 
 
-def _send_one_isolated(d: WebhookDelivery, options: dict) -> _Sent:
+def _send_one_isolated(d: WebhookDelivery, options: dict, lago: signing.LagoSigner | None = None) -> _Sent:
     """``_send_one`` that never raises: whatever goes wrong is this delivery's failed attempt.
 
     One receiver (or one bug) must never cost the other deliveries of the batch their
@@ -298,7 +298,7 @@ def _send_one_isolated(d: WebhookDelivery, options: dict) -> _Sent:
     """
     started_at = timezone.now()
     try:
-        return _send_one(d, options)
+        return _send_one(d, options, lago)
     except Exception as exc:
         logger.exception("webhook delivery %s: unexpected error while sending", d.id)
         finished_at = timezone.now()
@@ -309,7 +309,7 @@ def _send_one_isolated(d: WebhookDelivery, options: dict) -> _Sent:
         return _Sent(d, outcome, started_at, finished_at, int(started_at.timestamp()))
 
 
-def _send_one(d: WebhookDelivery, options: dict) -> _Sent:
+def _send_one(d: WebhookDelivery, options: dict, lago: signing.LagoSigner | None = None) -> _Sent:
     """The HTTP part only (no database): safe to run in a thread."""
     event, endpoint = d.event, d.endpoint
     body = bytes(event.body)
@@ -317,6 +317,7 @@ def _send_one(d: WebhookDelivery, options: dict) -> _Sent:
     signed_ts = int(time.time())
     headers = signing.signature_headers(
         msg_id=event.webhook_id, timestamp=signed_ts, body=body, secrets=endpoint.signing_secrets(now=started_at),
+        lago=lago,
     )
     outcome = sender.post_webhook(url=endpoint.url, body=body, headers=headers, **options)
     return _Sent(d, outcome, started_at, timezone.now(), signed_ts)
@@ -359,12 +360,14 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
         "allowed_ports": settings.WEBHOOK_ALLOWED_PORTS,
         "timeout": settings.WEBHOOK_TIMEOUT_SECONDS, "max_response_bytes": settings.WEBHOOK_MAX_RESPONSE_BYTES,
     }
+    signers = keys.lago_signers({d.endpoint_id: d.endpoint for d in claimed}.values())
     if wait_seconds is None and (len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1):
-        sent = [_send_one_isolated(d, options) for d in claimed]
+        sent = [_send_one_isolated(d, options, signers.get(d.endpoint_id)) for d in claimed]
     elif wait_seconds is None:
-        sent = list(_thread_pool().map(lambda d: _send_one_isolated(d, options), claimed))
+        sent = list(_thread_pool().map(lambda d: _send_one_isolated(d, options, signers.get(d.endpoint_id)),
+                                       claimed))
     else:
-        sent = _send_detaching_slow_ones(claimed, options, wait_seconds=wait_seconds, rng=rng)
+        sent = _send_detaching_slow_ones(claimed, options, signers, wait_seconds=wait_seconds, rng=rng)
     policy = retry_policy()
     decisions = [_decide(s, policy, rng) for s in sent]
     _record(sent, decisions)
@@ -377,7 +380,8 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
     return results
 
 
-def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict, *, wait_seconds: float,
+def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict,
+                              signers: dict[UUID, signing.LagoSigner], *, wait_seconds: float,
                               rng: random.Random | None) -> list[_Sent]:  # ok-float
     """The sends done within ``wait_seconds``; the others record themselves when they end.
 
@@ -385,7 +389,7 @@ def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict,
     time out, and the task's worker process is wanted by other services' tasks.
     """
     global _detached
-    futures = [_thread_pool().submit(_send_one_isolated, d, options) for d in claimed]
+    futures = [_thread_pool().submit(_send_one_isolated, d, options, signers.get(d.endpoint_id)) for d in claimed]
     patient = [f for f, d in zip(futures, claimed, strict=True)
                if not (d.endpoint.consecutive_failures or d.endpoint.circuit_open_until)]
     if patient:

@@ -23,9 +23,13 @@ class WebhookType(StrEnum):
     SUBSCRIPTION_TERMINATED = "subscription.terminated"
     SUBSCRIPTION_CANCELED = "subscription.canceled"
     SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
+    SUBSCRIPTION_TERMINATION_ALERT = "subscription.termination_alert"
     INVOICE_CREATED = "invoice.created"
     INVOICE_PAYMENT_STATUS_UPDATED = "invoice.payment_status_updated"
     INVOICE_VOIDED = "invoice.voided"
+    INVOICE_DRAFTED = "invoice.drafted"
+    INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"
+    PLAN_DELETED = "plan.deleted"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 

@@ -21,7 +21,9 @@ class WebhookEndpoint(models.Model):
     event_types = models.JSONField(
         null=True, blank=True, help_text='Webhook types to send; empty or ["*"] means all.'
     )
-    signature_algo = models.CharField(max_length=16, default="hmac", editable=False)
+    # What X-Lago-Signature carries (Lago's default is jwt); the Standard Webhooks headers
+    # are always signed with ``secret``.
+    signature_algo = models.CharField(max_length=16, default="jwt", choices=[("jwt", "jwt"), ("hmac", "hmac")])
     # The secret is needed in clear to sign; it is shown to the integrator once (API)
     # and to staff in the admin, and never logged.
     secret = models.CharField(max_length=128, editable=False)
@@ -57,6 +59,39 @@ class WebhookEndpoint(models.Model):
         if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
             secrets.append(self.previous_secret)
         return secrets
+
+
+class OrganizationHmacKey(models.Model):
+    """Lago's ``organization.hmac_key``: one per service, keys X-Lago-Signature of its
+    ``hmac`` endpoints. Needed in clear to sign; shown to staff in the admin, never logged."""
+
+    service = models.OneToOneField(Service, on_delete=models.PROTECT, related_name="webhook_hmac_key")
+    hmac_key = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "organization HMAC key"
+
+    def __str__(self) -> str:
+        return f"{self.service.code}: HMAC key"
+
+
+class WebhookRsaKey(models.Model):
+    """The deployment's RSA key for ``jwt`` signatures (Lago's ``RsaPrivateKey``), made once on
+    first use unless ``LAGO_RSA_PRIVATE_KEY`` provides it. A single row (pk 1)."""
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    private_pem = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "webhook RSA key"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="webhook_rsa_key_single_row")]
+
+    def __str__(self) -> str:
+        return "webhook RSA key"
 
 
 class WebhookEvent(models.Model):

@@ -39,8 +39,8 @@ def canonical_body(envelope: dict[str, Any]) -> bytes:
 
 
 def organization_id(service: Service) -> str:
-    # Lago's organization is the calling Service (see identity.api.organization).
-    return str(service.pk)
+    # Lago's organization is the calling Service (see identity.api.organization); a UUID as Lago's.
+    return str(service.lago_id)
 
 
 @transaction.atomic(savepoint=False)
@@ -115,7 +115,7 @@ class IssuedEndpoint:
 
 @transaction.atomic
 def create_endpoint(*, service: Service, url: str, name: str = "", event_types_filter: list[str] | None = None,
-                    is_active: bool = True) -> IssuedEndpoint:
+                    is_active: bool = True, signature_algo: str = signing.ALGO_JWT) -> IssuedEndpoint:
     url = validate_url(url)
     types = validate_event_types(event_types_filter)
     # Lock the service row so two concurrent creates cannot both pass the limit check.
@@ -127,6 +127,7 @@ def create_endpoint(*, service: Service, url: str, name: str = "", event_types_f
     secret = signing.generate_secret()
     endpoint = WebhookEndpoint.objects.create(
         service=service, url=url, name=name, event_types=types, secret=secret, is_active=is_active,
+        signature_algo=_checked_algo(signature_algo),
     )
     return IssuedEndpoint(endpoint, secret)
 
@@ -134,10 +135,20 @@ def create_endpoint(*, service: Service, url: str, name: str = "", event_types_f
 _UNSET: Any = object()
 
 
+def _checked_algo(signature_algo: str) -> str:
+    if signature_algo not in signing.LAGO_ALGOS:
+        raise EndpointInvalid({"signature_algo": [ErrorCode.VALUE_IS_INVALID]})
+    return signature_algo
+
+
 @transaction.atomic
 def update_endpoint(*, endpoint: WebhookEndpoint, url: str = _UNSET, name: str = _UNSET,
-                    event_types_filter: list[str] | None = _UNSET) -> WebhookEndpoint:
+                    event_types_filter: list[str] | None = _UNSET, signature_algo: str = _UNSET
+                    ) -> WebhookEndpoint:
     fields = []
+    if signature_algo is not _UNSET:
+        endpoint.signature_algo = _checked_algo(signature_algo)
+        fields.append("signature_algo")
     if url is not _UNSET:
         endpoint.url = validate_url(url)
         fields.append("url")

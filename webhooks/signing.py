@@ -7,10 +7,15 @@ Every request carries two independent signatures over the exact body bytes:
   key is the base64-decoded part of the ``whsec_`` secret and the signed content is
   ``"{id}.{timestamp}.{body}"``. While a rotated-out secret is still valid the header
   lists one signature per secret, space-separated, so receivers on either secret pass.
-* Lago-compatible ``X-Lago-Signature``: base64 HMAC-SHA256 of the body, keyed — as
-  Lago's own receivers expect (``hmac.new(key.encode(), body, "sha256")``) — by the
-  secret string exactly as shown to the integrator. Lago's header has room for a
-  single value, so it is always made with the current secret.
+* Lago's ``X-Lago-Signature`` exactly as Lago makes it, so a receiver written for Lago
+  verifies ours unchanged. ``X-Lago-Signature-Algorithm`` says which:
+
+  - ``jwt`` (Lago's default): an RS256 JWT whose claims are ``{"data": <body as text>,
+    "iss": <issuer>}``, signed with the deployment's RSA key; receivers check it with the
+    public key from ``GET /api/v1/webhooks/json_public_key``;
+  - ``hmac``: base64 HMAC-SHA256 of the body keyed by the organization's HMAC key (one
+    per service, like Lago's ``organization.hmac_key``), as Lago's receivers check it
+    (``hmac.new(key.encode(), body, "sha256")``).
 
 This module is pure (no Django) so it can be reused by receivers and tests.
 """
@@ -23,6 +28,12 @@ import hashlib
 import hmac
 import secrets as _secrets
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 SECRET_PREFIX = "whsec_"
 SECRET_RANDOM_BYTES = 32  # Standard Webhooks asks for 24..64 bytes
@@ -35,6 +46,12 @@ HEADER_SIGNATURE = "webhook-signature"
 HEADER_LAGO_SIGNATURE = "X-Lago-Signature"
 HEADER_LAGO_ALGORITHM = "X-Lago-Signature-Algorithm"
 HEADER_LAGO_UNIQUE_KEY = "X-Lago-Unique-Key"
+
+ALGO_JWT = "jwt"
+ALGO_HMAC = "hmac"
+LAGO_ALGOS = (ALGO_JWT, ALGO_HMAC)
+RSA_KEY_BITS = 2048
+HMAC_KEY_RANDOM_BYTES = 32
 
 
 class InvalidSecret(ValueError):
@@ -75,16 +92,80 @@ def standard_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes)
 
 
 def lago_signature(*, secret: str, body: bytes) -> str:
+    """Lago's ``hmac`` signature: base64 HMAC-SHA256 of the body keyed by the key's text."""
     digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
+def generate_hmac_key() -> str:
+    # Lago's organization hmac_key is a random token shown to the integrator as is.
+    return _secrets.token_urlsafe(HMAC_KEY_RANDOM_BYTES)
+
+
+def generate_rsa_private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+@lru_cache(maxsize=4)
+def load_rsa_private_key(pem: str) -> rsa.RSAPrivateKey:
+    # Cached: loading checks the key, which costs more than signing with it.
+    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidSecret("the webhook signing key must be an RSA private key")
+    return key
+
+
+def public_key_pem(private_pem: str) -> str:
+    public = load_rsa_private_key(private_pem).public_key()
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo,
+    ).decode("ascii")
+
+
+def public_key_base64(private_pem: str) -> str:
+    """What Lago's ``json_public_key`` returns: the PEM, base64 (Ruby's ``Base64.encode64``,
+    which wraps lines; ``base64.b64decode`` ignores the newlines as Lago's clients do)."""
+    return base64.encodebytes(public_key_pem(private_pem).encode("ascii")).decode("ascii")
+
+
+def jwt_signature(*, private_pem: str, body: bytes, issuer: str) -> str:
+    """Lago's ``jwt`` signature: RS256 over ``{"data": <body text>, "iss": issuer}``."""
+    return jwt.encode({"data": body.decode("utf-8"), "iss": issuer}, load_rsa_private_key(private_pem),
+                      algorithm="RS256")
+
+
+@dataclass(frozen=True)
+class LagoSigner:
+    """How ``X-Lago-Signature`` is made for one endpoint: its algorithm and the key."""
+
+    algo: str
+    hmac_key: str = ""
+    rsa_private_pem: str = ""
+    issuer: str = ""
+
+    def sign(self, body: bytes) -> str:
+        if self.algo == ALGO_JWT:
+            if not self.rsa_private_pem:
+                raise InvalidSecret("jwt signatures need the RSA private key")
+            return jwt_signature(private_pem=self.rsa_private_pem, body=body, issuer=self.issuer)
+        if self.algo == ALGO_HMAC:
+            if not self.hmac_key:
+                raise InvalidSecret("hmac signatures need the organization's HMAC key")
+            return lago_signature(secret=self.hmac_key, body=body)
+        raise InvalidSecret(f"unknown signature_algo {self.algo!r}")
+
+
 def signature_headers(
-    *, msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str]
+    *, msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str], lago: LagoSigner | None = None,
 ) -> dict[str, str]:
     """All signature headers for one attempt.
 
-    ``secrets`` is ordered current first, then any still-valid previous secrets.
+    ``secrets`` (the endpoint's, for Standard Webhooks) is ordered current first, then any
+    still-valid previous secrets. ``lago`` makes ``X-Lago-Signature`` as Lago does; without
+    it the header is an HMAC keyed by the endpoint's current secret.
     """
     active = [s for s in secrets if s]
     if not active:
@@ -92,12 +173,13 @@ def signature_headers(
     standard = " ".join(
         standard_signature(secret=s, msg_id=msg_id, timestamp=timestamp, body=body) for s in active
     )
+    lago = lago or LagoSigner(algo=ALGO_HMAC, hmac_key=active[0])
     return {
         HEADER_ID: msg_id,
         HEADER_TIMESTAMP: str(int(timestamp)),
         HEADER_SIGNATURE: standard,
-        HEADER_LAGO_SIGNATURE: lago_signature(secret=active[0], body=body),
-        HEADER_LAGO_ALGORITHM: "hmac",
+        HEADER_LAGO_SIGNATURE: lago.sign(body),
+        HEADER_LAGO_ALGORITHM: lago.algo,
         HEADER_LAGO_UNIQUE_KEY: msg_id,
     }
 
@@ -126,3 +208,14 @@ def verify_lago(*, secret: str, headers: Mapping[str, str], body: bytes) -> bool
     lowered = {k.lower(): v for k, v in headers.items()}
     received = lowered.get(HEADER_LAGO_SIGNATURE.lower(), "")
     return hmac.compare_digest(lago_signature(secret=secret, body=body), received)
+
+
+def verify_lago_jwt(*, public_pem: str, headers: Mapping[str, str], body: bytes, issuer: str) -> bool:
+    """Receiver-side check of a ``jwt`` signature, as Lago's docs show it."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    token = lowered.get(HEADER_LAGO_SIGNATURE.lower(), "")
+    try:
+        claims = jwt.decode(token, public_pem, algorithms=["RS256"], issuer=issuer)
+    except jwt.PyJWTError:
+        return False
+    return bool(claims.get("data") == body.decode("utf-8"))

@@ -9,7 +9,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=is_embedded())
 DEFAULT_EXCEPTION_REPORTER_FILTER = "billing_project.error_reports.CredentialMaskingExceptionReporterFilter"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin, as the ops console: its site is console.sites.ConsoleAdminSite.
+    "console.apps.FusionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -23,6 +24,9 @@ INSTALLED_APPS = [
     "webhooks",
     "odoo_bridge",
     "migration",
+    # Last: it composes the apps' admin pages (safe actions, masked secrets, read-only fields).
+    "console.apps.ConsoleConfig",
+    "axes",
     # The API docs page works offline: Swagger UI and Redoc are served from our static files.
     "drf_spectacular_sidecar",
 ]
@@ -32,6 +36,8 @@ MIDDLEWARE = [
     # Serves the admin's and the API docs' static files under gunicorn (after collectstatic).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_kit.middleware.ApiJsonErrorsMiddleware",
+    # API requests run their statements under API_STATEMENT_TIMEOUT_MS (the fast path too).
+    "billing_kit.statement_timeout.ApiStatementTimeoutMiddleware",
     # Oversized bodies are refused first (JSON 413), before anything reads them.
     "billing_kit.middleware.ApiBodyLimitMiddleware",
     # Answers POST /api/v1/events[/batch] without the rest of the stack (see its docstring).
@@ -44,6 +50,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Idempotency-Key wraps every API write.
     "identity.idempotency.IdempotencyKeyMiddleware",
+    # Staff login throttling (django-axes): last, as its documentation asks.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "billing_project.urls"

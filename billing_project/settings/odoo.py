@@ -19,8 +19,9 @@ ODOO_RETRY_BASE_SECONDS = env.int("ODOO_RETRY_BASE_SECONDS", default=30)
 ODOO_RETRY_MAX_SECONDS = env.int("ODOO_RETRY_MAX_SECONDS", default=3600)
 # Business errors (ValidationError, ...) stop being retried after this many attempts (admin "resync").
 ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR = env.int("ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR", default=5)
-# The calendar in which window boundaries become Odoo dates (order start_date, next_invoice_date)
-# while customers carry no timezone of their own. An IANA name.
+# The default billing calendar (an IANA name): a subscription whose customer has no Lago
+# ``timezone`` counts its windows (local midnights) and proration days in it, and its Odoo
+# order dates (start_date, next_invoice_date) are dates in it. Snapshotted per subscription.
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 ODOO_SYNC_INTERVAL_SECONDS = env.int("ODOO_SYNC_INTERVAL_SECONDS", default=60)
 

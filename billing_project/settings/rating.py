@@ -20,6 +20,9 @@ RATING_SHARDS = env.int(
 
 # How often beat terminates subscriptions whose ending_at has come and swaps due downgrades.
 LIFECYCLE_INTERVAL_SECONDS = env.int("LIFECYCLE_INTERVAL_SECONDS", default=60)
+# Days before ending_at when subscription.termination_alert is sent (Lago's variable and default).
+SUBSCRIPTION_TERMINATION_ALERT_DAYS = env.list("LAGO_SUBSCRIPTION_TERMINATION_ALERT_SENT_AT_DAYS", cast=int,
+                                               default=[15, 45])
 
 RATING_BEAT_SCHEDULE: dict = {
     "rate-open-windows": {
@@ -37,6 +40,12 @@ RATING_BEAT_SCHEDULE: dict = {
     },
     "end-trials": {
         "task": "metering.tasks.end_trials",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    # Lago's subscription.termination_alert (once a day per subscription; cheap to run often).
+    "send-termination-alerts": {
+        "task": "metering.tasks.send_termination_alerts",
         "schedule": LIFECYCLE_INTERVAL_SECONDS,
         "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
     },

@@ -71,3 +71,10 @@ WEBHOOKS_BEAT_SCHEDULE: dict = {
         },
     },
 }
+
+# X-Lago-Signature of jwt endpoints (Lago's default): RS256 with this key, base64 of a PEM
+# private key as Lago's own LAGO_RSA_PRIVATE_KEY; empty = one made on first use and stored.
+LAGO_RSA_PRIVATE_KEY = env.str("LAGO_RSA_PRIVATE_KEY", default="")
+# The JWT's ``iss``. Lago uses its LAGO_API_URL; the default is Lago Cloud's, so a receiver
+# written for Lago Cloud (issuer="https://api.getlago.com") verifies unchanged.
+WEBHOOK_JWT_ISSUER = env.str("WEBHOOK_JWT_ISSUER", default="https://api.getlago.com")

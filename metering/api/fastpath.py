@@ -19,8 +19,9 @@ from types import SimpleNamespace
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing_kit.errors import BillingError, Unauthorized
-from billing_kit.http import json_error_response
+from billing_kit.errors import BillingError, StatementTimeout, TooManyRequests, Unauthorized
+from billing_kit.http import is_statement_timeout, json_error_response
+from billing_kit.throttling import INGEST, add_rate_headers, check_rate
 from identity.authentication import CachedApiKeyAuthentication
 from metering.api.views import create_event, create_event_batch
 
@@ -37,17 +38,24 @@ class EventIngestFastPathMiddleware:
         kind = _PATHS.get(request.path_info)
         if kind is None or request.method != "POST" or "HTTP_IDEMPOTENCY_KEY" in request.META:
             return self.get_response(request)
+        # ALLOWED_HOSTS, as CommonMiddleware (skipped here) checks on every other path: a
+        # DisallowedHost propagates and Django answers 400 (JSON, by ApiJsonErrorsMiddleware).
+        request.get_host()
         try:
             response = self._ingest(request, kind)
         except BillingError as error:
             response = json_error_response(error)
-        except Exception:  # never a traceback or an HTML page to an API client
-            logger.exception("Unhandled error on the event ingestion fast path")
-            response = json_error_response(BillingError())
+        except Exception as exc:  # never a traceback or an HTML page to an API client
+            if is_statement_timeout(exc):
+                logger.warning("An event ingestion statement ran past API_STATEMENT_TIMEOUT_MS")
+                response = json_error_response(StatementTimeout())
+            else:
+                logger.exception("Unhandled error on the event ingestion fast path")
+                response = json_error_response(BillingError())
         # What CommonMiddleware (further down, so skipped here) adds: without it the
         # server falls back to chunked transfer encoding.
         response.headers["Content-Length"] = str(len(response.content))
-        return response
+        return add_rate_headers(response, getattr(request, "rate_limit_decision", None))
 
     @staticmethod
     def _ingest(request: HttpRequest, kind: str) -> HttpResponse:
@@ -57,6 +65,10 @@ class EventIngestFastPathMiddleware:
             result = None
         if result is None:
             raise Unauthorized()
-        service = result[0].service
+        principal, api_key = result
+        decision = check_rate(scope=INGEST, ident=api_key.prefix)
+        setattr(request, "rate_limit_decision", decision)
+        if decision is not None and not decision.allowed:
+            raise TooManyRequests()
         handler = create_event if kind == "single" else create_event_batch
-        return handler(service=service, body=request.body)
+        return handler(service=principal.service, body=request.body)

@@ -15,6 +15,23 @@ from metering.models import AggregationType, BillingTime, PlanInterval
 
 AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
 INTERVALS = [choice for choice, _ in PlanInterval.choices]
+# Values Lago accepts that are not built here: ``not_supported``, not ``value_is_invalid``.
+LAGO_AGGREGATIONS_NOT_BUILT = ["weighted_sum_agg", "custom_agg"]
+LAGO_INTERVALS_NOT_BUILT = ["semiannual"]
+
+
+class _LagoChoiceField(serializers.ChoiceField):
+    """A choice among the values built; a value Lago knows but that is not built is refused
+    with ``not_supported`` (the client is told it is a gap of ours, not a typo)."""
+
+    def __init__(self, choices: list[str], *, not_built: list[str], **kwargs: Any) -> None:
+        self.not_built = not_built
+        super().__init__(choices, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and data in self.not_built:
+            raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
+        return super().to_internal_value(data)
 
 
 def _refuse_if_set(serializer: serializers.Serializer, value: Any) -> Any:
@@ -43,7 +60,7 @@ class BillableMetricInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    aggregation_type = serializers.ChoiceField(AGGREGATIONS)
+    aggregation_type = _LagoChoiceField(AGGREGATIONS, not_built=LAGO_AGGREGATIONS_NOT_BUILT)
     # Lago's field named field_name: DRF's metaclass takes declared fields off the class, so it never
     # shadows Field.field_name at run time; the stubs cannot know that.
     field_name = serializers.CharField(  # type: ignore[assignment]
@@ -61,7 +78,7 @@ class BillableMetricInput(serializers.Serializer):
 class BillableMetricUpdateInput(BillableMetricInput):
     name = serializers.CharField(max_length=255, required=False)
     code = serializers.CharField(max_length=255, required=False)
-    aggregation_type = serializers.ChoiceField(AGGREGATIONS, required=False)
+    aggregation_type = _LagoChoiceField(AGGREGATIONS, not_built=LAGO_AGGREGATIONS_NOT_BUILT, required=False)
 
 
 class ChargeInput(serializers.Serializer):
@@ -92,7 +109,7 @@ class ChargeInput(serializers.Serializer):
 class PlanInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
-    interval = serializers.ChoiceField(INTERVALS)
+    interval = _LagoChoiceField(INTERVALS, not_built=LAGO_INTERVALS_NOT_BUILT)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
                                                  allow_blank=True)
@@ -102,7 +119,9 @@ class PlanInput(serializers.Serializer):
     # Days without base fee from the subscription's start (metering.plan_fees; Lago float).
     trial_period = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False,
                                             allow_null=True)
-    charges = ChargeInput(many=True, required=False, allow_null=True)
+    # A ListField, not ChargeInput(many=True): DRF hands a list serializer's allow_null to
+    # its child too, so a null item reached the catalogue service (a 500).
+    charges = serializers.ListField(child=ChargeInput(), required=False, allow_null=True)
     # Lago plan fields not built: refused unless neutral (docs/api.md "Catalogue fields").
     # ``cascade_updates`` is accepted: plan overrides are refused, so there are no child
     # plans to cascade to and either value means the same.
@@ -113,17 +132,21 @@ class PlanInput(serializers.Serializer):
     usage_thresholds = _anything()
     fixed_charges = _anything()
     tax_codes = _anything()
+    # Lago's plan metadata (string keys, string or null values): stored and rendered.
     metadata = _anything()
+    # Feature entitlements belong to the apps (DESIGN "Locked decisions" 4), not to billing.
+    entitlements = _anything()
 
+    validate_entitlements = _refuse_if_set
     validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
     validate_minimum_commitment = validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
-    validate_tax_codes = validate_metadata = _refuse_if_set
+    validate_tax_codes = _refuse_if_set
 
 
 class PlanUpdateInput(PlanInput):
     name = serializers.CharField(max_length=255, required=False)
     code = serializers.CharField(max_length=255, required=False)
-    interval = serializers.ChoiceField(INTERVALS, required=False)
+    interval = _LagoChoiceField(INTERVALS, not_built=LAGO_INTERVALS_NOT_BUILT, required=False)
     amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
     amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
 

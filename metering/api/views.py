@@ -6,14 +6,19 @@ encoded by msgspec; DRF only authenticates and handles errors there.
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime, time
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -29,7 +34,7 @@ from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from identity.authentication import CachedApiKeyAuthentication
 from identity.models import Service
-from metering import event_schema, lifecycle, selectors, services
+from metering import event_schema, lifecycle, selectors, services, tasks
 from metering.api.customers import SUBSCRIPTION_STATUSES, requested_statuses
 from metering.api.inputs import (
     BillableMetricInput,
@@ -145,11 +150,17 @@ class PlanDetailView(ServiceAPIView):
         return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
 
     @extend_schema(operation_id="plans_destroy", parameters=[CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Lago's delete: the plan is returned pending_deletion (plan.deleted is sent); "
+                               "its active subscriptions are then terminated, its pending ones canceled, "
+                               "and it disappears (its code can be used again).")
     def delete(self, request: Request, code: str) -> Response:
-        plan = plan_or_404(self.service, code)
-        rendered = render_plan(plan)
-        services.delete_plan(plan=plan)
+        plan = services.prepare_plan_deletion(plan=plan_or_404(self.service, code))
+        rendered = render_plan(plan_or_404(self.service, plan.code))
+        # Nothing to end: discarded at once. Otherwise a task ends its subscriptions (every
+        # rating run finishes it too if that task is lost).
+        if not services.discard_plan(plan_id=plan.id, now=timezone.now()):
+            transaction.on_commit(tasks.finish_plan_deletions.delay, robust=True)
         return Response({"plan": rendered})
 
 
@@ -238,6 +249,32 @@ class SubscriptionDetailView(ServiceAPIView):
         # Closes the final window at once (usage frozen, final fee or credit written).
         subscription = lifecycle.terminate_subscription(subscription=subscription, credit_note=credit_note)
         return Response({"subscription": render_subscription(subscription)})
+
+
+class SubscriptionLifetimeUsageView(ServiceAPIView):
+    @extend_schema(operation_id="subscriptions_lifetime_usage", parameters=[SUBSCRIPTION_ID],
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Lago's lifetime usage of the active subscription: usage of its closed windows "
+                               "(invoiced through Odoo) and of the open one. Usage thresholds are not built "
+                               "(usage_thresholds is empty; updating the historical amount is 405).")
+    def get(self, request: Request, external_id: str) -> Response:
+        subscription = subscription_or_404(self.service, external_id)
+        usage = selectors.lifetime_usage(subscription=subscription)
+        return Response({"lifetime_usage": {
+            "lago_id": str(uuid.uuid5(LIFETIME_USAGE_NAMESPACE, str(subscription.id))),
+            "lago_subscription_id": str(subscription.id),
+            "external_subscription_id": subscription.external_id,
+            "external_historical_usage_amount_cents": 0,
+            "invoiced_usage_amount_cents": usage.invoiced_amount_cents,
+            "current_usage_amount_cents": usage.current_amount_cents,
+            "from_datetime": iso_seconds(subscription.started_at),
+            "to_datetime": iso_seconds(subscription.current_period_end),
+            "usage_thresholds": [],
+        }})
+
+
+# A lifetime usage is one per subscription here: its id is derived from the subscription's.
+LIFETIME_USAGE_NAMESPACE = uuid.UUID("0c7b6a52-4f1e-5d3a-9e8b-7a6c5d4e3f21")
 
 
 # --------------------------------------------------------------------------- events
@@ -349,6 +386,85 @@ class EventCreateView(ServiceAPIView):
     def post(self, request: Request) -> HttpResponse:
         return create_event(service=self.service, body=request.body)
 
+    @documented(operation_id="events_list",
+                query=(*PAGINATION,
+                       QueryParam("code", "Only events of this billable metric code."),
+                       QueryParam("external_subscription_id", "Only events of this subscription."),
+                       QueryParam("timestamp_from", "ISO 8601; events at or after this instant."),
+                       QueryParam("timestamp_to", "ISO 8601; events at or before this instant."),
+                       QueryParam("timestamp_from_started_at",
+                                  "true: only events at or after their subscription's start.", enum=["true", "false"])),
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                description="The calling service's events, newest timestamp first (Lago's order).")
+    def get(self, request: Request) -> HttpResponse:
+        query = self.query(request)
+        events = selectors.list_events(
+            service=self.service, code=query.get("code"),
+            external_subscription_id=query.get("external_subscription_id"),
+            timestamp_from=_instant(query.get("timestamp_from"), "timestamp_from"),
+            timestamp_to=_instant(query.get("timestamp_to"), "timestamp_to"),
+            from_subscription_start=_flag(query.get("timestamp_from_started_at"), "timestamp_from_started_at"),
+        )
+        items, meta = paginate(query, events)
+        memo: dict[tuple[Callable[[Any], str | None], Any], str | None] = {}
+        return _json({"events": [render_stored_event(self.service.id, _stored(e), memo) for e in items],
+                      "meta": meta})
+
+
+def _instant(raw: str | None, name: str) -> Any:
+    if raw is None or raw == "":
+        return None
+    parsed: datetime | None = None
+    try:
+        parsed = parse_datetime(raw)
+        day = parse_date(raw) if parsed is None else None
+        if day is not None:
+            parsed = datetime.combine(day, time.min)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValidationFailed({name: [ErrorCode.INVALID_FORMAT]})
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, dt_timezone.utc)
+
+
+def _flag(raw: str | None, name: str) -> bool:
+    if raw in (None, "", "false"):
+        return False
+    if raw == "true":
+        return True
+    raise ValidationFailed({name: [ErrorCode.VALUE_IS_INVALID]})
+
+
+def _stored(event: Any) -> services.StoredEvent:
+    parsed = event_schema.ParsedEvent(
+        transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
+        code=event.code, timestamp=event.timestamp, properties=event.properties,
+        properties_json=b"", precise_total_amount_cents=event.precise_total_amount_cents,
+        payload_hash=event.payload_hash,
+    )
+    return services.StoredEvent(parsed, event.subscription_id, event.subscription.account_link_id,
+                                event.timestamp, event.created_at)
+
+
+class EventEstimateFeesView(ServiceAPIView):
+    @extend_schema(operation_id="events_estimate_fees",
+                   request=inline_serializer("EventEstimateBody", {"event": inline_serializer(
+                       "EventEstimateInput", {k: v for k, v in EVENT_FIELDS.items() if k != "transaction_id"})}),
+                   responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Lago's estimate for charges paid in advance. None is (pay_in_advance charges are "
+                               "refused), so a valid event gets Lago's 422 "
+                               "{\"code\": [\"does_not_match_an_instant_charge\"]}.")
+    def post(self, request: Request) -> HttpResponse:
+        raw = require_root(request, "event")
+        # Lago validates the event as one to create, with a transaction_id of its own.
+        event, errors = event_schema.validate_event({**raw, "transaction_id": "estimate"},
+                                                    received_at=timezone.now())
+        if errors:
+            raise ValidationFailed(errors)
+        assert event is not None
+        services.estimate_fees(service=self.service, event=event)
+        return _json({"fees": []})
+
 
 class EventBatchView(ServiceAPIView):
     authentication_classes = [CachedApiKeyAuthentication]
@@ -375,12 +491,4 @@ class EventDetailView(ServiceAPIView):
                                     external_subscription_id=self.query(request).get("external_subscription_id"))
         if event is None:
             raise NotFound(ErrorCode.EVENT_NOT_FOUND)
-        parsed = event_schema.ParsedEvent(
-            transaction_id=event.transaction_id, external_subscription_id=event.external_subscription_id,
-            code=event.code, timestamp=event.timestamp, properties=event.properties,
-            properties_json=b"", precise_total_amount_cents=event.precise_total_amount_cents,
-            payload_hash=event.payload_hash,
-        )
-        stored = services.StoredEvent(parsed, event.subscription_id, event.subscription.account_link_id,
-                                      event.timestamp, event.created_at)
-        return _json({"event": render_stored_event(self.service.id, stored)})
+        return _json({"event": render_stored_event(self.service.id, _stored(event))})

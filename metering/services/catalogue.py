@@ -6,6 +6,7 @@ touches that service's rows. Failures are raised as the API kit's domain errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -14,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, ProtectedError
 
 from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
-from billing_kit.formatting import from_cents
+from billing_kit.formatting import from_cents, to_cents
 from billing_kit.updates import model_update
-from identity.models import Customer, Service
+from identity.models import AccountLink, Service
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -33,6 +34,9 @@ from metering.pricing import (
     parse_charge_properties,
     render_charge_properties,
 )
+from metering.renderers import render_plan
+from webhooks.event_types import WebhookType
+from webhooks.services import record_event
 
 
 # --------------------------------------------------------------------------- billable metrics
@@ -219,6 +223,7 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
                 amount=_plan_amount(data, currency), amount_currency=currency,
                 pay_in_advance=bool(data.get("pay_in_advance") or False),
                 trial_period=data.get("trial_period") or 0,  # lifecycle engineer (#12): trials
+                metadata=None if data.get("metadata") is None else check_metadata(data["metadata"]),
             )
             _write_charges(plan=plan, specs=specs, replace=False)
     except IntegrityError:
@@ -254,6 +259,8 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
                     if field in data})
     if data.get("amount_cents") is not None:
         changes["amount"] = _plan_amount(data, currency)
+    if "metadata" in data:  # Lago replaces the plan's metadata with what is sent
+        changes["metadata"] = None if data["metadata"] is None else check_metadata(data["metadata"])
     attached = plan_is_attached(plan)
     if attached:
         _refuse_locked_changes(instance=plan, changes=changes, fields=PLAN_LOCKED_FIELDS,
@@ -266,15 +273,66 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
     try:
         with transaction.atomic():
             before = _price_terms(plan) if attached else None
+            old_amount = plan.amount
             model_update(instance=plan, data=changes)
             created = []
             if specs is not None:
                 created = _write_charges(plan=plan, specs=specs, replace=True)
             if before is not None:
                 _keep_open_window_terms(plan, before, created)
+            if attached and plan.amount != old_amount:
+                _follow_plan_amount(plan, old_amount)
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
+
+
+# --------------------------------------------------------------------------- plan charges
+# Lago's /plans/{code}/charges: one charge changes, under the same rules as a PUT of the
+# plan with its complete charge list (which is how they are applied).
+
+
+def _charge_as_input(charge: Charge) -> dict[str, Any]:
+    return {"billable_metric_id": charge.metric_id, "charge_model": charge.charge_model,
+            "properties": render_charge_properties(charge), "invoice_display_name": charge.invoice_display_name,
+            "min_amount_cents": to_cents(charge.min_amount, charge.plan.amount_currency)}
+
+
+def _plan_charges(plan: Plan) -> list[Charge]:
+    return list(plan.charges.select_related("metric", "plan").prefetch_related("tiers").order_by("created_at", "id"))
+
+
+def plan_charge(*, plan: Plan, code: str) -> Charge:
+    """A charge's code is its metric's code (one charge per metric and plan)."""
+    charge = plan.charges.select_related("metric", "plan").filter(metric__code=code).first()
+    if charge is None:
+        raise NotFound(ErrorCode.CHARGE_NOT_FOUND)
+    return charge
+
+
+def create_plan_charge(*, plan: Plan, data: dict[str, Any]) -> Charge:
+    charges = _plan_charges(plan)
+    update_plan(plan=plan, data={"charges": [*(_charge_as_input(c) for c in charges), data]})
+    specs = _resolve_charges(service=plan.service, charges=[data], currency=plan.amount_currency)
+    return plan_charge(plan=plan, code=specs[0].metric.code)
+
+
+def update_plan_charge(*, plan: Plan, charge: Charge, data: dict[str, Any]) -> Charge:
+    """The charge's fields sent replace its own; its metric cannot change (it is its code)."""
+    if (data.get("billable_metric_id") not in (None, charge.metric_id)
+            or data.get("billable_metric_code") not in (None, charge.metric.code)):
+        raise ValidationFailed({"billable_metric_id": [ErrorCode.VALUE_IS_INVALID]})
+    changed = {**_charge_as_input(charge),
+               **{k: v for k, v in data.items() if v is not None and k not in ("billable_metric_id",
+                                                                               "billable_metric_code")}}
+    update_plan(plan=plan, data={"charges": [changed if c.pk == charge.pk else _charge_as_input(c)
+                                             for c in _plan_charges(plan)]})
+    return plan_charge(plan=plan, code=charge.metric.code)
+
+
+def delete_plan_charge(*, plan: Plan, charge: Charge) -> None:
+    """422 ``charge_in_use`` once usage was rated with it (as a PUT without it)."""
+    update_plan(plan=plan, data={"charges": [_charge_as_input(c) for c in _plan_charges(plan) if c.pk != charge.pk]})
 
 
 # --------------------------------------------------------------------------- window terms
@@ -306,12 +364,23 @@ def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], creat
     open_windows = (Subscription.objects.filter(plan=plan, current_period_start__isnull=False)
                     .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES, usage_frozen_until__isnull=False,
                              usage_frozen_until__gte=F("terminated_at"))
-                    .values_list("id", "current_period_start"))
+                    .values_list("id", "current_period_start", "flat_amount"))
+    old_amount = Decimal(before[None]["amount"])
+    # The plan amount is kept only for subscriptions billed at it (not at a flat price of their own).
     rows = [WindowTerms(subscription_id=sub_id, charge_id=key, window_start=window_start, terms=terms)
-            for sub_id, window_start in open_windows.iterator(chunk_size=2000)
+            for sub_id, window_start, flat_amount in open_windows.iterator(chunk_size=2000)
             if window_start is not None
-            for key, terms in changed.items()]
+            for key, terms in changed.items()
+            if key is not None or flat_amount == old_amount]
     WindowTerms.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+
+
+def _follow_plan_amount(plan: Plan, old_amount: Decimal) -> None:
+    """The base fee of the open subscriptions of ``plan`` follows its new price from their
+    next window (the open window's amount is kept in ``WindowTerms``). A subscription whose
+    flat price was set apart from the plan's (an imported price) keeps it."""
+    (Subscription.objects.filter(plan=plan, flat_amount=old_amount)
+     .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).update(flat_amount=plan.amount))
 
 
 def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> Decimal:
@@ -325,30 +394,100 @@ def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> 
 # --------------------------------------------------------------------------- currencies
 
 
-def check_currency_compatible(*, customer: Customer, plan: Plan) -> bool:
+def check_currency_compatible(*, account: AccountLink, plan: Plan) -> bool:
     """Lago's rule when a customer subscribes (Subscriptions::CreateService through
     Customers::UpdateCurrencyService): the plan's currency must be the customer's.
 
-    Returns False when the currencies match; True when the customer takes the plan's
-    currency (the caller sets ``customer.currency = plan.amount_currency`` and saves it):
-    Lago assigns the currency of the first plan to a customer without one. Raises 422
-    ``{"currency": ["currencies_does_not_match"]}`` when the customer already has a
-    subscription (any status, any service: its bills are in the customer's currency).
-
-    Difference from Lago: ``Customer.currency`` is never empty here (it defaults to CAD), so
-    "no currency yet" is read as "no subscription yet"; a customer who sent ``currency`` but
-    never subscribed takes the plan's currency instead of being refused.
+    The customer is the service's own account. Returns False when the currencies match;
+    True when the account has no currency yet and takes the plan's (the caller assigns it);
+    raises 422 ``{"currency": ["currencies_does_not_match"]}`` when the account's currency
+    differs and it already has a subscription (any status: its bills are in its currency).
+    An account that set a currency but never subscribed takes the plan's, as Lago's
+    editable customer does.
     """
-    if customer.currency.upper() == plan.amount_currency.upper():
+    if account.currency is None:
+        return True
+    if account.currency.upper() == plan.amount_currency.upper():
         return False
-    if Subscription.objects.filter(account_link__customer=customer).exists():
+    if Subscription.objects.filter(account_link=account).exists():
         raise ValidationFailed({"currency": [ErrorCode.CURRENCIES_DOES_NOT_MATCH]})
     return True
 
 
 @transaction.atomic
-def delete_plan(*, plan: Plan) -> None:
-    """Refused while any subscription (even a closed one, whose bills reference it) uses it."""
-    if Subscription.objects.filter(plan=plan).exists():
-        raise NotAllowed(ErrorCode.PLAN_IN_USE)
-    plan.delete()
+def prepare_plan_deletion(*, plan: Plan) -> Plan:
+    """Lago's ``Plans::PrepareDestroyService``: the plan becomes ``pending_deletion`` and
+    ``plan.deleted`` is sent; ``metering.lifecycle.finish_plan_deletions`` then ends its
+    subscriptions and discards it. Idempotent."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    if plan.pending_deletion or plan.deleted_at is not None:
+        return plan
+    plan.pending_deletion = True
+    plan.save(update_fields=["pending_deletion", "updated_at"])
+    record_event(service=plan.service, webhook_type=WebhookType.PLAN_DELETED, object_type="plan",
+                 payload=render_plan(plan))
+    return plan
+
+
+@transaction.atomic
+def discard_plan(*, plan_id: Any, now: datetime) -> bool:
+    """The end of a deletion: once none of its subscriptions is active or pending, the plan is
+    discarded (kept for the bills that reference it; its code is free again). A pending
+    downgrade to it is dropped. False while subscriptions remain."""
+    plan = Plan.objects.select_for_update().filter(pk=plan_id, pending_deletion=True).first()
+    if plan is None:
+        return False
+    if Subscription.objects.filter(plan=plan).exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES).exists():
+        return False
+    Subscription.objects.filter(next_plan=plan).update(next_plan=None)
+    plan.pending_deletion = False
+    plan.deleted_at = now
+    plan.save(update_fields=["pending_deletion", "deleted_at", "updated_at"])
+    return True
+
+
+# --------------------------------------------------------------------------- plan metadata
+
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX_LENGTH = 100
+METADATA_VALUE_MAX_LENGTH = 255
+
+
+def check_metadata(metadata: Any) -> dict[str, str | None]:
+    """Lago's metadata: an object of string keys and string (or null) values."""
+    if not isinstance(metadata, dict) or len(metadata) > METADATA_MAX_KEYS or not all(
+            isinstance(key, str) and 0 < len(key) <= METADATA_KEY_MAX_LENGTH
+            and (value is None or (isinstance(value, str) and len(value) <= METADATA_VALUE_MAX_LENGTH))
+            for key, value in metadata.items()):
+        raise ValidationFailed({"metadata": [ErrorCode.VALUE_IS_INVALID]})
+    return dict(metadata)
+
+
+@transaction.atomic
+def replace_plan_metadata(*, plan: Plan, metadata: Any) -> dict[str, str | None] | None:
+    """``POST /plans/{code}/metadata`` (replace); ``None`` removes it (``DELETE``)."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    plan.metadata = None if metadata is None else check_metadata(metadata)
+    plan.save(update_fields=["metadata", "updated_at"])
+    return plan.metadata
+
+
+@transaction.atomic
+def merge_plan_metadata(*, plan: Plan, metadata: Any) -> dict[str, str | None] | None:
+    """``PATCH /plans/{code}/metadata``: the given keys are set, the others kept."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    merged = {**(plan.metadata or {}), **check_metadata(metadata)}
+    plan.metadata = check_metadata(merged)
+    plan.save(update_fields=["metadata", "updated_at"])
+    return plan.metadata
+
+
+@transaction.atomic
+def delete_plan_metadata_key(*, plan: Plan, key: str) -> dict[str, str | None] | None:
+    """``DELETE /plans/{code}/metadata/{key}``: Lago's 404 ``metadata_not_found`` without metadata."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    if plan.metadata is None:
+        raise NotFound(ErrorCode.METADATA_NOT_FOUND)
+    plan.metadata = {k: v for k, v in plan.metadata.items() if k != key}
+    plan.save(update_fields=["metadata", "updated_at"])
+    return plan.metadata

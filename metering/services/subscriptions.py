@@ -7,16 +7,18 @@ webhook in the outbox in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
 from identity import services as identity_services
 from identity.models import AccountLink, Service
@@ -31,6 +33,7 @@ from metering.models import (
 )
 from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
+from metering.services.catalogue import check_currency_compatible
 from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
@@ -46,13 +49,29 @@ def _emit_subscription(subscription: Subscription, webhook_type: WebhookType) ->
 # --------------------------------------------------------------------------- subscriptions
 
 
-def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime) -> dict[str, Any]:
-    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at)
+def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: datetime, tz_name: str
+                   ) -> dict[str, Any]:
+    tz = windows.zone(tz_name)
+    anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at, tz=tz)
     start, end = windows.subscription_window(
         interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
-        anchor=anchor,
+        anchor=anchor, tz=tz,
     )
     return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
+
+
+def billing_timezone_of(link: AccountLink) -> str:
+    """The calendar a new subscription of ``link`` is billed in: the customer's Lago
+    ``timezone``, else ``BILLING_TIMEZONE``."""
+    return link.timezone or settings.BILLING_TIMEZONE
+
+
+def _check_currency(*, link: AccountLink, plan: Plan) -> None:
+    """Lago's ``currencies_does_not_match`` (422) before a subscription is created or its
+    plan changed; a customer's first plan sets its currency."""
+    if check_currency_compatible(account=link, plan=plan):
+        link.currency = plan.amount_currency
+        link.save(update_fields=["currency", "updated_at"])
 
 
 def _locked_subscriptions() -> QuerySet[Subscription]:
@@ -85,18 +104,12 @@ def create_subscription(*, service: Service, data: dict[str, Any], now: datetime
                         ) -> SubscriptionResult:
     """Lago semantics: unknown customer → created; same external_id and plan → the existing
     subscription; another plan → the plan is changed; another customer → 422."""
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _create_subscription(service=service, data=data, now=now or timezone.now())
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return atomic_with_retries(lambda: _create_subscription(service=service, data=data, now=now or timezone.now()))
 
 
 def _create_subscription(*, service: Service, data: dict[str, Any], now: datetime) -> SubscriptionResult:
-    plan = get_plan(service=service, code=data["plan_code"])
+    # A plan being deleted takes no new subscription (its own are being ended).
+    plan = get_plan(service=service, code=data["plan_code"], include_pending_deletion=False)
     if plan is None:
         raise NotFound(ErrorCode.PLAN_NOT_FOUND)
     link = (AccountLink.objects.filter(service=service, external_id=data["external_customer_id"],
@@ -113,7 +126,9 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
                 existing.save()
                 _emit_subscription(existing, WebhookType.SUBSCRIPTION_UPDATED)
             return SubscriptionResult(existing, created=False)
+        _check_currency(link=link, plan=plan)
         return _change_plan(subscription=existing, plan=plan, now=now)
+    _check_currency(link=link, plan=plan)
 
     # Whole seconds: an app that starts a subscription and immediately sends usage stamped
     # with Unix seconds must not see its first event refused as "before start".
@@ -123,6 +138,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
         plan=plan, mode=SubscriptionMode.LIVE, billing_time=billing_time, subscription_at=subscription_at,
         ending_at=data.get("ending_at"), flat_amount=plan.amount, currency=plan.amount_currency,
+        billing_timezone=billing_timezone_of(link),
     )
     if subscription_at > now:
         subscription.status = SubscriptionStatus.PENDING
@@ -144,7 +160,8 @@ def _first_window_opened(subscription: Subscription) -> None:
         subscription_id=subscription.id, plan_id=plan.id, pay_in_advance=plan.pay_in_advance,
         amount=subscription.flat_amount, currency=subscription.currency, interval=plan.interval,
         anchor=subscription.billing_anchor, start=subscription.current_period_start,
-        end=subscription.current_period_end, trial_end=subscription.trial_ends_at)
+        end=subscription.current_period_end, trial_end=subscription.trial_ends_at,
+        tz=windows.zone(subscription.billing_timezone))
 
 
 def _trial_end(*, plan: Plan, first_started_at: datetime) -> datetime | None:
@@ -172,7 +189,7 @@ def _activate(subscription: Subscription, *, now: datetime) -> None:
         "status": SubscriptionStatus.ACTIVE, "started_at": started_at,
         "trial_ends_at": _trial_end(plan=subscription.plan, first_started_at=started_at),
         **_window_fields(plan=subscription.plan, billing_time=subscription.billing_time, started_at=started_at,
-                         now=now),
+                         now=now, tz_name=subscription.billing_timezone),
     })
 
 
@@ -225,17 +242,18 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
     Events already stored for ``previous`` at or after ``at`` (none, usually) move to it:
     they were never rated (``previous``'s last window ends at ``at``).
     """
+    tz = windows.zone(previous.billing_timezone)
     anchor = windows.default_anchor(interval=plan.interval, billing_time=previous.billing_time,
-                                    started_at=previous.subscription_at)
+                                    started_at=previous.subscription_at, tz=tz)
     start, end = windows.subscription_window(interval=plan.interval, billing_time=previous.billing_time,
-                                             started_at=at, at=at, anchor=anchor)
+                                             started_at=at, at=at, anchor=anchor, tz=tz)
     successor = Subscription(
         service=previous.service, account_link=previous.account_link, external_id=previous.external_id,
         name=previous.name, plan=plan, mode=previous.mode, billing_time=previous.billing_time,
         subscription_at=previous.subscription_at, started_at=at, ending_at=previous.ending_at,
         flat_amount=plan.amount, currency=plan.amount_currency, status=SubscriptionStatus.ACTIVE,
         billing_anchor=anchor, current_period_start=start, current_period_end=end,
-        previous_subscription=previous,
+        billing_timezone=previous.billing_timezone, previous_subscription=previous,
         trial_ends_at=_trial_end(plan=plan, first_started_at=_first_started_at(previous) or at),
     )
     successor.trial_ended_at = previous.trial_ended_at
@@ -378,3 +396,31 @@ def end_trials(*, now: datetime | None = None) -> int:
             _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TRIAL_ENDED)
             ended += 1
     return ended
+
+
+def send_termination_alerts(*, now: datetime | None = None) -> int:
+    """Beat: Lago's ``subscription.termination_alert``, sent for an active subscription whose
+    ``ending_at`` falls (UTC day) ``SUBSCRIPTION_TERMINATION_ALERT_DAYS`` days from today
+    (Lago's default 15 and 45), at most once a day each."""
+    now = now or timezone.now()
+    today = now.astimezone(dt_timezone.utc).date()
+    days = [today + timedelta(days=int(n)) for n in settings.SUBSCRIPTION_TERMINATION_ALERT_DAYS]
+    start_of = {day: datetime.combine(day, time.min, tzinfo=dt_timezone.utc) for day in days}
+    due = Q()
+    for day in days:
+        due |= Q(ending_at__gte=start_of[day], ending_at__lt=start_of[day] + timedelta(days=1))
+    if not days:
+        return 0
+    sent = 0
+    for subscription_id in (Subscription.objects.filter(due, status=SubscriptionStatus.ACTIVE)
+                            .exclude(termination_alert_sent_on=today).values_list("id", flat=True)):
+        with transaction.atomic():
+            subscription = _locked_subscriptions().filter(pk=subscription_id, status=SubscriptionStatus.ACTIVE
+                                                          ).exclude(termination_alert_sent_on=today).first()
+            if subscription is None:
+                continue
+            subscription.termination_alert_sent_on = today
+            subscription.save(update_fields=["termination_alert_sent_on", "updated_at"])
+            _emit_subscription(subscription, WebhookType.SUBSCRIPTION_TERMINATION_ALERT)
+            sent += 1
+    return sent

@@ -76,7 +76,7 @@ class InvoiceListView(ServiceAPIView):
             link = identity_selectors.get_link(service=self.service, external_id=external_customer_id)
             if link is None:
                 return Response({"invoices": [], "meta": paginate(query, queryset.none())[1]})
-            filters["customer_id"] = link.customer_id
+            filters["account_link_id"] = link.id
         return _list_response(query, selectors.filter_invoices(queryset, **filters))
 
 
@@ -104,6 +104,6 @@ class CustomerInvoiceListView(ServiceAPIView):
             raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
         query = self.query(request)
         filters = _filters(query, [p.name for p in FILTER_QUERY])
-        filters["customer_id"] = link.customer_id
+        filters["account_link_id"] = link.id
         queryset = selectors.invoices_for_service(service=self.service)
         return _list_response(query, selectors.filter_invoices(queryset, **filters))

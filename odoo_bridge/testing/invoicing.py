@@ -151,7 +151,9 @@ def _create_move(store: Store, orders: list[dict], dues: list[tuple[dict, Due]],
     total = sum((due.amount(store) for _, due in dues), Decimal(0))
     refund = total < 0
     first = orders[0]
-    vals: dict = {"move_type": "out_refund" if refund else "out_invoice", "partner_id": first["partner_id"],
+    vals: dict = {"move_type": "out_refund" if refund else "out_invoice",
+                  "partner_id": first.get("partner_invoice_id") or first["partner_id"],
+                  "fiscal_position_id": first.get("fiscal_position_id") or False,
                   "currency_id": first["currency_id"],
                   "invoice_origin": ", ".join(o["name"] for o in orders),
                   "ref": ", ".join(o["client_order_ref"] for o in orders if o.get("client_order_ref")) or False,
@@ -335,7 +337,9 @@ def create_invoices(store: Store, order_ids: list[int], *, grouped: bool = False
         dues = invoiceable_lines(store, order, today=today, automatic=False)
         if not dues:
             continue
-        key = (order["id"],) if grouped else (order["partner_id"], order["currency_id"])
+        # sale `_get_invoice_grouping_keys`: company, partner (the invoice address) and currency
+        key = (order["id"],) if grouped else (order.get("partner_invoice_id") or order["partner_id"],
+                                               order["currency_id"])
         batches.setdefault(key, []).append((order, dues))
     if not batches:
         raise UserError(NOTHING_TO_INVOICE)

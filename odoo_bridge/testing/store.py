@@ -19,6 +19,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable
 
 
+# base `res.partner._commercial_fields()` (the fields the fake models): owned by the commercial entity
+COMMERCIAL_FIELDS = ("vat",)
+
+
 class OdooException(Exception):
     """An exception that the server serializes into Odoo's error envelope."""
 
@@ -201,9 +205,28 @@ class Store:
             "country_id": F("many2one", "Country", relation="res.country"),
             "customer_rank": F("integer", "Customer Rank", default=0),
             "active": F("boolean", "Active", default=True),
+            # base `res.partner.type`; 17 dropped 'private'
+            "type": F("selection", "Address Type", default="contact", selection=[
+                ("contact", "Contact"), ("invoice", "Invoice Address"), ("delivery", "Delivery Address"),
+                ("other", "Other Address")]),
+            "child_ids": F("one2many", "Contact", relation="res.partner", inverse="parent_id"),
+            "property_account_position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position"),
             "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
-                                       compute=lambda s, m, r: r.get("parent_id") or r["id"]),
+                                       compute=lambda s, m, r: s.commercial_partner(r["id"])),
         }, order="name, id")
+        # account `account.fiscal.position` (+ its tax mapping); auto-applied by the delivery address
+        model("account.fiscal.position", "Fiscal Position", {
+            "name": F("char", "Fiscal Position", required=True), "sequence": F("integer", "Sequence", default=10),
+            "auto_apply": F("boolean", "Detect Automatically", default=False),
+            "vat_required": F("boolean", "VAT required", default=False),
+            "country_id": F("many2one", "Country", relation="res.country"),
+            "state_ids": F("many2many", "Federal States", relation="res.country.state"),
+            "tax_ids": F("one2many", "Tax Mapping", relation="account.fiscal.position.tax", inverse="position_id"),
+            "active": F("boolean", "Active", default=True)})
+        model("account.fiscal.position.tax", "Tax Mapping of Fiscal Position", {
+            "position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position", required=True),
+            "tax_src_id": F("many2one", "Tax on Product", relation="account.tax", required=True),
+            "tax_dest_id": F("many2one", "Tax to Apply", relation="account.tax")}, rec_name="position_id")
         model("account.tax", "Tax", {
             "name": F("char", "Tax Name", required=True), "amount": F("float", "Amount", digits=(16, 4)),
             "amount_type": F("selection", "Tax Computation", selection=[("percent", "Percentage of Price"),
@@ -277,6 +300,14 @@ class Store:
                                    compute=lambda s, m, r: s.order_last_invoice_date(r)),
             "close_reason_id": F("many2one", "Close Reason", relation="sale.order.close.reason"),
             "payment_token_id": F("many2one", "Payment Token", relation="payment.token"),
+            # sale: the invoice and delivery addresses default to `address_get` of the customer; the
+            # fiscal position (so the taxes of new lines) follows the delivery address
+            "partner_invoice_id": F("many2one", "Invoice Address", relation="res.partner", required=True,
+                                    default=lambda s, vals: s.address_get(vals.get("partner_id"), "invoice")),
+            "partner_shipping_id": F("many2one", "Delivery Address", relation="res.partner", required=True,
+                                     default=lambda s, vals: s.address_get(vals.get("partner_id"), "delivery")),
+            "fiscal_position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position",
+                                    default=lambda s, vals: s.order_fiscal_position(vals)),
             # technical flags of the recurring-invoice domain (reference §3.1, §3.6 step 1)
             "payment_exception": F("boolean", "Contract in exception", default=False),
             "pending_transaction": F("boolean", "Pending transaction", default=False),
@@ -306,8 +337,7 @@ class Store:
             "discount": F("float", "Discount (%)", digits=(16, 2), default=0.0),
             # like Odoo's _compute_tax_id: the product's customer taxes unless given
             self.line_tax_field: F("many2many", "Taxes", relation="account.tax",
-                                   default=lambda s, vals: list(s.product_value(vals.get("product_id"), "taxes_id")
-                                                                or [])),
+                                   default=lambda s, vals: s.line_default_taxes(vals)),
             "qty_delivered_method": F("selection", "Method to update delivered qty", readonly=True, selection=[
                 ("manual", "Manual"), ("analytic", "Analytic From Expenses"), ("stock_move", "Stock Moves"),
                 ("timesheet", "Timesheets")], compute=lambda s, m, r: s.line_qty_delivered_method(r)),
@@ -341,7 +371,8 @@ class Store:
                 ("reversed", "Reversed"), ("invoicing_legacy", "Invoicing App Legacy")]),
             "partner_id": F("many2one", "Partner", relation="res.partner"),
             "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
-                                       compute=lambda s, m, r: r.get("partner_id")),
+                                       compute=lambda s, m, r: s.commercial_partner(r.get("partner_id"))),
+            "fiscal_position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position"),
             "invoice_date": F("date", "Invoice/Bill Date"), "invoice_date_due": F("date", "Due Date"),
             "date": F("date", "Date", default=lambda s, vals: s.today().isoformat()),
             "currency_id": F("many2one", "Currency", relation="res.currency",
@@ -413,11 +444,20 @@ class Store:
         seed("base", "us", "res.country", {"name": "United States", "code": "US"})
         seed("base", "state_ca_on", "res.country.state",
              {"name": "Ontario", "code": "ON", "country_id": self.xmlid_id("base", "ca")})
+        seed("base", "state_ca_ab", "res.country.state",
+             {"name": "Alberta", "code": "AB", "country_id": self.xmlid_id("base", "ca")})
         seed("uom", "product_uom_unit", "uom.uom", {"name": "Units"})
         seed("product", "decimal_price", "decimal.precision", {"name": "Product Price", "digits": self.price_digits})
         seed("uom", "decimal_product_uom", "decimal.precision",
              {"name": "Product Unit of Measure", "digits": self.quantity_digits})
         seed("account", "1_hst_sale_tax_13", "account.tax", {"name": "13% HST", "amount": 13.0})
+        seed("account", "1_gst_sale_tax_5", "account.tax", {"name": "5% GST", "amount": 5.0})
+        # l10n_ca `fiscal_position_template_on`: Ontario addresses pay HST instead of GST (reference §3.10)
+        seed("account", "1_fiscal_position_template_on", "account.fiscal.position", {
+            "name": "Ontario (ON)", "auto_apply": True, "country_id": self.xmlid_id("base", "ca"),
+            "state_ids": [[6, 0, [self.xmlid_id("base", "state_ca_on")]]],
+            "tax_ids": [[0, 0, {"tax_src_id": self.xmlid_id("account", "1_gst_sale_tax_5"),
+                                "tax_dest_id": self.xmlid_id("account", "1_hst_sale_tax_13")}]]})
         seed("sale_subscription", "subscription_plan_month", "sale.subscription.plan",
              {"name": "Monthly", "billing_period_value": 1, "billing_period_unit": "month"})
         seed("sale_subscription", "subscription_plan_year", "sale.subscription.plan",
@@ -501,6 +541,120 @@ class Store:
         if f.type == "many2many":
             return list(value or [])
         return False if value is None else value
+
+    # ------------------------------------------------ partners: commercial entity, addresses, fiscal position
+    def _commercial_sync_from_company(self, rec: dict) -> None:
+        """base `_commercial_sync_from_company`: a contact given a parent takes its commercial entity's
+        commercial fields (the VAT number), whatever it was created or written with."""
+        commercial = self.records["res.partner"].get(self.commercial_partner(rec["id"]))
+        if commercial is not None and commercial["id"] != rec["id"]:
+            for fname in COMMERCIAL_FIELDS:
+                rec[fname] = commercial.get(fname, False)
+
+    def _commercial_sync_to_children(self, rec: dict) -> None:
+        """base `_commercial_sync_to_children`: a commercial entity's commercial fields, when written,
+        overwrite those of every contact below it."""
+        partners = self.records["res.partner"]
+        to_scan = list(rec.get("_o2m_child_ids", []))
+        while to_scan:
+            child = partners[to_scan.pop()]
+            if child.get("is_company"):
+                continue
+            for fname in COMMERCIAL_FIELDS:
+                child[fname] = rec.get(fname, False)
+            to_scan.extend(child.get("_o2m_child_ids", []))
+
+    def commercial_partner(self, partner_id: int | None) -> int | bool:
+        """base `_compute_commercial_partner`: the partner itself if it is a company or has no parent,
+        else its parent's commercial partner."""
+        partners = self.records["res.partner"]
+        rec = partners.get(partner_id) if partner_id else None
+        while rec is not None and not rec.get("is_company") and rec.get("parent_id"):
+            rec = partners.get(rec["parent_id"])
+        return rec["id"] if rec is not None else False
+
+    def address_get(self, partner_id: int | None, adr_type: str) -> int | bool:
+        """base `address_get([adr_type])`: the first contact of that type found depth-first among the
+        partner's descendants (not companies), then its ancestors' up to the commercial entity; else its
+        'contact', else the partner itself."""
+        partners = self.records["res.partner"]
+        if not partner_id or partner_id not in partners:
+            return False
+        wanted = {adr_type, "contact"}
+        found: dict[str, int] = {}
+        visited: set[int] = set()
+        current: dict | None = partners[partner_id]
+        while current is not None:
+            to_scan = [current]
+            while to_scan:
+                record = to_scan.pop(0)
+                visited.add(record["id"])
+                kind = record.get("type") or "contact"
+                if kind in wanted and kind not in found:
+                    found[kind] = record["id"]
+                if len(found) == len(wanted):
+                    return found[adr_type]
+                children = [partners[c] for c in record.get("_o2m_child_ids", [])
+                            if c not in visited and not partners[c].get("is_company")]
+                to_scan = children + to_scan
+            if current.get("is_company") or not current.get("parent_id"):
+                break
+            current = partners.get(current["parent_id"])
+        return found.get(adr_type) or found.get("contact") or partner_id
+
+    def fiscal_position_for(self, partner_id: int | None, delivery_id: int | None = None) -> int | bool:
+        """account `_get_fiscal_position(partner, delivery)`: a fiscal position set on the delivery address
+        or the partner wins; else the auto-applied one matching the delivery address's country and state
+        (a position naming states before one for the whole country; VAT-required ones first when the
+        partner has a VAT number)."""
+        partners = self.records["res.partner"]
+        partner = partners.get(partner_id) if partner_id else None
+        if partner is None:
+            return False
+        delivery = partners.get(delivery_id) if delivery_id else None
+        delivery = delivery or partner
+        manual = delivery.get("property_account_position_id") or partner.get("property_account_position_id")
+        if manual:
+            return manual
+        commercial = partners.get(self.commercial_partner(partner["id"])) or partner
+        vat_options = [True, False] if commercial.get("vat") else [False]
+        positions = sorted((p for p in self.records["account.fiscal.position"].values()
+                            if p.get("active", True) and p.get("auto_apply")),
+                           key=lambda p: (p.get("sequence") or 0, p["id"]))
+        for vat_required in vat_options:
+            matching = [p for p in positions if bool(p.get("vat_required")) == vat_required
+                        and (not p.get("country_id") or p["country_id"] == delivery.get("country_id"))]
+            with_state = [p for p in matching if p.get("state_ids") and delivery.get("state_id") in p["state_ids"]]
+            without_state = [p for p in matching if not p.get("state_ids")]
+            for group in (with_state, [p for p in without_state if p.get("country_id")],
+                          [p for p in without_state if not p.get("country_id")]):
+                if group:
+                    return group[0]["id"]
+        return False
+
+    def order_fiscal_position(self, vals: dict) -> int | bool:
+        partner_id = vals.get("partner_id")
+        shipping = vals.get("partner_shipping_id") or self.address_get(partner_id, "delivery")
+        return self.fiscal_position_for(partner_id, shipping)
+
+    def map_taxes(self, position_id: int | None, tax_ids: list[int]) -> list[int]:
+        """account `map_tax`: each tax replaced by the position's mapping (removed when mapped to nothing)."""
+        if not position_id:
+            return list(tax_ids)
+        mapping = [m for m in self.records["account.fiscal.position.tax"].values() if m["position_id"] == position_id]
+        result: list[int] = []
+        for tax in tax_ids:
+            targets = [m.get("tax_dest_id") for m in mapping if m["tax_src_id"] == tax]
+            for dest in targets or [tax]:
+                if dest and dest not in result:
+                    result.append(dest)
+        return result
+
+    def line_default_taxes(self, vals: dict) -> list[int]:
+        """sale `_compute_tax_id`: the product's customer taxes mapped by the order's fiscal position."""
+        taxes = list(self.product_value(vals.get("product_id"), "taxes_id") or [])
+        order = self.records["sale.order"].get(vals.get("order_id")) or {}
+        return self.map_taxes(order.get("fiscal_position_id"), taxes)
 
     def currency_round(self, value: float) -> float:
         return _round(value, self.currency_digits)
@@ -775,6 +929,8 @@ class Store:
             ids.append(rid)
             if x2many:
                 self._write_one(model, rec, x2many, stamp)
+            if model == "res.partner" and rec.get("parent_id"):
+                self._commercial_sync_from_company(rec)
             if model == "product.template" and not rec.get("_o2m_product_variant_ids"):
                 self.create("product.product", [{"product_tmpl_id": rid}], _bypass=True)
         return ids
@@ -836,6 +992,20 @@ class Store:
                 rec[fname] = self._convert_in(model, fname, value, rec["id"])
         rec["write_date"] = stamp
         self._link_inverse(model, rec, old)
+        if model == "sale.order" and ({"partner_id", "partner_shipping_id"} & set(vals)):
+            # stored computes (readonly=False) of sale: recomputed from the customer unless written too
+            if "partner_id" in vals:
+                for fname, kind in (("partner_invoice_id", "invoice"), ("partner_shipping_id", "delivery")):
+                    if fname not in vals:
+                        rec[fname] = self.address_get(rec.get("partner_id"), kind)
+            if "fiscal_position_id" not in vals:
+                rec["fiscal_position_id"] = self.fiscal_position_for(rec.get("partner_id"),
+                                                                     rec.get("partner_shipping_id"))
+        if model == "res.partner":
+            if vals.get("parent_id"):
+                self._commercial_sync_from_company(rec)
+            if set(vals) & set(COMMERCIAL_FIELDS) and self.commercial_partner(rec["id"]) == rec["id"]:
+                self._commercial_sync_to_children(rec)
         if model == "account.move.line" and rec.get("move_id"):
             self.records["account.move"][rec["move_id"]]["write_date"] = stamp
 

@@ -1,4 +1,5 @@
-"""Unified customers: one Customer per real client across services, matched by email."""
+"""Unified customers: one Customer per real client across services, matched by email; each service's
+account keeps its own profile (tests/api/test_customer_isolation.py has the two-service matrix)."""
 from __future__ import annotations
 
 import threading
@@ -18,9 +19,9 @@ class TestUnification:
             "external_id": "tenant-9", "email": "jane@example.COM"}}, format="json").json()
         assert Customer.objects.count() == 1
         assert AccountLink.objects.count() == 2
-        # Each service sees its own account id, not the shared customer's.
+        # Each service sees its own account id and profile, not the shared customer's.
         assert ours["customer"]["lago_id"] != theirs["customer"]["lago_id"]
-        assert theirs["customer"]["email"] == "jane@example.COM" and theirs["customer"]["name"] == "Jane"
+        assert theirs["customer"]["email"] == "jane@example.COM" and theirs["customer"]["name"] is None
 
     def test_different_emails_are_different_customers(self, api_client):
         for n in range(2):
@@ -33,14 +34,23 @@ class TestUnification:
         other_api_client.post("/api/v1/customers", {"customer": {"external_id": "a"}}, format="json")
         assert Customer.objects.count() == 2
 
-    def test_an_email_that_belongs_to_a_known_client_moves_the_account_to_it(self, api_client, other_api_client):
+    def test_an_email_that_belongs_to_a_known_client_never_moves_the_account(self, api_client, other_api_client):
         other_api_client.post("/api/v1/customers", {"customer": {"external_id": "t", "email": "boss@acme.test"}},
                               format="json")
         api_client.post("/api/v1/customers", {"customer": {"external_id": "u"}}, format="json")
         assert Customer.objects.count() == 2
         api_client.post("/api/v1/customers", {"customer": {"external_id": "u", "email": "BOSS@acme.test"}},
                         format="json")
-        assert AccountLink.objects.get(external_id="u").customer == AccountLink.objects.get(external_id="t").customer
+        assert AccountLink.objects.get(external_id="u").customer != AccountLink.objects.get(external_id="t").customer
+        assert AccountLink.objects.get(external_id="u").external_email == "BOSS@acme.test"
+
+    def test_a_client_known_without_an_email_gets_the_first_one_its_account_sends(self, api_client, other_api_client):
+        api_client.post("/api/v1/customers", {"customer": {"external_id": "u"}}, format="json")
+        api_client.post("/api/v1/customers", {"customer": {"external_id": "u", "email": "new@acme.test"}},
+                        format="json")
+        other_api_client.post("/api/v1/customers", {"customer": {"external_id": "t", "email": "NEW@acme.test"}},
+                              format="json")
+        assert Customer.objects.count() == 1
 
     def test_soft_deleted_account_is_hidden_and_revived_by_upsert(self, api_client):
         api_client.post("/api/v1/customers", {"customer": {"external_id": "c", "name": "C"}}, format="json")

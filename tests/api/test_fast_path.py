@@ -45,8 +45,11 @@ def test_fast_path_requires_a_valid_key(client, subscription):
 
 
 def test_other_methods_still_reach_the_views(api_client):
-    response = api_client.get("/api/v1/events")
+    response = api_client.get("/api/v1/events")  # Lago's list of events
+    assert response.status_code == 200 and response.json()["events"] == []
+    response = api_client.put("/api/v1/events")
     assert response.status_code == 405 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "event_not_supported"
 
 
 def test_an_unexpected_error_is_a_json_500_not_a_page(api_client, subscription, monkeypatch):

@@ -136,3 +136,32 @@ def test_json_nesting_is_counted_outside_strings_only():
     assert not json_nesting_exceeds(b'["%s", "\\"[[", {"k": "]]]"}]' % (b"[" * 5000))
     assert json_nesting_exceeds(b'["\\\\"' + b"[" * 101 + b"]" * 101 + b"]")  # an escaped backslash ends no string
     assert not json_nesting_exceeds(b"[]" * 100_000)  # wide is fine
+
+
+@pytest.mark.parametrize("method, path", [("post", "/api/v1/plans"), ("put", "/api/v1/plans/starter")])
+@pytest.mark.parametrize("charges", [[None], [None, None]])
+def test_a_null_charge_is_refused_not_a_server_error(api_client, subscription, method, path, charges):
+    plan = {"name": "Starter", "code": "starter", "interval": "monthly", "amount_cents": 1000,
+            "amount_currency": "CAD", "charges": charges}
+    response = getattr(api_client, method)(path, {"plan": plan}, format="json")
+    body = assert_lago_error(response, 422, "validation_errors")
+    assert body["error_details"] == {"charges": {str(i): ["value_is_mandatory"] for i in range(len(charges))}}
+    # nothing changed: the plan keeps its one charge
+    assert len(api_client.get("/api/v1/plans/starter").json()["plan"]["charges"]) == 1
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/events", {"event": {"transaction_id": "tx_host", "external_subscription_id": "sub_1",
+                                  "code": "cpu_seconds", "properties": {"cpu_seconds": "1"}}}),
+    ("/api/v1/events/batch", {"events": [{"transaction_id": "tx_host", "external_subscription_id": "sub_1",
+                                          "code": "cpu_seconds", "properties": {"cpu_seconds": "1"}}]}),
+])
+def test_the_ingest_fast_path_refuses_a_host_outside_allowed_hosts(api_client, subscription, path, body):
+    response = api_client.post(path, body, format="json", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"status": 400, "error": "Bad Request"}
+    # as every other path answers, and nothing was stored
+    assert api_client.get("/api/v1/plans", HTTP_HOST="evil.example").json() == response.json()
+    assert api_client.get("/api/v1/events/tx_host").status_code == 404
+    assert api_client.post(path, body, format="json").status_code == 200

@@ -197,3 +197,42 @@ def test_a_concurrent_request_with_the_same_key_is_409_and_runs_once(live_server
     assert third.status_code == 200 and third.headers["Idempotent-Replayed"] == "true"
     assert third.content == first[0].content
     assert AccountLink.objects.count() == 1
+
+
+WEBHOOK_URL = "http://127.0.0.1:9/hooks"
+
+
+def test_a_webhook_secret_is_never_kept_in_the_idempotency_store(api_client):
+    create = {"webhook_endpoint": {"webhook_url": WEBHOOK_URL}}
+    first = api_client.post("/api/v1/webhook_endpoints", create, format="json", HTTP_IDEMPOTENCY_KEY="wh-1")
+    assert first.status_code == 200, first.content
+    endpoint = first.json()["webhook_endpoint"]
+    secret = endpoint["secret"]
+    assert secret
+
+    rotated = api_client.post(f"/api/v1/webhook_endpoints/{endpoint['lago_id']}/rotate_secret",
+                              format="json", HTTP_IDEMPOTENCY_KEY="wh-2")
+    assert rotated.status_code == 200, rotated.content
+    new_secret = rotated.json()["webhook_endpoint"]["secret"]
+    assert new_secret and new_secret != secret
+
+    stored = [bytes(body) for body in IdempotencyKey.objects.values_list("response_body", flat=True)]
+    assert len(stored) == 2
+    for body in stored:
+        assert secret.encode() not in body and new_secret.encode() not in body and b'"secret"' not in body
+
+    # a replay tells what was done (the same endpoint), without the secret shown once
+    for key, path, body in [("wh-1", "/api/v1/webhook_endpoints", create),
+                            ("wh-2", f"/api/v1/webhook_endpoints/{endpoint['lago_id']}/rotate_secret", None)]:
+        replay = api_client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
+        replayed = replay.json()["webhook_endpoint"]
+        assert "secret" not in replayed
+        assert replayed == {k: v for k, v in endpoint.items() if k != "secret"}
+    # and it ran once: one endpoint, and the secret rotated once
+    assert api_client.get("/api/v1/webhook_endpoints").json()["meta"]["total_count"] == 1
+
+
+def test_responses_without_a_credential_are_stored_verbatim(api_client):
+    first = upsert(api_client, "plain-1")
+    assert bytes(IdempotencyKey.objects.get(key="plain-1").response_body) == first.content

@@ -4,13 +4,11 @@ comes back and a signed webhook reaches the app. An open window never reaches Od
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import time
 
+import jwt
 import pytest
 from django.core.management import call_command
 from lago_python_client.client import Client
@@ -75,11 +73,17 @@ def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key
         report = push_cycle()
         assert not report.aborted, report.aborted
         [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{subscription.pk}"]],
-                                    ["state", "start_date", "next_invoice_date", "order_line", "partner_id"])
+                                    ["state", "start_date", "next_invoice_date", "order_line", "partner_id",
+                                     "partner_invoice_id"])
         # the window is open: only the plan's recurring line (price 0), no usage yet (invariant 1)
         assert order["state"] == "sale" and len(order["order_line"]) == 1
-        [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["state_id", "email"])
-        assert partner["state_id"][1] == "Ontario" and partner["email"] == "ap@acme.test"
+        [partner] = fake_odoo.records("res.partner", [["id", "=", order["partner_id"][0]]], ["email"])
+        assert partner["email"] == "ap@acme.test"
+        # the account's own invoice address, a contact under the client's commercial partner
+        [contact] = fake_odoo.records("res.partner", [["id", "=", order["partner_invoice_id"][0]]],
+                                      ["name", "state_id", "parent_id"])
+        assert contact["state_id"][1] == "Ontario" and contact["name"] == "Acme Inc"
+        assert contact["parent_id"][0] == partner["id"]
         assert fake_odoo.run_invoicing_cron(today=dt.date.fromisoformat(order["start_date"])) == []
 
         # the window closes: rating freezes it; metering's arrears fee of the full window (anniversary: 49.00)
@@ -101,8 +105,11 @@ def test_lago_client_to_signed_invoice_webhook_through_odoo(live_server, api_key
         call_command("deliver_webhooks")
         [request] = receiver.wait_for(1)
         assert Webhook(issued.secret).verify(request.body, request.headers) is not None
-        expected = base64.b64encode(hmac.new(issued.secret.encode(), request.body, hashlib.sha256).digest())
-        assert request.header("x-lago-signature") == expected.decode()
+        # X-Lago-Signature as Lago signs by default (jwt), verified as Lago's docs show
+        assert request.header("x-lago-signature-algorithm") == "jwt"
+        claims = jwt.decode(request.header("x-lago-signature"), lago.webhooks.public_key(), algorithms=["RS256"],
+                            issuer="https://api.getlago.com")
+        assert claims["data"] == request.body.decode()
         body = json.loads(request.body)
         assert body["webhook_type"] == "invoice.created" and body["object_type"] == "invoice"
         invoice = body["invoice"]

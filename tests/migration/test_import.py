@@ -53,8 +53,8 @@ def test_first_import_counts_and_rows(service, nexacloud_dsn, caplog):
     # Users: the mixed-case duplicate email folds onto one customer; stripe id stashed.
     alice_links = AccountLink.objects.filter(external_id__in=[F.USER_ALICE, F.USER_ALICE_UPPER])
     assert alice_links.count() == 2 and len({link.customer_id for link in alice_links}) == 1
-    alice = Customer.objects.get(email__iexact="alice@example.com")
-    assert alice.stripe_customer_id == "cus_alice" and alice.company == "Acme Inc."
+    alice = AccountLink.objects.get(external_id=F.USER_ALICE)
+    assert alice.stripe_customer_id == "cus_alice" and alice.legal_name == "Acme Inc."
     assert not AccountLink.objects.filter(external_id=F.USER_DELETED).exists()
     assert Customer.objects.count() == 3
 
@@ -64,7 +64,7 @@ def test_first_import_counts_and_rows(service, nexacloud_dsn, caplog):
     assert all(s.mode == "shadow" for s in subs.values())
     yearly = subs[F.DEP_ALICE_YEARLY]
     assert yearly.plan.code == "nc-starter-yearly" and yearly.flat_amount == Decimal("120.00")
-    assert yearly.customer == alice
+    assert yearly.account_link.customer_id == alice.customer_id
     assert yearly.current_period_start == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert yearly.current_period_end == datetime(2027, 1, 1, tzinfo=timezone.utc)
     assert subs[F.DEP_FREE].flat_amount == Decimal("0")

@@ -42,7 +42,7 @@ def alice_ready(service, nexacloud_dsn, fake_stripe, fake_odoo, settings):
     alice = Customer.objects.get(email="alice@example.com")
     # The bridge already knows Alice's partner (synced before go-live, found by our ref).
     [partner] = OdooBridgeLiveOrderGateway().client().create(
-        "res.partner", [{"name": alice.name, "ref": mapping.customer_ref(alice), "email": alice.email}])
+        "res.partner", [{"name": alice.email, "ref": mapping.customer_ref(alice), "email": alice.email}])
     Customer.objects.filter(pk=alice.pk).update(odoo_partner_id=partner)
     fake_stripe.add_ready_customer("cus_alice", "pm_alice")
     return Subscription.objects.get(external_id=F.DEP_ALICE_STARTER), partner
@@ -60,7 +60,13 @@ def test_flip_pushes_a_live_order_with_a_stripe_payment_token(alice_ready, fake_
     assert order["payment_token_id"][0] == attempt.odoo_payment_token_id
     [token] = fake_odoo.records("payment.token", [["id", "=", attempt.odoo_payment_token_id]],
                                 ["partner_id", "provider_ref"])
-    assert token["partner_id"][0] == partner and token["provider_ref"] == "cus_alice"
+    # the token belongs to this service account's own invoice contact (a child of the commercial partner),
+    # so no other service's order of the same client is ever charged with it
+    sub.account_link.refresh_from_db()
+    contact = sub.account_link.odoo_invoice_partner_id
+    assert token["partner_id"][0] == contact and token["provider_ref"] == "cus_alice"
+    [row] = fake_odoo.records("res.partner", [["id", "=", contact]], ["parent_id", "type"])
+    assert (row["parent_id"][0], row["type"]) == (partner, "invoice")
 
     # Idempotent: going live again after a revert finds the same token, no duplicate.
     assert revert_to_shadow(subscription=sub).ok

@@ -108,4 +108,6 @@ def test_failing_query_is_a_clear_error(empty_source_dsn):
 
 def test_redact_dsn_hides_passwords():
     assert redact_dsn("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
-    assert redact_dsn("host=h password=pw dbname=x") == "host=h password=*** dbname=x"
+    # key=value DSNs are parsed by psycopg.conninfo and rebuilt (libpq's parameter order)
+    assert redact_dsn("host=h password=pw dbname=x") == "password=*** dbname=x host=h"
+    assert redact_dsn("host=h sslpassword=pw dbname=x") == "dbname=x host=h sslpassword=***"

@@ -31,13 +31,13 @@ PLAN = SourcePlan(id=1, code="nc-a", name="A", price_monthly=Decimal("5.00"), pr
 
 
 def test_existing_customer_matched_case_insensitively_and_stripe_id_stashed(service):
-    existing = Customer.objects.create(name="From NexaDesk", email="Dana@Example.com")
+    existing = Customer.objects.create(email="Dana@Example.com")
     report = write_import(service=service, source=StaticSource(
         plan_rows=[PLAN], user_rows=[user("u1", "dana@EXAMPLE.com", stripe="cus_dana")]))
     assert report.counts["users"]["created"] == 1 and Customer.objects.count() == 1
-    existing.refresh_from_db()
-    assert existing.stripe_customer_id == "cus_dana" and existing.name == "From NexaDesk"
-    assert AccountLink.objects.get(external_id="u1").customer == existing
+    link = AccountLink.objects.get(external_id="u1")
+    # folded into the known client, but the Stripe customer is the imported account's own
+    assert link.customer == existing and link.stripe_customer_id == "cus_dana" and link.sequential_id == 1
 
 
 def test_yearly_deployment_on_monthly_only_plan_fails_never_falls_back(service):

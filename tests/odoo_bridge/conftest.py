@@ -9,6 +9,7 @@ from itertools import count
 import pytest
 
 from identity.models import AccountLink, Customer
+from identity.services import allocate_account_number
 from metering.models import (
     AggregationType,
     BillableMetric,
@@ -71,15 +72,23 @@ class Catalog:
 
     def customer(self, **fields) -> Customer:
         n = next(self._n)
-        values = {"name": f"Customer {n}", "email": f"c{n}@example.test", "country": "CA", "state": "ON"}
-        values.update(fields)
-        return Customer.objects.create(**values)
+        return Customer.objects.create(email=fields.get("email", f"c{n}@example.test"))
+
+    def account(self, *, customer: Customer | None = None, service=None, **profile) -> AccountLink:
+        """A service account with its own profile (an Ontario address unless told)."""
+        customer = customer or self.customer()
+        service = service or self.service
+        n = next(self._n)
+        number, slug = allocate_account_number(service=service)
+        values = {"name": f"Customer {n}", "country": "CA", "state": "ON", "external_email": customer.email}
+        values.update(profile)
+        return AccountLink.objects.create(service=service, external_id=f"acct-{n}", customer=customer,
+                                          sequential_id=number, slug=slug, **values)
 
     def subscription(self, *, customer: Customer | None = None, mode: str = "live", status: str = "active",
-                     flat_amount: Decimal = Decimal("49.00")) -> Subscription:
-        customer = customer or self.customer()
+                     flat_amount: Decimal = Decimal("49.00"), account: AccountLink | None = None) -> Subscription:
+        link = account or self.account(customer=customer)
         n = next(self._n)
-        link = AccountLink.objects.create(service=self.service, external_id=f"acct-{n}", customer=customer)
         return Subscription.objects.create(
             service=self.service, account_link=link, external_id=f"sub-{n}", plan=self.plan, status=status,
             mode=mode, started_at=WINDOW_START, subscription_at=WINDOW_START, billing_anchor=WINDOW_START,

@@ -203,3 +203,32 @@ def test_write_date_cursor_search(fake, rpc):
     found = rpc.execute_kw("res.partner", "search_read", [[["write_date", ">=", "2026-11-01 10:30:00"]], ["name"]],
                            {"order": "write_date asc, id asc"})
     assert [r["id"] for r in found] == [b] and a != b
+
+
+def test_partners_follow_odoos_commercial_entity_and_address_rules(fake, rpc):
+    """base res.partner: commercial_partner_id, the VAT synced from the commercial entity, address_get's
+    first invoice contact as the order's default invoice address, and the delivery address's fiscal position."""
+    partners = rpc.env["res.partner"]
+    state = {"ON": fake.store.xmlid_id("base", "state_ca_on"), "AB": fake.store.xmlid_id("base", "state_ca_ab")}
+    canada = fake.store.xmlid_id("base", "ca")
+    company = partners.create({"name": "Acme", "vat": "CA-ACME"})
+    first = partners.create({"name": "Billing A", "type": "invoice", "parent_id": company, "vat": "OWN-A",
+                             "country_id": canada, "state_id": state["AB"]})
+    second = partners.create({"name": "Billing B", "type": "invoice", "parent_id": company,
+                              "country_id": canada, "state_id": state["ON"]})
+    [a, b] = partners.read([first, second], ["commercial_partner_id", "vat"])
+    assert a["commercial_partner_id"][0] == b["commercial_partner_id"][0] == company
+    assert a["vat"] == b["vat"] == "CA-ACME"  # a contact created under a parent takes its VAT
+    partners.write([second], {"vat": "OWN-B"})
+    assert partners.read([second], ["vat"])[0]["vat"] == "OWN-B"  # written later, it is kept...
+    partners.write([company], {"vat": "CA-NEW"})
+    assert {r["vat"] for r in partners.read([first, second], ["vat"])} == {"CA-NEW"}  # ...until the parent's moves
+
+    orders = rpc.env["sale.order"]
+    by_default = orders.read(orders.create({"partner_id": company}), ["partner_invoice_id", "partner_shipping_id",
+                                                                      "fiscal_position_id"])[0]
+    assert by_default["partner_invoice_id"][0] == first  # address_get: the first invoice contact found
+    assert by_default["partner_shipping_id"][0] == company and not by_default["fiscal_position_id"]
+    explicit = orders.read(orders.create({"partner_id": company, "partner_invoice_id": second,
+                                          "partner_shipping_id": second}), ["fiscal_position_id"])[0]
+    assert explicit["fiscal_position_id"][1] == "Ontario (ON)"

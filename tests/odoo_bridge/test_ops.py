@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from console.models import OpsJob
+from console.tasks import run_job
 from odoo_bridge.health import check_odoo
 from odoo_bridge.models import ConnectionStatus, OdooConnectionState, OdooSyncState, SyncKind, SyncStatus
 
@@ -63,8 +65,9 @@ def test_admin_resync_action_and_connection_page(fake_odoo, catalog, admin_clien
     push_cycle()
     state = OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION)
     response = admin_client.post("/admin/odoo_bridge/odoosyncstate/", {
-        "action": "resync_selected", "_selected_action": [state.pk]}, follow=True)
-    assert response.status_code == 200
+        "action": "resync_as_job", "_selected_action": [state.pk]})
+    assert response.status_code == 302  # to the job's progress page
+    run_job(OpsJob.objects.get().pk)  # what the worker runs
     state.refresh_from_db()
     assert state.status == SyncStatus.PENDING and state.pushed_hash == ""
     fake_odoo.reset_counters()

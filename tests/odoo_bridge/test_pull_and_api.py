@@ -167,7 +167,7 @@ def test_invoice_api_requires_a_key(client):
     assert response.status_code == 401 and response.json() == {"status": 401, "error": "Unauthorized"}
 
 
-def test_draft_invoice_is_announced_only_once_posted(fake_odoo, catalog):
+def test_draft_invoice_is_drafted_then_announced_once_posted(fake_odoo, catalog):
     sub = catalog.subscription()
     push_cycle()
     sub.refresh_from_db()
@@ -176,14 +176,41 @@ def test_draft_invoice_is_announced_only_once_posted(fake_odoo, catalog):
         "move_type": "out_invoice", "partner_id": partner,
         "invoice_line_ids": [[0, 0, {"name": "manual", "price_unit": 10.0, "subscription_id":
                                      sub.odoo_sale_order_id}]]}])[0]
-    assert pull_invoices().events == 0
+    assert pull_invoices().events == 1  # Lago's invoice.drafted
     assert Invoice.objects.get(odoo_move_id=move).status == "draft"
+    [drafted] = events()
+    assert drafted["webhook_type"] == "invoice.drafted" and drafted["invoice"]["status"] == "draft"
+    assert pull_invoices().events == 0  # once
     from odoo_bridge.testing.business import account_move_action_post
 
     account_move_action_post(fake_odoo.store, "account.move", [move])
     pull_invoices()
-    assert [e["webhook_type"] for e in events()] == ["invoice.created"]
+    assert [e["webhook_type"] for e in events()] == ["invoice.drafted", "invoice.created"]
     assert Invoice.objects.get(odoo_move_id=move).number.startswith("INV/")
+
+
+def test_unpaid_invoice_past_its_due_date_is_announced_overdue_once(fake_odoo, invoiced):
+    from odoo_bridge.pull import announce_overdue_invoices
+
+    _, move_id = invoiced
+    pull_invoices()
+    invoice = Invoice.objects.get(odoo_move_id=move_id)
+    assert invoice.payment_due_date is not None and invoice.payment_status == "pending"
+    due = dt.datetime.combine(invoice.payment_due_date, dt.time(12), tzinfo=dt.timezone.utc)
+    assert announce_overdue_invoices(now=due) == 0  # due today: not overdue yet
+    assert announce_overdue_invoices(now=due + dt.timedelta(days=1)) == 1
+    [overdue] = events("invoice.payment_overdue")
+    assert overdue["invoice"]["lago_id"] == str(invoice.pk) and overdue["invoice"]["payment_overdue"] is True
+    assert announce_overdue_invoices(now=due + dt.timedelta(days=2)) == 0  # once
+
+
+def test_a_paid_invoice_is_never_overdue(fake_odoo, invoiced):
+    from odoo_bridge.pull import announce_overdue_invoices
+
+    _, move_id = invoiced
+    pull_invoices()
+    Invoice.objects.filter(odoo_move_id=move_id).update(payment_status="succeeded")
+    assert announce_overdue_invoices(now=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)) == 0
 
 
 def test_odoo_down_mid_pull_keeps_the_cursor_and_the_next_pull_catches_up(fake_odoo, invoiced):

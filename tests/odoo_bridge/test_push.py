@@ -19,12 +19,21 @@ def test_live_subscription_becomes_confirmed_sale_order_with_recurring_line_at_p
     report = push_cycle()
     assert not report.aborted, report.aborted
     [partner] = fake_odoo.records("res.partner", [["ref", "=", f"fb-cus-{sub.account_link.customer_id}"]],
-                                  ["name", "email", "country_id", "state_id"])
+                                  ["name", "email", "country_id", "state_id", "commercial_partner_id"])
     assert partner["email"] == sub.account_link.customer.email
-    assert partner["country_id"][1] == "Canada" and partner["state_id"][1] == "Ontario"
+    assert partner["commercial_partner_id"][0] == partner["id"] and not partner["state_id"]
+    # the account's own address is on its invoice contact under the commercial partner
+    [contact] = fake_odoo.records("res.partner", [["ref", "=", f"fb-acct-{sub.account_link_id}"]],
+                                  ["name", "type", "parent_id", "country_id", "state_id", "commercial_partner_id"])
+    assert (contact["type"], contact["parent_id"][0], contact["commercial_partner_id"][0]) == (
+        "invoice", partner["id"], partner["id"])
+    assert contact["country_id"][1] == "Canada" and contact["state_id"][1] == "Ontario"
+    assert contact["name"] == sub.account_link.name
     [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{sub.pk}"]],
-                                ["partner_id", "plan_id", "state", "subscription_state", "order_line", "start_date"])
+                                ["partner_id", "partner_invoice_id", "partner_shipping_id", "plan_id", "state",
+                                 "subscription_state", "order_line", "start_date"])
     assert order["partner_id"][0] == partner["id"] and order["plan_id"][1] == "Monthly"
+    assert order["partner_invoice_id"][0] == order["partner_shipping_id"][0] == contact["id"]
     assert (order["state"], order["subscription_state"], order["start_date"]) == ("sale", "3_progress", "2026-11-01")
     lines = fake_odoo.records("sale.order.line", [["order_id", "=", order["id"]]],
                               ["name", "price_unit", "product_uom_qty", "recurring_invoice"])

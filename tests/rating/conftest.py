@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from identity.models import AccountLink, Customer
+from identity.services import allocate_account_number
 from metering.models import BillableMetric, Charge, ChargeTier, Plan, Subscription, UsageEvent
 from metering.pricing import charge_columns, parse_charge_properties
 
@@ -49,8 +50,10 @@ class Catalogue:
     def subscription(self, plan: Plan, *, start: datetime = T0, end: datetime = T1, external_id: str | None = None,
                      **overrides) -> Subscription:
         n = next(_counter)
-        customer = Customer.objects.create(name=f"c{n}")
-        link = AccountLink.objects.create(service=self.service, external_id=f"acct-{n}", customer=customer)
+        customer = Customer.objects.create()
+        number, slug = allocate_account_number(service=self.service)
+        link = AccountLink.objects.create(service=self.service, external_id=f"acct-{n}", customer=customer,
+                                          name=f"c{n}", sequential_id=number, slug=slug)
         values = dict(
             service=self.service, account_link=link, external_id=external_id or f"sub-{n}", plan=plan,
             flat_amount=Decimal("10"), currency="CAD", started_at=start, subscription_at=start,

@@ -88,19 +88,26 @@ def test_current_usage_in_yen_has_no_minor_unit(api_client):
 
 @pytest.mark.django_db
 def test_a_customer_subscribes_only_in_its_currency(api_client):
-    """cus_1 (currency CAD by default) subscribes to a CAD plan; a USD plan is then refused with
-    Lago's currencies_does_not_match. A fresh customer takes the currency of its first plan."""
+    """cus_1 (no currency, as Lago) takes CAD from its first plan; a USD plan is then refused with
+    Lago's currencies_does_not_match, by the API too. A fresh customer takes the currency of its first plan."""
     create_catalogue(api_client)  # CAD plan "starter"
     usd = _plan(api_client, "USD", 1000)
+    api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_1"}}, format="json")
+    assert api_client.get("/api/v1/customers/cus_1").json()["customer"]["currency"] is None
     create_subscription(api_client)
-    customer = AccountLink.objects.get(external_id="cus_1").customer
+    assert api_client.get("/api/v1/customers/cus_1").json()["customer"]["currency"] == "CAD"
+    account = AccountLink.objects.get(external_id="cus_1")
     usd_plan = Plan.objects.get(code=usd["code"])
-    assert check_currency_compatible(customer=customer, plan=Plan.objects.get(code="starter")) is False
+    assert check_currency_compatible(account=account, plan=Plan.objects.get(code="starter")) is False
     with pytest.raises(ValidationFailed) as refused:
-        check_currency_compatible(customer=customer, plan=usd_plan)
+        check_currency_compatible(account=account, plan=usd_plan)
     assert refused.value.error_details == {"currency": ["currencies_does_not_match"]}
+    response = api_client.post("/api/v1/subscriptions", {"subscription": {
+        "external_customer_id": "cus_1", "plan_code": usd["code"], "external_id": "sub_usd"}}, format="json")
+    assert response.status_code == 422 and response.json()["error_details"] == {
+        "currency": ["currencies_does_not_match"]}
 
     response = api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_new"}}, format="json")
     assert response.status_code == 200, response.content
-    fresh = AccountLink.objects.get(external_id="cus_new").customer
-    assert check_currency_compatible(customer=fresh, plan=usd_plan) is True  # takes USD
+    fresh = AccountLink.objects.get(external_id="cus_new")
+    assert check_currency_compatible(account=fresh, plan=usd_plan) is True  # takes USD

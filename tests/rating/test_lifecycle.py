@@ -105,8 +105,8 @@ def test_advance_plan_prorated_start_full_periods_and_credit_on_termination(api_
     rate(clock, utc(2026, 3, 1, 0, 0, 5))
     rate(clock, utc(2026, 3, 1, 0, 0, 10))  # re-run: idempotent
     call(api_client, utc(2026, 3, 5), 1)
-    # Terminated 2026-03-10 00:00: the unused Mar 10 - Apr 1 (22 of 31 days) is credited:
-    # -(30 x 22/31) = -21.2903225... -> -21.290323.
+    # Terminated 2026-03-10 00:00: Lago counts the termination date as used, so the unused
+    # days are Mar 11-31 (21 of 31): -(30 x 21/31) = -20.3225806... -> -20.322581.
     clock.now = utc(2026, 3, 10)
     response = api_client.delete("/api/v1/subscriptions/sub_1")
     assert response.status_code == 200
@@ -117,7 +117,7 @@ def test_advance_plan_prorated_start_full_periods_and_credit_on_termination(api_
         ("subscription", "2026-01-15", "2026-02-01", units(17), Decimal("16.451613")),
         ("subscription", "2026-02-01", "2026-03-01", Decimal(1), Decimal("30.000000")),
         ("subscription", "2026-03-01", "2026-04-01", Decimal(1), Decimal("30.000000")),
-        ("credit", "2026-03-10", "2026-04-01", units(22), Decimal("-21.290323")),
+        ("credit", "2026-03-10", "2026-04-01", units(21), Decimal("-20.322581")),
     ]
     # The final window [Mar 1, Mar 10) was rated and frozen by the DELETE itself: 1 call x 1.00.
     final = RatedUsage.objects.get(subscription_id=sub["lago_id"], window_start=utc(2026, 3, 1))
@@ -147,14 +147,15 @@ def test_arrears_plan_fee_when_the_window_closes_and_prorated_final_fee(api_clie
     assert fees(sub["lago_id"]) == []  # nor while it is open
     rate(clock, utc(2026, 2, 1, 0, 0, 5))  # Jan 15 - Feb 1 closes: 30 x 17/31 = 16.451613
     rate(clock, utc(2026, 3, 1, 0, 0, 5))  # February closes: 30.00
-    # Terminated 2026-03-10: final window Mar 1 - Mar 10, 9 of 31 days: 30 x 9/31 = 8.7096774 -> 8.709677.
+    # Terminated 2026-03-10 00:00: final window Mar 1 - Mar 10; Lago bills through the
+    # termination date (Mar 1-10, 10 of 31 days, even at 00:00): 30 x 10/31 = 9.6774193 -> 9.677419.
     clock.now = utc(2026, 3, 10)
     body = api_client.delete("/api/v1/subscriptions/sub_1").json()["subscription"]
     assert body["on_termination_credit_note"] is None  # arrears: nothing to credit (Lago: null)
     assert fees(sub["lago_id"]) == [
         ("subscription", "2026-01-15", "2026-02-01", units(17), Decimal("16.451613")),
         ("subscription", "2026-02-01", "2026-03-01", Decimal(1), Decimal("30.000000")),
-        ("subscription", "2026-03-01", "2026-03-10", units(9), Decimal("8.709677")),
+        ("subscription", "2026-03-01", "2026-03-10", units(10), Decimal("9.677419")),
     ]
 
 
@@ -164,8 +165,9 @@ def test_customer_delete_closes_the_final_window_at_once(api_client, clock):
     call(api_client, utc(2026, 1, 16), 1)
     clock.now = utc(2026, 1, 22)
     assert api_client.delete("/api/v1/customers/cus_1").status_code == 200
-    # Jan 15 - Jan 22: 7 of 31 days: 30 x 7/31 = 6.7741935 -> 6.774194; the call frozen.
-    assert fees(sub["lago_id"]) == [("subscription", "2026-01-15", "2026-01-22", units(7), Decimal("6.774194"))]
+    # Jan 15 - Jan 22 (the termination date counts): 8 of 31 days: 30 x 8/31 = 7.7419354 -> 7.741935;
+    # the call frozen.
+    assert fees(sub["lago_id"]) == [("subscription", "2026-01-15", "2026-01-22", units(8), Decimal("7.741935"))]
     assert RatedUsage.objects.get(subscription_id=sub["lago_id"]).state == "frozen"
 
 
@@ -187,8 +189,8 @@ def test_ending_at_terminates_on_beat_at_ending_at(api_client, clock):
         "terminated", utc(2026, 1, 25), utc(2026, 1, 25))
     [terminated] = webhooks("subscription.terminated")
     assert terminated["lago_id"] == sub["lago_id"] and terminated["terminated_at"] == "2026-01-25T00:00:00Z"
-    # Jan 15 - Jan 25: 10/31 of 30.00 = 9.677419; the call frozen in the final window.
-    assert fees(sub["lago_id"]) == [("subscription", "2026-01-15", "2026-01-25", units(10), Decimal("9.677419"))]
+    # Jan 15 - Jan 25 (the ending date counts): 11/31 of 30.00 = 10.645161; the call frozen in the final window.
+    assert fees(sub["lago_id"]) == [("subscription", "2026-01-15", "2026-01-25", units(11), Decimal("10.645161"))]
     assert RatedUsage.objects.get(subscription_id=sub["lago_id"]).amount == Decimal("1.000000")
 
 
@@ -325,9 +327,9 @@ def test_termination_during_grace_freezes_everything_at_once(api_client, clock, 
             for r in RatedUsage.objects.filter(subscription_id=sub["lago_id"])}
     assert rows == {(utc(2026, 1, 15), utc(2026, 2, 1)): ("frozen", Decimal(1)),
                     (utc(2026, 2, 1), utc(2026, 2, 1, 0, 20)): ("frozen", Decimal(1))}
-    # January 16.451613; Feb 1 00:00-00:20 is 20 min of February's 28 days:
-    # 30 x 1200 / 2419200 = 0.01488095... -> 0.014881.
-    assert [f[4] for f in fees(sub["lago_id"])] == [Decimal("16.451613"), Decimal("0.014881")]
+    # January 16.451613; Feb 1 00:00-00:20 touches Feb 1, one whole day of February's 28
+    # (Lago counts days, not minutes): 30 x 1/28 = 1.0714285... -> 1.071429.
+    assert [f[4] for f in fees(sub["lago_id"])] == [Decimal("16.451613"), Decimal("1.071429")]
 
 
 # --------------------------------------------------------------------------- trials

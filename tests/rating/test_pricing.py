@@ -353,7 +353,10 @@ class TestValidation:
         }
 
     def test_unknown_model(self):
-        assert errors_of("percentage", {"rate": "1"}) == {"charge_model": ["value_is_invalid"]}
+        assert errors_of("fancy", {"rate": "1"}) == {"charge_model": ["value_is_invalid"]}
+
+    def test_a_lago_model_not_built_is_not_supported(self):
+        assert errors_of("percentage", {"rate": "1"}) == {"charge_model": ["not_supported"]}
 
     def test_properties_must_be_an_object(self):
         assert errors_of("standard", ["amount"]) == {"properties": ["invalid_properties"]}

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from identity.models import AccountLink, Customer
+from identity.services import allocate_account_number
 from metering import services
 from metering.services import ingest
 from metering.models import AggregationType, BillableMetric, Charge, ChargeModel, Plan, Subscription, UsageEvent
@@ -26,8 +27,10 @@ def make_subscription(service, *, external_id: str = "sub-1", customer: str = "c
     if created:
         Charge.objects.create(plan=plan, metric=metric, charge_model=ChargeModel.STANDARD, amount=Decimal("0.0075"),
                               unit_batch=Decimal(3600), free_units=Decimal(3600))
-    person = Customer.objects.create(name=customer, email=f"{customer}@example.test", currency="CAD")
-    AccountLink.objects.create(service=service, external_id=customer, customer=person)
+    person = Customer.objects.create(email=f"{customer}@example.test")
+    number, slug = allocate_account_number(service=service)
+    AccountLink.objects.create(service=service, external_id=customer, customer=person, name=customer, currency="CAD",
+                               sequential_id=number, slug=slug)
     return services.create_subscription(service=service, data={
         "external_customer_id": customer, "plan_code": "cloud", "external_id": external_id,
         "subscription_at": datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1),

@@ -10,6 +10,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook
 
+from console.models import OpsJob
+from console.tasks import run_job
 from webhooks import delivery, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.testing.receiver import Fault
@@ -30,10 +32,11 @@ def dead_delivery(service, receiver, make_endpoint, emit, settings):
     return d
 
 
-def test_staff_sees_the_secret_and_endpoint_list(admin_client, service, make_endpoint):
+def test_endpoint_page_masks_the_secret_and_lists_endpoints(admin_client, service, make_endpoint):
     issued = make_endpoint(service, "http://127.0.0.1:9/hook")
     page = admin_client.get(reverse("admin:webhooks_webhookendpoint_change", args=[issued.endpoint.pk]))
-    assert page.status_code == 200 and issued.secret in page.content.decode()
+    assert page.status_code == 200 and issued.secret not in page.content.decode()
+    assert issued.secret[-4:] in page.content.decode()  # recognisable by its last characters
     listing = admin_client.get(reverse("admin:webhooks_webhookendpoint_changelist"))
     assert "http://127.0.0.1:9/hook" in listing.content.decode()
 
@@ -46,9 +49,12 @@ def test_staff_creates_endpoint_with_ssrf_check(admin_client, service):
     assert not WebhookEndpoint.objects.exists()
     good = admin_client.post(url, {"service": service.pk, "url": "http://127.0.0.1:9/h", "name": "ops",
                                    "event_types": '["invoice.created"]', "is_active": "on"})
-    assert good.status_code == 302
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.secret.startswith("whsec_") and endpoint.event_types == ["invoice.created"]
+    # Shown once, on the page answering the creation; masked on the endpoint's own page.
+    assert good.status_code == 200 and endpoint.secret in good.content.decode()
+    page = admin_client.get(reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]))
+    assert endpoint.secret not in page.content.decode()
 
 
 def test_disable_and_enable_actions(admin_client, service, make_endpoint, emit):
@@ -80,10 +86,11 @@ def test_enabling_an_endpoint_queues_what_came_due_while_it_was_disabled(
 
 def test_rotate_action_keeps_old_secret_valid(admin_client, service, receiver, make_endpoint, emit):
     issued = make_endpoint(service, receiver.url())
-    admin_client.post(reverse("admin:webhooks_webhookendpoint_changelist"),
-                      {"action": "rotate_secrets", "_selected_action": [issued.endpoint.pk]})
+    shown = admin_client.post(reverse("admin:webhooks_webhookendpoint_changelist"),
+                              {"action": "rotate_and_show_secrets", "_selected_action": [issued.endpoint.pk]})
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.secret != issued.secret and endpoint.previous_secret == issued.secret
+    assert endpoint.secret in shown.content.decode()  # the new secret, shown once
     emit(service)
     call_command("deliver_webhooks", stdout=StringIO())
     [request] = receiver.received()
@@ -101,9 +108,12 @@ def test_delivery_filters_attempt_history_and_replay(admin_client, service, rece
     assert [x.event.webhook_type for x in by_type] == ["customer.created"]
     detail = admin_client.get(reverse("admin:webhooks_webhookdelivery_change", args=[d.pk])).content.decode()
     assert "database on fire" in detail and "500" in detail  # attempt history with excerpt
-    response = admin_client.post(changelist, {"action": "replay_deliveries", "_selected_action": [d.pk]},
-                                 follow=True)
-    assert "Queued 1 deliveries for redelivery" in response.content.decode()
+    response = admin_client.post(changelist, {"action": "replay_as_job", "_selected_action": [d.pk]})
+    job = OpsJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("admin:console_job", args=[job.pk])
+    run_job(job.pk)  # what the worker runs
+    progress = admin_client.get(reverse("admin:console_job_progress", args=[job.pk])).json()
+    assert progress["percent"] == 100 and "Queued 1 deliveries for redelivery" in progress["message"]
     d.refresh_from_db()
     assert d.status == WebhookDelivery.PENDING and d.replay_count == 1
     call_command("deliver_webhooks", stdout=StringIO())
@@ -120,7 +130,8 @@ def test_event_pages_and_replay_of_many(admin_client, service, receiver, make_en
     assert len(page.context["cl"].result_list) == 2 and "1 succeeded" in page.content.decode()
     detail = admin_client.get(reverse("admin:webhooks_webhookevent_change", args=[events[0].pk])).content.decode()
     assert "NXC-2026-0001" in detail  # the body is readable
-    admin_client.post(changelist, {"action": "replay_events", "_selected_action": [e.pk for e in events]})
+    admin_client.post(changelist, {"action": "replay_events_as_job", "_selected_action": [e.pk for e in events]})
+    run_job(OpsJob.objects.get().pk)  # what the worker runs
     call_command("deliver_webhooks", stdout=StringIO())
     assert len(receiver.received()) == 4
 

@@ -32,7 +32,7 @@ def test_create_returns_the_secret_once(api_client, service):
     data = response.json()["webhook_endpoint"]
     assert data["webhook_url"] == LOCAL_HOOK and data["name"] == "billing"
     assert data["event_types"] == ["invoice.created", "invoice.voided"]
-    assert data["signature_algo"] == "hmac" and data["lago_organization_id"] == str(service.pk)
+    assert data["signature_algo"] == "hmac" and data["lago_organization_id"] == str(service.lago_id)
     assert data["created_at"].endswith("Z") and data["active"] is True
     secret = data["secret"]
     signing.secret_key_bytes(secret)  # a valid whsec_ secret with >= 24 bytes
@@ -135,7 +135,7 @@ def test_hostname_resolving_to_private_address_is_refused(api_client, settings, 
 @pytest.mark.parametrize(
     "fields, details",
     [
-        ({"signature_algo": "jwt"}, {"signature_algo": ["value_is_invalid"]}),
+        ({"signature_algo": "rsa"}, {"signature_algo": ["value_is_invalid"]}),
         ({"event_types": ["invoice.exploded"]}, {"event_types": ["value_is_invalid"]}),
         ({"event_types": "invoice.created"}, {"event_types": ["not_a_list"]}),
         ({"webhook_url": None}, {"webhook_url": ["value_is_mandatory"]}),

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from webhooks import delivery, services
+from webhooks import delivery, keys, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.testing.receiver import Fault
 
@@ -35,7 +35,7 @@ def test_event_body_is_lago_envelope_stored_once(service, emit):
     event = emit(service)
     assert json.loads(bytes(event.body)) == {
         "webhook_type": "invoice.created", "object_type": "invoice",
-        "organization_id": str(service.pk), "invoice": INVOICE,
+        "organization_id": str(service.lago_id), "invoice": INVOICE,
     }
     assert bytes(event.body).isascii()
 
@@ -89,7 +89,7 @@ def test_malformed_types_are_programming_errors(service, webhook_type, object_ty
 # --- signatures and verbatim bytes ------------------------------------------------------
 
 def test_every_attempt_sends_the_stored_bytes_signed_both_ways(service, receiver, make_endpoint, emit):
-    issued = make_endpoint(service, receiver.url())
+    issued = make_endpoint(service, receiver.url(), signature_algo="hmac")
     receiver.add_faults("/hook", Fault.error(500), Fault.error(502))
     event = emit(service)
     for _ in range(3):
@@ -103,7 +103,10 @@ def test_every_attempt_sends_the_stored_bytes_signed_both_ways(service, receiver
         assert request.header("webhook-id") == str(event.id) == request.header("x-lago-unique-key")
         assert Webhook(issued.secret).verify(request.body, request.headers) is not None
         assert request.header("x-lago-signature-algorithm") == "hmac"
-        assert lago_check(issued.secret, request.body, request.header("x-lago-signature"))
+        # Lago's hmac mode: keyed by the organization's HMAC key, not the endpoint's secret.
+        assert lago_check(keys.hmac_key_for(service_id=service.pk), request.body,
+                          request.header("x-lago-signature"))
+        assert not lago_check(issued.secret, request.body, request.header("x-lago-signature"))
     d = event.deliveries.get()
     assert d.status == WebhookDelivery.SUCCEEDED and d.attempts_count == 3
 
@@ -117,7 +120,6 @@ def test_rotation_signs_with_old_and_new_for_the_overlap(service, receiver, make
     [first] = receiver.received()
     Webhook(issued.secret).verify(first.body, first.headers)
     Webhook(rotated.secret).verify(first.body, first.headers)
-    assert lago_check(rotated.secret, first.body, first.header("x-lago-signature"))
     # after the overlap only the new secret signs
     WebhookEndpoint.objects.filter(pk=issued.endpoint.pk).update(
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from billing_kit.formatting import iso_seconds
+from identity.models import organization_lago_id
 from webhooks.models import WebhookEndpoint
 
 
@@ -8,7 +9,7 @@ def render_webhook_endpoint(endpoint: WebhookEndpoint, *, secret: str | None = N
     """Lago's ``webhook_endpoint`` object; ``secret`` only in create/rotate responses."""
     data = {
         "lago_id": str(endpoint.id),
-        "lago_organization_id": str(endpoint.service_id),
+        "lago_organization_id": str(organization_lago_id(endpoint.service_id)),
         "webhook_url": endpoint.url,
         "signature_algo": endpoint.signature_algo,
         "name": endpoint.name or None,

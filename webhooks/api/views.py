@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from django.http import HttpResponse
 from rest_framework.response import Response
 
 from billing_kit.docs import LAGO_JSON
@@ -13,7 +14,7 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
-from webhooks import selectors, services
+from webhooks import keys, selectors, services, signing
 from webhooks.models import WebhookEndpoint
 
 from .renderers import render_webhook_endpoint
@@ -27,8 +28,8 @@ class _EndpointInput(serializers.Serializer):
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, allow_null=True, max_length=100,
     )
-    # We sign with HMAC (plus Standard Webhooks); Lago's RS256 JWT is not offered.
-    signature_algo = serializers.ChoiceField(choices=["hmac"], required=False)
+    # What X-Lago-Signature carries, as Lago (default jwt); Standard Webhooks headers always.
+    signature_algo = serializers.ChoiceField(choices=list(signing.LAGO_ALGOS), required=False)
 
 
 class CreateEndpointInput(_EndpointInput):
@@ -72,6 +73,7 @@ class WebhookEndpointListView(ServiceAPIView):
             issued = services.create_endpoint(
                 service=self.service, url=data["webhook_url"], name=data.get("name") or "",
                 event_types_filter=data.get("event_types"),
+                signature_algo=data.get("signature_algo") or signing.ALGO_JWT,
             )
         except services.EndpointInvalid as exc:
             raise ValidationFailed(exc.error_details) from None
@@ -100,6 +102,8 @@ class WebhookEndpointDetailView(ServiceAPIView):
             changes["name"] = data["name"] or ""
         if "event_types" in data:
             changes["event_types_filter"] = data["event_types"]
+        if data.get("signature_algo"):
+            changes["signature_algo"] = data["signature_algo"]
         try:
             endpoint = services.update_endpoint(endpoint=endpoint, **changes)
         except services.EndpointInvalid as exc:
@@ -119,3 +123,26 @@ class WebhookEndpointRotateSecretView(ServiceAPIView):
     def post(self, request, lago_id: str) -> Response:
         issued = services.rotate_secret(endpoint=_lookup(self, lago_id))
         return _one(issued.endpoint, secret=issued.secret)
+
+
+class WebhookPublicKeyView(ServiceAPIView):
+    """Lago's ``GET /webhooks/json_public_key``: the key that verifies ``jwt`` signatures."""
+
+    @extend_schema(operation_id="webhooks_json_public_key",
+                   responses={200: inline_serializer("WebhookPublicKey", {"webhook": inline_serializer(
+                       "WebhookPublicKeyObject", {"public_key": serializers.CharField(
+                           help_text="base64 of the PEM public key (RS256)")})}), 401: LAGO_JSON},
+                   description="The public key of X-Lago-Signature when signature_algo is jwt: "
+                               "jwt.decode(signature, base64.b64decode(public_key), algorithms=['RS256'], "
+                               "issuer=WEBHOOK_JWT_ISSUER)['data'] == body.")
+    def get(self, request) -> Response:
+        return Response({"webhook": {"public_key": keys.public_key_base64()}})
+
+
+class WebhookPlainPublicKeyView(ServiceAPIView):
+    """Lago's deprecated ``GET /webhooks/public_key``: the same key as plain text."""
+
+    @extend_schema(operation_id="webhooks_public_key", responses={(200, "text/plain"): OpenApiTypes.STR,
+                                                                    401: LAGO_JSON})
+    def get(self, request) -> HttpResponse:
+        return HttpResponse(keys.public_key_base64(), content_type="text/plain; charset=utf-8")

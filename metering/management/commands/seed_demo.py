@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from identity.models import Service
 from metering.demo import seed_demo
 
 
@@ -10,9 +11,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument("--with-history", action="store_true",
+                            help="Also a second customer with recent hourly usage, rated (for the ops console).")
+        parser.add_argument("--if-empty", action="store_true",
+                            help="Do nothing if any service exists (scripts/run seeds a fresh database only).")
 
-    def handle(self, *args: Any, base_url: str, **options: Any) -> None:
-        seed = seed_demo()
+    def handle(self, *args: Any, base_url: str, with_history: bool, if_empty: bool, **options: Any) -> None:
+        if if_empty and Service.objects.exists():
+            self.stdout.write("Services exist: no demo data seeded.")
+            return
+        seed = seed_demo(history=with_history)
         sub = seed.subscription
         self.stdout.write(f"Demo service: {seed.service.code}")
         self.stdout.write(f"API key (shown once): {seed.api_key}")

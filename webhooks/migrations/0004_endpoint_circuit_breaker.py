@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webhooks', '0002_delivery_outbox'),
+        ('webhooks', '0003_lago_signatures_jwt_and_organization_hmac'),
     ]
 
     operations = [
