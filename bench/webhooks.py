@@ -9,6 +9,11 @@ processes) on the ``webhooks`` queue, then records events in transactions of
 ``--batch`` events. Each event is one delivery. Prints deliveries/s (first commit to
 last receipt) and the commit-to-receipt latency percentiles. ``--rate`` paces the
 producer (events/s) to measure latency below saturation.
+
+Fairness (``--tarpits 10``): instead, the p99 commit-to-receipt of one service's paced
+webhooks alone, then again while another service with that many tarpit endpoints
+(accept, never answer) keeps emitting events (``--tarpit-rate`` events/s, one delivery
+per tarpit each) and beat retries them; prints both and their ratio (#17: at most 2x).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -97,6 +103,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="events per committed transaction (throughput)")
     parser.add_argument("--latency-batch", type=int, default=1, help="events per transaction (latency)")
     parser.add_argument("--prefetch", type=int, default=4, help="worker prefetch multiplier")
+    parser.add_argument("--tarpits", type=int, default=0, help="fairness: tarpit endpoints of another service")
+    parser.add_argument("--tarpit-rate", type=int, default=5, help="fairness: the tarpit service's events/s")
+    parser.add_argument("--warmup", type=float, default=3.0, help="fairness: seconds of tarpit load before measuring")
     args = parser.parse_args()
 
     import django
@@ -146,6 +155,9 @@ def main() -> None:
         print(f"webhook bench: 1 endpoint on a local receiver, {args.workers} worker processes "
               f"(celery prefork, prefetch {args.prefetch}); machine shared, {os.cpu_count()} cores, "
               f"load average {os.getloadavg()[0]:.1f} at start")  # ok-float
+        if args.tarpits:
+            fairness(args=args, service=service, commands=commands, results=results)
+            return
 
         # Phase 1, throughput: a backlog committed while the worker is paused, then drained.
         app.control.cancel_consumer("webhooks", destination=[name], reply=True)
@@ -200,6 +212,79 @@ def main() -> None:
             worker.kill()
         commands.put(None)
         receiver.join(timeout=10)
+
+
+def _paced_latencies(*, args, service, commands, results) -> list[float]:  # ok-float
+    commands.put(args.latency_events)
+    committed = produce(service=service, count=args.latency_events, batch=args.latency_batch, rate=args.rate)
+    received = results.get(timeout=900)
+    receipts = {w: at for w, at in received if w in committed}
+    if len(receipts) < len(committed):
+        print(f"    only {len(receipts)}/{len(committed)} received within the wait")
+    return [(receipts[i] - committed[i]) * 1000 for i in receipts]
+
+
+def fairness(*, args, service, commands, results) -> None:
+    """p99 of ``service``'s webhooks alone, then beside another service's tarpit endpoints."""
+    from django.db import close_old_connections, transaction
+
+    from identity.models import Service
+    from webhooks import services
+    from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+    from webhooks.testing.receiver import Fault, WebhookReceiver
+
+    def report(label: str, latencies: list[float]) -> float:  # ok-float
+        p99 = percentile(latencies, 99)
+        print(f"  {label}: {len(latencies)} webhooks at {args.rate}/s, commit -> receipt p50 "
+              f"{statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms")
+        return p99
+
+    solo = report("solo", _paced_latencies(args=args, service=service, commands=commands, results=results))
+    beat_log = open(f"/tmp/celery-beat-{uuid.uuid4().hex[:8]}.log", "wb")
+    # Beat's sweeper retries the tarpit deliveries, as in production.
+    beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "billing_project", "beat", "--loglevel", "WARNING"],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=beat_log,
+                            stderr=subprocess.STDOUT)
+    noisy = Service.objects.create(code=f"tarpits-{uuid.uuid4().hex[:8]}", name="tarpit bench")
+    stop = threading.Event()
+    emitted = [0]
+
+    def flood() -> None:
+        try:
+            while not stop.is_set():
+                with transaction.atomic():
+                    services.record_event(service=noisy, webhook_type="invoice.created", object_type="invoice",
+                                          payload={"lago_id": str(uuid.uuid4())})
+                emitted[0] += 1
+                stop.wait(1 / args.tarpit_rate)
+        finally:
+            close_old_connections()
+
+    try:
+        with WebhookReceiver() as tarpit:
+            tarpit.set_default(Fault.timeout(3600))
+            for i in range(args.tarpits):
+                services.create_endpoint(service=noisy, url=tarpit.url(f"/tarpit/{i}"))
+            flooder = threading.Thread(target=flood, daemon=True)
+            flooder.start()
+            time.sleep(args.warmup)
+            beside = report(f"beside {args.tarpits} tarpit endpoints",
+                            _paced_latencies(args=args, service=service, commands=commands, results=results))
+            stop.set()
+            flooder.join(timeout=30)
+            open_circuits = WebhookEndpoint.objects.filter(service=noisy, circuit_open_until__isnull=False).count()
+            attempts = WebhookAttempt.objects.filter(delivery__endpoint__service=noisy).count()
+            print(f"    tarpit service: {emitted[0]} events x {args.tarpits} endpoints, {attempts} attempts "
+                  f"(timeouts), {open_circuits}/{args.tarpits} circuits open at the end")
+        print(f"  p99 beside tarpits / p99 solo = {beside / solo:.2f} (limit 2.00)")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+        WebhookAttempt.objects.filter(delivery__endpoint__service=noisy).delete()
+        WebhookDelivery.objects.filter(endpoint__service=noisy).delete()
+        WebhookEvent.objects.filter(service=noisy).delete()
+        WebhookEndpoint.objects.filter(service=noisy).delete()
+        noisy.delete()
 
 
 if __name__ == "__main__":

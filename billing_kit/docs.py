@@ -1,14 +1,41 @@
 """OpenAPI 3 schema and an offline docs page (no CDN: Swagger UI/Redoc from drf-spectacular-sidecar)."""
+import threading
+from typing import Any
+
+from django.utils import translation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+
+_schemas: dict[tuple, Any] = {}
+_schemas_lock = threading.Lock()
 
 
 @extend_schema(exclude=True)
 class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, generated once per process and language, then served from memory.
+
+    Generating it walks every view and serializer (hundreds of milliseconds of CPU); it
+    only changes with the code, so a public URL must not redo that per request.
+    """
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+    def _get_schema_response(self, request):  # noqa: ANN001, ANN202
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        key = (version, translation.get_language(), self.serve_public)
+        with _schemas_lock:
+            if key not in _schemas:
+                generator = self.generator_class(urlconf=self.urlconf, api_version=version, patterns=self.patterns)
+                _schemas[key] = generator.get_schema(request=request, public=self.serve_public)
+        return Response(
+            data=_schemas[key],
+            headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'},
+        )
 
 
 class DocsView(SpectacularSwaggerView):

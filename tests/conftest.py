@@ -52,6 +52,16 @@ def _forget_cached_api_keys():
     clear_api_key_cache()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_ops_health_probes():
+    """/ops/health caches its probes per process: each test sees its own state."""
+    from billing_project import health
+
+    health.clear_cache()
+    yield
+    health.clear_cache()
+
+
 def make_api_client(api_key: str | None) -> APIClient:
     client = APIClient()
     if api_key:

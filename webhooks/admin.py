@@ -36,13 +36,14 @@ class WebhookEndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
-    list_display = ("url", "service", "name", "is_active", "disabled_reason", "created_at")
+    list_display = ("url", "service", "name", "is_active", "circuit", "disabled_reason", "created_at")
     list_filter = ("is_active", "service")
     search_fields = ("url", "name")
     list_select_related = ("service",)
     readonly_fields = (
         "id", "signature_algo", "secret", "previous_secret", "previous_secret_expires_at",
-        "disabled_reason", "disabled_at", "deleted_at", "created_at", "updated_at", "deliveries_link",
+        "disabled_reason", "disabled_at", "consecutive_failures", "failing_since", "circuit_open_until",
+        "deleted_at", "created_at", "updated_at", "deliveries_link",
     )
     actions = ["enable_endpoints", "disable_endpoints", "rotate_secrets"]
 
@@ -55,6 +56,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False  # deletion is a soft delete through the API; disable here instead
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: WebhookEndpoint) -> str:
+        """The circuit breaker's state, so ops see a failing receiver before it is disabled."""
+        if obj.circuit_open_until is not None:
+            return f"open until {obj.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC ({obj.consecutive_failures} failures)"
+        if obj.consecutive_failures:
+            return f"closed, {obj.consecutive_failures} failures since {obj.failing_since:%Y-%m-%d %H:%M} UTC"
+        return "closed"
 
     @admin.display(description="deliveries")
     def deliveries_link(self, obj: WebhookEndpoint) -> str:
@@ -159,6 +169,15 @@ class WebhookEventAdmin(admin.ModelAdmin):
         except ValueError:
             text = bytes(obj.body).decode("utf-8", errors="replace")
         return format_html("<pre>{}</pre>", text)
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: WebhookEndpoint) -> str:
+        """The circuit breaker's state, so ops see a failing receiver before it is disabled."""
+        if obj.circuit_open_until is not None:
+            return f"open until {obj.circuit_open_until:%Y-%m-%d %H:%M:%S} UTC ({obj.consecutive_failures} failures)"
+        if obj.consecutive_failures:
+            return f"closed, {obj.consecutive_failures} failures since {obj.failing_since:%Y-%m-%d %H:%M} UTC"
+        return "closed"
 
     @admin.display(description="deliveries")
     def delivery_states(self, obj: WebhookEvent) -> str:

@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,12 +30,13 @@ from uuid import UUID
 
 from celery import Celery, current_app
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connections, transaction
+from django.db.models import BooleanField, Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import keys, retry, sender, signing
+from . import event_types, keys, retry, sender, signing
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -88,40 +89,115 @@ def _relaxed_durability() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+def _circuit_closed(now: datetime, prefix: str = "endpoint__") -> Q:
+    """The endpoint's circuit breaker lets deliveries through (closed, or open time over)."""
+    return Q(**{f"{prefix}circuit_open_until__isnull": True}) | Q(**{f"{prefix}circuit_open_until__lte": now})
+
+
 def _due_filter(now) -> Q:  # noqa: ANN001
     return (
         Q(status=WebhookDelivery.PENDING, next_attempt_at__lte=now)
         & Q(endpoint__is_active=True, endpoint__deleted_at__isnull=True)
+        & _circuit_closed(now)
         & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     )
+
+
+def _fair_pick(candidates: QuerySet[WebhookDelivery], *, now: datetime, limit: int,
+               taken: Sequence[WebhookDelivery] = ()) -> list[UUID]:
+    """Which of ``candidates`` to claim, at most ``limit``: fair across services and endpoints.
+
+    Services take turns (the oldest due delivery of each, then the second of each, ...),
+    so a service with a large backlog or many slow endpoints cannot fill a batch that
+    another service's deliveries are waiting behind. No endpoint gets more than
+    WEBHOOK_ENDPOINT_MAX_IN_FLIGHT deliveries being sent at once (counting other
+    workers' claims and ``taken``), and an endpoint whose last attempt failed, whose
+    circuit was open or whose send is stalled gets a single one until an attempt
+    succeeds. Read without locks; the caller locks what it picked with SKIP LOCKED, so
+    a concurrent claimer at worst leaves an endpoint one or two over.
+    """
+    cap = max(1, settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT)
+    order = [F("next_attempt_at").asc(), F("id").asc()]
+    rows = list(
+        candidates.annotate(
+            suspect=ExpressionWrapper(
+                Q(endpoint__circuit_open_until__isnull=False) | Q(endpoint__consecutive_failures__gt=0),
+                output_field=BooleanField()),
+            endpoint_rank=Window(RowNumber(), partition_by=[F("endpoint_id")], order_by=order),
+            service_rank=Window(RowNumber(), partition_by=[F("endpoint__service_id")], order_by=order),
+        )
+        .filter(endpoint_rank__lte=cap)
+        .order_by("service_rank", "next_attempt_at", "id")
+        .values_list("id", "endpoint_id", "suspect")[:limit * 2]
+    )
+    if not rows:
+        return []
+    # A send still running after a task's wait is a slow receiver: its endpoint is
+    # treated like a failing one before the timeout even records a failure.
+    slow_before = now - timedelta(seconds=settings.WEBHOOK_TASK_WAIT_SECONDS)
+    busy: dict[UUID, int] = {}
+    slow: set[UUID] = set()
+    for endpoint_id, n, stalled in (
+        WebhookDelivery.objects.filter(
+            endpoint_id__in={r[1] for r in rows}, status=WebhookDelivery.PENDING, claimed_until__gt=now,
+        ).values_list("endpoint_id")
+        .annotate(n=Count("id"), stalled=Count("id", filter=Q(last_attempt_at__lt=slow_before)))
+        .values_list("endpoint_id", "n", "stalled")
+    ):
+        busy[endpoint_id] = n
+        if stalled:
+            slow.add(endpoint_id)
+    for d in taken:
+        busy[d.endpoint_id] = busy.get(d.endpoint_id, 0) + 1
+    picked: list[UUID] = []
+    for delivery_id, endpoint_id, suspect in rows:
+        # An endpoint whose last attempt failed (or whose circuit was open) gets one
+        # delivery at a time until one succeeds: a probe, not a flood of timeouts.
+        room = 1 if suspect or endpoint_id in slow else cap
+        if busy.get(endpoint_id, 0) >= room:
+            continue
+        busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
+        picked.append(delivery_id)
+        if len(picked) == limit:
+            break
+    return picked
+
+
+def _lock_picked(ids: list[UUID], *, now: datetime) -> list[WebhookDelivery]:
+    """Lock the picked deliveries that are still due and free, in the picked order."""
+    if not ids:
+        return []
+    rows = {
+        d.id: d for d in WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("event", "endpoint").filter(_due_filter(now), id__in=ids)
+    }
+    return [rows[i] for i in ids if i in rows]
 
 
 def _lagging_exists(*, now: datetime) -> bool:
     """Is any delivery due for longer than ``BACKLOG_SIGN`` and not being sent?"""
     return WebhookDelivery.objects.filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), _circuit_closed(now),
         status=WebhookDelivery.PENDING, next_attempt_at__lte=now - BACKLOG_SIGN,
         endpoint__is_active=True, endpoint__deleted_at__isnull=True,
     ).exists()
 
 
-def _other_due(*, due_by: datetime, now: datetime, exclude: list[UUID], limit: int) -> list[WebhookDelivery]:
-    active = list(WebhookEndpoint.objects.filter(is_active=True, deleted_at__isnull=True).values_list("id", flat=True))
+def _other_due(*, due_by: datetime, now: datetime, exclude: list[UUID], limit: int,
+               taken: Sequence[WebhookDelivery]) -> list[WebhookDelivery]:
+    active = list(WebhookEndpoint.objects.filter(_circuit_closed(now, prefix=""), is_active=True,
+                                                 deleted_at__isnull=True).values_list("id", flat=True))
     if not active:
         return []
-    # No joins (active endpoints are a short id list) and only ids are locked; the
-    # rows are loaded by primary key afterwards.
+    # Active endpoints are a short id list: no join to filter on them.
     qs = (
-        WebhookDelivery.objects.select_for_update(skip_locked=True)
+        WebhookDelivery.objects
         .filter(status=WebhookDelivery.PENDING, next_attempt_at__lte=due_by, endpoint_id__in=active)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     )
     if exclude:
         qs = qs.exclude(id__in=exclude)
-    ids = list(qs.order_by("next_attempt_at").values_list("id", flat=True)[:limit])
-    if not ids:
-        return []
-    return list(WebhookDelivery.objects.select_related("event", "endpoint").filter(id__in=ids))
+    return _lock_picked(_fair_pick(qs, now=now, limit=limit, taken=taken), now=now)
 
 
 def claim_due(
@@ -142,11 +218,7 @@ def claim_due(
     exclude = list(exclude_ids)
     with transaction.atomic():
         _relaxed_durability()
-        qs = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event", "endpoint")
-            .filter(_due_filter(now))
-        )
+        qs = WebhookDelivery.objects.filter(_due_filter(now))
         if exclude:
             qs = qs.exclude(id__in=exclude)
         if delivery_ids is not None:
@@ -157,13 +229,14 @@ def claim_due(
             # after a burst until autovacuum catches up.
             ids = list(WebhookDelivery.objects.filter(event_id__in=list(event_ids)).values_list("id", flat=True))
             qs = qs.filter(id__in=ids)
-        claimed = list(qs.order_by("next_attempt_at")[:limit])
+        claimed = _lock_picked(_fair_pick(qs, now=now, limit=limit), now=now)
         # Topping up costs a scan of the due-time index; only worth it when this
         # task's own deliveries waited long enough to show a queue is building up.
         behind = known_backlog or (bool(claimed) and now - min(d.created_at for d in claimed) > BACKLOG_SIGN)
         if top_up and (behind or others_lagging) and len(claimed) < limit:
             claimed += _other_due(due_by=now if behind else now - BACKLOG_SIGN, now=now,
-                                  exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed))
+                                  exclude=exclude + [d.id for d in claimed], limit=limit - len(claimed),
+                                  taken=claimed)
         if not claimed:
             return []
         # The batch is sent WEBHOOK_SEND_CONCURRENCY at a time: the lease must outlast
@@ -252,19 +325,34 @@ def _send_one(d: WebhookDelivery, options: dict, lago: signing.LagoSigner | None
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
+# Sends a task left behind (still waiting for a slow receiver) in this process.
+_detached = 0
+_detached_lock = threading.Lock()
 
 
 def _thread_pool() -> ThreadPoolExecutor:
     global _pool, _pool_pid
     # Created lazily per process: a pool inherited through fork() has no threads.
     if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=settings.WEBHOOK_SEND_CONCURRENCY, thread_name_prefix="webhook-send")
+        # Room for the sends of the current batch plus the ones tasks left behind, so
+        # that slow receivers never hold the threads another batch needs.
+        _pool = ThreadPoolExecutor(
+            max_workers=settings.WEBHOOK_SEND_CONCURRENCY + settings.WEBHOOK_MAX_DETACHED_SENDS,
+            thread_name_prefix="webhook-send")
         _pool_pid = os.getpid()
     return _pool
 
 
-def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | None = None) -> list[AttemptResult]:
-    """Send claimed deliveries (concurrently), then record all outcomes in one transaction."""
+def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | None = None,
+                 wait_seconds: float | None = None) -> list[AttemptResult]:  # ok-float
+    """Send claimed deliveries (concurrently), then record all outcomes in one transaction.
+
+    With ``wait_seconds`` (Celery tasks), sends still running after that long are left
+    to finish in this process's thread pool, each recording its own outcome, and the
+    task returns: a slow receiver then holds one sending thread, never the worker
+    process that other services' tasks are queued for. Without it (commands, tests)
+    every outcome is recorded before returning.
+    """
     if not claimed:
         return []
     options = {
@@ -273,11 +361,13 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
         "timeout": settings.WEBHOOK_TIMEOUT_SECONDS, "max_response_bytes": settings.WEBHOOK_MAX_RESPONSE_BYTES,
     }
     signers = keys.lago_signers({d.endpoint_id: d.endpoint for d in claimed}.values())
-    if len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1:
+    if wait_seconds is None and (len(claimed) == 1 or settings.WEBHOOK_SEND_CONCURRENCY <= 1):
         sent = [_send_one_isolated(d, options, signers.get(d.endpoint_id)) for d in claimed]
-    else:
+    elif wait_seconds is None:
         sent = list(_thread_pool().map(lambda d: _send_one_isolated(d, options, signers.get(d.endpoint_id)),
                                        claimed))
+    else:
+        sent = _send_detaching_slow_ones(claimed, options, signers, wait_seconds=wait_seconds, rng=rng)
     policy = retry_policy()
     decisions = [_decide(s, policy, rng) for s in sent]
     _record(sent, decisions)
@@ -288,6 +378,50 @@ def send_claimed(claimed: Sequence[WebhookDelivery], *, rng: random.Random | Non
                         decision.action, s.outcome.error or s.outcome.status_code)
         results.append(AttemptResult(s.delivery.id, decision.action, s.outcome.status_code, s.outcome.error))
     return results
+
+
+def _send_detaching_slow_ones(claimed: Sequence[WebhookDelivery], options: dict,
+                              signers: dict[UUID, signing.LagoSigner], *, wait_seconds: float,
+                              rng: random.Random | None) -> list[_Sent]:  # ok-float
+    """The sends done within ``wait_seconds``; the others record themselves when they end.
+
+    Sends to an endpoint already known to fail are not waited for at all: most of them
+    time out, and the task's worker process is wanted by other services' tasks.
+    """
+    global _detached
+    futures = [_thread_pool().submit(_send_one_isolated, d, options, signers.get(d.endpoint_id)) for d in claimed]
+    patient = [f for f, d in zip(futures, claimed, strict=True)
+               if not (d.endpoint.consecutive_failures or d.endpoint.circuit_open_until)]
+    if patient:
+        wait(patient, timeout=wait_seconds)
+    done = {f for f in futures if f.done()}
+    pending = {f for f in futures if f not in done}
+    if pending:
+        with _detached_lock:
+            room = _detached + len(pending) <= settings.WEBHOOK_MAX_DETACHED_SENDS
+            if room:
+                _detached += len(pending)
+        if not room:  # too many left behind already: this task waits for its own
+            wait(pending)
+            done, pending = set(futures), set()
+        for future in pending:
+            future.add_done_callback(lambda f: _record_detached(f, rng))
+    return [f.result() for f in futures if f in done]
+
+
+def _record_detached(future: Future, rng: random.Random | None) -> None:
+    """In the sending thread: record the outcome of a send its task left behind."""
+    global _detached
+    try:
+        sent = future.result()
+        _record([sent], [_decide(sent, retry_policy(), rng)])
+    except Exception:  # the lease expires and the sweeper sends it again
+        logger.exception("webhook delivery: the outcome of a detached send was not recorded")
+    finally:
+        # This pool thread may sit idle for long: it must not keep a database session.
+        connections.close_all()
+        with _detached_lock:
+            _detached -= 1
 
 
 def _decide(s: _Sent, policy: retry.RetryPolicy, rng: random.Random | None) -> retry.Decision:
@@ -348,8 +482,11 @@ def _record_batch(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
     succeeded: dict[tuple[datetime | None, int | None], list[UUID]] = {}
     others: list[tuple[WebhookDelivery, dict]] = []
     recorded_at = timezone.now()
+    tally: dict[UUID, list[int]] = {}  # endpoint -> [successes, failures], for its circuit breaker
     for s, decision in zip(sent, decisions, strict=True):
         d, outcome = s.delivery, s.outcome
+        if outcome.ok or outcome.error_kind != sender.KIND_INTERNAL:  # our own faults are not the receiver's
+            tally.setdefault(d.endpoint_id, [0, 0])[0 if outcome.ok else 1] += 1
         attempts.append(WebhookAttempt(
             delivery=d, attempt_number=d.attempts_count, replay_round=d.replay_count,
             outcome=WebhookAttempt.SUCCEEDED if outcome.ok else WebhookAttempt.FAILED,
@@ -386,11 +523,71 @@ def _record_batch(sent: list[_Sent], decisions: list[retry.Decision]) -> None:
             )
         for d, changes in others:
             WebhookDelivery.objects.filter(id=d.id, claimed_until=d.claimed_until).update(**changes)
+        _update_breakers(tally, now=recorded_at)
+
+
+def _update_breakers(tally: dict[UUID, list[int]], *, now: datetime) -> None:
+    """Move each endpoint's circuit breaker on after a batch (inside its transaction).
+
+    A success closes the circuit. Failures only: count them; from WEBHOOK_BREAKER_FAILURES
+    in a row the circuit opens (WEBHOOK_BREAKER_OPEN_SECONDS, doubling per further
+    failure, capped), and an endpoint that has not succeeded for
+    WEBHOOK_BREAKER_DISABLE_AFTER_HOURS is disabled, with a notice to its service.
+    """
+    recovered = [endpoint_id for endpoint_id, (good, _bad) in tally.items() if good]
+    if recovered:
+        WebhookEndpoint.objects.filter(id__in=recovered).filter(
+            Q(consecutive_failures__gt=0) | Q(failing_since__isnull=False) | Q(circuit_open_until__isnull=False)
+        ).update(consecutive_failures=0, failing_since=None, circuit_open_until=None)
+    failing = {endpoint_id: bad for endpoint_id, (good, bad) in tally.items() if bad and not good}
+    if not failing or settings.WEBHOOK_BREAKER_FAILURES <= 0:  # 0 turns the breaker off
+        return
+    for endpoint_id, bad in failing.items():
+        WebhookEndpoint.objects.filter(id=endpoint_id).update(
+            consecutive_failures=F("consecutive_failures") + bad,
+            failing_since=Coalesce(F("failing_since"), Value(now, output_field=DateTimeField())),
+        )
+    disable_before = now - timedelta(hours=settings.WEBHOOK_BREAKER_DISABLE_AFTER_HOURS)
+    tripped = WebhookEndpoint.objects.select_related("service").filter(
+        id__in=list(failing), is_active=True, consecutive_failures__gte=settings.WEBHOOK_BREAKER_FAILURES)
+    for endpoint in tripped:
+        if endpoint.failing_since is not None and endpoint.failing_since <= disable_before:
+            _disable_failing_endpoint(endpoint, now=now)
+            continue
+        beyond = endpoint.consecutive_failures - settings.WEBHOOK_BREAKER_FAILURES
+        seconds = min(settings.WEBHOOK_BREAKER_MAX_OPEN_SECONDS,
+                      settings.WEBHOOK_BREAKER_OPEN_SECONDS * 2 ** min(beyond, 20))
+        WebhookEndpoint.objects.filter(id=endpoint.id).update(circuit_open_until=now + timedelta(seconds=seconds))
+        logger.warning("webhook endpoint %s: circuit open for %d s after %d failed attempts in a row",
+                       endpoint.id, seconds, endpoint.consecutive_failures)
+
+
+def _disable_failing_endpoint(endpoint: WebhookEndpoint, *, now: datetime) -> None:
+    from . import services  # services queues deliveries through this module
+
+    hours = int((now - endpoint.failing_since).total_seconds() // 3600) if endpoint.failing_since else 0
+    reason = (f"circuit breaker: {endpoint.consecutive_failures} failed attempts in a row over {hours} h "
+              "without a success")
+    if not WebhookEndpoint.objects.filter(id=endpoint.id, is_active=True).update(
+            is_active=False, disabled_reason=reason, disabled_at=now, circuit_open_until=None):
+        return
+    logger.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+    # The disabled endpoint no longer receives anything; the service's other endpoints
+    # (subscribed to this type) get the notice, ops see it in the admin and /ops/health.
+    services.record_event(
+        service=endpoint.service, webhook_type=event_types.WebhookType.WEBHOOK_ENDPOINT_DISABLED,
+        object_type="webhook_endpoint",
+        payload={
+            "lago_id": str(endpoint.id), "webhook_url": endpoint.url, "name": endpoint.name,
+            "disabled_reason": reason, "disabled_at": now, "failing_since": endpoint.failing_since,
+            "consecutive_failures": endpoint.consecutive_failures,
+        },
+    )
 
 
 def deliver(
     *, delivery_ids: Sequence[UUID] | None = None, event_ids: Sequence[UUID] | None = None,
-    limit: int = CLAIM_BATCH, top_up: bool = False,
+    limit: int = CLAIM_BATCH, top_up: bool = False, wait_seconds: float | None = None,  # ok-float
 ) -> list[AttemptResult]:
     """Claim what is due among the given deliveries (or of the given events) and send each once.
 
@@ -409,11 +606,41 @@ def deliver(
                 return results
         claimed = claim_due(delivery_ids=delivery_ids, event_ids=event_ids, limit=limit, top_up=top_up,
                             known_backlog=backlog, others_lagging=lagging)
-        results += send_claimed(claimed)
+        results += send_claimed(claimed, wait_seconds=wait_seconds)
+        if not claimed:
+            # Own deliveries still due were held back (their endpoint has its fill in
+            # flight elsewhere): the sweeper queues them again instead of waiting the grace.
+            _release_own_due(delivery_ids=delivery_ids, event_ids=event_ids)
+            return results
         if len(claimed) < limit:
+            if _own_due_exists(delivery_ids=delivery_ids, event_ids=event_ids):
+                backlog = False
+                continue  # held back by the in-flight cap: its slots are free again now
             return results
         # A full batch: with ``top_up`` keep draining the backlog while it lasts.
         backlog = top_up
+
+
+def _own_due(*, delivery_ids: Sequence[UUID] | None, event_ids: Sequence[UUID] | None) -> QuerySet[WebhookDelivery]:
+    qs = WebhookDelivery.objects.filter(_due_filter(timezone.now()))
+    if delivery_ids is not None:
+        qs = qs.filter(id__in=list(delivery_ids))
+    if event_ids is not None:
+        qs = qs.filter(event_id__in=list(event_ids))
+    return qs
+
+
+def _own_due_exists(*, delivery_ids: Sequence[UUID] | None, event_ids: Sequence[UUID] | None) -> bool:
+    return _own_due(delivery_ids=delivery_ids, event_ids=event_ids).exists()
+
+
+def _release_own_due(*, delivery_ids: Sequence[UUID] | None, event_ids: Sequence[UUID] | None) -> None:
+    if delivery_ids is None and event_ids is None:
+        return
+    ids = list(_own_due(delivery_ids=delivery_ids, event_ids=event_ids)
+               .filter(dispatched_until__isnull=False).values_list("id", flat=True))
+    if ids:
+        WebhookDelivery.objects.filter(id__in=ids).update(dispatched_until=None)
 
 
 def _own_pending(*, delivery_ids: Sequence[UUID] | None, event_ids: Sequence[UUID] | None) -> bool:

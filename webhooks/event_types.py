@@ -30,6 +30,8 @@ class WebhookType(StrEnum):
     INVOICE_DRAFTED = "invoice.drafted"
     INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"
     PLAN_DELETED = "plan.deleted"
+    # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 
 EMITTED: tuple[str, ...] = tuple(t.value for t in WebhookType)

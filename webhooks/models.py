@@ -32,6 +32,13 @@ class WebhookEndpoint(models.Model):
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=255, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # Circuit breaker: failed attempts since the last success. From
+    # WEBHOOK_BREAKER_FAILURES on, the circuit opens until ``circuit_open_until`` (no
+    # deliveries are claimed for it), then one probe is let through; failing for
+    # WEBHOOK_BREAKER_DISABLE_AFTER_HOURS disables the endpoint.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    circuit_open_until = models.DateTimeField(null=True, blank=True, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

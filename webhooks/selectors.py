@@ -36,3 +36,14 @@ def delivery_health(*, now: datetime | None = None) -> dict:
         "dead_letters_24h": WebhookDelivery.objects.filter(
             status=WebhookDelivery.DEAD, dead_at__gte=now - timedelta(hours=24)).count(),
     }
+
+
+def endpoint_health(*, now: datetime | None = None) -> dict:
+    """Circuit-breaker figures for an ops health check (not scoped: staff/monitoring only)."""
+    now = now or timezone.now()
+    live = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    return {
+        "circuits_open": live.filter(is_active=True, circuit_open_until__gt=now).count(),
+        "endpoints_failing": live.filter(is_active=True, consecutive_failures__gt=0).count(),
+        "endpoints_disabled": live.filter(is_active=False).count(),
+    }

@@ -202,7 +202,12 @@ def set_endpoint_active(*, endpoint: WebhookEndpoint, active: bool, reason: str 
     endpoint.is_active = active
     endpoint.disabled_reason = "" if active else (reason or "disabled by staff")
     endpoint.disabled_at = None if active else now
-    endpoint.save(update_fields=["is_active", "disabled_reason", "disabled_at", "updated_at"])
+    fields = ["is_active", "disabled_reason", "disabled_at", "updated_at"]
+    if active:
+        # Re-enabled by staff: the circuit breaker starts afresh.
+        endpoint.consecutive_failures, endpoint.failing_since, endpoint.circuit_open_until = 0, None, None
+        fields += ["consecutive_failures", "failing_since", "circuit_open_until"]
+    endpoint.save(update_fields=fields)
     if active:
         # Deliveries that came due while it was disabled go out now.
         ids = list(WebhookDelivery.objects.filter(

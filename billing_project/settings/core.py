@@ -89,6 +89,12 @@ FUSION_BILLING_VERSION = "0.1.0"
 # claimed unless it is configured.
 FUSION_BILLING_SOURCE_URL = env.str("FUSION_BILLING_SOURCE_URL", default="")
 
+# /ops/health answers a staff session or ``Authorization: Bearer <OPS_HEALTH_TOKEN>``
+# (empty: staff only). Its probes (database, broker, workers, beat, Odoo) run at most
+# once per OPS_HEALTH_CACHE_SECONDS per process, so polling it costs no outbound call.
+OPS_HEALTH_TOKEN = env.str("OPS_HEALTH_TOKEN", default="")
+OPS_HEALTH_CACHE_SECONDS = env.int("OPS_HEALTH_CACHE_SECONDS", default=5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,7 +14,9 @@ WEBHOOK_ALLOWED_PORTS = env.list("WEBHOOK_ALLOWED_PORTS", default=[])
 # Tests use ``webhooks.testing.dns.resolve_from_env``.
 WEBHOOK_RESOLVER = env.str("WEBHOOK_RESOLVER", default="")
 
-WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=15)
+# A receiver answers within this or the attempt fails (and is retried): short, so a slow
+# receiver holds a worker's sending thread only briefly.
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=5)
 WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=16 * 1024)
 
 # Retry schedule: min(cap, base * factor**(n-1)) ± jitter; dead letter after max attempts.
@@ -34,6 +36,24 @@ WEBHOOK_SWEEP_INTERVAL_SECONDS = env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", defau
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=2000)
 # HTTP requests a worker process sends in parallel when it holds several deliveries.
 WEBHOOK_SEND_CONCURRENCY = env.int("WEBHOOK_SEND_CONCURRENCY", default=8)
+
+# Fairness: one service's slow or failing endpoints must not delay other services' webhooks.
+# Deliveries of one endpoint claimed (being sent) at once, across all workers. Two full
+# claim batches: a healthy endpoint's throughput is untouched, a slow one cannot take more.
+WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=100)
+# A task waits this long for its sends; slower ones finish in the process's thread pool
+# and record themselves, so a slow receiver never holds a worker process (at most
+# WEBHOOK_MAX_DETACHED_SENDS per process; beyond that a task waits for its own).
+WEBHOOK_TASK_WAIT_SECONDS = env.float("WEBHOOK_TASK_WAIT_SECONDS", default=0.5)  # ok-float
+WEBHOOK_MAX_DETACHED_SENDS = env.int("WEBHOOK_MAX_DETACHED_SENDS", default=32)
+# Circuit breaker: after this many failed attempts in a row the endpoint's circuit opens
+# for WEBHOOK_BREAKER_OPEN_SECONDS, doubling with every further failure up to the max (0: no breaker).
+WEBHOOK_BREAKER_FAILURES = env.int("WEBHOOK_BREAKER_FAILURES", default=5)
+WEBHOOK_BREAKER_OPEN_SECONDS = env.int("WEBHOOK_BREAKER_OPEN_SECONDS", default=30)
+WEBHOOK_BREAKER_MAX_OPEN_SECONDS = env.int("WEBHOOK_BREAKER_MAX_OPEN_SECONDS", default=3600)
+# Failing without a single success this long disables the endpoint (a
+# webhook_endpoint.disabled notice goes to the service's other endpoints).
+WEBHOOK_BREAKER_DISABLE_AFTER_HOURS = env.int("WEBHOOK_BREAKER_DISABLE_AFTER_HOURS", default=72)
 
 WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS", default=24)
 WEBHOOK_ENDPOINTS_PER_SERVICE = env.int("WEBHOOK_ENDPOINTS_PER_SERVICE", default=10)

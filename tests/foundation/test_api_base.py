@@ -147,14 +147,14 @@ class TestHealth:
         settings.FUSION_BILLING_SOURCE_URL = "https://git.nexasystems.example/billing/fusion-billing"
         assert client.get("/health").json()["github_url"] == settings.FUSION_BILLING_SOURCE_URL
 
-    def test_ops_health_checks_database_and_broker(self, client):
-        response = client.get("/ops/health")
+    def test_ops_health_checks_database_and_broker(self, admin_client):
+        response = admin_client.get("/ops/health")
         assert response.status_code == 200, response.json()
         checks = response.json()["checks"]
         assert checks["database"]["ok"] and checks["broker"]["ok"]
         assert "odoo" in checks
 
-    def test_ops_health_reports_a_webhook_backlog_without_failing(self, client, service):
+    def test_ops_health_reports_a_webhook_backlog_without_failing(self, admin_client, service):
         from datetime import timedelta
 
         from django.utils import timezone
@@ -165,16 +165,16 @@ class TestHealth:
         create_endpoint(service=service, url="http://127.0.0.1:9/in")
         record_event(service=service, webhook_type="customer.created", object_type="customer", payload={})
         WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(hours=1))
-        response = client.get("/ops/health")
+        response = admin_client.get("/ops/health")
         assert response.status_code == 200
         webhooks = response.json()["checks"]["webhooks"]
         assert webhooks["ok"] is False and webhooks["due"] == 1 and webhooks["oldest_due_seconds"] >= 3600
 
-    def test_ops_health_is_503_when_the_broker_is_down(self, client, monkeypatch):
+    def test_ops_health_is_503_when_the_broker_is_down(self, admin_client, monkeypatch):
         from billing_project.celery import app
 
         monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
         monkeypatch.setitem(app.conf, "broker_write_url", "redis://127.0.0.1:1/0")
-        response = client.get("/ops/health")
+        response = admin_client.get("/ops/health")
         assert response.status_code == 503
         assert response.json()["checks"]["broker"]["ok"] is False
