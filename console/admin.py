@@ -1,6 +1,7 @@
 """The console composes the apps' admin pages into safe ones (it is loaded last):
 
-- sensitive fields read-only (``mode``, ``stripe_customer_id``, ``odoo_*``); plan changes,
+- sensitive fields read-only (``mode``, ``stripe_customer_id`` — shared only by an action —,
+  ``odoo_*``); plan changes,
   terminations and go-live only through their services;
 - secrets shown once (a new service's first API key, a webhook endpoint's signing secret
   after create or rotate) and masked everywhere else;
@@ -30,8 +31,8 @@ from console import selectors, services
 from console.models import AuditEntry, OpsJob, OpsJobKind
 from console.views import start_job_response
 from identity import keys
-from identity.admin import CustomerAdmin, ServiceAdmin
-from identity.models import Customer, Service
+from identity.admin import AccountLinkAdmin, CustomerAdmin, ServiceAdmin
+from identity.models import AccountLink, Customer, Service
 from metering.admin import ChargeAdmin, PlanAdmin, SubscriptionAdmin
 from metering.models import Charge, Plan, Subscription, SubscriptionStatus
 from metering.selectors import plans as service_plans
@@ -92,6 +93,26 @@ class ConsoleCustomerAdmin(CustomerAdmin):
         extra_context = {**(extra_context or {}),
                          "customer_360_url": reverse("admin:console_customer_360", args=[object_id])}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class ConsoleAccountLinkAdmin(AccountLinkAdmin):
+    """A service's customer account: its profile is editable; its payment method is not typed
+    in (a typo would charge another client's card) — ops share one client's card between its
+    accounts with an action, which the audit log records."""
+    actions = ["share_payment_method"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), "stripe_customer_id")
+
+    @admin.action(description="Share the payment method among these accounts of one client", permissions=["change"])
+    def share_payment_method(self, request: HttpRequest, queryset: QuerySet[AccountLink]) -> None:
+        try:
+            source = services.share_payment_method(accounts=list(queryset))
+        except services.PaymentMethodNotShared as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return
+        self.message_user(request, f"The payment method of {source.service.code}:{source.external_id} is now "
+                                   f"shared by {queryset.count()} accounts.", messages.SUCCESS)
 
 
 # ------------------------------------------------------------------ metering
@@ -311,6 +332,7 @@ class OpsJobAdmin(admin.ModelAdmin):
 
 _replace(Service, ConsoleServiceAdmin)
 _replace(Customer, ConsoleCustomerAdmin)
+_replace(AccountLink, ConsoleAccountLinkAdmin)
 _replace(Subscription, ConsoleSubscriptionAdmin)
 _replace(Plan, ConsolePlanAdmin)
 _replace(Charge, ConsoleChargeAdmin)

@@ -13,6 +13,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from console.models import AuditEntry, DashboardRefresh, EventHourlyRollup, OpsJob, OpsJobKind, OpsJobStatus
+from identity.models import AccountLink
 from metering import lifecycle
 from metering.models import Subscription, UsageEvent
 from migration.reconciliation import reconcile_service
@@ -192,3 +193,28 @@ _JOB_RUNNERS: dict[str, Callable[[OpsJob, Callable[[int, str], None]], str]] = {
     OpsJobKind.RESYNC: _run_resync,
     OpsJobKind.RECONCILE: _run_reconcile,
 }
+
+
+class PaymentMethodNotShared(Exception):
+    """Why the accounts given cannot share a payment method (shown to the operator)."""
+
+
+@transaction.atomic
+def share_payment_method(*, accounts: list[AccountLink]) -> AccountLink:
+    """Ops link one client's stored payment method to its other services' accounts (#17 F1).
+
+    A card stays with the account that stored it unless ops link it here: the accounts must
+    be of one unified client, exactly one of them holding a ``stripe_customer_id``; the
+    others get it. Returns the source account."""
+    if len({a.customer_id for a in accounts}) != 1 or len(accounts) < 2:
+        raise PaymentMethodNotShared("Choose at least two accounts of one client.")
+    holders = {a.stripe_customer_id for a in accounts if a.stripe_customer_id}
+    if len(holders) != 1:
+        raise PaymentMethodNotShared("Exactly one payment method among the chosen accounts is needed.")
+    source = next(a for a in accounts if a.stripe_customer_id)
+    for account in accounts:
+        if account.stripe_customer_id != source.stripe_customer_id:
+            account.stripe_customer_id = source.stripe_customer_id
+            account.save(update_fields=["stripe_customer_id", "updated_at"])
+    return source
+

@@ -19,7 +19,7 @@ from console import services as console_services
 from console.models import AuditEntry, DashboardRefresh, EventHourlyRollup, OpsJob
 from console.tasks import run_job
 from identity import keys
-from identity.models import ApiKey, Customer, Service
+from identity.models import AccountLink, ApiKey, Customer, Service
 from metering.models import Subscription, SubscriptionMode, SubscriptionStatus
 from webhooks import services as webhook_services
 from webhooks.models import WebhookEndpoint, WebhookEvent
@@ -118,13 +118,36 @@ def test_sensitive_fields_are_read_only(admin_client, billed):
     customer_url = reverse("admin:identity_customer_change", args=[billed.customer.pk])
     form = admin_client.get(customer_url).context["adminform"].form
     assert "odoo_partner_id" not in form.fields
-    # Profiles belong to each service's account: editable there, the Odoo contact id is not.
-    # The account's stripe_customer_id stays editable on purpose: it is how ops link a card
-    # to another service's account (#17 F1), and the audit log keeps before/after.
+    # Profiles belong to each service's account: editable there; the card and the Odoo contact are not.
     account = billed.subscription.account_link
     account_form = admin_client.get(
         reverse("admin:identity_accountlink_change", args=[account.pk])).context["adminform"].form
-    assert "name" in account_form.fields and "odoo_invoice_partner_id" not in account_form.fields
+    assert "name" in account_form.fields
+    assert "odoo_invoice_partner_id" not in account_form.fields and "stripe_customer_id" not in account_form.fields
+
+
+def test_ops_share_a_clients_card_between_its_accounts_only_by_the_audited_action(
+        admin_client, api_client, other_api_client, billed):
+    other_api_client.post("/api/v1/customers", {"customer": {"external_id": "desk_1", "email": "billing@acme.example"}},
+                          format="json")
+    other_api_client.post("/api/v1/customers", {"customer": {"external_id": "stranger", "email": "x@else.example"}},
+                          format="json")
+    cloud = billed.subscription.account_link
+    AccountLink.objects.filter(pk=cloud.pk).update(stripe_customer_id="cus_cloud")
+    desk = AccountLink.objects.get(external_id="desk_1")
+    stranger = AccountLink.objects.get(external_id="stranger")
+    changelist = reverse("admin:identity_accountlink_changelist")
+
+    admin_client.post(changelist, {"action": "share_payment_method", "_selected_action": [cloud.pk, stranger.pk]})
+    stranger.refresh_from_db()
+    assert stranger.stripe_customer_id == ""  # another client: refused
+
+    admin_client.post(changelist, {"action": "share_payment_method", "_selected_action": [cloud.pk, desk.pk]})
+    desk.refresh_from_db()
+    assert desk.stripe_customer_id == "cus_cloud"
+    entry = AuditEntry.objects.filter(action="action share_payment_method").order_by("at", "id").last()
+    assert sorted(entry.object_ids) == sorted([str(cloud.pk), str(desk.pk)])
+    assert entry.before[str(desk.pk)] != entry.after[str(desk.pk)]  # who changed which card, and when
 
 
 def test_plan_change_and_termination_go_through_the_services(admin_client, api_client, billed):
