@@ -122,7 +122,7 @@ def usage_label(usage: RatedUsage) -> str:
     """The order line's description; with (order, product) it is the line's natural key."""
     charge = usage.charge
     name = charge.invoice_display_name or charge.metric.name or charge.metric.code
-    return f"{name} {window_label(start=usage.window_start, end=usage.window_end)}"
+    return f"{name} {window_label(start=usage.window_start, end=usage.window_end, tz=subscription_calendar(usage.subscription))}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def recurring_line_vals(subscription: Subscription, *, product_id: int) -> dict:
 def fee_label(fee: PlanFee) -> str:
     """The fee line's description; with (order, fee product) its natural key (one fee per kind and window)."""
     name = fee.plan.invoice_display_name or fee.plan.name
-    window = window_label(start=fee.window_start, end=fee.window_end)
+    window = window_label(start=fee.window_start, end=fee.window_end, tz=subscription_calendar(fee.subscription))
     if fee.kind == PlanFeeKind.CREDIT:
         return f"{name} credit for unused time {window}"
     return f"{name} {window}"

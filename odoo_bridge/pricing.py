@@ -79,7 +79,8 @@ def usage_line_pricing(*, billable_units: Decimal, amount: Decimal, unit_rate: D
     return LinePricing(quantity=Decimal(1), price_unit=price, pre_rated=True, reason=reason)
 
 
-def window_label(*, start: dt.datetime, end: dt.datetime) -> str:
-    """Human label of a half-open window [start, end): the inclusive last day is end - 1 s."""
+def window_label(*, start: dt.datetime, end: dt.datetime, tz: dt.tzinfo = dt.timezone.utc) -> str:
+    """Human label of a half-open window [start, end) in its billing calendar ``tz``: the days the
+    customer sees on the invoice (the inclusive last day is end - 1 s)."""
     last = end - dt.timedelta(seconds=1)
-    return f"{start:%Y-%m-%d} – {last:%Y-%m-%d}"
+    return f"{start.astimezone(tz):%Y-%m-%d} – {last.astimezone(tz):%Y-%m-%d}"

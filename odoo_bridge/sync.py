@@ -97,6 +97,12 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
                 .select_related("plan").order_by("window_start", "kind", "id"))
     for fee in fees:  # a fee of an earlier plan (old data) needs that plan's fee product
         fee.plan = plans.setdefault(fee.plan_id, fee.plan)
+    by_pk = {s.pk: s for s in subscriptions}
+    # Their labels are dated in the subscription's calendar: no query per row for it.
+    for usage in usages:
+        usage.subscription = by_pk[usage.subscription_id]
+    for fee in fees:
+        fee.subscription = by_pk[fee.subscription_id]
     waiting = set(RatedUsage.objects.filter(subscription_id__in=[s.pk for s in subscriptions
                                                                  if s.status in CLOSED_SUBSCRIPTION_STATUSES],
                                             state=RatedUsageState.OPEN).values_list("subscription_id", flat=True))

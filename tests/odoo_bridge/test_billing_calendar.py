@@ -52,3 +52,8 @@ def test_order_dates_follow_the_subscriptions_timezone_not_the_default(fake_odoo
     fake_odoo.store.clock = lambda: dt.datetime(2026, 12, 1, 9, tzinfo=UTC)
     assert len(fake_odoo.run_invoicing_cron(today=dt.date(2026, 12, 1))) == 1
     assert [inv.amount_untaxed for inv in fake_odoo.invoices(order["id"])] == [Decimal("3.00")]
+    # The line names the customer's days, as the order's dates do: Nov 15 – Nov 30 in Tokyo
+    # (in UTC it would read 2026-11-14 – 2026-11-30).
+    names = [line["name"] for line in fake_odoo.records("sale.order.line", [["order_id", "=", order["id"]]],
+                                                          ["name"])]
+    assert any(name.endswith("2026-11-15 – 2026-11-30") for name in names), names
