@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from identity.models import Service
 from metering.models import Charge, Subscription
@@ -85,9 +85,14 @@ class BilledTotals:
 
 
 def held_invoices() -> QuerySet[Invoice]:
-    """Invoices held from every service (lines of several service accounts) that ops still has to split:
-    a cancelled one is settled (nothing to pay), a reversed one is voided too."""
-    return Invoice.objects.exclude(held_reason="").exclude(status=InvoiceStatus.VOIDED).order_by("created_at")
+    """Invoices held from every service (lines of several service accounts) that ops still has to split.
+
+    Settled ones are left out: a cancelled or fully reversed invoice is voided, and the credit note that
+    reversed a held invoice settles it rather than waiting for ops.
+    """
+    settled_original = Invoice.objects.filter(odoo_move_id=OuterRef("reversed_move_id"), status=InvoiceStatus.VOIDED)
+    return (Invoice.objects.exclude(held_reason="").exclude(status=InvoiceStatus.VOIDED)
+            .exclude(Q(odoo_move_type="out_refund") & Exists(settled_original)).order_by("created_at"))
 
 
 def billed_totals(subscription: Subscription) -> BilledTotals:
