@@ -22,7 +22,7 @@ from billing_kit.errors import Unauthorized
 from billing_kit.http import error_response
 from billing_project.beat import BEAT_SYNC_SECONDS
 from billing_project.celery import app as celery_app
-from odoo_bridge.health import check_odoo
+from odoo_bridge.health import check_held_invoices, check_odoo
 from webhooks.selectors import delivery_health, endpoint_health
 
 
@@ -97,6 +97,7 @@ def check_webhooks() -> dict:
 REQUIRED_CHECKS: dict[str, Callable[[], dict]] = {"database": check_database, "broker": check_broker}
 REPORTED_CHECKS: dict[str, Callable[[], dict]] = {
     "workers": check_workers, "beat": check_beat, "odoo": check_odoo, "webhooks": check_webhooks,
+    "held_invoices": check_held_invoices,
 }
 
 

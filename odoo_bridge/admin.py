@@ -21,11 +21,28 @@ class InvoiceLineInline(admin.TabularInline):
     fields = readonly_fields
 
 
+class HeldFilter(admin.SimpleListFilter):
+    """Invoices of several service accounts, which no service is shown until ops split them in Odoo."""
+
+    title = "held from the API"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Held (several service accounts)"), ("no", "Shown to its service")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        if self.value() == "yes":
+            return queryset.exclude(held_reason="")
+        if self.value() == "no":
+            return queryset.filter(held_reason="")
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ("__str__", "service", "account_link", "status", "payment_status", "total_display",
-                    "issuing_date", "odoo_move_id")
-    list_filter = ("service", "status", "payment_status", "currency")
+                    "issuing_date", "odoo_move_id", "held")
+    list_filter = (HeldFilter, "service", "status", "payment_status", "currency")
     search_fields = ("number", "customer__email", "account_link__external_id", "account_link__name")
     readonly_fields = [f.name for f in Invoice._meta.fields]
     inlines = [InvoiceLineInline]
@@ -33,6 +50,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="total", ordering="total_amount")
     def total_display(self, invoice: Invoice) -> str:
         return money_display(invoice.total_amount, invoice.currency)
+
+    @admin.display(description="held from the API", ordering="held_reason")
+    def held(self, invoice: Invoice) -> str:
+        return invoice.held_reason
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -12,6 +12,9 @@ from django.conf import settings
 from .client import OdooError, OdooSettings, classify_exception
 from .connection import odoo_settings
 from .models import ConnectionStatus, OdooConnectionState
+from .selectors import held_invoices
+
+HELD_INVOICES_LISTED = 20
 
 
 def check_odoo() -> dict[str, Any]:
@@ -57,3 +60,11 @@ def _version_info(settings_: OdooSettings) -> dict[str, Any]:
     except Exception as exc:
         raise classify_exception(exc, model="web", method="version_info") from exc
     return body.get("result") or {}
+
+
+def check_held_invoices() -> dict[str, Any]:
+    """Odoo invoices billing several service accounts at once: no service sees them (nor hears of them)
+    until ops split them in Odoo (docs/odoo.md "An invoice of several services")."""
+    held = list(held_invoices().values("odoo_move_id", "number", "held_reason")[:HELD_INVOICES_LISTED + 1])
+    return {"ok": not held, "count": held_invoices().count() if len(held) > HELD_INVOICES_LISTED else len(held),
+            "invoices": held[:HELD_INVOICES_LISTED]}

@@ -53,6 +53,10 @@ class Invoice(models.Model):
     odoo_write_date = models.DateTimeField(null=True, blank=True)
     # When invoice.payment_overdue was sent (once: Lago's payment_overdue flag turning on).
     payment_overdue_announced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Non-empty: the move bills more than one service account (or refunds such a move). Showing it to one
+    # service would show it another's lines and amounts, so no API answer and no webhook carries it
+    # until ops split it in Odoo; /ops/health and the admin list it.
+    held_reason = models.CharField(max_length=512, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -65,6 +66,7 @@ class PullReport:
     invoices_created: int = 0
     invoices_updated: int = 0
     unmatched: int = 0
+    held: int = 0
     events: int = 0
     round_trips: int = 0
     cursor: str = ""
@@ -130,9 +132,11 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                 lines_by_move: dict[int | None, list[dict]] = {}
                 for line in lines:
                     lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
+                order_of_sale_line = _orders_of_sale_lines(client, lines)
                 for move in moves:
                     report.moves_seen += 1
-                    mirror_move(move, lines_by_move.get(move["id"], []), report)
+                    mirror_move(move, lines_by_move.get(move["id"], []), report,
+                                order_of_sale_line=order_of_sale_line)
                     newest = max(newest, move.get("write_date") or newest)
                 if len(moves) < page_size:
                     break
@@ -149,23 +153,69 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
     return report
 
 
-def _subscription_for(move: dict, lines: list[dict]) -> Subscription | None:
-    order_ids = {_m2o(line.get("subscription_id")) for line in lines} - {None}
-    if order_ids:
-        sub = (Subscription.objects.filter(odoo_sale_order_id__in=order_ids)
-               .select_related("service", "account_link__customer", "plan").order_by("-created_at").first())
-        if sub is not None:
-            return sub
+def _orders_of_sale_lines(client: OdooClient, lines: list[dict]) -> dict[int, int]:
+    """sale.order.line id -> its sale.order id, for every order line the invoice lines came from (one call)."""
+    ids = sorted({i for line in lines for i in (line.get("sale_line_ids") or [])})
+    if not ids:
+        return {}
+    rows = client.call("sale.order.line", "read", [ids], {"fields": ["order_id"]})
+    return {row["id"]: order for row in rows if (order := _m2o(row.get("order_id"))) is not None}
+
+
+@dataclass
+class Attribution:
+    """Whose lines a move carries: each line's subscription (None: linked to none of our orders)."""
+
+    primary: Subscription | None
+    line_subscriptions: Sequence[Subscription | None]
+    held_reason: str = ""
+
+
+def _line_order(line: dict, order_of_sale_line: dict[int, int]) -> int | None:
+    # The order a line was invoiced from is that of its sale line; `subscription_id` is only set on lines
+    # of a running subscription, so it is the fallback (a line typed on the invoice by hand carries neither).
+    for sale_line_id in line.get("sale_line_ids") or []:
+        if sale_line_id in order_of_sale_line:
+            return order_of_sale_line[sale_line_id]
+    return _m2o(line.get("subscription_id"))
+
+
+def attribute_move(move: dict, lines: list[dict], order_of_sale_line: dict[int, int]) -> Attribution:
+    """Attribute each line to the service account of its order; a move spanning two accounts is held."""
+    line_orders = [_line_order(line, order_of_sale_line) for line in lines]
+    by_order: dict[int, Subscription] = {}
+    for sub in (Subscription.objects.filter(odoo_sale_order_id__in={o for o in line_orders if o is not None})
+                .select_related("service", "account_link__customer", "plan").order_by("created_at")):
+        by_order[sub.odoo_sale_order_id] = sub  # type: ignore[index]  # the newest subscription of an order wins
+    attributed = [by_order.get(order) if order is not None else None for order in line_orders]
+    known = [sub for sub in attributed if sub is not None]
+    primary = max(known, key=lambda sub: sub.created_at) if known else None
+    original = None
     reversed_id = _m2o(move.get("reversed_entry_id"))
     if reversed_id:
-        original = Invoice.objects.filter(odoo_move_id=reversed_id).select_related("subscription").first()
-        if original is not None:
-            return original.subscription
-    return None
+        original = Invoice.objects.filter(odoo_move_id=reversed_id).select_related(
+            "subscription__service", "subscription__account_link__customer", "subscription__plan").first()
+    if primary is None and original is not None:
+        primary = original.subscription
+    if primary is None:
+        return Attribution(primary=None, line_subscriptions=attributed)
+    # a line linked to none of our orders (typed on the invoice, a credit note typed by hand) belongs to
+    # the account the rest of the move bills
+    line_subscriptions = [sub or primary for sub in attributed]
+    accounts = {sub.account_link_id: sub for sub in line_subscriptions}
+    held_reason = ""
+    if len(accounts) > 1:
+        names = sorted(f"{sub.service.code}:{sub.account_link.external_id}" for sub in accounts.values())
+        held_reason = f"lines of {len(accounts)} service accounts ({', '.join(names)})"
+    elif original is not None and original.held_reason:
+        held_reason = f"credit note of held invoice {original.number or original.odoo_move_id}"
+    return Attribution(primary=primary, line_subscriptions=line_subscriptions, held_reason=held_reason[:512])
 
 
-def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | None:
-    subscription = _subscription_for(move, lines)
+def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
+                order_of_sale_line: dict[int, int] | None = None) -> Invoice | None:
+    attribution = attribute_move(move, lines, order_of_sale_line or {})
+    subscription = attribution.primary
     if subscription is None or subscription.mode != SubscriptionMode.LIVE:
         report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
         return None
@@ -185,6 +235,7 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
         "total_amount": decimal_from_odoo(move.get("amount_total"), digits=digits),
         "total_due_amount": decimal_from_odoo(move.get("amount_residual"), digits=digits),
         "odoo_write_date": _odoo_datetime(move.get("write_date")),
+        "held_reason": attribution.held_reason,
     }
     with transaction.atomic():
         # joined, so comparing with `values` below loads no service/customer/subscription row by row
@@ -198,7 +249,8 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
             invoice.save()
             report.invoices_created += 1
         else:
-            before = (invoice.status, invoice.payment_status)
+            # a held invoice was never shown to its service: once it bills one account, it is new to it
+            before = None if invoice.held_reason else (invoice.status, invoice.payment_status)
             unchanged = all(getattr(invoice, k) == v for k, v in values.items() if k != "odoo_write_date")
             if unchanged and invoice.lines.count() == len(lines):
                 return invoice
@@ -206,7 +258,11 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport) -> Invoice | 
                 setattr(invoice, key, value)
             invoice.save()
             report.invoices_updated += 1
-        _mirror_lines(invoice, subscription, lines, digits)
+        _mirror_lines(invoice, attribution.line_subscriptions, lines, digits)
+        if invoice.held_reason:
+            report.held += 1
+            logger.warning("odoo pull: invoice %s held from the API: %s", invoice, invoice.held_reason)
+            return invoice  # no webhook: any payload would carry another service's lines
         webhook_types = _events(before, invoice)
         if webhook_types:
             prefetch_related_objects([invoice], *render_prefetches())
@@ -234,23 +290,31 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     return events
 
 
-def _mirror_lines(invoice: Invoice, subscription: Subscription, lines: list[dict], digits: int) -> None:
+def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
+                  digits: int) -> None:
+    subscriptions = {sub.pk: sub for sub in line_subscriptions if sub is not None}
     sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
-    usages = {u.odoo_line_id: u for u in RatedUsage.objects.filter(
-        subscription=subscription, odoo_line_id__in=sale_line_ids).select_related("charge")} if sale_line_ids else {}
-    charges: dict[int | None, Charge] = {c.odoo_product_id: c for c in subscription.plan.charges.all()
-                                         if c.odoo_product_id}
+    usages: dict[tuple[uuid.UUID | None, int | None], RatedUsage] = {
+        (u.subscription_id, u.odoo_line_id): u for u in RatedUsage.objects.filter(
+            subscription__in=list(subscriptions), odoo_line_id__in=sale_line_ids).select_related("charge")
+    } if sale_line_ids else {}
+    charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
+        (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
+        if c.odoo_product_id}
     invoice.lines.all().delete()
     rows = []
-    for line in lines:
-        usage = next((usages[i] for i in (line.get("sale_line_ids") or []) if i in usages), None)
+    for line, subscription in zip(lines, line_subscriptions):
+        sub_id = subscription.pk if subscription is not None else None
+        usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
+                     None)
         product = _m2o(line.get("product_id"))
         rows.append(InvoiceLine(
             invoice=invoice, odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
             quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
-            subscription=subscription, charge=usage.charge if usage else charges.get(product), rated_usage=usage))
+            subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
+            rated_usage=usage))
     InvoiceLine.objects.bulk_create(rows)
     if usages and invoice.odoo_move_type == "out_invoice":
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them
@@ -266,7 +330,7 @@ def announce_overdue_invoices(*, now: dt.datetime | None = None) -> int:
     today = now.astimezone(dt.timezone.utc).date()
     due = Invoice.objects.filter(
         status=InvoiceStatus.FINALIZED, odoo_move_type="out_invoice", payment_due_date__lt=today,
-        payment_overdue_announced_at__isnull=True,
+        payment_overdue_announced_at__isnull=True, held_reason="",
     ).exclude(payment_status=InvoicePaymentStatus.SUCCEEDED)
     announced = 0
     for invoice_id in due.values_list("id", flat=True):

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from identity.models import Service
 from metering.models import Charge, Subscription
@@ -28,7 +28,8 @@ def render_prefetches() -> list[Prefetch]:
 
 
 def invoices_for_service(*, service: Service) -> QuerySet[Invoice]:
-    return (Invoice.objects.filter(service=service)
+    # a held invoice (lines of several service accounts) is nobody's to read: see Invoice.held_reason
+    return (Invoice.objects.filter(service=service, held_reason="")
             .select_related("service", "account_link", "subscription__plan", "subscription__account_link")
             .prefetch_related(*render_prefetches(), "account_link__metadata", "subscription__account_link__metadata")
             .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
@@ -83,13 +84,26 @@ class BilledTotals:
     by_charge: dict[uuid.UUID | None, Decimal] = field(default_factory=dict)
 
 
+def held_invoices() -> QuerySet[Invoice]:
+    """Invoices held from every service (lines of several service accounts) that ops still has to split.
+
+    Settled ones are left out: a cancelled or fully reversed invoice is voided, and the credit note that
+    reversed a held invoice settles it rather than waiting for ops.
+    """
+    settled_original = Invoice.objects.filter(odoo_move_id=OuterRef("reversed_move_id"), status=InvoiceStatus.VOIDED)
+    return (Invoice.objects.exclude(held_reason="").exclude(status=InvoiceStatus.VOIDED)
+            .exclude(Q(odoo_move_type="out_refund") & Exists(settled_original)).order_by("created_at"))
+
+
 def billed_totals(subscription: Subscription) -> BilledTotals:
     """Posted invoices minus posted credit notes ("minus refunds" of invariant 2).
 
     A fully reversed invoice is mirrored as voided: it still counts, and its credit note subtracts it
     (net 0); a cancelled invoice (voided without a credit note) never counted.
     """
-    moves = list(Invoice.objects.filter(subscription=subscription).exclude(status=InvoiceStatus.DRAFT))
+    # by line: a held invoice bills several subscriptions, each line its own
+    moves = list(Invoice.objects.filter(Q(subscription=subscription) | Q(lines__subscription=subscription))
+                 .exclude(status=InvoiceStatus.DRAFT).distinct())
     refunded = {m.reversed_move_id for m in moves if m.odoo_move_type == "out_refund"
                 and m.status == InvoiceStatus.FINALIZED}
     signs: dict[uuid.UUID, int] = {}
@@ -101,7 +115,7 @@ def billed_totals(subscription: Subscription) -> BilledTotals:
             signs[m.pk] = 1
     untaxed = usage = Decimal(0)
     by_charge: dict[uuid.UUID | None, Decimal] = {}
-    for line in InvoiceLine.objects.filter(invoice_id__in=list(signs)):
+    for line in InvoiceLine.objects.filter(invoice_id__in=list(signs), subscription=subscription):
         amount = signs[line.invoice_id] * line.amount
         untaxed += amount
         if line.charge_id is not None:
