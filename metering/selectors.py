@@ -41,7 +41,8 @@ def charges_prefetch(*, lookup: str = "charges") -> Prefetch:
 
 def plans(*, service: Service) -> QuerySet[Plan]:
     """Lago lists plans pending deletion too; deleted (discarded) ones never."""
-    return (Plan.objects.filter(service=service, deleted_at__isnull=True).prefetch_related(charges_prefetch())
+    return (Plan.objects.filter(service=service, deleted_at__isnull=True).select_related("minimum_commitment")
+            .prefetch_related(charges_prefetch())
             .order_by("-created_at", "id"))
 
 
