@@ -55,8 +55,8 @@ def get_plan(*, service: Service, code: str, include_pending_deletion: bool = Tr
 
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:
     return (Subscription.objects.filter(service=service)
-            .select_related("account_link__customer", "plan", "service", "previous_subscription__plan",
-                            "next_plan")
+            .select_related("account_link__customer", "plan__minimum_commitment", "service",
+                            "previous_subscription__plan", "next_plan")
             .prefetch_related(charges_prefetch(lookup="plan__charges"))
             .order_by("-created_at", "id"))
 
