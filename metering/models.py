@@ -101,6 +101,28 @@ class Plan(models.Model):
         return f"{self.service.code}:{self.code}"
 
 
+class MinimumCommitment(models.Model):
+    """Lago's plan ``minimum_commitment``: the least a subscription pays per billing period,
+    base fee and usage together; the shortfall is billed as a ``commitment`` PlanFee (the
+    true-up) when the window closes. A change applies from each subscription's next window
+    (``WindowTerms``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.OneToOneField(Plan, on_delete=models.CASCADE, related_name="minimum_commitment")
+    amount = models.DecimalField(**AMOUNT)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="minimum_commitment_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} commitment {self.amount}"
+
+
 class ChargeModel(models.TextChoices):
     STANDARD = "standard"
     PACKAGE = "package"
@@ -382,6 +404,9 @@ class PlanFeeKind(models.TextChoices):
     # Negative: the unused part of a fee paid in advance, given back when the subscription
     # ends early (termination or upgrade) and on_termination_credit_note asks for it.
     CREDIT = "credit"
+    # The plan's minimum commitment minus what the window billed (base fee and usage), when
+    # positive: Lago's ``commitment`` fee (true-up), written when the window closes.
+    COMMITMENT = "commitment"
 
 
 class PlanFee(models.Model):
@@ -412,7 +437,8 @@ class PlanFee(models.Model):
                                     name="plan_fee_one_per_kind_and_window"),
             models.CheckConstraint(condition=Q(window_end__gt=F("window_start")), name="plan_fee_window_not_empty"),
             models.CheckConstraint(
-                condition=(Q(kind="subscription", amount__gte=0) | Q(kind="credit", amount__lte=0)),
+                condition=(Q(kind__in=["subscription", "commitment"], amount__gte=0)
+                           | Q(kind="credit", amount__lte=0)),
                 name="plan_fee_sign_follows_kind"),
         ]
 

@@ -38,7 +38,7 @@ from django.utils import timezone
 from billing_kit.formatting import to_cents
 from billing_kit.updates import model_update
 from identity.models import Service
-from metering import plan_fees, windows
+from metering import commitments, plan_fees, windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -936,9 +936,14 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
     fees: list[PlanFee] = []
     replaced = replaced_subscriptions([s.id for s in subs if s.is_final_window])
     kept_amounts = kept_plan_amounts([(s.id, s.start) for s in subs])
+    closed: list[commitments.ClosedWindow] = []
     for sub in subs:
         summary.windows_closed += 1
         final = sub.is_final_window
+        closed.append(commitments.ClosedWindow(
+            subscription_id=sub.id, plan_id=sub.plan_id, currency=sub.currency, interval=sub.interval,
+            anchor=sub.anchor, start=sub.start, period_end=sub.end, ended_at=sub.terminated_at if final else None,
+            tz=sub.tz))
         # The base fee of the window that closes (arrears), or the credit of its unused
         # part (advance, ended early), at the plan amount the window opened with: same
         # transaction as the freeze.
@@ -959,6 +964,8 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
                 start=sub.start, end=sub.end, tz=sub.tz, into=fees, trial_end=sub.trial_end)
             opened.append(sub)
     plan_fees.save(fees)
+    # After the window's base fee (just written when paid in arrears) and its frozen usage.
+    commitments.write_true_ups(closed)
     changed = subs
     Subscription.objects.bulk_update(
         [

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from billing_kit.formatting import iso_millis, iso_seconds, to_cents
-from metering.models import BillableMetric, Charge, Plan, Subscription
+from metering.models import BillableMetric, Charge, MinimumCommitment, Plan, Subscription
 from metering.pricing import render_charge_properties
 from metering import windows
 
@@ -71,6 +71,23 @@ def render_charge(charge: Charge) -> dict[str, Any]:
     }
 
 
+def render_minimum_commitment(plan: Plan) -> dict[str, Any] | None:
+    """Lago's plan ``minimum_commitment`` object (its ``interval`` is the plan's), or null."""
+    try:
+        commitment = plan.minimum_commitment
+    except MinimumCommitment.DoesNotExist:
+        return None
+    return {
+        "lago_id": str(commitment.id),
+        "plan_code": plan.code,
+        "invoice_display_name": commitment.invoice_display_name or None,
+        "amount_cents": to_cents(commitment.amount, plan.amount_currency),
+        "interval": plan.interval,
+        "created_at": iso_seconds(commitment.created_at),
+        "updated_at": iso_seconds(commitment.updated_at),
+    }
+
+
 def render_plan(plan: Plan) -> dict[str, Any]:
     return {
         "lago_id": str(plan.id),
@@ -92,7 +109,7 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "fixed_charges": [],
         "usage_thresholds": [],
         "taxes": [],
-        "minimum_commitment": None,
+        "minimum_commitment": render_minimum_commitment(plan),
         "metadata": plan.metadata,
     }
 

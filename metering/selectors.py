@@ -41,7 +41,8 @@ def charges_prefetch(*, lookup: str = "charges") -> Prefetch:
 
 def plans(*, service: Service) -> QuerySet[Plan]:
     """Lago lists plans pending deletion too; deleted (discarded) ones never."""
-    return (Plan.objects.filter(service=service, deleted_at__isnull=True).prefetch_related(charges_prefetch())
+    return (Plan.objects.filter(service=service, deleted_at__isnull=True).select_related("minimum_commitment")
+            .prefetch_related(charges_prefetch())
             .order_by("-created_at", "id"))
 
 
@@ -54,8 +55,8 @@ def get_plan(*, service: Service, code: str, include_pending_deletion: bool = Tr
 
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:
     return (Subscription.objects.filter(service=service)
-            .select_related("account_link__customer", "plan", "service", "previous_subscription__plan",
-                            "next_plan")
+            .select_related("account_link__customer", "plan__minimum_commitment", "service",
+                            "previous_subscription__plan", "next_plan")
             .prefetch_related(charges_prefetch(lookup="plan__charges"))
             .order_by("-created_at", "id"))
 

@@ -170,6 +170,10 @@ def fee_label(fee: PlanFee) -> str:
     window = window_label(start=fee.window_start, end=fee.window_end, tz=subscription_calendar(fee.subscription))
     if fee.kind == PlanFeeKind.CREDIT:
         return f"{name} credit for unused time {window}"
+    if fee.kind == PlanFeeKind.COMMITMENT:
+        # Not the commitment's invoice_display_name: it can change after the line is pushed,
+        # and the label is how a retry finds the line again.
+        return f"{name} minimum commitment true-up {window}"
     return f"{name} {window}"
 
 

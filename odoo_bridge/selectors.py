@@ -30,7 +30,8 @@ def render_prefetches() -> list[Prefetch]:
 def invoices_for_service(*, service: Service) -> QuerySet[Invoice]:
     # a held invoice (lines of several service accounts) is nobody's to read: see Invoice.held_reason
     return (Invoice.objects.filter(service=service, held_reason="")
-            .select_related("service", "account_link", "subscription__plan", "subscription__account_link")
+            .select_related("service", "account_link", "subscription__plan__minimum_commitment",
+                            "subscription__account_link")
             .prefetch_related(*render_prefetches(), "account_link__metadata", "subscription__account_link__metadata")
             .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
 

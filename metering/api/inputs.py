@@ -106,6 +106,18 @@ class ChargeInput(serializers.Serializer):
     validate_filters = validate_tax_codes = validate_applied_pricing_unit = _refuse_if_set
 
 
+class MinimumCommitmentInput(serializers.Serializer):
+    """Lago's ``minimum_commitment`` of a plan; ``amount_cents`` is required to create one
+    (the catalogue service says so), not to rename an existing one."""
+
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
+    invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                                 allow_blank=True)
+    tax_codes = _anything()
+
+    validate_tax_codes = _refuse_if_set
+
+
 class PlanInput(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -128,7 +140,8 @@ class PlanInput(serializers.Serializer):
     cascade_updates = serializers.BooleanField(required=False, allow_null=True)
     bill_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
     bill_fixed_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
-    minimum_commitment = _anything()
+    # A minimum per billing period (metering.commitments); null or {} removes it on update.
+    minimum_commitment = MinimumCommitmentInput(required=False, allow_null=True)
     usage_thresholds = _anything()
     fixed_charges = _anything()
     tax_codes = _anything()
@@ -139,7 +152,7 @@ class PlanInput(serializers.Serializer):
 
     validate_entitlements = _refuse_if_set
     validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
-    validate_minimum_commitment = validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
+    validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
     validate_tax_codes = _refuse_if_set
 
 

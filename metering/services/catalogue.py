@@ -23,6 +23,7 @@ from metering.models import (
     BillableMetric,
     Charge,
     ChargeTier,
+    MinimumCommitment,
     Plan,
     RatedUsage,
     Subscription,
@@ -211,6 +212,32 @@ def _plan_amount(data: dict[str, Any], currency: str) -> Decimal:
     return from_cents(data["amount_cents"], currency)
 
 
+def _write_minimum_commitment(*, plan: Plan, data: dict[str, Any] | None) -> None:
+    """Lago's ``minimum_commitment`` of a plan: sent non-empty, it creates the plan's (with
+    ``amount_cents``) or updates the fields sent; null or ``{}`` removes it."""
+    existing = MinimumCommitment.objects.filter(plan=plan).first()
+    if not data:
+        if existing is not None:
+            existing.delete()
+        return
+    changes: dict[str, Any] = {}
+    if data.get("amount_cents") is not None:
+        changes["amount"] = from_cents(data["amount_cents"], plan.amount_currency)
+    if "invoice_display_name" in data:
+        changes["invoice_display_name"] = data["invoice_display_name"] or ""
+    if existing is None:
+        if "amount" not in changes:
+            raise ValidationFailed({"minimum_commitment": {"amount_cents": [ErrorCode.VALUE_IS_MANDATORY]}})
+        MinimumCommitment.objects.create(plan=plan, **changes)
+    elif changes:
+        model_update(instance=existing, data=changes)
+
+
+def commitment_amount(plan: Plan) -> Decimal | None:
+    """The plan's minimum commitment per period (major units), None without one."""
+    return MinimumCommitment.objects.filter(plan=plan).values_list("amount", flat=True).first()
+
+
 def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
     currency = data["amount_currency"]
     specs = _resolve_charges(service=service, charges=data.get("charges") or [], currency=currency)
@@ -226,6 +253,7 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
                 metadata=None if data.get("metadata") is None else check_metadata(data["metadata"]),
             )
             _write_charges(plan=plan, specs=specs, replace=False)
+            _write_minimum_commitment(plan=plan, data=data.get("minimum_commitment"))
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
@@ -278,6 +306,8 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
             created = []
             if specs is not None:
                 created = _write_charges(plan=plan, specs=specs, replace=True)
+            if "minimum_commitment" in data:
+                _write_minimum_commitment(plan=plan, data=data["minimum_commitment"])
             if before is not None:
                 _keep_open_window_terms(plan, before, created)
             if attached and plan.amount != old_amount:
@@ -345,8 +375,11 @@ def charge_terms_snapshot(charge: Charge) -> dict[str, Any]:
 
 
 def _price_terms(plan: Plan) -> dict[Any, dict[str, Any]]:
-    """Plan amount (key None) and each charge's terms (key charge id), as snapshots."""
-    terms: dict[Any, dict[str, Any]] = {None: {"amount": str(plan.amount)}}
+    """Plan amount and minimum commitment (key None) and each charge's terms (key charge
+    id), as snapshots."""
+    commitment = commitment_amount(plan)
+    terms: dict[Any, dict[str, Any]] = {None: {"amount": str(plan.amount),
+                                               "minimum_commitment": None if commitment is None else str(commitment)}}
     for charge in Charge.objects.filter(plan=plan).prefetch_related("tiers"):
         terms[charge.id] = charge_terms_snapshot(charge)
     return terms
@@ -366,12 +399,21 @@ def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], creat
                              usage_frozen_until__gte=F("terminated_at"))
                     .values_list("id", "current_period_start", "flat_amount"))
     old_amount = Decimal(before[None]["amount"])
-    # The plan amount is kept only for subscriptions billed at it (not at a flat price of their own).
+    # The plan amount is kept only for subscriptions billed at it (not at a flat price of their
+    # own); those keep the window's minimum commitment alone, when it changed.
+    own_price_terms = ({"minimum_commitment": before[None]["minimum_commitment"]}
+                       if None in changed and changed[None]["minimum_commitment"] != after[None]["minimum_commitment"]
+                       else None)
+
+    def plan_terms(flat_amount: Decimal) -> dict[str, Any] | None:
+        return changed[None] if flat_amount == old_amount else own_price_terms
+
     rows = [WindowTerms(subscription_id=sub_id, charge_id=key, window_start=window_start, terms=terms)
             for sub_id, window_start, flat_amount in open_windows.iterator(chunk_size=2000)
             if window_start is not None
-            for key, terms in changed.items()
-            if key is not None or flat_amount == old_amount]
+            for key, terms in ((key, terms if key is not None else plan_terms(flat_amount))
+                               for key, terms in changed.items())
+            if terms is not None]
     WindowTerms.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
 
 
@@ -388,7 +430,7 @@ def plan_amount_for_window(*, subscription: Subscription, window_start: Any) -> 
     the window opened (a price change applies from the next window), for PlanFee generation."""
     kept = (WindowTerms.objects.filter(subscription=subscription, charge__isnull=True, window_start=window_start)
             .values_list("terms", flat=True).first())
-    return Decimal(kept["amount"]) if kept else subscription.plan.amount
+    return Decimal(kept["amount"]) if kept and "amount" in kept else subscription.plan.amount
 
 
 # --------------------------------------------------------------------------- currencies

@@ -54,7 +54,7 @@ def rate_window(client, values, *, code="gb"):
 
 @pytest.mark.parametrize("field, value", [
     ("bill_charges_monthly", True), ("bill_fixed_charges_monthly", True),
-    ("minimum_commitment", {"amount_cents": 5000}), ("usage_thresholds", [{"amount_cents": 10000}]),
+    ("usage_thresholds", [{"amount_cents": 10000}]),
     ("fixed_charges", [{"add_on_id": "x"}]), ("tax_codes", ["vat"]),
 ])
 def test_plan_fields_not_built_are_refused(api_client, field, value):
