@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -23,14 +24,15 @@ def _positive_int(raw: str | None, name: str, *, default: int, maximum: int | No
     return value
 
 
-def paginate(query: Query, queryset: QuerySet) -> tuple[list[Any], dict[str, Any]]:
-    """One page of ``queryset``; the operation declares ``billing_kit.params.PAGINATION``."""
+def paginate(query: Query, queryset: QuerySet | Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """One page of ``queryset`` (or of a list already built); the operation declares
+    ``billing_kit.params.PAGINATION``."""
     page = _positive_int(query.get("page"), "page", default=1)
     per_page = _positive_int(
         query.get("per_page"), "per_page",
         default=settings.API_PAGE_SIZE_DEFAULT, maximum=settings.API_PAGE_SIZE_MAX,
     )
-    total_count = queryset.count()
+    total_count = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
     total_pages = math.ceil(total_count / per_page)
     offset = (page - 1) * per_page
     items = list(queryset[offset:offset + per_page]) if offset < total_count else []

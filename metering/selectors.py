@@ -20,7 +20,7 @@ from metering.models import (
     UsageEvent,
     UsageEventKey,
 )
-from metering.rating import compute_usage
+from metering.rating import ChargeUsage, compute_usage
 
 SUBSCRIPTION_STATUSES = [choice for choice, _ in SubscriptionStatus.choices]
 
@@ -139,3 +139,29 @@ def lifetime_usage(*, subscription: Subscription) -> LifetimeUsage:
                               window_end=subscription.current_period_end)
         current = sum(charge.amount_cents for charge in usage.charges)
     return LifetimeUsage(invoiced_amount_cents=invoiced, current_amount_cents=current)
+
+
+@dataclass(frozen=True)
+class UsagePeriod:
+    window_start: datetime
+    window_end: datetime
+    currency: str
+    charges: list[ChargeUsage]
+
+
+def past_usage_periods(*, subscription: Subscription, metric_code: str | None = None) -> list[UsagePeriod]:
+    """Lago's past usage, newest period first: the subscription's closed (frozen) windows with
+    the rating engine's stored figures — what its Odoo invoice lines carry. A charge that rated
+    nothing in a window has no row and is not listed."""
+    rows = (RatedUsage.objects.filter(subscription=subscription, state=RatedUsageState.FROZEN)
+            .select_related("charge__metric").order_by("-window_start", "charge__created_at", "charge_id"))
+    if metric_code:
+        rows = rows.filter(charge__metric__code=metric_code)
+    periods: dict[datetime, UsagePeriod] = {}
+    for row in rows:
+        period = periods.setdefault(row.window_start, UsagePeriod(row.window_start, row.window_end,
+                                                                  subscription.currency, []))
+        period.charges.append(ChargeUsage(charge=row.charge, units=row.units, billable_units=row.billable_units,
+                                          amount=row.amount, events_count=row.events_count,
+                                          currency=subscription.currency))
+    return list(periods.values())

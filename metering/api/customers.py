@@ -1,5 +1,5 @@
 """A customer's own routes: ``/customers/{external_id}`` (read, soft delete), its
-subscriptions and the usage of its open window.
+subscriptions, the usage of its open window and of its closed ones (past usage).
 
 They live here, above identity, because deleting a customer ends its subscriptions and
 usage is metering's; identity's list/upsert views stay in ``identity.api``.
@@ -120,6 +120,58 @@ class CustomerCurrentUsageView(ServiceAPIView):
             "precise_amount": format(quantize_amount(sum((c.amount for c in charges), Decimal(0))), "f"),
             "charges_usage": [render_charge_usage(c, usage.currency) for c in charges],
         }})
+
+
+class CustomerPastUsageView(ServiceAPIView):
+    @documented(
+        operation_id="customers_past_usage",
+        parameters=[EXTERNAL_ID],
+        query=[QueryParam("external_subscription_id", "The subscription's id in the calling app.", required=True),
+               QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
+               QueryParam("periods_count", "How many of the latest closed periods.", OpenApiTypes.INT),
+               *PAGINATION],
+        responses={200: LAGO_OBJECT, **ERRORS},
+        description="Usage of the subscription's closed windows (newest first), as rated and invoiced.",
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        query = self.query(request)
+        link = get_link_or_404(self.service, external_id)
+        subscription = (selectors.subscriptions(service=self.service)
+                        .filter(account_link=link, external_id=query.get("external_subscription_id") or "")
+                        .order_by("-created_at").first())
+        if subscription is None:
+            raise NotFound(ErrorCode.SUBSCRIPTION_NOT_FOUND)
+        periods_count = _periods_count(query.get("periods_count"))
+        periods = selectors.past_usage_periods(subscription=subscription,
+                                               metric_code=query.get("billable_metric_code") or None)
+        if periods_count is not None:
+            periods = periods[:periods_count]
+        items, meta = paginate(query, periods)
+        return Response({"usage_periods": [render_usage_period(p) for p in items], "meta": meta})
+
+
+def _periods_count(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ValidationFailed({"periods_count": [ErrorCode.VALUE_IS_INVALID]})
+    return int(raw)
+
+
+def render_usage_period(period: selectors.UsagePeriod) -> dict[str, Any]:
+    amount_cents = sum(c.amount_cents for c in period.charges)
+    return {
+        "from_datetime": iso_seconds(period.window_start),
+        "to_datetime": iso_seconds(period.window_end),
+        "issuing_date": period.window_end.date().isoformat(),
+        "lago_invoice_id": None,  # the invoice is Odoo's: GET /invoices lists it
+        "currency": period.currency,
+        "amount_cents": amount_cents,
+        "taxes_amount_cents": 0,
+        "total_amount_cents": amount_cents,
+        "precise_amount": format(quantize_amount(sum((c.amount for c in period.charges), Decimal(0))), "f"),
+        "charges_usage": [render_charge_usage(c, period.currency) for c in period.charges],
+    }
 
 
 def render_charge_usage(charge_usage: ChargeUsage, currency: str) -> dict[str, Any]:

@@ -377,3 +377,41 @@ def test_lago_charge_models_not_built_are_not_supported(api_client, model):
                      "properties": {"rate": "1"}}]}}, format="json")
     assert response.status_code == 422
     assert response.json()["error_details"] == {"charge_model": ["not_supported"]}
+
+
+# --------------------------------------------------------------------------- past usage
+
+
+@pytest.mark.django_db(transaction=True)
+def test_past_usage_lists_the_closed_windows_newest_first_through_the_official_client(
+        api_client, other_api_client, api_key, live_server, clock):
+    from lago_python_client.client import Client
+
+    make_plan(api_client, "basic", amount_cents=0, pay_in_advance=False)
+    clock.now = utc(2026, 1, 1)
+    subscribe(api_client, "basic", subscription_at="2026-01-01T00:00:00Z")
+    call(api_client, utc(2026, 1, 5), 1)
+    call(api_client, utc(2026, 1, 6), 2)
+    rate(clock, utc(2026, 2, 1, 1))  # January closes: 2 calls x 1.00
+    call(api_client, utc(2026, 2, 3), 3)
+    rate(clock, utc(2026, 3, 1, 1))  # February closes: 1 call
+    call(api_client, utc(2026, 3, 2), 4)
+    rate(clock, utc(2026, 3, 2, 1))  # March is open: current usage, not past
+
+    lago = Client(api_key=api_key, api_url=live_server.url)
+    result = lago.customers.past_usage("cus_1", "sub_1")
+    periods = result["usage_periods"]
+    assert [(str(p.from_datetime)[:10], str(p.to_datetime)[:10], p.amount_cents) for p in periods] == [
+        ("2026-02-01", "2026-03-01", 100), ("2026-01-01", "2026-02-01", 200)]
+    assert [(c.events_count, c.amount_cents) for c in periods[1].charges_usage] == [(2, 200)]
+    assert result["meta"]["total_count"] == 2
+    assert len(lago.customers.past_usage("cus_1", "sub_1", {"periods_count": 1})["usage_periods"]) == 1
+    assert api_client.get("/api/v1/customers/cus_1/past_usage?external_subscription_id=sub_1"
+                          "&billable_metric_code=other").json()["usage_periods"] == []
+    # Another service does not see this customer; bad input is a 422, an unknown subscription a 404.
+    assert other_api_client.get(
+        "/api/v1/customers/cus_1/past_usage?external_subscription_id=sub_1").status_code == 404
+    bad = api_client.get("/api/v1/customers/cus_1/past_usage?external_subscription_id=sub_1&periods_count=x")
+    assert bad.status_code == 422 and bad.json()["error_details"] == {"periods_count": ["value_is_invalid"]}
+    assert api_client.get("/api/v1/customers/cus_1/past_usage?external_subscription_id=nope").json()["code"] \
+        == "subscription_not_found"
