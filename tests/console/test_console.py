@@ -277,3 +277,19 @@ def test_customer_list_links_to_the_360_page(admin_client, billed):
     listing = admin_client.get(reverse("admin:identity_customer_changelist")).content.decode()
     assert reverse("admin:console_customer_360", args=[billed.customer.pk]) in listing
     assert Customer.objects.count() == 1
+
+
+def test_customer_list_labels_rows_without_a_query_per_customer(admin_client, api_client, billed):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("admin:identity_customer_changelist")
+    with CaptureQueriesContext(connection) as one:
+        assert admin_client.get(url).status_code == 200
+    for n in range(5):
+        api_client.post("/api/v1/customers", {"customer": {"external_id": f"more_{n}", "name": f"Client {n}",
+                                                           "email": f"c{n}@example.com"}}, format="json")
+    with CaptureQueriesContext(connection) as six:
+        listing = admin_client.get(url).content.decode()
+    assert "Client 4" in listing
+    assert len(six.captured_queries) == len(one.captured_queries)
