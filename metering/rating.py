@@ -18,14 +18,17 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
 from django.conf import settings
@@ -208,22 +211,23 @@ class _Aggregate:
 _WindowStart = tuple[str, int, str, datetime]
 
 
-# Driven by the chunk's subscriptions: one index range scan per (subscription,
-# window) on usage_event_rating (subscription, code, timestamp) INCLUDE (value),
-# an index-only scan on a vacuumed table. The chunk's id range (``lo``..``hi``) lets
-# the subscriptions be read by a primary-key range scan: an ``= ANY`` of 2,000 ids alone
-# is planned as a scan of the whole table.
+# Driven by the chunk's subscriptions: for each, one index range scan per partition of
+# its window on usage_event_rating (subscription, code, timestamp) INCLUDE (value), an
+# index-only scan on a vacuumed table, aggregated right there (a LATERAL GROUP BY over
+# that subscription's few events, instead of sorting the whole chunk's events). The
+# chunk's id range (``lo``..``hi``) lets the subscriptions be read by a primary-key range
+# scan: an ``= ANY`` of 2,000 ids alone is planned as a scan of the whole table.
 _GROUP_SQL = """/* rating: aggregate */
-WITH w AS MATERIALIZED (
-    SELECT s.id, s.current_period_start AS window_start,
-           {window_end} AS window_end
-    FROM {subscription} s
-    WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
-)
-SELECT w.id::text, e.code, count(*), sum(e.value), max(e.value)
-FROM w JOIN {event} e ON e.subscription_id = w.id AND e.code = ANY(%(codes)s::text[])
-                     AND e.timestamp >= w.window_start AND e.timestamp < w.window_end
-GROUP BY w.id, e.code
+SELECT s.id::text, a.code, a.events_count, a.total, a.maximum
+FROM {subscription} s
+CROSS JOIN LATERAL (
+    SELECT e.code, count(*) AS events_count, sum(e.value) AS total, max(e.value) AS maximum
+    FROM {event} e
+    WHERE e.subscription_id = s.id AND e.code = ANY(%(codes)s::text[])
+      AND e.timestamp >= s.current_period_start AND e.timestamp < {window_end}
+    GROUP BY e.code
+) a
+WHERE s.id BETWEEN %(lo)s::uuid AND %(hi)s::uuid AND s.id = ANY(%(ids)s::uuid[])
 """.format(event=UsageEvent._meta.db_table, subscription=Subscription._meta.db_table, window_end=window_end_sql("s"))
 
 
@@ -504,6 +508,26 @@ def _window_terms(sub_ids: Sequence[UUID], *, window_start: datetime | None = No
             for sub_id, charge_id, raw in rows.values_list("subscription_id", "charge_id", "terms")}
 
 
+# The kept terms of the chunk's current windows, read with the window from the (locked)
+# subscription rows as the other statements of the chunk read it: one indexed statement
+# with the ids as one array (the ORM's ``IN`` of 2,000 parameters cost more client time
+# than the statement itself). Usually no row.
+_KEPT_TERMS_SQL = """/* rating: kept terms */
+SELECT t.subscription_id::text, t.charge_id::text, t.terms
+FROM {window_terms} t JOIN {subscription} s ON s.id = t.subscription_id AND s.current_period_start = t.window_start
+WHERE t.subscription_id = ANY(%(ids)s::uuid[]) AND t.charge_id IS NOT NULL
+""".format(window_terms=WindowTerms._meta.db_table, subscription=Subscription._meta.db_table)
+
+
+def _current_window_terms_sql(sub_keys: Sequence[str]) -> dict[tuple[str, str], _KeptTerms]:
+    """``_window_terms`` of the subscriptions' current windows, in one raw statement (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_KEPT_TERMS_SQL, {"ids": _array(sub_keys)})
+        rows = cursor.fetchall()
+    return {(sub_key, charge_key): _kept_terms(raw if isinstance(raw, dict) else json.loads(raw))
+            for sub_key, charge_key, raw in rows}
+
+
 def _price(spec: _ChargeSpec, units: Decimal, kept: _KeptTerms | None = None,
            share: tuple[int, int] | None = None) -> tuple[Decimal, Decimal]:
     """Billable units and amount of ``units`` under the window's terms: those kept for it
@@ -757,14 +781,17 @@ def _rate_current_windows(subs: Sequence[_Key | _Sub], plans: _PlanCharges, now:
     aggregates = _aggregate(lambda: _window_events(sub_ids), specs_by_code,
                             current_windows_of=(sub_ids, sub_keys),
                             window_starts=partial(_current_window_starts, sub_ids))
-    kept = _window_terms(sub_ids)
+    kept = _current_window_terms_sql(sub_keys)
     shares = _current_window_shares([s.id for s, key in zip(subs, sub_keys)
                                      if _has_minimum(plans.of(s.plan_id), kept, key)])
+    specs_of = {plan_id: plans.of(plan_id) for plan_id in {s.plan_id for s in subs}}
+    aggregate_of, kept_of, share_of = aggregates.get, kept.get, shares.get
     column_subs, charges, units_col, billable_col, amount_col, count_col = [], [], [], [], [], []
     for sub, key in zip(subs, sub_keys):
-        for spec in plans.of(sub.plan_id):
-            units, count = _units(spec, aggregates.get((key, spec.code)))
-            billable, amount = _price(spec, units, kept.get((key, spec.charge_key)), shares.get(key))
+        share = share_of(key)
+        for spec in specs_of[sub.plan_id]:
+            units, count = _units(spec, aggregate_of((key, spec.code)))
+            billable, amount = _price(spec, units, kept_of((key, spec.charge_key)), share)
             column_subs.append(key)
             charges.append(spec.charge_key)
             units_col.append(units)
@@ -1096,6 +1123,26 @@ def rate_subscription(*, subscription_id: UUID, now: datetime | None = None) -> 
     return _with_retry(work)
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one chunk.
+
+    A chunk allocates tens of thousands of short-lived objects without reference cycles
+    (rows, Decimals, aggregates; reference counting frees them); with the collector on,
+    they set off full collections of the whole process heap (Django's included) several
+    times per chunk: about 30 % of rating's Python time at 2,000 subscriptions a chunk.
+    Collection resumes after the chunk; a caller that disabled it keeps it disabled.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def rate_open_windows(
     *,
     service_code: str | None = None,
@@ -1120,8 +1167,9 @@ def rate_open_windows(
         return summary
     last_id: UUID | None = None
     while True:
-        chunk_summary, chunk_last, done = _with_retry(
-            partial(_rate_next_chunk, base, last_id=last_id, plans=plans, now=now, chunk_size=chunk_size))
+        with _cyclic_gc_paused():
+            chunk_summary, chunk_last, done = _with_retry(
+                partial(_rate_next_chunk, base, last_id=last_id, plans=plans, now=now, chunk_size=chunk_size))
         summary.add(chunk_summary)
         if chunk_last is not None:
             last_id = chunk_last
