@@ -57,6 +57,7 @@ from .connection import (
     open_client,
 )
 from .models import ConnectionStatus, OdooSyncState, SyncKind, SyncStatus
+from .one_off import push_one_off_invoices
 from .orders import push_orders
 from .pusher import Pusher, PushReport
 from .state_book import StateBook
@@ -206,6 +207,14 @@ def _push_subscriptions(pusher: Pusher, qs: QuerySet[Subscription], batch_size: 
                 return
 
 
+def _push_one_offs(pusher: Pusher, report: PushReport, batch_size: int) -> None:
+    """One-off invoices (add-ons, paid wallet top-ups): their own step and pending-rows query."""
+    try:
+        push_one_off_invoices(pusher, batch_size=batch_size)
+    except CycleAborted as exc:
+        report.aborted = str(exc)
+
+
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
                subscription_ids: list[Any] | None = None, batch_size: int | None = None,
                settings_: OdooSettings | None = None) -> PushReport:
@@ -233,6 +242,8 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
                 report.aborted = str(exc)
                 return report
         _push_subscriptions(pusher, qs, batch_size)
+        if subscription_ids is None and not report.aborted:
+            _push_one_offs(pusher, report, batch_size)
     report.round_trips = client.round_trips - start_trips
     if not report.aborted:
         mark_connection(status=ConnectionStatus.OK, settings_=settings_, client=client, now=now)
