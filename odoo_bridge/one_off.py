@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Sequence
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 
@@ -33,6 +33,8 @@ from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents
 from identity.models import AccountLink, Service
 from metering.models import AddOn
+from wallets import selectors as wallet_selectors
+from wallets import services as wallet_services
 
 from . import mapping
 from .client import OdooRemoteError
@@ -79,6 +81,26 @@ def create_one_off_invoice(*, service: Service, link: AccountLink, currency: str
     return one_off
 
 
+def invoice_paid_top_ups(*, limit: int) -> int:
+    """Paid wallet top-ups waiting for their invoice get one (``invoice_type`` credit): credits x rate_amount
+    on the "Prepaid credits" product. Once per transaction (``wallet_transaction_id`` is unique)."""
+    made = 0
+    for tx in wallet_selectors.purchases_awaiting_invoice()[:limit]:
+        wallet = tx.wallet
+        name = f"Prepaid credits — {wallet.name}" if wallet.name else "Prepaid credits"
+        try:
+            with transaction.atomic():
+                one_off = create_one_off_invoice(
+                    service=wallet.service, link=wallet.account_link, currency=wallet.currency,
+                    invoice_type=OneOffInvoiceType.CREDIT, wallet_transaction_id=tx.pk,
+                    fees=[FeeSpec(name=name, units=Decimal(tx.credit_amount), unit_amount=Decimal(wallet.rate_amount))])
+                wallet_services.attach_invoice(transaction_id=tx.pk, invoice_id=one_off.pk)
+        except IntegrityError:
+            continue  # another cycle made it
+        made += 1
+    return made
+
+
 def pending_one_off_invoices() -> QuerySet[OneOffInvoice]:
     """One-off invoices not yet posted in Odoo (their state row is not synced final)."""
     done = OdooSyncState.objects.filter(kind=SyncKind.ONE_OFF, object_id=Cast(OuterRef("pk"), output_field=CharField()),
@@ -117,6 +139,7 @@ def product_vals(*, name: str, code: str) -> dict[str, Any]:
 
 def push_one_off_invoices(pusher: Pusher, *, batch_size: int) -> None:
     """The one-off step of a push cycle, batch after batch (``CycleAborted`` ends it, as the other steps)."""
+    invoice_paid_top_ups(limit=10 * batch_size)
     last: OneOffInvoice | None = None
     while True:
         page = pending_one_off_invoices()

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
 from webhooks.event_types import WebhookType
+from wallets import services as wallet_services
 from webhooks.services import record_event
 
 from .client import OdooClient, OdooError, OdooSettings
@@ -316,6 +317,8 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
         if one_off is not None and not is_refund and one_off.invoice_id != invoice.pk:
             one_off.invoice = invoice
             one_off.save(update_fields=["invoice"])
+        if one_off is not None and one_off.wallet_transaction_id is not None:
+            _settle_top_up(one_off.wallet_transaction_id, invoice)
         if invoice.held_reason:
             report.held += 1
             logger.warning("odoo pull: invoice %s held from the API: %s", invoice, invoice.held_reason)
@@ -328,6 +331,15 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             record_event(service=invoice.service, webhook_type=webhook_type, object_type="invoice", payload=payload)
             report.events += 1
     return invoice
+
+
+def _settle_top_up(transaction_id: uuid.UUID, invoice: Invoice) -> None:
+    """A paid top-up's credits settle when Odoo says its invoice is paid; a cancelled or reversed unpaid
+    invoice fails it (in the mirror's transaction, once: the services act on pending transactions only)."""
+    if invoice.odoo_move_type == "out_invoice" and invoice.payment_status == InvoicePaymentStatus.SUCCEEDED:
+        wallet_services.settle_purchase(transaction_id=transaction_id)
+    elif invoice.status == InvoiceStatus.VOIDED or invoice.odoo_move_type == "out_refund":
+        wallet_services.fail_purchase(transaction_id=transaction_id)
 
 
 # Lago's "created" event of each invoice type (lago-api: one-off invoices and paid credits have their own).

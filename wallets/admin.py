@@ -1,0 +1,25 @@
+from django.contrib import admin
+
+from .models import Wallet, WalletTransaction
+
+
+class WalletTransactionInline(admin.TabularInline):
+    model = WalletTransaction
+    fields = ["created_at", "transaction_type", "transaction_status", "status", "credit_amount", "amount",
+              "subscription", "window_end", "invoice_id", "settled_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["id", "service", "account_link", "status", "currency", "rate_amount", "expiration_at"]
+    list_filter = ["status", "service"]
+    readonly_fields = ["service", "account_link", "currency", "rate_amount", "status", "terminated_at",
+                       "created_at", "updated_at"]
+    inlines = [WalletTransactionInline]
