@@ -137,6 +137,13 @@ def product_vals(*, name: str, code: str) -> dict[str, Any]:
             "invoice_policy": "order", "list_price": 0.0}
 
 
+def credits_product_vals() -> dict[str, Any]:
+    """The "Prepaid credits" product: explicitly untaxed (Odoo would give a new product the company's
+    default sale tax): buying credits is not a taxed sale here, and the negative consumption line must
+    reduce the invoice by exactly the credits' amount."""
+    return {**product_vals(name="Prepaid credits", code=CREDITS_PRODUCT_CODE), "taxes_id": [[6, 0, []]]}
+
+
 def push_one_off_invoices(pusher: Pusher, *, batch_size: int) -> None:
     """The one-off step of a push cycle, batch after batch (``CycleAborted`` ends it, as the other steps)."""
     invoice_paid_top_ups(limit=10 * batch_size)
@@ -200,8 +207,7 @@ class OneOffPush:
             if state.status == SyncStatus.SYNCED and state.odoo_id:
                 ids[CREDITS_PRODUCT_KEY] = state.odoo_id
             elif book.due(state):
-                items.append(ProductItem(state, product_vals(name="Prepaid credits", code=CREDITS_PRODUCT_CODE),
-                                         None))
+                items.append(ProductItem(state, credits_product_vals(), None))
         if not items:
             return ids
         found = self.pusher.rpc(book, [i.state for i in items], self.client.search_read, "product.product",

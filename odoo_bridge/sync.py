@@ -61,6 +61,7 @@ from .one_off import push_one_off_invoices
 from .orders import push_orders
 from .pusher import Pusher, PushReport
 from .state_book import StateBook
+from .wallet_credits import decide_consumptions, push_credit_lines
 
 # The cycle's entry points. CycleAborted and open_client are part of them: the migration's
 # live-order gateway opens the client itself, then drives a cycle for one subscription.
@@ -125,6 +126,9 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_contacts(book, list(links.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
+        # prepaid credits of the closed windows pushed now: decided, then their own lines (wallet_credits)
+        decide_consumptions(subscriptions, usages, fees, pusher.now)
+        push_credit_lines(pusher, subscriptions)
         push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting)
     finally:
         book.save()

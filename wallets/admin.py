@@ -1,18 +1,19 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from .models import Wallet, WalletTransaction
 
 
 class WalletTransactionInline(admin.TabularInline):
     model = WalletTransaction
-    fields = ["created_at", "transaction_type", "transaction_status", "status", "credit_amount", "amount",
+    fields: list[str] = ["created_at", "transaction_type", "transaction_status", "status", "credit_amount", "amount",
               "subscription", "window_end", "invoice_id", "settled_at"]
-    readonly_fields = fields
+    readonly_fields: list[str] = fields
     extra = 0
     can_delete = False
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False
 
 

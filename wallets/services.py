@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_kit.errors import ErrorCode, NotAllowed, ValidationFailed
+from billing_kit.formatting import minor_unit_exponent
 from identity.models import AccountLink, Service
 from metering.models import AMOUNT, Subscription
 from webhooks.event_types import WebhookType
@@ -228,8 +229,8 @@ def consume(*, wallet: Wallet, subscription: Subscription, window_end: dt.dateti
     rate = Decimal(wallet.rate_amount)
     balance_amount = credits_of(wallet) * rate
     amount = min(balance_amount, invoice_amount)
-    # credits at the amount's cent (what the Odoo line carries), never more than the balance
-    amount = amount.quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    # at the currency's minor unit (what the Odoo line carries), never more than the balance
+    amount = amount.quantize(Decimal(1).scaleb(-minor_unit_exponent(wallet.currency)), rounding=ROUND_DOWN)
     if amount <= 0:
         return None
     credits = min(credits_of(wallet), (amount / rate).quantize(Decimal("1e-10")))

@@ -84,3 +84,49 @@ def test_a_cancelled_top_up_invoice_fails_the_purchase(lago, fake_odoo):
     assert Invoice.objects.get(odoo_move_id=refund).odoo_move_type == "out_refund"
     assert lago.invoices.find(str(one_off.pk)).status == "voided"
     assert [e["wallet_transaction"]["status"] for e in sent("wallet_transaction.updated")] == ["failed"]
+
+
+def test_consumed_credits_reduce_the_next_invoice_once(lago, fake_odoo, catalog):
+    sub = catalog.subscription()
+    push_cycle()  # the order exists before the window closes
+    wallet = lago.wallets.create(Wallet(external_customer_id=sub.account_link.external_id, rate_amount="1",
+                                        granted_credits="30"))
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000", state="open")
+    assert lago.wallets.find(wallet.lago_id).ongoing_balance_cents == 2700  # balance minus current usage
+    assert lago.wallets.find(wallet.lago_id).credits_ongoing_balance == "27.0"
+
+    # the window closes: 3.00 + 9.255 (9.26 in Odoo) + the 49.00 arrears fee = 61.26 before credits
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    catalog.rate(sub, catalog.cpu_charge, units="1234", amount="9.255000")
+    catalog.fee(sub, amount="49.000000")
+    # Odoo commits the credit line but the answer is lost: the next cycle finds it, never adds a second
+    fake_odoo.faults.add("lost_response", model="sale.order.line", method="create", times=1)
+    assert push_cycle().aborted
+    later = timezone.now() + dt.timedelta(hours=1)
+    push_cycle(now=later)
+    push_cycle(now=later + dt.timedelta(hours=1))
+    sub.refresh_from_db()
+    credit_lines = fake_odoo.records("sale.order.line", [["order_id", "=", sub.odoo_sale_order_id],
+                                                         ["name", "=like", "Prepaid credits%"]])
+    assert [(ln["name"], ln["product_uom_qty"], ln["price_unit"]) for ln in credit_lines] == [
+        ("Prepaid credits (period ending 2026-11-30)", 1.0, -30.0)]
+
+    [move_id] = fake_odoo.run_invoicing_cron(today=dt.date(2026, 12, 1))
+    [move] = fake_odoo.records("account.move", [["id", "=", move_id]])
+    assert move["amount_total"] == 31.26  # 61.26 - 30.00 of credits, once
+    push_cycle(now=later + dt.timedelta(hours=2))
+    pull_invoices()
+    invoice = Invoice.objects.get(odoo_move_id=move_id)
+    assert [ln.amount for ln in invoice.lines.all() if ln.name.startswith("Prepaid credits")] == [Decimal("-30.00")]
+    found = lago.wallets.find(wallet.lago_id)
+    assert (found.credits_balance, found.consumed_credits, found.balance_cents) == ("0.0", "30.0", 0)
+    [consumed] = WalletTransaction.objects.filter(transaction_status="invoiced")
+    assert (consumed.transaction_type, consumed.status, consumed.amount) == ("outbound", "settled", Decimal("30"))
+    assert consumed.subscription_id == sub.pk
+
+    # the next window closes with no credit left: nothing more is deducted
+    catalog.rate(sub, catalog.api_charge, units="10", amount="0.200000", start=dt.datetime(
+        2026, 12, 1, tzinfo=dt.timezone.utc), end=dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+    push_cycle(now=dt.datetime(2027, 1, 1, 1, tzinfo=dt.timezone.utc))
+    assert WalletTransaction.objects.filter(transaction_status="invoiced").count() == 1
+    assert len(fake_odoo.records("sale.order.line", [["name", "=like", "Prepaid credits%"]])) == 1

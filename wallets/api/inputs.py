@@ -9,7 +9,8 @@ from rest_framework import serializers
 
 from billing_kit.errors import ErrorCode
 
-CREDITS = {"max_digits": 28, "decimal_places": 10, "min_value": Decimal(0), "required": False, "allow_null": True}
+CREDITS: dict[str, Any] = {"max_digits": 28, "decimal_places": 10, "min_value": Decimal(0), "required": False,
+                           "allow_null": True}
 
 
 def _refuse_if_set(serializer: serializers.Serializer, value: Any) -> Any:
