@@ -88,6 +88,8 @@ class InvoiceLine(models.Model):
                                     related_name="invoice_lines")
     one_off_line = models.ForeignKey("OneOffInvoiceLine", on_delete=models.SET_NULL, null=True, blank=True,
                                      related_name="+")
+    # The negative "Prepaid credits" line of a wallet consumption (rendered as Lago's prepaid credits, not a fee).
+    prepaid_credit = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["invoice", "id"]

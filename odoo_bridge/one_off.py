@@ -32,7 +32,7 @@ from django.db.models.functions import Cast
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents
 from identity.models import AccountLink, Service
-from metering.models import AddOn
+from metering.models import AMOUNT, AddOn
 from wallets import selectors as wallet_selectors
 from wallets import services as wallet_services
 
@@ -45,6 +45,7 @@ from .state_book import StateBook
 
 CREDITS_PRODUCT_CODE = "fb-prepaid-credits"
 CREDITS_PRODUCT_KEY = "prepaid-credits"
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT["max_digits"] - AMOUNT["decimal_places"])
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,8 @@ def create_add_on_invoice(*, service: Service, link: AccountLink, currency: str 
         specs.append(FeeSpec(name=fee.get("invoice_display_name") or add_on.invoice_display_name or add_on.name,
                              units=Decimal(1) if units is None else Decimal(units), unit_amount=unit_amount,
                              add_on=add_on, description=fee.get("description") or ""))
+    if any(spec.amount >= AMOUNT_LIMIT for spec in specs):
+        raise ValidationFailed({"fees": [ErrorCode.VALUE_IS_OUT_OF_RANGE]})
     with transaction.atomic():
         if not link.currency:
             AccountLink.objects.filter(pk=link.pk).update(currency=currency)

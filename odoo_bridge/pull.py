@@ -375,6 +375,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
+    credit_lines = set(OdooSyncState.objects.filter(kind=SyncKind.WALLET_CREDIT, odoo_id__in=sale_line_ids)
+                       .values_list("odoo_id", flat=True)) if sale_line_ids else set()
     invoice.lines.all().delete()
     rows = []
     # a one-off move's lines are its OneOffInvoiceLines, in order (Odoo keeps the lines' sequence)
@@ -392,7 +394,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage, one_off_line=one_off_lines[n] if one_off_lines else None))
+            rated_usage=usage, one_off_line=one_off_lines[n] if one_off_lines else None,
+            prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or []))))
     InvoiceLine.objects.bulk_create(rows)
     if usages and invoice.odoo_move_type == "out_invoice":
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them

@@ -99,7 +99,11 @@ def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[st
 
 def render_invoice(invoice: Invoice) -> dict[str, Any]:
     """Prefetch `selectors.render_prefetches()` first: a page then costs a few queries, not a few per invoice."""
-    lines = list(invoice.lines.all())
+    all_lines = list(invoice.lines.all())
+    # prepaid credits are Lago's prepaid_credit_amount, not a fee: the fees are the invoice before them
+    lines = [ln for ln in all_lines if not ln.prepaid_credit]
+    credits = -sum((ln.amount for ln in all_lines if ln.prepaid_credit), Decimal(0))
+    fees_cents = to_cents(invoice.fees_amount + credits)
     total = to_cents(invoice.total_amount)
     due = to_cents(invoice.total_due_amount)
     paid = invoice.payment_status == InvoicePaymentStatus.SUCCEEDED
@@ -125,18 +129,18 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "payment_dispute_lost_at": None,
         "payment_overdue": overdue,
         "currency": invoice.currency,
-        "fees_amount_cents": to_cents(invoice.fees_amount),
+        "fees_amount_cents": fees_cents,
         "taxes_amount_cents": to_cents(invoice.taxes_amount),
         "progressive_billing_credit_amount_cents": 0,
         "coupons_amount_cents": 0,
         "credit_notes_amount_cents": 0,
-        "sub_total_excluding_taxes_amount_cents": to_cents(invoice.fees_amount),
-        "sub_total_including_taxes_amount_cents": total,
+        "sub_total_excluding_taxes_amount_cents": fees_cents,
+        "sub_total_including_taxes_amount_cents": total + to_cents(credits),
         "total_amount_cents": total,
         "total_due_amount_cents": due,
         "total_paid_amount_cents": max(total - due, 0) if invoice.status != InvoiceStatus.VOIDED else 0,
         "total_offsetted_credit_note_amount_cents": 0,
-        "prepaid_credit_amount_cents": 0,
+        "prepaid_credit_amount_cents": to_cents(credits),
         "prepaid_granted_credit_amount_cents": 0,
         "prepaid_purchased_credit_amount_cents": 0,
         "file_url": None, "xml_url": None, "web_url": None,

@@ -84,10 +84,11 @@ def decide_consumptions(subscriptions: list[Subscription], usages: Iterable[Rate
                         now: dt.datetime) -> int:
     """Step 1: one consumption per closed window, written with its sync state in one transaction."""
     made = 0
-    for sub, window_end in closed_windows(subscriptions, usages, fees, now):
-        if not sub.odoo_sale_order_id:
-            continue  # its order is created with these lines inline: nothing to reduce it with yet
-        wallet = wallet_selectors.active_wallet_of(account_link_id=sub.account_link_id, currency=sub.currency)
+    # its order is created with these lines inline when it is not in Odoo yet: nothing to reduce it with
+    windows = [(sub, end) for sub, end in closed_windows(subscriptions, usages, fees, now) if sub.odoo_sale_order_id]
+    wallets = wallet_selectors.active_wallets_of(account_link_ids={sub.account_link_id for sub, _ in windows})
+    for sub, window_end in windows:
+        wallet = wallets.get((sub.account_link_id, sub.currency))
         if wallet is None:
             continue
         with transaction.atomic():

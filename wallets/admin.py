@@ -6,9 +6,9 @@ from .models import Wallet, WalletTransaction
 
 class WalletTransactionInline(admin.TabularInline):
     model = WalletTransaction
-    fields: list[str] = ["created_at", "transaction_type", "transaction_status", "status", "credit_amount", "amount",
-              "subscription", "window_end", "invoice_id", "settled_at"]
-    readonly_fields: list[str] = fields
+    fields = ("created_at", "transaction_type", "transaction_status", "status", "credit_amount", "amount",
+              "subscription", "window_end", "invoice_id", "settled_at")
+    readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = False
@@ -24,3 +24,10 @@ class WalletAdmin(admin.ModelAdmin):
     readonly_fields = ["service", "account_link", "currency", "rate_amount", "status", "terminated_at",
                        "created_at", "updated_at"]
     inlines = [WalletTransactionInline]
+
+    # A wallet changes through the API (its balance is what its transactions say): never added or deleted here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
+        return False

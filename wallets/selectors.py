@@ -92,8 +92,13 @@ def transactions_of(*, wallet: Wallet, status: str | None = None, transaction_ty
     return qs
 
 
-def active_wallet_of(*, account_link_id: uuid.UUID, currency: str) -> Wallet | None:
-    return Wallet.objects.filter(account_link_id=account_link_id, status="active", currency=currency).first()
+def active_wallets_of(*, account_link_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, str], Wallet]:
+    """The active wallet of each account (one at most), by (account, currency): one query for a batch."""
+    ids = list(account_link_ids)
+    if not ids:
+        return {}
+    return {(w.account_link_id, w.currency): w
+            for w in Wallet.objects.filter(account_link_id__in=ids, status="active").select_related("service")}
 
 
 def purchases_awaiting_invoice() -> QuerySet[WalletTransaction]:

@@ -43,8 +43,17 @@ ZERO = Decimal(0)
 AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT["decimal_places"])
 
 
-def _amount(wallet: Wallet, credits: Decimal) -> Decimal:
-    return (credits * Decimal(wallet.rate_amount)).quantize(AMOUNT_QUANTUM)
+# The input field each kind of transaction comes from (where an out-of-range amount is reported).
+INPUT_FIELD: dict[str, str] = {TransactionKind.PURCHASED: "paid_credits", TransactionKind.GRANTED: "granted_credits",
+               TransactionKind.VOIDED: "voided_credits"}
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT["max_digits"] - AMOUNT["decimal_places"])
+
+
+def _amount(wallet: Wallet, credits: Decimal, *, field: str = "credits") -> Decimal:
+    amount = (credits * Decimal(wallet.rate_amount)).quantize(AMOUNT_QUANTUM)
+    if amount >= AMOUNT_LIMIT:
+        raise ValidationFailed({field: [ErrorCode.VALUE_IS_OUT_OF_RANGE]})
+    return amount
 
 
 def _wallet_event(wallet: Wallet, webhook_type: str) -> None:
@@ -70,7 +79,8 @@ def _add(wallet: Wallet, *, kind: str, credits: Decimal, now: dt.datetime, name:
     tx = WalletTransaction.objects.create(
         wallet=wallet, transaction_type=TransactionType.INBOUND if inbound else TransactionType.OUTBOUND,
         status=TransactionStatus.SETTLED if settled else TransactionStatus.PENDING, transaction_status=kind,
-        source=source, credit_amount=credits, amount=_amount(wallet, credits), name=name, metadata=metadata or [],
+        source=source, credit_amount=credits, amount=_amount(wallet, credits, field=INPUT_FIELD.get(kind, "credits")),
+        name=name, metadata=metadata or [],
         subscription=subscription, window_end=window_end, settled_at=now if settled else None)
     _transaction_event(tx, WebhookType.WALLET_TRANSACTION_CREATED)
     return tx

@@ -117,7 +117,11 @@ def test_consumed_credits_reduce_the_next_invoice_once(lago, fake_odoo, catalog)
     push_cycle(now=later + dt.timedelta(hours=2))
     pull_invoices()
     invoice = Invoice.objects.get(odoo_move_id=move_id)
-    assert [ln.amount for ln in invoice.lines.all() if ln.name.startswith("Prepaid credits")] == [Decimal("-30.00")]
+    assert [ln.amount for ln in invoice.lines.all() if ln.prepaid_credit] == [Decimal("-30.00")]
+    rendered = lago.invoices.find(str(invoice.pk))
+    assert (rendered.fees_amount_cents, rendered.prepaid_credit_amount_cents, rendered.total_amount_cents) == (
+        6126, 3000, 3126)
+    assert not any(f.item.invoice_display_name.startswith("Prepaid") for f in rendered.fees.__root__)
     found = lago.wallets.find(wallet.lago_id)
     assert (found.credits_balance, found.consumed_credits, found.balance_cents) == ("0.0", "30.0", 0)
     [consumed] = WalletTransaction.objects.filter(transaction_status="invoiced")

@@ -88,7 +88,10 @@ def test_wallet_lifecycle_through_the_client(lago, other_lago):
         wallet.lago_id))
     assert rules.response["error_details"] == {"recurring_transaction_rules": ["not_supported"]}
     assert refused(lambda: other_lago.wallets.find(wallet.lago_id)).response["code"] == "wallet_not_found"
-    assert refused(lambda: lago.wallets.find_all()).response["code"] == "customer_not_found"
+    assert refused(lambda: lago.wallets.find_all()).response["error_details"] == {
+        "external_customer_id": ["value_is_mandatory"]}
+    assert refused(lambda: lago.wallets.find_all({"external_customer_id": "nobody"})).response[
+        "code"] == "customer_not_found"
 
     terminated = lago.wallets.destroy(wallet.lago_id)
     assert (terminated.status, terminated.credits_balance, terminated.balance_cents) == ("terminated", "0.0", 0)

@@ -59,7 +59,9 @@ class WalletListView(ServiceAPIView):
     def get(self, request: Request) -> Response:
         query = self.query(request)
         external_id = query.get(EXTERNAL_CUSTOMER.name)
-        link = identity_selectors.get_link(service=self.service, external_id=external_id) if external_id else None
+        if not external_id:
+            raise ValidationFailed({EXTERNAL_CUSTOMER.name: [ErrorCode.VALUE_IS_MANDATORY]})
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:
             raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
         items, meta = paginate(query, selectors.wallets_for_service(service=self.service).filter(account_link=link))
