@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
     CHARGE_NOT_FOUND = "charge_not_found"
     METADATA_NOT_FOUND = "metadata_not_found"
+    ADD_ON_NOT_FOUND = "add_on_not_found"
+    WALLET_NOT_FOUND = "wallet_not_found"
     # State violations (Lago answers these with 405)
     NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
     PLAN_IN_USE = "plan_in_use"
@@ -85,6 +87,15 @@ class ErrorCode(StrEnum):
     # The customer's currency differs from the plan's (lago-api ``currencies_does_not_match``).
     CURRENCIES_DOES_NOT_MATCH = "currencies_does_not_match"
     # --- end #12 catalogue ---
+    # --- #14 wallets (error_details items, as lago-api's wallet validators) ---
+    WALLET_ALREADY_EXISTS = "wallet_already_exists"
+    INVALID_RATE_AMOUNT = "invalid_rate_amount"
+    INVALID_PAID_CREDITS = "invalid_paid_credits"
+    INVALID_GRANTED_CREDITS = "invalid_granted_credits"
+    INVALID_VOIDED_CREDITS = "invalid_voided_credits"
+    INVALID_EXPIRATION_AT = "invalid_expiration_at"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    WALLET_IS_TERMINATED = "wallet_is_terminated"
 
 
 class BillingError(Exception):

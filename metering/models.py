@@ -101,6 +101,37 @@ class Plan(models.Model):
         return f"{self.service.code}:{self.code}"
 
 
+class AddOn(models.Model):
+    """Lago's add-on: a named one-off price a service bills through ``POST /invoices``
+    (a one-off Odoo invoice, ``odoo_bridge.one_off``). Deleting one keeps the invoices that used it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="add_ons")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    amount = models.DecimalField(**AMOUNT)
+    amount_currency = models.CharField(max_length=3)
+    odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "code"], condition=Q(deleted_at__isnull=True),
+                                    name="add_on_code_unique_per_service"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="add_on_amount_not_negative"),
+            models.CheckConstraint(condition=Q(amount_currency__regex=CURRENCY_CODE_CHECK),
+                                   name="add_on_currency_is_iso_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
 class MinimumCommitment(models.Model):
     """Lago's plan ``minimum_commitment``: the least a subscription pays per billing period,
     base fee and usage together; the shortfall is billed as a ``commitment`` PlanFee (the

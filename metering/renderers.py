@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from billing_kit.formatting import iso_millis, iso_seconds, to_cents
-from metering.models import BillableMetric, Charge, MinimumCommitment, Plan, Subscription
+from metering.models import AddOn, BillableMetric, Charge, MinimumCommitment, Plan, Subscription
 from metering.pricing import render_charge_properties
 from metering import windows
 
@@ -156,4 +156,19 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "billing_entity_code": None,
         "activation_rules": [],
         "plan": render_plan(plan),
+    }
+
+
+def render_add_on(add_on: AddOn) -> dict[str, Any]:
+    """Lago's add-on object (lago-python-client ``AddOnResponse``)."""
+    return {
+        "lago_id": str(add_on.pk),
+        "name": add_on.name,
+        "invoice_display_name": add_on.invoice_display_name or None,
+        "code": add_on.code,
+        "amount_cents": to_cents(add_on.amount, add_on.amount_currency),
+        "amount_currency": add_on.amount_currency,
+        "description": add_on.description or None,
+        "created_at": iso_seconds(add_on.created_at),
+        "taxes": [],
     }

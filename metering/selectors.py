@@ -10,6 +10,7 @@ from billing_kit.formatting import to_cents
 
 from identity.models import AccountLink, Service
 from metering.models import (
+    AddOn,
     BillableMetric,
     Charge,
     Plan,
@@ -51,6 +52,15 @@ def get_plan(*, service: Service, code: str, include_pending_deletion: bool = Tr
     if not include_pending_deletion:
         found = found.filter(pending_deletion=False)
     return found.first()
+
+
+def add_ons(*, service: Service) -> QuerySet[AddOn]:
+    """Lago lists live add-ons only (a deleted one is gone from the API)."""
+    return AddOn.objects.filter(service=service, deleted_at__isnull=True).order_by("-created_at", "id")
+
+
+def get_add_on(*, service: Service, code: str) -> AddOn | None:
+    return add_ons(service=service).filter(code=code).first()
 
 
 def subscriptions(*, service: Service) -> QuerySet[Subscription]:

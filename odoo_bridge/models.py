@@ -5,7 +5,7 @@ import uuid
 from django.db import models
 
 from identity.models import AccountLink, Customer, Service
-from metering.models import AMOUNT, QUANTITY, RATE, Charge, RatedUsage, Subscription
+from metering.models import AMOUNT, QUANTITY, RATE, AddOn, Charge, RatedUsage, Subscription
 
 
 class InvoiceStatus(models.TextChoices):
@@ -57,6 +57,9 @@ class Invoice(models.Model):
     # service would show it another's lines and amounts, so no API answer and no webhook carries it
     # until ops split it in Odoo; /ops/health and the admin list it.
     held_reason = models.CharField(max_length=512, blank=True, default="")
+    # Lago's invoice_type when it is not read from the move type: "one_off" (add-ons, POST /invoices) and
+    # "credit" (a paid wallet top-up), both from a OneOffInvoice. Empty: subscription / credit_note.
+    invoice_type = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -83,9 +86,64 @@ class InvoiceLine(models.Model):
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="invoice_lines")
+    one_off_line = models.ForeignKey("OneOffInvoiceLine", on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    # The negative "Prepaid credits" line of a wallet consumption (rendered as Lago's prepaid credits, not a fee).
+    prepaid_credit = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["invoice", "id"]
+
+
+class OneOffInvoiceType(models.TextChoices):
+    ONE_OFF = "one_off"  # add-ons (POST /invoices)
+    CREDIT = "credit"  # a paid wallet top-up
+
+
+class OneOffInvoice(models.Model):
+    """A one-off Odoo invoice we asked for, persisted before anything is sent (the outbox of
+    ``odoo_bridge.one_off``): an ``account.move`` ``out_invoice`` of the service account's invoice
+    contact, found by ``ref`` = ``reference`` before any create, created and posted once, then
+    mirrored back into ``Invoice`` by the pull like every other move."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="one_off_invoices")
+    account_link = models.ForeignKey(AccountLink, on_delete=models.PROTECT, related_name="one_off_invoices")
+    invoice_type = models.CharField(max_length=16, choices=OneOffInvoiceType.choices)
+    currency = models.CharField(max_length=3)
+    odoo_move_id = models.PositiveIntegerField(null=True, blank=True, unique=True)
+    invoice = models.OneToOneField(Invoice, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="one_off")
+    # A paid top-up's inbound wallet transaction (wallets.WalletTransaction pk), settled when Odoo says paid.
+    wallet_transaction_id = models.UUIDField(null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    @property
+    def reference(self) -> str:
+        return f"fb-oneoff-{self.pk}"
+
+    def __str__(self) -> str:
+        return f"{self.invoice_type} {self.reference}"
+
+
+class OneOffInvoiceLine(models.Model):
+    """One fee of a one-off invoice; its name and price are snapshots (the add-on may change later)."""
+
+    one_off = models.ForeignKey(OneOffInvoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    add_on = models.ForeignKey(AddOn, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    name = models.CharField(max_length=512)
+    description = models.TextField(blank=True)
+    units = models.DecimalField(max_digits=QUANTITY["max_digits"], decimal_places=QUANTITY["decimal_places"])
+    unit_amount = models.DecimalField(max_digits=RATE["max_digits"], decimal_places=RATE["decimal_places"])
+    amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"])
+
+    class Meta:
+        ordering = ["one_off", "position"]
+        constraints = [models.UniqueConstraint(fields=["one_off", "position"], name="one_off_line_position")]
 
 
 from .state_models import (  # noqa: E402  (sync state lives in its own module)
@@ -97,5 +155,5 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
     SyncStatus,
 )
 
-__all__ = ["Invoice", "InvoiceLine", "InvoiceStatus", "InvoicePaymentStatus", "ConnectionStatus",
+__all__ = ["Invoice", "InvoiceLine", "OneOffInvoice", "OneOffInvoiceLine", "OneOffInvoiceType", "InvoiceStatus", "InvoicePaymentStatus", "ConnectionStatus",
            "OdooConnectionState", "OdooPullCursor", "OdooSyncState", "SyncKind", "SyncStatus"]

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
 from webhooks.event_types import WebhookType
+from wallets import services as wallet_services
 from webhooks.services import record_event
 
 from .client import OdooClient, OdooError, OdooSettings
@@ -43,6 +44,8 @@ from .models import (
     InvoiceStatus,
     OdooPullCursor,
     OdooSyncState,
+    OneOffInvoice,
+    OneOffInvoiceType,
     SyncKind,
 )
 from .pricing import decimal_from_odoo
@@ -54,7 +57,7 @@ logger = logging.getLogger(__name__)
 CURSOR_NAME = "account.move"
 MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "invoice_date", "invoice_date_due",
                "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
-               "reversed_entry_id", "write_date"]
+               "reversed_entry_id", "write_date", "ref"]
 LINE_FIELDS = ["move_id", "product_id", "name", "quantity", "price_unit", "price_subtotal", "price_total",
                "subscription_id", "sale_line_ids"]
 PAID_STATES = {"paid", "in_payment"}
@@ -133,10 +136,11 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                 for line in lines:
                     lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
                 order_of_sale_line = _orders_of_sale_lines(client, lines)
+                one_offs = one_offs_of_moves(moves)
                 for move in moves:
                     report.moves_seen += 1
                     mirror_move(move, lines_by_move.get(move["id"], []), report,
-                                order_of_sale_line=order_of_sale_line)
+                                order_of_sale_line=order_of_sale_line, one_offs=one_offs)
                     newest = max(newest, move.get("write_date") or newest)
                 if len(moves) < page_size:
                     break
@@ -212,19 +216,67 @@ def attribute_move(move: dict, lines: list[dict], order_of_sale_line: dict[int, 
     return Attribution(primary=primary, line_subscriptions=line_subscriptions, held_reason=held_reason[:512])
 
 
+ONE_OFF_REF_PREFIX = "fb-oneoff-"
+
+
+def one_offs_of_moves(moves: list[dict]) -> dict[str, OneOffInvoice]:
+    """Our one-off invoices among ``moves`` (and the originals their credit notes reverse), by reference."""
+    keys = set()
+    for move in moves:
+        ref = move.get("ref") or ""
+        if isinstance(ref, str) and ref.startswith(ONE_OFF_REF_PREFIX):
+            try:
+                keys.add(uuid.UUID(ref[len(ONE_OFF_REF_PREFIX):]))
+            except ValueError:
+                continue
+    reversed_ids = {_m2o(m.get("reversed_entry_id")) for m in moves} - {None}
+    found = OneOffInvoice.objects.filter(pk__in=keys) if keys else OneOffInvoice.objects.none()
+    if reversed_ids:
+        found = found | OneOffInvoice.objects.filter(odoo_move_id__in=reversed_ids)
+    by_ref: dict[str, OneOffInvoice] = {}
+    for one_off in found.select_related("service", "account_link__customer").prefetch_related("lines__add_on"):
+        by_ref[one_off.reference] = one_off
+        if one_off.odoo_move_id:
+            by_ref[f"move:{one_off.odoo_move_id}"] = one_off
+    return by_ref
+
+
+def _one_off_of(move: dict, one_offs: dict[str, OneOffInvoice] | None) -> tuple[OneOffInvoice | None, bool]:
+    """The one-off invoice a move is (or, for a credit note, reverses): (one_off, is_its_refund)."""
+    if one_offs is None:
+        one_offs = one_offs_of_moves([move])
+    ref = move.get("ref") or ""
+    if move.get("move_type") == "out_invoice" and isinstance(ref, str) and ref in one_offs:
+        return one_offs[ref], False
+    reversed_id = _m2o(move.get("reversed_entry_id"))
+    if move.get("move_type") == "out_refund" and reversed_id and f"move:{reversed_id}" in one_offs:
+        return one_offs[f"move:{reversed_id}"], True
+    return None, False
+
+
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
-                order_of_sale_line: dict[int, int] | None = None) -> Invoice | None:
-    attribution = attribute_move(move, lines, order_of_sale_line or {})
-    subscription = attribution.primary
-    if subscription is None or subscription.mode != SubscriptionMode.LIVE:
-        report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
-        return None
+                order_of_sale_line: dict[int, int] | None = None,
+                one_offs: dict[str, OneOffInvoice] | None = None) -> Invoice | None:
+    one_off, is_refund = _one_off_of(move, one_offs)
+    if one_off is not None:
+        # a one-off invoice bills the service account it was made for; it comes from no order
+        attribution = Attribution(primary=None, line_subscriptions=[None] * len(lines))
+        service, link, subscription = one_off.service, one_off.account_link, None
+        default_currency = one_off.currency
+    else:
+        attribution = attribute_move(move, lines, order_of_sale_line or {})
+        subscription = attribution.primary
+        if subscription is None or subscription.mode != SubscriptionMode.LIVE:
+            report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
+            return None
+        service, link, default_currency = subscription.service, subscription.account_link, subscription.currency
     status, payment_status = mirror_status(move), mirror_payment_status(move)
     digits = 2
-    currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency
+    currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency
     values = {
-        "service": subscription.service, "customer": subscription.account_link.customer,
-        "account_link": subscription.account_link,
+        "service": service, "customer": link.customer,
+        "account_link": link,
+        "invoice_type": one_off.invoice_type if one_off is not None and not is_refund else "",
         "subscription": subscription, "odoo_move_type": move["move_type"],
         "reversed_move_id": _m2o(move.get("reversed_entry_id")),
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",
@@ -245,7 +297,9 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
         before = None
         if invoice is None:
-            invoice = Invoice(odoo_move_id=move["id"], **values)
+            # a one-off invoice keeps the lago_id POST /invoices answered
+            own_id = {"id": one_off.pk} if one_off is not None and not is_refund else {}
+            invoice = Invoice(odoo_move_id=move["id"], **own_id, **values)
             invoice.save()
             report.invoices_created += 1
         else:
@@ -258,7 +312,13 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 setattr(invoice, key, value)
             invoice.save()
             report.invoices_updated += 1
-        _mirror_lines(invoice, attribution.line_subscriptions, lines, digits)
+        _mirror_lines(invoice, attribution.line_subscriptions, lines, digits,
+                      one_off=one_off if one_off is not None and not is_refund else None)
+        if one_off is not None and not is_refund and one_off.invoice_id != invoice.pk:
+            one_off.invoice = invoice
+            one_off.save(update_fields=["invoice"])
+        if one_off is not None and one_off.wallet_transaction_id is not None:
+            _settle_top_up(one_off.wallet_transaction_id, invoice)
         if invoice.held_reason:
             report.held += 1
             logger.warning("odoo pull: invoice %s held from the API: %s", invoice, invoice.held_reason)
@@ -273,6 +333,20 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
     return invoice
 
 
+def _settle_top_up(transaction_id: uuid.UUID, invoice: Invoice) -> None:
+    """A paid top-up's credits settle when Odoo says its invoice is paid; a cancelled or reversed unpaid
+    invoice fails it (in the mirror's transaction, once: the services act on pending transactions only)."""
+    if invoice.odoo_move_type == "out_invoice" and invoice.payment_status == InvoicePaymentStatus.SUCCEEDED:
+        wallet_services.settle_purchase(transaction_id=transaction_id)
+    elif invoice.status == InvoiceStatus.VOIDED or invoice.odoo_move_type == "out_refund":
+        wallet_services.fail_purchase(transaction_id=transaction_id)
+
+
+# Lago's "created" event of each invoice type (lago-api: one-off invoices and paid credits have their own).
+CREATED_EVENT: dict[str, WebhookType] = {OneOffInvoiceType.ONE_OFF: WebhookType.INVOICE_ONE_OFF_CREATED,
+                 OneOffInvoiceType.CREDIT: WebhookType.INVOICE_PAID_CREDIT_ADDED}
+
+
 def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     if invoice.odoo_move_type != "out_invoice":
         return []  # refunds are mirrored; apps hear about them as the original invoice being voided
@@ -282,7 +356,7 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     if before is None and invoice.status == InvoiceStatus.DRAFT:
         events.append(WebhookType.INVOICE_DRAFTED)  # Lago: a draft invoice was created
     if invoice.status != InvoiceStatus.DRAFT and not announced:
-        events.append(WebhookType.INVOICE_CREATED)
+        events.append(CREATED_EVENT.get(invoice.invoice_type, WebhookType.INVOICE_CREATED))
     if invoice.status != InvoiceStatus.DRAFT and invoice.payment_status != was_payment:
         events.append(WebhookType.INVOICE_PAYMENT_STATUS_UPDATED)
     if invoice.status == InvoiceStatus.VOIDED and was_status != InvoiceStatus.VOIDED:
@@ -291,7 +365,7 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
 
 
 def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
-                  digits: int) -> None:
+                  digits: int, *, one_off: OneOffInvoice | None = None) -> None:
     subscriptions = {sub.pk: sub for sub in line_subscriptions if sub is not None}
     sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
     usages: dict[tuple[uuid.UUID | None, int | None], RatedUsage] = {
@@ -301,9 +375,15 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
+    credit_lines = set(OdooSyncState.objects.filter(kind=SyncKind.WALLET_CREDIT, odoo_id__in=sale_line_ids)
+                       .values_list("odoo_id", flat=True)) if sale_line_ids else set()
     invoice.lines.all().delete()
     rows = []
-    for line, subscription in zip(lines, line_subscriptions):
+    # a one-off move's lines are its OneOffInvoiceLines, in order (Odoo keeps the lines' sequence)
+    one_off_lines = list(one_off.lines.all()) if one_off is not None else []
+    if len(one_off_lines) != len(lines):
+        one_off_lines = []
+    for n, (line, subscription) in enumerate(zip(lines, line_subscriptions)):
         sub_id = subscription.pk if subscription is not None else None
         usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
                      None)
@@ -314,7 +394,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage))
+            rated_usage=usage, one_off_line=one_off_lines[n] if one_off_lines else None,
+            prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or []))))
     InvoiceLine.objects.bulk_create(rows)
     if usages and invoice.odoo_move_type == "out_invoice":
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them

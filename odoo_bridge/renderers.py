@@ -7,6 +7,7 @@ Webhook payloads use this same function.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from billing_kit.formatting import iso_seconds, to_cents
@@ -14,7 +15,7 @@ from identity.renderers import render_customer
 from identity.models import AccountLink
 from metering.renderers import render_subscription
 
-from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
+from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus, OneOffInvoice
 
 INVOICE_TYPES = {"out_invoice": "subscription", "out_refund": "credit_note"}
 
@@ -38,7 +39,19 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
     taxes = line.total_amount - line.amount
     item_type = "charge" if charge is not None else "subscription"
     item: dict[str, Any]
-    if charge is not None:
+    one_off_line = line.one_off_line
+    if one_off_line is not None:
+        subscription = None
+        add_on = one_off_line.add_on
+        if add_on is not None:
+            item = {"type": "add_on", "code": add_on.code, "name": add_on.name,
+                    "invoice_display_name": one_off_line.name, "lago_item_id": str(add_on.pk),
+                    "item_type": "AddOn"}
+        else:
+            item = {"type": "credit", "code": "credit", "name": "credit", "invoice_display_name": one_off_line.name,
+                    "lago_item_id": str(one_off_line.one_off.wallet_transaction_id or ""),
+                    "item_type": "WalletTransaction"}
+    elif charge is not None:
         item = {"type": "charge", "code": charge.metric.code, "name": charge.metric.name,
                 "invoice_display_name": charge.invoice_display_name or line.name, "lago_item_id": str(charge.pk),
                 "item_type": "BillableMetric"}
@@ -63,6 +76,7 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),
         "events_count": usage.events_count if usage else None,
+        "description": (one_off_line.description or None) if one_off_line is not None else None,
         "payment_status": invoice.payment_status,
         "from_date": iso_seconds(usage.window_start) if usage else None,
         "to_date": iso_seconds(usage.window_end) if usage else None,
@@ -85,7 +99,11 @@ def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[st
 
 def render_invoice(invoice: Invoice) -> dict[str, Any]:
     """Prefetch `selectors.render_prefetches()` first: a page then costs a few queries, not a few per invoice."""
-    lines = list(invoice.lines.all())
+    all_lines = list(invoice.lines.all())
+    # prepaid credits are Lago's prepaid_credit_amount, not a fee: the fees are the invoice before them
+    lines = [ln for ln in all_lines if not ln.prepaid_credit]
+    credits = -sum((ln.amount for ln in all_lines if ln.prepaid_credit), Decimal(0))
+    fees_cents = to_cents(invoice.fees_amount + credits)
     total = to_cents(invoice.total_amount)
     due = to_cents(invoice.total_due_amount)
     paid = invoice.payment_status == InvoicePaymentStatus.SUCCEEDED
@@ -105,24 +123,24 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "issuing_date": _day(invoice.issuing_date),
         "payment_due_date": _day(invoice.payment_due_date),
         "net_payment_term": max(net_payment_term, 0),
-        "invoice_type": INVOICE_TYPES.get(invoice.odoo_move_type, "subscription"),
+        "invoice_type": invoice.invoice_type or INVOICE_TYPES.get(invoice.odoo_move_type, "subscription"),
         "status": invoice.status,
         "payment_status": invoice.payment_status,
         "payment_dispute_lost_at": None,
         "payment_overdue": overdue,
         "currency": invoice.currency,
-        "fees_amount_cents": to_cents(invoice.fees_amount),
+        "fees_amount_cents": fees_cents,
         "taxes_amount_cents": to_cents(invoice.taxes_amount),
         "progressive_billing_credit_amount_cents": 0,
         "coupons_amount_cents": 0,
         "credit_notes_amount_cents": 0,
-        "sub_total_excluding_taxes_amount_cents": to_cents(invoice.fees_amount),
-        "sub_total_including_taxes_amount_cents": total,
+        "sub_total_excluding_taxes_amount_cents": fees_cents,
+        "sub_total_including_taxes_amount_cents": total + to_cents(credits),
         "total_amount_cents": total,
         "total_due_amount_cents": due,
         "total_paid_amount_cents": max(total - due, 0) if invoice.status != InvoiceStatus.VOIDED else 0,
         "total_offsetted_credit_note_amount_cents": 0,
-        "prepaid_credit_amount_cents": 0,
+        "prepaid_credit_amount_cents": to_cents(credits),
         "prepaid_granted_credit_amount_cents": 0,
         "prepaid_purchased_credit_amount_cents": 0,
         "file_url": None, "xml_url": None, "web_url": None,
@@ -140,5 +158,51 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
                       "created_at": iso_seconds(invoice.created_at)}],
         "applied_taxes": [],
         "error_details": [],
+        "applied_invoice_custom_sections": [],
+    }
+
+
+def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
+    """A one-off invoice Odoo has not mirrored back yet: Lago's invoice object in ``draft`` with our
+    amounts before taxes (Odoo computes the taxes and the number when it posts it). The mirror later
+    takes the same ``lago_id``."""
+    lines = list(one_off.lines.all())
+    fees_amount = sum((ln.amount for ln in lines), Decimal(0))
+    cents = to_cents(fees_amount, one_off.currency)
+    created = iso_seconds(one_off.created_at)
+    link = one_off.account_link
+    fees = []
+    for line in lines:
+        add_on = line.add_on
+        item = ({"type": "add_on", "code": add_on.code, "name": add_on.name, "invoice_display_name": line.name,
+                 "lago_item_id": str(add_on.pk), "item_type": "AddOn"} if add_on is not None else
+                {"type": "credit", "code": "credit", "name": "credit", "invoice_display_name": line.name,
+                 "lago_item_id": str(one_off.wallet_transaction_id or ""), "item_type": "WalletTransaction"})
+        amount = to_cents(line.amount, one_off.currency)
+        fees.append({"lago_id": f"{one_off.pk}-{line.position}", "lago_charge_id": None,
+                     "lago_invoice_id": str(one_off.pk), "lago_subscription_id": None,
+                     "external_subscription_id": None, "lago_customer_id": str(link.pk), "item": item,
+                     "pay_in_advance": False, "invoiceable": True, "amount_cents": amount,
+                     "amount_currency": one_off.currency, "precise_amount": str(line.amount),
+                     "taxes_amount_cents": 0, "total_amount_cents": amount,
+                     "units": str(line.units.normalize()), "total_aggregated_units": str(line.units.normalize()),
+                     "precise_unit_amount": str(line.unit_amount.normalize()), "events_count": None,
+                     "description": line.description or None, "payment_status": InvoicePaymentStatus.PENDING,
+                     "from_date": None, "to_date": None, "created_at": created})
+    return {
+        "lago_id": str(one_off.pk), "billing_entity_code": one_off.service.code, "sequential_id": None,
+        "number": "", "purchase_order_number": None, "issuing_date": None, "payment_due_date": None,
+        "net_payment_term": 0, "invoice_type": one_off.invoice_type, "status": InvoiceStatus.DRAFT,
+        "payment_status": InvoicePaymentStatus.PENDING, "payment_dispute_lost_at": None, "payment_overdue": False,
+        "currency": one_off.currency, "fees_amount_cents": cents, "taxes_amount_cents": 0,
+        "progressive_billing_credit_amount_cents": 0, "coupons_amount_cents": 0, "credit_notes_amount_cents": 0,
+        "sub_total_excluding_taxes_amount_cents": cents, "sub_total_including_taxes_amount_cents": cents,
+        "total_amount_cents": cents, "total_due_amount_cents": cents, "total_paid_amount_cents": 0,
+        "total_offsetted_credit_note_amount_cents": 0, "prepaid_credit_amount_cents": 0,
+        "prepaid_granted_credit_amount_cents": 0, "prepaid_purchased_credit_amount_cents": 0,
+        "file_url": None, "xml_url": None, "web_url": None, "version_number": 4, "self_billed": False,
+        "created_at": created, "updated_at": created, "voided_at": None,
+        "customer": render_customer(link), "subscriptions": [], "billing_periods": [], "fees": fees,
+        "credits": [], "metadata": [], "applied_taxes": [], "error_details": [],
         "applied_invoice_custom_sections": [],
     }

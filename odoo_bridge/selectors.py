@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from identity.models import Service
 from metering.models import Charge, Subscription
 
-from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
+from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus, OneOffInvoice
 
 INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice", "credit_note": "out_refund"}
 
@@ -21,7 +21,9 @@ def render_prefetches() -> list[Prefetch]:
     """What `render_invoice` reads beyond the invoice row: its fees, and the plan the subscription embeds."""
     return [
         Prefetch("lines", queryset=InvoiceLine.objects.select_related("charge__metric", "rated_usage",
-                                                                       "subscription__plan")),
+                                                                       "subscription__plan",
+                                                                       "one_off_line__add_on",
+                                                                       "one_off_line__one_off")),
         Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
                  .prefetch_related("tiers").order_by("created_at", "id")),
     ]
@@ -44,6 +46,17 @@ def invoice_by_lago_id(*, service: Service, lago_id: str) -> Invoice | None:
     return invoices_for_service(service=service).filter(pk=key).first()
 
 
+def pending_one_off(*, service: Service, lago_id: str) -> OneOffInvoice | None:
+    """A one-off invoice of the service that Odoo has not mirrored back yet (rendered as a draft)."""
+    try:
+        key = uuid.UUID(str(lago_id))
+    except ValueError:
+        return None
+    return (OneOffInvoice.objects.filter(service=service, pk=key, invoice__isnull=True)
+            .select_related("service", "account_link").prefetch_related("lines__add_on", "account_link__metadata")
+            .first())
+
+
 def filter_invoices(queryset: QuerySet[Invoice], *, account_link_id: uuid.UUID | None = None,
                     status: str | None = None,
                     payment_status: str | None = None,
@@ -57,8 +70,10 @@ def filter_invoices(queryset: QuerySet[Invoice], *, account_link_id: uuid.UUID |
         queryset = queryset.filter(status=status)
     if payment_status:
         queryset = queryset.filter(payment_status=payment_status)
-    if invoice_type:
-        queryset = queryset.filter(odoo_move_type=INVOICE_TYPE_TO_MOVE.get(invoice_type, "-"))
+    if invoice_type in INVOICE_TYPE_TO_MOVE:
+        queryset = queryset.filter(odoo_move_type=INVOICE_TYPE_TO_MOVE[invoice_type], invoice_type="")
+    elif invoice_type:
+        queryset = queryset.filter(invoice_type=invoice_type)
     if currency:
         queryset = queryset.filter(currency=currency.upper())
     if issuing_date_from:

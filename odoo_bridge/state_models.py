@@ -17,6 +17,10 @@ class SyncKind(models.TextChoices):
     USAGE = "rated_usage", "rated usage → order line"
     FEE_PRODUCT = "fee_product", "plan → base-fee product (one-off)"
     PLAN_FEE = "plan_fee", "plan fee → one-off order line"
+    ADD_ON = "add_on", "add-on → one-off product"
+    CREDITS_PRODUCT = "credits_product", "prepaid credits product"
+    ONE_OFF = "one_off_invoice", "one-off invoice → posted account.move"
+    WALLET_CREDIT = "wallet_credit", "consumed prepaid credits → negative order line"
 
 
 class SyncStatus(models.TextChoices):

@@ -57,9 +57,11 @@ from .connection import (
     open_client,
 )
 from .models import ConnectionStatus, OdooSyncState, SyncKind, SyncStatus
+from .one_off import push_one_off_invoices
 from .orders import push_orders
 from .pusher import Pusher, PushReport
 from .state_book import StateBook
+from .wallet_credits import decide_consumptions, push_credit_lines
 
 # The cycle's entry points. CycleAborted and open_client are part of them: the migration's
 # live-order gateway opens the client itself, then drives a cycle for one subscription.
@@ -124,6 +126,9 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_contacts(book, list(links.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
+        # prepaid credits of the closed windows pushed now: decided, then their own lines (wallet_credits)
+        decide_consumptions(subscriptions, usages, fees, pusher.now)
+        push_credit_lines(pusher, subscriptions)
         push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting)
     finally:
         book.save()
@@ -206,6 +211,14 @@ def _push_subscriptions(pusher: Pusher, qs: QuerySet[Subscription], batch_size: 
                 return
 
 
+def _push_one_offs(pusher: Pusher, report: PushReport, batch_size: int) -> None:
+    """One-off invoices (add-ons, paid wallet top-ups): their own step and pending-rows query."""
+    try:
+        push_one_off_invoices(pusher, batch_size=batch_size)
+    except CycleAborted as exc:
+        report.aborted = str(exc)
+
+
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
                subscription_ids: list[Any] | None = None, batch_size: int | None = None,
                settings_: OdooSettings | None = None) -> PushReport:
@@ -233,6 +246,8 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
                 report.aborted = str(exc)
                 return report
         _push_subscriptions(pusher, qs, batch_size)
+        if subscription_ids is None and not report.aborted:
+            _push_one_offs(pusher, report, batch_size)
     report.round_trips = client.round_trips - start_trips
     if not report.aborted:
         mark_connection(status=ConnectionStatus.OK, settings_=settings_, client=client, now=now)

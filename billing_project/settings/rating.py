@@ -25,6 +25,12 @@ SUBSCRIPTION_TERMINATION_ALERT_DAYS = env.list("LAGO_SUBSCRIPTION_TERMINATION_AL
                                                default=[15, 45])
 
 RATING_BEAT_SCHEDULE: dict = {
+    # Wallets whose expiration_at has come are terminated (credits voided); depleted ongoing balances announced.
+    "expire-wallets": {
+        "task": "wallets.tasks.expire_wallets",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "celery", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
     "rate-open-windows": {
         "task": "metering.tasks.rate_open_windows",
         "schedule": RATING_INTERVAL_SECONDS,

@@ -184,3 +184,26 @@ class SubscriptionUpdateInput(serializers.Serializer):
     plan_overrides = serializers.DictField(required=False, allow_null=True)
 
     validate_plan_overrides = _refuse_if_set
+
+
+class AddOnInput(serializers.Serializer):
+    """Lago's add-on input. Taxes are Odoo's (the product's taxes mapped by the fiscal position):
+    ``tax_codes`` is refused when set."""
+
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                                 allow_blank=True)
+    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15)
+    amount_currency = serializers.RegexField(r"^[A-Z]{3}$")
+    tax_codes = _anything()
+
+    validate_tax_codes = _refuse_if_set
+
+
+class AddOnUpdateInput(AddOnInput):
+    name = serializers.CharField(max_length=255, required=False)
+    code = serializers.CharField(max_length=255, required=False)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
+    amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)

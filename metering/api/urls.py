@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from billing_kit.lago_surface import LagoUnsupportedView
 
-from . import customers, plan_resources, views
+from . import add_ons, customers, plan_resources, views
 
 urlpatterns = [
     path("customers/<str:external_id>", customers.CustomerDetailView.as_view(), name="customer"),
@@ -30,6 +30,8 @@ urlpatterns = [
     re_path(r"^plans/(?P<plan_code>[^/]+)/(?:charges/[^/]+/filters|fixed_charges|entitlements)(?:/.*)?$",
             LagoUnsupportedView.as_view(), name="plan-unsupported"),
     re_path(r"^plans/(?P<code>.+)$", views.PlanDetailView.as_view(), name="plan"),
+    path("add_ons", add_ons.AddOnListView.as_view(), name="add-ons"),
+    re_path(r"^add_ons/(?P<code>.+)$", add_ons.AddOnDetailView.as_view(), name="add-on"),
     path("subscriptions", views.SubscriptionListView.as_view(), name="subscriptions"),
     path("subscriptions/<str:external_id>", views.SubscriptionDetailView.as_view(), name="subscription"),
     path("subscriptions/<str:external_id>/lifetime_usage", views.SubscriptionLifetimeUsageView.as_view(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Iterable
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,11 +15,13 @@ from rest_framework.response import Response
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, Query, QueryParam, documented
+from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
+from odoo_bridge import one_off as one_off_invoices
 from odoo_bridge import selectors
 from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
-from odoo_bridge.renderers import render_invoice
+from odoo_bridge.renderers import render_invoice, render_pending_one_off
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -88,6 +91,9 @@ class InvoiceDetailView(ServiceAPIView):
     def get(self, request: Request, lago_id: str) -> Response:
         invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
         if invoice is None:
+            pending = selectors.pending_one_off(service=self.service, lago_id=lago_id)
+            if pending is not None:
+                return Response({"invoice": render_pending_one_off(pending)})
             raise NotFound(ErrorCode.INVOICE_NOT_FOUND)
         return Response({"invoice": render_invoice(invoice)})
 
@@ -107,3 +113,66 @@ class CustomerInvoiceListView(ServiceAPIView):
         filters["account_link_id"] = link.id
         queryset = selectors.invoices_for_service(service=self.service)
         return _list_response(query, selectors.filter_invoices(queryset, **filters))
+
+
+class OneOffFeeInput(serializers.Serializer):
+    """A fee of Lago's one-off invoice input (``InvoiceFee`` of the client). Taxes are Odoo's."""
+
+    add_on_code = serializers.CharField(max_length=255)
+    units = serializers.DecimalField(max_digits=28, decimal_places=10, min_value=Decimal("0.0000000001"),
+                                     required=False, allow_null=True)
+    unit_amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False, allow_null=True)
+    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    invoice_display_name = serializers.CharField(max_length=255, required=False, allow_null=True,
+                                                 allow_blank=True)
+    from_datetime = serializers.DateTimeField(required=False, allow_null=True)
+    to_datetime = serializers.DateTimeField(required=False, allow_null=True)
+    tax_codes = serializers.JSONField(required=False, allow_null=True)
+
+    def validate_tax_codes(self, value: Any) -> Any:
+        if value:
+            raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
+        return value
+
+
+class OneOffInvoiceInput(serializers.Serializer):
+    external_customer_id = serializers.CharField(max_length=255)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, allow_null=True)
+    fees = serializers.ListField(child=OneOffFeeInput(), min_length=1)
+    # Lago options not built: refused when set (the invoice is Odoo's, paid through Odoo's own flow).
+    payment_method = serializers.JSONField(required=False, allow_null=True)
+    invoice_custom_section = serializers.JSONField(required=False, allow_null=True)
+    billing_entity_code = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    purchase_order_number = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+    def _refuse(self, value: Any) -> Any:
+        if value:
+            raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
+        return value
+
+    validate_payment_method = validate_invoice_custom_section = validate_purchase_order_number = _refuse
+
+
+class InvoiceCreateView(InvoiceListView):
+    """``POST /invoices`` (Lago's one-off invoice of add-ons) next to the list."""
+
+    @extend_schema(operation_id="invoices_create",
+                   request=inline_serializer("OneOffInvoiceBody", {"invoice": OneOffInvoiceInput()}),
+                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON},
+                   description="A one-off invoice of add-ons, realised as a posted Odoo invoice by the next push "
+                               "cycle; answered as a draft until Odoo's invoice is mirrored back (same lago_id).")
+    def post(self, request: Request) -> Response:
+        payload = OneOffInvoiceInput(data=require_root(request, "invoice"))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        billing_entity = data.get("billing_entity_code")
+        if billing_entity and billing_entity != self.service.code:
+            raise ValidationFailed({"billing_entity_code": [ErrorCode.NOT_SUPPORTED]})
+        link = identity_selectors.get_link(service=self.service, external_id=data["external_customer_id"])
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        one_off = one_off_invoices.create_add_on_invoice(service=self.service, link=link,
+                                                         currency=data.get("currency"), fees=data["fees"])
+        found = selectors.pending_one_off(service=self.service, lago_id=str(one_off.pk))
+        assert found is not None
+        return Response({"invoice": render_pending_one_off(found)})

@@ -372,7 +372,9 @@ class Store:
             "partner_id": F("many2one", "Partner", relation="res.partner"),
             "commercial_partner_id": F("many2one", "Commercial Entity", relation="res.partner", readonly=True,
                                        compute=lambda s, m, r: s.commercial_partner(r.get("partner_id"))),
-            "fiscal_position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position"),
+            # account `_compute_fiscal_position_id`: from the partner and its delivery address unless given
+            "fiscal_position_id": F("many2one", "Fiscal Position", relation="account.fiscal.position",
+                                    default=lambda s, vals: s.fiscal_position_for(vals.get("partner_id"))),
             "invoice_date": F("date", "Invoice/Bill Date"), "invoice_date_due": F("date", "Due Date"),
             "date": F("date", "Date", default=lambda s, vals: s.today().isoformat()),
             "currency_id": F("many2one", "Currency", relation="res.currency",
@@ -396,7 +398,9 @@ class Store:
             "quantity": F("float", "Quantity", digits=qty, default=1.0),
             "price_unit": F("float", "Unit Price", digits=price, default=0.0),
             "discount": F("float", "Discount (%)", digits=(16, 2), default=0.0),
-            "tax_ids": F("many2many", "Taxes", relation="account.tax"),
+            # account `_compute_tax_ids`: the product's customer taxes mapped by the move's fiscal position
+            "tax_ids": F("many2many", "Taxes", relation="account.tax",
+                         default=lambda s, vals: s.move_line_default_taxes(vals)),
             "subscription_id": F("many2one", "Subscription", relation="sale.order"),
             "sale_line_ids": F("many2many", "Sales Order Lines", relation="sale.order.line"),
             "deferred_start_date": F("date", "Start Date"), "deferred_end_date": F("date", "End Date"),
@@ -655,6 +659,15 @@ class Store:
         taxes = list(self.product_value(vals.get("product_id"), "taxes_id") or [])
         order = self.records["sale.order"].get(vals.get("order_id")) or {}
         return self.map_taxes(order.get("fiscal_position_id"), taxes)
+
+    def move_line_default_taxes(self, vals: dict) -> list[int]:
+        """account `_compute_tax_ids` of a customer invoice line: the product's `taxes_id` mapped by the
+        move's fiscal position (explicit `tax_ids` win, as the sale flow and reversals send them)."""
+        move = self.records["account.move"].get(vals.get("move_id")) or {}
+        if move.get("move_type") not in ("out_invoice", "out_refund") or not vals.get("product_id"):
+            return []
+        taxes = list(self.product_value(vals.get("product_id"), "taxes_id") or [])
+        return self.map_taxes(move.get("fiscal_position_id"), taxes)
 
     def currency_round(self, value: float) -> float:
         return _round(value, self.currency_digits)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("wallets", views.WalletListView.as_view(), name="wallets"),
+    path("wallets/<str:lago_id>", views.WalletDetailView.as_view(), name="wallet"),
+    path("wallets/<str:lago_id>/wallet_transactions", views.WalletTransactionListView.as_view(),
+         name="wallet-transactions"),
+    path("wallet_transactions", views.WalletTransactionCreateView.as_view(), name="wallet-transactions-create"),
+]

@@ -1,0 +1,118 @@
+"""``/wallets`` and ``/wallet_transactions``: thin, scoped to the calling service."""
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing_kit.docs import ERRORS, LAGO_OBJECT
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
+from billing_kit.pagination import paginate
+from billing_kit.params import PAGINATION, QueryParam, documented
+from billing_kit.parsing import require_root
+from billing_kit.views import ServiceAPIView
+from identity import selectors as identity_selectors
+from identity.models import Service
+from wallets import selectors, services
+from wallets.api.inputs import WalletInput, WalletTransactionInput, WalletUpdateInput
+from wallets.models import TransactionKind, TransactionStatus, TransactionType, Wallet
+from wallets.renderers import render_transaction, render_wallet
+
+WALLET_ID = OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The wallet's lago_id.")
+EXTERNAL_CUSTOMER = QueryParam("external_customer_id", "The customer's id in the calling app (required, as Lago).")
+TX_FILTERS = (
+    QueryParam("status", "pending, settled or failed.", enum=TransactionStatus.values),
+    QueryParam("transaction_type", "inbound or outbound.", enum=TransactionType.values),
+    QueryParam("transaction_status", "purchased, granted, voided or invoiced.", enum=TransactionKind.values),
+)
+
+
+def wallet_or_404(service: Service, lago_id: str) -> Wallet:
+    wallet = selectors.wallet_by_id(service=service, lago_id=lago_id)
+    if wallet is None:
+        raise NotFound(ErrorCode.WALLET_NOT_FOUND)
+    return wallet
+
+
+def _render(wallet: Wallet) -> dict:
+    fresh = selectors.wallets_for_service(service=wallet.service).get(pk=wallet.pk)
+    return {"wallet": render_wallet(fresh, selectors.balances([fresh])[fresh.pk])}
+
+
+class WalletListView(ServiceAPIView):
+    @extend_schema(operation_id="wallets_create", request=inline_serializer("WalletBody", {"wallet": WalletInput()}),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def post(self, request: Request) -> Response:
+        payload = WalletInput(data=require_root(request, "wallet"))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        if data.get("billing_entity_code") and data["billing_entity_code"] != self.service.code:
+            raise ValidationFailed({"billing_entity_code": [ErrorCode.NOT_SUPPORTED]})
+        link = identity_selectors.get_link(service=self.service, external_id=data["external_customer_id"])
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        return Response(_render(services.create_wallet(service=self.service, link=link, data=data)))
+
+    @documented(operation_id="wallets_list", query=(EXTERNAL_CUSTOMER, *PAGINATION),
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request: Request) -> Response:
+        query = self.query(request)
+        external_id = query.get(EXTERNAL_CUSTOMER.name)
+        if not external_id:
+            raise ValidationFailed({EXTERNAL_CUSTOMER.name: [ErrorCode.VALUE_IS_MANDATORY]})
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        items, meta = paginate(query, selectors.wallets_for_service(service=self.service).filter(account_link=link))
+        figures = selectors.balances(list(items))
+        return Response({"wallets": [render_wallet(w, figures[w.pk]) for w in items], "meta": meta})
+
+
+class WalletDetailView(ServiceAPIView):
+    @extend_schema(operation_id="wallets_retrieve", parameters=[WALLET_ID], responses={200: LAGO_OBJECT, **ERRORS})
+    def get(self, request: Request, lago_id: str) -> Response:
+        return Response(_render(wallet_or_404(self.service, lago_id)))
+
+    @extend_schema(operation_id="wallets_update", parameters=[WALLET_ID],
+                   request=inline_serializer("WalletUpdateBody", {"wallet": WalletUpdateInput()}),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def put(self, request: Request, lago_id: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        payload = WalletUpdateInput(data=require_root(request, "wallet"))
+        payload.is_valid(raise_exception=True)
+        return Response(_render(services.update_wallet(wallet=wallet, data=payload.validated_data)))
+
+    @extend_schema(operation_id="wallets_destroy", parameters=[WALLET_ID], responses={200: LAGO_OBJECT, **ERRORS},
+                   description="Lago's terminate: the wallet ends and the credits left are voided.")
+    def delete(self, request: Request, lago_id: str) -> Response:
+        return Response(_render(services.terminate_wallet(wallet=wallet_or_404(self.service, lago_id))))
+
+
+class WalletTransactionCreateView(ServiceAPIView):
+    @extend_schema(operation_id="wallet_transactions_create",
+                   request=inline_serializer("WalletTransactionBody", {"wallet_transaction": WalletTransactionInput()}),
+                   responses={200: LAGO_OBJECT, **ERRORS})
+    def post(self, request: Request) -> Response:
+        payload = WalletTransactionInput(data=require_root(request, "wallet_transaction"))
+        payload.is_valid(raise_exception=True)
+        wallet = wallet_or_404(self.service, payload.validated_data["wallet_id"])
+        made = services.create_transactions(wallet=wallet, data=payload.validated_data)
+        return Response({"wallet_transactions": [render_transaction(tx) for tx in made]})
+
+
+class WalletTransactionListView(ServiceAPIView):
+    @documented(operation_id="wallet_transactions_list", parameters=[WALLET_ID], query=(*TX_FILTERS, *PAGINATION),
+                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request: Request, lago_id: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        query = self.query(request)
+        filters = {}
+        for param in TX_FILTERS:
+            value = query.get(param.name)
+            if value is not None and value != "":
+                if param.enum is not None and value not in param.enum:
+                    raise ValidationFailed({param.name: [ErrorCode.VALUE_IS_INVALID]})
+                filters[param.name] = value
+        items, meta = paginate(query, selectors.transactions_of(wallet=wallet, **filters))
+        return Response({"wallet_transactions": [render_transaction(tx) for tx in items], "meta": meta})
