@@ -85,6 +85,12 @@ class ErrorCode(StrEnum):
     # The customer's currency differs from the plan's (lago-api ``currencies_does_not_match``).
     CURRENCIES_DOES_NOT_MATCH = "currencies_does_not_match"
     # --- end #12 catalogue ---
+    # --- #14 coupons ---
+    COUPON_NOT_FOUND = "coupon_not_found"
+    APPLIED_COUPON_NOT_FOUND = "applied_coupon_not_found"
+    # A coupon that is not reusable is already applied to the customer (lago-api).
+    COUPON_IS_NOT_REUSABLE = "coupon_is_not_reusable"
+    # --- end #14 coupons ---
 
 
 class BillingError(Exception):

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "identity",
     "metering",
     "webhooks",
+    "coupons",
     "odoo_bridge",
     "migration",
     # Last: it composes the apps' admin pages (safe actions, masked secrets, read-only fields).

@@ -1,0 +1,1 @@
+from tests.api.conftest import lago, other_lago  # noqa: F401 (fixtures)
