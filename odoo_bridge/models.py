@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 
 from identity.models import AccountLink, Customer, Service
+from coupons.models import CouponDiscount
 from metering.models import AMOUNT, QUANTITY, RATE, Charge, RatedUsage, Subscription
 
 
@@ -83,6 +84,9 @@ class InvoiceLine(models.Model):
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="invoice_lines")
+    # The coupon discount this line carries (a negative line, Lago's ``credits``), if any.
+    coupon_discount = models.ForeignKey(CouponDiscount, on_delete=models.SET_NULL, null=True, blank=True,
+                                        related_name="invoice_lines")
 
     class Meta:
         ordering = ["invoice", "id"]

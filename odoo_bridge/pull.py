@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
+from coupons.selectors import discounts_of_lines
 from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
 from webhooks.event_types import WebhookType
 from webhooks.services import record_event
@@ -301,6 +302,7 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
+    discounts = discounts_of_lines(sorted(sale_line_ids))
     invoice.lines.all().delete()
     rows = []
     for line, subscription in zip(lines, line_subscriptions):
@@ -314,7 +316,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage))
+            rated_usage=usage,
+            coupon_discount=next((discounts[i] for i in (line.get("sale_line_ids") or []) if i in discounts), None)))
     InvoiceLine.objects.bulk_create(rows)
     if usages and invoice.odoo_move_type == "out_invoice":
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them

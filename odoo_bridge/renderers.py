@@ -7,9 +7,11 @@ Webhook payloads use this same function.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from billing_kit.formatting import iso_seconds, to_cents
+from coupons.renderers import render_credit
 from identity.renderers import render_customer
 from identity.models import AccountLink
 from metering.renderers import render_subscription
@@ -85,7 +87,12 @@ def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[st
 
 def render_invoice(invoice: Invoice) -> dict[str, Any]:
     """Prefetch `selectors.render_prefetches()` first: a page then costs a few queries, not a few per invoice."""
-    lines = list(invoice.lines.all())
+    all_lines = list(invoice.lines.all())
+    # Coupon discount lines are Lago's credits, not fees: fees are before coupons, the subtotal after.
+    lines = [ln for ln in all_lines if ln.coupon_discount_id is None]
+    discount_lines = [ln for ln in all_lines if ln.coupon_discount_id is not None]
+    coupons = to_cents(-sum((ln.amount for ln in discount_lines), Decimal(0)), invoice.currency)
+    short = {"lago_id": str(invoice.pk), "payment_status": invoice.payment_status}
     total = to_cents(invoice.total_amount)
     due = to_cents(invoice.total_due_amount)
     paid = invoice.payment_status == InvoicePaymentStatus.SUCCEEDED
@@ -111,10 +118,10 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "payment_dispute_lost_at": None,
         "payment_overdue": overdue,
         "currency": invoice.currency,
-        "fees_amount_cents": to_cents(invoice.fees_amount),
+        "fees_amount_cents": to_cents(invoice.fees_amount) + coupons,
         "taxes_amount_cents": to_cents(invoice.taxes_amount),
         "progressive_billing_credit_amount_cents": 0,
-        "coupons_amount_cents": 0,
+        "coupons_amount_cents": coupons,
         "credit_notes_amount_cents": 0,
         "sub_total_excluding_taxes_amount_cents": to_cents(invoice.fees_amount),
         "sub_total_including_taxes_amount_cents": total,
@@ -135,7 +142,8 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "subscriptions": [render_subscription(invoice.subscription)] if invoice.subscription else [],
         "billing_periods": _billing_periods(invoice, lines),
         "fees": [_render_fee(invoice, line) for line in lines],
-        "credits": [],
+        "credits": [render_credit(ln.coupon_discount, invoice=short) for ln in discount_lines
+                    if ln.coupon_discount is not None],
         "metadata": [{"lago_id": None, "key": "odoo_move_id", "value": str(invoice.odoo_move_id),
                       "created_at": iso_seconds(invoice.created_at)}],
         "applied_taxes": [],

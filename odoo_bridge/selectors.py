@@ -21,7 +21,8 @@ def render_prefetches() -> list[Prefetch]:
     """What `render_invoice` reads beyond the invoice row: its fees, and the plan the subscription embeds."""
     return [
         Prefetch("lines", queryset=InvoiceLine.objects.select_related("charge__metric", "rated_usage",
-                                                                       "subscription__plan")),
+                                                                       "subscription__plan",
+                                                                       "coupon_discount__applied_coupon__coupon")),
         Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
                  .prefetch_related("tiers").order_by("created_at", "id")),
     ]

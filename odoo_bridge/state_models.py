@@ -17,6 +17,8 @@ class SyncKind(models.TextChoices):
     USAGE = "rated_usage", "rated usage → order line"
     FEE_PRODUCT = "fee_product", "plan → base-fee product (one-off)"
     PLAN_FEE = "plan_fee", "plan fee → one-off order line"
+    COUPON_PRODUCT = "coupon_product", "coupon → discount product (one-off)"
+    COUPON_DISCOUNT = "coupon_discount", "coupon discount → negative order line"
 
 
 class SyncStatus(models.TextChoices):
