@@ -64,12 +64,12 @@ def _coupon_values(data: dict[str, Any], *, current: Coupon | None, now: dt.date
         "reusable": True if pick("reusable") is None else bool(pick("reusable")),
     }
     if coupon_type == CouponType.FIXED_AMOUNT:
-        cents = data["amount_cents"] if "amount_cents" in data else (
-            None if current is None or current.amount is None else current.amount)
+        amount: Decimal | None
         if "amount_cents" in data:
+            cents = data["amount_cents"]
             amount = None if cents is None else from_cents(cents, currency or None)
         else:
-            amount = cents
+            amount = current.amount if current is not None else None
         if not currency:
             errors["amount_currency"] = [ErrorCode.VALUE_IS_INVALID]
         if amount is None or amount <= 0:
@@ -239,9 +239,9 @@ def realise_discounts(*, subscriptions: Iterable[Subscription], now: dt.datetime
     subs = list(subscriptions)
     links = {s.account_link_id for s in subs}
     first_applied: dict[Any, dt.datetime] = {}
-    for link_id, created in AppliedCoupon.objects.filter(
+    for link_id, applied_at in AppliedCoupon.objects.filter(
             account_link_id__in=links, status=AppliedCouponStatus.ACTIVE).values_list("account_link_id", "created_at"):
-        first_applied[link_id] = min(created, first_applied.get(link_id, created))
+        first_applied[link_id] = min(applied_at, first_applied.get(link_id, applied_at))
     created: list[CouponDiscount] = []
     for sub in subs:
         since = first_applied.get(sub.account_link_id)

@@ -124,3 +124,43 @@ def test_coupons_are_discount_lines_on_the_right_invoices_exactly_once(api_clien
     InvoiceResponse.parse_obj(december)
     applied = api_client.get("/api/v1/applied_coupons", {"coupon_code[]": "welcome"}).json()["applied_coupons"]
     assert (applied[0]["amount_cents_remaining"], [c["amount_cents"] for c in applied[0]["credits"]]) == (0, [2000])
+
+
+def test_a_first_advance_invoice_and_a_final_invoice_carry_their_discounts_before_the_order_closes(
+        api_client, clock, fake_odoo):
+    # Customer with "half" (50 % once) applied before subscribing to an advance plan of 30.00 a month:
+    # the first window's fee is invoiced at once through the wizard: 30.00 − 15.00 = 15.00.
+    # Then "five" (5.00 forever) and an arrears plan 30.00 (sub_2) from Nov 1, terminated Nov 20 10:00 with
+    # 3 calls: 30.00 × 20/30 = 20.00 + 3.00 = 23.00 − 5.00 → one final invoice of 18.00, then set_close.
+    clock.now = utc(2026, 11, 1)
+    make_plan(api_client, "adv", amount_cents=3000, pay_in_advance=True)
+    make_plan(api_client, "arr", amount_cents=3000)
+    upsert_customer(api_client, currency="CAD", country="CA", state="ON", email="ap@acme.test", name="Acme")
+    coupon(api_client, "half", coupon_type="percentage", percentage_rate="50", frequency="once")
+    coupon(api_client, "five", coupon_type="fixed_amount", amount_cents=500, amount_currency="CAD",
+           frequency="forever")
+    apply(api_client, "half")
+    clock.now = utc(2026, 11, 1, 0, 0, 1)
+    advance = subscribe(api_client, "adv", external_id="sub_1", subscription_at="2026-11-01T00:00:01Z")
+    push_cycle(now=utc(2026, 11, 1, 0, 1))
+    first = order_of(fake_odoo, Subscription.objects.get(pk=advance["lago_id"]))
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(first["id"])] == [Decimal("15.00")]
+
+    clock.now = utc(2026, 11, 1, 0, 2)
+    apply(api_client, "five")
+    arrears = subscribe(api_client, "arr", external_id="sub_2", subscription_at="2026-11-01T00:00:00Z")
+    push_cycle(now=utc(2026, 11, 2))
+    for n in range(3):
+        call(api_client, utc(2026, 11, 10), 300 + n, external_id="sub_2")
+    clock.now = utc(2026, 11, 20, 10)
+    assert api_client.delete("/api/v1/subscriptions/sub_2").status_code == 200
+    rate(clock, utc(2026, 11, 20, 10, 0, 5))
+    push_cycle(now=utc(2026, 11, 20, 10, 1))
+    push_cycle(now=utc(2026, 11, 20, 10, 2))
+    final = order_of(fake_odoo, Subscription.objects.get(pk=arrears["lago_id"]))
+    assert [inv.amount_untaxed for inv in fake_odoo.invoices(final["id"])] == [Decimal("18.00")]
+    assert final["subscription_state"] == "6_churn"
+    assert discount_lines(fake_odoo, final["id"]) == [("Coupon five invoice of 2026-11-20", -5.0)]
+    # "five" is forever: still active after it; "half" was used once.
+    assert {a.coupon.code: a.status for a in AppliedCoupon.objects.all()} == {"half": "terminated",
+                                                                              "five": "active"}
