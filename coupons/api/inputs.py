@@ -37,7 +37,7 @@ class CouponInput(serializers.Serializer):
     code = serializers.CharField(max_length=255)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     coupon_type = serializers.ChoiceField(COUPON_TYPES)
-    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False, allow_null=True)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**13, required=False, allow_null=True)
     amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, allow_null=True)
     percentage_rate = _rate_field(required=False, allow_null=True)
     frequency = serializers.ChoiceField(FREQUENCIES, required=False, allow_null=True)
@@ -65,7 +65,7 @@ class CouponUpdateInput(CouponInput):
 class AppliedCouponInput(serializers.Serializer):
     external_customer_id = serializers.CharField(max_length=255)
     coupon_code = serializers.CharField(max_length=255)
-    amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False, allow_null=True)
+    amount_cents = serializers.IntegerField(min_value=0, max_value=10**13, required=False, allow_null=True)
     amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, allow_null=True)
     percentage_rate = _rate_field(required=False, allow_null=True)
     frequency = serializers.ChoiceField(FREQUENCIES, required=False, allow_null=True)

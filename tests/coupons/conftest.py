@@ -1,1 +1,1 @@
-from tests.api.conftest import lago, other_lago  # noqa: F401 (fixtures)
+from tests.api.conftest import catalogue, lago, other_lago, subscription  # noqa: F401 (fixtures)
