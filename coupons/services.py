@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
+from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents, minor_unit_exponent
 from identity.models import AccountLink, Service
 from metering.models import PlanFee, PlanFeeKind, RatedUsage, RatedUsageState, Subscription
@@ -179,11 +179,12 @@ def apply_coupon(*, service: Service, link: AccountLink, coupon: Coupon | None, 
 
 
 def terminate_applied_coupon(*, applied: AppliedCoupon, now: dt.datetime) -> AppliedCoupon:
-    """``DELETE /customers/{id}/applied_coupons/{id}``: Lago refuses an already terminated one."""
+    """``DELETE /customers/{id}/applied_coupons/{id}`` (lago-api AppliedCoupons::TerminateService): an
+    already terminated one is answered as it is."""
     with transaction.atomic():
         applied = AppliedCoupon.objects.select_for_update().get(pk=applied.pk)
         if applied.status == AppliedCouponStatus.TERMINATED:
-            raise NotAllowed(ErrorCode.METHOD_NOT_ALLOWED)
+            return applied
         applied.status, applied.terminated_at = AppliedCouponStatus.TERMINATED, now
         applied.save(update_fields=["status", "terminated_at", "updated_at"])
     return applied

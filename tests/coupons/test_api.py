@@ -97,6 +97,7 @@ def test_applied_coupons_through_the_client(lago, other_lago):
 
     removed = lago.applied_coupons.destroy("cus_1", applied.lago_id)
     assert (removed.status, removed.terminated_at is not None) == ("terminated", True)
+    assert lago.applied_coupons.destroy("cus_1", applied.lago_id).terminated_at == removed.terminated_at
     assert [a.lago_id for a in lago.applied_coupons.find_all({"status": "active"})["applied_coupons"]] == [
         override.lago_id]
     with pytest.raises(LagoApiError) as gone:
