@@ -96,6 +96,12 @@ class ErrorCode(StrEnum):
     INVALID_EXPIRATION_AT = "invalid_expiration_at"
     INSUFFICIENT_CREDITS = "insufficient_credits"
     WALLET_IS_TERMINATED = "wallet_is_terminated"
+    # --- #14 coupons ---
+    COUPON_NOT_FOUND = "coupon_not_found"
+    APPLIED_COUPON_NOT_FOUND = "applied_coupon_not_found"
+    # A coupon that is not reusable is already applied to the customer (lago-api).
+    COUPON_IS_NOT_REUSABLE = "coupon_is_not_reusable"
+    # --- end #14 coupons ---
 
 
 class BillingError(Exception):

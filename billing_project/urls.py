@@ -10,6 +10,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("metering.api.urls")),
     path("", include("webhooks.api.urls")),
     path("", include("wallets.api.urls")),
+    path("", include("coupons.api.urls")),
     path("", include("odoo_bridge.api.urls")),
     # Last: any other path of Lago's API is a 405 naming its resource (not a bare 404).
     re_path(r"^(?:%s)(?:/.*[^/])?$" % "|".join(sorted(LAGO_COLLECTIONS)), LagoUnsupportedView.as_view(),

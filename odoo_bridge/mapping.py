@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from coupons.models import Coupon, CouponDiscount
 from identity.models import AccountLink, Customer
 from metering.models import Charge, ChargeModel, Plan, PlanFee, PlanFeeKind, RatedUsage, Subscription, SubscriptionMode
 from metering import windows
@@ -103,6 +104,30 @@ def fee_product_vals(plan: Plan) -> dict:
     product's line would be billed again every period by Odoo's cron)."""
     return {"name": plan.invoice_display_name or plan.name, "default_code": fee_product_code(plan),
             "type": "service", "recurring_invoice": False, "invoice_policy": "order", "list_price": 0.0}
+
+
+def coupon_product_code(coupon: Coupon) -> str:
+    return f"fb-coupon-{coupon.pk}"
+
+
+def coupon_product_vals(coupon: Coupon) -> dict:
+    """A coupon's discount product: one-off (not recurring), its lines carry a negative price."""
+    return {"name": f"Coupon {coupon.name}", "default_code": coupon_product_code(coupon), "type": "service",
+            "recurring_invoice": False, "invoice_policy": "order", "list_price": 0.0}
+
+
+def discount_label(discount: CouponDiscount) -> str:
+    """The discount line's description; with (order, coupon product) its natural key. Only immutable
+    parts: the coupon's code (locked once applied), the applied coupon and the boundary's date."""
+    applied = discount.applied_coupon
+    day = billing_date(discount.boundary, subscription_calendar(discount.subscription))
+    return f"Coupon {applied.coupon.code} invoice of {day.isoformat()} ({applied.pk.hex[:8]})"
+
+
+def discount_line_pricing(discount: CouponDiscount, *, price_digits: int) -> LinePricing:
+    """Quantity 1 at minus the discount (already in the currency's minor units)."""
+    price = (-Decimal(discount.amount)).quantize(quantum(price_digits), rounding=ROUND_HALF_UP)
+    return LinePricing(quantity=Decimal(1), price_unit=price, pre_rated=False)
 
 
 def charge_product_vals(charge: Charge) -> dict:

@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 
 from identity.models import AccountLink, Customer, Service
+from coupons.models import CouponDiscount
 from metering.models import AMOUNT, QUANTITY, RATE, AddOn, Charge, RatedUsage, Subscription
 
 
@@ -90,6 +91,9 @@ class InvoiceLine(models.Model):
                                      related_name="+")
     # The negative "Prepaid credits" line of a wallet consumption (rendered as Lago's prepaid credits, not a fee).
     prepaid_credit = models.BooleanField(default=False)
+    # The coupon discount this line carries (a negative line, Lago's ``credits``), if any.
+    coupon_discount = models.ForeignKey(CouponDiscount, on_delete=models.SET_NULL, null=True, blank=True,
+                                        related_name="invoice_lines")
 
     class Meta:
         ordering = ["invoice", "id"]

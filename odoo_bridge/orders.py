@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from django.conf import settings
 
+from coupons.models import CouponDiscount
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     PlanFee,
@@ -87,9 +88,9 @@ class OrderWork:
 
 @dataclass(frozen=True)
 class LineWork:
-    """A one-off line to push: a frozen usage window of one charge, or one plan fee."""
+    """A one-off line to push: a frozen usage window of one charge, one plan fee, or one coupon discount."""
 
-    subject: RatedUsage | PlanFee
+    subject: RatedUsage | PlanFee | CouponDiscount
     state: OdooSyncState
     label: str
     pricing: LinePricing
@@ -178,13 +179,15 @@ class Finishing:
 
 
 def push_orders(pusher: Pusher, book: StateBook, subscriptions: list[Subscription], usages: list[RatedUsage],
-                fees: list[PlanFee] | None = None, *, waiting: Iterable[Any] = ()) -> None:
+                fees: list[PlanFee] | None = None, *, waiting: Iterable[Any] = (),
+                discounts: list[CouponDiscount] | None = None) -> None:
     """Steps 1–9 above for one batch whose partners and catalog were pushed first.
 
     ``waiting``: terminated subscriptions whose final window metering has not frozen yet (not
-    invoiced nor closed before it is).
+    invoiced nor closed before it is). ``discounts``: coupon discounts to push (negative lines,
+    ``OrderPush.discount_work``), with the lines of the invoice they discount.
     """
-    OrderPush(pusher, book, waiting=set(waiting)).run(subscriptions, usages, fees or [])
+    OrderPush(pusher, book, waiting=set(waiting)).run(subscriptions, usages, fees or [], discounts or [])
 
 
 def _line_key(line: dict[str, Any]) -> LineKey:
@@ -207,8 +210,9 @@ class OrderPush:
         self.pending_invoice_now: dict[Any, list[LineWork]] = {}
         self.unconfirmed: set[int] = set()  # orders Odoo refused to confirm this cycle (drafts, retried)
 
-    def run(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee]) -> None:
-        orders, lines = self.plan(subscriptions, usages, fees)
+    def run(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee],
+            discounts: list[CouponDiscount] | None = None) -> None:
+        orders, lines = self.plan(subscriptions, usages, fees, discounts or [])
         all_lines = dict(lines)  # sort_orders takes the new orders' lines out of ``lines``
         found = self.find_orders(orders)
         new, existing = self.sort_orders(orders, found, lines)
@@ -222,9 +226,12 @@ class OrderPush:
         self.close(fully_invoiced)
 
     # 1. plan
-    def plan(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee]
-             ) -> tuple[list[OrderWork], dict[Any, list[LineWork]]]:
+    def plan(self, subscriptions: list[Subscription], usages: list[RatedUsage], fees: list[PlanFee],
+             discounts: list[CouponDiscount] | None = None) -> tuple[list[OrderWork], dict[Any, list[LineWork]]]:
         """Orders to push, and one-off lines to push by subscription pk (both in the batch's order)."""
+        discounts_by_sub: dict[Any, list[CouponDiscount]] = {}
+        for discount in discounts or []:
+            discounts_by_sub.setdefault(discount.subscription_id, []).append(discount)
         usages_by_sub: dict[Any, list[RatedUsage]] = {}
         for usage in usages:
             usages_by_sub.setdefault(usage.subscription_id, []).append(usage)
@@ -245,6 +252,8 @@ class OrderPush:
                 orders.append(order)
             pending = [w for w in (self.usage_work(sub, u) for u in usages_by_sub.get(sub.pk, [])) if w is not None]
             pending += [w for w in (self.fee_work(sub, f) for f in fees_by_sub.get(sub.pk, [])) if w is not None]
+            pending += [w for w in (self.discount_work(sub, d) for d in discounts_by_sub.get(sub.pk, []))
+                        if w is not None]
             if pending:
                 lines[sub.pk] = pending
         return orders, lines
@@ -317,6 +326,26 @@ class OrderPush:
         if not (self.book.due(state) or state.frozen):
             return None
         return work
+
+    def discount_work(self, sub: Subscription, discount: CouponDiscount) -> LineWork | None:
+        """The negative line of a coupon discount on the coupon's discount product (pushed once), or None
+        when Odoo has it. It goes with the lines of the invoice it discounts (same boundary)."""
+        product_id = self.pusher.discount_product_id(self.book, discount.applied_coupon.coupon)
+        if not product_id:
+            return None
+        label = mapping.discount_label(discount)
+        state = self.book.get(SyncKind.COUPON_DISCOUNT, discount.pk, service_id=sub.service_id,
+                              odoo_model="sale.order.line", label=f"{sub} {label}"[:255])
+        pricing = mapping.discount_line_pricing(discount, price_digits=self.client.fields.price_digits)
+        digest = mapping.payload_hash({"label": label, "price": str(pricing.price_unit), "product": product_id})
+        if state.status == SyncStatus.SYNCED and state.pushed_hash == digest:
+            if not state.final:
+                state.final = True
+                self.book.touch(state)
+            return None
+        if not (self.book.due(state) or state.frozen):
+            return None
+        return LineWork(discount, state, label, pricing, pricing.price_unit == 0, digest, product_id)
 
     # 2. find
     def find_orders(self, orders: list[OrderWork]) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
+from coupons.selectors import discounts_of_lines
 from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
 from webhooks.event_types import WebhookType
 from wallets import services as wallet_services
@@ -377,6 +378,7 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
         if c.odoo_product_id}
     credit_lines = set(OdooSyncState.objects.filter(kind=SyncKind.WALLET_CREDIT, odoo_id__in=sale_line_ids)
                        .values_list("odoo_id", flat=True)) if sale_line_ids else set()
+    discounts = discounts_of_lines(sorted(sale_line_ids))
     invoice.lines.all().delete()
     rows = []
     # a one-off move's lines are its OneOffInvoiceLines, in order (Odoo keeps the lines' sequence)
@@ -395,7 +397,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
             rated_usage=usage, one_off_line=one_off_lines[n] if one_off_lines else None,
-            prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or []))))
+            prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or [])),
+            coupon_discount=next((discounts[i] for i in (line.get("sale_line_ids") or []) if i in discounts), None)))
     InvoiceLine.objects.bulk_create(rows)
     if usages and invoice.odoo_move_type == "out_invoice":
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them

@@ -20,6 +20,7 @@ from typing import Any, Callable, ParamSpec, Protocol, Sequence, TypeVar
 
 from django.db import models
 
+from coupons.models import Coupon
 from identity.models import AccountLink, Customer
 from metering.models import Charge, Plan
 
@@ -104,10 +105,18 @@ class FeeProduct:
 
 
 @dataclass(frozen=True)
-class ProductWork:
-    """A plan (recurring product + subscription plan), its fee product, or a charge (usage product) to push."""
+class DiscountProduct:
+    """The one-off product a coupon's discount lines (negative) are billed with."""
 
-    subject: Plan | Charge | FeeProduct
+    coupon: Coupon
+
+
+@dataclass(frozen=True)
+class ProductWork:
+    """A plan (recurring product + subscription plan), its fee product, a charge (usage product) or a
+    coupon's discount product to push."""
+
+    subject: Plan | Charge | FeeProduct | DiscountProduct
     state: OdooSyncState
     vals: dict[str, Any]
     digest: str
@@ -348,7 +357,27 @@ class Pusher:
 
     # -- catalog: products by default_code (plans also get their subscription plan)
     def push_catalog(self, book: StateBook, plans: list[Plan], charges: list[Charge]) -> None:
-        work = [w for w in self._catalog_work(book, plans, charges) if book.due(w.state)]
+        self._push_products(book, [w for w in self._catalog_work(book, plans, charges) if book.due(w.state)])
+
+    def push_discount_products(self, book: StateBook, coupons: list[Coupon]) -> None:
+        """The discount product of each coupon whose discounts are to push (``mapping.coupon_product_vals``)."""
+        work = []
+        for coupon in coupons:
+            vals = mapping.coupon_product_vals(coupon)
+            state = book.get(SyncKind.COUPON_PRODUCT, coupon.pk, service_id=coupon.service_id,
+                             reference=vals["default_code"], label=str(coupon)[:255], odoo_model="product.product")
+            digest = mapping.payload_hash(vals)
+            if not (state.odoo_id and state.pushed_hash == digest and state.status == SyncStatus.SYNCED):
+                work.append(ProductWork(DiscountProduct(coupon), state, vals, digest))
+        self._push_products(book, [w for w in work if book.due(w.state)])
+
+    @staticmethod
+    def discount_product_id(book: StateBook, coupon: Coupon) -> int | None:
+        row = book.rows.get((SyncKind.COUPON_PRODUCT, str(coupon.pk)))
+        return row.odoo_id if row and row.status == SyncStatus.SYNCED else None
+
+    def _push_products(self, book: StateBook, work: list[ProductWork]) -> None:
+        """Find by ``default_code``, create the missing ones in one call, write the changed ones."""
         if not work:
             return
         found = self.rpc(book, [w.state for w in work], self.client.search_read, "product.product",
@@ -415,8 +444,8 @@ class Pusher:
             plan_id = self.period_plan_id(mapping.period_of(subject), book, [work.state])
             Plan.objects.filter(pk=subject.pk).update(odoo_plan_id=plan_id, odoo_product_id=product_id)
             subject.odoo_plan_id, subject.odoo_product_id = plan_id, product_id
-        elif isinstance(subject, FeeProduct):
-            pass  # its id lives on the state row (fee_product_id)
+        elif isinstance(subject, (FeeProduct, DiscountProduct)):
+            pass  # its id lives on the state row (fee_product_id, discount_product_id)
         else:
             Charge.objects.filter(pk=subject.pk).update(odoo_product_id=product_id)
             subject.odoo_product_id = product_id

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_kit.formatting import iso_seconds, to_cents
+from coupons.renderers import render_credit
 from identity.renderers import render_customer
 from identity.models import AccountLink
 from metering.renderers import render_subscription
@@ -100,12 +101,18 @@ def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[st
 def render_invoice(invoice: Invoice) -> dict[str, Any]:
     """Prefetch `selectors.render_prefetches()` first: a page then costs a few queries, not a few per invoice."""
     all_lines = list(invoice.lines.all())
-    # prepaid credits are Lago's prepaid_credit_amount, not a fee: the fees are the invoice before them
-    lines = [ln for ln in all_lines if not ln.prepaid_credit]
-    credits = -sum((ln.amount for ln in all_lines if ln.prepaid_credit), Decimal(0))
-    fees_cents = to_cents(invoice.fees_amount + credits)
-    total = to_cents(invoice.total_amount)
-    due = to_cents(invoice.total_due_amount)
+    cur = invoice.currency
+    # Lines that are not fees: prepaid credits (Lago's prepaid_credit_amount, an untaxed negative line)
+    # and coupon discounts (Lago's credits). Fees are before both; the subtotal is after coupons.
+    lines = [ln for ln in all_lines if not ln.prepaid_credit and ln.coupon_discount_id is None]
+    discount_lines = [ln for ln in all_lines if ln.coupon_discount_id is not None]
+    coupons = to_cents(-sum((ln.amount for ln in discount_lines), Decimal(0)), cur)
+    credits = to_cents(-sum((ln.amount for ln in all_lines if ln.prepaid_credit), Decimal(0)), cur)
+    sub_total = to_cents(invoice.fees_amount, cur) + credits
+    fees_cents = sub_total + coupons
+    short = {"lago_id": str(invoice.pk), "payment_status": invoice.payment_status}
+    total = to_cents(invoice.total_amount, cur)
+    due = to_cents(invoice.total_due_amount, cur)
     paid = invoice.payment_status == InvoicePaymentStatus.SUCCEEDED
     net_payment_term = ((invoice.payment_due_date - invoice.issuing_date).days
                         if invoice.payment_due_date and invoice.issuing_date else 0)
@@ -130,17 +137,17 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "payment_overdue": overdue,
         "currency": invoice.currency,
         "fees_amount_cents": fees_cents,
-        "taxes_amount_cents": to_cents(invoice.taxes_amount),
+        "taxes_amount_cents": to_cents(invoice.taxes_amount, cur),
         "progressive_billing_credit_amount_cents": 0,
-        "coupons_amount_cents": 0,
+        "coupons_amount_cents": coupons,
         "credit_notes_amount_cents": 0,
-        "sub_total_excluding_taxes_amount_cents": fees_cents,
-        "sub_total_including_taxes_amount_cents": total + to_cents(credits),
+        "sub_total_excluding_taxes_amount_cents": sub_total,
+        "sub_total_including_taxes_amount_cents": total + credits,
         "total_amount_cents": total,
         "total_due_amount_cents": due,
         "total_paid_amount_cents": max(total - due, 0) if invoice.status != InvoiceStatus.VOIDED else 0,
         "total_offsetted_credit_note_amount_cents": 0,
-        "prepaid_credit_amount_cents": to_cents(credits),
+        "prepaid_credit_amount_cents": credits,
         "prepaid_granted_credit_amount_cents": 0,
         "prepaid_purchased_credit_amount_cents": 0,
         "file_url": None, "xml_url": None, "web_url": None,
@@ -153,7 +160,8 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "subscriptions": [render_subscription(invoice.subscription)] if invoice.subscription else [],
         "billing_periods": _billing_periods(invoice, lines),
         "fees": [_render_fee(invoice, line) for line in lines],
-        "credits": [],
+        "credits": [render_credit(ln.coupon_discount, invoice=short) for ln in discount_lines
+                    if ln.coupon_discount is not None],
         "metadata": [{"lago_id": None, "key": "odoo_move_id", "value": str(invoice.odoo_move_id),
                       "created_at": iso_seconds(invoice.created_at)}],
         "applied_taxes": [],

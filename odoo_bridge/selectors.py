@@ -23,7 +23,8 @@ def render_prefetches() -> list[Prefetch]:
         Prefetch("lines", queryset=InvoiceLine.objects.select_related("charge__metric", "rated_usage",
                                                                        "subscription__plan",
                                                                        "one_off_line__add_on",
-                                                                       "one_off_line__one_off")),
+                                                                       "one_off_line__one_off",
+                                                                       "coupon_discount__applied_coupon__coupon")),
         Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
                  .prefetch_related("tiers").order_by("created_at", "id")),
     ]

@@ -21,6 +21,8 @@ class SyncKind(models.TextChoices):
     CREDITS_PRODUCT = "credits_product", "prepaid credits product"
     ONE_OFF = "one_off_invoice", "one-off invoice → posted account.move"
     WALLET_CREDIT = "wallet_credit", "consumed prepaid credits → negative order line"
+    COUPON_PRODUCT = "coupon_product", "coupon → discount product (one-off)"
+    COUPON_DISCOUNT = "coupon_discount", "coupon discount → negative order line"
 
 
 class SyncStatus(models.TextChoices):

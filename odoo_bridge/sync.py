@@ -34,6 +34,8 @@ from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from coupons.models import CouponDiscount
+from coupons.services import realise_discounts
 from identity.models import Customer
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
@@ -122,17 +124,38 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     book.load(SyncKind.CHARGE, [str(pk) for pk in charges])
     book.load(SyncKind.USAGE, [str(u.pk) for u in usages])
     book.load(SyncKind.PLAN_FEE, [str(f.pk) for f in fees])
+    discounts = _coupon_discounts(pusher, book, subscriptions)
     try:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_contacts(book, list(links.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
-        # prepaid credits of the closed windows pushed now: decided, then their own lines (wallet_credits)
+        pusher.push_discount_products(book, list({d.applied_coupon.coupon_id: d.applied_coupon.coupon
+                                                  for d in discounts}.values()))
+        # prepaid credits of the closed windows pushed now, on what the coupons left: decided, then
+        # their own lines (wallet_credits)
         decide_consumptions(subscriptions, usages, fees, pusher.now)
         push_credit_lines(pusher, subscriptions)
-        push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting)
+        push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting, discounts=discounts)
     finally:
         book.save()
         pusher.flush_write_backs()
+
+
+def _coupon_discounts(pusher: Pusher, book: StateBook, subscriptions: list[Subscription]) -> list[CouponDiscount]:
+    """The coupon step: discount the boundaries of the batch's subscriptions that their frozen windows and
+    fees completed (``coupons.services.realise_discounts``: the discounts and the coupons' consumption are
+    committed before anything reaches Odoo), then the discounts not yet pushed in their final state, with
+    their sync state rows loaded. They are pushed as negative lines with the lines of the same invoice."""
+    by_pk = {s.pk: s for s in subscriptions}
+    realise_discounts(subscriptions=subscriptions, now=pusher.now)
+    discounts = list(CouponDiscount.objects.filter(subscription_id__in=list(by_pk))
+                     .filter(_not_pushed_final(SyncKind.COUPON_DISCOUNT))
+                     .select_related("applied_coupon__coupon").order_by("boundary", "id"))
+    for discount in discounts:  # labels are dated in the subscription's calendar: no query per row
+        discount.subscription = by_pk[discount.subscription_id]
+    book.load(SyncKind.COUPON_PRODUCT, sorted({str(d.applied_coupon.coupon_id) for d in discounts}))
+    book.load(SyncKind.COUPON_DISCOUNT, [str(d.pk) for d in discounts])
+    return discounts
 
 
 def _not_pushed_final(kind: str) -> Q:

@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import CharField, Exists, OuterRef, Q, Sum
 from django.db.models.functions import Cast
 
+from coupons.models import CouponDiscount
 from metering.models import PlanFee, PlanFeeKind, RatedUsage, RatedUsageState, Subscription
 from wallets import selectors as wallet_selectors
 from wallets import services as wallet_services
@@ -49,13 +50,16 @@ def invoice_amount(subscription: Subscription, window_end: dt.datetime) -> Decim
     """What the invoice of the window closing at ``window_end`` bills before prepaid credits, untaxed:
     the window's frozen usage, its plan fees (arrears fee, commitment true-up, credit for unused time)
     and the advance fee of the window starting there (the same invoicing run bills them together).
-    Never below 0. Coupons (applied before credits, as Lago) are to be subtracted here."""
+    Coupons come off first (Lago applies them before prepaid credits): the push cycle realises the
+    boundary's discounts before it decides consumptions. Never below 0."""
     usage = RatedUsage.objects.filter(subscription=subscription, window_end=window_end,
                                       state=RatedUsageState.FROZEN).aggregate(total=Sum("amount"))["total"] or ZERO
     fees = PlanFee.objects.filter(
         Q(window_end=window_end) | Q(window_start=window_end, kind=PlanFeeKind.SUBSCRIPTION, plan__pay_in_advance=True),
         subscription=subscription).aggregate(total=Sum("amount"))["total"] or ZERO
-    return max(usage + fees, ZERO).quantize(Decimal("0.01"))
+    coupons = CouponDiscount.objects.filter(subscription=subscription, boundary=window_end).aggregate(
+        total=Sum("amount"))["total"] or ZERO
+    return max(usage + fees - coupons, ZERO).quantize(Decimal("0.01"))
 
 
 def credit_label(tx: WalletTransaction) -> str:

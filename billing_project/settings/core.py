@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "metering",
     "webhooks",
     "wallets",
+    "coupons",
     "odoo_bridge",
     "migration",
     # Last: it composes the apps' admin pages (safe actions, masked secrets, read-only fields).

@@ -24,6 +24,9 @@ At the end of each example it settles (Odoo's cron runs for 40 more days with pu
 everything is terminated through the API and pushed) and checks invariant 2 with equality: every
 frozen window and every PlanFee billed exactly once, to the cent; every event the API accepted is
 in exactly one frozen window; every terminated subscription's order is closed.
+
+Coupons (#14) are applied to the customers at any moment: each discount the system stored is a line
+of the books like a fee (negative), billed exactly once, never on an invoice dated before its boundary.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from hypothesis import HealthCheck, Phase, settings as hypothesis_settings, stra
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
 
+from coupons.models import CouponDiscount
 from identity import keys
 from identity.authentication import clear_cache as clear_api_key_cache
 from identity.models import Service
@@ -73,6 +77,16 @@ LOST = [("sale.order", "create"), ("sale.order", "action_confirm"), ("sale.order
         ("sale.advance.payment.inv", "create"), ("sale.advance.payment.inv", "create_invoices"),
         ("account.move", "action_post"), ("res.partner", "create"), ("product.product", "create")]
 STEPS = [dt.timedelta(hours=h) for h in (1, 5, 24, 72, 240, 408)]
+# code -> the coupon's Lago fields: every coupon type and frequency.
+COUPONS = {
+    "pct_once": {"coupon_type": "percentage", "percentage_rate": "10", "frequency": "once"},
+    "pct_recurring": {"coupon_type": "percentage", "percentage_rate": "25", "frequency": "recurring",
+                      "frequency_duration": 2},
+    "fixed_once": {"coupon_type": "fixed_amount", "amount_cents": 1500, "amount_currency": "CAD",
+                   "frequency": "once"},
+    "fixed_forever": {"coupon_type": "fixed_amount", "amount_cents": 300, "amount_currency": "CAD",
+                      "frequency": "forever"},
+}
 
 
 def cents(amount: Decimal) -> Decimal:
@@ -88,6 +102,7 @@ class Context:
     """Set by the test function: pytest's ``settings`` fixture (restored after the test)."""
 
     settings: Any = None
+    discount_lines_billed = 0  # over all examples: the search did exercise coupons
 
 
 class MoneyInvariants(RuleBasedStateMachine):
@@ -133,6 +148,9 @@ class MoneyInvariants(RuleBasedStateMachine):
             self.ok(self.api.post("/api/v1/customers", {"customer": {
                 "external_id": f"cus_{n}", "name": f"Customer {n}", "email": f"c{n}@example.test",
                 "currency": "CAD", "country": "CA", "state": "ON"}}, format="json"))
+        for code, fields in COUPONS.items():
+            self.ok(self.api.post("/api/v1/coupons", {"coupon": {
+                "name": code, "code": code, "expiration": "no_expiration", **fields}}, format="json"))
         self.subscribe_or_change_plan("sub_1", plan, billing_time, None)
 
     def ok(self, response) -> dict:
@@ -202,6 +220,13 @@ class MoneyInvariants(RuleBasedStateMachine):
         else:
             assert response.status_code in (404, 422), response.content
 
+    @precondition(lambda self: hasattr(self, "service"))
+    @rule(customer=st.sampled_from(["cus_1", "cus_2"]), code=st.sampled_from(sorted(COUPONS)))
+    def apply_coupon(self, customer: str, code: str) -> None:
+        """A coupon given to a customer (coupons are reusable: the same one may be applied again)."""
+        self.ok(self.api.post("/api/v1/applied_coupons", {"applied_coupon": {
+            "external_customer_id": customer, "coupon_code": code}}, format="json"))
+
     @precondition(lambda self: bool(self.accepted))
     @rule(data=st.data())
     def resend_event(self, data: st.DataObject) -> None:
@@ -260,6 +285,10 @@ class MoneyInvariants(RuleBasedStateMachine):
     def products(self) -> dict[str, int]:
         return {p["default_code"]: p["id"] for p in self.fake.records("product.product", [], ["default_code"])}
 
+    @staticmethod
+    def discount_products(products: dict[str, int]) -> set[int]:
+        return {pid for code, pid in products.items() if code.startswith("fb-coupon-")}
+
     def order_of(self, sub: Subscription) -> dict | None:
         found = self.fake.records("sale.order", [["client_order_ref", "=", mapping.subscription_ref(sub)]],
                                   ["subscription_state", "state", "order_line"])
@@ -277,6 +306,13 @@ class MoneyInvariants(RuleBasedStateMachine):
                 expected[key] = cents(usage.amount)
         for fee in PlanFee.objects.filter(subscription=sub).select_related("plan"):
             expected[(products.get(mapping.fee_product_code(fee.plan)), mapping.fee_label(fee))] = cents(fee.amount)
+        boundaries: dict[tuple[int | None, str], dt.datetime] = {}
+        for discount in CouponDiscount.objects.filter(subscription=sub).select_related("applied_coupon__coupon",
+                                                                                      "subscription"):
+            key = (products.get(mapping.coupon_product_code(discount.applied_coupon.coupon)),
+                   mapping.discount_label(discount))
+            expected[key] = -discount.amount
+            boundaries[key] = discount.boundary
         recurring = {pid for code, pid in products.items() if code.startswith("fb-plan-")
                      and not code.startswith("fb-plan-fee-")}
         usage_products = {pid for code, pid in products.items() if code.startswith("fb-charge-")}
@@ -291,6 +327,8 @@ class MoneyInvariants(RuleBasedStateMachine):
                     continue
                 key = (line.product_id, strip_correction(line.name))
                 billed[key] = billed.get(key, Decimal(0)) + amount
+                if key in boundaries and invoice.invoice_date < mapping.billing_date(boundaries[key], UTC):
+                    problems.append(f"{invoice.name} of {invoice.invoice_date} bills {line.name!r} before its invoice")
                 if line.product_id in usage_products:  # invariant 1
                     usage = frozen_windows.get(key)
                     if usage is None:
@@ -373,6 +411,8 @@ class MoneyInvariants(RuleBasedStateMachine):
             assert order["subscription_state"] == "6_churn", (sub.pk, order)
             billed, expected, _ = self.books(sub, order, products)
             assert {k: billed.get(k, Decimal(0)) for k in expected} == expected
+            Context.discount_lines_billed += sum(1 for k, v in expected.items() if v < 0 and billed.get(k)
+                                                 and k[0] in self.discount_products(products))
         # every accepted event is in exactly one frozen window of its external id's subscriptions
         for external_id in EXTERNAL_IDS:
             sent = sum((Decimal(e["properties"]["calls"]) for x, e in self.accepted.values() if x == external_id),
@@ -388,6 +428,7 @@ def test_money_invariants_hold_under_any_interleaving(settings, monkeypatch):
     with a random seed; ``INV_NO_SHRINK=1`` reports the first failure as found (shrinking is slow)."""
     settings.RATING_SHARDS = 1
     Context.settings = settings
+    Context.discount_lines_billed = 0
     monkeypatch.setattr(timezone, "now", lambda: START)
     examples = os.environ.get("INV_EXAMPLES")
     run_state_machine_as_test(MoneyInvariants, settings=hypothesis_settings(
@@ -395,3 +436,4 @@ def test_money_invariants_hold_under_any_interleaving(settings, monkeypatch):
         deadline=None, phases=[p for p in Phase if p != Phase.shrink or not os.environ.get("INV_NO_SHRINK")],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                HealthCheck.filter_too_much]))
+    assert Context.discount_lines_billed > 0

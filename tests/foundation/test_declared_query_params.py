@@ -10,7 +10,7 @@ from drf_spectacular.generators import EndpointEnumerator, SchemaGenerator
 from billing_kit.params import Query, QueryParam, UndeclaredQueryParam, declared_query
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-APPS = ("billing_kit", "billing_project", "identity", "metering", "webhooks", "odoo_bridge", "migration")
+APPS = ("billing_kit", "billing_project", "identity", "metering", "webhooks", "coupons", "odoo_bridge", "migration")
 
 
 def test_no_api_view_reads_the_raw_query_string():
