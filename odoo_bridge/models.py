@@ -5,7 +5,7 @@ import uuid
 from django.db import models
 
 from identity.models import AccountLink, Customer, Service
-from metering.models import AMOUNT, QUANTITY, RATE, Charge, RatedUsage, Subscription
+from metering.models import AMOUNT, QUANTITY, RATE, Charge, PlanFee, RatedUsage, Subscription
 
 
 class InvoiceStatus(models.TextChoices):
@@ -83,6 +83,10 @@ class InvoiceLine(models.Model):
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="invoice_lines")
+    # The base fee, credit or commitment true-up the line bills (found by its sale line): renders
+    # Lago's fee type (`subscription`, `commitment`) and the fee's window.
+    plan_fee = models.ForeignKey(PlanFee, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="invoice_lines")
 
     class Meta:
         ordering = ["invoice", "id"]
