@@ -36,14 +36,19 @@ def _credit_window_opened_after_end(subscription_id: Any) -> None:
     if (sub.terminated_at is None or sub.current_period_start is None or sub.current_period_end is None
             or sub.billing_anchor is None or sub.terminated_at > sub.current_period_start):
         return
-    kept = rating.kept_plan_amounts([(sub.id, sub.current_period_start)])
+    tz = windows.zone(sub.billing_timezone)
+    fee_start = sub.current_period_start
+    if sub.plan.bill_charges_monthly:  # the fee's window is the year holding the month
+        fee_start, _ = plan_fees.fee_period(interval=sub.plan.interval, anchor=sub.billing_anchor,
+                                            at=sub.current_period_start, tz=tz, started_at=sub.started_at)
+    kept = rating.kept_plan_amounts([(sub.id, fee_start)])
     plan_fees.window_closed(
         subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.plan.pay_in_advance,
-        amount=kept.get((sub.id, sub.current_period_start), sub.flat_amount), currency=sub.currency,
+        amount=kept.get((sub.id, fee_start), sub.flat_amount), currency=sub.currency,
         interval=sub.plan.interval, anchor=sub.billing_anchor, start=sub.current_period_start,
         period_end=sub.current_period_end, ended_at=sub.terminated_at, credit_note=sub.on_termination_credit_note,
-        tz=windows.zone(sub.billing_timezone), replaced=bool(rating.replaced_subscriptions([sub.id])),
-        trial_end=sub.trial_ends_at)
+        tz=tz, replaced=bool(rating.replaced_subscriptions([sub.id])),
+        trial_end=sub.trial_ends_at, charges_monthly=sub.plan.bill_charges_monthly, started_at=sub.started_at)
 
 
 def create_subscription(*, service: Service, data: dict[str, Any], now: datetime | None = None

@@ -8,6 +8,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from identity.models import CURRENCY_CODE_CHECK, AccountLink, Customer, Service
+from metering import windows
 
 # Rates keep 10 decimal places (CAD 0.0075 per core-hour is stored exactly); amounts 6.
 # Keyword arguments of DecimalField (typed as such: a dict[str, int] cannot be ** into its signature).
@@ -75,6 +76,9 @@ class Plan(models.Model):
     pay_in_advance = models.BooleanField(default=False)
     # Days from a subscription's start without base fee (Lago's trial_period).
     trial_period = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    # Lago's bill_charges_monthly (yearly plans only): usage windows are months, the base
+    # fee's period stays the year (metering.plan_fees "charges billed monthly").
+    bill_charges_monthly = models.BooleanField(default=False, db_default=False)
     odoo_plan_id = models.PositiveIntegerField(null=True, blank=True)
     odoo_product_id = models.PositiveIntegerField(null=True, blank=True)
     # Lago's plan metadata: string keys, string or null values; null = none.
@@ -92,10 +96,17 @@ class Plan(models.Model):
             models.UniqueConstraint(fields=["service", "code"], condition=Q(deleted_at__isnull=True),
                                     name="plan_code_unique_per_service"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="plan_amount_not_negative"),
+            models.CheckConstraint(condition=Q(bill_charges_monthly=False) | Q(interval="yearly"),
+                                   name="plan_charges_monthly_only_yearly"),
             models.CheckConstraint(
                 condition=Q(amount_currency__regex=CURRENCY_CODE_CHECK), name="plan_currency_is_iso_code"
             ),
         ]
+
+    @property
+    def charges_interval(self) -> str:
+        """The period of the usage windows: a month for a yearly plan billing charges monthly."""
+        return windows.charges_interval(interval=self.interval, bill_charges_monthly=self.bill_charges_monthly)
 
     def __str__(self) -> str:
         return f"{self.service.code}:{self.code}"

@@ -21,7 +21,13 @@ rules (docs/rating.md, "Lifecycle" and "Proration"):
   after the termination date (after the day before it for an upgrade), at the same day
   price, never more than the fee paid for the window (``CreditNotes::CreateFromTermination``),
   unless ``on_termination_credit_note`` is ``skip`` (``refund`` is treated as ``credit``);
-* the part before ``trial_end`` is free.
+* the part before ``trial_end`` is free;
+* a yearly plan billing its charges monthly (``bill_charges_monthly``): the usage windows are
+  months, the base fee's period stays the year. The writers are called per (monthly) window
+  with ``charges_monthly`` and map it to its fee period (``fee_period``: the year holding it,
+  from the subscription's start): the advance fee is written when the period's FIRST window
+  opens, the arrears fee when its LAST window closes (or the subscription ends inside it), the
+  credit of an early end covers the rest of the year. Mid-year month closes write nothing.
 
 Every writer is idempotent (UNIQUE(subscription, kind, window_start), conflicts ignored)
 and runs in the caller's transaction, the one that changes the window.
@@ -87,6 +93,14 @@ def unused_days(*, start: datetime, ended_at: datetime, period_end: datetime, tz
     return max(0, (last - first_unused).days)
 
 
+def fee_period(*, interval: str, anchor: datetime, at: datetime, tz: tzinfo, started_at: datetime | None
+               ) -> tuple[datetime, datetime]:
+    """The base fee's window holding ``at``: the plan period (the year of a plan billing its
+    charges monthly), from the subscription's start when it started inside it."""
+    start, end = windows.billing_window(interval=interval, anchor=anchor, at=at, tz=tz)
+    return (start if started_at is None else max(start, started_at)), end
+
+
 def _after_trial(start: datetime, trial_end: datetime | None) -> datetime:
     return start if trial_end is None else max(start, trial_end)
 
@@ -109,12 +123,18 @@ def _write(*, subscription_id: UUID, plan_id: UUID, kind: str, start: datetime, 
 
 def window_opened(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool, amount: Decimal,
                   currency: str, interval: str, anchor: datetime, start: datetime, end: datetime, tz: tzinfo,
-                  into: list[PlanFee] | None = None, trial_end: datetime | None = None) -> None:
+                  into: list[PlanFee] | None = None, trial_end: datetime | None = None,
+                  charges_monthly: bool = False, started_at: datetime | None = None) -> None:
     """A window ``[start, end)`` opened: its advance fee (advance plans only), for the days
     from ``trial_end``'s date. With ``into`` the fee is appended there (the caller ``save``s
-    a batch), else written at once."""
+    a batch), else written at once. ``charges_monthly``: ``[start, end)`` is a usage window
+    of the plan's period, whose fee is written when its first window opens."""
     if not pay_in_advance:
         return
+    if charges_monthly:
+        fee_start, end = fee_period(interval=interval, anchor=anchor, at=start, tz=tz, started_at=started_at)
+        if start != fee_start:
+            return  # a later month of the period: its fee was written with the first
     days = billed_days(start=_after_trial(start, trial_end), end=end, period_end=end, tz=tz)
     if days <= 0:
         return
@@ -127,11 +147,19 @@ def window_opened(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool,
 def window_closed(*, subscription_id: UUID, plan_id: UUID, pay_in_advance: bool, amount: Decimal,
                   currency: str, interval: str, anchor: datetime, start: datetime, period_end: datetime,
                   ended_at: datetime | None, credit_note: str, tz: tzinfo, replaced: bool = False,
-                  into: list[PlanFee] | None = None, trial_end: datetime | None = None) -> None:
+                  into: list[PlanFee] | None = None, trial_end: datetime | None = None,
+                  charges_monthly: bool = False, started_at: datetime | None = None) -> None:
     """The window ``[start, period_end)`` closed, cut at ``ended_at`` when the subscription
     ended inside it (``replaced``: by an upgrade): the arrears fee of the days used, or the
     advance credit of the unused days (in both, the days before ``trial_end`` are free).
-    ``amount`` is the plan amount the window was priced at (``WindowTerms``)."""
+    ``amount`` is the plan amount the window was priced at (``WindowTerms``).
+    ``charges_monthly``: a usage window of the plan's period; the fee (or credit) is the
+    period's, written when its last window closes or the subscription ends inside it."""
+    if charges_monthly:
+        fee_start, fee_end = fee_period(interval=interval, anchor=anchor, at=start, tz=tz, started_at=started_at)
+        if ended_at is None and period_end < fee_end:
+            return  # a month inside the period: the fee waits for the period's end
+        start, period_end = fee_start, fee_end
     end = period_end if ended_at is None else max(min(period_end, ended_at), start)
     of = period_days(interval=interval, anchor=anchor, at=start, tz=tz)
     if not pay_in_advance:

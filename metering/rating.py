@@ -567,12 +567,15 @@ def _current_window_shares(sub_ids: Sequence[UUID]) -> dict[str, tuple[int, int]
         return {}
     rows = list(Subscription.objects.filter(id__in=sub_ids, current_period_start__isnull=False).values_list(
         "id", "plan__interval", "billing_time", "billing_anchor", "started_at", "current_period_start",
-        "current_period_end", "terminated_at", "billing_timezone"))
+        "current_period_end", "terminated_at", "billing_timezone", "plan__bill_charges_monthly"))
     replaced = replaced_subscriptions([row[0] for row in rows if row[7] is not None])
-    return {str(sub_id): _window_share(interval=interval, billing_time=billing_time, anchor=anchor,
+    # A charge minimum is per charges' period: a month when a yearly plan bills charges monthly.
+    return {str(sub_id): _window_share(interval=windows.charges_interval(interval=interval,
+                                                                         bill_charges_monthly=monthly),
+                                       billing_time=billing_time, anchor=anchor,
                                        started_at=started_at, start=start, period_end=end, terminated_at=terminated_at,
                                        tz_name=tz_name, replaced=sub_id in replaced)
-            for sub_id, interval, billing_time, anchor, started_at, start, end, terminated_at, tz_name in rows
+            for sub_id, interval, billing_time, anchor, started_at, start, end, terminated_at, tz_name, monthly in rows
             if start is not None and end is not None}
 
 
@@ -600,14 +603,14 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     if _has_minimum(specs, kept, str(subscription.id)):
         # The period holding the window; a window ending before it was cut by a termination.
         tz = windows.zone(subscription.billing_timezone)
+        interval = subscription.plan.charges_interval
         anchor = subscription.billing_anchor or windows.default_anchor(
             interval=subscription.plan.interval, billing_time=subscription.billing_time,
             started_at=subscription.started_at or window_start, tz=tz)
-        _, period_end = windows.billing_window(interval=subscription.plan.interval, anchor=anchor, at=window_start,
-                                               tz=tz)
+        _, period_end = windows.billing_window(interval=interval, anchor=anchor, at=window_start, tz=tz)
         cut = window_end if window_end < period_end else None
         share = _window_share(
-            interval=subscription.plan.interval, billing_time=subscription.billing_time, anchor=anchor,
+            interval=interval, billing_time=subscription.billing_time, anchor=anchor,
             started_at=subscription.started_at, start=window_start, period_end=period_end, terminated_at=cut,
             tz_name=subscription.billing_timezone,
             replaced=bool(cut and replaced_subscriptions([subscription.id])))
@@ -625,7 +628,7 @@ _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
     "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note", "trial_ends_at",
-    "billing_timezone",
+    "billing_timezone", "plan__bill_charges_monthly", "next_plan_id",
 )
 
 
@@ -648,6 +651,29 @@ class _Sub:
     credit_note: str = ""
     trial_end: datetime | None = None
     timezone_name: str = "UTC"
+    charges_monthly: bool = False
+    next_plan_id: UUID | None = None
+
+    @property
+    def charges_interval(self) -> str:
+        """The usage windows' interval (a month for a yearly plan billing charges monthly)."""
+        return windows.charges_interval(interval=self.interval, bill_charges_monthly=self.charges_monthly)
+
+    @property
+    def fee_start(self) -> datetime:
+        """Start of the base fee's window holding the current window (the year's start, or the
+        subscription's, for a plan billing charges monthly; else the window itself)."""
+        if not self.charges_monthly:
+            return self.start
+        return plan_fees.fee_period(interval=self.interval, anchor=self.anchor, at=self.start, tz=self.tz,
+                                    started_at=self.started_at)[0]
+
+    def ends_fee_period(self) -> bool:
+        """The current window ends the base fee's period (always, unless charges are billed monthly)."""
+        if not self.charges_monthly:
+            return True
+        _, end = windows.billing_window(interval=self.interval, anchor=self.anchor, at=self.start, tz=self.tz)
+        return self.end >= end
 
     @property
     def tz(self) -> tzinfo:
@@ -707,6 +733,8 @@ def _as_sub(row: tuple) -> _Sub:
         credit_note=values["on_termination_credit_note"],
         trial_end=values["trial_ends_at"],
         timezone_name=values["billing_timezone"],
+        charges_monthly=values["plan__bill_charges_monthly"],
+        next_plan_id=values["next_plan_id"],
     )
 
 
@@ -962,7 +990,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
     opened = []
     fees: list[PlanFee] = []
     replaced = replaced_subscriptions([s.id for s in subs if s.is_final_window])
-    kept_amounts = kept_plan_amounts([(s.id, s.start) for s in subs])
+    kept_amounts = kept_plan_amounts([(s.id, s.fee_start) for s in subs])
     closed: list[commitments.ClosedWindow] = []
     for sub in subs:
         summary.windows_closed += 1
@@ -976,10 +1004,11 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
         # transaction as the freeze.
         plan_fees.window_closed(
             subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
-            amount=kept_amounts.get((sub.id, sub.start), sub.flat_amount), currency=sub.currency,
+            amount=kept_amounts.get((sub.id, sub.fee_start), sub.flat_amount), currency=sub.currency,
             interval=sub.interval, anchor=sub.anchor, start=sub.start, period_end=sub.end,
             ended_at=sub.terminated_at if final else None, credit_note=sub.credit_note, tz=sub.tz,
-            replaced=sub.id in replaced, into=fees, trial_end=sub.trial_end)
+            replaced=sub.id in replaced, into=fees, trial_end=sub.trial_end,
+            charges_monthly=sub.charges_monthly, started_at=sub.started_at)
         if final:
             sub.frozen_until = sub.terminated_at
         else:
@@ -988,7 +1017,8 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
             plan_fees.window_opened(
                 subscription_id=sub.id, plan_id=sub.plan_id, pay_in_advance=sub.pay_in_advance,
                 amount=sub.flat_amount, currency=sub.currency, interval=sub.interval, anchor=sub.anchor,
-                start=sub.start, end=sub.end, tz=sub.tz, into=fees, trial_end=sub.trial_end)
+                start=sub.start, end=sub.end, tz=sub.tz, into=fees, trial_end=sub.trial_end,
+                charges_monthly=sub.charges_monthly, started_at=sub.started_at)
             opened.append(sub)
     plan_fees.save(fees)
     # After the window's base fee (just written when paid in arrears) and its frozen usage.
@@ -1008,7 +1038,7 @@ def _close_windows(subs: list[_Sub], now: datetime, summary: RatingSummary) -> l
 def _next_window_end(sub: _Sub) -> datetime:
     started_at = sub.started_at or sub.start
     _, end = windows.subscription_window(
-        interval=sub.interval, billing_time=sub.billing_time, started_at=started_at, at=sub.end,
+        interval=sub.charges_interval, billing_time=sub.billing_time, started_at=started_at, at=sub.end,
         anchor=sub.billing_anchor, tz=sub.tz,
     )
     return end
@@ -1050,9 +1080,11 @@ def _rate_locked(keys: list[_Key], plans: _PlanCharges, now: datetime) -> Rating
         return summary
     # A window ending with a pending downgrade is closed by the swap (metering.lifecycle),
     # which terminates the subscription there and starts the next plan's: not rolled over.
-    ending = [_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids)
-              .filter(Q(next_plan__isnull=True) | Q(terminated_at__isnull=False)).order_by("id")
-              .values_list(*_SUB_FIELDS)]
+    # With charges billed monthly the plan changes at the end of the plan's period (the year),
+    # so the months before it roll over as usual.
+    ending = [sub for sub in (_as_sub(row) for row in Subscription.objects.filter(id__in=ending_ids)
+                              .order_by("id").values_list(*_SUB_FIELDS))
+              if sub.next_plan_id is None or sub.terminated_at is not None or not sub.ends_fee_period()]
     rounds = 0
     while ending and rounds < MAX_WINDOWS_CLOSED_PER_RUN:
         opened = _close_windows(ending, now, summary)

@@ -8,7 +8,7 @@ from typing import Any
 from billing_kit.formatting import iso_millis, iso_seconds, to_cents
 from metering.models import AddOn, BillableMetric, Charge, MinimumCommitment, Plan, Subscription
 from metering.pricing import render_charge_properties
-from metering import windows
+from metering import plan_fees, windows
 
 # Events have no UUID column: their lago_id is derived from their unique key, so it is
 # stable across identical resends and reveals no internal sequence number.
@@ -101,7 +101,7 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "amount_currency": plan.amount_currency,
         "trial_period": float(plan.trial_period),  # ok-float (days; Lago's wire type)
         "pay_in_advance": plan.pay_in_advance,
-        "bill_charges_monthly": None,
+        "bill_charges_monthly": plan.bill_charges_monthly if plan.interval == "yearly" else None,
         "bill_fixed_charges_monthly": None,
         "parent_id": None,
         "pending_deletion": plan.pending_deletion,
@@ -112,6 +112,17 @@ def render_plan(plan: Plan) -> dict[str, Any]:
         "minimum_commitment": render_minimum_commitment(plan),
         "metadata": plan.metadata,
     }
+
+
+def _downgrade_at(subscription: Subscription) -> Any:
+    """The current window's end; the end of the plan's period holding it when a yearly plan
+    bills its charges monthly (``services.subscriptions.downgrade_boundary``)."""
+    plan = subscription.plan
+    if not plan.bill_charges_monthly or subscription.billing_anchor is None or subscription.current_period_start is None:
+        return subscription.current_period_end
+    return plan_fees.fee_period(interval=plan.interval, anchor=subscription.billing_anchor,
+                                at=subscription.current_period_start, tz=windows.zone(subscription.billing_timezone),
+                                started_at=subscription.started_at)[1]
 
 
 def render_subscription(subscription: Subscription) -> dict[str, Any]:
@@ -142,7 +153,7 @@ def render_subscription(subscription: Subscription) -> dict[str, Any]:
         "next_plan_code": next_plan.code if next_plan is not None else None,
         # Lago: the date the pending downgrade happens, the current window's end.
         # The date, in the subscription's billing calendar, on which the next plan starts.
-        "downgrade_plan_date": (windows.local_date(subscription.current_period_end,
+        "downgrade_plan_date": (windows.local_date(_downgrade_at(subscription),
                                                    windows.zone(subscription.billing_timezone)).isoformat()
                                 if next_plan is not None and subscription.current_period_end else None),
         "current_billing_period_started_at": iso_seconds(subscription.current_period_start),

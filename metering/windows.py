@@ -98,6 +98,13 @@ def _calendar_start(*, interval: str, day: datetime) -> datetime:
     raise ValueError(f"unknown plan interval {interval!r}")
 
 
+def charges_interval(*, interval: str, bill_charges_monthly: bool) -> str:
+    """The interval of a subscription's usage windows: the plan's, or a month when a yearly
+    plan bills its charges monthly (Lago's ``bill_charges_monthly``). Its boundaries are
+    the plan's anchor plus whole months, so every yearly boundary is also a window boundary."""
+    return "monthly" if bill_charges_monthly and interval == "yearly" else interval
+
+
 def default_anchor(*, interval: str, billing_time: str, started_at: datetime, tz: tzinfo = UTC) -> datetime:
     """``anniversary`` periods count from the local midnight of the subscription's start
     DATE in ``tz`` (Lago bills by calendar date, not by time of day); ``calendar`` ones

@@ -12,9 +12,14 @@ for windows to be invoiced right:
   decimals to go to Odoo as quantity x rate; a finer rate still bills the exact amount (quantity 1 at
   the pre-rated amount, rounded once), so this is a warning, with the digits the rates need.
 - **The recurring-invoice cron** (`sale_subscription.account_analytic_cron_for_invoice`): it must be
-  active, and its next call should come after the window close (00:00 in ``BILLING_TIMEZONE``)
-  + ``RATING_GRACE_SECONDS`` + two sync intervals (the freeze is rated, then pushed), else the day's
-  invoice misses the closed window's usage (not lost: it goes on the next invoice, a period late).
+  active, and its daily run must come after the window close + ``RATING_GRACE_SECONDS`` + two sync
+  intervals (the freeze is rated, then pushed) in EVERY billing timezone in use (``BILLING_TIMEZONE``
+  and the snapshot of each live active subscription): windows close at local midnights, while Odoo
+  compares ``next_invoice_date`` with the server's date, which is UTC (``fields.Date.today()``). A
+  window of date D closing at D 00:00 in ``America/Toronto`` (05:00 UTC) is due from the cron's run of
+  UTC day D: a run at 04:00 UTC invoices the order before the window's usage is there (not lost: it
+  goes on the next invoice, a period late). Each timezone is checked over the coming year (DST), and
+  the ones at risk are reported (``timezone_invoicing_risks``).
 
 The report is stored on ``OdooConnectionState.config_report`` and shown by ``/ops/health``. It is
 refreshed at most once per ``CHECK_EVERY`` (3 RPCs), never raises: a field the bot user may not
@@ -31,9 +36,10 @@ from typing import Any, Iterable, Iterator
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
-from metering.models import Charge, ChargeModel
+from metering.models import Charge, ChargeModel, Subscription, SubscriptionMode, SubscriptionStatus
 
 from .client import (
     OdooAccessDenied,
@@ -193,6 +199,59 @@ def earliest_invoicing_time() -> dt.time:
     return (dt.datetime(2000, 1, 1) + delay).time()
 
 
+def billing_timezones_in_use() -> dict[str, int]:
+    """``BILLING_TIMEZONE`` (new subscriptions of customers without a timezone) and the billing
+    timezone of every live active subscription, with how many subscriptions use each."""
+    zones = {settings.BILLING_TIMEZONE: 0}
+    for row in (Subscription.objects.filter(mode=SubscriptionMode.LIVE, status=SubscriptionStatus.ACTIVE)
+                .values("billing_timezone").annotate(n=Count("id")).order_by()):
+        zones[row["billing_timezone"]] = zones.get(row["billing_timezone"], 0) + row["n"]
+    return zones
+
+
+DAY_SECONDS = 24 * 3600
+
+
+def latest_ready_seconds(zone: dt.tzinfo, *, today: dt.date, grace: dt.timedelta, delay: dt.timedelta) -> int:
+    """Seconds after 00:00 UTC of Odoo's invoicing date at which the windows closing in ``zone`` are
+    in Odoo, the latest over the coming year (every local midnight, so DST is covered).
+
+    A window ending at local midnight ``close`` gets ``next_invoice_date`` = the local date of
+    ``close + grace`` (``mapping.order_next_invoice_date``); Odoo's cron bills it on its first run on
+    that UTC date. Its lines are in Odoo at ``close + delay`` (grace + two sync intervals)."""
+    worst = -DAY_SECONDS
+    for offset in range(367):
+        day = today + dt.timedelta(days=offset)
+        close = dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+        invoice_date = (close + grace).astimezone(zone).date()
+        due_from = dt.datetime(invoice_date.year, invoice_date.month, invoice_date.day, tzinfo=dt.timezone.utc)
+        worst = max(worst, int(((close + delay) - due_from).total_seconds()))
+    return worst
+
+
+def _clock(seconds: int) -> str:
+    return f"{dt.timedelta(seconds=max(seconds, 0))}".rjust(8, "0") if seconds < DAY_SECONDS else "never"
+
+
+def timezone_invoicing_risks(*, cron_utc: dt.time, today: dt.date) -> list[dict[str, Any]]:
+    """Per billing timezone in use: when the cron may run at the earliest (UTC time of day) and
+    whether its run at ``cron_utc`` comes too early there."""
+    grace = dt.timedelta(seconds=getattr(settings, "RATING_GRACE_SECONDS", 0))
+    delay = grace + dt.timedelta(seconds=2 * settings.ODOO_SYNC_INTERVAL_SECONDS)
+    at = cron_utc.hour * 3600 + cron_utc.minute * 60 + cron_utc.second
+    rows = []
+    for name, count in sorted(billing_timezones_in_use().items()):
+        try:
+            zone: dt.tzinfo = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            rows.append({"timezone": name, "subscriptions": count, "earliest_utc": "unknown", "at_risk": True})
+            continue
+        ready = latest_ready_seconds(zone, today=today, grace=grace, delay=delay)
+        rows.append({"timezone": name, "subscriptions": count, "earliest_utc": _clock(ready),
+                     "at_risk": ready >= DAY_SECONDS or at < ready})
+    return rows
+
+
 def check_config(client: OdooClient, *, now: dt.datetime) -> dict[str, Any]:
     report: dict[str, Any] = {"checked_at": now.isoformat(), "warnings": []}
     warnings: list[str] = report["warnings"]
@@ -224,10 +283,20 @@ def check_config(client: OdooClient, *, now: dt.datetime) -> dict[str, Any]:
         warnings.append("the recurring-invoice cron is not active: Odoo invoices nothing by itself")
     if rec["nextcall"]:
         nextcall = dt.datetime.strptime(rec["nextcall"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
-        local = nextcall.astimezone(tz)
-        cron["nextcall_local"] = local.isoformat()
-        if local.time() < earliest:
-            warnings.append(f"the invoicing cron runs at {local:%H:%M} {settings.BILLING_TIMEZONE}, before "
-                            f"{earliest:%H:%M}: the day's invoices miss the window that just closed (billed a "
-                            f"period later); set its next execution after {earliest:%H:%M}")
+        cron["nextcall_local"] = nextcall.astimezone(tz).isoformat()
+        zones = timezone_invoicing_risks(cron_utc=nextcall.time(), today=now.astimezone(dt.timezone.utc).date())
+        cron["timezones"] = zones
+        cron["at_risk"] = [z["timezone"] for z in zones if z["at_risk"]]
+        ready = [z["earliest_utc"] for z in zones if z["earliest_utc"] not in ("never", "unknown")]
+        cron["earliest_utc"] = max(ready) if ready else None
+        if cron["at_risk"]:
+            worst = max((z["earliest_utc"] for z in zones if z["at_risk"]), key=lambda v: (v == "never", v))
+            where = ", ".join(f'{z["timezone"]} ({z["subscriptions"]} subscriptions, from {z["earliest_utc"]} UTC)'
+                              for z in zones if z["at_risk"])
+            fix = (f"set its next execution after {worst[:5]} UTC" if worst not in ("never", "unknown")
+                   else "no daily time fits: lower RATING_GRACE_SECONDS")
+            warnings.append(f"the invoicing cron runs at {nextcall:%H:%M} UTC (Odoo's invoicing date is UTC's), "
+                            f"before {worst[:5]} UTC, when the windows closing at local midnight are in Odoo in: "
+                            f"{where}: the day's invoices miss the windows that just closed (billed a period "
+                            f"later); {fix}")
     return report

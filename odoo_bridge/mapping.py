@@ -86,8 +86,12 @@ def account_location(link: AccountLink) -> tuple[str, str]:
 
 
 def period_of(plan: Plan) -> tuple[int, str]:
+    """The Odoo plan's billing period: the period of the plan's usage windows, so Odoo invoices at
+    each window's close. A yearly plan billing charges monthly is a MONTHLY Odoo plan: its usage is
+    invoiced every month and its yearly fee, a one-off PlanFee line, once a year (its period's first
+    window when paid in advance, after its last when paid in arrears)."""
     try:
-        return PERIODS[plan.interval]
+        return PERIODS[plan.charges_interval]
     except KeyError:
         raise ValueError(f"plan {plan} has an interval Odoo cannot bill: {plan.interval!r}") from None
 

@@ -6,7 +6,7 @@ from django.db import models
 
 from identity.models import AccountLink, Customer, Service
 from coupons.models import CouponDiscount
-from metering.models import AMOUNT, QUANTITY, RATE, AddOn, Charge, RatedUsage, Subscription
+from metering.models import AMOUNT, QUANTITY, RATE, AddOn, Charge, PlanFee, RatedUsage, Subscription
 
 
 class InvoiceStatus(models.TextChoices):
@@ -94,6 +94,10 @@ class InvoiceLine(models.Model):
     # The coupon discount this line carries (a negative line, Lago's ``credits``), if any.
     coupon_discount = models.ForeignKey(CouponDiscount, on_delete=models.SET_NULL, null=True, blank=True,
                                         related_name="invoice_lines")
+    # The base fee, credit or commitment true-up the line bills (found by its sale line): renders
+    # Lago's fee type (`subscription`, `commitment`) and the fee's window.
+    plan_fee = models.ForeignKey(PlanFee, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="invoice_lines")
 
     class Meta:
         ordering = ["invoice", "id"]

@@ -24,7 +24,7 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from coupons.selectors import discounts_of_lines
-from metering.models import Charge, RatedUsage, Subscription, SubscriptionMode
+from metering.models import Charge, PlanFee, RatedUsage, Subscription, SubscriptionMode
 from webhooks.event_types import WebhookType
 from wallets import services as wallet_services
 from webhooks.services import record_event
@@ -373,6 +373,10 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
         (u.subscription_id, u.odoo_line_id): u for u in RatedUsage.objects.filter(
             subscription__in=list(subscriptions), odoo_line_id__in=sale_line_ids).select_related("charge")
     } if sale_line_ids else {}
+    fees: dict[tuple[uuid.UUID | None, int | None], PlanFee] = {
+        (f.subscription_id, f.odoo_line_id): f for f in PlanFee.objects.filter(
+            subscription__in=list(subscriptions), odoo_line_id__in=sale_line_ids)
+    } if sale_line_ids else {}
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
@@ -389,6 +393,8 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
         sub_id = subscription.pk if subscription is not None else None
         usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
                      None)
+        fee = None if usage is not None else next(
+            (fees[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in fees), None)
         product = _m2o(line.get("product_id"))
         rows.append(InvoiceLine(
             invoice=invoice, odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
@@ -396,7 +402,7 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage, one_off_line=one_off_lines[n] if one_off_lines else None,
+            rated_usage=usage, plan_fee=fee, one_off_line=one_off_lines[n] if one_off_lines else None,
             prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or [])),
             coupon_discount=next((discounts[i] for i in (line.get("sale_line_ids") or []) if i in discounts), None)))
     InvoiceLine.objects.bulk_create(rows)

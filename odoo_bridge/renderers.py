@@ -14,6 +14,7 @@ from billing_kit.formatting import iso_seconds, to_cents
 from coupons.renderers import render_credit
 from identity.renderers import render_customer
 from identity.models import AccountLink
+from metering.models import MinimumCommitment, Plan, PlanFeeKind
 from metering.renderers import render_subscription
 
 from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus, OneOffInvoice
@@ -33,12 +34,21 @@ def _link(invoice: Invoice) -> AccountLink | None:
     return subscription.account_link if subscription is not None else None
 
 
+def _commitment_name(plan: Plan) -> str | None:
+    """Lago's ``Commitment#invoice_name``: its display name, else "Minimum commitment"."""
+    try:
+        commitment = plan.minimum_commitment
+    except MinimumCommitment.DoesNotExist:
+        return None  # removed since the true-up was billed: the line's own label stays
+    return commitment.invoice_display_name or "Minimum commitment"
+
+
 def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
     subscription = line.subscription or invoice.subscription
     usage = line.rated_usage
     charge = line.charge
+    fee = line.plan_fee
     taxes = line.total_amount - line.amount
-    item_type = "charge" if charge is not None else "subscription"
     item: dict[str, Any]
     one_off_line = line.one_off_line
     if one_off_line is not None:
@@ -58,9 +68,17 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
                 "item_type": "BillableMetric"}
     else:
         plan = subscription.plan if subscription else None
-        item = {"type": item_type, "code": plan.code if plan else "", "name": plan.name if plan else line.name,
-                "invoice_display_name": line.name, "lago_item_id": str(subscription.pk) if subscription else None,
-                "item_type": "Subscription"}
+        # Lago's fee types of a subscription's flat part: `subscription` (base fee; a credit of
+        # unused time is a negative one here) and `commitment` (the minimum commitment's true-up,
+        # Lago's item stays the Subscription, its name the commitment's invoice name).
+        commitment = fee is not None and fee.kind == PlanFeeKind.COMMITMENT
+        display = line.name
+        if commitment and plan is not None:
+            display = _commitment_name(plan) or line.name
+        item = {"type": "commitment" if commitment else "subscription", "code": plan.code if plan else "",
+                "name": plan.name if plan else line.name, "invoice_display_name": display,
+                "lago_item_id": str(subscription.pk) if subscription else None, "item_type": "Subscription"}
+    window = (usage.window_start, usage.window_end) if usage else (fee.window_start, fee.window_end) if fee else None
     return {
         "lago_id": f"{invoice.pk}-{line.odoo_line_id or line.pk}",
         "lago_charge_id": str(charge.pk) if charge else None,
@@ -79,8 +97,8 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
         "events_count": usage.events_count if usage else None,
         "description": (one_off_line.description or None) if one_off_line is not None else None,
         "payment_status": invoice.payment_status,
-        "from_date": iso_seconds(usage.window_start) if usage else None,
-        "to_date": iso_seconds(usage.window_end) if usage else None,
+        "from_date": iso_seconds(window[0]) if window else None,
+        "to_date": iso_seconds(window[1]) if window else None,
         "created_at": iso_seconds(invoice.created_at),
     }
 

@@ -20,11 +20,9 @@ INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice", "credit_note": "out_refun
 def render_prefetches() -> list[Prefetch]:
     """What `render_invoice` reads beyond the invoice row: its fees, and the plan the subscription embeds."""
     return [
-        Prefetch("lines", queryset=InvoiceLine.objects.select_related("charge__metric", "rated_usage",
-                                                                       "subscription__plan",
-                                                                       "one_off_line__add_on",
-                                                                       "one_off_line__one_off",
-                                                                       "coupon_discount__applied_coupon__coupon")),
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related(
+            "charge__metric", "rated_usage", "plan_fee", "subscription__plan__minimum_commitment",
+            "one_off_line__add_on", "one_off_line__one_off", "coupon_discount__applied_coupon__coupon")),
         Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
                  .prefetch_related("tiers").order_by("created_at", "id")),
     ]

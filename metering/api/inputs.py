@@ -138,6 +138,8 @@ class PlanInput(serializers.Serializer):
     # ``cascade_updates`` is accepted: plan overrides are refused, so there are no child
     # plans to cascade to and either value means the same.
     cascade_updates = serializers.BooleanField(required=False, allow_null=True)
+    # Yearly plans: usage windows are months, the base fee yearly (docs/rating.md); ignored (null)
+    # on other intervals, as Lago.
     bill_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
     bill_fixed_charges_monthly = serializers.BooleanField(required=False, allow_null=True)
     # A minimum per billing period (metering.commitments); null or {} removes it on update.
@@ -151,7 +153,7 @@ class PlanInput(serializers.Serializer):
     entitlements = _anything()
 
     validate_entitlements = _refuse_if_set
-    validate_bill_charges_monthly = validate_bill_fixed_charges_monthly = _refuse_if_set
+    validate_bill_fixed_charges_monthly = _refuse_if_set
     validate_usage_thresholds = validate_fixed_charges = _refuse_if_set
     validate_tax_codes = _refuse_if_set
 

@@ -18,6 +18,7 @@ from billing_kit.errors import ErrorCode, NotAllowed, NotFound, ValidationFailed
 from billing_kit.formatting import from_cents, to_cents
 from billing_kit.updates import model_update
 from identity.models import AccountLink, Service
+from metering import plan_fees, windows
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     BillableMetric,
@@ -250,10 +251,12 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
                 amount=_plan_amount(data, currency), amount_currency=currency,
                 pay_in_advance=bool(data.get("pay_in_advance") or False),
                 trial_period=data.get("trial_period") or 0,  # lifecycle engineer (#12): trials
+                bill_charges_monthly=bool(data.get("bill_charges_monthly")) and data["interval"] == "yearly",
                 metadata=None if data.get("metadata") is None else check_metadata(data["metadata"]),
             )
             _write_charges(plan=plan, specs=specs, replace=False)
             _write_minimum_commitment(plan=plan, data=data.get("minimum_commitment"))
+            _refuse_commitment_billed_monthly(plan)
     except IntegrityError:
         raise ValidationFailed({"code": [ErrorCode.VALUE_ALREADY_EXIST]}) from None
     return plan
@@ -261,7 +264,14 @@ def create_plan(*, service: Service, data: dict[str, Any]) -> Plan:
 
 # What defines a plan's periods and money: frozen once the plan has a subscription (Lago's
 # Plans::UpdateService keeps them unchanged when ``plan.attached_to_subscriptions?``).
-PLAN_LOCKED_FIELDS = ("code", "interval", "amount_currency", "pay_in_advance")
+PLAN_LOCKED_FIELDS = ("code", "interval", "amount_currency", "pay_in_advance", "bill_charges_monthly")
+
+
+def _refuse_commitment_billed_monthly(plan: Plan) -> None:
+    """A minimum commitment on a plan billing charges monthly is not built (Lago reconciles it
+    over the year across the monthly invoices): 422 ``not_supported`` rather than a wrong true-up."""
+    if plan.bill_charges_monthly and MinimumCommitment.objects.filter(plan=plan).exists():
+        raise ValidationFailed({"minimum_commitment": [ErrorCode.NOT_SUPPORTED]})
 
 
 def plan_is_attached(plan: Plan) -> bool:
@@ -287,6 +297,11 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
                     if field in data})
     if data.get("amount_cents") is not None:
         changes["amount"] = _plan_amount(data, currency)
+    if changes.get("interval", plan.interval) != "yearly":
+        if plan.bill_charges_monthly:
+            changes["bill_charges_monthly"] = False  # Lago: only yearly plans bill charges monthly
+    elif data.get("bill_charges_monthly") is not None:
+        changes["bill_charges_monthly"] = bool(data["bill_charges_monthly"])
     if "metadata" in data:  # Lago replaces the plan's metadata with what is sent
         changes["metadata"] = None if data["metadata"] is None else check_metadata(data["metadata"])
     attached = plan_is_attached(plan)
@@ -308,6 +323,7 @@ def update_plan(*, plan: Plan, data: dict[str, Any]) -> Plan:
                 created = _write_charges(plan=plan, specs=specs, replace=True)
             if "minimum_commitment" in data:
                 _write_minimum_commitment(plan=plan, data=data["minimum_commitment"])
+            _refuse_commitment_billed_monthly(plan)
             if before is not None:
                 _keep_open_window_terms(plan, before, created)
             if attached and plan.amount != old_amount:
@@ -397,7 +413,8 @@ def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], creat
     open_windows = (Subscription.objects.filter(plan=plan, current_period_start__isnull=False)
                     .exclude(status__in=CLOSED_SUBSCRIPTION_STATUSES, usage_frozen_until__isnull=False,
                              usage_frozen_until__gte=F("terminated_at"))
-                    .values_list("id", "current_period_start", "flat_amount"))
+                    .values_list("id", "current_period_start", "flat_amount", "billing_anchor", "started_at",
+                                 "billing_timezone"))
     old_amount = Decimal(before[None]["amount"])
     # The plan amount is kept only for subscriptions billed at it (not at a flat price of their
     # own); those keep the window's minimum commitment alone, when it changed.
@@ -408,8 +425,18 @@ def _keep_open_window_terms(plan: Plan, before: dict[Any, dict[str, Any]], creat
     def plan_terms(flat_amount: Decimal) -> dict[str, Any] | None:
         return changed[None] if flat_amount == old_amount else own_price_terms
 
-    rows = [WindowTerms(subscription_id=sub_id, charge_id=key, window_start=window_start, terms=terms)
-            for sub_id, window_start, flat_amount in open_windows.iterator(chunk_size=2000)
+    def fee_start(window_start: Any, anchor: Any, started_at: Any, tz_name: str) -> Any:
+        # The base fee's window of a plan billing charges monthly is the year holding the month.
+        if not plan.bill_charges_monthly or anchor is None:
+            return window_start
+        return plan_fees.fee_period(interval=plan.interval, anchor=anchor, at=window_start,
+                                    tz=windows.zone(tz_name), started_at=started_at)[0]
+
+    rows = [WindowTerms(subscription_id=sub_id, charge_id=key,
+                        window_start=window_start if key is not None else fee_start(window_start, anchor, started_at,
+                                                                                     tz_name),
+                        terms=terms)
+            for sub_id, window_start, flat_amount, anchor, started_at, tz_name in open_windows.iterator(chunk_size=2000)
             if window_start is not None
             for key, terms in ((key, terms if key is not None else plan_terms(flat_amount))
                                for key, terms in changed.items())

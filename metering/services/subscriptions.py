@@ -54,7 +54,7 @@ def _window_fields(*, plan: Plan, billing_time: str, started_at: datetime, now: 
     tz = windows.zone(tz_name)
     anchor = windows.default_anchor(interval=plan.interval, billing_time=billing_time, started_at=started_at, tz=tz)
     start, end = windows.subscription_window(
-        interval=plan.interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
+        interval=plan.charges_interval, billing_time=billing_time, started_at=started_at, at=max(now, started_at),
         anchor=anchor, tz=tz,
     )
     return {"billing_anchor": anchor, "current_period_start": start, "current_period_end": end}
@@ -161,7 +161,8 @@ def _first_window_opened(subscription: Subscription) -> None:
         amount=subscription.flat_amount, currency=subscription.currency, interval=plan.interval,
         anchor=subscription.billing_anchor, start=subscription.current_period_start,
         end=subscription.current_period_end, trial_end=subscription.trial_ends_at,
-        tz=windows.zone(subscription.billing_timezone))
+        tz=windows.zone(subscription.billing_timezone), charges_monthly=plan.bill_charges_monthly,
+        started_at=subscription.started_at)
 
 
 def _trial_end(*, plan: Plan, first_started_at: datetime) -> datetime | None:
@@ -245,7 +246,7 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
     tz = windows.zone(previous.billing_timezone)
     anchor = windows.default_anchor(interval=plan.interval, billing_time=previous.billing_time,
                                     started_at=previous.subscription_at, tz=tz)
-    start, end = windows.subscription_window(interval=plan.interval, billing_time=previous.billing_time,
+    start, end = windows.subscription_window(interval=plan.charges_interval, billing_time=previous.billing_time,
                                              started_at=at, at=at, anchor=anchor, tz=tz)
     successor = Subscription(
         service=previous.service, account_link=previous.account_link, external_id=previous.external_id,
@@ -264,6 +265,20 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
     return successor
 
 
+def downgrade_boundary(subscription: Subscription) -> datetime | None:
+    """When a pending downgrade happens: the end of the current window, or of the plan's period
+    holding it when a yearly plan bills its charges monthly (Lago changes the plan at the end
+    of the billing period)."""
+    end = subscription.current_period_end
+    plan = subscription.plan
+    if end is None or subscription.current_period_start is None or not plan.bill_charges_monthly:
+        return end
+    assert subscription.billing_anchor is not None
+    return plan_fees.fee_period(interval=plan.interval, anchor=subscription.billing_anchor,
+                                at=subscription.current_period_start, tz=windows.zone(subscription.billing_timezone),
+                                started_at=subscription.started_at)[1]
+
+
 def apply_due_downgrade(*, subscription_id: Any, now: datetime | None = None) -> SubscriptionResult | None:
     """Swap a pending downgrade whose window has ended (plus ``RATING_GRACE_SECONDS``, so its
     late usage is still taken): terminate at the window's end and start the next plan's
@@ -279,6 +294,8 @@ def apply_due_downgrade(*, subscription_id: Any, now: datetime | None = None) ->
     plan = subscription.next_plan
     assert plan is not None and subscription.current_period_end is not None
     boundary = subscription.current_period_end
+    if boundary != downgrade_boundary(subscription):
+        return None  # charges billed monthly: the plan changes at the end of the year, not of a month
     _terminate(subscription, at=boundary, credit_note=None)
     successor = _successor(subscription, plan=plan, at=boundary, now=now)
     return SubscriptionResult(successor, created=False, ended=(subscription,))

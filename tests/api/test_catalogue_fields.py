@@ -53,7 +53,7 @@ def rate_window(client, values, *, code="gb"):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("bill_charges_monthly", True), ("bill_fixed_charges_monthly", True),
+    ("bill_fixed_charges_monthly", True),
     ("usage_thresholds", [{"amount_cents": 10000}]),
     ("fixed_charges", [{"add_on_id": "x"}]), ("tax_codes", ["vat"]),
 ])

@@ -68,9 +68,12 @@ CENT = Decimal("0.01")
 # an event stamped "now" (whole seconds) is then strictly before a termination "now".
 START = dt.datetime(2026, 11, 14, 9, 0, 0, 500000, tzinfo=UTC)
 EXTERNAL_IDS = ("sub_1", "sub_2")
-# code -> (amount_cents, pay_in_advance, price per call). Upgrade/downgrade follows the monthly price:
-# starter < prepaid < pro. pro's 0.0075 does not fit Odoo's 2 price digits (a pre-rated line).
-PLANS = {"starter": (1000, False, "0.02"), "prepaid": (3100, True, "0.05"), "pro": (4900, False, "0.0075")}
+# code -> (amount_cents, pay_in_advance, price per call, interval). Upgrade/downgrade follows the monthly
+# price: starter < annual (240.00 a year = 20.00 a month) < prepaid < pro. pro's 0.0075 does not fit
+# Odoo's 2 price digits (a pre-rated line). annual bills its charges monthly (Lago's bill_charges_monthly):
+# monthly usage windows and Odoo invoicing periods, its yearly fee paid in advance as one line.
+PLANS = {"starter": (1000, False, "0.02", "monthly"), "prepaid": (3100, True, "0.05", "monthly"),
+         "pro": (4900, False, "0.0075", "monthly"), "annual": (24000, True, "0.01", "yearly")}
 # Odoo calls whose answer is lost after Odoo committed them, or that Odoo refuses once.
 LOST = [("sale.order", "create"), ("sale.order", "action_confirm"), ("sale.order", "write"),
         ("sale.order", "set_close"), ("sale.order.line", "create"), ("sale.order.line", "write"),
@@ -138,10 +141,10 @@ class MoneyInvariants(RuleBasedStateMachine):
         metric = self.ok(self.api.post("/api/v1/billable_metrics", {"billable_metric": {
             "name": "API calls", "code": "calls", "aggregation_type": "sum_agg", "field_name": "calls"}},
             format="json"))["billable_metric"]["lago_id"]
-        for code, (amount_cents, advance, price) in PLANS.items():
+        for code, (amount_cents, advance, price, interval) in PLANS.items():
             self.ok(self.api.post("/api/v1/plans", {"plan": {
-                "name": code.title(), "code": code, "interval": "monthly", "amount_cents": amount_cents,
-                "amount_currency": "CAD", "pay_in_advance": advance,
+                "name": code.title(), "code": code, "interval": interval, "amount_cents": amount_cents,
+                "amount_currency": "CAD", "pay_in_advance": advance, "bill_charges_monthly": interval == "yearly",
                 "charges": [{"billable_metric_id": metric, "charge_model": "standard",
                              "properties": {"amount": price}}]}}, format="json"))
         for n in (1, 2):

@@ -12,6 +12,7 @@ import pytest
 
 from metering.models import Subscription
 from odoo_bridge.models import OdooSyncState, SyncKind
+from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
 from tests.rating.test_lago_rules import (  # noqa: F401 (fixtures)
     _one_rating_task,
@@ -58,3 +59,17 @@ def test_a_true_up_is_one_off_line_invoiced_once_with_the_window(api_client, clo
     push_cycle(now=utc(2026, 12, 2))
     cron(fake_odoo, dt.date(2026, 12, 2))
     assert fake_odoo.invoiced_totals(order["id"]).untaxed == Decimal("50.00")
+
+    # The mirror renders the true-up as Lago's `commitment` fee (item the Subscription, named by the
+    # commitment's invoice_display_name), the base fee as `subscription`, each with its window.
+    pull_invoices()
+    [invoice] = api_client.get("/api/v1/invoices").json()["invoices"]
+    fees = sorted(((f["item"]["type"], f["item"]["item_type"], f["item"]["code"], f["item"]["invoice_display_name"],
+                    f["amount_cents"], f["from_date"], f["to_date"]) for f in invoice["fees"]
+                   if f["item"]["type"] != "charge"))
+    assert fees == [
+        ("commitment", "Subscription", "basic", "Monthly minimum", 3500, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("subscription", "Subscription", "basic", "basic", 0, None, None),  # the order's recurring line, price 0
+        ("subscription", "Subscription", "basic", "basic 2026-11-01 – 2026-11-30", 1000, "2026-11-01T00:00:00Z",
+         "2026-12-01T00:00:00Z")]
+    assert [f["item"]["lago_item_id"] for f in invoice["fees"] if f["item"]["type"] == "commitment"] == [sub["lago_id"]]

@@ -166,3 +166,46 @@ def test_admin_rechecks_the_odoo_configuration_on_demand(fake_odoo, catalog, adm
     assert "cron is not active" in " ".join(str(m) for m in response.context["messages"])
     state.refresh_from_db()
     assert state.config_report["invoicing_cron"]["active"] is False
+
+
+def test_invoicing_time_is_checked_in_every_billing_timezone_in_use(fake_odoo, catalog, admin_client, settings):
+    """Odoo's cron compares next_invoice_date with the UTC date. Grace 600 s + two 60 s syncs = 12 min
+    after each local midnight: UTC needs 00:12 UTC, Asia/Tokyo (UTC+9) is ready long before its UTC day
+    starts, America/Toronto needs 05:12 UTC (EST, the worst of the year). A run at 01:00 UTC on Dec 1
+    would invoice a Toronto order whose November closes at 05:00 UTC: Toronto is at risk, and only it.
+    Shadow and terminated subscriptions' timezones are not in use (Honolulu, Los Angeles)."""
+    from metering.models import Subscription
+    from odoo_bridge.connection import open_client, refresh_config_report
+
+    settings.RATING_GRACE_SECONDS, settings.ODOO_SYNC_INTERVAL_SECONDS = 600, 60
+    settings.OPS_HEALTH_CACHE_SECONDS = 0
+    for zone, mode, status in [("America/Toronto", "live", "active"), ("America/Toronto", "live", "active"),
+                               ("Asia/Tokyo", "live", "active"), ("Pacific/Honolulu", "shadow", "active"),
+                               ("America/Los_Angeles", "live", "terminated")]:
+        sub = catalog.subscription(mode=mode, status=status)
+        Subscription.objects.filter(pk=sub.pk).update(billing_timezone=zone)
+    cron_id = fake_odoo.store.xmlid_id("sale_subscription", "account_analytic_cron_for_invoice")
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 01:00:00"})
+    fake_odoo.store.write("decimal.precision", [fake_odoo.store.xmlid_id("product", "decimal_price")], {"digits": 4})
+    report = refresh_config_report(open_client(), force=True)
+    cron = report["invoicing_cron"]
+    assert cron["timezones"] == [
+        {"timezone": "America/Toronto", "subscriptions": 2, "earliest_utc": "05:12:00", "at_risk": True},
+        {"timezone": "Asia/Tokyo", "subscriptions": 1, "earliest_utc": "00:00:00", "at_risk": False},
+        {"timezone": "UTC", "subscriptions": 0, "earliest_utc": "00:12:00", "at_risk": False}]
+    assert cron["at_risk"] == ["America/Toronto"] and cron["earliest_utc"] == "05:12:00"
+    [warning] = report["warnings"]
+    assert "runs at 01:00 UTC" in warning and "America/Toronto (2 subscriptions, from 05:12:00 UTC)" in warning
+    assert "set its next execution after 05:12 UTC" in warning
+    odoo = admin_client.get("/ops/health").json()["checks"]["odoo"]
+    assert odoo["ok"] is False and odoo["config"]["invoicing_cron"]["at_risk"] == ["America/Toronto"]
+
+    # BILLING_TIMEZONE counts even with no subscription yet (new customers without a timezone get it).
+    settings.BILLING_TIMEZONE = "America/Los_Angeles"
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 06:00:00"})
+    report = refresh_config_report(open_client(), force=True)
+    assert report["invoicing_cron"]["at_risk"] == ["America/Los_Angeles"]  # 08:12 UTC in PST
+    fake_odoo.store.write("ir.cron", [cron_id], {"nextcall": "2026-12-02 08:30:00"})
+    report = refresh_config_report(open_client(), force=True)
+    assert report["warnings"] == [] and report["invoicing_cron"]["at_risk"] == []
+    assert admin_client.get("/ops/health").json()["checks"]["odoo"]["ok"] is True

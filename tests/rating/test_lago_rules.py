@@ -237,6 +237,42 @@ def test_a_credit_never_exceeds_the_fee_paid(api_client, clock):
     assert [f[4] for f in fees(sub["lago_id"])] == [Decimal("12.000000"), Decimal("-11.000000")]
 
 
+@pytest.mark.parametrize("pay_in_advance", [False, True])
+def test_a_termination_exactly_at_a_window_boundary_bills_no_day_of_the_new_window(api_client, clock,
+                                                                                 pay_in_advance):
+    # Deliberate difference from Lago (docs/api.md): 31.00 calendar from Jan 1, rating rolled
+    # January over at Feb 1 00:00:00, DELETE at that same instant. The customer had no second of
+    # February: Lago's "the termination date counts" would bill Feb 1, 31 x 1/28 = 1.107143 (and
+    # in advance keep it from the credit); here the window [Feb 1, Feb 1) bills nothing.
+    make_plan(api_client, "basic", amount_cents=3100, pay_in_advance=pay_in_advance)
+    sub = subscribe(api_client, "basic")
+    rate(clock, utc(2026, 2, 1))
+    assert period(sub["lago_id"]) == (utc(2026, 2, 1), utc(2026, 3, 1))
+    assert api_client.delete("/api/v1/subscriptions/sub_1").status_code == 200
+    january = ("subscription", utc(2026, 1, 1), utc(2026, 2, 1), Decimal(1), Decimal("31.000000"))
+    if pay_in_advance:  # February's advance fee, written when it opened, is credited whole
+        assert fees(sub["lago_id"]) == [
+            january, ("credit", utc(2026, 2, 1), utc(2026, 3, 1), Decimal(1), Decimal("-31.000000")),
+            ("subscription", utc(2026, 2, 1), utc(2026, 3, 1), Decimal(1), Decimal("31.000000"))]
+    else:
+        assert fees(sub["lago_id"]) == [january]
+    assert not RatedUsage.objects.filter(subscription_id=sub["lago_id"], window_start=utc(2026, 2, 1),
+                                         amount__gt=0).exists()
+
+
+def test_an_ending_at_on_a_boundary_ends_with_the_last_full_window(api_client, clock):
+    # ending_at Mar 1 00:00: the beat terminates at exactly ending_at, before rating rolls
+    # February over: February is billed whole (28 of 28 days = 31.00), March never opens.
+    make_plan(api_client, "basic", amount_cents=3100)
+    sub = subscribe(api_client, "basic", ending_at="2026-03-01T00:00:00Z")
+    rate(clock, utc(2026, 2, 1, 0, 0, 5))
+    rate(clock, utc(2026, 3, 1, 0, 0, 5))
+    assert Subscription.objects.get(pk=sub["lago_id"]).terminated_at == utc(2026, 3, 1)
+    assert [f[1:] for f in fees(sub["lago_id"])] == [
+        (utc(2026, 1, 1), utc(2026, 2, 1), Decimal(1), Decimal("31.000000")),
+        (utc(2026, 2, 1), utc(2026, 3, 1), Decimal(1), Decimal("31.000000"))]
+
+
 def test_upgrade_in_arrears_splits_the_period_at_the_day_of_the_change(api_client, clock):
     # starter 31.00 -> pro 62.00 on Jan 20 at 10:00 (arrears, calendar from Jan 1).
     # Old: Jan 1-19 (the day of the change goes to the new plan): 19 x 31/31 = 19.00.
