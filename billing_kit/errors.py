@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     SUBSCRIPTION_NOT_FOUND = "subscription_not_found"
     EVENT_NOT_FOUND = "event_not_found"
     INVOICE_NOT_FOUND = "invoice_not_found"
+    CREDIT_NOTE_NOT_FOUND = "credit_note_not_found"
     WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
     CHARGE_NOT_FOUND = "charge_not_found"
     METADATA_NOT_FOUND = "metadata_not_found"

@@ -1,12 +1,14 @@
-"""Pull invoices back from Odoo into the Invoice mirror, and tell the apps.
+"""Pull invoices and credit notes back from Odoo into their mirrors, and tell the apps.
 
 ``account.move`` (customer invoices and refunds) of our partners changed since the
 stored ``write_date`` cursor are read page by page (``>=`` the cursor: Odoo's
 write_date has second precision, so the boundary second is re-read; the mirror
 is idempotent). Each move is mirrored in its own transaction together with the
-webhook events it causes (outbox): ``invoice.created`` when it is first seen
-posted, ``invoice.payment_status_updated`` when the payment status changes,
-``invoice.voided`` when it is cancelled or fully reversed.
+webhook events it causes (outbox): ``invoice.created`` (and ``invoice.generated``)
+when it is first seen posted, ``invoice.payment_status_updated`` when the payment
+status changes, ``invoice.voided`` when it is cancelled or fully reversed. Refunds
+(``out_refund``) are credit notes (``CreditNote``, never an Invoice row):
+``credit_note.created`` when first seen posted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from .connection import (
     record_connection_failure,
 )
 from .models import (
+    CreditNote,
+    CreditNoteItem,
+    CreditNoteStatus,
     Invoice,
     InvoiceLine,
     InvoicePaymentStatus,
@@ -46,8 +51,8 @@ from .models import (
     SyncKind,
 )
 from .pricing import decimal_from_odoo
-from .renderers import render_invoice
-from .selectors import render_prefetches
+from .renderers import render_credit_note, render_invoice
+from .selectors import credit_note_prefetches, render_prefetches
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ class PullReport:
     moves_seen: int = 0
     invoices_created: int = 0
     invoices_updated: int = 0
+    credit_notes_created: int = 0
+    credit_notes_updated: int = 0
     unmatched: int = 0
     held: int = 0
     events: int = 0
@@ -213,12 +220,14 @@ def attribute_move(move: dict, lines: list[dict], order_of_sale_line: dict[int, 
 
 
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
-                order_of_sale_line: dict[int, int] | None = None) -> Invoice | None:
+                order_of_sale_line: dict[int, int] | None = None) -> Invoice | CreditNote | None:
     attribution = attribute_move(move, lines, order_of_sale_line or {})
     subscription = attribution.primary
     if subscription is None or subscription.mode != SubscriptionMode.LIVE:
         report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
         return None
+    if move["move_type"] == "out_refund":
+        return mirror_credit_note(move, lines, report, attribution=attribution)
     status, payment_status = mirror_status(move), mirror_payment_status(move)
     digits = 2
     currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency
@@ -290,8 +299,9 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     return events
 
 
-def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
-                  digits: int) -> None:
+def _line_values(line_subscriptions: Sequence[Subscription | None], lines: list[dict],
+                 digits: int) -> tuple[list[dict[str, Any]], dict[tuple[uuid.UUID | None, int | None], RatedUsage]]:
+    """The mirror's values of each product line (invoice line or credit note item), and the usage rows found."""
     subscriptions = {sub.pk: sub for sub in line_subscriptions if sub is not None}
     sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
     usages: dict[tuple[uuid.UUID | None, int | None], RatedUsage] = {
@@ -301,25 +311,103 @@ def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | 
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
-    invoice.lines.all().delete()
     rows = []
     for line, subscription in zip(lines, line_subscriptions):
         sub_id = subscription.pk if subscription is not None else None
         usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
                      None)
         product = _m2o(line.get("product_id"))
-        rows.append(InvoiceLine(
-            invoice=invoice, odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
+        rows.append(dict(
+            odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
             quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
             amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
             total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
             rated_usage=usage))
-    InvoiceLine.objects.bulk_create(rows)
-    if usages and invoice.odoo_move_type == "out_invoice":
+    return rows, usages
+
+
+def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
+                  digits: int) -> None:
+    rows, usages = _line_values(line_subscriptions, lines, digits)
+    invoice.lines.all().delete()
+    InvoiceLine.objects.bulk_create([InvoiceLine(invoice=invoice, **row) for row in rows])
+    if usages:
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them
         OdooSyncState.objects.filter(kind=SyncKind.USAGE, object_id__in=[str(u.pk) for u in usages.values()]
                                      ).update(frozen=True)
+
+
+def credit_note_status(move: dict) -> str:
+    if move["state"] == "cancel":
+        return CreditNoteStatus.VOIDED
+    return CreditNoteStatus.FINALIZED if move["state"] == "posted" else CreditNoteStatus.DRAFT
+
+
+def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *,
+                       attribution: Attribution) -> CreditNote:
+    """An Odoo refund as Lago's credit note; ``credit_note.created`` once, when first seen posted (not held).
+
+    Its amount is an ``offset`` of its invoice when that invoice was not paid (Odoo reconciles the two),
+    else a ``credit`` of the customer whose ``balance`` is Odoo's residual of the credit note.
+    """
+    subscription = attribution.primary
+    assert subscription is not None
+    digits = 2
+    reversed_id = _m2o(move.get("reversed_entry_id"))
+    original = Invoice.objects.filter(odoo_move_id=reversed_id).first() if reversed_id else None
+    total = decimal_from_odoo(move.get("amount_total"), digits=digits)
+    residual = decimal_from_odoo(move.get("amount_residual"), digits=digits)
+    offset = original is not None and original.payment_status != InvoicePaymentStatus.SUCCEEDED
+    status = credit_note_status(move)
+    values: dict[str, Any] = {
+        "service": subscription.service, "customer": subscription.account_link.customer,
+        "account_link": subscription.account_link, "subscription": subscription, "invoice": original,
+        "reversed_move_id": reversed_id,
+        "number": move["name"] if move.get("name") not in (None, False, "/") else "",
+        "reason": (move.get("ref") or "")[:512],
+        "status": status,
+        "currency": move["currency_id"][1] if isinstance(move.get("currency_id"), list) else subscription.currency,
+        "issuing_date": _date(move.get("invoice_date")),
+        "fees_amount": decimal_from_odoo(move.get("amount_untaxed"), digits=digits),
+        "taxes_amount": decimal_from_odoo(move.get("amount_tax"), digits=digits),
+        "total_amount": total,
+        "offset_amount": total if offset else Decimal(0),
+        "credit_amount": Decimal(0) if offset else total,
+        "balance_amount": Decimal(0) if offset or status == CreditNoteStatus.VOIDED else residual,
+        "odoo_write_date": _odoo_datetime(move.get("write_date")),
+        "held_reason": attribution.held_reason,
+    }
+    with transaction.atomic():
+        note = (CreditNote.objects.select_related("service", "customer", "subscription", "invoice")
+                .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
+        if note is None:
+            note = CreditNote(odoo_move_id=move["id"], **values)
+            note.save()
+            report.credit_notes_created += 1
+        else:
+            unchanged = all(getattr(note, k) == v for k, v in values.items() if k != "odoo_write_date")
+            if unchanged and note.items.count() == len(lines):
+                return note
+            for key, value in values.items():
+                setattr(note, key, value)
+            note.save()
+            report.credit_notes_updated += 1
+        rows, _ = _line_values(attribution.line_subscriptions, lines, digits)
+        note.items.all().delete()
+        CreditNoteItem.objects.bulk_create([CreditNoteItem(credit_note=note, **row) for row in rows])
+        if note.held_reason:
+            report.held += 1
+            logger.warning("odoo pull: credit note %s held from the API: %s", note, note.held_reason)
+            return note
+        if note.status != CreditNoteStatus.DRAFT and note.announced_at is None:
+            note.announced_at = timezone.now()
+            note.save(update_fields=["announced_at", "updated_at"])
+            prefetch_related_objects([note], *credit_note_prefetches())
+            record_event(service=note.service, webhook_type=WebhookType.CREDIT_NOTE_CREATED,
+                         object_type="credit_note", payload=render_credit_note(note))
+            report.events += 1
+    return note
 
 
 def announce_overdue_invoices(*, now: dt.datetime | None = None) -> int:

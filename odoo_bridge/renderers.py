@@ -7,6 +7,7 @@ Webhook payloads use this same function.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from billing_kit.formatting import iso_seconds, to_cents
@@ -14,16 +15,16 @@ from identity.renderers import render_customer
 from identity.models import AccountLink
 from metering.renderers import render_subscription
 
-from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
+from .models import CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus
 
-INVOICE_TYPES = {"out_invoice": "subscription", "out_refund": "credit_note"}
+INVOICE_TYPES = {"out_invoice": "subscription"}
 
 
 def _day(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _link(invoice: Invoice) -> AccountLink | None:
+def _link(invoice: Invoice | CreditNote) -> AccountLink | None:
     """The service account the invoice bills: never looked up through the unified customer."""
     if invoice.account_link is not None:
         return invoice.account_link
@@ -32,6 +33,13 @@ def _link(invoice: Invoice) -> AccountLink | None:
 
 
 def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
+    return _fee(line, lago_id=f"{invoice.pk}-{line.odoo_line_id or line.pk}", lago_invoice_id=str(invoice.pk),
+                owner=invoice, payment_status=invoice.payment_status)
+
+
+def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: str | None,
+         owner: Invoice | CreditNote, payment_status: str) -> dict[str, Any]:
+    invoice = owner
     subscription = line.subscription or invoice.subscription
     usage = line.rated_usage
     charge = line.charge
@@ -48,9 +56,9 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
                 "invoice_display_name": line.name, "lago_item_id": str(subscription.pk) if subscription else None,
                 "item_type": "Subscription"}
     return {
-        "lago_id": f"{invoice.pk}-{line.odoo_line_id or line.pk}",
+        "lago_id": lago_id,
         "lago_charge_id": str(charge.pk) if charge else None,
-        "lago_invoice_id": str(invoice.pk),
+        "lago_invoice_id": lago_invoice_id,
         "lago_subscription_id": str(subscription.pk) if subscription else None,
         "external_subscription_id": subscription.external_id if subscription else None,
         "lago_customer_id": str(invoice.account_link_id) if invoice.account_link_id else None,
@@ -63,7 +71,7 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),
         "events_count": usage.events_count if usage else None,
-        "payment_status": invoice.payment_status,
+        "payment_status": payment_status,
         "from_date": iso_seconds(usage.window_start) if usage else None,
         "to_date": iso_seconds(usage.window_end) if usage else None,
         "created_at": iso_seconds(invoice.created_at),
@@ -141,4 +149,66 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "applied_taxes": [],
         "error_details": [],
         "applied_invoice_custom_sections": [],
+    }
+
+
+def _credit_status(note: CreditNote) -> str | None:
+    if note.status == CreditNoteStatus.VOIDED:
+        return "voided"
+    if note.credit_amount == 0:
+        return None  # Lago: no credit part, no credit status
+    return "available" if note.balance_amount > 0 else "consumed"
+
+
+def render_credit_note(note: CreditNote) -> dict[str, Any]:
+    """Lago's credit note (``V1::CreditNoteSerializer``) from the mirror of an Odoo refund.
+
+    Prefetch `selectors.credit_note_prefetches()` first. Odoo's reference of the refund is the
+    ``description``; Lago's ``reason`` enum has no Odoo counterpart: ``other``.
+    """
+    currency = note.currency
+    items = list(note.items.all())
+    link = _link(note)
+    fees = to_cents(note.fees_amount, currency)
+    taxes = to_cents(note.taxes_amount, currency)
+    rate = (note.taxes_amount / note.fees_amount * 100).quantize(Decimal("0.01")) if note.fees_amount else Decimal(0)
+    original = note.invoice
+    lago_invoice_id = str(original.pk) if original is not None and not original.held_reason else None
+    return {
+        "lago_id": str(note.pk),
+        "billing_entity_code": note.service.code,
+        "sequential_id": None,
+        "number": note.number,
+        "lago_invoice_id": lago_invoice_id,
+        "invoice_number": original.number if lago_invoice_id and original is not None else None,
+        "purchase_order_number": None,
+        "issuing_date": _day(note.issuing_date),
+        "credit_status": _credit_status(note),
+        "refund_status": None,
+        "reason": "other",
+        "description": note.reason or None,
+        "currency": currency,
+        "total_amount_cents": to_cents(note.total_amount, currency),
+        "taxes_amount_cents": taxes,
+        "taxes_rate": float(rate),  # ok-float: Lago's wire type for a percentage
+        "sub_total_excluding_taxes_amount_cents": fees,
+        "balance_amount_cents": to_cents(note.balance_amount, currency),
+        "credit_amount_cents": to_cents(note.credit_amount, currency),
+        "refund_amount_cents": 0,
+        "offset_amount_cents": to_cents(note.offset_amount, currency),
+        "coupons_adjustment_amount_cents": 0,
+        "created_at": iso_seconds(note.created_at),
+        "updated_at": iso_seconds(note.updated_at),
+        "voided_at": iso_seconds(note.updated_at) if note.status == CreditNoteStatus.VOIDED else None,
+        "file_url": None,
+        "self_billed": False,
+        "error_details": [],
+        "customer": render_customer(link) if link is not None else None,
+        "items": [{"lago_id": f"{note.pk}-{item.odoo_line_id or item.pk}",
+                   "amount_cents": to_cents(item.amount, currency), "amount_currency": currency,
+                   "fee": _fee(item, lago_id=f"{note.pk}-{item.odoo_line_id or item.pk}",
+                               lago_invoice_id=lago_invoice_id, owner=note, payment_status="succeeded")}
+                  for item in items],
+        "applied_taxes": [],
+        "metadata": {"odoo_move_id": str(note.odoo_move_id)},
     }

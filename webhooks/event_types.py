@@ -29,6 +29,7 @@ class WebhookType(StrEnum):
     INVOICE_VOIDED = "invoice.voided"
     INVOICE_DRAFTED = "invoice.drafted"
     INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"
+    CREDIT_NOTE_CREATED = "credit_note.created"
     PLAN_DELETED = "plan.deleted"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"

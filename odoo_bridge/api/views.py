@@ -18,7 +18,7 @@ from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
 from odoo_bridge import selectors
 from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
-from odoo_bridge.renderers import render_invoice
+from odoo_bridge.renderers import render_credit_note, render_invoice
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -107,3 +107,58 @@ class CustomerInvoiceListView(ServiceAPIView):
         filters["account_link_id"] = link.id
         queryset = selectors.invoices_for_service(service=self.service)
         return _list_response(query, selectors.filter_invoices(queryset, **filters))
+
+
+# ---------------------------------------------------------------- credit notes (Odoo refunds)
+class CreditNoteFilters(serializers.Serializer):
+    external_customer_id = serializers.CharField(required=False, max_length=255)
+    issuing_date_from = serializers.DateField(required=False)
+    issuing_date_to = serializers.DateField(required=False)
+    search_term = serializers.CharField(required=False, max_length=255)
+    invoice_number = serializers.CharField(required=False, max_length=64)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+
+
+CREDIT_NOTE_QUERY = (
+    EXTERNAL_CUSTOMER,
+    QueryParam("issuing_date_from", "Issued on or after this day.", OpenApiTypes.DATE),
+    QueryParam("issuing_date_to", "Issued on or before this day.", OpenApiTypes.DATE),
+    QueryParam("search_term", "Part of the number, customer name or email."),
+    QueryParam("invoice_number", "The number of the invoice it credits."),
+    QueryParam("currency", "ISO 4217 currency code."),
+    *PAGINATION,
+)
+
+
+class CreditNoteListView(ServiceAPIView):
+    @documented(operation_id="credit_notes_list", query=CREDIT_NOTE_QUERY,
+                responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                description="Credit notes of the calling service: Odoo refunds (out_refund), mirrored.")
+    def get(self, request: Request) -> Response:
+        query = self.query(request)
+        form = CreditNoteFilters(data={p.name: query.get(p.name) for p in CREDIT_NOTE_QUERY
+                                       if query.get(p.name) is not None})
+        if not form.is_valid():
+            raise ValidationFailed({key: [ErrorCode.VALUE_IS_INVALID] for key in form.errors})
+        filters = {k: v for k, v in form.validated_data.items() if v not in (None, "")}
+        queryset = selectors.credit_notes_for_service(service=self.service)
+        external_customer_id = filters.pop("external_customer_id", None)
+        if external_customer_id is not None:
+            link = identity_selectors.get_link(service=self.service, external_id=external_customer_id)
+            if link is None:
+                return Response({"credit_notes": [], "meta": paginate(query, queryset.none())[1]})
+            filters["account_link_id"] = link.id
+        items, meta = paginate(query, selectors.filter_credit_notes(queryset, **filters))
+        return Response({"credit_notes": [render_credit_note(note) for note in items], "meta": meta})
+
+
+class CreditNoteDetailView(ServiceAPIView):
+    @extend_schema(operation_id="credit_notes_retrieve",
+                   parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The credit note's lago_id (UUID).")],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+    def get(self, request: Request, lago_id: str) -> Response:
+        note = selectors.credit_note_by_lago_id(service=self.service, lago_id=lago_id)
+        if note is None:
+            raise NotFound(ErrorCode.CREDIT_NOTE_NOT_FOUND)
+        return Response({"credit_note": render_credit_note(note)})

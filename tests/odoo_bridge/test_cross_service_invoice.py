@@ -19,7 +19,7 @@ import pytest
 
 from billing_project import health
 from metering.models import RatedUsage
-from odoo_bridge.models import Invoice, OdooSyncState, SyncKind
+from odoo_bridge.models import CreditNote, Invoice, OdooSyncState, SyncKind
 from odoo_bridge.pull import announce_overdue_invoices, pull_invoices
 from odoo_bridge.selectors import billed_totals
 from odoo_bridge.sync import push_cycle
@@ -136,9 +136,13 @@ def test_an_invoice_of_two_services_orders_is_shown_to_neither_and_flagged_for_o
     new_moves = invoice_orders(rpc, fake_odoo, [cloud_sub.odoo_sale_order_id, desk_sub.odoo_sale_order_id])
     assert len(new_moves) == 2
     report = pull_invoices()
-    assert report.invoices_created == 3  # the credit note and the two invoices
-    refund = Invoice.objects.get(odoo_move_id=refund_id)
+    assert (report.invoices_created, report.credit_notes_created) == (2, 1)  # the two invoices, the credit note
+    refund = CreditNote.objects.get(odoo_move_id=refund_id)
     assert refund.held_reason and Invoice.objects.get(odoo_move_id=move_id).status == "voided"
+    assert not Invoice.objects.filter(odoo_move_id=refund_id).exists()
+    # a held invoice's credit note reaches no service either
+    assert api_client.get("/api/v1/credit_notes").json()["credit_notes"] == []
+    assert other_api_client.get(f"/api/v1/credit_notes/{refund.pk}").status_code == 404
     health.clear_cache()
     assert admin_client.get("/ops/health").json()["checks"]["held_invoices"] == {
         "ok": True, "count": 0, "invoices": []}

@@ -11,6 +11,7 @@ from lago_python_client.models.invoice import InvoiceResponse
 
 from odoo_bridge.models import (
     ConnectionStatus,
+    CreditNote,
     Invoice,
     OdooConnectionState,
     OdooPullCursor,
@@ -79,10 +80,10 @@ def test_payment_and_reversal_emit_status_events_once(fake_odoo, invoiced):
     pull_invoices()
     [voided] = events("invoice.voided")
     assert voided["invoice"]["status"] == "voided"
-    credit_note = Invoice.objects.get(odoo_move_id=refund)
-    assert credit_note.odoo_move_type == "out_refund" and credit_note.subscription == sub
+    credit_note = CreditNote.objects.get(odoo_move_id=refund)  # a refund is a credit note, never an invoice
+    assert credit_note.subscription == sub and not Invoice.objects.filter(odoo_move_id=refund).exists()
     assert [e["webhook_type"] for e in events()] == ["invoice.created", "invoice.payment_status_updated",
-                                                     "invoice.voided"]
+                                                     "invoice.voided", "credit_note.created"]
 
 
 def test_usage_frozen_once_invoiced_is_never_rewritten(fake_odoo, catalog, invoiced):
