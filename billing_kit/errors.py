@@ -63,6 +63,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL_ERROR = "internal_error"
     STATEMENT_TIMEOUT = "statement_timeout"
+    # A call that must be answered by Odoo (an invoice action) could not reach it: retry later.
+    ODOO_UNAVAILABLE = "odoo_unavailable"
     # Catalogue and ingest rules of metering (error_details items)
     NOT_COMPATIBLE_WITH_AGGREGATION_TYPE = "not_compatible_with_aggregation_type"
     NOT_COMPATIBLE_WITH_CHARGE_MODEL = "not_compatible_with_charge_model"
@@ -164,6 +166,13 @@ class StatementTimeout(BillingError):
 
     error = "Service Unavailable"
     code = ErrorCode.STATEMENT_TIMEOUT
+
+
+class ServiceUnavailable(BillingError):
+    """A system the answer depends on (Odoo) is unreachable right now: the client may retry."""
+
+    error = "Service Unavailable"
+    code = ErrorCode.ODOO_UNAVAILABLE
 
 
 class ValidationFailed(BillingError):

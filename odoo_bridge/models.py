@@ -60,6 +60,8 @@ class Invoice(models.Model):
     # service would show it another's lines and amounts, so no API answer and no webhook carries it
     # until ops split it in Odoo; /ops/health and the admin list it.
     held_reason = models.CharField(max_length=512, blank=True, default="")
+    # Lago's file_url: the PDF of the invoice on Odoo's portal (access token), set by POST .../download.
+    file_url = models.CharField(max_length=1024, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -132,18 +132,8 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                                      "offset": offset})
                 if not moves:
                     break
-                ids = [m["id"] for m in moves]
-                lines = client.call("account.move.line", "search_read",
-                                    [[["move_id", "in", ids], ["display_type", "=", "product"]]],
-                                    {"fields": LINE_FIELDS, "order": "move_id, id"})
-                lines_by_move: dict[int | None, list[dict]] = {}
-                for line in lines:
-                    lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
-                order_of_sale_line = _orders_of_sale_lines(client, lines)
+                _mirror_moves(client, moves, report)
                 for move in moves:
-                    report.moves_seen += 1
-                    mirror_move(move, lines_by_move.get(move["id"], []), report,
-                                order_of_sale_line=order_of_sale_line)
                     newest = max(newest, move.get("write_date") or newest)
                 if len(moves) < page_size:
                     break
@@ -158,6 +148,32 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
     report.round_trips = client.round_trips - start_trips
     logger.info("odoo pull: %s", report)
     return report
+
+
+def _mirror_moves(client: OdooClient, moves: list[dict], report: PullReport) -> list[Invoice | CreditNote | None]:
+    """Mirror these moves (read with MOVE_FIELDS): their product lines in one call, their orders in one more."""
+    ids = [m["id"] for m in moves]
+    lines = client.call("account.move.line", "search_read",
+                        [[["move_id", "in", ids], ["display_type", "=", "product"]]],
+                        {"fields": LINE_FIELDS, "order": "move_id, id"})
+    lines_by_move: dict[int | None, list[dict]] = {}
+    for line in lines:
+        lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
+    order_of_sale_line = _orders_of_sale_lines(client, lines)
+    mirrored = []
+    for move in moves:
+        report.moves_seen += 1
+        mirrored.append(mirror_move(move, lines_by_move.get(move["id"], []), report,
+                                    order_of_sale_line=order_of_sale_line))
+    return mirrored
+
+
+def pull_move(*, client: OdooClient, move_id: int) -> Invoice | CreditNote | None:
+    """Mirror one move now, whatever the cursor (an invoice action's answer is Odoo's state after it).
+
+    Its events are recorded as by the pull; the cursor pull will find nothing new to say about it."""
+    moves = client.call("account.move", "read", [[move_id]], {"fields": MOVE_FIELDS})
+    return _mirror_moves(client, moves, PullReport())[0] if moves else None
 
 
 def _orders_of_sale_lines(client: OdooClient, lines: list[dict]) -> dict[int, int]:

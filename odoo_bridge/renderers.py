@@ -133,7 +133,7 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "prepaid_credit_amount_cents": 0,
         "prepaid_granted_credit_amount_cents": 0,
         "prepaid_purchased_credit_amount_cents": 0,
-        "file_url": None, "xml_url": None, "web_url": None,
+        "file_url": invoice.file_url or None, "xml_url": None, "web_url": None,
         "version_number": 4,
         "self_billed": False,
         "created_at": iso_seconds(invoice.created_at),

@@ -6,6 +6,7 @@ invoicing cron, a customer paying, an accountant reversing an invoice).
 from __future__ import annotations
 
 import inspect
+import uuid
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -194,6 +195,11 @@ def sale_order_resume(store: Store, model: str, ids: list[int]) -> bool:
 
 def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
     for move in store.browse(model, _ids(ids)):
+        if move["state"] not in ("posted", "cancel"):
+            raise UserError("Only posted/cancelled journal entries can be reset to draft.")
+        if move.get("inalterable_hash"):
+            # account: a posted entry of a journal in strict mode (hashed) cannot be modified
+            raise UserError("You cannot modify a posted entry of this journal because it is in strict mode.")
         if move.get("payment_state") in ("paid", "in_payment", "partial"):
             raise UserError("You cannot reset to draft an entry having a payment.")
         store.write(model, [move["id"]], {"state": "draft"})
@@ -201,11 +207,36 @@ def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
 
 
 def account_move_button_cancel(store: Store, model: str, ids: list[int]) -> bool:
+    """Odoo 17 `button_cancel`: a shortcut from posted to cancelled (through `button_draft`, with its
+    checks), then only drafts can be cancelled; `auto_post` is reset."""
+    moves = store.browse(model, _ids(ids))
+    posted = [move["id"] for move in moves if move["state"] == "posted"]
+    if posted:
+        account_move_button_draft(store, model, posted)
     for move in store.browse(model, _ids(ids)):
         if move["state"] != "draft":
             raise UserError("Only draft journal entries can be cancelled.")
-        store.write(model, [move["id"]], {"state": "cancel"})
+    store.write(model, _ids(ids), {"state": "cancel"})
     return True
+
+
+def account_move_get_portal_url(store: Store, model: str, ids: list[int], suffix: str | None = None,
+                                report_type: str | None = None, download: bool | None = None,
+                                query_string: str | None = None, anchor: str | None = None) -> str:
+    """portal.mixin `get_portal_url` (public): `access_url` + the access token, made once and kept
+    (`_portal_ensure_token`), plus the flags the portal route reads (`report_type=pdf&download=true`)."""
+    records = store.browse(model, _ids(ids))
+    if len(records) != 1:
+        raise PythonValueError(f"Expected singleton: {model}({', '.join(str(i) for i in _ids(ids))})")
+    move = records[0]
+    token = move.get("access_token")
+    if not token:
+        token = str(uuid.uuid4())
+        store.write(model, [move["id"]], {"access_token": token})
+    return "%s%s?access_token=%s%s%s%s%s" % (
+        store.get_value(model, move, "access_url"), suffix or "", token,
+        f"&report_type={report_type}" if report_type else "", "&download=true" if download else "",
+        query_string or "", f"#{anchor}" if anchor else "")
 
 
 ACTIONS: dict[tuple[str, str], Callable] = {
@@ -217,6 +248,7 @@ ACTIONS: dict[tuple[str, str], Callable] = {
     ("account.move", "action_post"): account_move_action_post,
     ("account.move", "button_draft"): account_move_button_draft,
     ("account.move", "button_cancel"): account_move_button_cancel,
+    ("account.move", "get_portal_url"): account_move_get_portal_url,
     ("sale.advance.payment.inv", "create_invoices"): wizard_create_invoices,
     ("ir.cron", "method_direct_trigger"): ir_cron_method_direct_trigger,
 }

@@ -388,6 +388,12 @@ class Store:
             "invoice_origin": F("char", "Origin"), "ref": F("char", "Reference"),
             "payment_reference": F("char", "Payment Reference"),
             "reversed_entry_id": F("many2one", "Reversal of", relation="account.move"),
+            # portal.mixin: the customer portal page of an invoice and its access token (account: /my/invoices/<id>)
+            "access_token": F("char", "Security Token"),
+            "access_url": F("char", "Portal Access URL", readonly=True,
+                            compute=lambda s, m, r: f"/my/invoices/{r['id']}"),
+            # account's inalterability hash: set when posted in a journal in strict mode (no reset to draft)
+            "inalterable_hash": F("char", "Inalterability Hash", readonly=True),
         }, order="date desc, name desc, id desc")
         model("account.move.line", "Journal Item", {
             "move_id": F("many2one", "Journal Entry", relation="account.move", required=True),
