@@ -23,21 +23,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
 from billing_kit.errors import ErrorCode, NotAllowed, ServiceUnavailable, ValidationFailed
 from identity.models import AccountLink
 
 from .client import OdooClient, OdooError, OdooRemoteError
-from .connection import CycleAborted, odoo_settings, open_client, record_connection_failure
+from .connection import CycleAborted, odoo_settings, open_client, portal_base_url, record_connection_failure
 from .models import Invoice, InvoicePaymentStatus, InvoiceStatus
 from .pull import pull_move
 
 MODEL = "account.move"
-
-
-def portal_base_url() -> str:
-    return (settings.ODOO_PORTAL_URL or settings.ODOO_URL).rstrip("/")
 
 
 def _client() -> OdooClient:

@@ -62,6 +62,8 @@ class Invoice(models.Model):
     held_reason = models.CharField(max_length=512, blank=True, default="")
     # Lago's file_url: the PDF of the invoice on Odoo's portal (access token), set by POST .../download.
     file_url = models.CharField(max_length=1024, blank=True, default="")
+    # The newest Odoo payment.transaction in error announced by invoice.payment_failure (once each).
+    last_failed_transaction_id = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

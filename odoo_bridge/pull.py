@@ -18,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +36,7 @@ from .connection import (
     advisory_locks,
     odoo_settings,
     open_client,
+    portal_base_url,
     record_connection_failure,
 )
 from .models import (
@@ -57,6 +58,9 @@ from .selectors import credit_note_prefetches, render_prefetches
 logger = logging.getLogger(__name__)
 
 CURSOR_NAME = "account.move"
+TRANSACTION_CURSOR_NAME = "payment.transaction"
+TRANSACTION_FIELDS = ["reference", "state", "state_message", "provider_code", "invoice_ids", "partner_id",
+                      "write_date"]
 MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "invoice_date", "invoice_date_due",
                "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
                "reversed_entry_id", "write_date"]
@@ -74,6 +78,7 @@ class PullReport:
     credit_notes_updated: int = 0
     unmatched: int = 0
     held: int = 0
+    payment_failures: int = 0
     events: int = 0
     round_trips: int = 0
     cursor: str = ""
@@ -145,6 +150,12 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
         cursor.last_run_at = timezone.now()
         cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
         report.cursor = newest
+        if not report.aborted:
+            try:
+                pull_failed_transactions(client=client, report=report)
+            except OdooError as exc:
+                report.aborted = str(exc)
+                record_connection_failure(exc, settings_=settings_)
     report.round_trips = client.round_trips - start_trips
     logger.info("odoo pull: %s", report)
     return report
@@ -160,11 +171,15 @@ def _mirror_moves(client: OdooClient, moves: list[dict], report: PullReport) -> 
     for line in lines:
         lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
     order_of_sale_line = _orders_of_sale_lines(client, lines)
+
+    def portal_pdf(move_id: int) -> str:
+        return str(client.call("account.move", "get_portal_url", [[move_id]], {"report_type": "pdf", "download": True}))
+
     mirrored = []
     for move in moves:
         report.moves_seen += 1
         mirrored.append(mirror_move(move, lines_by_move.get(move["id"], []), report,
-                                    order_of_sale_line=order_of_sale_line))
+                                    order_of_sale_line=order_of_sale_line, portal_pdf=portal_pdf))
     return mirrored
 
 
@@ -236,7 +251,8 @@ def attribute_move(move: dict, lines: list[dict], order_of_sale_line: dict[int, 
 
 
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
-                order_of_sale_line: dict[int, int] | None = None) -> Invoice | CreditNote | None:
+                order_of_sale_line: dict[int, int] | None = None,
+                portal_pdf: Callable[[int], str] | None = None) -> Invoice | CreditNote | None:
     attribution = attribute_move(move, lines, order_of_sale_line or {})
     subscription = attribution.primary
     if subscription is None or subscription.mode != SubscriptionMode.LIVE:
@@ -268,6 +284,9 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                    .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
         if move.get("payment_state") == "reversed" and invoice is not None:
             values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
+        if (invoice is not None and invoice.payment_status == InvoicePaymentStatus.FAILED
+                and values["payment_status"] == InvoicePaymentStatus.PENDING):
+            values["payment_status"] = InvoicePaymentStatus.FAILED  # until Odoo says paid (Lago keeps it too)
         before = None
         if invoice is None:
             invoice = Invoice(odoo_move_id=move["id"], **values)
@@ -289,6 +308,12 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             logger.warning("odoo pull: invoice %s held from the API: %s", invoice, invoice.held_reason)
             return invoice  # no webhook: any payload would carry another service's lines
         webhook_types = _events(before, invoice)
+        if WebhookType.INVOICE_CREATED in webhook_types and portal_pdf is not None and not invoice.file_url:
+            # Lago's invoice.generated (the PDF is available): Odoo renders it on demand behind the portal
+            # link, so it is available once posted; the link (access token) is made once and kept
+            invoice.file_url = portal_base_url() + portal_pdf(invoice.odoo_move_id)
+            invoice.save(update_fields=["file_url", "updated_at"])
+            webhook_types.insert(webhook_types.index(WebhookType.INVOICE_CREATED) + 1, WebhookType.INVOICE_GENERATED)
         if webhook_types:
             prefetch_related_objects([invoice], *render_prefetches())
             payload = render_invoice(invoice)
@@ -424,6 +449,59 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *,
                          object_type="credit_note", payload=render_credit_note(note))
             report.events += 1
     return note
+
+
+def pull_failed_transactions(*, client: OdooClient, report: PullReport) -> None:
+    """Lago's ``invoice.payment_failure``: Odoo ``payment.transaction`` rows in ``error`` (a Stripe charge
+    refused, from the portal or a payment link) of our invoices, read by their own ``write_date`` cursor
+    (a transaction changing state does not write its invoice). Once per transaction; the invoice's
+    ``payment_status`` becomes ``failed`` (``invoice.payment_status_updated``) until Odoo says it is paid."""
+    cursor, _ = OdooPullCursor.objects.get_or_create(name=TRANSACTION_CURSOR_NAME)
+    newest = cursor.write_date
+    transactions = client.call("payment.transaction", "search_read",
+                               [[["state", "=", "error"], ["write_date", ">=", cursor.write_date],
+                                 ["invoice_ids", "!=", False]]],
+                               {"fields": TRANSACTION_FIELDS, "order": "write_date asc, id asc"})
+    for tx in transactions:
+        newest = max(newest, tx.get("write_date") or newest)
+        for invoice_id in Invoice.objects.filter(odoo_move_id__in=tx.get("invoice_ids") or [], held_reason="",
+                                                 status=InvoiceStatus.FINALIZED).values_list("pk", flat=True):
+            _announce_payment_failure(invoice_id, tx, report)
+    cursor.write_date = newest
+    cursor.last_run_at = timezone.now()
+    cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
+
+
+def _announce_payment_failure(invoice_id: uuid.UUID, tx: dict, report: PullReport) -> None:
+    with transaction.atomic():
+        invoice = (Invoice.objects.select_related("service", "customer", "subscription", "account_link")
+                   .select_for_update(of=("self",)).get(pk=invoice_id))
+        if invoice.payment_status == InvoicePaymentStatus.SUCCEEDED or (
+                invoice.last_failed_transaction_id is not None and invoice.last_failed_transaction_id >= tx["id"]):
+            return
+        invoice.last_failed_transaction_id = tx["id"]
+        changed = invoice.payment_status != InvoicePaymentStatus.FAILED
+        invoice.payment_status = InvoicePaymentStatus.FAILED
+        invoice.save(update_fields=["last_failed_transaction_id", "payment_status", "updated_at"])
+        link = invoice.account_link
+        provider = tx.get("provider_code") or None
+        record_event(service=invoice.service, webhook_type=WebhookType.INVOICE_PAYMENT_FAILURE,
+                     object_type="payment_provider_invoice_payment_error", payload={
+                         "lago_invoice_id": str(invoice.pk),
+                         "lago_customer_id": str(link.pk) if link else None,
+                         "external_customer_id": link.external_id if link else None,
+                         "provider_customer_id": link.stripe_customer_id or None if link else None,
+                         "payment_provider": provider, "payment_provider_code": provider,
+                         "provider_error": {"message": tx.get("state_message") or "",
+                                            "error_code": tx.get("reference") or None},
+                     })
+        report.payment_failures += 1
+        report.events += 1
+        if changed:
+            prefetch_related_objects([invoice], *render_prefetches())
+            record_event(service=invoice.service, webhook_type=WebhookType.INVOICE_PAYMENT_STATUS_UPDATED,
+                         object_type="invoice", payload=render_invoice(invoice))
+            report.events += 1
 
 
 def announce_overdue_invoices(*, now: dt.datetime | None = None) -> int:

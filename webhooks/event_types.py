@@ -29,6 +29,8 @@ class WebhookType(StrEnum):
     INVOICE_VOIDED = "invoice.voided"
     INVOICE_DRAFTED = "invoice.drafted"
     INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"
+    INVOICE_GENERATED = "invoice.generated"
+    INVOICE_PAYMENT_FAILURE = "invoice.payment_failure"
     CREDIT_NOTE_CREATED = "credit_note.created"
     PLAN_DELETED = "plan.deleted"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.

@@ -25,7 +25,7 @@ from .store import (
     UserError,
 )
 
-__all__ = ["ACTIONS", "Methods", "account_move_action_post", "register_payment", "reverse_invoice",
+__all__ = ["ACTIONS", "Methods", "account_move_action_post", "fail_payment", "register_payment", "reverse_invoice",
            "run_expiration_cron", "run_invoicing_cron"]
 
 ORM_METHODS = {"fields_get", "search", "search_read", "read", "create", "write", "unlink", "search_count",
@@ -300,3 +300,17 @@ def reverse_invoice(store: Store, *, move_id: int, link_sale_lines: bool = True)
                                                   "amount_paid": store.move_amounts(refund_id)[2]})
         store.write("account.move", [move_id], {"payment_state": "reversed"})
         return refund_id
+
+
+def fail_payment(store: Store, *, move_id: int, message: str) -> int:
+    """A charge of the invoice refused by the provider (Stripe's card declined): the transaction is
+    created and set in error (payment `_set_error`); the invoice itself is not written."""
+    with store.lock:
+        move = store.browse("account.move", [move_id])[0]
+        tx_id = store.create("payment.transaction", [{
+            "reference": store.next_sequence("payment.transaction", f"{move['name']}-{{}}"),
+            "amount": store.move_amounts(move_id)[2], "partner_id": move["partner_id"],
+            "invoice_ids": [[6, 0, [move_id]]]}])[0]
+        store.write("payment.transaction", [tx_id], {"state": "error", "state_message": message,
+                                                     "last_state_change": store.now_string()})
+        return tx_id
