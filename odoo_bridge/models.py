@@ -90,6 +90,8 @@ class InvoiceLine(models.Model):
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="invoice_lines")
+    # Odoo's taxes of the line (tax_ids): [{"odoo_tax_id", "name", "rate" (percent, str), "amount" (str)}]
+    taxes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["invoice", "id"]
@@ -171,6 +173,7 @@ class CreditNoteItem(models.Model):
     charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="credit_note_items")
+    taxes = models.JSONField(default=list, blank=True)  # as InvoiceLine.taxes
 
     class Meta:
         ordering = ["credit_note", "id"]

@@ -65,7 +65,8 @@ MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "inv
                "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
                "reversed_entry_id", "write_date"]
 LINE_FIELDS = ["move_id", "product_id", "name", "quantity", "price_unit", "price_subtotal", "price_total",
-               "subscription_id", "sale_line_ids"]
+               "subscription_id", "sale_line_ids", "tax_ids"]
+TAX_FIELDS = ["name", "amount", "amount_type"]
 PAID_STATES = {"paid", "in_payment"}
 
 
@@ -171,6 +172,9 @@ def _mirror_moves(client: OdooClient, moves: list[dict], report: PullReport) -> 
     for line in lines:
         lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
     order_of_sale_line = _orders_of_sale_lines(client, lines)
+    taxes = _taxes_of_lines(client, lines)
+    for line in lines:
+        line["_taxes"] = [taxes[t] for t in line.get("tax_ids") or [] if t in taxes]
 
     def portal_pdf(move_id: int) -> str:
         return str(client.call("account.move", "get_portal_url", [[move_id]], {"report_type": "pdf", "download": True}))
@@ -189,6 +193,38 @@ def pull_move(*, client: OdooClient, move_id: int) -> Invoice | CreditNote | Non
     Its events are recorded as by the pull; the cursor pull will find nothing new to say about it."""
     moves = client.call("account.move", "read", [[move_id]], {"fields": MOVE_FIELDS})
     return _mirror_moves(client, moves, PullReport())[0] if moves else None
+
+
+def _taxes_of_lines(client: OdooClient, lines: list[dict]) -> dict[int, dict]:
+    """account.tax id -> its name, amount and type, for every tax of these lines (one call, when there are some)."""
+    ids = sorted({t for line in lines for t in (line.get("tax_ids") or [])})
+    if not ids:
+        return {}
+    return {row["id"]: row for row in client.call("account.tax", "read", [ids], {"fields": TAX_FIELDS})}
+
+
+def line_taxes(line: dict, tax_amount: Decimal, digits: int) -> list[dict[str, Any]]:
+    """The line's taxes with their share of its tax amount (Odoo's ``price_total - price_subtotal``).
+
+    One tax takes it all; several share it by weight (a percentage's rate, a fixed tax's amount), the
+    last taking the rounding remainder, so the shares add up to what Odoo charged."""
+    taxes = line.get("_taxes") or []
+    weights = [Decimal(str(t.get("amount") or 0)) for t in taxes]
+    total_weight = sum(weights, Decimal(0))
+    out: list[dict[str, Any]] = []
+    left = tax_amount
+    quantum = Decimal(1).scaleb(-digits)
+    for i, (tax, weight) in enumerate(zip(taxes, weights)):
+        if i == len(taxes) - 1:
+            share = left
+        else:
+            share = (tax_amount * weight / total_weight).quantize(quantum) if total_weight else Decimal(0)
+        left -= share
+        out.append({"odoo_tax_id": tax["id"], "name": tax.get("name") or "",
+                    "rate": str(Decimal(str(tax.get("amount") or 0)).normalize())
+                    if tax.get("amount_type", "percent") == "percent" else "0",
+                    "amount": str(share)})
+    return out
 
 
 def _orders_of_sale_lines(client: OdooClient, lines: list[dict]) -> dict[int, int]:
@@ -358,13 +394,14 @@ def _line_values(line_subscriptions: Sequence[Subscription | None], lines: list[
         usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
                      None)
         product = _m2o(line.get("product_id"))
+        amount = decimal_from_odoo(line.get("price_subtotal"), digits=digits)
+        total = decimal_from_odoo(line.get("price_total"), digits=digits)
         rows.append(dict(
             odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
             quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
-            amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
-            total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
+            amount=amount, total_amount=total,
             subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage))
+            rated_usage=usage, taxes=line_taxes(line, total - amount, digits)))
     return rows, usages
 
 

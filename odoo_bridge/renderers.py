@@ -67,6 +67,11 @@ def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: s
         "amount_cents": to_cents(line.amount), "amount_currency": invoice.currency,
         "precise_amount": str(line.amount),
         "taxes_amount_cents": to_cents(taxes), "total_amount_cents": to_cents(line.total_amount),
+        "taxes_rate": float(sum((Decimal(t["rate"]) for t in line.taxes), Decimal(0))),  # ok-float: Lago's type
+        "applied_taxes": [{"lago_id": f"{lago_id}-tax-{t['odoo_tax_id']}", "lago_fee_id": lago_id,
+                           **_tax_fields(t), "amount_cents": to_cents(Decimal(t["amount"])),
+                           "amount_currency": invoice.currency, "created_at": iso_seconds(invoice.created_at)}
+                          for t in line.taxes],
         "units": str(line.quantity.normalize()), "total_aggregated_units": str(
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),
@@ -76,6 +81,24 @@ def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: s
         "to_date": iso_seconds(usage.window_end) if usage else None,
         "created_at": iso_seconds(invoice.created_at),
     }
+
+
+def _tax_fields(tax: dict[str, Any]) -> dict[str, Any]:
+    """Lago's tax identity of an Odoo tax (Lago has its own tax objects; here Odoo's tax is the truth)."""
+    return {"lago_tax_id": f"odoo-tax-{tax['odoo_tax_id']}", "tax_name": tax["name"],
+            "tax_code": f"odoo_tax_{tax['odoo_tax_id']}", "tax_rate": float(Decimal(tax["rate"])),  # ok-float
+            "tax_description": tax["name"]}
+
+
+def applied_taxes(lines: list[InvoiceLine] | list[CreditNoteItem]) -> list[dict[str, Any]]:
+    """Per Odoo tax: its fields, the tax amount and the base (untaxed amount of the lines it applies to)."""
+    by_tax: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        for tax in line.taxes:
+            entry = by_tax.setdefault(tax["odoo_tax_id"], {"tax": tax, "amount": Decimal(0), "base": Decimal(0)})
+            entry["amount"] += Decimal(tax["amount"])
+            entry["base"] += line.amount
+    return [by_tax[key] for key in sorted(by_tax)]
 
 
 def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
@@ -146,7 +169,10 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "credits": [],
         "metadata": [{"lago_id": None, "key": "odoo_move_id", "value": str(invoice.odoo_move_id),
                       "created_at": iso_seconds(invoice.created_at)}],
-        "applied_taxes": [],
+        "applied_taxes": [{"lago_id": f"{invoice.pk}-tax-{e['tax']['odoo_tax_id']}", "lago_invoice_id": str(invoice.pk),
+                           **_tax_fields(e["tax"]), "amount_cents": to_cents(e["amount"]),
+                           "amount_currency": invoice.currency, "fees_amount_cents": to_cents(e["base"]),
+                           "created_at": iso_seconds(invoice.created_at)} for e in applied_taxes(lines)],
         "error_details": [],
         "applied_invoice_custom_sections": [],
     }
@@ -209,6 +235,9 @@ def render_credit_note(note: CreditNote) -> dict[str, Any]:
                    "fee": _fee(item, lago_id=f"{note.pk}-{item.odoo_line_id or item.pk}",
                                lago_invoice_id=lago_invoice_id, owner=note, payment_status="succeeded")}
                   for item in items],
-        "applied_taxes": [],
+        "applied_taxes": [{"lago_id": f"{note.pk}-tax-{e['tax']['odoo_tax_id']}", "lago_credit_note_id": str(note.pk),
+                           **_tax_fields(e["tax"]), "amount_cents": to_cents(e["amount"], currency),
+                           "amount_currency": currency, "base_amount_cents": to_cents(e["base"], currency),
+                           "created_at": iso_seconds(note.created_at)} for e in applied_taxes(items)],
         "metadata": {"odoo_move_id": str(note.odoo_move_id)},
     }
