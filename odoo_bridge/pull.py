@@ -80,6 +80,7 @@ class PullReport:
     unmatched: int = 0
     held: int = 0
     payment_failures: int = 0
+    tax_rates_refreshed: int = 0
     events: int = 0
     round_trips: int = 0
     cursor: str = ""
@@ -154,6 +155,7 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
         if not report.aborted:
             try:
                 pull_failed_transactions(client=client, report=report)
+                report.tax_rates_refreshed = refresh_tax_rates(client=client)
             except OdooError as exc:
                 report.aborted = str(exc)
                 record_connection_failure(exc, settings_=settings_)
@@ -486,6 +488,42 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *,
                          object_type="credit_note", payload=render_credit_note(note))
             report.events += 1
     return note
+
+
+TAX_RATES_TTL = dt.timedelta(hours=1)
+
+
+def refresh_tax_rates(*, client: OdooClient, now: dt.datetime | None = None, batch: int = 200) -> int:
+    """Cache the taxes Odoo puts on each live order's lines (``Subscription.odoo_tax_rates``) for
+    ``current_usage``: per product, the sum of its line's percentage rates, the partner's fiscal position
+    applied by Odoo; ``""`` is the recurring line's (the plan's product), used for a charge with no line yet.
+    At most once per ``TAX_RATES_TTL`` per subscription, ``batch`` orders per pull (two calls)."""
+    now = now or timezone.now()
+    stale = list(Subscription.objects.filter(mode=SubscriptionMode.LIVE, odoo_sale_order_id__isnull=False)
+                 .exclude(odoo_tax_rates_at__gte=now - TAX_RATES_TTL).order_by("odoo_tax_rates_at", "pk")[:batch])
+    if not stale:
+        return 0
+    tax_field = client.fields.line_taxes
+    lines = client.call("sale.order.line", "search_read",
+                        [[["order_id", "in", sorted({s.odoo_sale_order_id for s in stale})],
+                          ["display_type", "=", False]]],
+                        {"fields": ["order_id", "product_id", "recurring_invoice", tax_field]})
+    tax_ids = sorted({t for line in lines for t in (line.get(tax_field) or [])})
+    taxes = {row["id"]: row for row in client.call("account.tax", "read", [tax_ids], {"fields": TAX_FIELDS})
+             } if tax_ids else {}
+    by_order: dict[int, dict[str, str]] = {}
+    for line in lines:
+        rate = sum((Decimal(str(taxes[t].get("amount") or 0)) for t in line.get(tax_field) or []
+                    if t in taxes and taxes[t].get("amount_type", "percent") == "percent"), Decimal(0))
+        rates = by_order.setdefault(_m2o(line.get("order_id")) or 0, {})
+        rates[str(_m2o(line.get("product_id")) or "")] = str(rate.normalize())
+        if line.get("recurring_invoice"):
+            rates[""] = str(rate.normalize())
+    for sub in stale:
+        sub.odoo_tax_rates = by_order.get(sub.odoo_sale_order_id or 0, {})
+        sub.odoo_tax_rates_at = now
+    Subscription.objects.bulk_update(stale, ["odoo_tax_rates", "odoo_tax_rates_at"])
+    return len(stale)
 
 
 def pull_failed_transactions(*, client: OdooClient, report: PullReport) -> None:

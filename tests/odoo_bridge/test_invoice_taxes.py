@@ -65,3 +65,50 @@ def test_a_line_with_two_taxes_shares_odoos_tax_amount_by_rate():
     shares = line_taxes(line, Decimal("1.21"), 2)  # Odoo charged 1.21 on 10.08
     assert [(t["name"], t["rate"], t["amount"]) for t in shares] == [("5% GST", "5", "0.50"), ("7% PST", "7", "0.71")]
     assert line_taxes({"_taxes": []}, Decimal(0), 2) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_current_usage_applies_the_partners_odoo_taxes(fake_odoo, catalog, live_server, api_key, api_client):
+    from django.utils import timezone
+    from lago_python_client.client import Client
+
+    from metering.models import Subscription
+
+    store = fake_odoo.store
+    gst = store.xmlid_id("account", "1_gst_sale_tax_5")
+    for code, name, recurring in ((mapping.charge_product_code(catalog.api_charge), "API calls", False),
+                                  (mapping.plan_product_code(catalog.plan), "Pro", True),
+                                  (mapping.fee_product_code(catalog.plan), "Pro", False)):
+        store.create("product.product", [{"name": name, "default_code": code, "type": "service",
+                                          "recurring_invoice": recurring, "taxes_id": [[6, 0, [gst]]]}])
+    sub = catalog.subscription()  # an Ontario account: GST is mapped to HST 13 %
+    now = timezone.now()
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    Subscription.objects.filter(pk=sub.pk).update(started_at=start, subscription_at=start, billing_anchor=start,
+                                                  current_period_start=start, current_period_end=end)
+    push_cycle()
+    lago = Client(api_key=api_key, api_url=live_server.url)
+    posted = api_client.post("/api/v1/events", {"event": {
+        "transaction_id": "t1", "external_subscription_id": sub.external_id, "code": "api_calls",
+        "timestamp": now.timestamp(), "properties": {"calls": 150}}}, format="json")
+    assert posted.status_code == 200, posted.json()
+    external = sub.account_link.external_id
+    # before the pull has cached Odoo's rates: no tax
+    assert lago.customers.current_usage(external, sub.external_id).taxes_amount_cents == 0
+    report = pull_invoices()
+    assert report.tax_rates_refreshed == 1
+    hst_rates = Subscription.objects.get(pk=sub.pk).odoo_tax_rates
+    assert set(hst_rates.values()) == {"13"}
+    usage = lago.customers.current_usage(external, sub.external_id)
+    # 150 calls x 0.02 = 3.00, HST 13 % = 0.39
+    assert (usage.amount_cents, usage.taxes_amount_cents, usage.total_amount_cents) == (300, 39, 339)
+    untaxed = api_client.get(f"/api/v1/customers/{external}/current_usage",
+                             {"external_subscription_id": sub.external_id, "apply_taxes": "false"}).json()
+    assert untaxed["customer_usage"]["taxes_amount_cents"] == 0
+    assert untaxed["customer_usage"]["total_amount_cents"] == 300
+    bad = api_client.get(f"/api/v1/customers/{external}/current_usage",
+                         {"external_subscription_id": sub.external_id, "apply_taxes": "maybe"})
+    assert bad.status_code == 422
+    # cached for an hour: the next pull asks Odoo nothing about it
+    assert pull_invoices().tax_rates_refreshed == 0
