@@ -63,7 +63,7 @@ TRANSACTION_FIELDS = ["reference", "state", "state_message", "provider_code", "i
                       "write_date"]
 MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "invoice_date", "invoice_date_due",
                "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
-               "reversed_entry_id", "write_date"]
+               "reversed_entry_id", "write_date", "access_url", "access_token"]
 LINE_FIELDS = ["move_id", "product_id", "name", "quantity", "price_unit", "price_subtotal", "price_total",
                "subscription_id", "sale_line_ids", "tax_ids"]
 TAX_FIELDS = ["name", "amount", "amount_type"]
@@ -178,8 +178,13 @@ def _mirror_moves(client: OdooClient, moves: list[dict], report: PullReport) -> 
     for line in lines:
         line["_taxes"] = [taxes[t] for t in line.get("tax_ids") or [] if t in taxes]
 
-    def portal_pdf(move_id: int) -> str:
-        return str(client.call("account.move", "get_portal_url", [[move_id]], {"report_type": "pdf", "download": True}))
+    def portal_pdf(move: dict) -> str:
+        # portal.mixin get_portal_url(report_type="pdf", download=True); an invoice already sent has its access
+        # token (made when it was mailed), so the link is built from what the page read, without a call
+        if move.get("access_token") and move.get("access_url"):
+            return f'{move["access_url"]}?access_token={move["access_token"]}&report_type=pdf&download=true'
+        return str(client.call("account.move", "get_portal_url", [[move["id"]]],
+                               {"report_type": "pdf", "download": True}))
 
     mirrored = []
     for move in moves:
@@ -290,7 +295,7 @@ def attribute_move(move: dict, lines: list[dict], order_of_sale_line: dict[int, 
 
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 order_of_sale_line: dict[int, int] | None = None,
-                portal_pdf: Callable[[int], str] | None = None) -> Invoice | CreditNote | None:
+                portal_pdf: Callable[[dict], str] | None = None) -> Invoice | CreditNote | None:
     attribution = attribute_move(move, lines, order_of_sale_line or {})
     subscription = attribution.primary
     if subscription is None or subscription.mode != SubscriptionMode.LIVE:
@@ -349,7 +354,7 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
         if WebhookType.INVOICE_CREATED in webhook_types and portal_pdf is not None and not invoice.file_url:
             # Lago's invoice.generated (the PDF is available): Odoo renders it on demand behind the portal
             # link, so it is available once posted; the link (access token) is made once and kept
-            invoice.file_url = portal_base_url() + portal_pdf(invoice.odoo_move_id)
+            invoice.file_url = portal_base_url() + portal_pdf(move)
             invoice.save(update_fields=["file_url", "updated_at"])
             webhook_types.insert(webhook_types.index(WebhookType.INVOICE_CREATED) + 1, WebhookType.INVOICE_GENERATED)
         if webhook_types:

@@ -233,8 +233,8 @@ class CustomerPortalUrlView(ServiceAPIView):
     @extend_schema(operation_id="customers_portal_url",
                    parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                 description="The customer's id in the calling app.")],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 503: LAGO_JSON},
-                   description="Odoo's customer portal (its invoices page).")
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON},
+                   description="Odoo's customer portal (its invoices page); 405 when Odoo is not configured.")
     def get(self, request: Request, external_id: str) -> Response:
         link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:

@@ -94,3 +94,14 @@ def test_failures_of_other_partners_invoices_are_not_announced(fake_odoo, invoic
     report = pull_invoices()
     assert report.payment_failures == 0 and bodies("invoice.payment_failure") == []
     assert not report.aborted and OdooPullCursor.objects.get(name="payment.transaction").write_date > "2026-01-01"
+
+
+def test_an_invoice_sent_with_its_token_costs_no_portal_call(fake_odoo, invoiced):
+    sub, move_id = invoiced
+    fake_odoo.store.write("account.move", [move_id], {"access_token": "tok-1"})  # mailed by Odoo: token made
+    fake_odoo.reset_counters()
+    pull_invoices()
+    [generated] = bodies("invoice.generated")
+    assert generated["invoice"]["file_url"] == (
+        f"{fake_odoo.url}/my/invoices/{move_id}?access_token=tok-1&report_type=pdf&download=true")
+    assert fake_odoo.call_count(method="get_portal_url") == 0
