@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     SUBSCRIPTION_NOT_FOUND = "subscription_not_found"
     EVENT_NOT_FOUND = "event_not_found"
     INVOICE_NOT_FOUND = "invoice_not_found"
+    CREDIT_NOTE_NOT_FOUND = "credit_note_not_found"
     WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
     CHARGE_NOT_FOUND = "charge_not_found"
     METADATA_NOT_FOUND = "metadata_not_found"
@@ -64,6 +65,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL_ERROR = "internal_error"
     STATEMENT_TIMEOUT = "statement_timeout"
+    # A call that must be answered by Odoo (an invoice action) could not reach it: retry later.
+    ODOO_UNAVAILABLE = "odoo_unavailable"
     # Catalogue and ingest rules of metering (error_details items)
     NOT_COMPATIBLE_WITH_AGGREGATION_TYPE = "not_compatible_with_aggregation_type"
     NOT_COMPATIBLE_WITH_CHARGE_MODEL = "not_compatible_with_charge_model"
@@ -180,6 +183,13 @@ class StatementTimeout(BillingError):
 
     error = "Service Unavailable"
     code = ErrorCode.STATEMENT_TIMEOUT
+
+
+class ServiceUnavailable(BillingError):
+    """A system the answer depends on (Odoo) is unreachable right now: the client may retry."""
+
+    error = "Service Unavailable"
+    code = ErrorCode.ODOO_UNAVAILABLE
 
 
 class ValidationFailed(BillingError):

@@ -22,6 +22,7 @@ from .errors import (
     NotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     StatementTimeout,
     TooManyRequests,
     Unauthorized,
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: dict[type[BillingError], int] = {
     ValidationFailed: 422,
     TooManyRequests: 429,
     StatementTimeout: 503,
+    ServiceUnavailable: 503,
 }
 
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).

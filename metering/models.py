@@ -308,6 +308,10 @@ class Subscription(models.Model):
     # when ending_at is N days away).
     termination_alert_sent_on = models.DateField(null=True, blank=True, editable=False)
     odoo_sale_order_id = models.PositiveIntegerField(null=True, blank=True)
+    # Odoo's taxes of the order's lines (the partner's fiscal position applied), cached by the Odoo pull for
+    # current_usage's taxes_amount_cents: {"<odoo product id>": "<sum of percentage rates>", "": recurring line's}.
+    odoo_tax_rates = models.JSONField(default=dict, blank=True, editable=False)
+    odoo_tax_rates_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from datetime import datetime
 
 from django.db.models import F, Prefetch, QuerySet
@@ -175,3 +176,16 @@ def past_usage_periods(*, subscription: Subscription, metric_code: str | None = 
                                           amount=row.amount, events_count=row.events_count,
                                           currency=subscription.currency))
     return list(periods.values())
+
+
+def usage_taxes_cents(*, subscription: Subscription, charges: list[ChargeUsage], currency: str | None) -> int:
+    """Lago's ``apply_taxes`` of current usage: each charge's amount times the rate Odoo applies to its
+    product on the subscription's order (the partner's fiscal position included; cached by the Odoo pull in
+    ``Subscription.odoo_tax_rates``, the recurring line's rate for a product with no line yet), each fee's tax
+    rounded once to the currency's minor unit as Lago rounds a fee's taxes. No cached rate: no tax."""
+    rates = subscription.odoo_tax_rates or {}
+    total = 0
+    for usage in charges:
+        rate = Decimal(rates.get(str(usage.charge.odoo_product_id or ""), rates.get("", "0")))
+        total += to_cents(usage.amount * rate / 100, currency)
+    return total

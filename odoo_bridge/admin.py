@@ -8,7 +8,7 @@ from billing_kit.formatting import money_display
 
 from . import connection
 from .health import check_odoo
-from .models import Invoice, InvoiceLine, OdooConnectionState, OdooPullCursor, OdooSyncState
+from .models import CreditNote, CreditNoteItem, Invoice, InvoiceLine, OdooConnectionState, OdooPullCursor, OdooSyncState
 from .sync import resync
 
 
@@ -30,7 +30,7 @@ class HeldFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", "Held (several service accounts)"), ("no", "Shown to its service")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
             return queryset.exclude(held_reason="")
         if self.value() == "no":
@@ -54,6 +54,38 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="held from the API", ordering="held_reason")
     def held(self, invoice: Invoice) -> str:
         return invoice.held_reason
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class CreditNoteItemInline(admin.TabularInline):
+    model = CreditNoteItem
+    extra = 0
+    can_delete = False
+    readonly_fields = ("name", "quantity", "unit_amount", "amount", "total_amount", "subscription", "charge",
+                       "odoo_line_id")
+    fields = readonly_fields
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(admin.ModelAdmin):
+    """Odoo refunds (out_refund), mirrored: read-only, Odoo is the truth."""
+
+    list_display = ("__str__", "service", "account_link", "status", "total_display", "issuing_date",
+                    "odoo_move_id", "held")
+    list_filter = (HeldFilter, "service", "status", "currency")
+    search_fields = ("number", "customer__email", "account_link__external_id", "account_link__name")
+    readonly_fields = [f.name for f in CreditNote._meta.fields]
+    inlines = [CreditNoteItemInline]
+
+    @admin.display(description="total", ordering="total_amount")
+    def total_display(self, note: CreditNote) -> str:
+        return money_display(note.total_amount, note.currency)
+
+    @admin.display(description="held from the API", ordering="held_reason")
+    def held(self, note: CreditNote) -> str:
+        return note.held_reason
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

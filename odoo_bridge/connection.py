@@ -69,6 +69,11 @@ def odoo_settings() -> OdooSettings:
                         transport=settings.ODOO_TRANSPORT)
 
 
+def portal_base_url() -> str:
+    """Where customers reach Odoo's portal (``ODOO_PORTAL_URL``, else ``ODOO_URL``), without a trailing slash."""
+    return (settings.ODOO_PORTAL_URL or settings.ODOO_URL).rstrip("/")
+
+
 def connection_state() -> OdooConnectionState:
     state, _ = OdooConnectionState.objects.get_or_create(pk=1)
     return state

@@ -12,7 +12,7 @@ from django.conf import settings
 from .client import OdooError, OdooSettings, classify_exception
 from .connection import odoo_settings
 from .models import ConnectionStatus, OdooConnectionState
-from .selectors import held_invoices
+from .selectors import held_credit_notes, held_invoices
 
 HELD_INVOICES_LISTED = 20
 
@@ -65,6 +65,8 @@ def _version_info(settings_: OdooSettings) -> dict[str, Any]:
 def check_held_invoices() -> dict[str, Any]:
     """Odoo invoices billing several service accounts at once: no service sees them (nor hears of them)
     until ops split them in Odoo (docs/odoo.md "An invoice of several services")."""
-    held = list(held_invoices().values("odoo_move_id", "number", "held_reason")[:HELD_INVOICES_LISTED + 1])
-    return {"ok": not held, "count": held_invoices().count() if len(held) > HELD_INVOICES_LISTED else len(held),
-            "invoices": held[:HELD_INVOICES_LISTED]}
+    fields = ("odoo_move_id", "number", "held_reason")
+    held = list(held_invoices().values(*fields)[:HELD_INVOICES_LISTED + 1])
+    held += list(held_credit_notes().values(*fields)[:HELD_INVOICES_LISTED + 1])  # a held invoice's refund
+    count = (held_invoices().count() + held_credit_notes().count()) if len(held) > HELD_INVOICES_LISTED else len(held)
+    return {"ok": not held, "count": count, "invoices": held[:HELD_INVOICES_LISTED]}

@@ -22,7 +22,10 @@ class InvoicePaymentStatus(models.TextChoices):
 
 
 class Invoice(models.Model):
-    """Mirror of an Odoo ``account.move`` (customer invoice or refund); Odoo is the truth."""
+    """Mirror of an Odoo customer invoice (``account.move`` ``out_invoice``); Odoo is the truth.
+
+    Refunds (``out_refund``) are ``CreditNote`` rows, never invoices.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="invoices")
@@ -61,6 +64,10 @@ class Invoice(models.Model):
     # Lago's invoice_type when it is not read from the move type: "one_off" (add-ons, POST /invoices) and
     # "credit" (a paid wallet top-up), both from a OneOffInvoice. Empty: subscription / credit_note.
     invoice_type = models.CharField(max_length=16, blank=True, default="")
+    # Lago's file_url: the PDF of the invoice on Odoo's portal (access token), set by POST .../download.
+    file_url = models.CharField(max_length=1024, blank=True, default="")
+    # The newest Odoo payment.transaction in error announced by invoice.payment_failure (once each).
+    last_failed_transaction_id = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -98,6 +105,8 @@ class InvoiceLine(models.Model):
     # Lago's fee type (`subscription`, `commitment`) and the fee's window.
     plan_fee = models.ForeignKey(PlanFee, on_delete=models.SET_NULL, null=True, blank=True,
                                  related_name="invoice_lines")
+    # Odoo's taxes of the line (tax_ids): [{"odoo_tax_id", "name", "rate" (percent, str), "amount" (str)}]
+    taxes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["invoice", "id"]
@@ -154,6 +163,88 @@ class OneOffInvoiceLine(models.Model):
         constraints = [models.UniqueConstraint(fields=["one_off", "position"], name="one_off_line_position")]
 
 
+class CreditNoteStatus(models.TextChoices):
+    DRAFT = "draft"
+    FINALIZED = "finalized"
+    VOIDED = "voided"  # cancelled in Odoo after it was posted
+
+
+class CreditNote(models.Model):
+    """Mirror of an Odoo customer credit note (``account.move`` ``out_refund``), Lago's credit note.
+
+    Odoo refunds are never Invoice rows: their original invoice is ``invoice`` (Odoo ``reversed_entry_id``,
+    when it is one of ours). The amount is split as Lago's: ``offset`` when the invoice was not paid (Odoo
+    reconciles the credit note against it), else ``credit`` (an open credit of the customer, ``balance``
+    = what Odoo still has to use or refund of it).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
+    account_link = models.ForeignKey(AccountLink, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="credit_notes")
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="credit_notes")
+    invoice = models.ForeignKey(Invoice, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="credit_notes")
+    odoo_move_id = models.PositiveIntegerField(unique=True)
+    reversed_move_id = models.PositiveIntegerField(null=True, blank=True,
+                                                   help_text="The original invoice (Odoo reversed_entry_id).")
+    number = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=512, blank=True, default="", help_text="Odoo's ref of the credit note.")
+    status = models.CharField(max_length=16, choices=CreditNoteStatus.choices, default=CreditNoteStatus.DRAFT)
+    currency = models.CharField(max_length=3)
+    issuing_date = models.DateField(null=True, blank=True)
+    fees_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                      default=0, help_text="Total before taxes.")
+    taxes_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    total_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    credit_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                        default=0)
+    offset_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                        default=0)
+    balance_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                         default=0, help_text="Odoo's amount_residual of the credit note.")
+    odoo_write_date = models.DateTimeField(null=True, blank=True)
+    # When credit_note.created was sent (once, when first seen posted and not held).
+    announced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    held_reason = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-issuing_date", "-created_at"]
+
+    def __str__(self) -> str:
+        return self.number or f"odoo move {self.odoo_move_id}"
+
+
+class CreditNoteItem(models.Model):
+    """One product line of the credit note (Lago's credit note item, its fee rendered from the line)."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="items")
+    odoo_line_id = models.PositiveIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=512, blank=True)
+    quantity = models.DecimalField(max_digits=QUANTITY["max_digits"], decimal_places=QUANTITY["decimal_places"],
+                                   default=0)
+    unit_amount = models.DecimalField(max_digits=RATE["max_digits"], decimal_places=RATE["decimal_places"], default=0)
+    amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"], default=0,
+                                 help_text="Subtotal before taxes (positive: what is credited).")
+    total_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    subscription = models.ForeignKey(Subscription, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    charge = models.ForeignKey(Charge, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    rated_usage = models.ForeignKey(RatedUsage, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="credit_note_items")
+    taxes = models.JSONField(default=list, blank=True)  # as InvoiceLine.taxes
+
+    class Meta:
+        ordering = ["credit_note", "id"]
+
+
 from .state_models import (  # noqa: E402  (sync state lives in its own module)
     ConnectionStatus,
     OdooConnectionState,
@@ -163,5 +254,6 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
     SyncStatus,
 )
 
-__all__ = ["Invoice", "InvoiceLine", "OneOffInvoice", "OneOffInvoiceLine", "OneOffInvoiceType", "InvoiceStatus", "InvoicePaymentStatus", "ConnectionStatus",
+__all__ = ["Invoice", "InvoiceLine", "OneOffInvoice", "OneOffInvoiceLine", "OneOffInvoiceType", "InvoiceStatus",
+           "InvoicePaymentStatus", "CreditNote", "CreditNoteItem", "CreditNoteStatus", "ConnectionStatus",
            "OdooConnectionState", "OdooPullCursor", "OdooSyncState", "SyncKind", "SyncStatus"]

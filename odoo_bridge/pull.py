@@ -1,12 +1,14 @@
-"""Pull invoices back from Odoo into the Invoice mirror, and tell the apps.
+"""Pull invoices and credit notes back from Odoo into their mirrors, and tell the apps.
 
 ``account.move`` (customer invoices and refunds) of our partners changed since the
 stored ``write_date`` cursor are read page by page (``>=`` the cursor: Odoo's
 write_date has second precision, so the boundary second is re-read; the mirror
 is idempotent). Each move is mirrored in its own transaction together with the
-webhook events it causes (outbox): ``invoice.created`` when it is first seen
-posted, ``invoice.payment_status_updated`` when the payment status changes,
-``invoice.voided`` when it is cancelled or fully reversed.
+webhook events it causes (outbox): ``invoice.created`` (and ``invoice.generated``)
+when it is first seen posted, ``invoice.payment_status_updated`` when the payment
+status changes, ``invoice.voided`` when it is cancelled or fully reversed. Refunds
+(``out_refund``) are credit notes (``CreditNote``, never an Invoice row):
+``credit_note.created`` when first seen posted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -24,9 +26,10 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from coupons.selectors import discounts_of_lines
+from identity.models import AccountLink, Service
 from metering.models import Charge, PlanFee, RatedUsage, Subscription, SubscriptionMode
-from webhooks.event_types import WebhookType
 from wallets import services as wallet_services
+from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
 from .client import OdooClient, OdooError, OdooSettings
@@ -36,31 +39,39 @@ from .connection import (
     advisory_locks,
     odoo_settings,
     open_client,
+    portal_base_url,
     record_connection_failure,
 )
 from .models import (
+    CreditNote,
+    CreditNoteItem,
+    CreditNoteStatus,
     Invoice,
     InvoiceLine,
     InvoicePaymentStatus,
     InvoiceStatus,
     OdooPullCursor,
-    OdooSyncState,
     OneOffInvoice,
     OneOffInvoiceType,
+    OdooSyncState,
     SyncKind,
 )
 from .pricing import decimal_from_odoo
-from .renderers import render_invoice
-from .selectors import render_prefetches
+from .renderers import render_credit_note, render_invoice
+from .selectors import credit_note_prefetches, render_prefetches
 
 logger = logging.getLogger(__name__)
 
 CURSOR_NAME = "account.move"
+TRANSACTION_CURSOR_NAME = "payment.transaction"
+TRANSACTION_FIELDS = ["reference", "state", "state_message", "provider_code", "invoice_ids", "partner_id",
+                      "write_date"]
 MOVE_FIELDS = ["name", "move_type", "state", "payment_state", "partner_id", "invoice_date", "invoice_date_due",
                "currency_id", "amount_untaxed", "amount_tax", "amount_total", "amount_residual", "invoice_origin",
-               "reversed_entry_id", "write_date", "ref"]
+               "reversed_entry_id", "write_date", "ref", "access_url", "access_token"]
 LINE_FIELDS = ["move_id", "product_id", "name", "quantity", "price_unit", "price_subtotal", "price_total",
-               "subscription_id", "sale_line_ids"]
+               "subscription_id", "sale_line_ids", "tax_ids"]
+TAX_FIELDS = ["name", "amount", "amount_type"]
 PAID_STATES = {"paid", "in_payment"}
 
 
@@ -69,8 +80,12 @@ class PullReport:
     moves_seen: int = 0
     invoices_created: int = 0
     invoices_updated: int = 0
+    credit_notes_created: int = 0
+    credit_notes_updated: int = 0
     unmatched: int = 0
     held: int = 0
+    payment_failures: int = 0
+    tax_rates_refreshed: int = 0
     events: int = 0
     round_trips: int = 0
     cursor: str = ""
@@ -129,19 +144,8 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
                                      "offset": offset})
                 if not moves:
                     break
-                ids = [m["id"] for m in moves]
-                lines = client.call("account.move.line", "search_read",
-                                    [[["move_id", "in", ids], ["display_type", "=", "product"]]],
-                                    {"fields": LINE_FIELDS, "order": "move_id, id"})
-                lines_by_move: dict[int | None, list[dict]] = {}
-                for line in lines:
-                    lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
-                order_of_sale_line = _orders_of_sale_lines(client, lines)
-                one_offs = one_offs_of_moves(moves)
+                _mirror_moves(client, moves, report)
                 for move in moves:
-                    report.moves_seen += 1
-                    mirror_move(move, lines_by_move.get(move["id"], []), report,
-                                order_of_sale_line=order_of_sale_line, one_offs=one_offs)
                     newest = max(newest, move.get("write_date") or newest)
                 if len(moves) < page_size:
                     break
@@ -153,9 +157,88 @@ def pull_invoices(*, client: OdooClient | None = None, settings_: OdooSettings |
         cursor.last_run_at = timezone.now()
         cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
         report.cursor = newest
+        if not report.aborted:
+            try:
+                pull_failed_transactions(client=client, report=report)
+                report.tax_rates_refreshed = refresh_tax_rates(client=client)
+            except OdooError as exc:
+                report.aborted = str(exc)
+                record_connection_failure(exc, settings_=settings_)
     report.round_trips = client.round_trips - start_trips
     logger.info("odoo pull: %s", report)
     return report
+
+
+def _mirror_moves(client: OdooClient, moves: list[dict], report: PullReport) -> list[Invoice | CreditNote | None]:
+    """Mirror these moves (read with MOVE_FIELDS): their product lines in one call, their orders in one more."""
+    ids = [m["id"] for m in moves]
+    lines = client.call("account.move.line", "search_read",
+                        [[["move_id", "in", ids], ["display_type", "=", "product"]]],
+                        {"fields": LINE_FIELDS, "order": "move_id, id"})
+    lines_by_move: dict[int | None, list[dict]] = {}
+    for line in lines:
+        lines_by_move.setdefault(_m2o(line["move_id"]), []).append(line)
+    order_of_sale_line = _orders_of_sale_lines(client, lines)
+    taxes = _taxes_of_lines(client, lines)
+    for line in lines:
+        line["_taxes"] = [taxes[t] for t in line.get("tax_ids") or [] if t in taxes]
+
+    def portal_pdf(move: dict) -> str:
+        # portal.mixin get_portal_url(report_type="pdf", download=True); an invoice already sent has its access
+        # token (made when it was mailed), so the link is built from what the page read, without a call
+        if move.get("access_token") and move.get("access_url"):
+            return f'{move["access_url"]}?access_token={move["access_token"]}&report_type=pdf&download=true'
+        return str(client.call("account.move", "get_portal_url", [[move["id"]]],
+                               {"report_type": "pdf", "download": True}))
+
+    one_offs = one_offs_of_moves(moves)
+    mirrored = []
+    for move in moves:
+        report.moves_seen += 1
+        mirrored.append(mirror_move(move, lines_by_move.get(move["id"], []), report,
+                                    order_of_sale_line=order_of_sale_line, one_offs=one_offs,
+                                    portal_pdf=portal_pdf))
+    return mirrored
+
+
+def pull_move(*, client: OdooClient, move_id: int) -> Invoice | CreditNote | None:
+    """Mirror one move now, whatever the cursor (an invoice action's answer is Odoo's state after it).
+
+    Its events are recorded as by the pull; the cursor pull will find nothing new to say about it."""
+    moves = client.call("account.move", "read", [[move_id]], {"fields": MOVE_FIELDS})
+    return _mirror_moves(client, moves, PullReport())[0] if moves else None
+
+
+def _taxes_of_lines(client: OdooClient, lines: list[dict]) -> dict[int, dict]:
+    """account.tax id -> its name, amount and type, for every tax of these lines (one call, when there are some)."""
+    ids = sorted({t for line in lines for t in (line.get("tax_ids") or [])})
+    if not ids:
+        return {}
+    return {row["id"]: row for row in client.call("account.tax", "read", [ids], {"fields": TAX_FIELDS})}
+
+
+def line_taxes(line: dict, tax_amount: Decimal, digits: int) -> list[dict[str, Any]]:
+    """The line's taxes with their share of its tax amount (Odoo's ``price_total - price_subtotal``).
+
+    One tax takes it all; several share it by weight (a percentage's rate, a fixed tax's amount), the
+    last taking the rounding remainder, so the shares add up to what Odoo charged."""
+    taxes = line.get("_taxes") or []
+    weights = [Decimal(str(t.get("amount") or 0)) for t in taxes]
+    total_weight = sum(weights, Decimal(0))
+    out: list[dict[str, Any]] = []
+    left = tax_amount
+    quantum = Decimal(1).scaleb(-digits)
+    for i, (tax, weight) in enumerate(zip(taxes, weights)):
+        if i == len(taxes) - 1:
+            share = left
+        else:
+            share = (tax_amount * weight / total_weight).quantize(quantum) if total_weight else Decimal(0)
+        left -= share
+        out.append({"odoo_tax_id": tax["id"], "name": tax.get("name") or "",
+                    "rate": str(Decimal(str(tax.get("amount") or 0)).normalize())
+                    if tax.get("amount_type", "percent") == "percent" else "0",
+                    "amount": str(share)})
+    return out
 
 
 def _orders_of_sale_lines(client: OdooClient, lines: list[dict]) -> dict[int, int]:
@@ -257,7 +340,8 @@ def _one_off_of(move: dict, one_offs: dict[str, OneOffInvoice] | None) -> tuple[
 
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 order_of_sale_line: dict[int, int] | None = None,
-                one_offs: dict[str, OneOffInvoice] | None = None) -> Invoice | None:
+                one_offs: dict[str, OneOffInvoice] | None = None,
+                portal_pdf: Callable[[dict], str] | None = None) -> Invoice | CreditNote | None:
     one_off, is_refund = _one_off_of(move, one_offs)
     if one_off is not None:
         # a one-off invoice bills the service account it was made for; it comes from no order
@@ -271,13 +355,20 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             report.unmatched += 1  # not one of ours (or never billable): nothing to mirror
             return None
         service, link, default_currency = subscription.service, subscription.account_link, subscription.currency
+    if move["move_type"] == "out_refund":
+        note = mirror_credit_note(move, lines, report, attribution=attribution, service=service, link=link,
+                                  subscription=subscription, default_currency=default_currency)
+        if one_off is not None and one_off.wallet_transaction_id is not None:
+            # a reversed top-up invoice fails its purchase while still pending (paid credits stay)
+            wallet_services.fail_purchase(transaction_id=one_off.wallet_transaction_id)
+        return note
     status, payment_status = mirror_status(move), mirror_payment_status(move)
     digits = 2
     currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency
     values = {
         "service": service, "customer": link.customer,
         "account_link": link,
-        "invoice_type": one_off.invoice_type if one_off is not None and not is_refund else "",
+        "invoice_type": one_off.invoice_type if one_off is not None else "",
         "subscription": subscription, "odoo_move_type": move["move_type"],
         "reversed_move_id": _m2o(move.get("reversed_entry_id")),
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",
@@ -296,10 +387,13 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                    .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
         if move.get("payment_state") == "reversed" and invoice is not None:
             values["payment_status"] = invoice.payment_status  # a reversal voids; it does not unpay
+        if (invoice is not None and invoice.payment_status == InvoicePaymentStatus.FAILED
+                and values["payment_status"] == InvoicePaymentStatus.PENDING):
+            values["payment_status"] = InvoicePaymentStatus.FAILED  # until Odoo says paid (Lago keeps it too)
         before = None
         if invoice is None:
             # a one-off invoice keeps the lago_id POST /invoices answered
-            own_id = {"id": one_off.pk} if one_off is not None and not is_refund else {}
+            own_id = {"id": one_off.pk} if one_off is not None else {}
             invoice = Invoice(odoo_move_id=move["id"], **own_id, **values)
             invoice.save()
             report.invoices_created += 1
@@ -313,9 +407,8 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 setattr(invoice, key, value)
             invoice.save()
             report.invoices_updated += 1
-        _mirror_lines(invoice, attribution.line_subscriptions, lines, digits,
-                      one_off=one_off if one_off is not None and not is_refund else None)
-        if one_off is not None and not is_refund and one_off.invoice_id != invoice.pk:
+        _mirror_lines(invoice, attribution.line_subscriptions, lines, digits, one_off=one_off)
+        if one_off is not None and one_off.invoice_id != invoice.pk:
             one_off.invoice = invoice
             one_off.save(update_fields=["invoice"])
         if one_off is not None and one_off.wallet_transaction_id is not None:
@@ -325,6 +418,12 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             logger.warning("odoo pull: invoice %s held from the API: %s", invoice, invoice.held_reason)
             return invoice  # no webhook: any payload would carry another service's lines
         webhook_types = _events(before, invoice)
+        if WebhookType.INVOICE_CREATED in webhook_types and portal_pdf is not None and not invoice.file_url:
+            # Lago's invoice.generated (the PDF is available): Odoo renders it on demand behind the portal
+            # link, so it is available once posted; the link (access token) is made once and kept
+            invoice.file_url = portal_base_url() + portal_pdf(move)
+            invoice.save(update_fields=["file_url", "updated_at"])
+            webhook_types.insert(webhook_types.index(WebhookType.INVOICE_CREATED) + 1, WebhookType.INVOICE_GENERATED)
         if webhook_types:
             prefetch_related_objects([invoice], *render_prefetches())
             payload = render_invoice(invoice)
@@ -335,17 +434,17 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
 
 
 def _settle_top_up(transaction_id: uuid.UUID, invoice: Invoice) -> None:
-    """A paid top-up's credits settle when Odoo says its invoice is paid; a cancelled or reversed unpaid
-    invoice fails it (in the mirror's transaction, once: the services act on pending transactions only)."""
-    if invoice.odoo_move_type == "out_invoice" and invoice.payment_status == InvoicePaymentStatus.SUCCEEDED:
+    """A paid top-up's credits settle when Odoo says its invoice is paid; a cancelled unpaid invoice fails
+    it (in the mirror's transaction, once: the services act on pending transactions only)."""
+    if invoice.payment_status == InvoicePaymentStatus.SUCCEEDED:
         wallet_services.settle_purchase(transaction_id=transaction_id)
-    elif invoice.status == InvoiceStatus.VOIDED or invoice.odoo_move_type == "out_refund":
+    elif invoice.status == InvoiceStatus.VOIDED:
         wallet_services.fail_purchase(transaction_id=transaction_id)
 
 
 # Lago's "created" event of each invoice type (lago-api: one-off invoices and paid credits have their own).
 CREATED_EVENT: dict[str, WebhookType] = {OneOffInvoiceType.ONE_OFF: WebhookType.INVOICE_ONE_OFF_CREATED,
-                 OneOffInvoiceType.CREDIT: WebhookType.INVOICE_PAID_CREDIT_ADDED}
+                                         OneOffInvoiceType.CREDIT: WebhookType.INVOICE_PAID_CREDIT_ADDED}
 
 
 def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
@@ -365,51 +464,227 @@ def _events(before: tuple[str, str] | None, invoice: Invoice) -> list[str]:
     return events
 
 
-def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
-                  digits: int, *, one_off: OneOffInvoice | None = None) -> None:
+def _line_values(line_subscriptions: Sequence[Subscription | None], lines: list[dict],
+                 digits: int) -> tuple[list[dict[str, Any]], dict[tuple[uuid.UUID | None, int | None], RatedUsage]]:
+    """The mirror's values of each product line (invoice line or credit note item), and the usage rows found."""
     subscriptions = {sub.pk: sub for sub in line_subscriptions if sub is not None}
     sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
     usages: dict[tuple[uuid.UUID | None, int | None], RatedUsage] = {
         (u.subscription_id, u.odoo_line_id): u for u in RatedUsage.objects.filter(
             subscription__in=list(subscriptions), odoo_line_id__in=sale_line_ids).select_related("charge")
     } if sale_line_ids else {}
-    fees: dict[tuple[uuid.UUID | None, int | None], PlanFee] = {
-        (f.subscription_id, f.odoo_line_id): f for f in PlanFee.objects.filter(
-            subscription__in=list(subscriptions), odoo_line_id__in=sale_line_ids)
-    } if sale_line_ids else {}
     charges: dict[tuple[uuid.UUID | None, int | None], Charge] = {
         (sub.pk, c.odoo_product_id): c for sub in subscriptions.values() for c in sub.plan.charges.all()
         if c.odoo_product_id}
+    rows = []
+    for line, subscription in zip(lines, line_subscriptions):
+        sub_id = subscription.pk if subscription is not None else None
+        usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
+                     None)
+        product = _m2o(line.get("product_id"))
+        amount = decimal_from_odoo(line.get("price_subtotal"), digits=digits)
+        total = decimal_from_odoo(line.get("price_total"), digits=digits)
+        rows.append(dict(
+            odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
+            quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
+            amount=amount, total_amount=total,
+            subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
+            rated_usage=usage, taxes=line_taxes(line, total - amount, digits)))
+    return rows, usages
+
+
+def _mirror_lines(invoice: Invoice, line_subscriptions: Sequence[Subscription | None], lines: list[dict],
+                  digits: int, *, one_off: OneOffInvoice | None = None) -> None:
+    """The invoice's lines, each linked to what it bills: rated usage, a plan fee (base fee, credit,
+    commitment true-up), a one-off fee, prepaid credits or a coupon discount."""
+    rows, usages = _line_values(line_subscriptions, lines, digits)
+    sale_line_ids = {i for line in lines for i in (line.get("sale_line_ids") or [])}
+    subscription_ids = [sub.pk for sub in line_subscriptions if sub is not None]
+    fees: dict[tuple[uuid.UUID | None, int | None], PlanFee] = {
+        (f.subscription_id, f.odoo_line_id): f for f in PlanFee.objects.filter(
+            subscription__in=subscription_ids, odoo_line_id__in=sale_line_ids)
+    } if sale_line_ids else {}
     credit_lines = set(OdooSyncState.objects.filter(kind=SyncKind.WALLET_CREDIT, odoo_id__in=sale_line_ids)
                        .values_list("odoo_id", flat=True)) if sale_line_ids else set()
     discounts = discounts_of_lines(sorted(sale_line_ids))
-    invoice.lines.all().delete()
-    rows = []
     # a one-off move's lines are its OneOffInvoiceLines, in order (Odoo keeps the lines' sequence)
     one_off_lines = list(one_off.lines.all()) if one_off is not None else []
     if len(one_off_lines) != len(lines):
         one_off_lines = []
-    for n, (line, subscription) in enumerate(zip(lines, line_subscriptions)):
+    for n, (row, line, subscription) in enumerate(zip(rows, lines, line_subscriptions)):
         sub_id = subscription.pk if subscription is not None else None
-        usage = next((usages[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in usages),
-                     None)
-        fee = None if usage is not None else next(
-            (fees[(sub_id, i)] for i in (line.get("sale_line_ids") or []) if (sub_id, i) in fees), None)
-        product = _m2o(line.get("product_id"))
-        rows.append(InvoiceLine(
-            invoice=invoice, odoo_line_id=line["id"], name=(line.get("name") or "")[:512],
-            quantity=Decimal(str(line.get("quantity") or 0)), unit_amount=Decimal(str(line.get("price_unit") or 0)),
-            amount=decimal_from_odoo(line.get("price_subtotal"), digits=digits),
-            total_amount=decimal_from_odoo(line.get("price_total"), digits=digits),
-            subscription=subscription, charge=usage.charge if usage else charges.get((sub_id, product)),
-            rated_usage=usage, plan_fee=fee, one_off_line=one_off_lines[n] if one_off_lines else None,
-            prepaid_credit=any(i in credit_lines for i in (line.get("sale_line_ids") or [])),
-            coupon_discount=next((discounts[i] for i in (line.get("sale_line_ids") or []) if i in discounts), None)))
-    InvoiceLine.objects.bulk_create(rows)
-    if usages and invoice.odoo_move_type == "out_invoice":
+        sale_lines = line.get("sale_line_ids") or []
+        row["plan_fee"] = None if row["rated_usage"] is not None else next(
+            (fees[(sub_id, i)] for i in sale_lines if (sub_id, i) in fees), None)
+        row["one_off_line"] = one_off_lines[n] if one_off_lines else None
+        row["prepaid_credit"] = any(i in credit_lines for i in sale_lines)
+        row["coupon_discount"] = next((discounts[i] for i in sale_lines if i in discounts), None)
+    invoice.lines.all().delete()
+    InvoiceLine.objects.bulk_create([InvoiceLine(invoice=invoice, **row) for row in rows])
+    if usages:
         # invoiced in Odoo: these lines are frozen there, the push never rewrites them
         OdooSyncState.objects.filter(kind=SyncKind.USAGE, object_id__in=[str(u.pk) for u in usages.values()]
                                      ).update(frozen=True)
+
+
+def credit_note_status(move: dict) -> str:
+    if move["state"] == "cancel":
+        return CreditNoteStatus.VOIDED
+    return CreditNoteStatus.FINALIZED if move["state"] == "posted" else CreditNoteStatus.DRAFT
+
+
+def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, attribution: Attribution,
+                       service: Service, link: AccountLink, subscription: Subscription | None,
+                       default_currency: str) -> CreditNote:
+    """An Odoo refund as Lago's credit note; ``credit_note.created`` once, when first seen posted (not held).
+
+    Its amount is an ``offset`` of its invoice when that invoice was not paid (Odoo reconciles the two),
+    else a ``credit`` of the customer whose ``balance`` is Odoo's residual of the credit note.
+    """
+    digits = 2
+    reversed_id = _m2o(move.get("reversed_entry_id"))
+    original = Invoice.objects.filter(odoo_move_id=reversed_id).first() if reversed_id else None
+    total = decimal_from_odoo(move.get("amount_total"), digits=digits)
+    residual = decimal_from_odoo(move.get("amount_residual"), digits=digits)
+    offset = original is not None and original.payment_status != InvoicePaymentStatus.SUCCEEDED
+    status = credit_note_status(move)
+    values: dict[str, Any] = {
+        "service": service, "customer": link.customer,
+        "account_link": link, "subscription": subscription, "invoice": original,
+        "reversed_move_id": reversed_id,
+        "number": move["name"] if move.get("name") not in (None, False, "/") else "",
+        "reason": (move.get("ref") or "")[:512],
+        "status": status,
+        "currency": move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency,
+        "issuing_date": _date(move.get("invoice_date")),
+        "fees_amount": decimal_from_odoo(move.get("amount_untaxed"), digits=digits),
+        "taxes_amount": decimal_from_odoo(move.get("amount_tax"), digits=digits),
+        "total_amount": total,
+        "offset_amount": total if offset else Decimal(0),
+        "credit_amount": Decimal(0) if offset else total,
+        "balance_amount": Decimal(0) if offset or status == CreditNoteStatus.VOIDED else residual,
+        "odoo_write_date": _odoo_datetime(move.get("write_date")),
+        "held_reason": attribution.held_reason,
+    }
+    with transaction.atomic():
+        note = (CreditNote.objects.select_related("service", "customer", "subscription", "invoice")
+                .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
+        if note is None:
+            note = CreditNote(odoo_move_id=move["id"], **values)
+            note.save()
+            report.credit_notes_created += 1
+        else:
+            unchanged = all(getattr(note, k) == v for k, v in values.items() if k != "odoo_write_date")
+            if unchanged and note.items.count() == len(lines):
+                return note
+            for key, value in values.items():
+                setattr(note, key, value)
+            note.save()
+            report.credit_notes_updated += 1
+        rows, _ = _line_values(attribution.line_subscriptions, lines, digits)
+        note.items.all().delete()
+        CreditNoteItem.objects.bulk_create([CreditNoteItem(credit_note=note, **row) for row in rows])
+        if note.held_reason:
+            report.held += 1
+            logger.warning("odoo pull: credit note %s held from the API: %s", note, note.held_reason)
+            return note
+        if note.status != CreditNoteStatus.DRAFT and note.announced_at is None:
+            note.announced_at = timezone.now()
+            note.save(update_fields=["announced_at", "updated_at"])
+            prefetch_related_objects([note], *credit_note_prefetches())
+            record_event(service=note.service, webhook_type=WebhookType.CREDIT_NOTE_CREATED,
+                         object_type="credit_note", payload=render_credit_note(note))
+            report.events += 1
+    return note
+
+
+TAX_RATES_TTL = dt.timedelta(hours=1)
+
+
+def refresh_tax_rates(*, client: OdooClient, now: dt.datetime | None = None, batch: int = 200) -> int:
+    """Cache the taxes Odoo puts on each live order's lines (``Subscription.odoo_tax_rates``) for
+    ``current_usage``: per product, the sum of its line's percentage rates, the partner's fiscal position
+    applied by Odoo; ``""`` is the recurring line's (the plan's product), used for a charge with no line yet.
+    At most once per ``TAX_RATES_TTL`` per subscription, ``batch`` orders per pull (two calls)."""
+    now = now or timezone.now()
+    stale = list(Subscription.objects.filter(mode=SubscriptionMode.LIVE, odoo_sale_order_id__isnull=False)
+                 .exclude(odoo_tax_rates_at__gte=now - TAX_RATES_TTL).order_by("odoo_tax_rates_at", "pk")[:batch])
+    if not stale:
+        return 0
+    tax_field = client.fields.line_taxes
+    lines = client.call("sale.order.line", "search_read",
+                        [[["order_id", "in", sorted({s.odoo_sale_order_id for s in stale})],
+                          ["display_type", "=", False]]],
+                        {"fields": ["order_id", "product_id", "recurring_invoice", tax_field]})
+    tax_ids = sorted({t for line in lines for t in (line.get(tax_field) or [])})
+    taxes = {row["id"]: row for row in client.call("account.tax", "read", [tax_ids], {"fields": TAX_FIELDS})
+             } if tax_ids else {}
+    by_order: dict[int, dict[str, str]] = {}
+    for line in lines:
+        rate = sum((Decimal(str(taxes[t].get("amount") or 0)) for t in line.get(tax_field) or []
+                    if t in taxes and taxes[t].get("amount_type", "percent") == "percent"), Decimal(0))
+        rates = by_order.setdefault(_m2o(line.get("order_id")) or 0, {})
+        rates[str(_m2o(line.get("product_id")) or "")] = str(rate.normalize())
+        if line.get("recurring_invoice"):
+            rates[""] = str(rate.normalize())
+    for sub in stale:
+        sub.odoo_tax_rates = by_order.get(sub.odoo_sale_order_id or 0, {})
+        sub.odoo_tax_rates_at = now
+    Subscription.objects.bulk_update(stale, ["odoo_tax_rates", "odoo_tax_rates_at"])
+    return len(stale)
+
+
+def pull_failed_transactions(*, client: OdooClient, report: PullReport) -> None:
+    """Lago's ``invoice.payment_failure``: Odoo ``payment.transaction`` rows in ``error`` (a Stripe charge
+    refused, from the portal or a payment link) of our invoices, read by their own ``write_date`` cursor
+    (a transaction changing state does not write its invoice). Once per transaction; the invoice's
+    ``payment_status`` becomes ``failed`` (``invoice.payment_status_updated``) until Odoo says it is paid."""
+    cursor, _ = OdooPullCursor.objects.get_or_create(name=TRANSACTION_CURSOR_NAME)
+    newest = cursor.write_date
+    transactions = client.call("payment.transaction", "search_read",
+                               [[["state", "=", "error"], ["write_date", ">=", cursor.write_date],
+                                 ["invoice_ids", "!=", False]]],
+                               {"fields": TRANSACTION_FIELDS, "order": "write_date asc, id asc"})
+    for tx in transactions:
+        newest = max(newest, tx.get("write_date") or newest)
+        for invoice_id in Invoice.objects.filter(odoo_move_id__in=tx.get("invoice_ids") or [], held_reason="",
+                                                 status=InvoiceStatus.FINALIZED).values_list("pk", flat=True):
+            _announce_payment_failure(invoice_id, tx, report)
+    cursor.write_date = newest
+    cursor.last_run_at = timezone.now()
+    cursor.save(update_fields=["write_date", "last_run_at", "updated_at"])
+
+
+def _announce_payment_failure(invoice_id: uuid.UUID, tx: dict, report: PullReport) -> None:
+    with transaction.atomic():
+        invoice = (Invoice.objects.select_related("service", "customer", "subscription", "account_link")
+                   .select_for_update(of=("self",)).get(pk=invoice_id))
+        if invoice.payment_status == InvoicePaymentStatus.SUCCEEDED or (
+                invoice.last_failed_transaction_id is not None and invoice.last_failed_transaction_id >= tx["id"]):
+            return
+        invoice.last_failed_transaction_id = tx["id"]
+        changed = invoice.payment_status != InvoicePaymentStatus.FAILED
+        invoice.payment_status = InvoicePaymentStatus.FAILED
+        invoice.save(update_fields=["last_failed_transaction_id", "payment_status", "updated_at"])
+        link = invoice.account_link
+        provider = tx.get("provider_code") or None
+        record_event(service=invoice.service, webhook_type=WebhookType.INVOICE_PAYMENT_FAILURE,
+                     object_type="payment_provider_invoice_payment_error", payload={
+                         "lago_invoice_id": str(invoice.pk),
+                         "lago_customer_id": str(link.pk) if link else None,
+                         "external_customer_id": link.external_id if link else None,
+                         "provider_customer_id": link.stripe_customer_id or None if link else None,
+                         "payment_provider": provider, "payment_provider_code": provider,
+                         "provider_error": {"message": tx.get("state_message") or "",
+                                            "error_code": tx.get("reference") or None},
+                     })
+        report.payment_failures += 1
+        report.events += 1
+        if changed:
+            prefetch_related_objects([invoice], *render_prefetches())
+            record_event(service=invoice.service, webhook_type=WebhookType.INVOICE_PAYMENT_STATUS_UPDATED,
+                         object_type="invoice", payload=render_invoice(invoice))
+            report.events += 1
 
 
 def announce_overdue_invoices(*, now: dt.datetime | None = None) -> int:

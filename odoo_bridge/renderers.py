@@ -17,16 +17,17 @@ from identity.models import AccountLink
 from metering.models import MinimumCommitment, Plan, PlanFeeKind
 from metering.renderers import render_subscription
 
-from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus, OneOffInvoice
+from .models import (CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, InvoiceLine, InvoicePaymentStatus,
+                     InvoiceStatus, OneOffInvoice)
 
-INVOICE_TYPES = {"out_invoice": "subscription", "out_refund": "credit_note"}
+INVOICE_TYPES = {"out_invoice": "subscription"}
 
 
 def _day(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _link(invoice: Invoice) -> AccountLink | None:
+def _link(invoice: Invoice | CreditNote) -> AccountLink | None:
     """The service account the invoice bills: never looked up through the unified customer."""
     if invoice.account_link is not None:
         return invoice.account_link
@@ -44,13 +45,22 @@ def _commitment_name(plan: Plan) -> str | None:
 
 
 def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
+    return _fee(line, lago_id=f"{invoice.pk}-{line.odoo_line_id or line.pk}", lago_invoice_id=str(invoice.pk),
+                owner=invoice, payment_status=invoice.payment_status)
+
+
+def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: str | None,
+         owner: Invoice | CreditNote, payment_status: str) -> dict[str, Any]:
+    """Lago's fee of an invoice line or of a credit note item (which links no plan fee nor one-off line)."""
+    invoice = owner
     subscription = line.subscription or invoice.subscription
     usage = line.rated_usage
     charge = line.charge
-    fee = line.plan_fee
+    fee = line.plan_fee if isinstance(line, InvoiceLine) else None
+    one_off_line = line.one_off_line if isinstance(line, InvoiceLine) else None
     taxes = line.total_amount - line.amount
+    cur = invoice.currency
     item: dict[str, Any]
-    one_off_line = line.one_off_line
     if one_off_line is not None:
         subscription = None
         add_on = one_off_line.add_on
@@ -80,27 +90,50 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
                 "lago_item_id": str(subscription.pk) if subscription else None, "item_type": "Subscription"}
     window = (usage.window_start, usage.window_end) if usage else (fee.window_start, fee.window_end) if fee else None
     return {
-        "lago_id": f"{invoice.pk}-{line.odoo_line_id or line.pk}",
+        "lago_id": lago_id,
         "lago_charge_id": str(charge.pk) if charge else None,
-        "lago_invoice_id": str(invoice.pk),
+        "lago_invoice_id": lago_invoice_id,
         "lago_subscription_id": str(subscription.pk) if subscription else None,
         "external_subscription_id": subscription.external_id if subscription else None,
         "lago_customer_id": str(invoice.account_link_id) if invoice.account_link_id else None,
         "item": item,
         "pay_in_advance": False, "invoiceable": True,
-        "amount_cents": to_cents(line.amount), "amount_currency": invoice.currency,
+        "amount_cents": to_cents(line.amount, cur), "amount_currency": cur,
         "precise_amount": str(line.amount),
-        "taxes_amount_cents": to_cents(taxes), "total_amount_cents": to_cents(line.total_amount),
+        "taxes_amount_cents": to_cents(taxes, cur), "total_amount_cents": to_cents(line.total_amount, cur),
+        "taxes_rate": float(sum((Decimal(t["rate"]) for t in line.taxes), Decimal(0))),  # ok-float: Lago's type
+        "applied_taxes": [{"lago_id": f"{lago_id}-tax-{t['odoo_tax_id']}", "lago_fee_id": lago_id,
+                           **_tax_fields(t), "amount_cents": to_cents(Decimal(t["amount"]), cur),
+                           "amount_currency": cur, "created_at": iso_seconds(invoice.created_at)}
+                          for t in line.taxes],
         "units": str(line.quantity.normalize()), "total_aggregated_units": str(
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),
         "events_count": usage.events_count if usage else None,
         "description": (one_off_line.description or None) if one_off_line is not None else None,
-        "payment_status": invoice.payment_status,
+        "payment_status": payment_status,
         "from_date": iso_seconds(window[0]) if window else None,
         "to_date": iso_seconds(window[1]) if window else None,
         "created_at": iso_seconds(invoice.created_at),
     }
+
+
+def _tax_fields(tax: dict[str, Any]) -> dict[str, Any]:
+    """Lago's tax identity of an Odoo tax (Lago has its own tax objects; here Odoo's tax is the truth)."""
+    return {"lago_tax_id": f"odoo-tax-{tax['odoo_tax_id']}", "tax_name": tax["name"],
+            "tax_code": f"odoo_tax_{tax['odoo_tax_id']}", "tax_rate": float(Decimal(tax["rate"])),  # ok-float
+            "tax_description": tax["name"]}
+
+
+def applied_taxes(lines: list[InvoiceLine] | list[CreditNoteItem]) -> list[dict[str, Any]]:
+    """Per Odoo tax: its fields, the tax amount and the base (untaxed amount of the lines it applies to)."""
+    by_tax: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        for tax in line.taxes:
+            entry = by_tax.setdefault(tax["odoo_tax_id"], {"tax": tax, "amount": Decimal(0), "base": Decimal(0)})
+            entry["amount"] += Decimal(tax["amount"])
+            entry["base"] += line.amount
+    return [by_tax[key] for key in sorted(by_tax)]
 
 
 def _billing_periods(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
@@ -168,7 +201,7 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
         "prepaid_credit_amount_cents": credits,
         "prepaid_granted_credit_amount_cents": 0,
         "prepaid_purchased_credit_amount_cents": 0,
-        "file_url": None, "xml_url": None, "web_url": None,
+        "file_url": invoice.file_url or None, "xml_url": None, "web_url": None,
         "version_number": 4,
         "self_billed": False,
         "created_at": iso_seconds(invoice.created_at),
@@ -182,7 +215,10 @@ def render_invoice(invoice: Invoice) -> dict[str, Any]:
                     if ln.coupon_discount is not None],
         "metadata": [{"lago_id": None, "key": "odoo_move_id", "value": str(invoice.odoo_move_id),
                       "created_at": iso_seconds(invoice.created_at)}],
-        "applied_taxes": [],
+        "applied_taxes": [{"lago_id": f"{invoice.pk}-tax-{e['tax']['odoo_tax_id']}", "lago_invoice_id": str(invoice.pk),
+                           **_tax_fields(e["tax"]), "amount_cents": to_cents(e["amount"], cur),
+                           "amount_currency": cur, "fees_amount_cents": to_cents(e["base"], cur),
+                           "created_at": iso_seconds(invoice.created_at)} for e in applied_taxes(all_lines)],
         "error_details": [],
         "applied_invoice_custom_sections": [],
     }
@@ -231,4 +267,69 @@ def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
         "customer": render_customer(link), "subscriptions": [], "billing_periods": [], "fees": fees,
         "credits": [], "metadata": [], "applied_taxes": [], "error_details": [],
         "applied_invoice_custom_sections": [],
+    }
+
+
+def _credit_status(note: CreditNote) -> str | None:
+    if note.status == CreditNoteStatus.VOIDED:
+        return "voided"
+    if note.credit_amount == 0:
+        return None  # Lago: no credit part, no credit status
+    return "available" if note.balance_amount > 0 else "consumed"
+
+
+def render_credit_note(note: CreditNote) -> dict[str, Any]:
+    """Lago's credit note (``V1::CreditNoteSerializer``) from the mirror of an Odoo refund.
+
+    Prefetch `selectors.credit_note_prefetches()` first. Odoo's reference of the refund is the
+    ``description``; Lago's ``reason`` enum has no Odoo counterpart: ``other``.
+    """
+    currency = note.currency
+    items = list(note.items.all())
+    link = _link(note)
+    fees = to_cents(note.fees_amount, currency)
+    taxes = to_cents(note.taxes_amount, currency)
+    rate = (note.taxes_amount / note.fees_amount * 100).quantize(Decimal("0.01")) if note.fees_amount else Decimal(0)
+    original = note.invoice
+    lago_invoice_id = str(original.pk) if original is not None and not original.held_reason else None
+    return {
+        "lago_id": str(note.pk),
+        "billing_entity_code": note.service.code,
+        "sequential_id": None,
+        "number": note.number,
+        "lago_invoice_id": lago_invoice_id,
+        "invoice_number": original.number if lago_invoice_id and original is not None else None,
+        "purchase_order_number": None,
+        "issuing_date": _day(note.issuing_date),
+        "credit_status": _credit_status(note),
+        "refund_status": None,
+        "reason": "other",
+        "description": note.reason or None,
+        "currency": currency,
+        "total_amount_cents": to_cents(note.total_amount, currency),
+        "taxes_amount_cents": taxes,
+        "taxes_rate": float(rate),  # ok-float: Lago's wire type for a percentage
+        "sub_total_excluding_taxes_amount_cents": fees,
+        "balance_amount_cents": to_cents(note.balance_amount, currency),
+        "credit_amount_cents": to_cents(note.credit_amount, currency),
+        "refund_amount_cents": 0,
+        "offset_amount_cents": to_cents(note.offset_amount, currency),
+        "coupons_adjustment_amount_cents": 0,
+        "created_at": iso_seconds(note.created_at),
+        "updated_at": iso_seconds(note.updated_at),
+        "voided_at": iso_seconds(note.updated_at) if note.status == CreditNoteStatus.VOIDED else None,
+        "file_url": None,
+        "self_billed": False,
+        "error_details": [],
+        "customer": render_customer(link) if link is not None else None,
+        "items": [{"lago_id": f"{note.pk}-{item.odoo_line_id or item.pk}",
+                   "amount_cents": to_cents(item.amount, currency), "amount_currency": currency,
+                   "fee": _fee(item, lago_id=f"{note.pk}-{item.odoo_line_id or item.pk}",
+                               lago_invoice_id=lago_invoice_id, owner=note, payment_status="succeeded")}
+                  for item in items],
+        "applied_taxes": [{"lago_id": f"{note.pk}-tax-{e['tax']['odoo_tax_id']}", "lago_credit_note_id": str(note.pk),
+                           **_tax_fields(e["tax"]), "amount_cents": to_cents(e["amount"], currency),
+                           "amount_currency": currency, "base_amount_cents": to_cents(e["base"], currency),
+                           "created_at": iso_seconds(note.created_at)} for e in applied_taxes(items)],
+        "metadata": {"odoo_move_id": str(note.odoo_move_id)},
     }

@@ -12,9 +12,11 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from identity.models import Service
 from metering.models import Charge, Subscription
 
-from .models import Invoice, InvoiceLine, InvoicePaymentStatus, InvoiceStatus, OneOffInvoice
+from .models import (CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, InvoiceLine, InvoicePaymentStatus,
+                     InvoiceStatus, OneOffInvoice)
 
-INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice", "credit_note": "out_refund"}
+# Odoo refunds are credit notes (GET /credit_notes), never invoices: `invoice_type=credit_note` lists none.
+INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice"}
 
 
 def render_prefetches() -> list[Prefetch]:
@@ -26,6 +28,48 @@ def render_prefetches() -> list[Prefetch]:
         Prefetch("subscription__plan__charges", queryset=Charge.objects.select_related("metric")
                  .prefetch_related("tiers").order_by("created_at", "id")),
     ]
+
+
+def credit_note_prefetches() -> list[Prefetch]:
+    """What `render_credit_note` reads beyond the row: its items (fees) and its invoice."""
+    return [Prefetch("items", queryset=CreditNoteItem.objects.select_related(
+        "charge__metric", "rated_usage", "subscription__plan"))]
+
+
+def credit_notes_for_service(*, service: Service) -> QuerySet[CreditNote]:
+    """Posted (or voided) credit notes of the service; drafts and held ones are nobody's to read."""
+    return (CreditNote.objects.filter(service=service, held_reason="").exclude(status=CreditNoteStatus.DRAFT)
+            .select_related("service", "account_link", "invoice", "subscription__plan")
+            .prefetch_related(*credit_note_prefetches(), "account_link__metadata")
+            .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
+
+
+def credit_note_by_lago_id(*, service: Service, lago_id: str) -> CreditNote | None:
+    try:
+        key = uuid.UUID(str(lago_id))
+    except ValueError:
+        return None
+    return credit_notes_for_service(service=service).filter(pk=key).first()
+
+
+def filter_credit_notes(queryset: QuerySet[CreditNote], *, account_link_id: uuid.UUID | None = None,
+                        issuing_date_from: dt.date | None = None, issuing_date_to: dt.date | None = None,
+                        search_term: str | None = None, invoice_number: str | None = None,
+                        currency: str | None = None) -> QuerySet[CreditNote]:
+    if account_link_id is not None:
+        queryset = queryset.filter(account_link_id=account_link_id)
+    if issuing_date_from:
+        queryset = queryset.filter(issuing_date__gte=issuing_date_from)
+    if issuing_date_to:
+        queryset = queryset.filter(issuing_date__lte=issuing_date_to)
+    if invoice_number:
+        queryset = queryset.filter(invoice__number=invoice_number)
+    if currency:
+        queryset = queryset.filter(currency=currency.upper())
+    if search_term:
+        queryset = queryset.filter(Q(number__icontains=search_term) | Q(account_link__name__icontains=search_term)
+                                   | Q(account_link__external_email__icontains=search_term))
+    return queryset
 
 
 def invoices_for_service(*, service: Service) -> QuerySet[Invoice]:
@@ -105,9 +149,15 @@ def held_invoices() -> QuerySet[Invoice]:
     Settled ones are left out: a cancelled or fully reversed invoice is voided, and the credit note that
     reversed a held invoice settles it rather than waiting for ops.
     """
+    return Invoice.objects.exclude(held_reason="").exclude(status=InvoiceStatus.VOIDED).order_by("created_at")
+
+
+def held_credit_notes() -> QuerySet[CreditNote]:
+    """Held credit notes still to sort out: one that reversed a held invoice settles it (that invoice is
+    voided), so only the others are listed."""
     settled_original = Invoice.objects.filter(odoo_move_id=OuterRef("reversed_move_id"), status=InvoiceStatus.VOIDED)
-    return (Invoice.objects.exclude(held_reason="").exclude(status=InvoiceStatus.VOIDED)
-            .exclude(Q(odoo_move_type="out_refund") & Exists(settled_original)).order_by("created_at"))
+    return (CreditNote.objects.exclude(held_reason="").exclude(status=CreditNoteStatus.VOIDED)
+            .exclude(Exists(settled_original)).order_by("created_at"))
 
 
 def billed_totals(subscription: Subscription) -> BilledTotals:
@@ -119,21 +169,20 @@ def billed_totals(subscription: Subscription) -> BilledTotals:
     # by line: a held invoice bills several subscriptions, each line its own
     moves = list(Invoice.objects.filter(Q(subscription=subscription) | Q(lines__subscription=subscription))
                  .exclude(status=InvoiceStatus.DRAFT).distinct())
-    refunded = {m.reversed_move_id for m in moves if m.odoo_move_type == "out_refund"
-                and m.status == InvoiceStatus.FINALIZED}
-    signs: dict[uuid.UUID, int] = {}
-    for m in moves:
-        if m.odoo_move_type == "out_refund" and m.status == InvoiceStatus.FINALIZED:
-            signs[m.pk] = -1
-        elif m.odoo_move_type == "out_invoice" and (m.status == InvoiceStatus.FINALIZED
-                                                    or m.odoo_move_id in refunded):
-            signs[m.pk] = 1
+    notes = list(CreditNote.objects.filter(Q(subscription=subscription) | Q(items__subscription=subscription))
+                 .filter(status=CreditNoteStatus.FINALIZED).distinct())
+    refunded = {note.reversed_move_id for note in notes}
+    signs = {m.pk: 1 for m in moves if m.status == InvoiceStatus.FINALIZED or m.odoo_move_id in refunded}
     untaxed = usage = Decimal(0)
     by_charge: dict[uuid.UUID | None, Decimal] = {}
-    for line in InvoiceLine.objects.filter(invoice_id__in=list(signs), subscription=subscription):
-        amount = signs[line.invoice_id] * line.amount
+    billed = [(signs[line.invoice_id], line.amount, line.charge_id) for line in InvoiceLine.objects.filter(
+        invoice_id__in=list(signs), subscription=subscription)]
+    billed += [(-1, item.amount, item.charge_id) for item in CreditNoteItem.objects.filter(
+        credit_note__in=notes, subscription=subscription)]
+    for sign, line_amount, charge_id in billed:
+        amount = sign * line_amount
         untaxed += amount
-        if line.charge_id is not None:
+        if charge_id is not None:
             usage += amount
-        by_charge[line.charge_id] = by_charge.get(line.charge_id, Decimal(0)) + amount
+        by_charge[charge_id] = by_charge.get(charge_id, Decimal(0)) + amount
     return BilledTotals(untaxed=untaxed, usage=usage, by_charge=by_charge)

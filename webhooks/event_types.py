@@ -37,6 +37,9 @@ class WebhookType(StrEnum):
     WALLET_DEPLETED_ONGOING_BALANCE = "wallet.depleted_ongoing_balance"
     WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
     WALLET_TRANSACTION_UPDATED = "wallet_transaction.updated"
+    INVOICE_GENERATED = "invoice.generated"
+    INVOICE_PAYMENT_FAILURE = "invoice.payment_failure"
+    CREDIT_NOTE_CREATED = "credit_note.created"
     PLAN_DELETED = "plan.deleted"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"

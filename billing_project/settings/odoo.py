@@ -8,6 +8,9 @@ ODOO_DB = env.str("ODOO_DB", default="")
 ODOO_USER = env.str("ODOO_USER", default="")
 ODOO_API_KEY = env.str("ODOO_API_KEY", default="")
 # "jsonrpc" (odoorpc over /jsonrpc, Odoo 17-21) or "json2" (Odoo 19+ /json/2, required from Odoo 22).
+# Where customers reach Odoo's portal (invoice PDFs and payment pages, /my): ODOO_URL unless the portal
+# is served under another public address.
+ODOO_PORTAL_URL = env.str("ODOO_PORTAL_URL", default="")
 ODOO_TRANSPORT = env.str("ODOO_TRANSPORT", default="jsonrpc")
 # Per RPC (urllib socket timeout). Odoo itself kills requests after limit_time_real (120 s).
 ODOO_TIMEOUT_SECONDS = env.float("ODOO_TIMEOUT_SECONDS", default=30.0)  # ok-float: seconds

@@ -87,7 +87,7 @@ class CustomerCurrentUsageView(ServiceAPIView):
         operation_id="customers_current_usage",
         parameters=[EXTERNAL_ID],
         query=[QueryParam("external_subscription_id", "The subscription's id in the calling app.", required=True),
-               QueryParam("apply_taxes", "Accepted for compatibility; taxes are computed by Odoo.",
+               QueryParam("apply_taxes", "Add Odoo's taxes of the customer (default true, as Lago).",
                           OpenApiTypes.BOOL),
                QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
                QueryParam("charge_code", "Alias of billable_metric_code.")],
@@ -108,6 +108,11 @@ class CustomerCurrentUsageView(ServiceAPIView):
         only = query.first_of("billable_metric_code", "charge_code")
         charges = [c for c in usage.charges if not only or c.charge.metric.code == only]
         amount_cents = sum(c.amount_cents for c in charges)
+        apply_taxes = query.get("apply_taxes")
+        if apply_taxes not in (None, "", "true", "false"):
+            raise ValidationFailed({"apply_taxes": [ErrorCode.VALUE_IS_INVALID]})
+        taxes_cents = 0 if apply_taxes == "false" else selectors.usage_taxes_cents(
+            subscription=subscription, charges=charges, currency=usage.currency)
         return Response({"customer_usage": {
             "from_datetime": iso_seconds(usage.window_start),
             "to_datetime": iso_seconds(usage.window_end),
@@ -115,8 +120,8 @@ class CustomerCurrentUsageView(ServiceAPIView):
             "lago_invoice_id": None,
             "currency": usage.currency,
             "amount_cents": amount_cents,
-            "taxes_amount_cents": 0,
-            "total_amount_cents": amount_cents,
+            "taxes_amount_cents": taxes_cents,
+            "total_amount_cents": amount_cents + taxes_cents,
             "precise_amount": format(quantize_amount(sum((c.amount for c in charges), Decimal(0))), "f"),
             "charges_usage": [render_charge_usage(c, usage.currency) for c in charges],
         }})

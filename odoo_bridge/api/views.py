@@ -18,10 +18,10 @@ from billing_kit.params import PAGINATION, Query, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from identity import selectors as identity_selectors
+from odoo_bridge import invoice_actions, selectors
 from odoo_bridge import one_off as one_off_invoices
-from odoo_bridge import selectors
 from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
-from odoo_bridge.renderers import render_invoice, render_pending_one_off
+from odoo_bridge.renderers import render_credit_note, render_invoice, render_pending_one_off
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -176,3 +176,136 @@ class InvoiceCreateView(InvoiceListView):
         found = selectors.pending_one_off(service=self.service, lago_id=str(one_off.pk))
         assert found is not None
         return Response({"invoice": render_pending_one_off(found)})
+
+
+# ---------------------------------------------------------------- credit notes (Odoo refunds)
+class CreditNoteFilters(serializers.Serializer):
+    external_customer_id = serializers.CharField(required=False, max_length=255)
+    issuing_date_from = serializers.DateField(required=False)
+    issuing_date_to = serializers.DateField(required=False)
+    search_term = serializers.CharField(required=False, max_length=255)
+    invoice_number = serializers.CharField(required=False, max_length=64)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+
+
+CREDIT_NOTE_QUERY = (
+    EXTERNAL_CUSTOMER,
+    QueryParam("issuing_date_from", "Issued on or after this day.", OpenApiTypes.DATE),
+    QueryParam("issuing_date_to", "Issued on or before this day.", OpenApiTypes.DATE),
+    QueryParam("search_term", "Part of the number, customer name or email."),
+    QueryParam("invoice_number", "The number of the invoice it credits."),
+    QueryParam("currency", "ISO 4217 currency code."),
+    *PAGINATION,
+)
+
+
+class CreditNoteListView(ServiceAPIView):
+    @documented(operation_id="credit_notes_list", query=CREDIT_NOTE_QUERY,
+                responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                description="Credit notes of the calling service: Odoo refunds (out_refund), mirrored.")
+    def get(self, request: Request) -> Response:
+        query = self.query(request)
+        form = CreditNoteFilters(data={p.name: query.get(p.name) for p in CREDIT_NOTE_QUERY
+                                       if query.get(p.name) is not None})
+        if not form.is_valid():
+            raise ValidationFailed({key: [ErrorCode.VALUE_IS_INVALID] for key in form.errors})
+        filters = {k: v for k, v in form.validated_data.items() if v not in (None, "")}
+        queryset = selectors.credit_notes_for_service(service=self.service)
+        external_customer_id = filters.pop("external_customer_id", None)
+        if external_customer_id is not None:
+            link = identity_selectors.get_link(service=self.service, external_id=external_customer_id)
+            if link is None:
+                return Response({"credit_notes": [], "meta": paginate(query, queryset.none())[1]})
+            filters["account_link_id"] = link.id
+        items, meta = paginate(query, selectors.filter_credit_notes(queryset, **filters))
+        return Response({"credit_notes": [render_credit_note(note) for note in items], "meta": meta})
+
+
+class CreditNoteDetailView(ServiceAPIView):
+    @extend_schema(operation_id="credit_notes_retrieve",
+                   parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The credit note's lago_id (UUID).")],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+    def get(self, request: Request, lago_id: str) -> Response:
+        note = selectors.credit_note_by_lago_id(service=self.service, lago_id=lago_id)
+        if note is None:
+            raise NotFound(ErrorCode.CREDIT_NOTE_NOT_FOUND)
+        return Response({"credit_note": render_credit_note(note)})
+
+
+# ---------------------------------------------------------------- invoice actions (realised in Odoo)
+LAGO_ID = OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The invoice's lago_id.")
+ACTION_RESPONSES = {200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON, 503: LAGO_JSON}
+
+
+class _InvoiceActionView(ServiceAPIView):
+    def invoice(self, lago_id: str) -> Invoice:
+        invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
+        if invoice is None:
+            raise NotFound(ErrorCode.INVOICE_NOT_FOUND)
+        return invoice
+
+    def answer(self, invoice: Invoice) -> Response:
+        # re-read with what the renderer needs (an action may have changed the lines)
+        fresh = selectors.invoice_by_lago_id(service=self.service, lago_id=str(invoice.pk))
+        if fresh is None:  # Odoo now bills several services on it: held from every service
+            raise NotFound(ErrorCode.INVOICE_NOT_FOUND)
+        return Response({"invoice": render_invoice(fresh)})
+
+
+class InvoiceDownloadView(_InvoiceActionView):
+    @extend_schema(operation_id="invoices_download", parameters=[LAGO_ID], request=None, responses=ACTION_RESPONSES,
+                   description="The invoice with `file_url`: its PDF on Odoo's customer portal (access token).")
+    def post(self, request: Request, lago_id: str) -> Response:
+        return self.answer(invoice_actions.download(invoice=self.invoice(lago_id)))
+
+
+class InvoiceVoidView(_InvoiceActionView):
+    @extend_schema(operation_id="invoices_void", parameters=[LAGO_ID], request=None, responses=ACTION_RESPONSES,
+                   description="Cancel the invoice in Odoo (`button_cancel`): finalized and not paid only.")
+    def post(self, request: Request, lago_id: str) -> Response:
+        return self.answer(invoice_actions.void(invoice=self.invoice(lago_id)))
+
+
+class InvoiceFinalizeView(_InvoiceActionView):
+    @extend_schema(operation_id="invoices_finalize", parameters=[LAGO_ID], request=None, responses=ACTION_RESPONSES,
+                   description="Post a draft invoice in Odoo (`action_post`); others are answered as they are.")
+    def put(self, request: Request, lago_id: str) -> Response:
+        return self.answer(invoice_actions.finalize(invoice=self.invoice(lago_id)))
+
+
+class InvoiceRefreshView(_InvoiceActionView):
+    @extend_schema(operation_id="invoices_refresh", parameters=[LAGO_ID], request=None, responses=ACTION_RESPONSES,
+                   description="Mirror the invoice from Odoo now.")
+    def put(self, request: Request, lago_id: str) -> Response:
+        return self.answer(invoice_actions.refresh(invoice=self.invoice(lago_id)))
+
+
+class InvoicePaymentUrlView(_InvoiceActionView):
+    @extend_schema(operation_id="invoices_payment_url", parameters=[LAGO_ID], request=None,
+                   responses={**ACTION_RESPONSES, 422: LAGO_JSON},
+                   description="The invoice's page on Odoo's customer portal, where it can be paid.")
+    def post(self, request: Request, lago_id: str) -> Response:
+        invoice = self.invoice(lago_id)
+        url = invoice_actions.payment_url(invoice=invoice)
+        link = invoice.account_link
+        return Response({"invoice_payment_details": {
+            "lago_customer_id": str(link.pk) if link else None,
+            "lago_invoice_id": str(invoice.pk),
+            "external_customer_id": link.external_id if link else None,
+            "payment_provider": "odoo",
+            "payment_url": url,
+        }})
+
+
+class CustomerPortalUrlView(ServiceAPIView):
+    @extend_schema(operation_id="customers_portal_url",
+                   parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The customer's id in the calling app.")],
+                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON},
+                   description="Odoo's customer portal (its invoices page); 405 when Odoo is not configured.")
+    def get(self, request: Request, external_id: str) -> Response:
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        return Response({"customer": {"portal_url": invoice_actions.customer_portal_url(link=link)}})

@@ -6,6 +6,7 @@ invoicing cron, a customer paying, an accountant reversing an invoice).
 from __future__ import annotations
 
 import inspect
+import uuid
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from .store import (
     UserError,
 )
 
-__all__ = ["ACTIONS", "Methods", "account_move_action_post", "register_payment", "reverse_invoice",
+__all__ = ["ACTIONS", "Methods", "account_move_action_post", "fail_payment", "register_payment", "reverse_invoice",
            "run_expiration_cron", "run_invoicing_cron"]
 
 ORM_METHODS = {"fields_get", "search", "search_read", "read", "create", "write", "unlink", "search_count",
@@ -194,6 +195,11 @@ def sale_order_resume(store: Store, model: str, ids: list[int]) -> bool:
 
 def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
     for move in store.browse(model, _ids(ids)):
+        if move["state"] not in ("posted", "cancel"):
+            raise UserError("Only posted/cancelled journal entries can be reset to draft.")
+        if move.get("inalterable_hash"):
+            # account: a posted entry of a journal in strict mode (hashed) cannot be modified
+            raise UserError("You cannot modify a posted entry of this journal because it is in strict mode.")
         if move.get("payment_state") in ("paid", "in_payment", "partial"):
             raise UserError("You cannot reset to draft an entry having a payment.")
         store.write(model, [move["id"]], {"state": "draft"})
@@ -201,11 +207,36 @@ def account_move_button_draft(store: Store, model: str, ids: list[int]) -> bool:
 
 
 def account_move_button_cancel(store: Store, model: str, ids: list[int]) -> bool:
+    """Odoo 17 `button_cancel`: a shortcut from posted to cancelled (through `button_draft`, with its
+    checks), then only drafts can be cancelled; `auto_post` is reset."""
+    moves = store.browse(model, _ids(ids))
+    posted = [move["id"] for move in moves if move["state"] == "posted"]
+    if posted:
+        account_move_button_draft(store, model, posted)
     for move in store.browse(model, _ids(ids)):
         if move["state"] != "draft":
             raise UserError("Only draft journal entries can be cancelled.")
-        store.write(model, [move["id"]], {"state": "cancel"})
+    store.write(model, _ids(ids), {"state": "cancel"})
     return True
+
+
+def account_move_get_portal_url(store: Store, model: str, ids: list[int], suffix: str | None = None,
+                                report_type: str | None = None, download: bool | None = None,
+                                query_string: str | None = None, anchor: str | None = None) -> str:
+    """portal.mixin `get_portal_url` (public): `access_url` + the access token, made once and kept
+    (`_portal_ensure_token`), plus the flags the portal route reads (`report_type=pdf&download=true`)."""
+    records = store.browse(model, _ids(ids))
+    if len(records) != 1:
+        raise PythonValueError(f"Expected singleton: {model}({', '.join(str(i) for i in _ids(ids))})")
+    move = records[0]
+    token = move.get("access_token")
+    if not token:
+        token = str(uuid.uuid4())
+        store.write(model, [move["id"]], {"access_token": token})
+    return "%s%s?access_token=%s%s%s%s%s" % (
+        store.get_value(model, move, "access_url"), suffix or "", token,
+        f"&report_type={report_type}" if report_type else "", "&download=true" if download else "",
+        query_string or "", f"#{anchor}" if anchor else "")
 
 
 ACTIONS: dict[tuple[str, str], Callable] = {
@@ -217,6 +248,7 @@ ACTIONS: dict[tuple[str, str], Callable] = {
     ("account.move", "action_post"): account_move_action_post,
     ("account.move", "button_draft"): account_move_button_draft,
     ("account.move", "button_cancel"): account_move_button_cancel,
+    ("account.move", "get_portal_url"): account_move_get_portal_url,
     ("sale.advance.payment.inv", "create_invoices"): wizard_create_invoices,
     ("ir.cron", "method_direct_trigger"): ir_cron_method_direct_trigger,
 }
@@ -268,3 +300,17 @@ def reverse_invoice(store: Store, *, move_id: int, link_sale_lines: bool = True)
                                                   "amount_paid": store.move_amounts(refund_id)[2]})
         store.write("account.move", [move_id], {"payment_state": "reversed"})
         return refund_id
+
+
+def fail_payment(store: Store, *, move_id: int, message: str) -> int:
+    """A charge of the invoice refused by the provider (Stripe's card declined): the transaction is
+    created and set in error (payment `_set_error`); the invoice itself is not written."""
+    with store.lock:
+        move = store.browse("account.move", [move_id])[0]
+        tx_id = store.create("payment.transaction", [{
+            "reference": store.next_sequence("payment.transaction", f"{move['name']}-{{}}"),
+            "amount": store.move_amounts(move_id)[2], "partner_id": move["partner_id"],
+            "invoice_ids": [[6, 0, [move_id]]]}])[0]
+        store.write("payment.transaction", [tx_id], {"state": "error", "state_message": message,
+                                                     "last_state_change": store.now_string()})
+        return tx_id

@@ -251,6 +251,9 @@ class FakeOdoo:
     def register_payment(self, move_id: int, amount: Decimal | None = None) -> None:
         business.register_payment(self.store, move_id=move_id, amount=amount)
 
+    def fail_payment(self, move_id: int, message: str = "Your card was declined.") -> int:
+        return business.fail_payment(self.store, move_id=move_id, message=message)
+
     def reverse_invoice(self, move_id: int) -> int:
         return business.reverse_invoice(self.store, move_id=move_id)
 

@@ -276,6 +276,20 @@ class Store:
             "partner_id": F("many2one", "Partner", relation="res.partner", required=True),
             "provider_ref": F("char", "Provider Reference", required=True),
             "payment_details": F("char", "Payment Details"), "active": F("boolean", "Active", default=True)})
+        # payment (+ account_payment's invoice_ids): a charge attempt; `state` moves as the provider answers
+        model("payment.transaction", "Payment Transaction", {
+            "reference": F("char", "Reference", required=True),
+            "state": F("selection", "Status", default="draft", readonly=True, selection=[
+                ("draft", "Draft"), ("pending", "Pending"), ("authorized", "Authorized"), ("done", "Confirmed"),
+                ("cancel", "Canceled"), ("error", "Error")]),
+            "state_message": F("text", "Message", readonly=True),
+            "provider_code": F("char", "Provider Code", readonly=True, default="stripe"),
+            "amount": F("float", "Amount", required=True),
+            "partner_id": F("many2one", "Customer", relation="res.partner", required=True),
+            "token_id": F("many2one", "Payment Token", relation="payment.token"),
+            "invoice_ids": F("many2many", "Invoices", relation="account.move"),
+            "last_state_change": F("datetime", "Last State Change Date", readonly=True),
+        }, rec_name="reference")
         states = [("draft", "Quotation"), ("sent", "Quotation Sent"), ("sale", "Sales Order"), ("cancel", "Cancelled")]
         sub_states = [("1_draft", "Quotation"), ("2_renewal", "Renewal Quotation"), ("3_progress", "In Progress"),
                       ("4_paused", "Paused"), ("5_renewed", "Renewed"), ("6_churn", "Churned"), ("7_upsell", "Upsell")]
@@ -390,6 +404,16 @@ class Store:
             "invoice_origin": F("char", "Origin"), "ref": F("char", "Reference"),
             "payment_reference": F("char", "Payment Reference"),
             "reversed_entry_id": F("many2one", "Reversal of", relation="account.move"),
+            # portal.mixin: the customer portal page of an invoice and its access token (account: /my/invoices/<id>)
+            "access_token": F("char", "Security Token"),
+            "access_url": F("char", "Portal Access URL", readonly=True,
+                            compute=lambda s, m, r: f"/my/invoices/{r['id']}"),
+            # account_payment: the transactions paying it (the same relation as payment.transaction.invoice_ids)
+            "transaction_ids": F("many2many", "Transactions", relation="payment.transaction", readonly=True,
+                                 compute=lambda s, m, r: [t["id"] for t in s.records["payment.transaction"].values()
+                                                          if r["id"] in (t.get("invoice_ids") or [])]),
+            # account's inalterability hash: set when posted in a journal in strict mode (no reset to draft)
+            "inalterable_hash": F("char", "Inalterability Hash", readonly=True),
         }, order="date desc, name desc, id desc")
         model("account.move.line", "Journal Item", {
             "move_id": F("many2one", "Journal Entry", relation="account.move", required=True),

@@ -159,8 +159,10 @@ def test_the_paths_named_in_the_issue(api_client, lago):
     wallets = api_client.get("/api/v1/customers/cus_1/wallets")
     assert wallets.status_code == 405 and wallets.json() == {
         "status": 405, "error": "Method Not Allowed", "code": "wallet_not_supported"}
-    download = api_client.post("/api/v1/invoices/x/download")
-    assert download.json()["code"] == "invoice_download_not_supported"
+    retry = api_client.post("/api/v1/invoices/x/retry_payment")
+    assert retry.json()["code"] == "invoice_retry_payment_not_supported"
+    # served since #14 (Odoo's portal PDF): an unknown invoice is its own 404
+    assert api_client.post("/api/v1/invoices/x/download").json()["code"] == "invoice_not_found"
     filters = api_client.get("/api/v1/plans/starter/charges/cpu_seconds/filters")
     assert filters.status_code == 405 and filters.json()["code"] == "filter_not_supported"
     # an unknown (non-Lago) path stays a plain 404

@@ -19,7 +19,7 @@ import pytest
 
 from billing_project import health
 from metering.models import RatedUsage
-from odoo_bridge.models import Invoice, OdooSyncState, SyncKind
+from odoo_bridge.models import CreditNote, Invoice, OdooSyncState, SyncKind
 from odoo_bridge.pull import announce_overdue_invoices, pull_invoices
 from odoo_bridge.selectors import billed_totals
 from odoo_bridge.sync import push_cycle
@@ -136,26 +136,32 @@ def test_an_invoice_of_two_services_orders_is_shown_to_neither_and_flagged_for_o
     new_moves = invoice_orders(rpc, fake_odoo, [cloud_sub.odoo_sale_order_id, desk_sub.odoo_sale_order_id])
     assert len(new_moves) == 2
     report = pull_invoices()
-    assert report.invoices_created == 3  # the credit note and the two invoices
-    refund = Invoice.objects.get(odoo_move_id=refund_id)
+    assert (report.invoices_created, report.credit_notes_created) == (2, 1)  # the two invoices, the credit note
+    refund = CreditNote.objects.get(odoo_move_id=refund_id)
     assert refund.held_reason and Invoice.objects.get(odoo_move_id=move_id).status == "voided"
+    assert not Invoice.objects.filter(odoo_move_id=refund_id).exists()
+    # a held invoice's credit note reaches no service either
+    assert api_client.get("/api/v1/credit_notes").json()["credit_notes"] == []
+    assert other_api_client.get(f"/api/v1/credit_notes/{refund.pk}").status_code == 404
     health.clear_cache()
     assert admin_client.get("/ops/health").json()["checks"]["held_invoices"] == {
         "ok": True, "count": 0, "invoices": []}
 
     # each service now gets its own invoice, with only its own lines, and hears of nothing else
     sent = events()
-    assert sorted(e["webhook_type"] for e in sent) == ["invoice.created", "invoice.created"]
+    assert sorted(e["webhook_type"] for e in sent) == ["invoice.created", "invoice.created", "invoice.generated",
+                                                       "invoice.generated"]
     for client, sub, cents in ((api_client, cloud_sub, 5100), (other_api_client, desk_sub, 2400)):
         [listed] = client.get("/api/v1/invoices").json()["invoices"]
         assert listed["total_amount_cents"] == cents
         assert {fee["external_subscription_id"] for fee in listed["fees"]} == {sub.external_id}
         assert listed["customer"]["external_id"] == sub.account_link.external_id
-        [event] = [e for e in sent if e["invoice"]["lago_id"] == listed["lago_id"]]
+        [event] = [e for e in sent if e["invoice"]["lago_id"] == listed["lago_id"]
+                   and e["webhook_type"] == "invoice.created"]
         assert event["invoice"]["fees_amount_cents"] == cents
         assert {fee["external_subscription_id"] for fee in event["invoice"]["fees"]} == {sub.external_id}
-        [row] = [e for e in WebhookEvent.objects.all() if json.loads(bytes(e.body))["invoice"]["lago_id"]
-                 == listed["lago_id"]]
+        [row] = [e for e in WebhookEvent.objects.filter(webhook_type="invoice.created")
+                 if json.loads(bytes(e.body))["invoice"]["lago_id"] == listed["lago_id"]]
         assert row.service_id == sub.service_id  # delivered to the service it bills, only
     # net of the credit note, each subscription was billed its own amount exactly once
     assert billed_totals(cloud_sub).untaxed == Decimal("51.00") and billed_totals(desk_sub).untaxed == Decimal("24.00")
@@ -168,13 +174,14 @@ def test_one_services_invoice_is_shown_and_announced_as_before(fake_odoo, rpc, t
     moves = invoice_orders(rpc, fake_odoo, [cloud_sub.odoo_sale_order_id, desk_sub.odoo_sale_order_id])
     assert len(moves) == 2
     report = pull_invoices()
-    assert (report.invoices_created, report.held, report.events) == (2, 0, 2)
+    assert (report.invoices_created, report.held, report.events) == (2, 0, 4)  # created + generated each
     assert not Invoice.objects.exclude(held_reason="").exists()
     cloud_body = api_client.get("/api/v1/invoices").json()["invoices"]
     desk_body = other_api_client.get("/api/v1/invoices").json()["invoices"]
     assert [i["total_amount_cents"] for i in cloud_body] == [5100]
     assert [i["total_amount_cents"] for i in desk_body] == [2400]
-    by_service = {e.service.code: json.loads(bytes(e.body)) for e in WebhookEvent.objects.select_related("service")}
+    by_service = {e.service.code: json.loads(bytes(e.body))
+                  for e in WebhookEvent.objects.filter(webhook_type="invoice.created").select_related("service")}
     assert by_service["nexacloud"]["invoice"]["lago_id"] == cloud_body[0]["lago_id"]
     assert by_service["nexadesk"]["invoice"]["lago_id"] == desk_body[0]["lago_id"]
 

@@ -11,6 +11,7 @@ from lago_python_client.models.invoice import InvoiceResponse
 
 from odoo_bridge.models import (
     ConnectionStatus,
+    CreditNote,
     Invoice,
     OdooConnectionState,
     OdooPullCursor,
@@ -46,7 +47,7 @@ def invoiced(fake_odoo, catalog):
 def test_pulled_invoice_is_mirrored_with_decimal_totals_and_lines(fake_odoo, invoiced):
     sub, move_id = invoiced
     report = pull_invoices()
-    assert (report.invoices_created, report.events) == (1, 1)
+    assert (report.invoices_created, report.events) == (1, 2)  # invoice.created, invoice.generated
     invoice = Invoice.objects.get(odoo_move_id=move_id)
     assert invoice.service == sub.service and invoice.subscription == sub
     assert invoice.number.startswith("INV/") and invoice.status == "finalized"
@@ -79,10 +80,11 @@ def test_payment_and_reversal_emit_status_events_once(fake_odoo, invoiced):
     pull_invoices()
     [voided] = events("invoice.voided")
     assert voided["invoice"]["status"] == "voided"
-    credit_note = Invoice.objects.get(odoo_move_id=refund)
-    assert credit_note.odoo_move_type == "out_refund" and credit_note.subscription == sub
-    assert [e["webhook_type"] for e in events()] == ["invoice.created", "invoice.payment_status_updated",
-                                                     "invoice.voided"]
+    credit_note = CreditNote.objects.get(odoo_move_id=refund)  # a refund is a credit note, never an invoice
+    assert credit_note.subscription == sub and not Invoice.objects.filter(odoo_move_id=refund).exists()
+    assert [e["webhook_type"] for e in events()] == ["invoice.created", "invoice.generated",
+                                                     "invoice.payment_status_updated", "invoice.voided",
+                                                     "credit_note.created"]
 
 
 def test_usage_frozen_once_invoiced_is_never_rewritten(fake_odoo, catalog, invoiced):
@@ -99,7 +101,7 @@ def test_cursor_advances_and_foreign_invoices_are_ignored(fake_odoo, invoiced):
                                              "invoice_line_ids": [[0, 0, {"name": "x", "price_unit": 5.0}]]}])
     report = pull_invoices()
     assert report.invoices_created == 1 and report.moves_seen == 1
-    assert OdooPullCursor.objects.get().write_date > "2026-01-01"
+    assert OdooPullCursor.objects.get(name="account.move").write_date > "2026-01-01"
 
 
 def test_invoice_api_lists_filters_and_scopes_to_the_service(fake_odoo, invoiced, api_client, other_api_client):
@@ -185,7 +187,7 @@ def test_draft_invoice_is_drafted_then_announced_once_posted(fake_odoo, catalog)
 
     account_move_action_post(fake_odoo.store, "account.move", [move])
     pull_invoices()
-    assert [e["webhook_type"] for e in events()] == ["invoice.drafted", "invoice.created"]
+    assert [e["webhook_type"] for e in events()] == ["invoice.drafted", "invoice.created", "invoice.generated"]
     assert Invoice.objects.get(odoo_move_id=move).number.startswith("INV/")
 
 
@@ -219,11 +221,11 @@ def test_odoo_down_mid_pull_keeps_the_cursor_and_the_next_pull_catches_up(fake_o
     report = pull_invoices()
     assert report.aborted and report.invoices_created == 0
     assert OdooConnectionState.objects.get().status == ConnectionStatus.DOWN
-    assert OdooPullCursor.objects.get().write_date == "1970-01-01 00:00:00"  # the unread page is read again
+    assert OdooPullCursor.objects.get(name="account.move").write_date == "1970-01-01 00:00:00"  # read again
     report = pull_invoices()
     assert not report.aborted and report.invoices_created == 1
     assert Invoice.objects.get().odoo_move_id == move_id
-    assert [e["webhook_type"] for e in events()] == ["invoice.created"]
+    assert [e["webhook_type"] for e in events()] == ["invoice.created", "invoice.generated"]
 
 
 def test_key_revoked_before_a_pull_breaks_the_connection_and_stops_sending_it(fake_odoo, invoiced):
