@@ -224,3 +224,9 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service_id}:{self.key}"
+
+
+def document_number_prefix(service: Service) -> str:
+    """Lago's organization ``document_number_prefix``: 3 letters of the name and the id's last 4."""
+    letters = "".join(ch for ch in service.name.upper() if ch.isalnum())[:3] or service.code[:3].upper()
+    return f"{letters}-{service.pk % 10000:04d}"

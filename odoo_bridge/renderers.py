@@ -7,6 +7,7 @@ Webhook payloads use this same function.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from billing_kit.formatting import iso_seconds, to_cents
@@ -29,6 +30,13 @@ def _link(invoice: Invoice) -> AccountLink | None:
         return invoice.account_link
     subscription = invoice.subscription
     return subscription.account_link if subscription is not None else None
+
+
+def _tax_rate(line: InvoiceLine) -> Decimal:
+    """The line's tax in percent of its amount (Lago's ``taxes_rate``), from Odoo's totals."""
+    if not line.amount:
+        return Decimal(0)
+    return ((line.total_amount - line.amount) * 100 / line.amount).quantize(Decimal("0.01"))
 
 
 def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
@@ -59,6 +67,10 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
         "amount_cents": to_cents(line.amount), "amount_currency": invoice.currency,
         "precise_amount": str(line.amount),
         "taxes_amount_cents": to_cents(taxes), "total_amount_cents": to_cents(line.total_amount),
+        "total_amount_currency": invoice.currency,
+        "taxes_rate": float(_tax_rate(line)),
+        "sub_total_excluding_taxes_amount_cents": to_cents(line.amount),
+        "sub_total_excluding_taxes_precise_amount_cents": str(line.amount * 100),
         "units": str(line.quantity.normalize()), "total_aggregated_units": str(
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),
