@@ -68,7 +68,7 @@ def _render_fee(invoice: Invoice, line: InvoiceLine) -> dict[str, Any]:
         "precise_amount": str(line.amount),
         "taxes_amount_cents": to_cents(taxes), "total_amount_cents": to_cents(line.total_amount),
         "total_amount_currency": invoice.currency,
-        "taxes_rate": float(_tax_rate(line)),
+        "taxes_rate": _tax_rate(line),  # a JSON number, as Lago
         "sub_total_excluding_taxes_amount_cents": to_cents(line.amount),
         "sub_total_excluding_taxes_precise_amount_cents": str(line.amount * 100),
         "units": str(line.quantity.normalize()), "total_aggregated_units": str(
