@@ -71,7 +71,9 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular post-processing hook: the answers every API operation can give,
     whatever its own annotations say (the request guards and the rate limiter run before
     any view)."""
-    result.setdefault("components", {}).setdefault("schemas", {}).update(wire.components())
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(wire.components())
+    wire.hide_refused_fields(schemas)
     for path, item in result.get("paths", {}).items():
         if not path.startswith("/api/v1/"):
             continue

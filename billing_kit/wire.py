@@ -45,8 +45,10 @@ def _field(value: Any) -> Schema:
 def obj(fields: Mapping[str, Any], *, optional: tuple[str, ...] = (), nullable: bool = False,
         description: str = "") -> Schema:
     """An object with these members, all required but ``optional``; others may appear."""
-    schema: Schema = {"type": "object", "properties": {name: _field(value) for name, value in fields.items()},
-                      "required": [name for name in fields if name not in optional]}
+    schema: Schema = {"type": "object", "properties": {name: _field(value) for name, value in fields.items()}}
+    required = [name for name in fields if name not in optional]
+    if required:  # OpenAPI 3.0: never an empty list
+        schema["required"] = required
     if nullable:
         schema["nullable"] = True
     if description:
@@ -73,6 +75,35 @@ def component(name: str, schema: Schema) -> Schema:
 
 def components() -> dict[str, Schema]:
     return dict(_COMPONENTS)
+
+
+# Input fields of Lago's that are refused (``not_supported``) unless neutral: accepted
+# only as null/false/empty, so not advertised. Keyed by serializer class name.
+_REFUSED_INPUT_FIELDS: dict[str, tuple[str, ...]] = {}
+
+
+def refused_in_docs(serializer_name: str, fields: tuple[str, ...]) -> None:
+    _REFUSED_INPUT_FIELDS[serializer_name] = fields
+
+
+def hide_refused_fields(schemas: dict[str, Schema]) -> None:
+    """Drop the refused fields from the request components of their serializers (drf-spectacular
+    names them ``<Serializer>`` or ``<Serializer>Request``) and say so in their description."""
+    for name, fields in _REFUSED_INPUT_FIELDS.items():
+        for component_name in (name, f"{name}Request"):
+            schema = schemas.get(component_name)
+            if not schema or not fields:
+                continue
+            properties = schema.get("properties", {})
+            for field in fields:
+                properties.pop(field, None)
+            if "required" in schema:
+                schema["required"] = [f for f in schema["required"] if f not in fields]
+                if not schema["required"]:
+                    del schema["required"]
+            note = ("Lago fields refused with 422 not_supported unless null, false or empty "
+                    f"(docs/api.md \"Catalogue fields\"): {', '.join(fields)}.")
+            schema["description"] = f"{schema['description']} {note}" if schema.get("description") else note
 
 
 PAGINATION_META = component("PaginationMeta", obj({

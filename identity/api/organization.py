@@ -27,9 +27,7 @@ class OrganizationView(ServiceAPIView):
 
     @extend_schema(operation_id="organization_update",
                    responses={200: envelope("organization", ORGANIZATION), 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
-                   request=inline_serializer("OrganizationBody", {"organization": inline_serializer(
-                       "OrganizationInput", {"name": serializers.CharField(required=False),
-                                             "default_currency": serializers.CharField(required=False)})}))
+                   request=inline_serializer("OrganizationBody", {"organization": OrganizationUpdateInput()}))
     def put(self, request) -> Response:
         payload = OrganizationUpdateInput(data=require_root(request, "organization"))
         payload.is_valid(raise_exception=True)

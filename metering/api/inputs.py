@@ -11,6 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from billing_kit.errors import ErrorCode
+from billing_kit.wire import refused_in_docs
 from metering.models import AggregationType, BillingTime, PlanInterval
 
 AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
@@ -184,3 +185,15 @@ class SubscriptionUpdateInput(serializers.Serializer):
     plan_overrides = serializers.DictField(required=False, allow_null=True)
 
     validate_plan_overrides = _refuse_if_set
+
+
+def _refused_fields(serializer: type[serializers.Serializer]) -> tuple[str, ...]:
+    """The fields a serializer refuses unless neutral (their ``validate_<field>``)."""
+    refusals = (_refuse_if_set, _refuse_if_false)
+    return tuple(name for name in serializer._declared_fields
+                 if getattr(serializer, f"validate_{name}", None) in refusals)
+
+
+for _serializer in (BillableMetricInput, BillableMetricUpdateInput, ChargeInput, MinimumCommitmentInput,
+                    PlanInput, PlanUpdateInput, SubscriptionInput, SubscriptionUpdateInput):
+    refused_in_docs(_serializer.__name__, _refused_fields(_serializer))

@@ -1,11 +1,13 @@
 """OpenAPI of the webhook endpoint object and its inputs."""
 from __future__ import annotations
 
+from typing import Any
+
 from billing_kit.wire import array, component, obj
 
 from webhooks.event_types import ACCEPTED, WILDCARD
 
-WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": 1024, "pattern": r"^https?://",
+WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": 2048, "pattern": r"^https?://",
                "description": "https:// (plain http only for WEBHOOK_ALLOW_HTTP_HOSTS); no credentials; a "
                               "public address (private, loopback and link-local ones are refused, "
                               "url_is_invalid); a port other than 443 only for WEBHOOK_ALLOWED_PORTS."}
@@ -21,4 +23,10 @@ WEBHOOK_ENDPOINT = component("WebhookEndpoint", obj({
                                                 "rotate_secret (shown once)."},
 }, optional=("secret",)))
 
-__all__ = ["EVENT_TYPES", "WEBHOOK_ENDPOINT", "WEBHOOK_URL", "array"]
+_INPUT: dict[str, Any] = {"webhook_url": WEBHOOK_URL, "name": {"type": "string", "maxLength": 200, "nullable": True},
+          "event_types": {**EVENT_TYPES, "maxItems": 100},
+          "signature_algo": {"type": "string", "enum": ["jwt", "hmac"], "description": "Default jwt."}}
+ENDPOINT_INPUT = component("WebhookEndpointInput", obj(_INPUT, optional=("name", "event_types", "signature_algo")))
+ENDPOINT_UPDATE_INPUT = component("WebhookEndpointUpdateInput", obj(_INPUT, optional=tuple(_INPUT)))
+
+__all__ = ["ENDPOINT_INPUT", "ENDPOINT_UPDATE_INPUT", "EVENT_TYPES", "WEBHOOK_ENDPOINT", "WEBHOOK_URL", "array"]

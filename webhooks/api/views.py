@@ -19,7 +19,7 @@ from webhooks import keys, selectors, services, signing
 from webhooks.models import WebhookEndpoint
 
 from .renderers import render_webhook_endpoint
-from .schemas import WEBHOOK_ENDPOINT
+from .schemas import ENDPOINT_INPUT, ENDPOINT_UPDATE_INPUT, WEBHOOK_ENDPOINT
 
 ROOT = "webhook_endpoint"
 
@@ -65,7 +65,7 @@ class WebhookEndpointListView(ServiceAPIView):
         return Response({"webhook_endpoints": [render_webhook_endpoint(e) for e in items], "meta": meta})
 
     @extend_schema(operation_id="webhook_endpoints_create",
-                   request=inline_serializer("WebhookEndpointBody", {"webhook_endpoint": CreateEndpointInput()}),
+                   request={"application/json": envelope(ROOT, ENDPOINT_INPUT)},
                    responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON})
     def post(self, request) -> Response:
         payload = CreateEndpointInput(data=require_root(request, ROOT))
@@ -89,8 +89,7 @@ class WebhookEndpointDetailView(ServiceAPIView):
         return _one(_lookup(self, lago_id))
 
     @extend_schema(operation_id="webhook_endpoints_update", parameters=[_LAGO_ID],
-                   request=inline_serializer("WebhookEndpointUpdateBody",
-                                             {"webhook_endpoint": UpdateEndpointInput()}),
+                   request={"application/json": envelope(ROOT, ENDPOINT_UPDATE_INPUT)},
                    responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def put(self, request, lago_id: str) -> Response:
         endpoint = _lookup(self, lago_id)
