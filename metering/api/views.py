@@ -308,12 +308,12 @@ def render_stored_event(service_id: int, stored: services.StoredEvent,
         "lago_id": event_lago_id(service_id=service_id, external_subscription_id=event.external_subscription_id,
                                  transaction_id=event.transaction_id),
         "transaction_id": event.transaction_id,
-        "lago_customer_id": text(stored.account_link_id, str),
+        "lago_customer_id": None if stored.account_link_id is None else text(stored.account_link_id, str),
         "code": event.code,
         "timestamp": text(stored.timestamp, iso_millis),
         "precise_total_amount_cents": _decimal_text(event.precise_total_amount_cents),
         "properties": event.properties,
-        "lago_subscription_id": text(stored.subscription_id, str),
+        "lago_subscription_id": None if stored.subscription_id is None else text(stored.subscription_id, str),
         "external_subscription_id": event.external_subscription_id,
         "created_at": text(stored.created_at, iso_seconds),
     }
@@ -341,7 +341,7 @@ def create_event(*, service: Service, body: bytes) -> HttpResponse:
         raise ValidationFailed(errors)
     assert event is not None  # validate_event returns an event exactly when there are no errors
     try:
-        stored = services.ingest_events(service=service, events=[(0, event)])
+        stored = services.ingest_events_leniently(service=service, events=[(0, event)])
     except services.EventsRejected as exc:
         raise ValidationFailed(exc.errors[0]) from None
     return _json({"event": render_stored_event(service.id, stored[0])})
@@ -357,8 +357,8 @@ def create_event_batch(*, service: Service, body: bytes) -> HttpResponse:
     if "events" in errors:
         raise ValidationFailed(errors)
     try:
-        stored = services.ingest_events(service=service, events=events,
-                                        errors={int(index): details for index, details in errors.items()})
+        stored = services.ingest_events_leniently(
+            service=service, events=events, errors={int(index): details for index, details in errors.items()})
     except services.EventsRejected as exc:
         raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
     memo: dict[tuple[Callable[[Any], str | None], Any], str | None] = {}
