@@ -30,6 +30,8 @@ class WebhookType(StrEnum):
     INVOICE_DRAFTED = "invoice.drafted"
     INVOICE_PAYMENT_OVERDUE = "invoice.payment_overdue"
     PLAN_DELETED = "plan.deleted"
+    # Services in lenient event mode: the events kept unmatched since the last run.
+    EVENTS_ERRORS = "events.errors"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 

@@ -27,6 +27,7 @@ from identity.models import Service
 from metering.event_schema import ParsedEvent
 from metering.models import UnmatchedEvent
 from metering.services.ingest import EventsRejected, StoredEvent, ingest_events
+from webhooks.event_types import WebhookType
 from webhooks.services import record_event
 
 INVALID_CODE = "invalid_code"
@@ -121,7 +122,7 @@ def report_event_errors(*, limit: int = 10_000) -> int:
             lists: dict[str, list[str]] = defaultdict(list)
             for row in rows:
                 lists[row.error].append(row.transaction_id)
-            record_event(service=Service.objects.get(pk=service_id), webhook_type="events.errors",
+            record_event(service=Service.objects.get(pk=service_id), webhook_type=WebhookType.EVENTS_ERRORS,
                          object_type="events_errors", payload={kind: lists.get(kind, []) for kind in ERROR_KINDS})
             UnmatchedEvent.objects.filter(pk__in=[row.pk for row in rows]).update(reported_at=timezone.now())
             sent += 1
