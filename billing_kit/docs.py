@@ -3,11 +3,12 @@ import threading
 from typing import Any
 
 from django.utils import translation
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+
+from . import wire
 
 
 _schemas: dict[tuple, Any] = {}
@@ -50,10 +51,11 @@ class RedocView(SpectacularRedocView):
     url_name = "api-schema"
 
 
-# Shared pieces of every app's operation annotations.
-LAGO_OBJECT = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON (see docs/api.md).")
-LAGO_JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON.")
-ERRORS = {400: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT}
+# Shared pieces of every app's operation annotations. Success bodies are each operation's
+# own (billing_kit.wire and the apps' api/schemas.py); every other answer is Lago's error body.
+LAGO_ERROR = OpenApiResponse(wire.ERROR, description="Lago's error body (`code`, `error_details`: docs/api.md).")
+LAGO_OBJECT = LAGO_JSON = LAGO_ERROR
+ERRORS = {400: LAGO_ERROR, 401: LAGO_ERROR, 404: LAGO_ERROR, 422: LAGO_ERROR}
 
 
 
@@ -69,6 +71,9 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular post-processing hook: the answers every API operation can give,
     whatever its own annotations say (the request guards and the rate limiter run before
     any view)."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(wire.components())
+    wire.hide_refused_fields(schemas)
     for path, item in result.get("paths", {}).items():
         if not path.startswith("/api/v1/"):
             continue
@@ -77,7 +82,7 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
                 continue
             for status, description in _COMMON_ERRORS.items():
                 operation["responses"].setdefault(status, {
-                    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {}}}},
+                    "content": {"application/json": {"schema": wire.ERROR}},
                     "description": description,
                 })
             operation["responses"]["429"].setdefault("headers", {

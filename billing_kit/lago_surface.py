@@ -14,7 +14,8 @@ from .views import ServiceAPIView
 
 LAGO_COLLECTIONS = frozenset({
     "activity_logs", "add_ons", "alerts", "analytics", "api_logs", "applied_coupons", "billable_metrics",
-    "billing_entities", "charges", "coupons", "credit_notes", "customers", "entitlements", "events", "fees",
+    "billing_entities", "charges", "coupons", "credit_notes", "customers", "entitlements", "events", "features",
+    "fees",
     "filters", "fixed_charges", "gross_revenues", "invoice_collections", "invoiced_usages", "invoices",
     "metadata", "mrrs", "order_forms", "orders", "organizations", "overdue_balances", "payment_methods",
     "payment_receipts", "payment_requests", "payments", "plans", "privileges", "quote_versions", "quotes",

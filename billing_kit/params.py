@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
@@ -27,9 +28,11 @@ class QueryParam:
     required: bool = False
     enum: Sequence[str] | None = None
     deprecated: bool = False
+    # A raw JSON schema (bounds, patterns) instead of ``type``.
+    schema: dict[str, Any] | None = None
 
     def openapi(self) -> OpenApiParameter:
-        return OpenApiParameter(self.name, self.type, OpenApiParameter.QUERY, required=self.required,
+        return OpenApiParameter(self.name, self.schema or self.type, OpenApiParameter.QUERY, required=self.required,
                                 description=self.description, many=self.many or None,
                                 enum=list(self.enum) if self.enum else None, deprecated=self.deprecated)
 
@@ -75,8 +78,11 @@ class Query:
         return []
 
 
-PAGE = QueryParam("page", "Page number, from 1.", OpenApiTypes.INT)
-PER_PAGE = QueryParam("per_page", "Items per page (default 100, max 1000).", OpenApiTypes.INT)
+PAGE = QueryParam("page", "Page number, from 1 (0 or less: 422 value_is_out_of_range).", OpenApiTypes.INT,
+                  schema={"type": "integer", "minimum": 1})
+PER_PAGE = QueryParam("per_page", f"Items per page (default {settings.API_PAGE_SIZE_DEFAULT}, "
+                      f"1 to {settings.API_PAGE_SIZE_MAX}; outside: 422 value_is_out_of_range).", OpenApiTypes.INT,
+                      schema={"type": "integer", "minimum": 1, "maximum": settings.API_PAGE_SIZE_MAX})
 PAGINATION = (PAGE, PER_PAGE)
 
 

@@ -17,7 +17,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_kit.docs import LAGO_JSON
+from billing_kit.wire import obj
+
+HEALTH = obj({"version": "string", "github_url": "string", "message": "string"}, description="Lago's health answer.")
+OPS_HEALTH = obj({"status": {"type": "string", "enum": ["ok", "unavailable"]}, "checked_at": "string",
+                  "checks": "object"})
 from billing_kit.errors import Unauthorized
 from billing_kit.http import error_response
 from billing_project.beat import BEAT_SYNC_SECONDS
@@ -32,7 +36,7 @@ class LagoHealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: LAGO_JSON, 503: LAGO_JSON}, auth=[])
+    @extend_schema(responses={200: HEALTH}, auth=[])
     def get(self, request) -> Response:
         return Response({
             "version": settings.FUSION_BILLING_VERSION,
@@ -149,7 +153,8 @@ class OpsHealthView(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: LAGO_JSON, 401: LAGO_JSON, 503: LAGO_JSON}, auth=[])
+    @extend_schema(responses={200: OPS_HEALTH, 401: obj({"status": "integer", "error": "string"}), 503: OPS_HEALTH},
+                   auth=[])
     def get(self, request) -> Response:
         if not _authorized(request):
             return error_response(Unauthorized())

@@ -24,8 +24,9 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "is_active", "default_currency", "active_key_count", "created_at")
-    list_filter = ("is_active", "default_currency")
+    list_display = ("code", "name", "is_active", "default_currency", "lenient_events", "active_key_count",
+                    "created_at")
+    list_filter = ("is_active", "default_currency", "lenient_events")
     search_fields = ("code", "name")
     inlines = [ApiKeyInline]
 

@@ -16,6 +16,12 @@ class Service(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     default_currency = models.CharField(max_length=3, default="CAD")
+    # Lago's lenient event mode: an event for an unknown subscription or metric, or without
+    # the metric's property, is accepted (kept, not billed) and reported by an
+    # ``events.errors`` webhook instead of a 422 (docs/api.md "Lenient events").
+    lenient_events = models.BooleanField(
+        default=False, help_text="Accept events for unknown subscriptions or metrics (kept, never billed) and "
+                                 "report them with events.errors webhooks instead of a 422.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -224,3 +230,9 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service_id}:{self.key}"
+
+
+def document_number_prefix(service: Service) -> str:
+    """Lago's organization ``document_number_prefix``: 3 letters of the name and the id's last 4."""
+    letters = "".join(ch for ch in service.name.upper() if ch.isalnum())[:3] or service.code[:3].upper()
+    return f"{letters}-{service.pk % 10000:04d}"

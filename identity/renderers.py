@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 
 from billing_kit.formatting import iso_seconds
-from identity.models import AccountLink, Service
+from identity.models import AccountLink, Service, document_number_prefix
 
 
 def _or_none(value: str) -> str | None:
@@ -92,4 +92,11 @@ def render_organization(service: Service) -> dict[str, Any]:
         "code": service.code,
         "default_currency": service.default_currency,
         "created_at": iso_seconds(service.created_at),
+        # Lago's organization fields; invoicing settings are Odoo's, so these are fixed.
+        "document_numbering": "per_customer",
+        "document_number_prefix": document_number_prefix(service),
+        "email_settings": [],
+        "billing_configuration": {"invoice_footer": None, "invoice_grace_period": 0, "document_locale": "en"},
+        "timezone": settings.BILLING_TIMEZONE,
+        "taxes": [],
     }

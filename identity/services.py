@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
-from identity.models import AccountLink, AccountMetadata, Customer, IdempotencyKey, Service
+from identity.models import (
+    AccountLink, AccountMetadata, Customer, IdempotencyKey, Service, document_number_prefix,
+)
 from identity.renderers import render_customer
 # The one sanctioned upward import of the dependency order: the webhook outbox (a port).
 from webhooks.services import WebhookType, record_event
@@ -57,12 +59,6 @@ def _profile_values(data: dict[str, Any]) -> dict[str, Any]:
     values.update({f"shipping_{field}": shipping[field] for field in SHIPPING_ADDRESS_FIELDS
                    if shipping.get(field) is not None})
     return values
-
-
-def document_number_prefix(service: Service) -> str:
-    """Lago's organization ``document_number_prefix``: 3 letters of the name and the id's last 4."""
-    letters = "".join(ch for ch in service.name.upper() if ch.isalnum())[:3] or service.code[:3].upper()
-    return f"{letters}-{service.pk % 10000:04d}"
 
 
 @transaction.atomic

@@ -8,7 +8,9 @@ from django.http import HttpRequest
 
 from billing_kit.formatting import money_display, rate_display
 
-from .models import BillableMetric, Charge, ChargeTier, Plan, PlanFee, RatedUsage, Subscription, UsageEvent
+from .models import (
+    BillableMetric, Charge, ChargeTier, Plan, PlanFee, RatedUsage, Subscription, UnmatchedEvent, UsageEvent,
+)
 
 
 def money(amount: Decimal | None, currency: str) -> str:
@@ -145,4 +147,21 @@ class PlanFeeAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(UnmatchedEvent)
+class UnmatchedEventAdmin(admin.ModelAdmin):
+    """Events kept in lenient mode that matched no subscription or metric (never billed)."""
+
+    list_display = ("service", "external_subscription_id", "transaction_id", "code", "error", "timestamp",
+                    "reported_at")
+    list_filter = ("service", "error")
+    search_fields = ("external_subscription_id", "transaction_id", "code")
+    readonly_fields = [f.name for f in UnmatchedEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

@@ -521,3 +521,32 @@ class WindowTerms(models.Model):
                                     condition=Q(charge__isnull=True), name="window_terms_one_plan_amount"),
         ]
         indexes = [models.Index(fields=["subscription", "window_start"], name="window_terms_lookup")]
+
+
+class UnmatchedEvent(models.Model):
+    """An event accepted in lenient mode (``Service.lenient_events``) that no subscription or
+    metric covered when it arrived: kept as sent, never rated, reported once by an
+    ``events.errors`` webhook (``reported_at``)."""
+
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
+    external_subscription_id = models.CharField(max_length=255)
+    transaction_id = models.CharField(max_length=255)
+    code = models.CharField(max_length=255)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True, null=True)
+    precise_total_amount_cents = models.DecimalField(max_digits=40, decimal_places=15, null=True, blank=True)
+    payload_hash = models.CharField(max_length=64)
+    # Lago's events.errors category: invalid_code, missing_aggregation_property, or ours,
+    # missing_subscription (no subscription of that id ran at the timestamp).
+    error = models.CharField(max_length=40)
+    error_details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["service", "external_subscription_id", "transaction_id"],
+                                               name="unmatched_event_key")]
+        indexes = [models.Index(fields=["service", "reported_at"], name="unmatched_event_unreported")]
+
+    def __str__(self) -> str:
+        return f"{self.external_subscription_id}/{self.transaction_id} ({self.error})"

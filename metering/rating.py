@@ -588,6 +588,63 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
     Read-only: used by the API's ``current_usage`` and by reconciliation; the
     numbers are exactly what rating would store for that window.
     """
+    return _compute_usage(subscription=subscription, window_start=window_start, window_end=window_end)[0]
+
+
+@dataclass(frozen=True)
+class ProjectedChargeUsage:
+    usage: ChargeUsage
+    projected_units: Decimal  # the window's units so far / the window's elapsed share, 2 dp
+    projected_amount: Decimal  # the projected units priced as the window would bill them, 6 dp
+
+
+@dataclass(frozen=True)
+class ProjectedUsage:
+    usage: UsageResult
+    ratio: Decimal  # elapsed share of the window, days counted as Lago (0..1)
+    charges: tuple[ProjectedChargeUsage, ...]
+
+
+TWO_PLACES = Decimal("0.01")
+
+
+def elapsed_ratio(*, window_start: datetime, window_end: datetime, now: datetime, tz: tzinfo) -> Decimal:
+    """Lago's ``period_ratio``: days of the window passed, today included, over its days,
+    counted on the subscription's calendar; 1 from the window's last day on, 0 before it."""
+    first = windows.local_date(window_start, tz)
+    last = windows.local_date(window_end - timedelta(microseconds=1), tz)
+    today = windows.local_date(now, tz)
+    if today >= last:
+        return Decimal(1)
+    if today < first:
+        return ZERO
+    return Decimal((today - first).days + 1) / Decimal((last - first).days + 1)
+
+
+def compute_projected_usage(*, subscription: Subscription, window_start: datetime, window_end: datetime,
+                            now: datetime) -> ProjectedUsage:
+    """The window's usage so far (as ``compute_usage``) and projected linearly to its end,
+    as Lago's ``projected_usage``: each charge's units divided by the elapsed share of the
+    window (rounded to 2 places, as Lago), then priced by the charge's own terms (tiers,
+    packages, free units, minimum) as the window would bill them."""
+    usage, specs, price = _compute_usage(subscription=subscription, window_start=window_start,
+                                         window_end=window_end)
+    ratio = elapsed_ratio(window_start=window_start, window_end=window_end, now=now,
+                          tz=windows.zone(subscription.billing_timezone))
+    projected = []
+    for spec, charge_usage in zip(specs, usage.charges, strict=True):
+        units = charge_usage.units
+        projected_units = ((units / ratio).quantize(TWO_PLACES) if units and ratio > 0 else ZERO)
+        projected_units = max(projected_units, ZERO)
+        _, amount = price(spec, projected_units)
+        projected.append(ProjectedChargeUsage(charge_usage, projected_units, amount))
+    return ProjectedUsage(usage, ratio, tuple(projected))
+
+
+def _compute_usage(*, subscription: Subscription, window_start: datetime, window_end: datetime
+                   ) -> tuple[UsageResult, list[_ChargeSpec], Callable[[_ChargeSpec, Decimal], tuple[Decimal, Decimal]]]:
+    """The window's usage, its charge specs (in the order of its charges), and the pricing
+    of any quantity of a charge under the window's terms."""
     plans = _PlanCharges()
     plans.load([subscription.plan_id])
     specs = plans.of(subscription.plan_id)
@@ -614,12 +671,16 @@ def compute_usage(*, subscription: Subscription, window_start: datetime, window_
             started_at=subscription.started_at, start=window_start, period_end=period_end, terminated_at=cut,
             tz_name=subscription.billing_timezone,
             replaced=bool(cut and replaced_subscriptions([subscription.id])))
+    def price(spec: _ChargeSpec, units: Decimal) -> tuple[Decimal, Decimal]:
+        return _price(spec, units, kept.get((str(subscription.id), spec.charge_key)), share)
+
     usages = []
     for spec in specs:
         units, count = _units(spec, aggregates.get((str(subscription.id), spec.code)))
-        billable, amount = _price(spec, units, kept.get((str(subscription.id), spec.charge_key)), share)
+        billable, amount = price(spec, units)
         usages.append(ChargeUsage(spec.charge, units, billable, amount, count, subscription.currency))
-    return UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
+    result = UsageResult(subscription.id, window_start, window_end, subscription.currency, tuple(usages))
+    return result, list(specs), price
 
 
 # --------------------------------------------------------------------------- rating (writes)

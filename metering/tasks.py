@@ -102,3 +102,10 @@ def finish_plan_deletions() -> int:
 def send_termination_alerts() -> int:
     """subscription.termination_alert N days before ending_at (Lago's clock job)."""
     return services.send_termination_alerts()
+
+
+@shared_task(name="metering.tasks.report_event_errors", ignore_result=True)
+def report_event_errors() -> int:
+    """Lago's events.errors: one webhook per lenient service listing the events kept unmatched
+    since the last run (metering.services.lenient)."""
+    return services.report_event_errors()

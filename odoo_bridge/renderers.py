@@ -10,7 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from billing_kit.formatting import iso_seconds, to_cents
+from billing_kit.formatting import iso_seconds, minor_unit_exponent, to_cents
 from coupons.renderers import render_credit
 from identity.renderers import render_customer
 from identity.models import AccountLink
@@ -101,11 +101,14 @@ def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: s
         "amount_cents": to_cents(line.amount, cur), "amount_currency": cur,
         "precise_amount": str(line.amount),
         "taxes_amount_cents": to_cents(taxes, cur), "total_amount_cents": to_cents(line.total_amount, cur),
+        "total_amount_currency": cur,
         "taxes_rate": float(sum((Decimal(t["rate"]) for t in line.taxes), Decimal(0))),  # ok-float: Lago's type
         "applied_taxes": [{"lago_id": f"{lago_id}-tax-{t['odoo_tax_id']}", "lago_fee_id": lago_id,
                            **_tax_fields(t), "amount_cents": to_cents(Decimal(t["amount"]), cur),
                            "amount_currency": cur, "created_at": iso_seconds(invoice.created_at)}
                           for t in line.taxes],
+        "sub_total_excluding_taxes_amount_cents": to_cents(line.amount, cur),
+        "sub_total_excluding_taxes_precise_amount_cents": str(line.amount.scaleb(minor_unit_exponent(cur))),
         "units": str(line.quantity.normalize()), "total_aggregated_units": str(
             (usage.units if usage else line.quantity).normalize()),
         "precise_unit_amount": str(line.unit_amount.normalize()),

@@ -41,6 +41,8 @@ class WebhookType(StrEnum):
     INVOICE_PAYMENT_FAILURE = "invoice.payment_failure"
     CREDIT_NOTE_CREATED = "credit_note.created"
     PLAN_DELETED = "plan.deleted"
+    # Services in lenient event mode: the events kept unmatched since the last run.
+    EVENTS_ERRORS = "events.errors"
     # Fusion's own notice: the circuit breaker disabled one of the service's endpoints.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 

@@ -24,6 +24,9 @@ LIFECYCLE_INTERVAL_SECONDS = env.int("LIFECYCLE_INTERVAL_SECONDS", default=60)
 SUBSCRIPTION_TERMINATION_ALERT_DAYS = env.list("LAGO_SUBSCRIPTION_TERMINATION_ALERT_SENT_AT_DAYS", cast=int,
                                                default=[15, 45])
 
+# How often beat sends the events.errors webhooks of lenient services (Lago: hourly).
+EVENT_ERRORS_INTERVAL_SECONDS = env.int("EVENT_ERRORS_INTERVAL_SECONDS", default=3600)
+
 RATING_BEAT_SCHEDULE: dict = {
     # Wallets whose expiration_at has come are terminated (credits voided); depleted ongoing balances announced.
     "expire-wallets": {
@@ -54,6 +57,12 @@ RATING_BEAT_SCHEDULE: dict = {
         "task": "metering.tasks.send_termination_alerts",
         "schedule": LIFECYCLE_INTERVAL_SECONDS,
         "options": {"queue": "rating", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
+    # Lago's events.errors of lenient services (metering.services.lenient), batched per run.
+    "report-event-errors": {
+        "task": "metering.tasks.report_event_errors",
+        "schedule": EVENT_ERRORS_INTERVAL_SECONDS,
+        "options": {"queue": "rating", "expires": EVENT_ERRORS_INTERVAL_SECONDS},
     },
     "apply-due-downgrades": {
         "task": "metering.tasks.apply_due_downgrades",

@@ -8,8 +8,10 @@ from rest_framework.response import Response
 from billing_kit.docs import LAGO_JSON
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope
 from identity import services
 from identity.renderers import render_organization
+from .schemas import ORGANIZATION
 
 
 class OrganizationUpdateInput(serializers.Serializer):
@@ -18,16 +20,14 @@ class OrganizationUpdateInput(serializers.Serializer):
 
 
 class OrganizationView(ServiceAPIView):
-    @extend_schema(operation_id="organization_retrieve", responses={200: LAGO_JSON, 401: LAGO_JSON},
+    @extend_schema(operation_id="organization_retrieve", responses={200: envelope("organization", ORGANIZATION), 401: LAGO_JSON},
                    description="The calling service, as Lago's organization.")
     def get(self, request) -> Response:
         return Response({"organization": render_organization(self.service)})
 
     @extend_schema(operation_id="organization_update",
-                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
-                   request=inline_serializer("OrganizationBody", {"organization": inline_serializer(
-                       "OrganizationInput", {"name": serializers.CharField(required=False),
-                                             "default_currency": serializers.CharField(required=False)})}))
+                   responses={200: envelope("organization", ORGANIZATION), 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                   request=inline_serializer("OrganizationBody", {"organization": OrganizationUpdateInput()}))
     def put(self, request) -> Response:
         payload = OrganizationUpdateInput(data=require_root(request, "organization"))
         payload.is_valid(raise_exception=True)

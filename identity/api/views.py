@@ -14,9 +14,11 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page
 from identity import selectors, services
 from identity.api.inputs import CustomerInput
 from identity.renderers import render_customer
+from .schemas import CUSTOMER
 
 
 LIST_QUERY = (
@@ -36,7 +38,7 @@ def customer_body(name="CustomerBody"):
 
 class CustomerListView(ServiceAPIView):
     @extend_schema(operation_id="customers_upsert", request=customer_body(),
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("customer", CUSTOMER), **ERRORS},
                    description="Create or update (by external_id) the calling service's customer.")
     def post(self, request):
         payload = CustomerInput(data=require_root(request, "customer"))
@@ -45,7 +47,7 @@ class CustomerListView(ServiceAPIView):
         return Response({"customer": render_customer(result.link)})
 
     @documented(operation_id="customers_list", query=LIST_QUERY,
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("customers", CUSTOMER), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request):
         query = self.query(request)
         links = selectors.list_links(

@@ -11,6 +11,7 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,15 +21,17 @@ from billing_kit.formatting import iso_seconds
 from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, Query, QueryParam, documented
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page, ref
 from identity import selectors as identity_selectors
 from identity.models import AccountLink, Service
 from identity.renderers import render_customer
 from metering import lifecycle, selectors, services
 from metering.event_schema import canonical_decimal
-from metering.models import SubscriptionStatus
+from metering.models import Subscription, SubscriptionStatus
 from metering.pricing import quantize_amount
-from metering.rating import ChargeUsage, compute_usage
+from metering.rating import ChargeUsage, cents, compute_projected_usage, compute_usage
 from metering.renderers import render_subscription
+from .schemas import CUSTOMER_USAGE, PROJECTED_USAGE, SUBSCRIPTION
 
 EXTERNAL_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                description="The customer's id in the calling app.")
@@ -58,12 +61,12 @@ def requested_statuses(query: Query) -> list[str]:
 
 class CustomerDetailView(ServiceAPIView):
     @extend_schema(operation_id="customers_retrieve", parameters=[EXTERNAL_ID],
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("customer", ref("Customer")), **ERRORS})
     def get(self, request: Request, external_id: str) -> Response:
         return Response({"customer": render_customer(get_link_or_404(self.service, external_id))})
 
     @extend_schema(operation_id="customers_destroy", parameters=[EXTERNAL_ID],
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("customer", ref("Customer")), **ERRORS},
                    description="Soft delete: terminates the customer's subscriptions in this service.")
     def delete(self, request: Request, external_id: str) -> Response:
         link = lifecycle.delete_customer(link=get_link_or_404(self.service, external_id))
@@ -72,7 +75,7 @@ class CustomerDetailView(ServiceAPIView):
 
 class CustomerSubscriptionsView(ServiceAPIView):
     @documented(operation_id="customers_subscriptions_list", parameters=[EXTERNAL_ID],
-                query=(*PAGINATION, *SUBSCRIPTION_STATUSES), responses={200: LAGO_OBJECT, **ERRORS})
+                query=(*PAGINATION, *SUBSCRIPTION_STATUSES), responses={200: page("subscriptions", SUBSCRIPTION), **ERRORS})
     def get(self, request: Request, external_id: str) -> Response:
         query = self.query(request)
         link = get_link_or_404(self.service, external_id)
@@ -91,18 +94,13 @@ class CustomerCurrentUsageView(ServiceAPIView):
                           OpenApiTypes.BOOL),
                QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
                QueryParam("charge_code", "Alias of billable_metric_code.")],
-        responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT},
+        responses={200: envelope("customer_usage", CUSTOMER_USAGE), **ERRORS, 405: LAGO_OBJECT},
         description="Usage of the open billing window, computed live (405 no_active_subscription).",
     )
     def get(self, request: Request, external_id: str) -> Response:
         query = self.query(request)
-        link = get_link_or_404(self.service, external_id)
-        subscription = selectors.list_subscriptions(
-            service=self.service, statuses=[SubscriptionStatus.ACTIVE], link=link,
-        ).filter(external_id=query.get("external_subscription_id") or "").first()
-        if (subscription is None or subscription.current_period_start is None
-                or subscription.current_period_end is None):
-            raise NotAllowed(ErrorCode.NO_ACTIVE_SUBSCRIPTION)
+        subscription = _active_subscription(self.service, external_id, query)
+        assert subscription.current_period_start is not None and subscription.current_period_end is not None
         usage = compute_usage(subscription=subscription, window_start=subscription.current_period_start,
                               window_end=subscription.current_period_end)
         only = query.first_of("billable_metric_code", "charge_code")
@@ -127,6 +125,69 @@ class CustomerCurrentUsageView(ServiceAPIView):
         }})
 
 
+class CustomerProjectedUsageView(ServiceAPIView):
+    @documented(
+        operation_id="customers_projected_usage",
+        parameters=[EXTERNAL_ID],
+        query=[QueryParam("external_subscription_id", "The subscription's id in the calling app.", required=True),
+               QueryParam("apply_taxes", "Accepted for compatibility; taxes are computed by Odoo.",
+                          OpenApiTypes.BOOL),
+               QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
+               QueryParam("charge_code", "Alias of billable_metric_code.")],
+        responses={200: envelope("customer_projected_usage", PROJECTED_USAGE), **ERRORS, 405: LAGO_OBJECT},
+        description="The open window's usage so far and projected linearly to its end, as Lago: each charge's "
+                    "units divided by the share of the window's days passed (today included), priced by the "
+                    "charge's terms (405 no_active_subscription).",
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        query = self.query(request)
+        subscription = _active_subscription(self.service, external_id, query)
+        assert subscription.current_period_start is not None and subscription.current_period_end is not None
+        projection = compute_projected_usage(
+            subscription=subscription, window_start=subscription.current_period_start,
+            window_end=subscription.current_period_end, now=timezone.now())
+        usage = projection.usage
+        only = query.first_of("billable_metric_code", "charge_code")
+        charges = [c for c in projection.charges if not only or c.usage.charge.metric.code == only]
+        amount_cents = sum(c.usage.amount_cents for c in charges)
+        projected_cents = sum(cents(c.projected_amount, usage.currency) for c in charges)
+        return Response({"customer_projected_usage": {
+            "from_datetime": iso_seconds(usage.window_start),
+            "to_datetime": iso_seconds(usage.window_end),
+            "issuing_date": usage.window_end.date().isoformat(),
+            "lago_invoice_id": None,
+            "currency": usage.currency,
+            "amount_cents": amount_cents,
+            "projected_amount_cents": projected_cents,
+            "taxes_amount_cents": 0,
+            "total_amount_cents": amount_cents,
+            "precise_amount": format(quantize_amount(sum((c.usage.amount for c in charges), Decimal(0))), "f"),
+            "projected_precise_amount": format(
+                quantize_amount(sum((c.projected_amount for c in charges), Decimal(0))), "f"),
+            "charges_usage": [{
+                **render_charge_usage(c.usage, usage.currency),
+                "projected_units": canonical_decimal(c.projected_units),
+                "projected_amount_cents": cents(c.projected_amount, usage.currency),
+                "projected_precise_amount": format(c.projected_amount, "f"),
+                "groups": [],
+                "projected_presentation_breakdowns": [],
+            } for c in charges],
+        }})
+
+
+def _active_subscription(service: Service, external_id: str, query: Query) -> Subscription:
+    """The customer's active subscription ``external_subscription_id`` with an open window,
+    else 405 ``no_active_subscription`` (Lago's answer for current and projected usage)."""
+    link = get_link_or_404(service, external_id)
+    subscription = selectors.list_subscriptions(
+        service=service, statuses=[SubscriptionStatus.ACTIVE], link=link,
+    ).filter(external_id=query.get("external_subscription_id") or "").first()
+    if (subscription is None or subscription.current_period_start is None
+            or subscription.current_period_end is None):
+        raise NotAllowed(ErrorCode.NO_ACTIVE_SUBSCRIPTION)
+    return subscription
+
+
 class CustomerPastUsageView(ServiceAPIView):
     @documented(
         operation_id="customers_past_usage",
@@ -135,7 +196,7 @@ class CustomerPastUsageView(ServiceAPIView):
                QueryParam("billable_metric_code", "Only the charge(s) of this metric."),
                QueryParam("periods_count", "How many of the latest closed periods.", OpenApiTypes.INT),
                *PAGINATION],
-        responses={200: LAGO_OBJECT, **ERRORS},
+        responses={200: page("usage_periods", CUSTOMER_USAGE), **ERRORS},
         description="Usage of the subscription's closed windows (newest first), as rated and invoiced.",
     )
     def get(self, request: Request, external_id: str) -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from billing_kit.errors import ErrorCode
+from billing_kit.wire import refused_in_docs
 from metering.models import AggregationType, BillingTime, PlanInterval
 
 AGGREGATIONS = [choice for choice, _ in AggregationType.choices]
@@ -209,3 +210,15 @@ class AddOnUpdateInput(AddOnInput):
     code = serializers.CharField(max_length=255, required=False)
     amount_cents = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
     amount_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+
+
+def _refused_fields(serializer: type[serializers.Serializer]) -> tuple[str, ...]:
+    """The fields a serializer refuses unless neutral (their ``validate_<field>``)."""
+    refusals = (_refuse_if_set, _refuse_if_false)
+    return tuple(name for name in serializer._declared_fields
+                 if getattr(serializer, f"validate_{name}", None) in refusals)
+
+
+for _serializer in (BillableMetricInput, BillableMetricUpdateInput, ChargeInput, MinimumCommitmentInput,
+                    PlanInput, PlanUpdateInput, SubscriptionInput, SubscriptionUpdateInput):
+    refused_in_docs(_serializer.__name__, _refused_fields(_serializer))

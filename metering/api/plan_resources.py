@@ -15,11 +15,13 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page
 from metering import services
 from metering.api.inputs import ChargeInput
 from metering.renderers import render_charge
 
 from .views import plan_or_404
+from .schemas import CHARGE, PLAN_METADATA
 
 PLAN_CODE = OpenApiParameter("plan_code", OpenApiTypes.STR, OpenApiParameter.PATH, description="The plan's code.")
 CHARGE_CODE = OpenApiParameter("charge_code", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -41,7 +43,7 @@ def _charge_input(request: Request) -> dict[str, Any]:
 
 class PlanChargeListView(ServiceAPIView):
     @documented(operation_id="plan_charges_list", parameters=[PLAN_CODE], query=PAGINATION,
-                responses={200: LAGO_OBJECT, **ERRORS})
+                responses={200: page("charges", CHARGE), **ERRORS})
     def get(self, request: Request, plan_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         charges = plan.charges.select_related("metric", "plan").prefetch_related("tiers").order_by("-created_at", "id")
@@ -49,7 +51,7 @@ class PlanChargeListView(ServiceAPIView):
         return Response({"charges": [render_charge(c) for c in items], "meta": meta})
 
     @extend_schema(operation_id="plan_charges_create", parameters=[PLAN_CODE], request=_CHARGE_BODY,
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("charge", CHARGE), **ERRORS},
                    description="Adds a charge, with the rules of a plan PUT (applies from each "
                                "subscription's next window).")
     def post(self, request: Request, plan_code: str) -> Response:
@@ -60,13 +62,13 @@ class PlanChargeListView(ServiceAPIView):
 
 class PlanChargeDetailView(ServiceAPIView):
     @extend_schema(operation_id="plan_charges_retrieve", parameters=[PLAN_CODE, CHARGE_CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("charge", CHARGE), **ERRORS})
     def get(self, request: Request, plan_code: str, charge_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         return Response({"charge": render_charge(services.plan_charge(plan=plan, code=charge_code))})
 
     @extend_schema(operation_id="plan_charges_update", parameters=[PLAN_CODE, CHARGE_CODE], request=_CHARGE_BODY,
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("charge", CHARGE), **ERRORS})
     def put(self, request: Request, plan_code: str, charge_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         charge = services.plan_charge(plan=plan, code=charge_code)
@@ -76,7 +78,7 @@ class PlanChargeDetailView(ServiceAPIView):
         return Response({"charge": render_charge(charge)})
 
     @extend_schema(operation_id="plan_charges_destroy", parameters=[PLAN_CODE, CHARGE_CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("charge", CHARGE), **ERRORS},
                    description="422 charge_in_use once usage was rated with the charge.")
     def delete(self, request: Request, plan_code: str, charge_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
@@ -88,21 +90,21 @@ class PlanChargeDetailView(ServiceAPIView):
 
 class PlanMetadataView(ServiceAPIView):
     @extend_schema(operation_id="plan_metadata_replace", parameters=[PLAN_CODE], request=_METADATA_BODY,
-                   responses={200: _METADATA_RESPONSE, **ERRORS})
+                   responses={200: PLAN_METADATA, **ERRORS})
     def post(self, request: Request, plan_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         return Response({"metadata": services.replace_plan_metadata(
             plan=plan, metadata=require_root(request, "metadata"))})
 
     @extend_schema(operation_id="plan_metadata_merge", parameters=[PLAN_CODE], request=_METADATA_BODY,
-                   responses={200: _METADATA_RESPONSE, **ERRORS})
+                   responses={200: PLAN_METADATA, **ERRORS})
     def patch(self, request: Request, plan_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         return Response({"metadata": services.merge_plan_metadata(
             plan=plan, metadata=require_root(request, "metadata"))})
 
     @extend_schema(operation_id="plan_metadata_destroy", parameters=[PLAN_CODE],
-                   responses={200: _METADATA_RESPONSE, **ERRORS})
+                   responses={200: PLAN_METADATA, **ERRORS})
     def delete(self, request: Request, plan_code: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         return Response({"metadata": services.replace_plan_metadata(plan=plan, metadata=None)})
@@ -110,7 +112,7 @@ class PlanMetadataView(ServiceAPIView):
 
 class PlanMetadataKeyView(ServiceAPIView):
     @extend_schema(operation_id="plan_metadata_key_destroy", parameters=[PLAN_CODE, METADATA_KEY],
-                   responses={200: _METADATA_RESPONSE, **ERRORS})
+                   responses={200: PLAN_METADATA, **ERRORS})
     def delete(self, request: Request, plan_code: str, key: str) -> Response:
         plan = plan_or_404(self.service, plan_code)
         return Response({"metadata": services.delete_plan_metadata_key(plan=plan, key=key)})

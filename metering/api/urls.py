@@ -10,6 +10,8 @@ urlpatterns = [
          name="customer-subscriptions"),
     path("customers/<str:external_id>/current_usage", customers.CustomerCurrentUsageView.as_view(),
          name="customer-current-usage"),
+    path("customers/<str:external_id>/projected_usage", customers.CustomerProjectedUsageView.as_view(),
+         name="customer-projected-usage"),
     path("customers/<str:external_id>/past_usage", customers.CustomerPastUsageView.as_view(),
          name="customer-past-usage"),
     path("billable_metrics", views.BillableMetricListView.as_view(), name="billable-metrics"),

@@ -32,6 +32,7 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, obj, page, array
 from identity.authentication import CachedApiKeyAuthentication
 from identity.models import Service
 from metering import event_schema, lifecycle, selectors, services, tasks
@@ -46,6 +47,9 @@ from metering.api.inputs import (
 )
 from metering.models import BillableMetric, Plan, Subscription, SubscriptionStatus
 from metering.renderers import event_lago_id, render_billable_metric, render_plan, render_subscription
+from .schemas import (
+    BILLABLE_METRIC, EVENT, EVENT_ESTIMATE_INPUT, EVENT_INPUT, LIFETIME_USAGE, PLAN, SUBSCRIPTION,
+)
 
 CODE = OpenApiParameter("code", OpenApiTypes.STR, OpenApiParameter.PATH, description="The object's code.")
 SUBSCRIPTION_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -69,7 +73,7 @@ def metric_or_404(service: Service, code: str) -> BillableMetric:
 class BillableMetricListView(ServiceAPIView):
     @extend_schema(operation_id="billable_metrics_create",
                    request=body("BillableMetricBody", "billable_metric", BillableMetricInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("billable_metric", BILLABLE_METRIC), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = BillableMetricInput(data=require_root(request, "billable_metric"))
         payload.is_valid(raise_exception=True)
@@ -77,7 +81,7 @@ class BillableMetricListView(ServiceAPIView):
         return Response({"billable_metric": render_billable_metric(metric)})
 
     @documented(operation_id="billable_metrics_list", query=PAGINATION,
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("billable_metrics", BILLABLE_METRIC), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         items, meta = paginate(self.query(request), selectors.metrics(service=self.service))
         return Response({"billable_metrics": [render_billable_metric(m) for m in items], "meta": meta})
@@ -85,13 +89,13 @@ class BillableMetricListView(ServiceAPIView):
 
 class BillableMetricDetailView(ServiceAPIView):
     @extend_schema(operation_id="billable_metrics_retrieve", parameters=[CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("billable_metric", BILLABLE_METRIC), **ERRORS})
     def get(self, request: Request, code: str) -> Response:
         return Response({"billable_metric": render_billable_metric(metric_or_404(self.service, code))})
 
     @extend_schema(operation_id="billable_metrics_update", parameters=[CODE],
                    request=body("BillableMetricUpdateBody", "billable_metric", BillableMetricUpdateInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("billable_metric", BILLABLE_METRIC), **ERRORS})
     def put(self, request: Request, code: str) -> Response:
         metric = metric_or_404(self.service, code)
         payload = BillableMetricUpdateInput(data=require_root(request, "billable_metric"))
@@ -100,7 +104,7 @@ class BillableMetricDetailView(ServiceAPIView):
         return Response({"billable_metric": render_billable_metric(metric)})
 
     @extend_schema(operation_id="billable_metrics_destroy", parameters=[CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS, 405: LAGO_OBJECT})
+                   responses={200: envelope("billable_metric", BILLABLE_METRIC), **ERRORS, 405: LAGO_OBJECT})
     def delete(self, request: Request, code: str) -> Response:
         metric = metric_or_404(self.service, code)
         rendered = render_billable_metric(metric)
@@ -120,7 +124,7 @@ def plan_or_404(service: Service, code: str) -> Plan:
 
 class PlanListView(ServiceAPIView):
     @extend_schema(operation_id="plans_create", request=body("PlanBody", "plan", PlanInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("plan", PLAN), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = PlanInput(data=require_root(request, "plan"))
         payload.is_valid(raise_exception=True)
@@ -128,20 +132,20 @@ class PlanListView(ServiceAPIView):
         return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
 
     @documented(operation_id="plans_list", query=PAGINATION,
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("plans", PLAN), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         items, meta = paginate(self.query(request), selectors.plans(service=self.service))
         return Response({"plans": [render_plan(p) for p in items], "meta": meta})
 
 
 class PlanDetailView(ServiceAPIView):
-    @extend_schema(operation_id="plans_retrieve", parameters=[CODE], responses={200: LAGO_OBJECT, **ERRORS})
+    @extend_schema(operation_id="plans_retrieve", parameters=[CODE], responses={200: envelope("plan", PLAN), **ERRORS})
     def get(self, request: Request, code: str) -> Response:
         return Response({"plan": render_plan(plan_or_404(self.service, code))})
 
     @extend_schema(operation_id="plans_update", parameters=[CODE],
                    request=body("PlanUpdateBody", "plan", PlanUpdateInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("plan", PLAN), **ERRORS})
     def put(self, request: Request, code: str) -> Response:
         plan = plan_or_404(self.service, code)
         payload = PlanUpdateInput(data=require_root(request, "plan"))
@@ -150,7 +154,7 @@ class PlanDetailView(ServiceAPIView):
         return Response({"plan": render_plan(plan_or_404(self.service, plan.code))})
 
     @extend_schema(operation_id="plans_destroy", parameters=[CODE],
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("plan", PLAN), **ERRORS},
                    description="Lago's delete: the plan is returned pending_deletion (plan.deleted is sent); "
                                "its active subscriptions are then terminated, its pending ones canceled, "
                                "and it disappears (its code can be used again).")
@@ -183,7 +187,7 @@ def subscription_or_404(service: Service, external_id: str, status: str = Subscr
 class SubscriptionListView(ServiceAPIView):
     @extend_schema(operation_id="subscriptions_create",
                    request=body("SubscriptionBody", "subscription", SubscriptionInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("subscription", SUBSCRIPTION), **ERRORS},
                    description="Create; an unknown customer is created; same external_id and plan returns "
                                "the existing subscription; another plan changes its plan.")
     def post(self, request: Request) -> Response:
@@ -196,7 +200,7 @@ class SubscriptionListView(ServiceAPIView):
                 query=(*PAGINATION, *SUBSCRIPTION_STATUSES,
                        QueryParam("external_customer_id", "Only this customer's subscriptions."),
                        QueryParam("plan_code", "Only this plan.")),
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("subscriptions", SUBSCRIPTION), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         query = self.query(request)
         subscriptions = selectors.list_subscriptions(
@@ -210,7 +214,7 @@ class SubscriptionListView(ServiceAPIView):
 
 class SubscriptionDetailView(ServiceAPIView):
     @documented(operation_id="subscriptions_retrieve", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
-                responses={200: LAGO_OBJECT, **ERRORS})
+                responses={200: envelope("subscription", SUBSCRIPTION), **ERRORS})
     def get(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         return Response({"subscription": render_subscription(
@@ -218,7 +222,7 @@ class SubscriptionDetailView(ServiceAPIView):
 
     @documented(operation_id="subscriptions_update", parameters=[SUBSCRIPTION_ID], query=[STATUS_ONE],
                 request=body("SubscriptionUpdateBody", "subscription", SubscriptionUpdateInput()),
-                responses={200: LAGO_OBJECT, **ERRORS})
+                responses={200: envelope("subscription", SUBSCRIPTION), **ERRORS})
     def put(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         subscription = subscription_or_404(self.service, external_id, status)
@@ -237,7 +241,7 @@ class SubscriptionDetailView(ServiceAPIView):
                           " fee as a credit line; skip gives nothing back. offset is treated as credit.",
                           enum=["credit", "refund", "skip", "offset"]),
                QueryParam("on_termination_invoice", "Accepted for compatibility; the final window is rated.")],
-        responses={200: LAGO_OBJECT, **ERRORS})
+        responses={200: envelope("subscription", SUBSCRIPTION), **ERRORS})
     def delete(self, request: Request, external_id: str) -> Response:
         status = self.query(request).get("status") or SubscriptionStatus.ACTIVE
         if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
@@ -253,7 +257,7 @@ class SubscriptionDetailView(ServiceAPIView):
 
 class SubscriptionLifetimeUsageView(ServiceAPIView):
     @extend_schema(operation_id="subscriptions_lifetime_usage", parameters=[SUBSCRIPTION_ID],
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("lifetime_usage", LIFETIME_USAGE), **ERRORS},
                    description="Lago's lifetime usage of the active subscription: usage of its closed windows "
                                "(invoiced through Odoo) and of the open one. Usage thresholds are not built "
                                "(usage_thresholds is empty; updating the historical amount is 405).")
@@ -304,12 +308,12 @@ def render_stored_event(service_id: int, stored: services.StoredEvent,
         "lago_id": event_lago_id(service_id=service_id, external_subscription_id=event.external_subscription_id,
                                  transaction_id=event.transaction_id),
         "transaction_id": event.transaction_id,
-        "lago_customer_id": text(stored.account_link_id, str),
+        "lago_customer_id": None if stored.account_link_id is None else text(stored.account_link_id, str),
         "code": event.code,
         "timestamp": text(stored.timestamp, iso_millis),
         "precise_total_amount_cents": _decimal_text(event.precise_total_amount_cents),
         "properties": event.properties,
-        "lago_subscription_id": text(stored.subscription_id, str),
+        "lago_subscription_id": None if stored.subscription_id is None else text(stored.subscription_id, str),
         "external_subscription_id": event.external_subscription_id,
         "created_at": text(stored.created_at, iso_seconds),
     }
@@ -337,7 +341,7 @@ def create_event(*, service: Service, body: bytes) -> HttpResponse:
         raise ValidationFailed(errors)
     assert event is not None  # validate_event returns an event exactly when there are no errors
     try:
-        stored = services.ingest_events(service=service, events=[(0, event)])
+        stored = services.ingest_events_leniently(service=service, events=[(0, event)])
     except services.EventsRejected as exc:
         raise ValidationFailed(exc.errors[0]) from None
     return _json({"event": render_stored_event(service.id, stored[0])})
@@ -353,33 +357,20 @@ def create_event_batch(*, service: Service, body: bytes) -> HttpResponse:
     if "events" in errors:
         raise ValidationFailed(errors)
     try:
-        stored = services.ingest_events(service=service, events=events,
-                                        errors={int(index): details for index, details in errors.items()})
+        stored = services.ingest_events_leniently(
+            service=service, events=events, errors={int(index): details for index, details in errors.items()})
     except services.EventsRejected as exc:
         raise ValidationFailed({str(index): details for index, details in sorted(exc.errors.items())}) from None
     memo: dict[tuple[Callable[[Any], str | None], Any], str | None] = {}
     return _json({"events": [render_stored_event(service.id, s, memo) for s in stored]})
 
 
-EVENT_FIELDS: dict[str, serializers.Field] = {
-    "transaction_id": serializers.CharField(help_text="Idempotency key of the event (per subscription)."),
-    "external_subscription_id": serializers.CharField(help_text="The subscription's id in the calling app."),
-    "code": serializers.CharField(help_text="Billable metric code."),
-    "timestamp": serializers.CharField(required=False, allow_null=True,
-                                       help_text="Unix seconds: int, float or numeric string; null = now."),
-    "precise_total_amount_cents": serializers.CharField(required=False, allow_null=True,
-                                                        help_text="Decimal string."),
-    "properties": serializers.DictField(required=False, allow_null=True,
-                                        help_text="Event properties; the metric's field_name must be numeric."),
-}
-
-
 class EventCreateView(ServiceAPIView):
     authentication_classes = [CachedApiKeyAuthentication]
 
     @extend_schema(operation_id="events_create",
-                   request=inline_serializer("EventBody", {"event": inline_serializer("EventInput", EVENT_FIELDS)}),
-                   responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                   request={"application/json": envelope("event", EVENT_INPUT)},
+                   responses={200: envelope("event", EVENT), 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
                    description="Validated synchronously: 200 means the event will be billed. An identical "
                                "resend is a success counted once; another payload with the same "
                                "transaction_id is 422 value_already_exist.")
@@ -394,7 +385,7 @@ class EventCreateView(ServiceAPIView):
                        QueryParam("timestamp_to", "ISO 8601; events at or before this instant."),
                        QueryParam("timestamp_from_started_at",
                                   "true: only events at or after their subscription's start.", enum=["true", "false"])),
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                responses={200: page("events", EVENT), 401: LAGO_OBJECT, 422: LAGO_OBJECT},
                 description="The calling service's events, newest timestamp first (Lago's order).")
     def get(self, request: Request) -> HttpResponse:
         query = self.query(request)
@@ -448,9 +439,8 @@ def _stored(event: Any) -> services.StoredEvent:
 
 class EventEstimateFeesView(ServiceAPIView):
     @extend_schema(operation_id="events_estimate_fees",
-                   request=inline_serializer("EventEstimateBody", {"event": inline_serializer(
-                       "EventEstimateInput", {k: v for k, v in EVENT_FIELDS.items() if k != "transaction_id"})}),
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   request={"application/json": envelope("event", EVENT_ESTIMATE_INPUT)},
+                   responses={200: obj({"fees": "array"}), **ERRORS},
                    description="Lago's estimate for charges paid in advance. None is (pay_in_advance charges are "
                                "refused), so a valid event gets Lago's 422 "
                                "{\"code\": [\"does_not_match_an_instant_charge\"]}.")
@@ -470,9 +460,9 @@ class EventBatchView(ServiceAPIView):
     authentication_classes = [CachedApiKeyAuthentication]
 
     @extend_schema(operation_id="events_batch",
-                   request=inline_serializer("EventBatchBody", {
-                       "events": inline_serializer("EventBatchInput", EVENT_FIELDS, many=True)}),
-                   responses={200: LAGO_OBJECT, 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
+                   request={"application/json": obj({"events": {**array(EVENT_INPUT), "minItems": 1,
+                                           "maxItems": settings.EVENTS_BATCH_MAX_LENGTH}})},
+                   responses={200: obj({"events": array(EVENT)}), 400: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT},
                    description="All or nothing; at most EVENTS_BATCH_MAX_LENGTH (100) events; errors keyed "
                                "by the string index of the event.")
     def post(self, request: Request) -> HttpResponse:
@@ -485,7 +475,7 @@ class EventDetailView(ServiceAPIView):
                                              description="The event's transaction_id.")],
                 query=[QueryParam("external_subscription_id",
                                   "Disambiguates a transaction_id used on several subscriptions.")],
-                responses={200: LAGO_OBJECT, **ERRORS})
+                responses={200: envelope("event", EVENT), **ERRORS})
     def get(self, request: Request, transaction_id: str) -> HttpResponse:
         event = selectors.get_event(service=self.service, transaction_id=transaction_id,
                                     external_subscription_id=self.query(request).get("external_subscription_id"))

@@ -29,6 +29,7 @@ from metering.services.catalogue import (
     update_plan_charge,
 )
 from metering.services.ingest import EventsRejected, StoredEvent, estimate_fees, ingest_events
+from metering.services.lenient import ingest as ingest_events_leniently, report_event_errors
 from metering.services.subscriptions import (
     SubscriptionResult,
     activate_due_subscriptions,
@@ -43,6 +44,8 @@ from metering.services.subscriptions import (
 )
 
 __all__ = [
+    "ingest_events_leniently",
+    "report_event_errors",
     "ChargeSpec",
     "EventsRejected",
     "StoredEvent",

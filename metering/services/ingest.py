@@ -44,8 +44,8 @@ _MAX_EVENT_VALUE = Decimal(10) ** 28
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     event: ParsedEvent
-    subscription_id: UUID
-    account_link_id: UUID
+    subscription_id: UUID | None  # None: kept unmatched in lenient mode (services.lenient)
+    account_link_id: UUID | None
     timestamp: datetime
     created_at: datetime
 

@@ -12,16 +12,19 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from billing_kit.docs import LAGO_JSON
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, Query, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page
 from identity import selectors as identity_selectors
 from odoo_bridge import invoice_actions, selectors
 from odoo_bridge import one_off as one_off_invoices
 from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
 from odoo_bridge.renderers import render_credit_note, render_invoice, render_pending_one_off
+from .schemas import INVOICE
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -39,7 +42,6 @@ class InvoiceFilters(serializers.Serializer):
     search_term = serializers.CharField(required=False, max_length=255)
 
 
-LAGO_JSON = OpenApiResponse(OpenApiTypes.OBJECT, description="Lago-shaped JSON (see docs/odoo.md).")
 FILTER_QUERY = (
     QueryParam("status", "Invoice status.", enum=InvoiceStatus.values),
     QueryParam("payment_status", "Payment status.", enum=InvoicePaymentStatus.values),
@@ -68,7 +70,7 @@ def _list_response(query: Query, queryset: QuerySet[Invoice]) -> Response:
 
 class InvoiceListView(ServiceAPIView):
     @documented(operation_id="invoices_list", query=(EXTERNAL_CUSTOMER, *FILTER_QUERY),
-                responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                responses={200: page("invoices", INVOICE), 401: LAGO_JSON, 422: LAGO_JSON},
                 description="Invoices of the calling service, mirrored from Odoo.")
     def get(self, request: Request) -> Response:
         query = self.query(request)
@@ -87,7 +89,7 @@ class InvoiceDetailView(ServiceAPIView):
     @extend_schema(operation_id="invoices_retrieve",
                    parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                 description="The invoice's lago_id (UUID).")],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+                   responses={200: envelope("invoice", INVOICE), 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request: Request, lago_id: str) -> Response:
         invoice = selectors.invoice_by_lago_id(service=self.service, lago_id=lago_id)
         if invoice is None:
@@ -103,7 +105,7 @@ class CustomerInvoiceListView(ServiceAPIView):
                 parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                              description="The customer's id in the calling app.")],
                 query=FILTER_QUERY,
-                responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
+                responses={200: page("invoices", INVOICE), 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def get(self, request: Request, external_id: str) -> Response:
         link = identity_selectors.get_link(service=self.service, external_id=external_id)
         if link is None:

@@ -58,7 +58,7 @@ def test_an_unexpected_error_is_a_json_500_not_a_page(api_client, subscription, 
     def explode(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "ingest_events", explode)
+    monkeypatch.setattr(services, "ingest_events_leniently", explode)
     response = api_client.post("/api/v1/events", {"event": {**EVENT, "transaction_id": "t"}}, format="json")
     assert response.status_code == 500
     assert response.json() == {"status": 500, "error": "Internal Server Error", "code": "internal_error"}

@@ -59,3 +59,49 @@ def test_docs_page_needs_no_network(client):
             assert finders.find(url.removeprefix("/static/")), url
     assert client.get("/api/v1/docs/redoc").status_code == 200
     assert client.get("/api/v1/schema").status_code == 200
+
+
+def _operations(schema):
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def test_every_answer_has_a_real_schema(schema):
+    """No operation answers "an object" (the empty schema the issue found): each success body
+    is its own object, each error Lago's error body."""
+    vague = []
+    for path, method, operation in _operations(schema):
+        for status, response in operation["responses"].items():
+            for content in response.get("content", {}).values():
+                body = content.get("schema", {})
+                if body.get("type") == "object" and not body.get("properties"):
+                    vague.append(f"{method.upper()} {path} {status}")
+                if not status.startswith("2") and path.startswith("/api/v1/"):
+                    assert body == {"$ref": "#/components/schemas/Error"}, (method, path, status, body)
+    assert vague == []
+    customer = schema["components"]["schemas"]["Customer"]
+    assert {"lago_id", "external_id", "billing_configuration"} <= set(customer["required"])
+    batch = schema["paths"]["/api/v1/events/batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert batch["schema"]["properties"]["events"]["maxItems"] == 100
+
+
+def test_bounds_and_refused_fields_as_the_code_enforces_them(schema):
+    listing = schema["paths"]["/api/v1/customers"]["get"]["parameters"]
+    bounds = {p["name"]: p["schema"] for p in listing if p["name"] in ("page", "per_page")}
+    assert bounds == {"page": {"type": "integer", "minimum": 1},
+                      "per_page": {"type": "integer", "minimum": 1, "maximum": 1000}}
+    components = schema["components"]["schemas"]
+    assert not {"expression", "filters", "weighted_interval"} & set(
+        components["BillableMetricInputRequest"]["properties"])
+    assert "plan_overrides" not in components["SubscriptionInputRequest"]["properties"]
+    assert "trial_period" in components["PlanInputRequest"]["properties"]  # built
+    assert components["WebhookEndpointInput"]["properties"]["webhook_url"]["format"] == "uri"
+    assert components["OrganizationUpdateInputRequest"]["properties"]["default_currency"]["pattern"] == "^[A-Z]{3}$"
+
+
+def test_refused_fields_are_still_refused(api_client):
+    """Hidden from the document, not from the parser: a client that sends one is told."""
+    response = api_client.post("/api/v1/billable_metrics", {"billable_metric": {
+        "name": "x", "code": "x", "aggregation_type": "count_agg", "expression": "1 + 1"}}, format="json")
+    assert response.status_code == 422 and response.json()["error_details"] == {"expression": ["not_supported"]}

@@ -14,10 +14,12 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page
 from webhooks import keys, selectors, services, signing
 from webhooks.models import WebhookEndpoint
 
 from .renderers import render_webhook_endpoint
+from .schemas import ENDPOINT_INPUT, ENDPOINT_UPDATE_INPUT, WEBHOOK_ENDPOINT
 
 ROOT = "webhook_endpoint"
 
@@ -57,14 +59,14 @@ def _one(endpoint: WebhookEndpoint, *, secret: str | None = None) -> Response:
 
 class WebhookEndpointListView(ServiceAPIView):
     @documented(operation_id="webhook_endpoints_list", query=PAGINATION,
-                responses={200: LAGO_JSON, 401: LAGO_JSON})
+                responses={200: page("webhook_endpoints", WEBHOOK_ENDPOINT), 401: LAGO_JSON})
     def get(self, request) -> Response:
         items, meta = paginate(self.query(request), selectors.endpoints_for(service=self.service))
         return Response({"webhook_endpoints": [render_webhook_endpoint(e) for e in items], "meta": meta})
 
     @extend_schema(operation_id="webhook_endpoints_create",
-                   request=inline_serializer("WebhookEndpointBody", {"webhook_endpoint": CreateEndpointInput()}),
-                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON})
+                   request={"application/json": envelope(ROOT, ENDPOINT_INPUT)},
+                   responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 400: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON})
     def post(self, request) -> Response:
         payload = CreateEndpointInput(data=require_root(request, ROOT))
         payload.is_valid(raise_exception=True)
@@ -82,14 +84,13 @@ class WebhookEndpointListView(ServiceAPIView):
 
 class WebhookEndpointDetailView(ServiceAPIView):
     @extend_schema(operation_id="webhook_endpoints_retrieve", parameters=[_LAGO_ID],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+                   responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request, lago_id: str) -> Response:
         return _one(_lookup(self, lago_id))
 
     @extend_schema(operation_id="webhook_endpoints_update", parameters=[_LAGO_ID],
-                   request=inline_serializer("WebhookEndpointUpdateBody",
-                                             {"webhook_endpoint": UpdateEndpointInput()}),
-                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
+                   request={"application/json": envelope(ROOT, ENDPOINT_UPDATE_INPUT)},
+                   responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON})
     def put(self, request, lago_id: str) -> Response:
         endpoint = _lookup(self, lago_id)
         payload = UpdateEndpointInput(data=require_root(request, ROOT))
@@ -111,14 +112,14 @@ class WebhookEndpointDetailView(ServiceAPIView):
         return _one(endpoint)
 
     @extend_schema(operation_id="webhook_endpoints_destroy", parameters=[_LAGO_ID],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+                   responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 401: LAGO_JSON, 404: LAGO_JSON})
     def delete(self, request, lago_id: str) -> Response:
         return _one(services.delete_endpoint(endpoint=_lookup(self, lago_id)))
 
 
 class WebhookEndpointRotateSecretView(ServiceAPIView):
     @extend_schema(operation_id="webhook_endpoints_rotate_secret", parameters=[_LAGO_ID], request=None,
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON},
+                   responses={200: envelope("webhook_endpoint", WEBHOOK_ENDPOINT), 401: LAGO_JSON, 404: LAGO_JSON},
                    description="Issue a new signing secret (shown once).")
     def post(self, request, lago_id: str) -> Response:
         issued = services.rotate_secret(endpoint=_lookup(self, lago_id))

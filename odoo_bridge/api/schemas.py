@@ -1,0 +1,38 @@
+"""OpenAPI of the invoice object mirrored from Odoo (``odoo_bridge.renderers``)."""
+from __future__ import annotations
+
+from billing_kit.wire import array, component, obj, ref
+
+FEE = component("Fee", obj({
+    "lago_id": "string", "lago_charge_id": "string?", "lago_invoice_id": "string",
+    "lago_subscription_id": "string?", "external_subscription_id": "string?", "lago_customer_id": "string?",
+    "item": obj({"type": "string", "code": "string", "name": "string", "invoice_display_name": "string",
+                 "lago_item_id": "string?", "item_type": "string"}),
+    "pay_in_advance": "boolean", "invoiceable": "boolean", "amount_cents": "integer", "amount_currency": "currency",
+    "precise_amount": "decimal", "taxes_amount_cents": "integer", "total_amount_cents": "integer",
+    "total_amount_currency": "currency", "taxes_rate": "number",
+    "sub_total_excluding_taxes_amount_cents": "integer", "sub_total_excluding_taxes_precise_amount_cents": "decimal",
+    "units": "decimal", "total_aggregated_units": "decimal", "precise_unit_amount": "decimal",
+    "events_count": "integer?", "payment_status": "string", "from_date": "datetime?", "to_date": "datetime?",
+    "created_at": "datetime",
+}))
+
+_CENTS = ("fees_amount_cents", "taxes_amount_cents", "progressive_billing_credit_amount_cents",
+          "coupons_amount_cents", "credit_notes_amount_cents", "sub_total_excluding_taxes_amount_cents",
+          "sub_total_including_taxes_amount_cents", "total_amount_cents", "total_due_amount_cents",
+          "total_paid_amount_cents", "total_offsetted_credit_note_amount_cents", "prepaid_credit_amount_cents",
+          "prepaid_granted_credit_amount_cents", "prepaid_purchased_credit_amount_cents")
+
+INVOICE = component("Invoice", obj({
+    "lago_id": "string", "billing_entity_code": "string", "sequential_id": "integer?", "number": "string",
+    "purchase_order_number": "string?", "issuing_date": "date?", "payment_due_date": "date?",
+    "net_payment_term": "integer", "invoice_type": "string", "status": "string", "payment_status": "string",
+    "payment_dispute_lost_at": "datetime?", "payment_overdue": "boolean", "currency": "currency",
+    **{name: "integer" for name in _CENTS},
+    "file_url": "string?", "xml_url": "string?", "web_url": "string?", "version_number": "integer",
+    "self_billed": "boolean", "created_at": "datetime", "updated_at": "datetime", "voided_at": "datetime?",
+    "customer": ref("Customer", nullable=True), "subscriptions": array(ref("Subscription")),
+    "billing_periods": "array", "fees": array(FEE), "credits": "array",
+    "metadata": array(obj({"lago_id": "string?", "key": "string", "value": "string", "created_at": "datetime"})),
+    "applied_taxes": "array", "error_details": "array", "applied_invoice_custom_sections": "array",
+}, description="An invoice of Odoo's, mirrored (docs/odoo.md)."))

@@ -1,0 +1,174 @@
+"""Lago's OpenAPI, operation by operation (the contract of docs/api.md "Lago's OpenAPI,
+operation by operation"): every operation of Lago's published document is either served —
+a request of the documented shape reaches it (never a 405, never a 5xx) and its success
+answer validates against Lago's own response schema — or listed in that table with the
+answer it gets, which the test checks too.
+
+The table of docs/api.md is the one place to edit when an operation becomes served: change
+its answer to ``served``; if it needs data to succeed, add its request to ``PROBES``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from identity.models import AccountLink
+from odoo_bridge.models import Invoice, InvoiceLine
+
+from tests.api.conftest import create_catalogue, create_subscription
+
+from . import lago_spec
+
+pytestmark = pytest.mark.django_db
+
+# Values of Lago's path parameters, for data the ``world`` fixture creates.
+PATH_VALUES = {
+    "external_customer_id": "cus_1", "external_id": "sub_1", "charge_code": "cpu_seconds",
+    "transaction_id": "tr_1", "key": "region",
+}
+CODES = {"plans": "starter", "billable_metrics": "cpu_seconds"}
+MISSING = "no_such_id"
+
+METRIC = {"name": "Storage", "code": "storage_gb", "aggregation_type": "max_agg", "field_name": "gb"}
+PLAN = {"name": "Pro", "code": "pro", "interval": "monthly", "amount_cents": 5000, "amount_currency": "CAD",
+        "pay_in_advance": False, "charges": [{"billable_metric_code": "cpu_seconds", "charge_model": "standard",
+                                               "properties": {"amount": "0.01"}}]}
+EVENT = {"transaction_id": "tr_new", "external_subscription_id": "sub_1", "code": "cpu_seconds",
+         "properties": {"cpu_seconds": 30}}
+WEBHOOK_URL = "http://127.0.0.1:9/lago"  # allowed by WEBHOOK_ALLOW_HTTP_HOSTS in tests
+
+# Requests that need a body or query to succeed (served operations). Others are sent bare.
+PROBES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/billable_metrics"): {"body": {"billable_metric": {**METRIC, "code": "disk_gb"}}},
+    ("DELETE", "/billable_metrics/{code}"): {"code": "storage_gb"},  # on no plan: deletable
+    ("PUT", "/billable_metrics/{code}"): {"body": {"billable_metric": {"name": "CPU time"}}},
+    ("POST", "/customers"): {"body": {"customer": {"external_id": "cus_2", "name": "Acme", "currency": "CAD"}}},
+    ("GET", "/customers/{external_customer_id}/current_usage"): {"query": {"external_subscription_id": "sub_1"}},
+    ("GET", "/customers/{external_customer_id}/projected_usage"): {"query": {"external_subscription_id": "sub_1"}},
+    ("GET", "/customers/{external_customer_id}/past_usage"): {"query": {"external_subscription_id": "sub_1"}},
+    ("POST", "/events"): {"body": {"event": EVENT}},
+    ("POST", "/events/batch"): {"body": {"events": [EVENT, {**EVENT, "transaction_id": "tr_new_2"}]}},
+    # A valid event for a charge billed in arrears: Lago's 422 does_not_match_an_instant_charge.
+    ("POST", "/events/estimate_fees"): {"body": {"event": {k: v for k, v in EVENT.items() if k != "transaction_id"}},
+                                       "status": 422},
+    ("GET", "/invoices/{lago_id}"): {"lago_id": "invoice"},
+    ("PUT", "/organizations"): {"body": {"organization": {"webhook_url": WEBHOOK_URL}}},
+    ("POST", "/plans"): {"body": {"plan": PLAN}},
+    ("PUT", "/plans/{code}"): {"body": {"plan": {"name": "Starter 2"}}},
+    ("POST", "/plans/{code}/metadata"): {"body": {"metadata": {"region": "ca"}}},
+    ("PATCH", "/plans/{code}/metadata"): {"body": {"metadata": {"tier": "gold"}}},
+    ("POST", "/plans/{code}/charges"): {"body": {"charge": {
+        "billable_metric_code": "storage_gb", "charge_model": "standard", "properties": {"amount": "1"}}}},
+    ("PUT", "/plans/{code}/charges/{charge_code}"): {"body": {"charge": {"properties": {"amount": "0.02"}}}},
+    ("POST", "/subscriptions"): {"body": {"subscription": {
+        "external_customer_id": "cus_1", "plan_code": "starter", "external_id": "sub_2"}}},
+    ("PUT", "/subscriptions/{external_id}"): {"body": {"subscription": {"name": "Main"}}},
+    ("POST", "/webhook_endpoints"): {"body": {"webhook_endpoint": {"webhook_url": WEBHOOK_URL + "/2"}}},
+    ("GET", "/webhook_endpoints/{lago_id}"): {"lago_id": "webhook_endpoint"},
+    ("PUT", "/webhook_endpoints/{lago_id}"): {"lago_id": "webhook_endpoint",
+                                             "body": {"webhook_endpoint": {"webhook_url": WEBHOOK_URL + "/3"}}},
+    ("DELETE", "/webhook_endpoints/{lago_id}"): {"lago_id": "webhook_endpoint"},
+}
+
+LAGO_OPERATIONS = lago_spec.operations()
+ANSWERS = lago_spec.documented_answers()
+
+
+@pytest.fixture
+def world(api_client) -> dict[str, str]:
+    """A catalogue, a customer with a subscription, an event, plan metadata, a webhook
+    endpoint and an invoice of the customer's account: what served operations act on."""
+    create_catalogue(api_client)
+    api_client.post("/api/v1/billable_metrics", {"billable_metric": METRIC}, format="json")
+    create_subscription(api_client, customer="cus_1", subscription_at="2026-01-01T00:00:00Z")
+    assert api_client.post("/api/v1/events", {"event": {**EVENT, "transaction_id": "tr_1"}},
+                           format="json").status_code == 200
+    assert api_client.post("/api/v1/plans/starter/metadata", {"metadata": {"region": "ca"}},
+                           format="json").status_code == 200
+    endpoint = api_client.post("/api/v1/webhook_endpoints", {"webhook_endpoint": {"webhook_url": WEBHOOK_URL}},
+                               format="json")
+    assert endpoint.status_code == 200, endpoint.content
+    link = AccountLink.objects.get(external_id="cus_1")
+    invoice = Invoice.objects.create(
+        service=link.service, customer=link.customer, account_link=link, subscription=link.subscriptions.first(),
+        odoo_move_id=1, number="INV/2026/0001", status="finalized", currency="CAD", issuing_date=date(2026, 11, 1))
+    InvoiceLine.objects.create(invoice=invoice, name="fee", quantity=1, unit_amount=10, amount=10, total_amount=10)
+    return {"invoice": str(invoice.pk), "webhook_endpoint": endpoint.json()["webhook_endpoint"]["lago_id"]}
+
+
+def concrete_path(path: str, probe: dict[str, Any], world: dict[str, str]) -> str:
+    collection = path.strip("/").split("/")[0]
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "lago_id" and "lago_id" in probe:
+            return world[probe["lago_id"]]
+        if name == "code":
+            return probe.get("code") or CODES.get(collection, MISSING)
+        return PATH_VALUES.get(name, MISSING)
+
+    return "/api/v1" + re.sub(r"{(\w+)}", value, path)
+
+
+def call(api_client, method: str, path: str, world: dict[str, str]):
+    probe = PROBES.get((method, path), {})
+    url = concrete_path(path, probe, world)
+    send = getattr(api_client, method.lower())
+    if method == "GET":
+        return send(url, probe.get("query", {}))
+    if "query" in probe:
+        url += "?" + "&".join(f"{k}={v}" for k, v in probe["query"].items())
+    return send(url, probe.get("body"), format="json") if "body" in probe else send(url)
+
+
+def test_every_lago_operation_is_in_the_table():
+    listed = set(ANSWERS)
+    assert [op for op in LAGO_OPERATIONS if op not in listed] == []
+    assert sorted(listed - set(LAGO_OPERATIONS)) == []
+
+
+SERVED = [op for op in LAGO_OPERATIONS if ANSWERS.get(op, "").startswith("served")]
+REFUSED = [op for op in LAGO_OPERATIONS if op in ANSWERS and op not in SERVED]
+
+
+@contextmanager
+def rolled_back() -> Iterator[None]:
+    """One operation's effects, undone after it: every operation meets the same world."""
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)
+
+
+def test_every_served_operation_answers_with_lagos_shape(api_client, world):
+    assert len(SERVED) >= 49  # what was served when the table was written; it only grows
+    wrong = []
+    for method, path in SERVED:
+        with rolled_back():
+            response = call(api_client, method, path, world)
+        expected = PROBES.get((method, path), {}).get("status", 200)
+        if response.status_code != expected:
+            wrong.append((method, path, response.status_code, response.content[:300]))
+        elif expected == 200 and response.get("Content-Type", "").startswith("application/json"):
+            errors = lago_spec.schema_errors(method, path, response.json())
+            if errors:
+                wrong.append((method, path, errors[:5]))
+    assert wrong == []
+
+
+def test_every_other_operation_answers_as_the_table_says(api_client):
+    wrong = []
+    for method, path in REFUSED:
+        answer = lago_spec.ANSWER.match(ANSWERS[(method, path)])
+        assert answer, f"unreadable answer for {method} {path}: {ANSWERS[(method, path)]!r}"
+        with rolled_back():
+            response = call(api_client, method, path, {})
+        got = (response.status_code, response.json().get("code"))
+        if got != (int(answer["status"]), answer["code"]):
+            wrong.append((method, path, got))
+    assert wrong == []
