@@ -92,10 +92,11 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
     ConnectionStatus,
     OdooConnectionState,
     OdooPullCursor,
+    OdooPushChange,
     OdooSyncState,
     SyncKind,
     SyncStatus,
 )
 
 __all__ = ["Invoice", "InvoiceLine", "InvoiceStatus", "InvoicePaymentStatus", "ConnectionStatus",
-           "OdooConnectionState", "OdooPullCursor", "OdooSyncState", "SyncKind", "SyncStatus"]
+           "OdooConnectionState", "OdooPullCursor", "OdooPushChange", "OdooSyncState", "SyncKind", "SyncStatus"]
