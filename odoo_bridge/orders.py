@@ -12,8 +12,9 @@
 5. learn the ids of the new one-off lines by their natural key (order, product, description);
 6. orders found in 2: their recurring line (exactly one, the current plan's: invariant 3) and
    their ``next_invoice_date`` (the current window's close);
-7. one-off lines of orders Odoo already held: created, written while not invoiced, or
-   corrected by a DELTA line when Odoo invoiced a different amount (never dropped);
+7. one-off lines of orders Odoo already held: created (one multi-create), written while not
+   invoiced (one ``load`` for all of the batch's lines), or corrected by a DELTA line when Odoo
+   invoiced a different amount (never dropped);
 8. invoice now through the public wizard: advance fees at a subscription's start, and every
    remaining line of a terminated subscription (drafts found are posted, not duplicated);
 9. close the terminated subscriptions' orders once every one-off line is invoiced (invariant 4).
@@ -612,7 +613,23 @@ class OrderPush:
                 self.report.lines_created += 1
 
     def write_lines(self, writes: list[LineWrite]) -> None:
-        """One ``write`` per line: Odoo's RPC has no multi-record write with different values."""
+        """Every line of the batch in one ``load`` (``.id``, quantity, price: a multi-record update with
+        different values; absolute values, so a lost answer is simply written again). If Odoo refuses a
+        row the call changes nothing and the lines are written one by one, to isolate the bad ones."""
+        if not writes:
+            return
+        if len(writes) > 1:
+            rows = [[str(w.line_id), repr(w.vals["product_uom_qty"]), repr(w.vals["price_unit"])]  # Odoo floats as text
+                    for w in writes]
+            try:
+                result = self.pusher.rpc(self.book, [w.work.state for w in writes], self.client.load,
+                                         "sale.order.line", [".id", "product_uom_qty", "price_unit"], rows)
+            except OdooRemoteError:
+                result = {"ids": False}
+            if isinstance(result, dict) and result.get("ids"):
+                for write in writes:
+                    self.line_written(write)
+                return
         for write in writes:
             work = write.work
             try:
@@ -622,11 +639,14 @@ class OrderPush:
                 self.book.failed(work.state, exc)
                 self.report.failed += 1
                 continue
-            if write.correction:
-                self.corrected(work, work.state.odoo_id or write.line_id)
-            else:
-                self.line_synced(work, write.line_id)
-                self.report.lines_updated += 1
+            self.line_written(write)
+
+    def line_written(self, write: LineWrite) -> None:
+        if write.correction:
+            self.corrected(write.work, write.work.state.odoo_id or write.line_id)
+        else:
+            self.line_synced(write.work, write.line_id)
+            self.report.lines_updated += 1
 
     def corrected(self, work: LineWork, line_id: int) -> None:
         self.line_synced(work, line_id, frozen=True)
