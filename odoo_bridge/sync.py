@@ -90,9 +90,9 @@ def _push_partner_batch(pusher: Pusher, customers: list[Customer]) -> None:
         pusher.flush_write_backs()
 
 
-def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> StateBook:
+def _push_batch(pusher: Pusher, subscriptions: list[Subscription], book: StateBook | None = None) -> StateBook:
     """Partners, catalog, then orders and lines of one batch; its state rows are saved whatever happens."""
-    book = StateBook(pusher.now)
+    book = book or StateBook(pusher.now)
     sub_ids = [str(s.pk) for s in subscriptions]
     customers = {s.account_link.customer_id: s.account_link.customer for s in subscriptions}
     links = {s.account_link_id: s.account_link for s in subscriptions}
@@ -261,7 +261,7 @@ def _push_changed(pusher: Pusher, batch_size: int, deadline: float | None) -> No
     after = None
     while True:
         if deadline is not None and time.monotonic() >= deadline:
-            report.budget_exhausted = True
+            report.budget_exhausted = bool(changes.take_chunk(now=now, after=after, limit=1))
             return
         chunk = changes.take_chunk(now=now, after=after, limit=batch_size)
         if not chunk:
@@ -280,19 +280,22 @@ def _push_changed(pusher: Pusher, batch_size: int, deadline: float | None) -> No
             locked = [s for s in batch if str(s.pk) in mine]
             report.skipped_locked += len(batch) - len(locked)  # their rows stay: the next cycle
             if locked:
+                book = StateBook(now)
                 try:
-                    book = _push_batch(pusher, locked)
+                    _push_batch(pusher, locked, book)
                 except CycleAborted as exc:
                     report.aborted = str(exc)
-                    changes.settle(taken=done, requeue={})
-                    return
                 for sub in locked:
-                    done.extend(taken[sub.pk])
                     due, reason = _settlement(book, sub)
+                    if report.aborted and reason != "retry":
+                        continue  # not reached, or not charged with the failure: its rows stay as they are
+                    done.extend(taken[sub.pk])
                     if due is not None:
                         requeue[sub.pk], reasons[sub.pk] = due, reason
         report.requeued += len(requeue)
         changes.settle(taken=done, requeue=requeue, reasons=reasons)
+        if report.aborted:
+            return
 
 
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
