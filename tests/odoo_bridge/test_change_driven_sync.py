@@ -225,3 +225,14 @@ def test_a_second_cycle_is_refused_while_one_runs(fake_odoo, catalog):
         assert OdooPushChange.objects.exists()  # left for the cycle that holds the lock, or the next
         other.execute("SELECT pg_advisory_unlock(%s, hashtext('push'))", [ADVISORY_NAMESPACE_CYCLE])
     assert push_cycle().orders_created == 1
+
+
+def test_orders_whose_dates_agree_are_redated_by_one_write(fake_odoo, catalog):
+    subs = pushed(fake_odoo, catalog)
+    orders = [order_of(fake_odoo, s, ("next_invoice_date",)) for s in subs]
+    assert {o["next_invoice_date"] for o in orders} == {"2026-12-01"}
+    fake_odoo.store.write("sale.order", [o["id"] for o in orders], {"next_invoice_date": "2026-12-15"})  # Odoo's
+    report = push_cycle(full=True, now=timezone.now() + dt.timedelta(days=1))  # the next day's sweep
+    assert report.orders_dated == 3
+    assert fake_odoo.call_count(model="sale.order", method="write") == 1
+    assert {order_of(fake_odoo, s, ("next_invoice_date",))["next_invoice_date"] for s in subs} == {"2026-12-01"}
