@@ -9,7 +9,7 @@ from billing_kit.formatting import money_display
 from . import connection
 from .health import check_odoo
 from .models import CreditNote, CreditNoteItem, Invoice, InvoiceLine, OdooConnectionState, OdooPullCursor, OdooSyncState
-from .sync import resync
+from .sync import full_sweep, resync
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -123,7 +123,7 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
     list_display = ("__str__", "status", "server_version", "price_digits", "last_ok_at", "last_error_at",
                     "broken_at", "short_error")
     readonly_fields = [f.name for f in OdooConnectionState._meta.fields]
-    actions = ["reset_connection", "check_now", "check_config_now"]
+    actions = ["reset_connection", "check_now", "check_config_now", "full_sweep_now"]
 
     @admin.display(description="last error")
     def short_error(self, state: OdooConnectionState) -> str:
@@ -139,6 +139,13 @@ class OdooConnectionStateAdmin(admin.ModelAdmin):
         result = check_odoo()
         level = messages.SUCCESS if result.get("ok") else messages.ERROR
         self.message_user(request, f"Odoo: {result}", level)
+
+    @admin.action(description="Full sweep: examine every subscription on the next push cycles (beat does it daily)",
+                  permissions=["change"])
+    def full_sweep_now(self, request: HttpRequest, queryset: QuerySet[OdooConnectionState]) -> None:
+        count = full_sweep()
+        self.message_user(request, f"{count} subscription(s) will be examined by the next push cycles.",
+                          messages.SUCCESS)
 
     @admin.action(description="Re-check Odoo's configuration now (invoicing cron, price precision)",
                   permissions=["change"])

@@ -273,6 +273,7 @@ JSON2_POSITIONAL = {
     "search": ["domain"], "search_read": ["domain"], "search_count": ["domain"], "read": ["ids", "fields"],
     "create": ["vals_list"], "write": ["ids", "vals"], "unlink": ["ids"], "fields_get": ["allfields"],
     "check_object_reference": ["module", "xml_id"], "context_get": [], "name_search": ["name"],
+    "load": ["fields", "data"],
 }
 
 
@@ -405,6 +406,11 @@ class OdooClient:
 
     def write(self, model: str, ids: list[int], vals: dict) -> bool:
         return self.call(model, "write", [list(ids), vals])
+
+    def load(self, model: str, fields: list[str], rows: list[list[str]]) -> dict:
+        """``load`` (the import): many records created or updated (``.id``) with different values, in one
+        round trip; all or nothing (``ids`` False and ``messages`` when a row is refused)."""
+        return self.call(model, "load", [fields, rows])
 
     def xmlid(self, module: str, name: str) -> int:
         return self.call("ir.model.data", "check_object_reference", [module, name])[1]

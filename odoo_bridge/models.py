@@ -249,6 +249,7 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
     ConnectionStatus,
     OdooConnectionState,
     OdooPullCursor,
+    OdooPushChange,
     OdooSyncState,
     SyncKind,
     SyncStatus,
@@ -256,4 +257,4 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
 
 __all__ = ["Invoice", "InvoiceLine", "OneOffInvoice", "OneOffInvoiceLine", "OneOffInvoiceType", "InvoiceStatus",
            "InvoicePaymentStatus", "CreditNote", "CreditNoteItem", "CreditNoteStatus", "ConnectionStatus",
-           "OdooConnectionState", "OdooPullCursor", "OdooSyncState", "SyncKind", "SyncStatus"]
+           "OdooConnectionState", "OdooPullCursor", "OdooPushChange", "OdooSyncState", "SyncKind", "SyncStatus"]

@@ -11,9 +11,10 @@
 4. confirm the new orders and the drafts found in 2 (a lost confirmation is retried so);
 5. learn the ids of the new one-off lines by their natural key (order, product, description);
 6. orders found in 2: their recurring line (exactly one, the current plan's: invariant 3) and
-   their ``next_invoice_date`` (the current window's close);
-7. one-off lines of orders Odoo already held: created, written while not invoiced, or
-   corrected by a DELTA line when Odoo invoiced a different amount (never dropped);
+   their ``next_invoice_date`` (the current window's close; one multi-record ``write`` per date);
+7. one-off lines of orders Odoo already held: created (one multi-create), written while not
+   invoiced (one ``load`` for all of the batch's lines), or corrected by a DELTA line when Odoo
+   invoiced a different amount (never dropped);
 8. invoice now through the public wizard: advance fees at a subscription's start, and every
    remaining line of a terminated subscription (drafts found are posted, not duplicated);
 9. close the terminated subscriptions' orders once every one-off line is invoiced (invariant 4).
@@ -460,6 +461,7 @@ class OrderPush:
         lines = self.pusher.rpc(self.book, [f.state for f in existing], self.client.search_read,
                                 "sale.order.line", [["order_id", "in", [f.state.odoo_id for f in existing]]],
                                 LINE_FIELDS, order="id")
+        dating: list[tuple[OrderWork, dict[str, Any]]] = []
         for found in existing:
             if (found.record["id"] in self.unconfirmed or not self.fix_recurring_line(found, lines)
                     or not self.fix_addresses(found)):
@@ -471,10 +473,12 @@ class OrderPush:
                 if sub.pk not in self.waiting:  # metering has not frozen the final window yet
                     self.finish(found.record["id"], sub, order, close=True)
                 continue
-            settled = self.fix_dates(order, found.record, [found.state])
-            if settled is None:
-                continue
-            self.book.synced(found.state, odoo_id=found.state.odoo_id, pushed_hash=order.digest if settled else "")
+            dating.append((order, found.record))
+        settled = self.fix_dates(dating, [])
+        for order, record in dating:
+            if record["id"] in settled:
+                self.book.synced(order.state, odoo_id=order.state.odoo_id,
+                                 pushed_hash=order.digest if settled[record["id"]] else "")
 
     @staticmethod
     def address_vals(order: OrderWork) -> dict[str, int]:
@@ -541,23 +545,47 @@ class OrderPush:
             return None
         return True
 
-    def fix_dates(self, order: OrderWork, record: dict[str, Any], rows: list[OdooSyncState]) -> bool | None:
-        """``next_invoice_date`` = the current window's close; True when Odoo holds it, False when it must wait
-        for the cron, None when Odoo refused the write."""
-        today = mapping.billing_date(self.pusher.now, mapping.subscription_calendar(order.subscription))
-        decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date,
-                                                       today)
-        if decision is None:
-            return False
-        if decision:
+    def fix_dates(self, orders: list[tuple[OrderWork, dict[str, Any]]], rows: list[OdooSyncState]
+                  ) -> dict[int, bool]:
+        """``next_invoice_date`` = the current window's close, by order id: True when Odoo holds it, False when
+        it must wait for the cron; an order whose write Odoo refused is left out (failed).
+
+        Orders whose date agrees are written together (one multi-record ``write`` per date: at a period
+        boundary every calendar subscription of a batch shares it); a refused group is written order by
+        order to isolate the bad one."""
+        result: dict[int, bool] = {}
+        groups: dict[dt.date, list[tuple[OrderWork, int]]] = {}
+        for order, record in orders:
+            today = mapping.billing_date(self.pusher.now, mapping.subscription_calendar(order.subscription))
+            decision = self.should_write_next_invoice_date(record.get("next_invoice_date"), order.next_invoice_date,
+                                                           today)
+            if decision:
+                groups.setdefault(order.next_invoice_date, []).append((order, record["id"]))
+            else:
+                result[record["id"]] = decision is not None
+        for wanted, group in groups.items():
+            vals = {"next_invoice_date": wanted.isoformat()}
+            charged = rows or [order.state for order, _ in group]  # a failure that ends the cycle: these rows
             try:
-                self.pusher.rpc(self.book, rows, self.client.write, "sale.order", [record["id"]],
-                                {"next_invoice_date": order.next_invoice_date.isoformat()})
+                self.pusher.rpc(self.book, charged, self.client.write, "sale.order", [i for _, i in group], vals)
             except OdooRemoteError as exc:
-                self.book.failed(order.state, exc)
-                return None
-            self.report.orders_dated += 1
-        return True
+                if len(group) == 1:
+                    self.book.failed(group[0][0].state, exc)
+                    continue
+                for order, order_id in group:
+                    try:
+                        self.pusher.rpc(self.book, rows or [order.state], self.client.write, "sale.order", [order_id],
+                                        vals)
+                    except OdooRemoteError as one:
+                        self.book.failed(order.state, one)
+                        continue
+                    result[order_id] = True
+                    self.report.orders_dated += 1
+                continue
+            for _, order_id in group:
+                result[order_id] = True
+            self.report.orders_dated += len(group)
+        return result
 
     # 7. one-off lines of orders Odoo already held
     def lines_of_existing_orders(self, lines: dict[Any, list[LineWork]]) -> list[OrderLines]:
@@ -641,7 +669,23 @@ class OrderPush:
                 self.report.lines_created += 1
 
     def write_lines(self, writes: list[LineWrite]) -> None:
-        """One ``write`` per line: Odoo's RPC has no multi-record write with different values."""
+        """Every line of the batch in one ``load`` (``.id``, quantity, price: a multi-record update with
+        different values; absolute values, so a lost answer is simply written again). If Odoo refuses a
+        row the call changes nothing and the lines are written one by one, to isolate the bad ones."""
+        if not writes:
+            return
+        if len(writes) > 1:
+            rows = [[str(w.line_id), repr(w.vals["product_uom_qty"]), repr(w.vals["price_unit"])]  # Odoo floats as text
+                    for w in writes]
+            try:
+                result = self.pusher.rpc(self.book, [w.work.state for w in writes], self.client.load,
+                                         "sale.order.line", [".id", "product_uom_qty", "price_unit"], rows)
+            except OdooRemoteError:
+                result = {"ids": False}
+            if isinstance(result, dict) and result.get("ids"):
+                for write in writes:
+                    self.line_written(write)
+                return
         for write in writes:
             work = write.work
             try:
@@ -651,11 +695,14 @@ class OrderPush:
                 self.book.failed(work.state, exc)
                 self.report.failed += 1
                 continue
-            if write.correction:
-                self.corrected(work, work.state.odoo_id or write.line_id)
-            else:
-                self.line_synced(work, write.line_id)
-                self.report.lines_updated += 1
+            self.line_written(write)
+
+    def line_written(self, write: LineWrite) -> None:
+        if write.correction:
+            self.corrected(write.work, write.work.state.odoo_id or write.line_id)
+        else:
+            self.line_synced(write.work, write.line_id)
+            self.report.lines_updated += 1
 
     def corrected(self, work: LineWork, line_id: int) -> None:
         self.line_synced(work, line_id, frozen=True)
@@ -754,10 +801,7 @@ class OrderPush:
         found = self.pusher.rpc(self.book, rows, self.client.search_read, "sale.order",
                                 [["id", "in", [i.order_id for i in items]]], ["next_invoice_date"])
         by_id = {r["id"]: r for r in found}
-        for item in items:
-            record = by_id.get(item.order_id)
-            if record is not None:
-                self.fix_dates(item.order, record, rows)
+        self.fix_dates([(item.order, by_id[item.order_id]) for item in items if item.order_id in by_id], rows)
 
     # 9. close
     def close(self, done: list[Finishing]) -> None:

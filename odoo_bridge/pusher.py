@@ -56,6 +56,11 @@ class PushReport:
     skipped_locked: int = 0
     aborted: str = ""
     round_trips: int = 0
+    changes_taken: int = 0  # change-log rows a change-driven cycle took
+    requeued: int = 0  # subscriptions put back in the log (a retry after its backoff, or not settled yet)
+    budget_exhausted: bool = False  # stopped taking chunks: the rest waits for the next cycle
+    swept: int = 0  # subscriptions a full sweep put in the log
+    seconds: float = 0.0  # ok-float: duration
 
     @property
     def records_written(self) -> int:

@@ -32,6 +32,8 @@ class StateBook:
         self.now = now
         self.rows: dict[tuple[str, str], OdooSyncState] = {}
         self.dirty: set[tuple[str, str]] = set()
+        # usage and plan-fee rows by subscription pk: what the cycle checks before a subscription leaves the log
+        self.rows_of_subscription: dict[str, list[OdooSyncState]] = {}
 
     def load(self, kind: str, object_ids: Iterable[str]) -> None:
         ids = [str(i) for i in object_ids]

@@ -130,3 +130,29 @@ class OdooPullCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.write_date}"
+
+
+class OdooPushChange(models.Model):
+    """The change log of the push: a subscription whose picture in Odoo may have to change.
+
+    Written in the same transaction as the change, by PostgreSQL triggers (migration
+    ``0007``) on every table the push reads (subscriptions, frozen usage windows, plan
+    fees, customers, service accounts, plans, charges, metrics), and by the push itself
+    (a retry after a backoff, a subscription left unsettled). Append-only: a writer
+    never waits on another. A cycle takes the due rows of a chunk of subscriptions, pushes
+    them and deletes exactly the rows it took (a change committed meanwhile stays).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subscription_id = models.UUIDField()
+    reason = models.CharField(max_length=32, help_text="The table changed, or retry / unsettled / full sweep / "
+                                                       "resync.")
+    due_at = models.DateTimeField(help_text="Not examined before (a retry waits out its backoff).")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "Odoo push change"
+        indexes = [models.Index(fields=["subscription_id", "due_at"], name="odoo_push_change_sub_due")]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} ({self.reason})"

@@ -18,6 +18,14 @@ connection broken and nothing is sent again until the credentials change or an
 admin resets it. A business error (ValidationError, ...) on a multi-create is
 isolated by retrying the records one by one.
 
+Change-driven: a cycle examines only the subscriptions of the change log (``changes``:
+rows appended by triggers in the same transaction as the change, and by the push for
+retries), chunk after chunk, and stops taking chunks once it has run for
+``ODOO_PUSH_CYCLE_BUDGET_SECONDS``: the rest waits for the next cycle. A cycle with nothing
+changed reads one empty chunk and makes no RPC. The full sweep (``full=True``; beat daily,
+``odoo_sync --full``, the admin) puts every subscription the old walk examined in the log.
+One cycle at a time (an advisory lock): a second one is refused, never run beside it.
+
 The steps of a batch live in ``pusher`` (partners, catalog) and ``orders`` (orders and
 their lines), the connection and the locks in ``connection``, the sync state rows in
 ``state_book``.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any, Iterable
 
 from django.conf import settings
@@ -48,6 +57,7 @@ from metering.models import (
     SubscriptionStatus,
 )
 
+from . import changes
 from .client import OdooClient, OdooSettings
 from .connection import (
     ADVISORY_NAMESPACE_CYCLE,
@@ -67,8 +77,8 @@ from .wallet_credits import decide_consumptions, push_credit_lines
 
 # The cycle's entry points. CycleAborted and open_client are part of them: the migration's
 # live-order gateway opens the client itself, then drives a cycle for one subscription.
-__all__ = ["CycleAborted", "PushReport", "customers_awaiting_partner", "open_client", "push_cycle", "resync",
-           "subscriptions_to_push"]
+__all__ = ["CycleAborted", "PushReport", "customers_awaiting_partner", "full_sweep", "open_client", "push_cycle",
+           "resync", "subscriptions_to_push"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +94,9 @@ def _push_partner_batch(pusher: Pusher, customers: list[Customer]) -> None:
         pusher.flush_write_backs()
 
 
-def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
+def _push_batch(pusher: Pusher, subscriptions: list[Subscription], book: StateBook | None = None) -> StateBook:
     """Partners, catalog, then orders and lines of one batch; its state rows are saved whatever happens."""
-    book = StateBook(pusher.now)
+    book = book or StateBook(pusher.now)
     sub_ids = [str(s.pk) for s in subscriptions]
     customers = {s.account_link.customer_id: s.account_link.customer for s in subscriptions}
     links = {s.account_link_id: s.account_link for s in subscriptions}
@@ -125,6 +135,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
     book.load(SyncKind.USAGE, [str(u.pk) for u in usages])
     book.load(SyncKind.PLAN_FEE, [str(f.pk) for f in fees])
     discounts = _coupon_discounts(pusher, book, subscriptions)
+    credit_states: list[tuple[OdooSyncState, Any]] = []
     try:
         pusher.push_partners(book, list(customers.values()))
         pusher.push_contacts(book, list(links.values()))
@@ -134,11 +145,24 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription]) -> None:
         # prepaid credits of the closed windows pushed now, on what the coupons left: decided, then
         # their own lines (wallet_credits)
         decide_consumptions(subscriptions, usages, fees, pusher.now)
-        push_credit_lines(pusher, subscriptions)
+        credit_states = push_credit_lines(pusher, subscriptions, book)
         push_orders(pusher, book, subscriptions, usages, fees, waiting=waiting, discounts=discounts)
     finally:
+        for kind, subjects in ((SyncKind.USAGE, usages), (SyncKind.PLAN_FEE, fees)):
+            for subject in subjects:
+                row = book.rows.get((kind, str(subject.pk)))
+                if row is not None:
+                    book.rows_of_subscription.setdefault(str(subject.subscription_id), []).append(row)
+        # a failed coupon or prepaid-credit line is retried with its subscription (_settlement)
+        for discount in discounts:
+            row = book.rows.get((SyncKind.COUPON_DISCOUNT, str(discount.pk)))
+            if row is not None:
+                book.rows_of_subscription.setdefault(str(discount.subscription_id), []).append(row)
+        for row, subscription_id in credit_states:
+            book.rows_of_subscription.setdefault(str(subscription_id), []).append(row)
         book.save()
         pusher.flush_write_backs()
+    return book
 
 
 def _coupon_discounts(pusher: Pusher, book: StateBook, subscriptions: list[Subscription]) -> list[CouponDiscount]:
@@ -171,7 +195,10 @@ def _not_pushed_final(kind: str) -> Q:
 
 
 def subscriptions_to_push(*, subscription_ids: list[Any] | None = None) -> QuerySet[Subscription]:
-    """Live subscriptions that are running, or closed but not yet closed in Odoo. Never shadow ones."""
+    """Live subscriptions that are running, or closed but not yet closed in Odoo. Never shadow ones.
+
+    What a full sweep examines; a change-driven cycle examines those of them with a change.
+    """
     qs = Subscription.objects.filter(mode=SubscriptionMode.LIVE)
     closed_and_synced = OdooSyncState.objects.filter(
         kind=SyncKind.SUBSCRIPTION, object_id=Cast(OuterRef("pk"), output_field=CharField()), status=SyncStatus.SYNCED,
@@ -242,10 +269,90 @@ def _push_one_offs(pusher: Pusher, report: PushReport, batch_size: int) -> None:
         report.aborted = str(exc)
 
 
+def _settlement(book: StateBook, sub: Subscription) -> tuple[dt.datetime | None, str]:
+    """When ``sub`` must be examined again although nothing changes (None: only on a change), and why.
+
+    A failed row its push depends on (partner, contact, products, order, lines) is retried at
+    its ``next_attempt_at`` (none once retries are given up: a resync or the full sweep brings
+    it back). An order that waits for Odoo's invoicing cron (dates not settled) or an advance
+    fee not invoiced yet is looked at again by the next cycle. A terminated subscription
+    whose final window rating has not frozen needs nothing: the freeze is a change.
+    """
+    keys = [(SyncKind.SUBSCRIPTION, sub.pk), (SyncKind.CUSTOMER, sub.account_link.customer_id),
+            (SyncKind.ACCOUNT, sub.account_link_id), (SyncKind.PLAN, sub.plan_id),
+            (SyncKind.FEE_PRODUCT, sub.plan_id)]
+    keys += [(SyncKind.CHARGE, charge.pk) for charge in sub.plan.charges.all()]
+    rows = [book.rows.get((kind, str(pk))) for kind, pk in keys]
+    rows += book.rows_of_subscription.get(str(sub.pk), [])
+    due: dt.datetime | None = None
+    for row in rows:
+        if row is not None and row.status == SyncStatus.FAILED and row.next_attempt_at is not None:
+            due = row.next_attempt_at if due is None else min(due, row.next_attempt_at)
+    if due is not None:
+        return due, "retry"
+    order = rows[0]
+    if order is not None and order.status == SyncStatus.SYNCED and not order.pushed_hash:
+        return changes.AT_ONCE, "unsettled"
+    if any(row is not None and row.kind in (SyncKind.USAGE, SyncKind.PLAN_FEE) and row.status == SyncStatus.SYNCED
+           and not row.final for row in rows):
+        return changes.AT_ONCE, "unsettled"
+    return None, ""
+
+
+def _push_changed(pusher: Pusher, batch_size: int, deadline: float | None) -> None:  # ok-float: clock
+    """Chunk after chunk of changed subscriptions (id order) until none is due or the budget is spent."""
+    report, now = pusher.report, pusher.now
+    after = None
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            report.budget_exhausted = bool(changes.take_chunk(now=now, after=after, limit=1))
+            return
+        chunk = changes.take_chunk(now=now, after=after, limit=batch_size)
+        if not chunk:
+            return
+        after = chunk[-1][0]
+        report.changes_taken += sum(len(ids) for _, ids in chunk)
+        taken = dict(chunk)
+        batch = list(subscriptions_to_push(subscription_ids=list(taken)))
+        report.batches += 1
+        report.subscriptions_seen += len(batch)
+        pushable = {s.pk for s in batch}
+        done = [i for sid, ids in chunk if sid not in pushable for i in ids]  # shadow, or closed in Odoo
+        requeue: dict[Any, dt.datetime] = {}
+        reasons: dict[Any, str] = {}
+        with advisory_locks(ADVISORY_NAMESPACE_SUBSCRIPTION, [str(s.pk) for s in batch]) as mine:
+            locked = [s for s in batch if str(s.pk) in mine]
+            report.skipped_locked += len(batch) - len(locked)  # their rows stay: the next cycle
+            if locked:
+                book = StateBook(now)
+                try:
+                    _push_batch(pusher, locked, book)
+                except CycleAborted as exc:
+                    report.aborted = str(exc)
+                for sub in locked:
+                    due, reason = _settlement(book, sub)
+                    if report.aborted and reason != "retry":
+                        continue  # not reached, or not charged with the failure: its rows stay as they are
+                    done.extend(taken[sub.pk])
+                    if due is not None:
+                        requeue[sub.pk], reasons[sub.pk] = due, reason
+        report.requeued += len(requeue)
+        changes.settle(taken=done, requeue=requeue, reasons=reasons)
+        if report.aborted:
+            return
+
+
 def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = None,
                subscription_ids: list[Any] | None = None, batch_size: int | None = None,
-               settings_: OdooSettings | None = None) -> PushReport:
-    """One push pass. Returns what happened; never raises for Odoo trouble (it is recorded)."""
+               settings_: OdooSettings | None = None, full: bool = False,
+               budget_seconds: float | None = -1.0) -> PushReport:  # ok-float: seconds
+    """One push pass. Returns what happened; never raises for Odoo trouble (it is recorded).
+
+    Without ``subscription_ids`` the cycle examines the change log (``full``: every
+    subscription, put in the log first) for at most ``budget_seconds``
+    (default ``ODOO_PUSH_CYCLE_BUDGET_SECONDS``; None: until the log has nothing due).
+    ``subscription_ids`` pushes those subscriptions now (the migration's go-live).
+    """
     now = now or timezone.now()
     settings_ = settings_ or odoo_settings()
     report = PushReport()
@@ -255,9 +362,12 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
         report.aborted = str(exc)
         return report
     start_trips = client.round_trips
+    started = time.monotonic()
+    if budget_seconds is not None and budget_seconds < 0:
+        budget_seconds = settings.ODOO_PUSH_CYCLE_BUDGET_SECONDS
+    deadline = started + budget_seconds if budget_seconds is not None else None
     batch_size = batch_size or settings.ODOO_PUSH_BATCH_SIZE
     pusher = Pusher(client=client, now=now, report=report, settings_=settings_)
-    qs = subscriptions_to_push(subscription_ids=subscription_ids)
     with advisory_locks(ADVISORY_NAMESPACE_CYCLE, ["push"] if subscription_ids is None else []) as cycle:
         if subscription_ids is None and "push" not in cycle:
             report.aborted = "another push cycle is running"
@@ -268,19 +378,33 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
             except CycleAborted as exc:
                 report.aborted = str(exc)
                 return report
-        _push_subscriptions(pusher, qs, batch_size)
+            if full:
+                report.swept = full_sweep()
+            _push_changed(pusher, batch_size, deadline)
+        else:
+            _push_subscriptions(pusher, subscriptions_to_push(subscription_ids=subscription_ids), batch_size)
         if subscription_ids is None and not report.aborted:
             _push_one_offs(pusher, report, batch_size)
     report.round_trips = client.round_trips - start_trips
+    report.seconds = round(time.monotonic() - started, 3)
     if not report.aborted:
         mark_connection(status=ConnectionStatus.OK, settings_=settings_, client=client, now=now)
     logger.info("odoo push: %s", report)
     return report
 
 
+def full_sweep() -> int:
+    """The safety net: every subscription the push examines goes in the change log (one INSERT ... SELECT);
+    cycles work through them in budgeted chunks. Returns how many."""
+    return changes.enqueue_all(subscriptions_to_push())
+
+
 def resync(states: Iterable[OdooSyncState]) -> int:
-    """Admin 'resync': forget what we believe Odoo holds; the next cycle searches and rewrites it."""
-    ids = [s.pk for s in states]
+    """Admin 'resync': forget what we believe Odoo holds; the next cycle searches and rewrites it
+    (the subscriptions those rows belong to go in the change log)."""
+    rows = list(states)
+    ids = [s.pk for s in rows]
+    changes.enqueue(changes.subscriptions_of_states(rows), reason="resync")
     return OdooSyncState.objects.filter(pk__in=ids).update(
         status=SyncStatus.PENDING, pushed_hash="", attempts=0, next_attempt_at=None, last_error="",
         last_error_name="", frozen=False, final=False)

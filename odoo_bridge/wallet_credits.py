@@ -130,19 +130,26 @@ def pending_credit_states(subscription_ids: list[Any]) -> list[tuple[OdooSyncSta
     return [(state, txs[state.object_id]) for state in states]
 
 
-def push_credit_lines(pusher: Pusher, subscriptions: list[Subscription]) -> None:
-    """Step 2: find or create each consumption's negative line on its subscription's order."""
+def push_credit_lines(pusher: Pusher, subscriptions: list[Subscription],
+                      book: StateBook | None = None) -> list[tuple[OdooSyncState, Any]]:
+    """Step 2: find or create each consumption's negative line on its subscription's order.
+
+    With the batch's ``book`` its rows are saved (and a failed one retried) with the batch's;
+    returns each pending row with its subscription id."""
     pending = pending_credit_states([s.pk for s in subscriptions if s.odoo_sale_order_id])
     if not pending:
-        return
-    book = StateBook(pusher.now)
+        return []
+    own_book = book is None
+    book = book or StateBook(pusher.now)
     for state, _ in pending:
         book.rows[(state.kind, state.object_id)] = state
     book.load(SyncKind.CREDITS_PRODUCT, [CREDITS_PRODUCT_KEY])
     try:
         _push(pusher, book, [(state, tx) for state, tx in pending if book.due(state)])
     finally:
-        book.save()
+        if own_book:
+            book.save()
+    return [(state, tx.subscription_id) for state, tx in pending]
 
 
 def credits_product_id(pusher: Pusher, book: StateBook, rows: list[OdooSyncState]) -> int | None:

@@ -27,12 +27,23 @@ ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR = env.int("ODOO_MAX_ATTEMPTS_ON_REMOTE_ERROR",
 # order dates (start_date, next_invoice_date) are dates in it. Snapshotted per subscription.
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 ODOO_SYNC_INTERVAL_SECONDS = env.int("ODOO_SYNC_INTERVAL_SECONDS", default=60)
+# A push cycle stops taking chunks of changed subscriptions after this long (the chunk under way
+# finishes); the rest waits for the next cycle. Below the interval, so cycles never pile up.
+ODOO_PUSH_CYCLE_BUDGET_SECONDS = env.float(  # ok-float: seconds
+    "ODOO_PUSH_CYCLE_BUDGET_SECONDS", default=max(1.0, ODOO_SYNC_INTERVAL_SECONDS * 0.75))  # ok-float: seconds
+# The safety net of the change-driven push: every subscription goes in the change log this often.
+ODOO_FULL_SWEEP_HOURS = env.int("ODOO_FULL_SWEEP_HOURS", default=24)
 
 ODOO_BEAT_SCHEDULE: dict = {
     "odoo-push": {
         "task": "odoo_bridge.tasks.push_to_odoo",
         "schedule": timedelta(seconds=ODOO_SYNC_INTERVAL_SECONDS),
         "options": {"queue": "odoo", "expires": ODOO_SYNC_INTERVAL_SECONDS},
+    },
+    "odoo-push-full-sweep": {
+        "task": "odoo_bridge.tasks.push_full_sweep",
+        "schedule": timedelta(hours=ODOO_FULL_SWEEP_HOURS),
+        "options": {"queue": "odoo", "expires": 3600},
     },
     "odoo-pull-invoices": {
         "task": "odoo_bridge.tasks.pull_from_odoo",

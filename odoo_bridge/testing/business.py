@@ -19,6 +19,7 @@ from .invoicing import (
 )
 from .store import (
     AccessError,
+    OdooException,
     PythonAttributeError,
     PythonValueError,
     Store,
@@ -29,7 +30,7 @@ __all__ = ["ACTIONS", "Methods", "account_move_action_post", "fail_payment", "re
            "run_expiration_cron", "run_invoicing_cron"]
 
 ORM_METHODS = {"fields_get", "search", "search_read", "read", "create", "write", "unlink", "search_count",
-               "name_search", "default_get", "check_object_reference", "context_get", "browse"}
+               "name_search", "default_get", "check_object_reference", "context_get", "browse", "load"}
 
 
 def _ids(value: Any) -> list[int]:
@@ -123,10 +124,83 @@ class Methods:
         except KeyError:
             raise PythonValueError(f"External ID not found in the system: {module}.{xml_id}") from None
 
+    def orm_load(self, model, fields, data):
+        """``BaseModel.load`` (Odoo 17, odoo/models.py): the import's multi-record create-or-update.
+
+        ``fields`` are column names, ``.id`` the database id of a record to update (no ``.id`` or
+        an empty one: a new record); ``data`` rows of strings, converted per field type like
+        ``ir.fields.converter`` (float(), int(), text as is). Records are loaded in one batch;
+        if it fails they are retried one by one to collect a message per bad row; any error
+        rolls the whole call back (``ROLLBACK TO SAVEPOINT model_load``): ``ids`` is False.
+        Only the column kinds the bridge needs are played (no external ids, no sub-fields).
+        """
+        spec = self.store.model(model)
+        messages: list[dict] = []
+        rows = []
+        for index, row in enumerate(data or []):
+            info = {"rows": {"from": index, "to": index}, "record": index}
+            vals: dict = {}
+            record_id = None
+            for column, raw in zip(fields, row):
+                if column == ".id":
+                    record_id = int(raw) if raw not in ("", None, False) else None
+                    continue
+                f = spec.fields.get(column)
+                if f is None or "/" in column or column == "id":
+                    messages.append({**info, "type": "error", "field": column,
+                                     "message": f"Unknown field {column!r} in the import of {model}"})
+                    continue
+                try:
+                    vals[column] = _import_value(f.type, raw)
+                except ValueError:
+                    messages.append({**info, "type": "error", "field": column,
+                                     "message": f"'{raw}' does not seem to be a number for field '{f.string or column}'"})
+            rows.append((info, record_id, vals))
+        if messages:
+            return {"ids": False, "messages": messages, "nextrow": 0}
+        for info, record_id, vals in rows:  # what the batch would refuse, row by row (the retry)
+            try:
+                if record_id is not None:
+                    current = self.store.browse(model, [record_id])[0]
+                    self.store.check_sql_constraints(model, {**current, **vals})
+            except OdooException as exc:
+                messages.append({**info, "type": "error", "message": str(exc)})
+        if messages:
+            return {"ids": False, "messages": messages, "nextrow": 0}
+        ids: list[int] = []
+        created: list[int] = []
+        try:
+            for info, record_id, vals in rows:
+                if record_id is not None:
+                    self.store.write(model, [record_id], vals)
+                    ids.append(record_id)
+                else:
+                    [new_id] = self.store.create(model, [vals])
+                    created.append(new_id)
+                    ids.append(new_id)
+        except OdooException as exc:  # a create refused late: roll back what this call created
+            if created:
+                self.store.unlink(model, created)
+            return {"ids": False, "messages": [{"type": "error", "message": str(exc)}], "nextrow": 0}
+        return {"ids": ids, "messages": [], "nextrow": 0}
+
     def orm_context_get(self, model):
         if model != "res.users":
             raise PythonAttributeError(f"The method '{model}.context_get' does not exist")
         return {"lang": "en_US", "tz": "America/Toronto", "uid": self.uid}
+
+
+def _import_value(field_type: str, raw: Any) -> Any:
+    """``ir.fields.converter``: an imported cell (text) as the field's value; ValueError if it is not one."""
+    if raw in ("", None, False):
+        return False
+    if field_type in ("float", "monetary"):
+        return float(raw)
+    if field_type == "integer":
+        return int(raw)
+    if field_type == "boolean":
+        return str(raw).lower() in ("1", "true", "yes")
+    return str(raw)
 
 
 def _bind(handler: Callable, *lead_and_rest) -> Any:

@@ -215,7 +215,9 @@ def test_next_invoice_date_is_put_back_on_the_window_close_and_waits_for_a_due_b
     push_cycle(now=at(D(2026, 11, 2)))
     order = order_of(fake_odoo, sub)
     fake_odoo.store.write("sale.order", [order["id"]], {"next_invoice_date": "2026-12-15"})  # Odoo's own period
-    push_cycle(now=at(D(2026, 11, 3)))
+    # nothing changed on our side: the daily full sweep is the order's one look a day
+    assert push_cycle(now=at(D(2026, 11, 3))).subscriptions_seen == 0
+    push_cycle(now=at(D(2026, 11, 3)), full=True)
     assert order_of(fake_odoo, sub)["next_invoice_date"] == "2026-12-01"
     # the window rolled but Odoo has not invoiced the Dec 1 boundary yet: the bridge leaves it for the cron
     roll(sub, WINDOW_END, DEC_END)

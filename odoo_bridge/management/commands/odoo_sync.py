@@ -1,4 +1,8 @@
-"""``python manage.py odoo_sync [--push] [--pull]``: one sync cycle (both when neither flag is given)."""
+"""``python manage.py odoo_sync [--push] [--pull] [--full]``: one sync cycle (both when neither flag is given).
+
+The push examines the subscriptions of the change log until none is due (no time budget,
+unlike beat's cycles); ``--full`` first puts every subscription in it (the full sweep).
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--push", action="store_true", help="push our objects to Odoo")
         parser.add_argument("--pull", action="store_true", help="pull invoices from Odoo")
+        parser.add_argument("--full", action="store_true",
+                            help="full sweep: examine every subscription, not only the changed ones")
 
-    def handle(self, *args: Any, push: bool = False, pull: bool = False, **options: Any) -> None:
+    def handle(self, *args: Any, push: bool = False, pull: bool = False, full: bool = False,
+               **options: Any) -> None:
+        push = push or full
         both = not push and not pull
         failed = False
         if push or both:
-            pushed = push_cycle()
+            pushed = push_cycle(full=full, budget_seconds=None)
             self.stdout.write(
-                f"push: {pushed.subscriptions_seen} subscription(s) seen, {pushed.partners_created} partner(s) "
+                f"push: {pushed.swept} subscription(s) swept, {pushed.changes_taken} change(s) taken, "
+                f"{pushed.subscriptions_seen} subscription(s) seen, {pushed.partners_created} partner(s) "
                 f"created, {pushed.orders_created} order(s) created, {pushed.orders_closed} closed, "
                 f"{pushed.lines_created} line(s) created, {pushed.lines_updated} updated, {pushed.failed} failed, "
                 f"{pushed.round_trips} RPC round trip(s)")
