@@ -356,11 +356,12 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
             return None
         service, link, default_currency = subscription.service, subscription.account_link, subscription.currency
     if move["move_type"] == "out_refund":
-        note = mirror_credit_note(move, lines, report, attribution=attribution, service=service, link=link,
-                                  subscription=subscription, default_currency=default_currency)
-        if one_off is not None and one_off.wallet_transaction_id is not None:
-            # a reversed top-up invoice fails its purchase while still pending (paid credits stay)
-            wallet_services.fail_purchase(transaction_id=one_off.wallet_transaction_id)
+        with transaction.atomic():
+            note = mirror_credit_note(move, lines, report, attribution=attribution, service=service, link=link,
+                                      subscription=subscription, default_currency=default_currency)
+            if one_off is not None and one_off.wallet_transaction_id is not None:
+                # a reversed top-up invoice fails its purchase while still pending (paid credits stay)
+                wallet_services.fail_purchase(transaction_id=one_off.wallet_transaction_id)
         return note
     status, payment_status = mirror_status(move), mirror_payment_status(move)
     digits = 2

@@ -15,7 +15,7 @@ from lago_python_client.models import Customer, Wallet
 from lago_python_client.models.invoice import InvoiceResponse
 from lago_python_client.models.wallet import WalletResponse
 
-from odoo_bridge.models import Invoice, OneOffInvoice
+from odoo_bridge.models import CreditNote, Invoice, OneOffInvoice
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
 from wallets.models import WalletTransaction
@@ -81,7 +81,8 @@ def test_a_cancelled_top_up_invoice_fails_the_purchase(lago, fake_odoo):
     pull_invoices()
     purchase = WalletTransaction.objects.get()
     assert purchase.status == "failed" and purchase.failed_at is not None
-    assert Invoice.objects.get(odoo_move_id=refund).odoo_move_type == "out_refund"
+    assert CreditNote.objects.get(odoo_move_id=refund).invoice == Invoice.objects.get(pk=one_off.pk)
+    assert not Invoice.objects.filter(odoo_move_id=refund).exists()  # a refund is a credit note, never an invoice
     assert lago.invoices.find(str(one_off.pk)).status == "voided"
     assert [e["wallet_transaction"]["status"] for e in sent("wallet_transaction.updated")] == ["failed"]
 
