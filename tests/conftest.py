@@ -42,6 +42,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
 
 fast_flush.install()
+# Staff users' passwords: PBKDF2's 1,000,000 iterations cost about a third of a second per
+# hash or login check; tests need a password to work, not to resist brute force (the
+# production hashers are Django's defaults, untouched).
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 hypothesis_settings.register_profile("default", deadline=None, max_examples=200)
 hypothesis_settings.load_profile("default")
