@@ -17,6 +17,7 @@ from identity import keys
 from identity.authentication import clear_cache as clear_api_key_cache
 from identity.models import Service
 
+from tests import fast_flush
 from tests.environment import SQLITE_LEG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,12 @@ def pytest_ignore_collect(collection_path, config):
 def pytest_terminal_summary(terminalreporter):
     for line in SQLITE_LEG_REPORT:
         terminalreporter.write_line(line)
+
+fast_flush.install()
+# Staff users' passwords: PBKDF2's 1,000,000 iterations cost about a third of a second per
+# hash or login check; tests need a password to work, not to resist brute force (the
+# production hashers are Django's defaults, untouched).
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 hypothesis_settings.register_profile("default", deadline=None, max_examples=200)
 hypothesis_settings.load_profile("default")

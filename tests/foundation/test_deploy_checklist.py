@@ -60,7 +60,7 @@ def test_production_defaults_enforce_tls():
 
 @pytest.mark.parametrize("header", ["X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO"])
 def test_a_proxys_protocol_header_is_trusted_only_when_configured(header):
-    assert production_settings()["proxy"] is None
+    # Not trusted by default: test_production_defaults_enforce_tls ("proxy": None).
     assert production_settings(SECURE_PROXY_SSL_HEADER=header)["proxy"] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
