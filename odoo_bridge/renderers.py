@@ -250,6 +250,11 @@ def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
                      "pay_in_advance": False, "invoiceable": True, "amount_cents": amount,
                      "amount_currency": one_off.currency, "precise_amount": str(line.amount),
                      "taxes_amount_cents": 0, "total_amount_cents": amount,
+                     "total_amount_currency": one_off.currency,
+                     "taxes_rate": 0.0,  # ok-float: Lago's type; Odoo computes the taxes when it posts it
+                     "applied_taxes": [], "sub_total_excluding_taxes_amount_cents": amount,
+                     "sub_total_excluding_taxes_precise_amount_cents": str(
+                         line.amount.scaleb(minor_unit_exponent(one_off.currency))),
                      "units": str(line.units.normalize()), "total_aggregated_units": str(line.units.normalize()),
                      "precise_unit_amount": str(line.unit_amount.normalize()), "events_count": None,
                      "description": line.description or None, "payment_status": InvoicePaymentStatus.PENDING,
