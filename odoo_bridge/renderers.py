@@ -236,7 +236,7 @@ def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
     cents = to_cents(fees_amount, one_off.currency)
     created = iso_seconds(one_off.created_at)
     link = one_off.account_link
-    fees = []
+    fees: list[dict[str, Any]] = []
     for line in lines:
         add_on = line.add_on
         item = ({"type": "add_on", "code": add_on.code, "name": add_on.name, "invoice_display_name": line.name,
