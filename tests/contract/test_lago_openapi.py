@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import transaction
 
+from coupons.models import AppliedCoupon, CouponDiscount
 from identity.models import AccountLink
 from odoo_bridge.models import CreditNote, CreditNoteItem, Invoice, InvoiceLine
 
@@ -133,7 +135,9 @@ def world(api_client) -> dict[str, str]:
     invoice = Invoice.objects.create(
         service=link.service, customer=link.customer, account_link=link, subscription=link.subscriptions.first(),
         odoo_move_id=1, number="INV/2026/0001", status="finalized", currency="CAD", issuing_date=date(2026, 11, 1))
-    InvoiceLine.objects.create(invoice=invoice, name="fee", quantity=1, unit_amount=10, amount=10, total_amount=10)
+    InvoiceLine.objects.create(invoice=invoice, name="fee", quantity=1, unit_amount=10, amount=10,
+                               total_amount=Decimal("11.30"), taxes=[{"odoo_tax_id": 7, "name": "HST 13%",
+                                                                     "rate": "13", "amount": "1.30"}])
     note = CreditNote.objects.create(
         service=link.service, customer=link.customer, account_link=link, invoice=invoice, odoo_move_id=2,
         number="RINV/2026/0001", status="finalized", currency="CAD", issuing_date=date(2026, 11, 5),
@@ -151,6 +155,13 @@ def world(api_client) -> dict[str, str]:
         response = api_client.post(f"/api/v1/{path}", {root: body}, format="json")
         assert response.status_code == 200, response.content
         created[root] = response.json()[root]
+    # the applied coupon's discount on the invoice: Lago's `credits` item
+    discount = CouponDiscount.objects.create(
+        applied_coupon=AppliedCoupon.objects.get(pk=created["applied_coupon"]["lago_id"]),
+        subscription=invoice.subscription, boundary=datetime(2026, 11, 1, tzinfo=timezone.utc), base=10, amount=2,
+        currency="CAD")
+    InvoiceLine.objects.create(invoice=invoice, name="Welcome", quantity=1, unit_amount=-2, amount=-2,
+                               total_amount=-2, coupon_discount=discount)
     return {"invoice": str(invoice.pk), "webhook_endpoint": endpoint.json()["webhook_endpoint"]["lago_id"],
             "credit_note": str(note.pk), "applied_coupon": created["applied_coupon"]["lago_id"],
             "wallet": created["wallet"]["lago_id"]}
