@@ -23,6 +23,12 @@ from .models import (CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, Invo
 INVOICE_TYPES = {"out_invoice": "subscription"}
 
 
+def _plain(value: Decimal) -> str:
+    """A decimal string without exponent or trailing zeros ("50", "0.5"): ``str(Decimal("50").normalize())``
+    is "5E+1", which no decimal reading accepts."""
+    return format(value.normalize(), "f")
+
+
 def _day(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -109,9 +115,8 @@ def _fee(line: InvoiceLine | CreditNoteItem, *, lago_id: str, lago_invoice_id: s
                           for t in line.taxes],
         "sub_total_excluding_taxes_amount_cents": to_cents(line.amount, cur),
         "sub_total_excluding_taxes_precise_amount_cents": str(line.amount.scaleb(minor_unit_exponent(cur))),
-        "units": str(line.quantity.normalize()), "total_aggregated_units": str(
-            (usage.units if usage else line.quantity).normalize()),
-        "precise_unit_amount": str(line.unit_amount.normalize()),
+        "units": _plain(line.quantity), "total_aggregated_units": _plain(usage.units if usage else line.quantity),
+        "precise_unit_amount": _plain(line.unit_amount),
         "events_count": usage.events_count if usage else None,
         "description": (one_off_line.description or None) if one_off_line is not None else None,
         "payment_status": payment_status,
@@ -236,7 +241,7 @@ def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
     cents = to_cents(fees_amount, one_off.currency)
     created = iso_seconds(one_off.created_at)
     link = one_off.account_link
-    fees = []
+    fees: list[dict[str, Any]] = []
     for line in lines:
         add_on = line.add_on
         item = ({"type": "add_on", "code": add_on.code, "name": add_on.name, "invoice_display_name": line.name,
@@ -250,8 +255,13 @@ def render_pending_one_off(one_off: OneOffInvoice) -> dict[str, Any]:
                      "pay_in_advance": False, "invoiceable": True, "amount_cents": amount,
                      "amount_currency": one_off.currency, "precise_amount": str(line.amount),
                      "taxes_amount_cents": 0, "total_amount_cents": amount,
-                     "units": str(line.units.normalize()), "total_aggregated_units": str(line.units.normalize()),
-                     "precise_unit_amount": str(line.unit_amount.normalize()), "events_count": None,
+                     "total_amount_currency": one_off.currency,
+                     "taxes_rate": 0.0,  # ok-float: Lago's type; Odoo computes the taxes when it posts it
+                     "applied_taxes": [], "sub_total_excluding_taxes_amount_cents": amount,
+                     "sub_total_excluding_taxes_precise_amount_cents": str(
+                         line.amount.scaleb(minor_unit_exponent(one_off.currency))),
+                     "units": _plain(line.units), "total_aggregated_units": _plain(line.units),
+                     "precise_unit_amount": _plain(line.unit_amount), "events_count": None,
                      "description": line.description or None, "payment_status": InvoicePaymentStatus.PENDING,
                      "from_date": None, "to_date": None, "created_at": created})
     return {

@@ -20,8 +20,10 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import envelope, page
 from coupons import selectors, services
 from coupons.api.inputs import AppliedCouponInput, CouponInput, CouponUpdateInput
+from coupons.api.schemas import APPLIED_COUPON, COUPON
 from coupons.models import AppliedCouponStatus, Coupon
 from coupons.renderers import render_applied_coupon, render_coupon
 from identity import selectors as identity_selectors
@@ -47,7 +49,7 @@ def coupon_or_404(service: Service, code: str) -> Coupon:
 
 class CouponListView(ServiceAPIView):
     @extend_schema(operation_id="coupons_create", request=body("CouponBody", "coupon", CouponInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("coupon", COUPON), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = CouponInput(data=require_root(request, "coupon"))
         payload.is_valid(raise_exception=True)
@@ -55,20 +57,21 @@ class CouponListView(ServiceAPIView):
         return Response({"coupon": render_coupon(coupon)})
 
     @documented(operation_id="coupons_list", query=PAGINATION,
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("coupons", COUPON), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         items, meta = paginate(self.query(request), selectors.coupons(service=self.service))
         return Response({"coupons": [render_coupon(c) for c in items], "meta": meta})
 
 
 class CouponDetailView(ServiceAPIView):
-    @extend_schema(operation_id="coupons_retrieve", parameters=[CODE], responses={200: LAGO_OBJECT, **ERRORS})
+    @extend_schema(operation_id="coupons_retrieve", parameters=[CODE],
+                   responses={200: envelope("coupon", COUPON), **ERRORS})
     def get(self, request: Request, code: str) -> Response:
         return Response({"coupon": render_coupon(coupon_or_404(self.service, code))})
 
     @extend_schema(operation_id="coupons_update", parameters=[CODE],
                    request=body("CouponUpdateBody", "coupon", CouponUpdateInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("coupon", COUPON), **ERRORS},
                    description="Once applied to a customer, only name, description and expiration change.")
     def put(self, request: Request, code: str) -> Response:
         coupon = coupon_or_404(self.service, code)
@@ -77,7 +80,8 @@ class CouponDetailView(ServiceAPIView):
         coupon = services.update_coupon(coupon=coupon, data=payload.validated_data, now=timezone.now())
         return Response({"coupon": render_coupon(coupon)})
 
-    @extend_schema(operation_id="coupons_destroy", parameters=[CODE], responses={200: LAGO_OBJECT, **ERRORS},
+    @extend_schema(operation_id="coupons_destroy", parameters=[CODE],
+                   responses={200: envelope("coupon", COUPON), **ERRORS},
                    description="Lago's delete: the coupon is terminated and its active applications too.")
     def delete(self, request: Request, code: str) -> Response:
         coupon = services.delete_coupon(coupon=coupon_or_404(self.service, code), now=timezone.now())
@@ -90,7 +94,7 @@ APPLIED_STATUSES = [s for s, _ in AppliedCouponStatus.choices]
 class AppliedCouponListView(ServiceAPIView):
     @extend_schema(operation_id="applied_coupons_create",
                    request=body("AppliedCouponBody", "applied_coupon", AppliedCouponInput()),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("applied_coupon", APPLIED_COUPON), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = AppliedCouponInput(data=require_root(request, "applied_coupon"))
         payload.is_valid(raise_exception=True)
@@ -110,7 +114,7 @@ class AppliedCouponListView(ServiceAPIView):
                        QueryParam("external_customer_id", "Only this customer's applied coupons."),
                        QueryParam("coupon_code[]", "Only applied coupons of these coupons.", many=True),
                        QueryParam("coupon_code", "Alias of coupon_code[].", many=True)),
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("applied_coupons", APPLIED_COUPON), 401: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         query = self.query(request)
         status = query.get("status")
@@ -124,7 +128,7 @@ class AppliedCouponListView(ServiceAPIView):
 
 class CustomerAppliedCouponView(ServiceAPIView):
     @extend_schema(operation_id="customer_applied_coupons_destroy", parameters=[CUSTOMER, APPLIED_ID],
-                   responses={200: LAGO_OBJECT, **ERRORS},
+                   responses={200: envelope("applied_coupon", APPLIED_COUPON), **ERRORS},
                    description="Terminate the customer's applied coupon (it gives nothing afterwards).")
     def delete(self, request: Request, external_id: str, applied_coupon_id: str) -> Response:
         if identity_selectors.get_link(service=self.service, external_id=external_id) is None:
@@ -144,7 +148,7 @@ class CustomerAppliedCouponView(ServiceAPIView):
 
 class CustomerAppliedCouponListView(ServiceAPIView):
     @documented(operation_id="customer_applied_coupons_list", parameters=[CUSTOMER], query=PAGINATION,
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("applied_coupons", APPLIED_COUPON), 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request, external_id: str) -> Response:
         if identity_selectors.get_link(service=self.service, external_id=external_id) is None:
             raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)

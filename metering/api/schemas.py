@@ -99,6 +99,12 @@ LIFETIME_USAGE = component("LifetimeUsage", obj({
     "usage_thresholds": "array",
 }))
 
+ADD_ON = component("AddOn", obj({
+    "lago_id": "string", "name": "string", "invoice_display_name": "string?", "code": "string",
+    "amount_cents": "integer", "amount_currency": "currency", "description": "string?", "created_at": "datetime",
+    "taxes": "array",
+}, description="An add-on: a one-off charge billed by POST /invoices (taxes are Odoo's: always empty here)."))
+
 PLAN_METADATA = obj({"metadata": {"type": "object", "additionalProperties": {"type": "string", "nullable": True},
                                   "nullable": True}})
 
@@ -123,5 +129,5 @@ EVENT_ESTIMATE_INPUT = component("EventEstimateInput", obj(
     {k: v for k, v in _EVENT_INPUT_FIELDS.items() if k != "transaction_id"},
     optional=("timestamp", "precise_total_amount_cents", "properties")))
 
-__all__ = ["BILLABLE_METRIC", "CHARGE", "CUSTOMER_USAGE", "EVENT", "EVENT_ESTIMATE_INPUT", "EVENT_INPUT",
+__all__ = ["ADD_ON", "BILLABLE_METRIC", "CHARGE", "CUSTOMER_USAGE", "EVENT", "EVENT_ESTIMATE_INPUT", "EVENT_INPUT",
            "LIFETIME_USAGE", "PLAN", "PLAN_METADATA", "PROJECTED_USAGE", "SUBSCRIPTION", "ref"]

@@ -24,7 +24,7 @@ from odoo_bridge import invoice_actions, selectors
 from odoo_bridge import one_off as one_off_invoices
 from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
 from odoo_bridge.renderers import render_credit_note, render_invoice, render_pending_one_off
-from .schemas import INVOICE
+from .schemas import CREDIT_NOTE, CUSTOMER_PORTAL_URL, INVOICE, INVOICE_PAYMENT_DETAILS
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -160,7 +160,8 @@ class InvoiceCreateView(InvoiceListView):
 
     @extend_schema(operation_id="invoices_create",
                    request=inline_serializer("OneOffInvoiceBody", {"invoice": OneOffInvoiceInput()}),
-                   responses={200: LAGO_JSON, 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON},
+                   responses={200: envelope("invoice", INVOICE), 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON,
+                              422: LAGO_JSON},
                    description="A one-off invoice of add-ons, realised as a posted Odoo invoice by the next push "
                                "cycle; answered as a draft until Odoo's invoice is mirrored back (same lago_id).")
     def post(self, request: Request) -> Response:
@@ -203,7 +204,7 @@ CREDIT_NOTE_QUERY = (
 
 class CreditNoteListView(ServiceAPIView):
     @documented(operation_id="credit_notes_list", query=CREDIT_NOTE_QUERY,
-                responses={200: LAGO_JSON, 401: LAGO_JSON, 422: LAGO_JSON},
+                responses={200: page("credit_notes", CREDIT_NOTE), 401: LAGO_JSON, 422: LAGO_JSON},
                 description="Credit notes of the calling service: Odoo refunds (out_refund), mirrored.")
     def get(self, request: Request) -> Response:
         query = self.query(request)
@@ -227,7 +228,7 @@ class CreditNoteDetailView(ServiceAPIView):
     @extend_schema(operation_id="credit_notes_retrieve",
                    parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                 description="The credit note's lago_id (UUID).")],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON})
+                   responses={200: envelope("credit_note", CREDIT_NOTE), 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request: Request, lago_id: str) -> Response:
         note = selectors.credit_note_by_lago_id(service=self.service, lago_id=lago_id)
         if note is None:
@@ -237,7 +238,8 @@ class CreditNoteDetailView(ServiceAPIView):
 
 # ---------------------------------------------------------------- invoice actions (realised in Odoo)
 LAGO_ID = OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The invoice's lago_id.")
-ACTION_RESPONSES = {200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON, 503: LAGO_JSON}
+ERROR_RESPONSES = {401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON, 503: LAGO_JSON}
+ACTION_RESPONSES = {200: envelope("invoice", INVOICE), **ERROR_RESPONSES}
 
 
 class _InvoiceActionView(ServiceAPIView):
@@ -285,7 +287,7 @@ class InvoiceRefreshView(_InvoiceActionView):
 
 class InvoicePaymentUrlView(_InvoiceActionView):
     @extend_schema(operation_id="invoices_payment_url", parameters=[LAGO_ID], request=None,
-                   responses={**ACTION_RESPONSES, 422: LAGO_JSON},
+                   responses={200: INVOICE_PAYMENT_DETAILS, **ERROR_RESPONSES, 422: LAGO_JSON},
                    description="The invoice's page on Odoo's customer portal, where it can be paid.")
     def post(self, request: Request, lago_id: str) -> Response:
         invoice = self.invoice(lago_id)
@@ -304,7 +306,7 @@ class CustomerPortalUrlView(ServiceAPIView):
     @extend_schema(operation_id="customers_portal_url",
                    parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                                                 description="The customer's id in the calling app.")],
-                   responses={200: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON},
+                   responses={200: CUSTOMER_PORTAL_URL, 401: LAGO_JSON, 404: LAGO_JSON, 405: LAGO_JSON},
                    description="Odoo's customer portal (its invoices page); 405 when Odoo is not configured.")
     def get(self, request: Request, external_id: str) -> Response:
         link = identity_selectors.get_link(service=self.service, external_id=external_id)

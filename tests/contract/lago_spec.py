@@ -35,7 +35,9 @@ def _apply_errata(document: dict[str, Any]) -> None:
       read as ``anyOf``;
     * ``POST /events`` and ``/events/batch`` document ``lago_customer_id`` as always null because Lago ingests
       asynchronously; here the event is validated and stored synchronously, so it names the
-      customer (a documented difference), and the override is dropped.
+      customer (a documented difference), and the override is dropped;
+    * ``WalletObject`` requires ``balance``, a member it does not declare and Lago's own
+      ``V1::WalletSerializer`` no longer writes (``balance_cents`` is the balance): not required.
     """
     schemas = document["components"]["schemas"]
 
@@ -54,6 +56,9 @@ def _apply_errata(document: dict[str, Any]) -> None:
     for created in (schemas["EventCreated"]["properties"]["event"],
                     schemas["EventsCreated"]["properties"]["events"]["items"]):
         created["allOf"] = [part for part in created["allOf"] if "$ref" in part]
+    wallet = schemas["WalletObject"]
+    assert "balance" not in wallet["properties"]  # the erratum holds only while Lago's document says so
+    wallet["required"] = [name for name in wallet["required"] if name != "balance"]
 
 
 def operations() -> list[tuple[str, str]]:

@@ -82,6 +82,8 @@ def test_one_off_invoice_is_one_posted_odoo_invoice_mirrored_back(lago, other_la
                   InvoiceFee(add_on_code="training", unit_amount_cents=12345, invoice_display_name="Training day")])))
     assert isinstance(draft, InvoiceResponse)
     assert (draft.invoice_type, draft.status, draft.fees_amount_cents) == ("one_off", "draft", 2 * 15000 + 12345)
+    # plain decimal strings (never "1.5E+2"), as Lago writes them
+    assert [(f.units, f.precise_unit_amount) for f in draft.fees.__root__] == [("2", "150"), ("1", "123.45")]
     assert lago.invoices.find(draft.lago_id).status == "draft"  # until Odoo's invoice is mirrored back
 
     # Odoo commits the move but the answer is lost: the next cycle finds it by ref and posts it
@@ -111,6 +113,7 @@ def test_one_off_invoice_is_one_posted_odoo_invoice_mirrored_back(lago, other_la
     fees = invoice.fees.__root__
     assert [(f.item.type, f.item.code, f.amount_cents) for f in fees] == [("add_on", "setup", 30000),
                                                                          ("add_on", "training", 12345)]
+    assert [(f.units, f.precise_unit_amount) for f in fees] == [("2", "150"), ("1", "123.45")]
     assert [i.lago_id for i in lago.invoices.find_all({"invoice_type": "one_off"})["invoices"]] == [draft.lago_id]
     assert lago.invoices.find_all({"invoice_type": "subscription"})["invoices"] == []
     [created] = sent("invoice.one_off_created")

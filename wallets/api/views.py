@@ -12,10 +12,12 @@ from billing_kit.pagination import paginate
 from billing_kit.params import PAGINATION, QueryParam, documented
 from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
+from billing_kit.wire import array, envelope, obj, page
 from identity import selectors as identity_selectors
 from identity.models import Service
 from wallets import selectors, services
 from wallets.api.inputs import WalletInput, WalletTransactionInput, WalletUpdateInput
+from wallets.api.schemas import WALLET, WALLET_TRANSACTION
 from wallets.models import TransactionKind, TransactionStatus, TransactionType, Wallet
 from wallets.renderers import render_transaction, render_wallet
 
@@ -42,7 +44,7 @@ def _render(wallet: Wallet) -> dict:
 
 class WalletListView(ServiceAPIView):
     @extend_schema(operation_id="wallets_create", request=inline_serializer("WalletBody", {"wallet": WalletInput()}),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("wallet", WALLET), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = WalletInput(data=require_root(request, "wallet"))
         payload.is_valid(raise_exception=True)
@@ -55,7 +57,7 @@ class WalletListView(ServiceAPIView):
         return Response(_render(services.create_wallet(service=self.service, link=link, data=data)))
 
     @documented(operation_id="wallets_list", query=(EXTERNAL_CUSTOMER, *PAGINATION),
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("wallets", WALLET), 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request) -> Response:
         query = self.query(request)
         external_id = query.get(EXTERNAL_CUSTOMER.name)
@@ -70,20 +72,22 @@ class WalletListView(ServiceAPIView):
 
 
 class WalletDetailView(ServiceAPIView):
-    @extend_schema(operation_id="wallets_retrieve", parameters=[WALLET_ID], responses={200: LAGO_OBJECT, **ERRORS})
+    @extend_schema(operation_id="wallets_retrieve", parameters=[WALLET_ID],
+                   responses={200: envelope("wallet", WALLET), **ERRORS})
     def get(self, request: Request, lago_id: str) -> Response:
         return Response(_render(wallet_or_404(self.service, lago_id)))
 
     @extend_schema(operation_id="wallets_update", parameters=[WALLET_ID],
                    request=inline_serializer("WalletUpdateBody", {"wallet": WalletUpdateInput()}),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: envelope("wallet", WALLET), **ERRORS})
     def put(self, request: Request, lago_id: str) -> Response:
         wallet = wallet_or_404(self.service, lago_id)
         payload = WalletUpdateInput(data=require_root(request, "wallet"))
         payload.is_valid(raise_exception=True)
         return Response(_render(services.update_wallet(wallet=wallet, data=payload.validated_data)))
 
-    @extend_schema(operation_id="wallets_destroy", parameters=[WALLET_ID], responses={200: LAGO_OBJECT, **ERRORS},
+    @extend_schema(operation_id="wallets_destroy", parameters=[WALLET_ID],
+                   responses={200: envelope("wallet", WALLET), **ERRORS},
                    description="Lago's terminate: the wallet ends and the credits left are voided.")
     def delete(self, request: Request, lago_id: str) -> Response:
         return Response(_render(services.terminate_wallet(wallet=wallet_or_404(self.service, lago_id))))
@@ -92,7 +96,7 @@ class WalletDetailView(ServiceAPIView):
 class WalletTransactionCreateView(ServiceAPIView):
     @extend_schema(operation_id="wallet_transactions_create",
                    request=inline_serializer("WalletTransactionBody", {"wallet_transaction": WalletTransactionInput()}),
-                   responses={200: LAGO_OBJECT, **ERRORS})
+                   responses={200: obj({"wallet_transactions": array(WALLET_TRANSACTION)}), **ERRORS})
     def post(self, request: Request) -> Response:
         payload = WalletTransactionInput(data=require_root(request, "wallet_transaction"))
         payload.is_valid(raise_exception=True)
@@ -103,7 +107,7 @@ class WalletTransactionCreateView(ServiceAPIView):
 
 class WalletTransactionListView(ServiceAPIView):
     @documented(operation_id="wallet_transactions_list", parameters=[WALLET_ID], query=(*TX_FILTERS, *PAGINATION),
-                responses={200: LAGO_OBJECT, 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+                responses={200: page("wallet_transactions", WALLET_TRANSACTION), 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
     def get(self, request: Request, lago_id: str) -> Response:
         wallet = wallet_or_404(self.service, lago_id)
         query = self.query(request)

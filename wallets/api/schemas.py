@@ -1,0 +1,38 @@
+"""OpenAPI of the wallet and wallet transaction objects (as ``wallets.renderers`` writes them)."""
+from __future__ import annotations
+
+from billing_kit.wire import array, component, obj
+
+from wallets.models import TransactionKind, TransactionStatus, TransactionType, WalletStatus
+
+_METADATA_ITEM = obj({"key": "string", "value": "string"})
+
+WALLET = component("Wallet", obj({
+    "lago_id": "string", "lago_customer_id": "string", "external_customer_id": "string",
+    "status": {"type": "string", "enum": WalletStatus.values}, "currency": "currency",
+    "name": "string?", "code": "string?", "priority": "integer", "rate_amount": "decimal",
+    "credits_balance": "decimal", "balance_cents": "integer", "consumed_credits": "decimal",
+    "consumed_amount_cents": "integer", "created_at": "datetime", "expiration_at": "datetime?",
+    "last_balance_sync_at": "datetime?", "last_consumed_credit_at": "datetime?", "terminated_at": "datetime?",
+    "recurring_transaction_rules": "array", "ongoing_balance_cents": "integer",
+    "ongoing_usage_balance_cents": "integer", "credits_ongoing_balance": "decimal",
+    "credits_ongoing_usage_balance": "decimal", "applies_to": "object?",
+    "invoice_requires_successful_payment": "boolean", "paid_top_up_max_amount_cents": "integer?",
+    "paid_top_up_min_amount_cents": "integer?", "metadata": "object?", "payment_method": "object?",
+    "applied_invoice_custom_sections": "array", "billing_entity_code": "string",
+    "purchase_order_number": "string?",
+}, description="A wallet of prepaid credits; its balances are derived from its transactions (credits are "
+               "decimal strings, amounts integer minor units)."))
+
+WALLET_TRANSACTION = component("WalletTransaction", obj({
+    "lago_id": "string", "lago_wallet_id": "string", "lago_invoice_id": "string?",
+    "lago_credit_note_id": "string?", "lago_voided_invoice_id": "string?",
+    "status": {"type": "string", "enum": TransactionStatus.values}, "source": "string",
+    "transaction_status": {"type": "string", "enum": TransactionKind.values},
+    "transaction_type": {"type": "string", "enum": TransactionType.values},
+    "amount": "decimal", "credit_amount": "decimal", "remaining_amount_cents": "integer?",
+    "remaining_credit_amount": "decimal?", "priority": "integer", "settled_at": "datetime?",
+    "failed_at": "datetime?", "created_at": "datetime", "metadata": array(_METADATA_ITEM), "name": "string?",
+    "invoice_requires_successful_payment": "boolean", "purchase_order_number": "string?",
+    "payment_method": "object?", "applied_invoice_custom_sections": "array",
+}))
