@@ -47,7 +47,8 @@ def bill_november(api_client, clock, fake_odoo, *, currency: str, amount_cents: 
     if gst:
         store = fake_odoo.store
         products = [p["id"] for p in fake_odoo.records("product.product", [["default_code", "=like", "fb-%"]])]
-        store.write("product.product", products, {"taxes_id": [[6, 0, [store.xmlid_id("account", "1_gst_sale_tax_5")]]]})
+        gst_tax = store.xmlid_id("account", "1_gst_sale_tax_5")
+        store.write("product.product", products, {"taxes_id": [[6, 0, [gst_tax]]]})
     rate(clock, utc(2026, 12, 1, 0, 0, 5))
     assert not push_cycle(now=utc(2026, 12, 1, 0, 1)).aborted
     [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{sub['lago_id']}"]],
@@ -143,3 +144,21 @@ def test_the_fake_rounds_each_document_to_its_currencys_decimals(fake_odoo):
                                                                              "price_unit": 0.41}]]}])
         totals[code] = store.move_amounts(move)[0]
     assert totals == {"KWD": 1.367, "JPY": 1.0, "CAD": 1.37}
+
+
+def test_an_order_odoo_holds_in_another_currency_is_noted_never_changed(fake_odoo, catalog):
+    # An order created before pricelists were pushed (here: moved to a USD pricelist by hand) for a CAD
+    # plan: an order's currency never changes; the next look at it notes the difference on its row.
+    sub = catalog.subscription()
+    assert not push_cycle().aborted
+    store = fake_odoo.store
+    usd = store.xmlid_id("base", "USD")
+    [legacy] = store.create("product.pricelist", [{"name": "Legacy USD", "currency_id": usd}])
+    [order] = fake_odoo.records("sale.order", [["client_order_ref", "=", f"fb-sub-{sub.pk}"]], ["id"])
+    store.write("sale.order", [order["id"]], {"pricelist_id": legacy})
+    assert not push_cycle(now=later(25), full=True).aborted
+    [order] = fake_odoo.records("sale.order", [["id", "=", order["id"]]], ["pricelist_id", "currency_id"])
+    assert (order["pricelist_id"][0], order["currency_id"][1]) == (legacy, "USD")
+    row = OdooSyncState.objects.get(kind=SyncKind.SUBSCRIPTION)
+    assert row.status == SyncStatus.SYNCED
+    assert row.pricing_note == "Odoo's order is in USD, its plan in CAD: not changed"
