@@ -41,6 +41,16 @@ def charge_product_code(charge: Charge) -> str:
     return f"fb-charge-{charge.pk}"
 
 
+def pricelist_name(currency: str) -> str:
+    """The pricelist of one currency (searched by this name and the currency before it is created)."""
+    return f"Fusion Billing {currency.upper()}"
+
+
+def plan_currency(plan: Plan) -> str:
+    """The currency of a plan's orders and invoices (Lago's ``amount_currency``)."""
+    return plan.amount_currency.upper()
+
+
 def payload_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -50,6 +50,7 @@ from .state_book import StateBook
 OPEN_ODOO_STATES = ("3_progress", "4_paused")
 LineKey = tuple[int | None, int | None, str]  # (order, product, description): a line's natural key
 CORRECTION = " (correction {n})"
+CURRENCY_NOTE = "Odoo's order is in"
 LINE_FIELDS = ["order_id", "product_id", "name", "price_unit", "product_uom_qty", "qty_invoiced",
                "recurring_invoice"]
 
@@ -79,6 +80,7 @@ class OrderWork:
     invoice_partner_id: int  # the service account's invoice-address contact (also the delivery address)
     plan_id: int
     product_id: int  # the plan's recurring product: the recurring line, at price 0
+    pricelist_id: int  # the plan currency's pricelist: the order's (and its invoices') currency
     start_date: dt.date
     next_invoice_date: dt.date
 
@@ -266,8 +268,9 @@ class OrderPush:
         partner_id, plan_id, product_id = (partner_row.odoo_id if partner_row else None, sub.plan.odoo_plan_id,
                                            sub.plan.odoo_product_id)
         invoice_partner_id = self.pusher.contact_id(self.book, sub.account_link)
+        pricelist_id = self.pusher.pricelist_id(self.book, mapping.plan_currency(sub.plan))
         if not (partner_id and invoice_partner_id and plan_row and plan_row.status == SyncStatus.SYNCED
-                and product_id and plan_id):
+                and product_id and plan_id and pricelist_id):
             return None
         state = self.book.get(SyncKind.SUBSCRIPTION, sub.pk, service_id=sub.service_id,
                               reference=mapping.subscription_ref(sub), label=str(sub)[:255], odoo_model="sale.order")
@@ -281,7 +284,8 @@ class OrderPush:
             "next_invoice_date": str(nid),  # one look a day (of its calendar): Odoo moves its date
             "day": str(mapping.billing_date(self.pusher.now, calendar))})
         return OrderWork(sub, state, digest, partner_id=partner_id, invoice_partner_id=invoice_partner_id,
-                         plan_id=plan_id, product_id=product_id, start_date=start, next_invoice_date=nid)
+                         plan_id=plan_id, product_id=product_id, pricelist_id=pricelist_id, start_date=start,
+                         next_invoice_date=nid)
 
     def usage_work(self, sub: Subscription, usage: RatedUsage) -> LineWork | None:
         """The line of a FROZEN usage window, or None when Odoo has it. Open windows never go (invariant 1)."""
@@ -356,7 +360,8 @@ class OrderPush:
         found = self.pusher.rpc(self.book, [o.state for o in orders], self.client.search_read, "sale.order",
                                 [["client_order_ref", "in", [o.state.reference for o in orders]]],
                                 ["client_order_ref", "state", "subscription_state", "start_date",
-                                 "next_invoice_date", "partner_invoice_id", "partner_shipping_id"], order="id")
+                                 "next_invoice_date", "partner_invoice_id", "partner_shipping_id", "pricelist_id",
+                                 "currency_id"], order="id")
         by_ref: dict[str, dict[str, Any]] = {}
         for rec in found:
             by_ref.setdefault(rec["client_order_ref"], rec)
@@ -396,7 +401,7 @@ class OrderPush:
             else:
                 order_lines.append([0, 0, {**work.vals, **extras}])
         vals = {"partner_id": order.partner_id, "plan_id": order.plan_id, "client_order_ref": order.state.reference,
-                **self.address_vals(order),
+                "pricelist_id": order.pricelist_id, **self.address_vals(order),
                 "start_date": order.start_date.isoformat(),
                 "next_invoice_date": order.next_invoice_date.isoformat(), "order_line": order_lines}
         return NewOrder(order, vals, tuple(w for w in pending if not w.zero))
@@ -466,6 +471,7 @@ class OrderPush:
             if (found.record["id"] in self.unconfirmed or not self.fix_recurring_line(found, lines)
                     or not self.fix_addresses(found)):
                 continue
+            self.check_currency(found)
             order, sub = found.work, found.work.subscription
             self.remember_order_id(sub, found.state.odoo_id)
             if order.closed:
@@ -486,6 +492,19 @@ class OrderPush:
         (``address_get``) would pick the first invoice contact of the commercial partner, possibly
         another service's, and the fiscal position follows the delivery address."""
         return {"partner_invoice_id": order.invoice_partner_id, "partner_shipping_id": order.invoice_partner_id}
+
+    def check_currency(self, found: FoundOrder) -> None:
+        """An order's currency never changes (nor does an attached plan's: metering refuses it): an order Odoo
+        holds in another currency (created before pricelists were pushed) is noted on its row, not rewritten."""
+        state, wanted = found.state, mapping.plan_currency(found.work.subscription.plan)
+        currency = found.record.get("currency_id")
+        held = currency[1] if isinstance(currency, list) and len(currency) > 1 else None
+        if held and held != wanted:
+            state.pricing_note = f"{CURRENCY_NOTE} {held}, its plan in {wanted}: not changed"[:255]
+            self.book.touch(state)
+        elif state.pricing_note.startswith(CURRENCY_NOTE):
+            state.pricing_note = ""
+            self.book.touch(state)
 
     def fix_addresses(self, found: FoundOrder) -> bool:
         """A found order bills the service account's own contact; False if Odoo refused the write."""

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
+from billing_kit.formatting import minor_unit_exponent
 from coupons.selectors import discounts_of_lines
 from identity.models import AccountLink, Service
 from metering.models import Charge, PlanFee, RatedUsage, Subscription, SubscriptionMode
@@ -364,8 +365,8 @@ def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 wallet_services.fail_purchase(transaction_id=one_off.wallet_transaction_id)
         return note
     status, payment_status = mirror_status(move), mirror_payment_status(move)
-    digits = 2
     currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency
+    digits = minor_unit_exponent(currency)  # ISO 4217: JPY 0, USD 2, KWD 3 (as Odoo rounds the currency)
     values = {
         "service": service, "customer": link.customer,
         "account_link": link,
@@ -542,7 +543,8 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, att
     Its amount is an ``offset`` of its invoice when that invoice was not paid (Odoo reconciles the two),
     else a ``credit`` of the customer whose ``balance`` is Odoo's residual of the credit note.
     """
-    digits = 2
+    currency = move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency
+    digits = minor_unit_exponent(currency)
     reversed_id = _m2o(move.get("reversed_entry_id"))
     original = Invoice.objects.filter(odoo_move_id=reversed_id).first() if reversed_id else None
     total = decimal_from_odoo(move.get("amount_total"), digits=digits)
@@ -556,7 +558,7 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, att
         "number": move["name"] if move.get("name") not in (None, False, "/") else "",
         "reason": (move.get("ref") or "")[:512],
         "status": status,
-        "currency": move["currency_id"][1] if isinstance(move.get("currency_id"), list) else default_currency,
+        "currency": currency,
         "issuing_date": _date(move.get("invoice_date")),
         "fees_amount": decimal_from_odoo(move.get("amount_untaxed"), digits=digits),
         "taxes_amount": decimal_from_odoo(move.get("amount_tax"), digits=digits),

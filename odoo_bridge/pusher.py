@@ -131,6 +131,19 @@ class ProductWork:
         return str(self.vals["default_code"])
 
 
+@dataclass(frozen=True)
+class PricelistWork:
+    """A currency whose pricelist Odoo has not confirmed."""
+
+    code: str
+    state: OdooSyncState
+    vals: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return str(self.vals["name"]), int(self.vals["currency_id"])
+
+
 @dataclass
 class Pusher:
     """One cycle's client, report, cached lookups and pending write-backs (see the module docstring)."""
@@ -363,6 +376,54 @@ class Pusher:
     # -- catalog: products by default_code (plans also get their subscription plan)
     def push_catalog(self, book: StateBook, plans: list[Plan], charges: list[Charge]) -> None:
         self._push_products(book, [w for w in self._catalog_work(book, plans, charges) if book.due(w.state)])
+
+    def push_pricelists(self, book: StateBook, currencies: set[str]) -> None:
+        """One ``product.pricelist`` per currency (``mapping.pricelist_name``): the orders' currency is their
+        pricelist's. Found by name and currency before any create (a create whose answer was lost is found
+        by the next cycle, not repeated); the id lives on the state row (``pricelist_id``)."""
+        work: list[PricelistWork] = []
+        for code in sorted(currencies):
+            name = mapping.pricelist_name(code)
+            state = book.get(SyncKind.PRICELIST, code, reference=name, label=f"{code} pricelist",
+                             odoo_model="product.pricelist")
+            if state.odoo_id and state.status == SyncStatus.SYNCED and state.pushed_hash == name:
+                continue
+            if book.due(state):
+                work.append(PricelistWork(code, state, {"name": name}))
+        if not work:
+            return
+        rows = [w.state for w in work]
+        found = self.rpc(book, rows, self.client.search_read, "res.currency",
+                         [["name", "in", [w.code for w in work]]], ["name"])
+        currency_ids = {r["name"]: r["id"] for r in found}
+        for w in work:
+            if w.code not in currency_ids:
+                book.failed(w.state, f"currency {w.code} not active in Odoo")
+                self.report.failed += 1
+        work = [replace(w, vals={**w.vals, "currency_id": currency_ids[w.code]}) for w in work
+                if w.code in currency_ids]
+        if not work:
+            return
+        found = self.rpc(book, rows, self.client.search_read, "product.pricelist",
+                         [["name", "in", [w.vals["name"] for w in work]],
+                          ["currency_id", "in", [w.vals["currency_id"] for w in work]]], ["name", "currency_id"],
+                         order="id")
+        by_key: dict[tuple[str, int], int] = {}
+        for rec in found:
+            by_key.setdefault((rec["name"], rec["currency_id"][0]), rec["id"])
+        to_create = [w for w in work if w.key not in by_key]
+        for created, pricelist_id in self.create_many(book, "product.pricelist", to_create):
+            if pricelist_id is not None:
+                by_key[created.key] = pricelist_id
+        for w in work:
+            if w.key in by_key:
+                book.synced(w.state, odoo_id=by_key[w.key], pushed_hash=w.vals["name"])
+
+    @staticmethod
+    def pricelist_id(book: StateBook, currency: str) -> int | None:
+        """The pricelist of ``currency`` in Odoo, once pushed."""
+        row = book.rows.get((SyncKind.PRICELIST, currency.upper()))
+        return row.odoo_id if row and row.status == SyncStatus.SYNCED else None
 
     def push_discount_products(self, book: StateBook, coupons: list[Coupon]) -> None:
         """The discount product of each coupon whose discounts are to push (``mapping.coupon_product_vals``)."""

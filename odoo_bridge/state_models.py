@@ -23,6 +23,7 @@ class SyncKind(models.TextChoices):
     WALLET_CREDIT = "wallet_credit", "consumed prepaid credits → negative order line"
     COUPON_PRODUCT = "coupon_product", "coupon → discount product (one-off)"
     COUPON_DISCOUNT = "coupon_discount", "coupon discount → negative order line"
+    PRICELIST = "pricelist", "currency → pricelist (the currency of its orders)"
 
 
 class SyncStatus(models.TextChoices):

@@ -57,7 +57,7 @@ from metering.models import (
     SubscriptionStatus,
 )
 
-from . import changes
+from . import changes, mapping
 from .client import OdooClient, OdooSettings
 from .connection import (
     ADVISORY_NAMESPACE_CYCLE,
@@ -131,6 +131,8 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription], book: StateBo
     book.load(SyncKind.ACCOUNT, [str(pk) for pk in links])
     book.load(SyncKind.PLAN, [str(pk) for pk in plans])
     book.load(SyncKind.FEE_PRODUCT, [str(pk) for pk in plans])
+    currencies = {mapping.plan_currency(p) for p in plans.values()}
+    book.load(SyncKind.PRICELIST, sorted(currencies))
     book.load(SyncKind.CHARGE, [str(pk) for pk in charges])
     book.load(SyncKind.USAGE, [str(u.pk) for u in usages])
     book.load(SyncKind.PLAN_FEE, [str(f.pk) for f in fees])
@@ -140,6 +142,7 @@ def _push_batch(pusher: Pusher, subscriptions: list[Subscription], book: StateBo
         pusher.push_partners(book, list(customers.values()))
         pusher.push_contacts(book, list(links.values()))
         pusher.push_catalog(book, list(plans.values()), list(charges.values()))
+        pusher.push_pricelists(book, currencies)
         pusher.push_discount_products(book, list({d.applied_coupon.coupon_id: d.applied_coupon.coupon
                                                   for d in discounts}.values()))
         # prepaid credits of the closed windows pushed now, on what the coupons left: decided, then

@@ -340,7 +340,8 @@ def register_payment(store: Store, *, move_id: int, amount: Decimal | None = Non
         total = Decimal(str(store.move_amounts(move_id)[2]))
         paid = Decimal(str(move.get("amount_paid") or 0)) + (total if amount is None else Decimal(str(amount)))
         state = "paid" if paid >= total else "partial"
-        store.write("account.move", [move_id], {"amount_paid": store.currency_round(paid), "payment_state": state})
+        store.write("account.move", [move_id], {"amount_paid": store.currency_round(paid, move.get("currency_id")),
+                                                "payment_state": state})
 
 
 def reverse_invoice(store: Store, *, move_id: int, link_sale_lines: bool = True) -> int:

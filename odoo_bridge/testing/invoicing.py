@@ -79,7 +79,7 @@ class Due:
     def amount(self, store: Store) -> Decimal:
         price = Decimal(str(self.line.get("price_unit") or 0)) * self.quantity
         price *= 1 - Decimal(str(self.line.get("discount") or 0)) / 100
-        return Decimal(str(store.currency_round(price)))
+        return Decimal(str(store.currency_round(price, store.line_currency(self.line))))
 
 
 # ------------------------------------------------------------------ what is due
@@ -154,7 +154,7 @@ def _create_move(store: Store, orders: list[dict], dues: list[tuple[dict, Due]],
     vals: dict = {"move_type": "out_refund" if refund else "out_invoice",
                   "partner_id": first.get("partner_invoice_id") or first["partner_id"],
                   "fiscal_position_id": first.get("fiscal_position_id") or False,
-                  "currency_id": first["currency_id"],
+                  "currency_id": store.order_currency(first),  # sale `_prepare_invoice`
                   "invoice_origin": ", ".join(o["name"] for o in orders),
                   "ref": ", ".join(o["client_order_ref"] for o in orders if o.get("client_order_ref")) or False,
                   "invoice_line_ids": [[0, 0, _line_vals(store, order, due, sign=-1 if refund else 1)]
@@ -339,7 +339,7 @@ def create_invoices(store: Store, order_ids: list[int], *, grouped: bool = False
             continue
         # sale `_get_invoice_grouping_keys`: company, partner (the invoice address) and currency
         key = (order["id"],) if grouped else (order.get("partner_invoice_id") or order["partner_id"],
-                                               order["currency_id"])
+                                               store.order_currency(order))
         batches.setdefault(key, []).append((order, dues))
     if not batches:
         raise UserError(NOTHING_TO_INVOICE)

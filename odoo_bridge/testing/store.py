@@ -192,6 +192,13 @@ class Store:
             "name": F("char", "Currency", required=True), "symbol": F("char", "Symbol"),
             "decimal_places": F("integer", "Decimal Places"), "rounding": F("float", "Rounding Factor"),
             "active": F("boolean", "Active", default=True)})
+        # product `product.pricelist`: sale orders take their currency from it (sale `_compute_currency_id`)
+        model("product.pricelist", "Pricelist", {
+            "name": F("char", "Pricelist Name", required=True),
+            "currency_id": F("many2one", "Currency", relation="res.currency", required=True,
+                             default=lambda s, vals: s.xmlid_id("base", "CAD")),
+            "sequence": F("integer", "Sequence", default=16),
+            "active": F("boolean", "Active", default=True)}, order="sequence asc, id asc")
         model("uom.uom", "Product Unit of Measure", {"name": F("char", "Unit of Measure", required=True)})
         model("res.partner", "Contact", {
             "name": F("char", "Name", required=True), "email": F("char", "Email"), "phone": F("char", "Phone"),
@@ -301,8 +308,12 @@ class Store:
             "state": F("selection", "Status", selection=states, default="draft", readonly=True),
             "date_order": F("datetime", "Order Date", required=True,
                             default=lambda s, vals: s.now_string()),
-            "currency_id": F("many2one", "Currency", relation="res.currency",
-                             default=lambda s, vals: s.xmlid_id("base", "CAD")),
+            # sale 17: the pricelist (default: the company's, in its currency) and the currency it gives
+            # (`_compute_currency_id`: the pricelist's, else the company's); invoices take the order's
+            "pricelist_id": F("many2one", "Pricelist", relation="product.pricelist",
+                              default=lambda s, vals: s.xmlid_id("product", "list0")),
+            "currency_id": F("many2one", "Currency", relation="res.currency", readonly=True,
+                             compute=lambda s, m, r: s.order_currency(r)),
             "plan_id": F("many2one", "Recurring Plan", relation="sale.subscription.plan"),
             "subscription_state": F("selection", "Subscription Status", selection=sub_states),
             "is_subscription": F("boolean", "Recurring", readonly=True,
@@ -468,6 +479,12 @@ class Store:
         seed("base", "CAD", "res.currency", {"name": "CAD", "symbol": "$", "decimal_places": self.currency_digits,
                                              "rounding": 10 ** -self.currency_digits})
         seed("base", "USD", "res.currency", {"name": "USD", "symbol": "$", "decimal_places": 2, "rounding": 0.01})
+        seed("base", "EUR", "res.currency", {"name": "EUR", "symbol": "€", "decimal_places": 2, "rounding": 0.01})
+        seed("base", "JPY", "res.currency", {"name": "JPY", "symbol": "¥", "decimal_places": 0, "rounding": 1.0})
+        seed("base", "KWD", "res.currency", {"name": "KWD", "symbol": "د.ك", "decimal_places": 3,
+                                             "rounding": 0.001})
+        seed("product", "list0", "product.pricelist", {"name": "Public Pricelist",
+                                                         "currency_id": self.xmlid_id("base", "CAD")})
         seed("base", "ca", "res.country", {"name": "Canada", "code": "CA"})
         seed("base", "us", "res.country", {"name": "United States", "code": "US"})
         seed("base", "state_ca_on", "res.country.state",
@@ -693,14 +710,29 @@ class Store:
         taxes = list(self.product_value(vals.get("product_id"), "taxes_id") or [])
         return self.map_taxes(move.get("fiscal_position_id"), taxes)
 
-    def currency_round(self, value: float) -> float:
-        return _round(value, self.currency_digits)
+    def order_currency(self, order: dict) -> int | bool:
+        """sale `_compute_currency_id`: the pricelist's currency, else the company's (CAD)."""
+        pricelist = self.records["product.pricelist"].get(order.get("pricelist_id") or 0)
+        return (pricelist or {}).get("currency_id") or self.xmlid_id("base", "CAD")
+
+    def line_currency(self, rec: dict) -> int | bool:
+        """The currency of an order line (its order's) or of a journal item (its move's)."""
+        if rec.get("move_id"):
+            return (self.records["account.move"].get(rec["move_id"]) or {}).get("currency_id") or False
+        order = self.records["sale.order"].get(rec.get("order_id") or 0)
+        return self.order_currency(order) if order else False
+
+    def currency_round(self, value: Any, currency_id: int | bool | None = None) -> float:
+        """Rounded to the currency's decimal places (`res.currency.round`); the company's when not given."""
+        currency = self.records["res.currency"].get(currency_id or 0) if currency_id else None
+        digits = int(currency["decimal_places"]) if currency else self.currency_digits
+        return _round(value, digits)
 
     def line_subtotal(self, rec: dict) -> float:
         qty = rec.get("product_uom_qty", rec.get("quantity", 0)) or 0
         price = Decimal(str(rec.get("price_unit") or 0)) * Decimal(str(qty))
         price *= 1 - Decimal(str(rec.get("discount") or 0)) / 100
-        return self.currency_round(price)
+        return self.currency_round(price, self.line_currency(rec))
 
     def _taxes_of(self, rec: dict, fname: str) -> list[dict]:
         return [self.records["account.tax"][t] for t in rec.get(fname) or []]
@@ -713,10 +745,11 @@ class Store:
                 total += subtotal * Decimal(str(tax["amount"])) / 100
             else:
                 total += Decimal(str(tax["amount"]))
-        return Decimal(str(self.currency_round(total)))
+        return Decimal(str(self.currency_round(total, self.line_currency(rec))))
 
     def move_line_total(self, rec: dict) -> float:
-        return self.currency_round(Decimal(str(self.line_subtotal(rec))) + self.line_tax(rec, "tax_ids"))
+        return self.currency_round(Decimal(str(self.line_subtotal(rec))) + self.line_tax(rec, "tax_ids"),
+                                   self.line_currency(rec))
 
     def order_amounts(self, order_id: int) -> tuple[float, float, float]:
         order = self.records["sale.order"][order_id]
@@ -728,7 +761,9 @@ class Store:
             tax += self.line_tax(line, self.line_tax_field)
             if self.product_value(line.get("product_id"), "recurring_invoice"):
                 recurring += sub
-        return self.currency_round(untaxed), self.currency_round(untaxed + tax), self.currency_round(recurring)
+        cur = self.order_currency(order)
+        return (self.currency_round(untaxed, cur), self.currency_round(untaxed + tax, cur),
+                self.currency_round(recurring, cur))
 
     def move_amounts(self, move_id: int) -> tuple[float, float, float]:
         move = self.records["account.move"][move_id]
@@ -739,13 +774,15 @@ class Store:
                 continue
             untaxed += Decimal(str(self.line_subtotal(line)))
             tax += self.line_tax(line, "tax_ids")
-        return self.currency_round(untaxed), self.currency_round(tax), self.currency_round(untaxed + tax)
+        cur = move.get("currency_id")
+        return self.currency_round(untaxed, cur), self.currency_round(tax, cur), self.currency_round(untaxed + tax, cur)
 
     def move_residual(self, rec: dict) -> float:
         if rec.get("state") != "posted" or rec.get("payment_state") == "reversed":
             return 0.0 if rec.get("state") != "draft" else self.move_amounts(rec["id"])[2]
         total = Decimal(str(self.move_amounts(rec["id"])[2]))
-        return self.currency_round(max(total - Decimal(str(rec.get("amount_paid") or 0)), Decimal(0)))
+        return self.currency_round(max(total - Decimal(str(rec.get("amount_paid") or 0)), Decimal(0)),
+                                   rec.get("currency_id"))
 
     # ------------------------------------- subscription periods, invoiced and invoiceable quantities
     def order_period(self, order: dict) -> tuple[int, str] | None:
