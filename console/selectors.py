@@ -32,6 +32,7 @@ from metering.models import (
     SubscriptionMode,
     SubscriptionStatus,
     UsageEvent,
+    window_due_after_grace,
 )
 from metering.rating import compute_usage
 from migration.models import ImportRun, Reconciliation, ReconciliationStatus
@@ -107,8 +108,8 @@ def health_strip(*, now: datetime, database_ok: bool, broker_ok: bool) -> list[H
         "beat", "Beat", "ok" if latest_run and now - latest_run < WORKER_SILENCE_ALERT else "warn",
         f"last run {_ago(now - latest_run)} ago" if latest_run else "never ran",
         _admin_url("django_celery_beat_periodictask_changelist")))
-    grace = timedelta(seconds=settings.RATING_GRACE_SECONDS)
-    oldest_end = (Subscription.objects.filter(status=SubscriptionStatus.ACTIVE, current_period_end__lt=now - grace)
+    # Past its end + its own grace (per subscription: customer's, service's or the default).
+    oldest_end = (Subscription.objects.filter(window_due_after_grace(now), status=SubscriptionStatus.ACTIVE)
                   .aggregate(oldest=Min("current_period_end"))["oldest"])
     items.append(HealthItem(
         "rating", "Rating lag", "ok" if oldest_end is None else ("warn" if now - oldest_end < timedelta(hours=1)

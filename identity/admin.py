@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import keys
+from . import keys, services
 from .models import AccountLink, AccountMetadata, ApiKey, Customer, Service
 
 
@@ -24,11 +24,17 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "is_active", "default_currency", "lenient_events", "active_key_count",
-                    "created_at")
+    list_display = ("code", "name", "is_active", "default_currency", "lenient_events", "invoice_grace_period",
+                    "active_key_count", "created_at")
     list_filter = ("is_active", "default_currency", "lenient_events")
     search_fields = ("code", "name")
     inlines = [ApiKeyInline]
+
+    def save_model(self, request: HttpRequest, obj: Service, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "invoice_grace_period" in form.changed_data:
+            # In the admin's transaction: the subscriptions' grace moves with the setting.
+            services.organization_grace_changed(service=obj)
 
     @admin.display(description="active keys")
     def active_key_count(self, service: Service) -> int:
@@ -140,3 +146,8 @@ class AccountLinkAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are created by their service through the API (they need its numbering)
+
+    def save_model(self, request: HttpRequest, obj: AccountLink, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "invoice_grace_period" in form.changed_data:
+            services.customer_grace_changed(link=obj)

@@ -2,11 +2,20 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 
 CURRENCY_CODE_CHECK = r"^[A-Z]{3}$"
+# Lago's invoice grace period, in days (organization and customer).
+MAX_INVOICE_GRACE_DAYS = 365
+
+# Sent in the transaction that changed an invoice grace period: ``service`` (its organization
+# setting changed, ``link`` None) or ``link`` (a customer's). Metering, above identity, keeps the
+# grace of the subscriptions it applies to in step (``metering.services.subscriptions``).
+invoice_grace_period_changed = Signal()
 
 
 class Service(models.Model):
@@ -22,6 +31,13 @@ class Service(models.Model):
     lenient_events = models.BooleanField(
         default=False, help_text="Accept events for unknown subscriptions or metrics (kept, never billed) and "
                                  "report them with events.errors webhooks instead of a 422.")
+    # Lago's organization billing_configuration.invoice_grace_period: days after a window's end
+    # during which it still takes late usage. A customer's own setting beats it; null = the
+    # deployment default RATING_GRACE_SECONDS (docs/rating.md "Grace").
+    invoice_grace_period = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_INVOICE_GRACE_DAYS)],
+        help_text="Days a billing window still takes late usage after its end (Lago's invoice grace period), "
+                  "unless the customer has its own. Empty: RATING_GRACE_SECONDS.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -31,6 +47,10 @@ class Service(models.Model):
             models.CheckConstraint(
                 condition=Q(default_currency__regex=CURRENCY_CODE_CHECK),
                 name="service_currency_is_iso_code",
+            ),
+            models.CheckConstraint(
+                condition=Q(invoice_grace_period__lte=MAX_INVOICE_GRACE_DAYS),
+                name="service_invoice_grace_period_at_most_a_year",
             ),
         ]
 

@@ -85,6 +85,14 @@ def render_customer(link: AccountLink) -> dict[str, Any]:
     }
 
 
+def organization_grace_days(service: Service) -> int:
+    """The service's invoice grace period; unset, the deployment default in whole days (Lago's
+    field is an integer of days; RATING_GRACE_SECONDS is usually 0 or below a day)."""
+    if service.invoice_grace_period is not None:
+        return service.invoice_grace_period
+    return settings.RATING_GRACE_SECONDS // 86400
+
+
 def render_organization(service: Service) -> dict[str, Any]:
     return {
         "lago_id": str(service.lago_id),
@@ -96,7 +104,8 @@ def render_organization(service: Service) -> dict[str, Any]:
         "document_numbering": "per_customer",
         "document_number_prefix": document_number_prefix(service),
         "email_settings": [],
-        "billing_configuration": {"invoice_footer": None, "invoice_grace_period": 0, "document_locale": "en"},
+        "billing_configuration": {"invoice_footer": None, "invoice_grace_period": organization_grace_days(service),
+                                  "document_locale": "en"},
         "timezone": settings.BILLING_TIMEZONE,
         "taxes": [],
     }

@@ -6,6 +6,14 @@ from django.db.models import Q, QuerySet
 from identity.models import AccountLink, Service
 
 
+def invoice_grace_days(*, link: AccountLink) -> int | None:
+    """The account's invoice grace period in days: the customer's own when set, else its
+    service's (organization's); None when neither is set (the deployment default applies)."""
+    if link.invoice_grace_period is not None:
+        return link.invoice_grace_period
+    return link.service.invoice_grace_period
+
+
 def active_links(*, service: Service) -> QuerySet[AccountLink]:
     return AccountLink.objects.filter(service=service, deleted_at__isnull=True).prefetch_related("metadata")
 

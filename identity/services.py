@@ -14,6 +14,7 @@ from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
 from identity.models import (
     AccountLink, AccountMetadata, Customer, IdempotencyKey, Service, document_number_prefix,
+    invoice_grace_period_changed,
 )
 from identity.renderers import render_customer
 # The one sanctioned upward import of the dependency order: the webhook outbox (a port).
@@ -121,6 +122,8 @@ def _upsert_customer(*, service: Service, data: dict[str, Any]) -> CustomerUpser
         changed = changed or bool(updated)
         if changed:
             link.save()
+        if "invoice_grace_period" in updated:
+            customer_grace_changed(link=link)
     if "metadata" in data and data["metadata"] is not None:
         changed = _replace_metadata(link=link, items=data["metadata"]) or changed
     if changed:
@@ -173,10 +176,31 @@ def delete_customer(*, link: AccountLink) -> AccountLink:
     return link
 
 
+@transaction.atomic
 def update_organization(*, service: Service, data: dict[str, Any]) -> Service:
-    """Lago's organization is the calling service: its name and default currency."""
-    service, _ = model_update(instance=service, data=data, fields=("name", "default_currency"))
+    """Lago's organization is the calling service: its name, default currency and invoice grace
+    period (``billing_configuration``; null resets it to the deployment default)."""
+    values = {field: data[field] for field in ("name", "default_currency") if field in data}
+    billing = data.get("billing_configuration") or {}
+    if "invoice_grace_period" in billing:
+        values["invoice_grace_period"] = billing["invoice_grace_period"]
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    service, updated = model_update(instance=service, data=values,
+                                    fields=("name", "default_currency", "invoice_grace_period"))
+    if "invoice_grace_period" in updated:
+        organization_grace_changed(service=service)
     return service
+
+
+def customer_grace_changed(*, link: AccountLink) -> None:
+    """Tell metering, in the caller's transaction, that the account's own grace period changed."""
+    invoice_grace_period_changed.send(sender=AccountLink, service=link.service, link=link)
+
+
+def organization_grace_changed(*, service: Service) -> None:
+    """Tell metering, in the caller's transaction, that the service's grace period changed
+    (the API's PUT and the admin's save)."""
+    invoice_grace_period_changed.send(sender=Service, service=service, link=None)
 
 
 def purge_idempotency_keys(*, now=None) -> int:

@@ -9,17 +9,16 @@ Used by the API (terminate, customer delete, plan change) and the beat tasks
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Iterable
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from billing_kit.retries import atomic_with_retries
 from identity.models import AccountLink, Service
 from metering import plan_fees, rating, services, windows
-from metering.models import Plan, Subscription, SubscriptionStatus
+from metering.models import Plan, Subscription, SubscriptionStatus, window_due_after_grace
 from metering.services.subscriptions import SubscriptionResult
 
 
@@ -107,9 +106,8 @@ def apply_due_downgrades(*, now: datetime | None = None) -> int:
     """Beat (and each rating run): swap pending downgrades whose window has ended."""
     now = now or timezone.now()
     count = 0
-    due = now - timedelta(seconds=settings.RATING_GRACE_SECONDS)
     for subscription_id in Subscription.objects.filter(
-            status=SubscriptionStatus.ACTIVE, next_plan__isnull=False, current_period_end__lte=due
+            window_due_after_grace(now), status=SubscriptionStatus.ACTIVE, next_plan__isnull=False,
     ).values_list("id", flat=True):
         with transaction.atomic():
             result = services.apply_due_downgrade(subscription_id=subscription_id, now=now)

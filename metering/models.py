@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from identity.models import CURRENCY_CODE_CHECK, AccountLink, Customer, Service
@@ -288,6 +291,11 @@ class Subscription(models.Model):
     current_period_end = models.DateTimeField(null=True, blank=True)
     # Rating: usage before this instant is frozen (closed windows); set when a window closes.
     usage_frozen_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # How long after its end the current window still takes late usage before it closes: the
+    # customer's invoice grace period (days), else its service's; null = RATING_GRACE_SECONDS.
+    # Kept in step with those settings in the transaction that changes them, while the
+    # subscription is not closed (``metering.services.subscriptions.apply_invoice_grace``).
+    grace_period = models.DurationField(null=True, blank=True, editable=False)
     flat_amount = models.DecimalField(**AMOUNT, help_text="Flat price per period, set explicitly.")
     currency = models.CharField(max_length=3)
     # Lifecycle (Lago): the subscription this one replaced on a plan change (rendered as
@@ -340,6 +348,27 @@ class Subscription(models.Model):
     @property
     def customer(self) -> Customer:
         return self.account_link.customer
+
+    @property
+    def grace(self) -> timedelta:
+        """The effective grace of its windows (``effective_grace``)."""
+        return effective_grace(self.grace_period)
+
+
+def effective_grace(stored: timedelta | None) -> timedelta:
+    """A subscription's grace: its own (``Subscription.grace_period``), else the deployment
+    default ``RATING_GRACE_SECONDS``."""
+    return stored if stored is not None else timedelta(seconds=settings.RATING_GRACE_SECONDS)
+
+
+def window_due_after_grace(now: datetime, path: str = "") -> Q:
+    """The current window's end + the subscription's grace has come (``Subscription.grace``),
+    per row; ``path`` leads to the subscription. The first term (no grace is negative) keeps
+    an index on ``current_period_end`` usable."""
+    end = f"{path}current_period_end"
+    return Q(**{f"{end}__lte": now}) & (
+        Q(**{f"{path}grace_period__isnull": True, f"{end}__lte": now - effective_grace(None)})
+        | Q(LessThanOrEqual(F(end) + F(f"{path}grace_period"), now)))
 
 
 class UsageEvent(models.Model):

@@ -31,7 +31,6 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 from uuid import UUID
 
-from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
@@ -53,6 +52,8 @@ from metering.models import (
     SubscriptionStatus,
     UsageEvent,
     WindowTerms,
+    effective_grace,
+    window_due_after_grace,
 )
 from metering.pricing import (
     ChargePropertiesInvalid,
@@ -73,12 +74,6 @@ DEFAULT_CHUNK_SIZE = 2000
 # A subscription idle for years is caught up window by window; this bounds one run.
 MAX_WINDOWS_CLOSED_PER_RUN = 500
 _DEADLOCK_RETRIES = 3
-
-
-def grace_period() -> timedelta:
-    """``RATING_GRACE_SECONDS``: how long after its end a window still takes late usage
-    (ingest accepts events stamped inside it until rating freezes it at end + grace)."""
-    return timedelta(seconds=settings.RATING_GRACE_SECONDS)
 
 
 def cents(amount: Decimal, currency: str | None = None) -> int:
@@ -689,7 +684,7 @@ _SUB_FIELDS = (
     "id", "plan_id", "status", "billing_time", "started_at", "billing_anchor", "terminated_at",
     "current_period_start", "current_period_end", "usage_frozen_until", "plan__interval",
     "plan__pay_in_advance", "flat_amount", "currency", "on_termination_credit_note", "trial_ends_at",
-    "billing_timezone", "plan__bill_charges_monthly", "next_plan_id",
+    "billing_timezone", "plan__bill_charges_monthly", "next_plan_id", "grace_period",
 )
 
 
@@ -714,6 +709,7 @@ class _Sub:
     timezone_name: str = "UTC"
     charges_monthly: bool = False
     next_plan_id: UUID | None = None
+    grace_period: timedelta | None = None  # the subscription's own; None: RATING_GRACE_SECONDS
 
     @property
     def charges_interval(self) -> str:
@@ -754,11 +750,12 @@ class _Sub:
         return max(windows.window_end(period_end=self.end, terminated_at=self.terminated_at), self.start)
 
     def is_due(self, now: datetime) -> bool:
-        """The window closes (freezes) now: its end + ``RATING_GRACE_SECONDS`` has come, or
-        the subscription ended inside it (a termination freezes at once, no grace)."""
+        """The window closes (freezes) now: its end + the subscription's grace
+        (``Subscription.grace``) has come, or the subscription ended inside it (a termination
+        freezes at once, no grace)."""
         if self.terminated_at is not None and self.window_end <= now:
             return True
-        return self.end + grace_period() <= now
+        return self.end + effective_grace(self.grace_period) <= now
 
     @property
     def is_final_window(self) -> bool:
@@ -796,6 +793,7 @@ def _as_sub(row: tuple) -> _Sub:
         timezone_name=values["billing_timezone"],
         charges_monthly=values["plan__bill_charges_monthly"],
         next_plan_id=values["next_plan_id"],
+        grace_period=values["grace_period"],
     )
 
 
@@ -1164,7 +1162,7 @@ def _chunk_query(queryset: QuerySet[Subscription], now: datetime
     return queryset.annotate(
         _rating_ended=ExpressionWrapper(
             Q(LessThanOrEqual(window_end_expression(), now), terminated_at__isnull=False)
-            | Q(current_period_end__lte=now - grace_period()),
+            | window_due_after_grace(now),
             output_field=BooleanField()),
     ).values_list("id", "plan_id", "_rating_ended")
 

@@ -40,6 +40,7 @@ from django.utils import timezone as dj_timezone
 from identity.models import AccountLink, Customer, Service
 from identity.services import allocate_account_number
 from metering.event_schema import event_payload_hash
+from metering.services.subscriptions import invoice_grace_of
 from metering.models import (
     CLOSED_SUBSCRIPTION_STATUSES,
     AggregationType,
@@ -417,7 +418,7 @@ class NexaCloudWriter:
             billing_time=BillingTime.ANNIVERSARY, subscription_at=dep.created_at,
             started_at=dep.created_at, billing_anchor=start,
             current_period_start=start, current_period_end=end,
-            flat_amount=price, currency=source_plan.currency,
+            flat_amount=price, currency=source_plan.currency, grace_period=invoice_grace_of(link),
         )
         return "created"
 

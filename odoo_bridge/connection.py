@@ -12,9 +12,10 @@ for windows to be invoiced right:
   decimals to go to Odoo as quantity x rate; a finer rate still bills the exact amount (quantity 1 at
   the pre-rated amount, rounded once), so this is a warning, with the digits the rates need.
 - **The recurring-invoice cron** (`sale_subscription.account_analytic_cron_for_invoice`): it must be
-  active, and its daily run must come after the window close + ``RATING_GRACE_SECONDS`` + two sync
-  intervals (the freeze is rated, then pushed) in EVERY billing timezone in use (``BILLING_TIMEZONE``
-  and the snapshot of each live active subscription): windows close at local midnights, while Odoo
+  active, and its daily run must come after the window close + grace + two sync intervals (the
+  freeze is rated, then pushed) in EVERY billing timezone in use (``BILLING_TIMEZONE`` and the
+  snapshot of each live active subscription), with the worst grace of the subscriptions there (each
+  its customer's or service's invoice grace period, else ``RATING_GRACE_SECONDS``): windows close at local midnights, while Odoo
   compares ``next_invoice_date`` with the server's date, which is UTC (``fields.Date.today()``). A
   window of date D closing at D 00:00 in ``America/Toronto`` (05:00 UTC) is due from the cron's run of
   UTC day D: a run at 04:00 UTC invoices the order before the window's usage is there (not lost: it
@@ -39,7 +40,10 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from metering.models import Charge, ChargeModel, Subscription, SubscriptionMode, SubscriptionStatus
+from identity.models import Service
+from metering.models import (
+    Charge, ChargeModel, Subscription, SubscriptionMode, SubscriptionStatus, effective_grace,
+)
 
 from .client import (
     OdooAccessDenied,
@@ -204,13 +208,19 @@ def earliest_invoicing_time() -> dt.time:
     return (dt.datetime(2000, 1, 1) + delay).time()
 
 
-def billing_timezones_in_use() -> dict[str, int]:
+def billing_timezones_in_use() -> dict[str, tuple[int, set[dt.timedelta]]]:
     """``BILLING_TIMEZONE`` (new subscriptions of customers without a timezone) and the billing
-    timezone of every live active subscription, with how many subscriptions use each."""
-    zones = {settings.BILLING_TIMEZONE: 0}
+    timezone of every live active subscription, with how many subscriptions use each and the
+    graces they close after (``Subscription.grace``). ``BILLING_TIMEZONE`` also gets the graces
+    a new subscription may take: the deployment default and every service's setting."""
+    default_graces = {effective_grace(None)} | {
+        dt.timedelta(days=days or 0) for days in Service.objects.filter(invoice_grace_period__isnull=False)
+        .values_list("invoice_grace_period", flat=True).distinct()}
+    zones: dict[str, tuple[int, set[dt.timedelta]]] = {settings.BILLING_TIMEZONE: (0, default_graces)}
     for row in (Subscription.objects.filter(mode=SubscriptionMode.LIVE, status=SubscriptionStatus.ACTIVE)
-                .values("billing_timezone").annotate(n=Count("id")).order_by()):
-        zones[row["billing_timezone"]] = zones.get(row["billing_timezone"], 0) + row["n"]
+                .values("billing_timezone", "grace_period").annotate(n=Count("id")).order_by()):
+        count, graces = zones.get(row["billing_timezone"], (0, set()))
+        zones[row["billing_timezone"]] = (count + row["n"], graces | {effective_grace(row["grace_period"])})
     return zones
 
 
@@ -240,20 +250,22 @@ def _clock(seconds: int) -> str:
 
 def timezone_invoicing_risks(*, cron_utc: dt.time, today: dt.date) -> list[dict[str, Any]]:
     """Per billing timezone in use: when the cron may run at the earliest (UTC time of day) and
-    whether its run at ``cron_utc`` comes too early there."""
-    grace = dt.timedelta(seconds=getattr(settings, "RATING_GRACE_SECONDS", 0))
-    delay = grace + dt.timedelta(seconds=2 * settings.ODOO_SYNC_INTERVAL_SECONDS)
+    whether its run at ``cron_utc`` comes too early there, for the worst of the graces its
+    subscriptions close after (``grace_seconds``: that grace)."""
+    sync = dt.timedelta(seconds=2 * settings.ODOO_SYNC_INTERVAL_SECONDS)
     at = cron_utc.hour * 3600 + cron_utc.minute * 60 + cron_utc.second
     rows = []
-    for name, count in sorted(billing_timezones_in_use().items()):
+    for name, (count, graces) in sorted(billing_timezones_in_use().items()):
         try:
             zone: dt.tzinfo = zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            rows.append({"timezone": name, "subscriptions": count, "earliest_utc": "unknown", "at_risk": True})
+            rows.append({"timezone": name, "subscriptions": count, "earliest_utc": "unknown", "at_risk": True,
+                         "grace_seconds": int(max(graces).total_seconds())})
             continue
-        ready = latest_ready_seconds(zone, today=today, grace=grace, delay=delay)
+        ready, grace = max((latest_ready_seconds(zone, today=today, grace=g, delay=g + sync), g)
+                           for g in sorted(graces))
         rows.append({"timezone": name, "subscriptions": count, "earliest_utc": _clock(ready),
-                     "at_risk": ready >= DAY_SECONDS or at < ready})
+                     "at_risk": ready >= DAY_SECONDS or at < ready, "grace_seconds": int(grace.total_seconds())})
     return rows
 
 
@@ -299,7 +311,8 @@ def check_config(client: OdooClient, *, now: dt.datetime) -> dict[str, Any]:
             where = ", ".join(f'{z["timezone"]} ({z["subscriptions"]} subscriptions, from {z["earliest_utc"]} UTC)'
                               for z in zones if z["at_risk"])
             fix = (f"set its next execution after {worst[:5]} UTC" if worst not in ("never", "unknown")
-                   else "no daily time fits: lower RATING_GRACE_SECONDS")
+                   else "no daily time fits: lower the grace (the services' and customers' invoice grace "
+                        "period, RATING_GRACE_SECONDS)")
             warnings.append(f"the invoicing cron runs at {nextcall:%H:%M} UTC (Odoo's invoicing date is UTC's), "
                             f"before {worst[:5]} UTC, when the windows closing at local midnight are in Odoo in: "
                             f"{where}: the day's invoices miss the windows that just closed (billed a period "

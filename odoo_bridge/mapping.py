@@ -240,11 +240,13 @@ def order_start_date(subscription: Subscription, tz: dt.tzinfo) -> dt.date:
     return billing_date(start, tz)
 
 
-def order_next_invoice_date(subscription: Subscription, tz: dt.tzinfo, grace: dt.timedelta) -> dt.date:
+def order_next_invoice_date(subscription: Subscription, tz: dt.tzinfo, grace: dt.timedelta | None = None) -> dt.date:
     """``next_invoice_date``: the day the current window closes (end + grace) in the billing timezone,
-    never before ``start_date`` (Odoo's constraint)."""
+    never before ``start_date`` (Odoo's constraint). ``grace``: the subscription's own by default
+    (``Subscription.grace``: the customer's or service's invoice grace period, or the deployment's),
+    so Odoo never invoices a window before it froze and its lines were pushed."""
     start = order_start_date(subscription, tz)
     end = subscription.current_period_end
     if end is None:
         return start
-    return max(start, billing_date(end + grace, tz))
+    return max(start, billing_date(end + (subscription.grace if grace is None else grace), tz))

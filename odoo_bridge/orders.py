@@ -60,11 +60,6 @@ def billing_timezone() -> dt.tzinfo:
     return zoneinfo.ZoneInfo(settings.BILLING_TIMEZONE)
 
 
-def grace() -> dt.timedelta:
-    """``RATING_GRACE_SECONDS`` (settings/rating.py): a window closes this long after its end."""
-    return dt.timedelta(seconds=getattr(settings, "RATING_GRACE_SECONDS", 0))
-
-
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value or 0))
 
@@ -207,7 +202,6 @@ class OrderPush:
         self.report = pusher.report
         self.waiting = waiting or set()
         self.tz = billing_timezone()
-        self.grace = grace()
         self.today = mapping.billing_date(pusher.now, self.tz)
         self.finishing: dict[int, Finishing] = {}
         self.pending_invoice_now: dict[Any, list[LineWork]] = {}
@@ -277,7 +271,7 @@ class OrderPush:
         closed = sub.status in CLOSED_SUBSCRIPTION_STATUSES
         calendar = mapping.subscription_calendar(sub)
         start = mapping.order_start_date(sub, calendar)
-        nid = mapping.order_next_invoice_date(sub, calendar, self.grace)
+        nid = mapping.order_next_invoice_date(sub, calendar)  # the subscription's own grace
         digest = mapping.payload_hash({
             "partner": partner_id, "invoice_partner": invoice_partner_id, "plan": plan_id, "product": product_id,
             "closed": closed, "start": str(start),

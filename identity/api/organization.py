@@ -10,13 +10,21 @@ from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from billing_kit.wire import envelope
 from identity import services
+from identity.models import MAX_INVOICE_GRACE_DAYS
 from identity.renderers import render_organization
 from .schemas import ORGANIZATION
+
+
+class OrganizationBillingConfigurationInput(serializers.Serializer):
+    # null: back to the deployment default (RATING_GRACE_SECONDS)
+    invoice_grace_period = serializers.IntegerField(min_value=0, max_value=MAX_INVOICE_GRACE_DAYS, required=False,
+                                                    allow_null=True)
 
 
 class OrganizationUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     default_currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+    billing_configuration = OrganizationBillingConfigurationInput(required=False)
 
 
 class OrganizationView(ServiceAPIView):

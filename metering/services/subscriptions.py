@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing_kit.errors import ErrorCode, NotFound, ValidationFailed
 from billing_kit.retries import atomic_with_retries
 from billing_kit.updates import model_update
-from identity import services as identity_services
+from identity import selectors as identity_selectors, services as identity_services
 from identity.models import AccountLink, Service
 from metering import plan_fees, windows
 from metering.models import (
@@ -30,6 +30,7 @@ from metering.models import (
     SubscriptionMode,
     SubscriptionStatus,
     UsageEvent,
+    window_due_after_grace,
 )
 from metering.renderers import render_subscription
 from metering.selectors import charges_prefetch, get_plan
@@ -64,6 +65,31 @@ def billing_timezone_of(link: AccountLink) -> str:
     """The calendar a new subscription of ``link`` is billed in: the customer's Lago
     ``timezone``, else ``BILLING_TIMEZONE``."""
     return link.timezone or settings.BILLING_TIMEZONE
+
+
+def invoice_grace_of(link: AccountLink) -> timedelta | None:
+    """The grace of ``link``'s subscriptions (``Subscription.grace_period``): the customer's
+    invoice grace period, else its service's, in days; None when neither is set."""
+    days = identity_selectors.invoice_grace_days(link=link)
+    return None if days is None else timedelta(days=days)
+
+
+def apply_invoice_grace(*, service: Service, link: AccountLink | None = None) -> int:
+    """A grace setting changed (``identity.models.invoice_grace_period_changed``, in the
+    transaction of the change): the subscriptions it applies to — the account's, or the
+    service's of accounts without their own (``link`` None) — take it, while not closed.
+
+    It applies to the window open now, unless it already froze: a longer grace keeps taking
+    late usage, a shorter one makes the next rating run close it (with every event taken
+    until then). A frozen window never reopens. The UPDATE marks them for the Odoo push
+    (``next_invoice_date`` moves with the grace). Returns the subscriptions updated."""
+    open_subscriptions = Subscription.objects.filter(service=service).exclude(
+        status__in=CLOSED_SUBSCRIPTION_STATUSES)
+    if link is not None:
+        return open_subscriptions.filter(account_link=link).update(grace_period=invoice_grace_of(link))
+    days = service.invoice_grace_period
+    return open_subscriptions.filter(account_link__invoice_grace_period__isnull=True).update(
+        grace_period=None if days is None else timedelta(days=days))
 
 
 def _check_currency(*, link: AccountLink, plan: Plan) -> None:
@@ -138,7 +164,7 @@ def _create_subscription(*, service: Service, data: dict[str, Any], now: datetim
         service=service, account_link=link, external_id=data["external_id"], name=data.get("name") or "",
         plan=plan, mode=SubscriptionMode.LIVE, billing_time=billing_time, subscription_at=subscription_at,
         ending_at=data.get("ending_at"), flat_amount=plan.amount, currency=plan.amount_currency,
-        billing_timezone=billing_timezone_of(link),
+        billing_timezone=billing_timezone_of(link), grace_period=invoice_grace_of(link),
     )
     if subscription_at > now:
         subscription.status = SubscriptionStatus.PENDING
@@ -254,7 +280,8 @@ def _successor(previous: Subscription, *, plan: Plan, at: datetime, now: datetim
         subscription_at=previous.subscription_at, started_at=at, ending_at=previous.ending_at,
         flat_amount=plan.amount, currency=plan.amount_currency, status=SubscriptionStatus.ACTIVE,
         billing_anchor=anchor, current_period_start=start, current_period_end=end,
-        billing_timezone=previous.billing_timezone, previous_subscription=previous,
+        billing_timezone=previous.billing_timezone, grace_period=previous.grace_period,
+        previous_subscription=previous,
         trial_ends_at=_trial_end(plan=plan, first_started_at=_first_started_at(previous) or at),
     )
     successor.trial_ended_at = previous.trial_ended_at
@@ -280,15 +307,15 @@ def downgrade_boundary(subscription: Subscription) -> datetime | None:
 
 
 def apply_due_downgrade(*, subscription_id: Any, now: datetime | None = None) -> SubscriptionResult | None:
-    """Swap a pending downgrade whose window has ended (plus ``RATING_GRACE_SECONDS``, so its
-    late usage is still taken): terminate at the window's end and start the next plan's
+    """Swap a pending downgrade whose window has ended (plus its grace, ``Subscription.grace``,
+    so its late usage is still taken): terminate at the window's end and start the next plan's
     subscription there (no proration: a full window ended); events stamped after the end,
     taken during the grace, move to the new one. Caller:
     ``metering.lifecycle`` (closes the old one's final window in the same transaction)."""
     now = now or timezone.now()
     subscription = _locked_subscriptions().filter(
-        pk=subscription_id, status=SubscriptionStatus.ACTIVE, next_plan__isnull=False,
-        current_period_end__lte=now - timedelta(seconds=settings.RATING_GRACE_SECONDS)).first()
+        window_due_after_grace(now), pk=subscription_id, status=SubscriptionStatus.ACTIVE,
+        next_plan__isnull=False).first()
     if subscription is None:
         return None
     plan = subscription.next_plan
