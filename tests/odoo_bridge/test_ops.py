@@ -190,9 +190,11 @@ def test_invoicing_time_is_checked_in_every_billing_timezone_in_use(fake_odoo, c
     report = refresh_config_report(open_client(), force=True)
     cron = report["invoicing_cron"]
     assert cron["timezones"] == [
-        {"timezone": "America/Toronto", "subscriptions": 2, "earliest_utc": "05:12:00", "at_risk": True},
-        {"timezone": "Asia/Tokyo", "subscriptions": 1, "earliest_utc": "00:00:00", "at_risk": False},
-        {"timezone": "UTC", "subscriptions": 0, "earliest_utc": "00:12:00", "at_risk": False}]
+        {"timezone": "America/Toronto", "subscriptions": 2, "earliest_utc": "05:12:00", "at_risk": True,
+         "grace_seconds": 600},
+        {"timezone": "Asia/Tokyo", "subscriptions": 1, "earliest_utc": "00:00:00", "at_risk": False,
+         "grace_seconds": 600},
+        {"timezone": "UTC", "subscriptions": 0, "earliest_utc": "00:12:00", "at_risk": False, "grace_seconds": 600}]
     assert cron["at_risk"] == ["America/Toronto"] and cron["earliest_utc"] == "05:12:00"
     [warning] = report["warnings"]
     assert "runs at 01:00 UTC" in warning and "America/Toronto (2 subscriptions, from 05:12:00 UTC)" in warning
