@@ -169,3 +169,28 @@ def test_a_grace_change_mid_window_applies_to_the_open_window_and_never_reopens_
     february = RatedUsage.objects.get(subscription_id=lago_id, window_start=utc(2026, 2, 1))
     assert (february.state, february.units) == ("frozen", Decimal(1))
     assert RatedUsage.objects.get(subscription_id=lago_id, window_start=utc(2026, 1, 15)).units == Decimal(1)
+
+
+def test_the_service_grace_is_edited_in_the_admin_and_reaches_its_subscriptions(api_client, admin_client, service):
+    from django.urls import reverse
+
+    from identity.models import ApiKey
+
+    make_plan(api_client, "basic", amount_cents=3000, pay_in_advance=False)
+    customer(api_client, "cus_1")
+    lago_id = subscribe(api_client, "cus_1", "sub_1")
+    assert Subscription.objects.get(pk=lago_id).grace_period is None  # the deployment default
+    [key] = ApiKey.objects.filter(service=service)
+    url = reverse("admin:identity_service_change", args=[service.pk])
+    form = {"code": service.code, "name": service.name, "default_currency": "CAD", "is_active": "on",
+            "api_keys-TOTAL_FORMS": "1", "api_keys-INITIAL_FORMS": "1", "api_keys-0-id": str(key.pk),
+            "api_keys-0-service": str(service.pk)}
+    response = admin_client.post(url, {**form, "invoice_grace_period": "366"})
+    assert response.status_code == 200 and "invoice_grace_period" in response.context["adminform"].form.errors
+    response = admin_client.post(url, {**form, "invoice_grace_period": "3"})
+    assert response.status_code == 302, response.content
+    assert Subscription.objects.get(pk=lago_id).grace_period == timedelta(days=3)
+    assert api_client.get("/api/v1/organizations").json()["organization"]["billing_configuration"][
+        "invoice_grace_period"] == 3
+    assert admin_client.post(url, {**form, "invoice_grace_period": ""}).status_code == 302
+    assert Subscription.objects.get(pk=lago_id).grace_period is None
