@@ -202,7 +202,9 @@ def rate_digits_needed() -> int:
 
 
 def earliest_invoicing_time() -> dt.time:
-    """Time of day (billing timezone) after which the cron may run: close + grace + two sync intervals."""
+    """Time of day (billing timezone) after which the cron may run: close + the deployment's default
+    grace + two sync intervals (the per-timezone check, ``timezone_invoicing_risks``, takes each
+    subscription's own grace)."""
     delay = dt.timedelta(seconds=getattr(settings, "RATING_GRACE_SECONDS", 0)
                          + 2 * settings.ODOO_SYNC_INTERVAL_SECONDS)
     return (dt.datetime(2000, 1, 1) + delay).time()

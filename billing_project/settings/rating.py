@@ -7,7 +7,8 @@ RATING_INTERVAL_SECONDS = env.int("RATING_INTERVAL_SECONDS", default=300)
 # Late usage: a window closes (its usage freezes, its arrears fee is written, the next
 # window opens) only this long after its end; until then ingest still accepts events stamped
 # inside it. Events stamped at or after its end belong to the next window. 0 = at the end.
-# A termination (DELETE, ending_at, upgrade) freezes the final window at once.
+# A termination (DELETE, ending_at, upgrade) freezes the final window at once. The deployment
+# default: a customer's or its service's invoice grace period (days) beats it (docs/rating.md "Grace").
 RATING_GRACE_SECONDS = env.int("RATING_GRACE_SECONDS", default=0)
 # Subscriptions per transaction: bounds memory and lock hold time.
 RATING_CHUNK_SIZE = env.int("RATING_CHUNK_SIZE", default=2000)
