@@ -92,3 +92,28 @@ def test_rate_usage_freezes_an_ended_window_and_opens_the_current_one(api_client
     assert late.status_code == 422 and late.json()["error_details"] == {"timestamp": ["period_closed"]}
     assert orm_upserts, "rating did not take the ORM path"
     assert Subscription.objects.get(pk=subscription.pk).usage_frozen_until == subscription.current_period_start
+
+
+def test_each_subscription_closes_after_its_own_grace(api_client, service, orm_upserts):
+    """The per-row grace comparison (``window_[end] + grace_period``) on SQLite: windows that ended
+    a day ago; the service's 2 days keep one open, a customer's own 0 closes the other."""
+    catalogue = Catalogue(service)
+    plan = catalogue.plan("cloud", [CPU])
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    start = end - timedelta(days=30)
+    kept = catalogue.subscription(plan, start=start, end=end, external_id="kept")
+    closed = catalogue.subscription(plan, start=start, end=end, external_id="closed")
+    response = api_client.put("/api/v1/organizations", {"organization": {
+        "billing_configuration": {"invoice_grace_period": 2}}}, format="json")
+    assert response.status_code == 200, response.content
+    response = api_client.post("/api/v1/customers", {"customer": {
+        "external_id": closed.account_link.external_id, "billing_configuration": {"invoice_grace_period": 0}}},
+        format="json")
+    assert response.status_code == 200, response.content
+    rate_usage()
+    assert Subscription.objects.get(pk=kept.pk).current_period_start == start
+    assert Subscription.objects.get(pk=closed.pk).current_period_start == end
+    late = {s.external_id: api_client.post("/api/v1/events", event_body(s, f"late-{s.external_id}",
+                                                                        timestamp=end - timedelta(hours=1)),
+                                           format="json").status_code for s in (kept, closed)}
+    assert late == {"kept": 200, "closed": 422}
