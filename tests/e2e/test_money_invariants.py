@@ -1,7 +1,8 @@
 """The money invariants of issue #12, as a stateful property test over the real surfaces.
 
 A hypothesis ``RuleBasedStateMachine`` drives, in any order: the HTTP API (customers, subscriptions
-with upgrades, downgrades, ``ending_at`` and terminations, events with resends), a controlled clock
+with upgrades, downgrades, ``ending_at`` and terminations, events with resends, the organization's
+and customers' invoice grace period changed at any moment), a controlled clock
 (``django.utils.timezone.now``), the rating beat task (which also ends subscriptions at ``ending_at``
 and swaps due downgrades), Odoo push cycles (some with a lost response: Odoo commits, the answer
 never arrives), invoice pulls, and Odoo invoicing at arbitrary moments (the recurring-invoice cron,
@@ -222,6 +223,18 @@ class MoneyInvariants(RuleBasedStateMachine):
                 self.accepted[event["transaction_id"]] = (external_id, event)
         else:
             assert response.status_code in (404, 422), response.content
+
+    @precondition(lambda self: hasattr(self, "service"))
+    @rule(days=st.sampled_from([None, 0, 1, 2]), customer=st.sampled_from([None, "cus_1", "cus_2"]))
+    def change_grace(self, days: int | None, customer: str | None) -> None:
+        """The organization's (None: back to RATING_GRACE_SECONDS) or a customer's invoice grace period
+        changes at any moment, also inside a window's grace: it applies to the open windows only."""
+        if customer is None:
+            self.ok(self.api.put("/api/v1/organizations", {"organization": {
+                "billing_configuration": {"invoice_grace_period": days}}}, format="json"))
+        elif days is not None:
+            self.ok(self.api.post("/api/v1/customers", {"customer": {
+                "external_id": customer, "billing_configuration": {"invoice_grace_period": days}}}, format="json"))
 
     @precondition(lambda self: hasattr(self, "service"))
     @rule(customer=st.sampled_from(["cus_1", "cus_2"]), code=st.sampled_from(sorted(COUPONS)))
