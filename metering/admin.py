@@ -70,7 +70,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_filter = ("service", "status", "mode", "billing_time", "plan")
     search_fields = ("external_id", "name", "account_link__external_id", "account_link__customer__email")
     raw_id_fields = ("account_link", "plan")
-    readonly_fields = ("id", "created_at", "updated_at")
+    readonly_fields = ("id", "grace_period", "created_at", "updated_at")
     list_select_related = ("service", "plan", "account_link__customer")
 
     @admin.display(description="customer")

@@ -197,6 +197,22 @@ def test_dashboard_is_the_admin_home_with_health_charts_and_top_customers(admin_
     assert EventHourlyRollup.objects.get().events == 7
 
 
+def test_rating_lag_counts_from_each_subscriptions_end_plus_its_own_grace(admin_client, api_client, billed):
+    """A window that ended a day ago is not late inside its service's 2 days of grace; on no grace it is."""
+    Subscription.objects.filter(pk=billed.subscription.pk).update(
+        current_period_start=timezone.now() - timedelta(days=30), current_period_end=timezone.now() - timedelta(days=1))
+
+    def rating_lag() -> tuple[str, str]:
+        item = {i.key: i for i in admin_client.get(reverse("admin:index")).context["health"]}["rating"]
+        return item.state, item.text
+
+    for days, expected in ((2, ("ok", "no window past its end")), (0, ("bad", "a window ended 24 h ago"))):
+        response = api_client.put("/api/v1/organizations", {"organization": {
+            "billing_configuration": {"invoice_grace_period": days}}}, format="json")
+        assert response.status_code == 200
+        assert rating_lag() == expected
+
+
 def test_rollup_recounts_recent_hours_exactly_and_keeps_older_ones(api_client, billed):
     now = timezone.now()
     console_services.refresh_event_rollup(now=now)
