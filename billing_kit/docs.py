@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from . import wire
+from . import examples, wire
 
 
 _schemas: dict[tuple, Any] = {}
@@ -89,4 +89,11 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
                 "Retry-After": {"schema": {"type": "integer"},
                                 "description": "Seconds until the key's budget is renewed."},
             })
+    return result
+
+
+def document_examples(result: dict, generator, request, public) -> dict:
+    """drf-spectacular post-processing hook (after ``document_common_errors``): an example of
+    every request body and answer (``billing_kit.examples``)."""
+    examples.add_examples(result)
     return result

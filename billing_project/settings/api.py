@@ -30,7 +30,7 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"bearerAuth": []}],
     # Every operation documents the answers the request guards and the limiter give.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "billing_kit.docs.document_common_errors"],
+                             "billing_kit.docs.document_common_errors", "billing_kit.docs.document_examples"],
     "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
 }
 

@@ -1,6 +1,7 @@
 """OpenAPI of the coupon, applied coupon and invoice credit objects (as ``coupons.renderers`` writes them)."""
 from __future__ import annotations
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj
 
 from coupons.models import AppliedCouponStatus, CouponType, Expiration, Frequency
@@ -34,3 +35,11 @@ APPLIED_COUPON = component("AppliedCoupon", obj({
     "expiration_at": "datetime?", "created_at": "datetime", "terminated_at": "datetime?",
     "credits": array(INVOICE_CREDIT),
 }))
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("coupon", name="Welcome", code="welcome", coupon_type="fixed_amount", amount_cents=1000,
+                percentage_rate=None, frequency="once", frequency_duration=None, reusable=False,
+                expiration="no_expiration", expiration_at=None)
+examples.values("applied_coupon", coupon_code="welcome", coupon_name="Welcome", status="active",
+                amount_cents=1000, amount_cents_remaining=1000, percentage_rate=None, frequency="once",
+                frequency_duration=None, frequency_duration_remaining=None, expiration_at=None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj
 
 ADDRESS: dict[str, Any] = {"address_line1": "string?", "address_line2": "string?", "city": "string?", "zipcode": "string?",
@@ -37,3 +38,11 @@ ORGANIZATION = component("Organization", obj({
                                   "document_locale": "string"}),
     "timezone": "string", "taxes": "array",
 }, description="Lago's organization: the calling service."))
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("customer", external_id="hooli_1234", name="Hooli", legal_name="Hooli Inc.",
+                legal_number="HOO-1234", firstname="Gavin", lastname="Belson", url="https://hooli.test",
+                tax_identification_number="CA123456789", customer_type="company", account_type="customer",
+                sequential_id=1, slug="HOO-0001", net_payment_term=30, finalize_zero_amount_invoice="inherit")
+examples.values("organization", name="NexaCloud", code="nexacloud", document_number_prefix="NEX",
+                document_numbering="per_customer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj, ref
 
 from metering.models import AggregationType, BillingTime, ChargeModel, PlanInterval, SubscriptionStatus
@@ -109,7 +110,7 @@ PLAN_METADATA = obj({"metadata": {"type": "object", "additionalProperties": {"ty
                                   "nullable": True}})
 
 # ---------------------------------------------------------------- event inputs
-_TIMESTAMP = {"oneOf": [{"type": "integer"}, {"type": "number"}, {"type": "string", "pattern": r"^\d+(\.\d+)?$"}],
+_TIMESTAMP = {"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "string", "pattern": r"^\d+(\.\d+)?$"}],
               "nullable": True,
               "description": "Unix seconds: integer, float or numeric string; null or absent = now."}
 _EVENT_INPUT_FIELDS: dict[str, Any] = {
@@ -131,3 +132,20 @@ EVENT_ESTIMATE_INPUT = component("EventEstimateInput", obj(
 
 __all__ = ["ADD_ON", "BILLABLE_METRIC", "CHARGE", "CUSTOMER_USAGE", "EVENT", "EVENT_ESTIMATE_INPUT", "EVENT_INPUT",
            "LIFETIME_USAGE", "PLAN", "PLAN_METADATA", "PROJECTED_USAGE", "SUBSCRIPTION", "ref"]
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("billable_metric", name="Storage", code="storage_gb", description="GB stored",
+                aggregation_type="sum_agg", field_name="gb", recurring=False)
+examples.values("plan", name="Premium", code="premium", interval="monthly", amount_cents=10000,
+                description="Premium plan", pay_in_advance=False, trial_period=0.0)
+examples.values("charge", code="storage", charge_model="standard", billable_metric_code="storage_gb",
+                properties={"amount": "0.05"}, invoiceable=True, min_amount_cents=0, regroup_paid_fees=None,
+                applied_pricing_unit=None)
+examples.values("subscription", external_id="sub_1234", name="Premium", plan_code="premium", status="active",
+                billing_time="calendar", subscription_at="2026-01-01T00:00:00Z", ending_at=None,
+                plan_amount_cents=10000, on_termination_credit_note=None, on_termination_invoice="generate",
+                current_billing_period_ending_at="2026-02-01T00:00:00Z")
+examples.values("event", transaction_id="tr_2026_01_15_0001", code="storage_gb", timestamp=1768435200,
+                properties={"gb": "12.5"}, precise_total_amount_cents=None)
+examples.values("add_on", code="setup_fee", name="Setup fee", amount_cents=50000, description="Onboarding")
+examples.values("customer_usage", from_datetime="2026-01-01T00:00:00Z", to_datetime="2026-02-01T00:00:00Z")

@@ -1,6 +1,7 @@
 """OpenAPI of the invoice object mirrored from Odoo (``odoo_bridge.renderers``)."""
 from __future__ import annotations
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj, ref
 
 FEE = component("Fee", obj({
@@ -72,3 +73,9 @@ INVOICE_PAYMENT_DETAILS = obj({"invoice_payment_details": obj({
     "payment_provider": {"type": "string", "enum": ["odoo"]}, "payment_url": "string"})})
 
 CUSTOMER_PORTAL_URL = obj({"customer": obj({"portal_url": "string"})})
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("invoice", number="NEX-0001-001-001", invoice_type="subscription", status="finalized",
+                payment_status="pending", currency="CAD", fees_amount_cents=10000, taxes_amount_cents=1300,
+                total_amount_cents=11300, file_url=None)
+examples.values("fee", units="12.5", amount_cents=63, taxes_rate=13.0)

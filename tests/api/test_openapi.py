@@ -105,3 +105,69 @@ def test_refused_fields_are_still_refused(api_client):
     response = api_client.post("/api/v1/billable_metrics", {"billable_metric": {
         "name": "x", "code": "x", "aggregation_type": "count_agg", "expression": "1 + 1"}}, format="json")
     assert response.status_code == 422 and response.json()["error_details"] == {"expression": ["not_supported"]}
+
+
+def _validator(document):
+    """A JSON-schema validator of ``document``'s OpenAPI 3.0 schemas (``nullable``, ``$ref`` to components)."""
+    import jsonschema
+    from schemathesis.specs.openapi.converter import to_json_schema
+
+    components = {name: to_json_schema(schema, "nullable", is_response_schema=True)
+                  for name, schema in document["components"]["schemas"].items()}
+
+    def validate(schema, instance):
+        root = {**to_json_schema(schema, "nullable", is_response_schema=True),
+                "components": {"schemas": components}}
+        jsonschema.validate(instance, root, cls=jsonschema.Draft4Validator)
+
+    return validate
+
+
+def test_every_operation_has_examples_valid_against_their_own_schemas(schema):
+    """Issue #14: each request body and each answer has an example (success and errors), and
+    each example is an instance of the schema it illustrates, so examples cannot drift."""
+    import jsonschema
+
+    validate = _validator(schema)
+    missing, invalid, checked = [], [], 0
+    for path, method, operation in _operations(schema):
+        bodies = [("request", operation.get("requestBody", {}))]
+        bodies += [(status, response) for status, response in operation["responses"].items()]
+        for where, holder in bodies:
+            for content_type, media in holder.get("content", {}).items():
+                if "example" not in media:
+                    missing.append(f"{method.upper()} {path} {where} {content_type}")
+                    continue
+                checked += 1
+                try:
+                    validate(media["schema"], media["example"])
+                except jsonschema.ValidationError as error:
+                    invalid.append(f"{method.upper()} {path} {where}: {error.message} at {list(error.path)}")
+        success = [s for s in operation["responses"] if s.startswith("2")]
+        assert success and all(operation["responses"][s].get("content") for s in success), (method, path)
+    assert missing == [] and invalid == []
+    assert checked > 400
+    # Lago's shapes with Lago-like values, and the real error bodies
+    plans = schema["paths"]["/api/v1/plans"]
+    request = plans["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert request["plan"]["code"] == "premium" and request["plan"]["charges"][0]["charge_model"] == "standard"
+    assert "cascade_updates" not in request["plan"]  # a request shows what is required or given a value
+    listing = plans["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert listing["plans"][0]["code"] == "premium" and listing["meta"]["current_page"] == 1
+    not_found = schema["paths"]["/api/v1/customers/{external_id}"]["get"]["responses"]["404"]
+    assert not_found["content"]["application/json"]["example"] == {
+        "status": 404, "error": "Not Found", "code": "customer_not_found"}
+
+
+def test_a_drifted_example_is_caught(schema):
+    """The validation the test above relies on does refuse an example that left its schema."""
+    import jsonschema
+
+    validate = _validator(schema)
+    answer = schema["paths"]["/api/v1/plans/{code}"]["get"]["responses"]["200"]["content"]["application/json"]
+    drifted = {"plan": {**answer["example"]["plan"], "amount_cents": "15.00"}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(answer["schema"], drifted)
+    with pytest.raises(jsonschema.ValidationError):
+        validate(answer["schema"], {"plan": {k: v for k, v in answer["example"]["plan"].items()
+                                             if k != "code"}})

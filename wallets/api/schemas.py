@@ -1,6 +1,7 @@
 """OpenAPI of the wallet and wallet transaction objects (as ``wallets.renderers`` writes them)."""
 from __future__ import annotations
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj
 
 from wallets.models import TransactionKind, TransactionStatus, TransactionType, WalletStatus
@@ -36,3 +37,11 @@ WALLET_TRANSACTION = component("WalletTransaction", obj({
     "invoice_requires_successful_payment": "boolean", "purchase_order_number": "string?",
     "payment_method": "object?", "applied_invoice_custom_sections": "array",
 }))
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("wallet", name="Prepaid credits", code="prepaid", status="active", rate_amount="1.0",
+                paid_credits="100.0", granted_credits="0.0", credits_balance="100.0", balance_cents=10000,
+                consumed_credits="0.0", consumed_amount_cents=0, priority=50, expiration_at=None)
+examples.values("wallet_transaction", paid_credits="20.0", granted_credits="0.0", amount="20.0",
+                credit_amount="20.0", status="settled", transaction_status="purchased",
+                transaction_type="inbound")

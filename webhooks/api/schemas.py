@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing_kit import examples
 from billing_kit.wire import array, component, obj
 
 from webhooks.event_types import ACCEPTED, WILDCARD
@@ -30,3 +31,8 @@ ENDPOINT_INPUT = component("WebhookEndpointInput", obj(_INPUT, optional=("name",
 ENDPOINT_UPDATE_INPUT = component("WebhookEndpointUpdateInput", obj(_INPUT, optional=tuple(_INPUT)))
 
 __all__ = ["ENDPOINT_INPUT", "ENDPOINT_UPDATE_INPUT", "EVENT_TYPES", "WEBHOOK_ENDPOINT", "WEBHOOK_URL", "array"]
+
+# Example values (billing_kit.examples derives the rest from the schemas above).
+examples.values("webhook_endpoint", webhook_url="https://hooli.test/lago/webhooks", name="Hooli billing",
+                event_types=["invoice.created", "invoice.payment_status_updated"], signature_algo="jwt",
+                active=True, disabled_reason=None)
