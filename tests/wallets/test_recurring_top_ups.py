@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -302,3 +303,30 @@ def test_expired_rules_end_and_terminated_wallets_end_their_rules(lago):
         trigger="threshold", threshold_credits="1", granted_credits="1"))), wallet.lago_id)
     lago.wallets.destroy(wallet.lago_id)
     assert not RuleRow.objects.filter(status="active").exists()
+
+
+@pytest.mark.slow
+def test_the_beat_entry_run_by_a_real_worker_tops_up_once_however_often_it_is_sent(lago, start_celery_worker):
+    from django.conf import settings
+
+    from billing_project.celery import app
+
+    lago.customers.create(Customer(external_id="cus_1", name="Acme", currency="CAD"))
+    wallet = lago.wallets.create(Wallet(
+        external_customer_id="cus_1", rate_amount="1", recurring_transaction_rules=rules(RecurringTransactionRule(
+            trigger="interval", interval="monthly", granted_credits="4"))))
+    backdate(wallet.lago_id, days=40)
+    worker = start_celery_worker(queues="celery", concurrency=2)
+    entry = settings.CELERY_BEAT_SCHEDULE["wallet-recurring-top-ups"]
+    for _ in range(3):  # beat's own message, sent three times (a redelivery, an overlapping beat)
+        app.send_task(entry["task"], **entry["options"])
+
+    def done() -> int:
+        return sum(1 for line in worker.log().splitlines() if f"Task {entry['task']}[" in line and "succeeded" in line)
+
+    deadline = time.monotonic() + 60
+    while done() < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done() == 3, worker.log()
+    assert TransactionRow.objects.filter(source="interval").count() == 1
+    assert lago.wallets.find(wallet.lago_id).credits_balance == "4.0"
