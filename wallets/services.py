@@ -405,14 +405,25 @@ def run_threshold_rules(*, now: dt.datetime | None = None) -> int:
     """Beat: the ongoing balance also falls when usage is rated (below this app), so threshold rules are
     checked here too; a top-up made in between by a write leaves nothing to do."""
     now = now or timezone.now()
-    made = 0
-    wallet_ids = RecurringTransactionRule.objects.filter(
+    rules = list(RecurringTransactionRule.objects.filter(
         status=RuleStatus.ACTIVE, trigger=RuleTrigger.THRESHOLD, wallet__status=WalletStatus.ACTIVE,
-    ).values_list("wallet_id", flat=True)
-    for wallet_id in list(wallet_ids):
+    ).select_related("wallet__account_link"))
+    # One pass over every wallet's figures; only the wallets near or past their threshold (or whose rule is
+    # spent and may re-arm) are locked and checked exactly.
+    figures = balances([rule.wallet for rule in rules])
+    pending = dict(WalletTransaction.objects.filter(
+        wallet__in=[rule.wallet_id for rule in rules], status=TransactionStatus.PENDING,
+        transaction_type=TransactionType.INBOUND).values("wallet_id").annotate(
+        total=Sum("credit_amount")).values_list("wallet_id", "total"))
+    made = 0
+    for rule in rules:
+        figure = figures[rule.wallet_id]
+        level = (figure.credits - figure.usage_amount / Decimal(rule.wallet.rate_amount)
+                 + (pending.get(rule.wallet_id) or ZERO))
+        if level > rule.threshold_credits and rule.threshold_spent_at is None:
+            continue
         with transaction.atomic():
-            wallet = _locked(Wallet(pk=wallet_id))
-            made += bool(_check_threshold(wallet, now))
+            made += bool(_check_threshold(_locked(rule.wallet), now))
     return made
 
 
