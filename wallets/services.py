@@ -116,7 +116,8 @@ def _top_up(wallet: Wallet, data: dict[str, Any], now: dt.datetime, *, meta: lis
 
 RULES_FIELD = "recurring_transaction_rules"
 CREDITS_QUANTUM = Decimal(1).scaleb(-QUANTITY["decimal_places"])
-CREDITS_LIMIT = Decimal(10) ** (QUANTITY["max_digits"] - QUANTITY["decimal_places"])
+# as the credits of the API's inputs (28 digits, 10 decimals): within Decimal's default precision
+CREDITS_LIMIT = Decimal(10) ** 18
 RULE_FIELDS = frozenset({
     "lago_id", "trigger", "method", "interval", "threshold_credits", "paid_credits", "granted_credits",
     "target_ongoing_balance", "grants_target_top_up", "ignore_paid_top_up_limits", "started_at", "expiration_at",
@@ -144,8 +145,10 @@ def _rule_decimal(value: Any) -> Decimal | None:
         number = Decimal(str(value))
     except InvalidOperation:
         raise _invalid_rule() from None
-    if not number.is_finite() or number < 0 or number >= CREDITS_LIMIT:
+    if not number.is_finite() or number < 0:
         raise _invalid_rule()
+    if number >= CREDITS_LIMIT:
+        raise ValidationFailed({RULES_FIELD: [ErrorCode.VALUE_IS_OUT_OF_RANGE]})
     return number.quantize(CREDITS_QUANTUM, rounding=ROUND_DOWN)
 
 
@@ -155,7 +158,10 @@ def _rule_datetime(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         moment: dt.datetime | None = value
     elif isinstance(value, str):
-        moment = parse_datetime(value)
+        try:
+            moment = parse_datetime(value)
+        except ValueError:  # well formed but no such date (month 13)
+            moment = None
     else:
         moment = None
     if moment is None:
@@ -244,6 +250,14 @@ def _rule_as_payload(rule: RecurringTransactionRule) -> dict[str, Any]:
             "transaction_name": rule.transaction_name}
 
 
+def _check_rule_amounts(wallet: Wallet, fields: dict[str, Any]) -> None:
+    """A rule's top-up must be writable later (beat or a consumption must never fail on it): its credits at
+    the wallet's rate stay within the amount column."""
+    for credits in (fields["paid_credits"], fields["granted_credits"], fields["target_ongoing_balance"]):
+        if credits is not None and credits * Decimal(wallet.rate_amount) >= AMOUNT_LIMIT:
+            raise ValidationFailed({RULES_FIELD: [ErrorCode.VALUE_IS_OUT_OF_RANGE]})
+
+
 def _create_rule(wallet: Wallet, payload: dict[str, Any], *, now: dt.datetime,
                  wallet_data: dict[str, Any] | None = None) -> RecurringTransactionRule:
     """Lago's ``RecurringTransactionRules::CreateService``: a fixed rule without credits takes the wallet's
@@ -255,6 +269,7 @@ def _create_rule(wallet: Wallet, payload: dict[str, Any], *, now: dt.datetime,
         fields["granted_credits"] = wallet_data.get("granted_credits")
     fields["paid_credits"] = fields["paid_credits"] or ZERO
     fields["granted_credits"] = fields["granted_credits"] or ZERO
+    _check_rule_amounts(wallet, fields)
     return RecurringTransactionRule.objects.create(wallet=wallet, **fields)
 
 
@@ -280,6 +295,7 @@ def _replace_rules(wallet: Wallet, payloads: list[dict[str, Any]], *, now: dt.da
                              new_expiration="expiration_at" in payload)
         fields["paid_credits"] = fields["paid_credits"] or ZERO
         fields["granted_credits"] = fields["granted_credits"] or ZERO
+        _check_rule_amounts(wallet, fields)
         for field, value in fields.items():
             setattr(rule, field, value)
         rule.threshold_spent_at = None  # a changed rule starts a new crossing
@@ -309,7 +325,11 @@ def _rule_credits(rule: RecurringTransactionRule, ongoing: Decimal) -> tuple[Dec
 def _rule_top_up(wallet: Wallet, rule: RecurringTransactionRule, *, source: str, paid: Decimal, granted: Decimal,
                  now: dt.datetime) -> list[WalletTransaction]:
     made = []
-    for credits, kind in ((paid, TransactionKind.PURCHASED), (granted, TransactionKind.GRANTED)):
+    # a target's gap also grows with usage: never more than one transaction's amount can hold
+    most = ((AMOUNT_LIMIT - AMOUNT_QUANTUM) / Decimal(wallet.rate_amount)).quantize(
+        CREDITS_QUANTUM, rounding=ROUND_DOWN)
+    for credits, kind in ((min(paid, most), TransactionKind.PURCHASED),
+                          (min(granted, most), TransactionKind.GRANTED)):
         if credits > 0:
             made.append(_add(wallet, kind=kind, credits=credits, now=now, name=rule.transaction_name,
                              metadata=rule.transaction_metadata, source=source, rule=rule))

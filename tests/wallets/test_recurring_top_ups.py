@@ -124,10 +124,18 @@ def test_threshold_rule_and_metadata_through_the_client(lago):
                 RecurringTransactionRule(trigger="threshold", threshold_credits="-1"),
                 RecurringTransactionRule(trigger="threshold", threshold_credits="5", method="target"),
                 RecurringTransactionRule(trigger="threshold", threshold_credits="5", paid_credits="abc"),
-                RecurringTransactionRule(trigger="when", threshold_credits="5")):
+                RecurringTransactionRule(trigger="when", threshold_credits="5"),
+                RecurringTransactionRule(trigger="interval", interval="weekly", started_at="2026-13-45T00:00:00Z"),
+                RecurringTransactionRule(trigger="interval", interval="weekly", started_at="soon"),
+                RecurringTransactionRule(trigger="interval", interval="weekly",
+                                         transaction_metadata=[{"key": "k"}])):
         error = refused(lambda: lago.wallets.update(Wallet(recurring_transaction_rules=rules(bad)), wallet.lago_id))
         assert (error.status_code, error.response["error_details"]) == (
             422, {"recurring_transaction_rules": ["invalid_recurring_rule"]}), bad
+    for huge in ("1" + "0" * 20, "1" + "0" * 15):  # the credits, then their amount at the rate
+        too_much = rules(RecurringTransactionRule(trigger="interval", interval="weekly", paid_credits=huge))
+        assert refused(lambda: lago.wallets.update(Wallet(recurring_transaction_rules=too_much), wallet.lago_id)
+                       ).response["error_details"] == {"recurring_transaction_rules": ["value_is_out_of_range"]}
     two = rules(RecurringTransactionRule(trigger="interval", interval="weekly", granted_credits="1"),
                 RecurringTransactionRule(trigger="threshold", threshold_credits="1", granted_credits="1"))
     assert refused(lambda: lago.wallets.update(Wallet(recurring_transaction_rules=two), wallet.lago_id)).response[
@@ -330,3 +338,39 @@ def test_the_beat_entry_run_by_a_real_worker_tops_up_once_however_often_it_is_se
     assert done() == 3, worker.log()
     assert TransactionRow.objects.filter(source="interval").count() == 1
     assert lago.wallets.find(wallet.lago_id).credits_balance == "4.0"
+
+
+def test_malformed_rules_and_metadata_are_lago_422s_never_500s(api_client):
+    assert api_client.post("/api/v1/customers", {"customer": {"external_id": "cus_1", "name": "Acme"}},
+                           format="json").status_code == 200
+    base = {"external_customer_id": "cus_1", "rate_amount": "1"}
+    for rules_value, code in (({"trigger": "interval"}, "invalid_recurring_rule"),
+                              ("weekly", "invalid_recurring_rule"),
+                              (["weekly"], "invalid_recurring_rule"),
+                              ([{"trigger": "threshold", "threshold_credits": "1", "colour": "red"}],
+                               "invalid_recurring_rule"),
+                              ([{"trigger": "threshold", "threshold_credits": [1]}], "invalid_recurring_rule"),
+                              ([{"trigger": "threshold", "threshold_credits": "NaN"}], "invalid_recurring_rule"),
+                              ([{"trigger": "threshold", "threshold_credits": "1", "grants_target_top_up": "yes"}],
+                               "invalid_recurring_rule"),
+                              ([{"trigger": "threshold", "threshold_credits": "1",
+                                 "invoice_requires_successful_payment": True}], "not_supported"),
+                              ([{"trigger": "threshold", "threshold_credits": "1",
+                                 "payment_method": {"payment_method_type": "manual"}}], "not_supported")):
+        response = api_client.post("/api/v1/wallets", {"wallet": {**base, "recurring_transaction_rules": rules_value}},
+                                   format="json")
+        assert (response.status_code, response.json()["error_details"]) == (
+            422, {"recurring_transaction_rules": [code]}), rules_value
+    for metadata in ("tag", {"k": 1}, {"": "v"}, {"k" * 101: "v"}, {"k": "v" * 256}):
+        response = api_client.post("/api/v1/wallets", {"wallet": {**base, "metadata": metadata}}, format="json")
+        assert (response.status_code, response.json()["error_details"]) == (422, {"metadata": ["value_is_invalid"]})
+    assert not WalletRow.objects.exists()
+    # a rule given as Lago renders it (read-only fields included) is accepted
+    made = api_client.post("/api/v1/wallets", {"wallet": {**base, "recurring_transaction_rules": [{
+        "trigger": "threshold", "threshold_credits": 1, "granted_credits": 2.5, "status": "active",
+        "created_at": "2026-01-01T00:00:00Z", "applied_invoice_custom_sections": [],
+        "invoice_requires_successful_payment": False}]}}, format="json")
+    assert made.status_code == 200, made.content
+    [rule] = made.json()["wallet"]["recurring_transaction_rules"]
+    assert (rule["threshold_credits"], rule["granted_credits"], rule["invoice_requires_successful_payment"]) == (
+        "1.0", "2.5", False)
