@@ -391,7 +391,8 @@ def _run_interval_rule(rule_id: uuid.UUID, due: dt.datetime, now: dt.datetime) -
         rule = RecurringTransactionRule.objects.select_related("wallet").get(pk=rule_id)
         wallet = _locked(rule.wallet)
         rule.refresh_from_db()
-        if wallet.status != WalletStatus.ACTIVE or not _live(rule, now):
+        # read again under the lock: the rule may have been changed or ended since it was found due
+        if wallet.status != WalletStatus.ACTIVE or not _live(rule, now) or _due_at(rule, wallet, now) != due:
             return False
         try:
             with transaction.atomic():
