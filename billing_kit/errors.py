@@ -99,6 +99,9 @@ class ErrorCode(StrEnum):
     INVALID_EXPIRATION_AT = "invalid_expiration_at"
     INSUFFICIENT_CREDITS = "insufficient_credits"
     WALLET_IS_TERMINATED = "wallet_is_terminated"
+    # recurring_transaction_rules: more than one rule, or a rule Lago's validator refuses
+    INVALID_NUMBER_OF_RECURRING_RULES = "invalid_number_of_recurring_rules"
+    INVALID_RECURRING_RULE = "invalid_recurring_rule"
     # --- #14 coupons ---
     COUPON_NOT_FOUND = "coupon_not_found"
     APPLIED_COUPON_NOT_FOUND = "applied_coupon_not_found"

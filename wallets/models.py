@@ -34,6 +34,8 @@ class Wallet(models.Model):
     terminated_at = models.DateTimeField(null=True, blank=True)
     # When wallet.depleted_ongoing_balance was sent; cleared when the ongoing balance is positive again.
     depleted_announced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Lago's wallet metadata: string keys, string or null values (null: none set).
+    metadata = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,6 +51,85 @@ class Wallet(models.Model):
 
     def __str__(self) -> str:
         return f"wallet {self.name or self.pk} of {self.account_link_id}"
+
+
+class RuleStatus(models.TextChoices):
+    ACTIVE = "active"
+    TERMINATED = "terminated"
+
+
+class RuleTrigger(models.TextChoices):
+    INTERVAL = "interval"
+    THRESHOLD = "threshold"
+
+
+class RuleMethod(models.TextChoices):
+    FIXED = "fixed"
+    TARGET = "target"
+
+
+class RuleInterval(models.TextChoices):
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    SEMIANNUAL = "semiannual"
+    YEARLY = "yearly"
+
+
+class RecurringTransactionRule(models.Model):
+    """Lago's recurring top-up of a wallet: on an interval counted from ``started_at`` (else the wallet's
+    creation), or when the ongoing balance falls to or below ``threshold_credits``; a fixed number of
+    paid/granted credits, or what reaches ``target_ongoing_balance``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="rules")
+    status = models.CharField(max_length=16, choices=RuleStatus.choices, default=RuleStatus.ACTIVE)
+    trigger = models.CharField(max_length=16, choices=RuleTrigger.choices)
+    method = models.CharField(max_length=16, choices=RuleMethod.choices, default=RuleMethod.FIXED)
+    interval = models.CharField(max_length=16, choices=RuleInterval.choices, blank=True)
+    threshold_credits = models.DecimalField(**QUANTITY, default=0)
+    paid_credits = models.DecimalField(**QUANTITY, default=0)
+    granted_credits = models.DecimalField(**QUANTITY, default=0)
+    target_ongoing_balance = models.DecimalField(**QUANTITY, null=True, blank=True)
+    # target rules: grant the gap instead of buying it (Lago's grants_target_top_up)
+    grants_target_top_up = models.BooleanField(default=False)
+    ignore_paid_top_up_limits = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    expiration_at = models.DateTimeField(null=True, blank=True)
+    transaction_metadata = models.JSONField(default=list, blank=True)
+    transaction_name = models.CharField(max_length=255, blank=True)
+    # A threshold rule that topped up and left the ongoing balance still at or below its threshold: it
+    # fires again only after the balance was above it in between (one top-up per crossing).
+    threshold_spent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Lago: one recurring rule per wallet.
+            models.UniqueConstraint(fields=["wallet"], condition=Q(status="active"), name="wallet_rule_one_active"),
+            models.CheckConstraint(condition=~Q(trigger="interval") | ~Q(interval=""),
+                                   name="wallet_rule_interval_has_interval"),
+            models.CheckConstraint(condition=~Q(method="target") | Q(target_ongoing_balance__isnull=False),
+                                   name="wallet_rule_target_has_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} {self.method} rule of {self.wallet_id}"
+
+
+class RecurringTopUp(models.Model):
+    """One run of an interval rule for one due date: written in the transaction of its top-up, so a retried
+    or concurrent beat task never tops up twice for one period (even when the run adds no credits)."""
+
+    rule = models.ForeignKey(RecurringTransactionRule, on_delete=models.PROTECT, related_name="runs")
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "due_at"], name="wallet_rule_once_per_due_date")]
 
 
 class TransactionType(models.TextChoices):
@@ -88,6 +169,9 @@ class WalletTransaction(models.Model):
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, null=True, blank=True,
                                      related_name="wallet_consumptions")
     window_end = models.DateTimeField(null=True, blank=True)
+    # The recurring rule whose top-up this is (source interval or threshold).
+    rule = models.ForeignKey(RecurringTransactionRule, on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="transactions")
     settled_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -113,5 +197,6 @@ class WalletTransaction(models.Model):
         return f"{self.transaction_type} {self.transaction_status} {self.credit_amount} ({self.status})"
 
 
-__all__ = ["Wallet", "WalletStatus", "WalletTransaction", "TransactionType", "TransactionStatus",
+__all__ = ["Wallet", "WalletStatus", "RecurringTransactionRule", "RecurringTopUp", "RuleStatus", "RuleTrigger",
+           "RuleMethod", "RuleInterval", "WalletTransaction", "TransactionType", "TransactionStatus",
            "TransactionKind"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from billing_kit.formatting import iso_seconds, minor_unit_exponent, to_cents
 
-from .models import Wallet, WalletTransaction
+from .models import RecurringTransactionRule, RuleMethod, RuleStatus, Wallet, WalletTransaction
 from .selectors import Balance
 
 
@@ -15,6 +15,33 @@ def credits_text(value: Decimal) -> str:
     """Lago renders credits with their decimals ("10.0", "2.5"): normalized, at least one decimal."""
     text = format(value.normalize(), "f")
     return text if "." in text else f"{text}.0"
+
+
+def render_rule(rule: RecurringTransactionRule) -> dict[str, Any]:
+    """Lago's ``RecurringTransactionRuleResponse``."""
+    target = rule.target_ongoing_balance
+    return {
+        "lago_id": str(rule.pk),
+        "trigger": rule.trigger,
+        "method": rule.method,
+        "interval": rule.interval or None,
+        "status": rule.status,
+        "threshold_credits": credits_text(Decimal(rule.threshold_credits)),
+        "paid_credits": credits_text(Decimal(rule.paid_credits)),
+        "granted_credits": credits_text(Decimal(rule.granted_credits)),
+        "target_ongoing_balance": credits_text(Decimal(target)) if target is not None else None,
+        "grants_target_top_up": rule.grants_target_top_up if rule.method == RuleMethod.TARGET else None,
+        "started_at": iso_seconds(rule.started_at),
+        "expiration_at": iso_seconds(rule.expiration_at),
+        "created_at": iso_seconds(rule.created_at),
+        "invoice_requires_successful_payment": False,
+        "ignore_paid_top_up_limits": rule.ignore_paid_top_up_limits,
+        "transaction_metadata": rule.transaction_metadata or [],
+        "transaction_name": rule.transaction_name or None,
+        "purchase_order_number": None,
+        "payment_method": None,
+        "applied_invoice_custom_sections": [],
+    }
 
 
 def render_wallet(wallet: Wallet, balance: Balance) -> dict[str, Any]:
@@ -41,7 +68,8 @@ def render_wallet(wallet: Wallet, balance: Balance) -> dict[str, Any]:
         "last_balance_sync_at": iso_seconds(wallet.updated_at),
         "last_consumed_credit_at": iso_seconds(balance.last_consumed_at),
         "terminated_at": iso_seconds(wallet.terminated_at),
-        "recurring_transaction_rules": [],
+        # the active rule (Lago allows one); a replaced or expired rule is terminated and no longer listed
+        "recurring_transaction_rules": [render_rule(r) for r in wallet.rules.all() if r.status == RuleStatus.ACTIVE],
         "ongoing_balance_cents": to_cents(amount - balance.usage_amount, wallet.currency),
         "ongoing_usage_balance_cents": to_cents(balance.usage_amount, wallet.currency),
         "credits_ongoing_balance": credits_text(balance.credits - usage_credits),
@@ -50,7 +78,7 @@ def render_wallet(wallet: Wallet, balance: Balance) -> dict[str, Any]:
         "invoice_requires_successful_payment": False,
         "paid_top_up_max_amount_cents": None,
         "paid_top_up_min_amount_cents": None,
-        "metadata": None,
+        "metadata": wallet.metadata,
         "payment_method": None,
         "applied_invoice_custom_sections": [],
         "billing_entity_code": wallet.service.code,

@@ -29,7 +29,7 @@ class Balance:
 
 def wallets_for_service(*, service: Service) -> QuerySet[Wallet]:
     return (Wallet.objects.filter(service=service).select_related("account_link", "service")
-            .order_by("-created_at", "id"))
+            .prefetch_related("rules").order_by("-created_at", "id"))
 
 
 def wallet_by_id(*, service: Service, lago_id: str) -> Wallet | None:

@@ -1,4 +1,4 @@
-"""Celery tasks of wallets (beat): expiry and the depleted ongoing balance notice."""
+"""Celery tasks of wallets (beat): expiry, the depleted ongoing balance notice and recurring top-ups."""
 from __future__ import annotations
 
 from celery import shared_task
@@ -12,3 +12,12 @@ def expire_wallets() -> dict[str, int]:
     ``wallet.depleted_ongoing_balance`` where the ongoing balance reached 0."""
     return {"terminated": services.terminate_expired_wallets(),
             "depleted": services.announce_depleted_ongoing_balances()}
+
+
+@shared_task(name="wallets.tasks.run_recurring_top_ups", ignore_result=True)
+def run_recurring_top_ups() -> dict[str, int]:
+    """Lago's recurring transaction rules: expired rules end, due interval rules top up (once per due date,
+    however often this runs or is retried), threshold rules crossed by new usage top up (once per crossing)."""
+    return {"rules_expired": services.terminate_expired_rules(),
+            "interval": services.run_interval_rules(),
+            "threshold": services.run_threshold_rules()}

@@ -35,6 +35,13 @@ RATING_BEAT_SCHEDULE: dict = {
         "schedule": LIFECYCLE_INTERVAL_SECONDS,
         "options": {"queue": "celery", "expires": LIFECYCLE_INTERVAL_SECONDS},
     },
+    # Recurring top-ups (Lago's recurring_transaction_rules): interval rules on their due dates (idempotent
+    # per rule and due date), threshold rules crossed by new usage.
+    "wallet-recurring-top-ups": {
+        "task": "wallets.tasks.run_recurring_top_ups",
+        "schedule": LIFECYCLE_INTERVAL_SECONDS,
+        "options": {"queue": "celery", "expires": LIFECYCLE_INTERVAL_SECONDS},
+    },
     "rate-open-windows": {
         "task": "metering.tasks.rate_open_windows",
         "schedule": RATING_INTERVAL_SECONDS,

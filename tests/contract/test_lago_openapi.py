@@ -92,6 +92,10 @@ PROBES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/wallets/{lago_id}"): {"lago_id": "wallet", "body": {"wallet": {"name": "Main wallet"}}},
     ("DELETE", "/wallets/{lago_id}"): {"lago_id": "wallet"},
     ("GET", "/wallets/{lago_id}/wallet_transactions"): {"lago_id": "wallet"},
+    ("POST", "/wallets/{lago_id}/metadata"): {"lago_id": "wallet", "body": {"metadata": {"region": "us"}}},
+    ("PATCH", "/wallets/{lago_id}/metadata"): {"lago_id": "wallet", "body": {"metadata": {"tier": "gold"}}},
+    ("DELETE", "/wallets/{lago_id}/metadata"): {"lago_id": "wallet"},
+    ("DELETE", "/wallets/{lago_id}/metadata/{key}"): {"lago_id": "wallet"},
     ("POST", "/wallet_transactions"): {"body": lambda world: {"wallet_transaction": {
         "wallet_id": world["wallet"], "granted_credits": "5", "voided_credits": "1"}}},
     ("PUT", "/organizations"): {"body": {"organization": {"webhook_url": WEBHOOK_URL}}},
@@ -151,7 +155,10 @@ def world(api_client) -> dict[str, str]:
                               {"external_customer_id": "cus_1", "coupon_code": "welcome"}),
                              ("customers", "customer", {"external_id": "cus_3", "name": "Beta", "currency": "CAD"}),
                              ("wallets", "wallet", {"external_customer_id": "cus_1", "rate_amount": "1",
-                                                    "granted_credits": "10"})):
+                                                    "granted_credits": "10", "metadata": {"region": "ca"},
+                                                    "recurring_transaction_rules": [{
+                                                        "trigger": "threshold", "threshold_credits": "2",
+                                                        "method": "target", "target_ongoing_balance": "10"}]})):
         response = api_client.post(f"/api/v1/{path}", {root: body}, format="json")
         assert response.status_code == 200, response.content
         created[root] = response.json()[root]

@@ -13,11 +13,14 @@ from django.utils import timezone
 from lago_python_client.client import Client
 from lago_python_client.models import Customer, Wallet
 from lago_python_client.models.invoice import InvoiceResponse
-from lago_python_client.models.wallet import WalletResponse
+from lago_python_client.models.wallet import RecurringTransactionRule, RecurringTransactionRuleList, WalletResponse
 
 from odoo_bridge.models import CreditNote, Invoice, OneOffInvoice
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
+from wallets import tasks
+from wallets.models import RecurringTransactionRule as RuleRow
+from wallets.models import Wallet as WalletRow
 from wallets.models import WalletTransaction
 from webhooks.models import WebhookEvent
 
@@ -135,3 +138,45 @@ def test_consumed_credits_reduce_the_next_invoice_once(lago, fake_odoo, catalog)
     push_cycle(now=dt.datetime(2027, 1, 1, 1, tzinfo=dt.timezone.utc))
     assert WalletTransaction.objects.filter(transaction_status="invoiced").count() == 1
     assert len(fake_odoo.records("sale.order.line", [["name", "=like", "Prepaid credits%"]])) == 1
+
+
+def test_a_recurring_paid_top_up_is_a_one_off_odoo_invoice_settled_once_paid(lago, fake_odoo):
+    lago.customers.create(Customer(external_id="cus_1", name="Acme", currency="CAD", country="CA", state="ON"))
+    wallet = lago.wallets.create(Wallet(
+        external_customer_id="cus_1", name="Main", rate_amount="2", recurring_transaction_rules=(
+            RecurringTransactionRuleList(__root__=[RecurringTransactionRule(
+                trigger="interval", interval="weekly", paid_credits="15", transaction_name="Weekly credits")]))))
+    past = timezone.now() - dt.timedelta(days=8)
+    WalletRow.objects.update(created_at=past)
+    RuleRow.objects.update(created_at=past)
+    assert tasks.run_recurring_top_ups()["interval"] == 1
+    push_cycle()
+    push_cycle()
+    [one_off] = OneOffInvoice.objects.all()
+    [move] = fake_odoo.records("account.move", [["ref", "=", one_off.reference]])
+    assert move["amount_total"] == 30.0  # 15 credits x 2, untaxed
+    purchase = WalletTransaction.objects.get(source="interval")
+    assert (purchase.transaction_status, purchase.status, purchase.invoice_id) == ("purchased", "pending", one_off.pk)
+    assert tasks.run_recurring_top_ups()["interval"] == 0 and OneOffInvoice.objects.count() == 1
+    fake_odoo.register_payment(move["id"])
+    pull_invoices()
+    assert lago.wallets.find(wallet.lago_id).credits_balance == "15.0"
+    assert [(e["wallet_transaction"]["source"], e["wallet_transaction"]["status"])
+            for e in sent("wallet_transaction.updated")] == [("interval", "settled")]
+
+
+def test_credits_consumed_by_an_invoice_cross_the_threshold_in_the_same_transaction(lago, fake_odoo, catalog):
+    sub = catalog.subscription()
+    push_cycle()
+    wallet = lago.wallets.create(Wallet(
+        external_customer_id=sub.account_link.external_id, rate_amount="1", granted_credits="60",
+        recurring_transaction_rules=RecurringTransactionRuleList(__root__=[RecurringTransactionRule(
+            trigger="threshold", threshold_credits="20", granted_credits="25")])))
+    catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+    catalog.fee(sub, amount="49.000000")
+    push_cycle(now=timezone.now() + dt.timedelta(hours=1))  # 52.00 consumed: 60 -> 8, then topped up
+    [consumed] = WalletTransaction.objects.filter(transaction_status="invoiced")
+    [top_up] = WalletTransaction.objects.filter(source="threshold")
+    assert (consumed.credit_amount, top_up.credit_amount, top_up.status) == (Decimal("52"), Decimal("25"), "settled")
+    assert top_up.created_at >= consumed.created_at
+    assert lago.wallets.find(wallet.lago_id).credits_balance == "33.0"

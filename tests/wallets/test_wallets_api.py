@@ -84,8 +84,8 @@ def test_wallet_lifecycle_through_the_client(lago, other_lago):
     second = refused(lambda: lago.wallets.create(Wallet(external_customer_id="cus_1", rate_amount="1")))
     assert second.response["error_details"] == {"customer": ["wallet_already_exists"]}
     rules = refused(lambda: lago.wallets.update(Wallet(recurring_transaction_rules=RecurringTransactionRuleList(
-        __root__=[RecurringTransactionRule(trigger="interval", interval="monthly", paid_credits="10")])),
-        wallet.lago_id))
+        __root__=[RecurringTransactionRule(trigger="interval", interval="monthly", paid_credits="10",
+                                           purchase_order_number="PO-1")])), wallet.lago_id))
     assert rules.response["error_details"] == {"recurring_transaction_rules": ["not_supported"]}
     assert refused(lambda: other_lago.wallets.find(wallet.lago_id)).response["code"] == "wallet_not_found"
     assert refused(lambda: lago.wallets.find_all()).response["error_details"] == {

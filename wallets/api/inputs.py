@@ -33,20 +33,22 @@ class WalletUpdateInput(serializers.Serializer):
     code = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
     priority = serializers.IntegerField(min_value=1, max_value=50, required=False, allow_null=True)
     expiration_at = serializers.DateTimeField(required=False, allow_null=True)
-    # Not built: recurring top-ups, fee restrictions, top-up limits, payment options, metadata.
-    recurring_transaction_rules = _anything()
+    # Checked by wallets.services as Lago's validators do (invalid_recurring_rule, ...).
+    recurring_transaction_rules = serializers.JSONField(required=False, allow_null=True)
+    # Lago's wallet metadata: string keys, string or null values (checked by the service).
+    metadata = serializers.JSONField(required=False, allow_null=True)
+    # Not built: fee restrictions, top-up limits, payment options, settlement before credit.
     applies_to = _anything()
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
     paid_top_up_max_amount_cents = _anything()
     paid_top_up_min_amount_cents = _anything()
-    metadata = _anything()
     payment_method = _anything()
     invoice_custom_section = _anything()
     purchase_order_number = _anything()
 
-    validate_recurring_transaction_rules = validate_applies_to = _refuse_if_set
+    validate_applies_to = _refuse_if_set
     validate_invoice_requires_successful_payment = validate_paid_top_up_max_amount_cents = _refuse_if_set
-    validate_paid_top_up_min_amount_cents = validate_metadata = validate_payment_method = _refuse_if_set
+    validate_paid_top_up_min_amount_cents = validate_payment_method = _refuse_if_set
     validate_invoice_custom_section = validate_purchase_order_number = _refuse_if_set
 
 

@@ -4,9 +4,35 @@ from __future__ import annotations
 from billing_kit import examples
 from billing_kit.wire import array, component, obj
 
-from wallets.models import TransactionKind, TransactionStatus, TransactionType, WalletStatus
+from wallets.models import (
+    RuleInterval,
+    RuleMethod,
+    RuleStatus,
+    RuleTrigger,
+    TransactionKind,
+    TransactionStatus,
+    TransactionType,
+    WalletStatus,
+)
 
 _METADATA_ITEM = obj({"key": "string", "value": "string"})
+_METADATA = {"type": "object", "additionalProperties": {"type": "string", "nullable": True}, "nullable": True}
+
+RECURRING_TRANSACTION_RULE = component("WalletRecurringTransactionRule", obj({
+    "lago_id": "string", "trigger": {"type": "string", "enum": RuleTrigger.values},
+    "method": {"type": "string", "enum": RuleMethod.values},
+    "interval": {"type": "string", "enum": RuleInterval.values, "nullable": True},
+    "status": {"type": "string", "enum": RuleStatus.values}, "threshold_credits": "decimal",
+    "paid_credits": "decimal", "granted_credits": "decimal", "target_ongoing_balance": "decimal?",
+    "grants_target_top_up": "boolean?", "started_at": "datetime?", "expiration_at": "datetime?",
+    "created_at": "datetime", "invoice_requires_successful_payment": "boolean",
+    "ignore_paid_top_up_limits": "boolean", "transaction_metadata": array(_METADATA_ITEM),
+    "transaction_name": "string?", "purchase_order_number": "string?", "payment_method": "object?",
+    "applied_invoice_custom_sections": "array",
+}, description="A recurring top-up of a wallet (Lago allows one per wallet): on an interval, or when the "
+               "ongoing balance falls to or below threshold_credits."))
+
+WALLET_METADATA = obj({"metadata": _METADATA})
 
 WALLET = component("Wallet", obj({
     "lago_id": "string", "lago_customer_id": "string", "external_customer_id": "string",
@@ -15,11 +41,11 @@ WALLET = component("Wallet", obj({
     "credits_balance": "decimal", "balance_cents": "integer", "consumed_credits": "decimal",
     "consumed_amount_cents": "integer", "created_at": "datetime", "expiration_at": "datetime?",
     "last_balance_sync_at": "datetime?", "last_consumed_credit_at": "datetime?", "terminated_at": "datetime?",
-    "recurring_transaction_rules": "array", "ongoing_balance_cents": "integer",
+    "recurring_transaction_rules": array(RECURRING_TRANSACTION_RULE), "ongoing_balance_cents": "integer",
     "ongoing_usage_balance_cents": "integer", "credits_ongoing_balance": "decimal",
     "credits_ongoing_usage_balance": "decimal", "applies_to": "object?",
     "invoice_requires_successful_payment": "boolean", "paid_top_up_max_amount_cents": "integer?",
-    "paid_top_up_min_amount_cents": "integer?", "metadata": "object?", "payment_method": "object?",
+    "paid_top_up_min_amount_cents": "integer?", "metadata": _METADATA, "payment_method": "object?",
     "applied_invoice_custom_sections": "array", "billing_entity_code": "string",
     "purchase_order_number": "string?",
 }, description="A wallet of prepaid credits; its balances are derived from its transactions (credits are "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,11 +18,14 @@ from identity import selectors as identity_selectors
 from identity.models import Service
 from wallets import selectors, services
 from wallets.api.inputs import WalletInput, WalletTransactionInput, WalletUpdateInput
-from wallets.api.schemas import WALLET, WALLET_TRANSACTION
+from wallets.api.schemas import WALLET, WALLET_METADATA, WALLET_TRANSACTION
 from wallets.models import TransactionKind, TransactionStatus, TransactionType, Wallet
 from wallets.renderers import render_transaction, render_wallet
 
 WALLET_ID = OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The wallet's lago_id.")
+METADATA_KEY = OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH, description="A metadata key.")
+_METADATA_BODY = inline_serializer("WalletMetadataBody", {"metadata": serializers.DictField(
+    child=serializers.CharField(allow_null=True, max_length=255), help_text="String keys, string or null values.")})
 EXTERNAL_CUSTOMER = QueryParam("external_customer_id", "The customer's id in the calling app (required, as Lago).")
 TX_FILTERS = (
     QueryParam("status", "pending, settled or failed.", enum=TransactionStatus.values),
@@ -120,3 +124,33 @@ class WalletTransactionListView(ServiceAPIView):
                 filters[param.name] = value
         items, meta = paginate(query, selectors.transactions_of(wallet=wallet, **filters))
         return Response({"wallet_transactions": [render_transaction(tx) for tx in items], "meta": meta})
+
+
+class WalletMetadataView(ServiceAPIView):
+    @extend_schema(operation_id="wallet_metadata_replace", parameters=[WALLET_ID], request=_METADATA_BODY,
+                   responses={200: WALLET_METADATA, **ERRORS})
+    def post(self, request: Request, lago_id: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        return Response({"metadata": services.replace_wallet_metadata(
+            wallet=wallet, metadata=require_root(request, "metadata"))})
+
+    @extend_schema(operation_id="wallet_metadata_merge", parameters=[WALLET_ID], request=_METADATA_BODY,
+                   responses={200: WALLET_METADATA, **ERRORS})
+    def patch(self, request: Request, lago_id: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        return Response({"metadata": services.merge_wallet_metadata(
+            wallet=wallet, metadata=require_root(request, "metadata"))})
+
+    @extend_schema(operation_id="wallet_metadata_destroy", parameters=[WALLET_ID],
+                   responses={200: WALLET_METADATA, **ERRORS})
+    def delete(self, request: Request, lago_id: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        return Response({"metadata": services.replace_wallet_metadata(wallet=wallet, metadata=None)})
+
+
+class WalletMetadataKeyView(ServiceAPIView):
+    @extend_schema(operation_id="wallet_metadata_key_destroy", parameters=[WALLET_ID, METADATA_KEY],
+                   responses={200: WALLET_METADATA, **ERRORS})
+    def delete(self, request: Request, lago_id: str, key: str) -> Response:
+        wallet = wallet_or_404(self.service, lago_id)
+        return Response({"metadata": services.delete_wallet_metadata_key(wallet=wallet, key=key)})
