@@ -381,7 +381,8 @@ def render_pending_credit_note(request: CreditNoteRequest, lines: dict[int, Invo
     return {
         "lago_id": str(request.pk), "billing_entity_code": request.service.code, "sequential_id": None,
         "number": "", "lago_invoice_id": str(invoice.pk), "invoice_number": invoice.number,
-        "purchase_order_number": None, "issuing_date": None,
+        # Lago dates a credit note when it is created; Odoo's own date replaces it once posted
+        "purchase_order_number": None, "issuing_date": request.created_at.date().isoformat(),
         "credit_status": "available" if request.credit_amount else None,
         "refund_status": "pending" if refund else None, "reason": request.reason,
         "description": request.description or None, "currency": currency,
