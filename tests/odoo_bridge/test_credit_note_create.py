@@ -21,6 +21,7 @@ from odoo_bridge import mapping
 from odoo_bridge.models import CreditNote, CreditNoteRequest, Invoice, OdooSyncState, SyncKind, SyncStatus
 from odoo_bridge.pull import pull_invoices
 from odoo_bridge.sync import push_cycle
+from odoo_bridge.testing.invoicing import account_move_action_post
 from tests.odoo_bridge.conftest import WINDOW_END
 from webhooks.models import WebhookEvent
 
@@ -298,16 +299,47 @@ def test_every_refusal_is_lagos(fake_odoo, invoiced, api_client, other_api_clien
 
 
 @pytest.mark.django_db
-def test_a_paid_invoice_can_be_refunded_once(fake_odoo, invoiced, api_client):
+def test_a_paid_invoice_is_refunded_up_to_its_total(fake_odoo, invoiced, api_client):
     sub, invoice, fees, _ = invoiced
     fake_odoo.register_payment(invoice.odoo_move_id)
     pull_invoices()
-    first = api_client.post("/api/v1/credit_notes", body(invoice, [(fees["fee"], 4900)], refund_amount_cents=5537),
-                            format="json").json()["credit_note"]
-    assert (first["refund_amount_cents"], first["refund_status"], first["credit_amount_cents"]) == (
-        5537, "pending", 0)
-    assert first["credit_status"] is None
-    again = api_client.post("/api/v1/credit_notes", body(invoice, [(fees["charge"], 300)], refund_amount_cents=340,
-                                                         credit_amount_cents=-1), format="json")
-    assert again.status_code == 422
-    assert Decimal(CreditNote.objects.get().total_amount) == Decimal("55.37")
+
+    def post(items, **amounts):
+        answer = api_client.post("/api/v1/credit_notes", body(invoice, items, **amounts), format="json")
+        return answer.status_code, answer.json()
+
+    status, first = post([(fees["fee"], 4900)], refund_amount_cents=5537)
+    assert status == 200 and first["credit_note"]["number"].startswith("RINV/")
+    note = first["credit_note"]
+    assert (note["refund_amount_cents"], note["refund_status"], note["credit_amount_cents"]) == (5537, "pending", 0)
+    assert note["credit_status"] is None and note["total_amount_cents"] == 5537
+    # nothing is due on a paid invoice: nothing to offset
+    assert post([(fees["charge"], 100)], offset_amount_cents=113)[1]["error_details"] == {
+        "offset_amount_cents": ["higher_than_remaining_invoice_amount"]}
+    assert post([(fees["charge"], 300)], refund_amount_cents=339)[0] == 200
+    estimate = api_client.post("/api/v1/credit_notes/estimate", {"credit_note": {
+        "invoice_id": str(invoice.pk), "items": [{"fee_id": fees["charge"], "amount_cents": 0}]}}, format="json")
+    assert estimate.json()["estimated_credit_note"]["max_refundable_amount_cents"] == 0
+    assert sorted(Decimal(n.total_amount) for n in CreditNote.objects.all()) == [Decimal("3.39"), Decimal("55.37")]
+
+
+@pytest.mark.django_db
+def test_a_credit_note_made_in_odoo_counts_against_what_is_left(fake_odoo, invoiced, api_client):
+    """An accountant's partial refund in Odoo (typed, not linked to fees) reduces what the invoice can
+    still be credited, as Lago counts every earlier credit note of the invoice."""
+    sub, invoice, fees, _ = invoiced
+    move = fake_odoo.store.records["account.move"][invoice.odoo_move_id]
+    [refund] = fake_odoo.store.create("account.move", [{
+        "move_type": "out_refund", "partner_id": move["partner_id"], "reversed_entry_id": invoice.odoo_move_id,
+        "invoice_line_ids": [[0, 0, {"name": "goodwill", "quantity": 1, "price_unit": 50.0, "tax_ids": [[6, 0, []]],
+                                     "subscription_id": sub.odoo_sale_order_id}]]}])
+    account_move_action_post(fake_odoo.store, "account.move", [refund])
+    pull_invoices()
+    # 58.76 of fees, 50.00 already credited in Odoo: 8.76 left
+    answer = api_client.post("/api/v1/credit_notes", body(invoice, [(fees["fee"], 4900)], credit_amount_cents=5537),
+                             format="json")
+    assert answer.status_code == 422 and answer.json()["error_details"] == {
+        "credit_amount_cents": ["higher_than_remaining_invoice_amount"],
+        "base": ["higher_than_remaining_invoice_amount"]}
+    assert api_client.post("/api/v1/credit_notes", body(invoice, [(fees["fee"], 700)], credit_amount_cents=791),
+                           format="json").status_code == 200
