@@ -343,3 +343,34 @@ def test_a_credit_note_made_in_odoo_counts_against_what_is_left(fake_odoo, invoi
         "base": ["higher_than_remaining_invoice_amount"]}
     assert api_client.post("/api/v1/credit_notes", body(invoice, [(fees["fee"], 700)], credit_amount_cents=791),
                            format="json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_odoo_19_over_json2(settings, catalog, api_client):
+    """The same public calls by name over Odoo 19's JSON-2 (no /jsonrpc)."""
+    from odoo_bridge.client import reset_client
+    from odoo_bridge.testing import FakeOdoo
+    from tests.odoo_bridge.conftest import point_settings_at
+
+    with FakeOdoo(version="19.0") as server:
+        point_settings_at(settings, server)
+        settings.ODOO_TRANSPORT = "json2"
+        reset_client()
+        try:
+            sub = catalog.subscription()
+            catalog.rate(sub, catalog.api_charge, units="150", amount="3.000000")
+            push_cycle()
+            [move_id] = server.run_invoicing_cron(today=DEC_1)
+            pull_invoices()
+            invoice = Invoice.objects.get(odoo_move_id=move_id)
+            usage = invoice.lines.get(charge__isnull=False)
+            fee_id = f"{invoice.pk}-{usage.odoo_line_id}"
+            answer = api_client.post("/api/v1/credit_notes", body(invoice, [(fee_id, 300)], credit_amount_cents=300),
+                                     format="json")
+            assert answer.status_code == 200, answer.json()
+            assert answer.json()["credit_note"]["number"].startswith("RINV/")
+            assert server.call_count(service="object") == 0
+            [refund] = server.records("account.move", [["move_type", "=", "out_refund"]], ["state", "amount_total"])
+            assert (refund["state"], refund["amount_total"]) == ("posted", 3.0)
+        finally:
+            reset_client()

@@ -72,7 +72,7 @@ class WalletListView(ServiceAPIView):
 
 
 class CustomerWalletListView(ServiceAPIView):
-    """Lago's ``GET /customers/{external_customer_id}/wallets``: the same list as ``GET /wallets?external_customer_id=``."""
+    """Lago's ``GET /customers/{external_customer_id}/wallets``: the list of ``GET /wallets?external_customer_id=``."""
 
     @documented(operation_id="customers_wallets_list",
                 parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
