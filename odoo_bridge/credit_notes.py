@@ -294,7 +294,12 @@ def realise(request: CreditNoteRequest, *, client: OdooClient, book: StateBook) 
 
 def realise_now(request: CreditNoteRequest) -> CreditNote | None:
     """``POST /credit_notes``' own attempt, after its transaction committed; None: pending (Odoo not reached
-    or its answer lost), for the push cycle to finish."""
+    or its answer lost), for the push cycle to finish.
+
+    Inside a transaction still open (a request with an ``Idempotency-Key`` runs in one) nothing is sent:
+    Odoo would hold a refund whose request a rollback could still undo. The push cycle realises it."""
+    if transaction.get_connection().in_atomic_block:
+        return None
     book = StateBook(timezone.now())
     try:
         client = open_client()

@@ -25,6 +25,8 @@ from odoo_bridge.testing.invoicing import account_move_action_post
 from tests.odoo_bridge.conftest import WINDOW_END
 from webhooks.models import WebhookEvent
 
+# transactional: POST /credit_notes calls Odoo only once its own transaction has committed
+pytestmark = pytest.mark.django_db(transaction=True)
 DEC_1 = dt.date(2026, 12, 1)
 JAN_1 = dt.date(2027, 1, 1)
 DEC_END = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
@@ -70,7 +72,6 @@ def body(invoice, items, **amounts):
 
 
 # ---------------------------------------------------------------- through the official client, live server
-@pytest.mark.django_db(transaction=True)
 def test_create_find_and_list_through_the_lago_client(fake_odoo, invoiced, live_server, api_key, other_api_key):
     sub, invoice, fees, hst = invoiced
     lago = Client(api_key=api_key, api_url=live_server.url)
@@ -144,7 +145,6 @@ def test_create_find_and_list_through_the_lago_client(fake_odoo, invoiced, live_
     assert downloaded.file_url.endswith("&report_type=pdf&download=true")
 
 
-@pytest.mark.django_db(transaction=True)
 def test_customer_wallets_through_the_lago_client(live_server, api_key, other_api_key, catalog):
     lago = Client(api_key=api_key, api_url=live_server.url)
     link = catalog.account()
@@ -166,7 +166,6 @@ def test_customer_wallets_through_the_lago_client(live_server, api_key, other_ap
 
 
 # ---------------------------------------------------------------- Odoo's next run rebills nothing
-@pytest.mark.django_db(transaction=True)
 def test_odoos_next_invoicing_run_does_not_rebill_the_credited_lines(fake_odoo, invoiced, catalog, api_client):
     sub, invoice, fees, _ = invoiced
     order_id = Subscription.objects.get(pk=sub.pk).odoo_sale_order_id
@@ -206,7 +205,6 @@ def untaxed(fake_odoo, move_id: int) -> float:
 
 
 # ---------------------------------------------------------------- a lost answer from Odoo
-@pytest.mark.django_db(transaction=True)
 def test_a_lost_create_answer_is_finished_by_the_push_cycle_once(fake_odoo, invoiced, api_client):
     sub, invoice, fees, _ = invoiced
     fake_odoo.faults.add("lost_response", model="account.move", method="create", times=1)
@@ -241,7 +239,6 @@ def test_a_lost_create_answer_is_finished_by_the_push_cycle_once(fake_odoo, invo
 
 
 # ---------------------------------------------------------------- Lago's refusals
-@pytest.mark.django_db
 def test_every_refusal_is_lagos(fake_odoo, invoiced, api_client, other_api_client, catalog):
     sub, invoice, fees, _ = invoiced
 
@@ -298,7 +295,6 @@ def test_every_refusal_is_lagos(fake_odoo, invoiced, api_client, other_api_clien
     assert (missing.status_code, missing.json()["code"]) == (404, "customer_not_found")
 
 
-@pytest.mark.django_db
 def test_a_paid_invoice_is_refunded_up_to_its_total(fake_odoo, invoiced, api_client):
     sub, invoice, fees, _ = invoiced
     fake_odoo.register_payment(invoice.odoo_move_id)
@@ -323,7 +319,6 @@ def test_a_paid_invoice_is_refunded_up_to_its_total(fake_odoo, invoiced, api_cli
     assert sorted(Decimal(n.total_amount) for n in CreditNote.objects.all()) == [Decimal("3.39"), Decimal("55.37")]
 
 
-@pytest.mark.django_db
 def test_a_credit_note_made_in_odoo_counts_against_what_is_left(fake_odoo, invoiced, api_client):
     """An accountant's partial refund in Odoo (typed, not linked to fees) reduces what the invoice can
     still be credited, as Lago counts every earlier credit note of the invoice."""
@@ -345,7 +340,6 @@ def test_a_credit_note_made_in_odoo_counts_against_what_is_left(fake_odoo, invoi
                            format="json").status_code == 200
 
 
-@pytest.mark.django_db
 def test_odoo_19_over_json2(settings, catalog, api_client):
     """The same public calls by name over Odoo 19's JSON-2 (no /jsonrpc)."""
     from odoo_bridge.client import reset_client
@@ -374,3 +368,18 @@ def test_odoo_19_over_json2(settings, catalog, api_client):
             assert (refund["state"], refund["amount_total"]) == ("posted", 3.0)
         finally:
             reset_client()
+
+
+def test_with_an_idempotency_key_odoo_is_called_after_the_commit_by_the_push_cycle(fake_odoo, invoiced,
+                                                                                   api_client):
+    sub, invoice, fees, _ = invoiced
+    payload = body(invoice, [(fees["charge"], 300)], credit_amount_cents=339)
+    first = api_client.post("/api/v1/credit_notes", payload, format="json", HTTP_IDEMPOTENCY_KEY="cn-1")
+    assert first.status_code == 200 and first.json()["credit_note"]["number"] == ""
+    assert fake_odoo.records("account.move", [["move_type", "=", "out_refund"]], ["id"]) == []
+    again = api_client.post("/api/v1/credit_notes", payload, format="json", HTTP_IDEMPOTENCY_KEY="cn-1")
+    assert again["Idempotent-Replayed"] == "true" and CreditNoteRequest.objects.count() == 1
+    assert push_cycle().credit_notes_posted == 1
+    lago_id = first.json()["credit_note"]["lago_id"]
+    assert api_client.get(f"/api/v1/credit_notes/{lago_id}").json()["credit_note"]["number"].startswith("RINV/")
+    assert len(events("credit_note.created")) == 1
