@@ -269,6 +269,11 @@ def test_every_refusal_is_lagos(fake_odoo, invoiced, api_client, other_api_clien
         **body(invoice, [(fees["charge"], 100)], credit_amount_cents=113)["credit_note"], "reason": "boredom"}}) == (
         422, "validation_errors", {"reason": ["value_is_invalid"]})
     assert post({"nothing": {}})[0] == 400
+    with_metadata = body(invoice, [(fees["charge"], 100)], credit_amount_cents=113)
+    with_metadata["credit_note"]["metadata"] = {"ticket": "42"}
+    assert post(with_metadata) == (422, "validation_errors", {"metadata": ["not_supported"]})
+    assert post(body(invoice, [(fees["charge"], 0)], credit_amount_cents=0)) == (
+        422, "validation_errors", {"base": ["invalid_amount"]})
     # what was credited is no longer creditable (2.00 of the usage fee's 3.00 are left)
     assert post(body(invoice, [(fees["charge"], 201)], credit_amount_cents=227))[2] == {
         "amount_cents": ["higher_than_remaining_fee_amount"]}
@@ -284,8 +289,10 @@ def test_every_refusal_is_lagos(fake_odoo, invoiced, api_client, other_api_clien
         "invoice_id": str(invoice.pk), "items": [{"fee_id": fees["charge"], "amount_cents": 1}]}},
         format="json").json()["error_details"] == {"amount_cents": ["higher_than_remaining_fee_amount"]}
     # a voided invoice is not creditable; nor are the routes Lago has and we do not
-    Invoice.objects.filter(pk=invoice.pk).update(status="voided")
-    assert post(body(invoice, [(fees["fee"], 100)], credit_amount_cents=113))[:2] == (405, "invalid_type_or_status")
+    for status in ("draft", "voided"):
+        Invoice.objects.filter(pk=invoice.pk).update(status=status)
+        assert post(body(invoice, [(fees["fee"], 100)], credit_amount_cents=113))[:2] == (
+            405, "invalid_type_or_status")
     note_id = CreditNoteRequest.objects.first().pk
     void = api_client.put(f"/api/v1/credit_notes/{note_id}/void")
     assert (void.status_code, void.json()["code"]) == (405, "credit_note_void_not_supported")
@@ -383,3 +390,26 @@ def test_with_an_idempotency_key_odoo_is_called_after_the_commit_by_the_push_cyc
     lago_id = first.json()["credit_note"]["lago_id"]
     assert api_client.get(f"/api/v1/credit_notes/{lago_id}").json()["credit_note"]["number"].startswith("RINV/")
     assert len(events("credit_note.created")) == 1
+
+
+def test_two_concurrent_credit_notes_cannot_both_take_what_is_left_of_a_fee(fake_odoo, invoiced, api_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from tests.conftest import make_api_client
+
+    sub, invoice, fees, _ = invoiced
+    payload = body(invoice, [(fees["charge"], 200)], credit_amount_cents=226)
+
+    def post(_):
+        try:
+            return make_api_client(api_key).post("/api/v1/credit_notes", payload, format="json").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = sorted(pool.map(post, range(2)))
+    # 3.00 of calls: one credit of 2.00 passes, the other finds 1.00 left
+    assert statuses == [200, 422]
+    assert CreditNoteRequest.objects.count() == 1 and CreditNote.objects.count() == 1
