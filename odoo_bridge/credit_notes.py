@@ -84,6 +84,7 @@ class Estimate:
     max_creditable: Decimal
     max_refundable: Decimal
     max_offsettable: Decimal
+    fee_total: Decimal  # Lago's fee_total_amount_cents: the invoice's fees, taxes included
 
     @property
     def total(self) -> Decimal:
@@ -172,7 +173,7 @@ def estimate(*, invoice: Invoice, items: Sequence[dict[str, Any]]) -> Estimate:
     return Estimate(invoice=invoice, items=specs, fees_amount=fees_amount, taxes_amount=taxes,
                     max_creditable=min(fees_amount + taxes, left),
                     max_refundable=min(fees_amount + taxes, max(paid - refunded, Decimal(0)), left),
-                    max_offsettable=min(fees_amount + taxes, invoice.total_due_amount, left))
+                    max_offsettable=min(fees_amount + taxes, invoice.total_due_amount, left), fee_total=fee_total)
 
 
 def create_credit_note(*, service: Service, invoice_id: str, items: Sequence[dict[str, Any]], reason: str,
@@ -197,8 +198,7 @@ def create_credit_note(*, service: Service, invoice_id: str, items: Sequence[dic
         if refund > 0 and invoice.payment_status != InvoicePaymentStatus.SUCCEEDED:
             errors.setdefault("refund_amount_cents", []).append(ErrorCode.CANNOT_REFUND_UNPAID_INVOICE)
         credited, refunded, total_before = _already_credited(invoice)
-        fee_total = sum((f.line.total_amount for f in creditable_fees(invoice).values() if f.line.amount > 0),
-                        Decimal(0))
+        fee_total = found.fee_total
         if refund > invoice.total_amount - refunded:
             errors.setdefault("refund_amount_cents", []).append(ErrorCode.HIGHER_THAN_REMAINING_INVOICE_AMOUNT)
         if credit > fee_total - credited:
