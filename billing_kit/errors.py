@@ -108,6 +108,15 @@ class ErrorCode(StrEnum):
     # A coupon that is not reusable is already applied to the customer (lago-api).
     COUPON_IS_NOT_REUSABLE = "coupon_is_not_reusable"
     # --- end #14 coupons ---
+    # --- #14 credit notes (lago-api CreditNotes::CreateService / ValidateService / ValidateItemService) ---
+    FEE_NOT_FOUND = "fee_not_found"
+    INVALID_TYPE_OR_STATUS = "invalid_type_or_status"
+    INVALID_VALUE = "invalid_value"
+    DOES_NOT_MATCH_ITEM_AMOUNTS = "does_not_match_item_amounts"
+    HIGHER_THAN_REMAINING_FEE_AMOUNT = "higher_than_remaining_fee_amount"
+    HIGHER_THAN_REMAINING_INVOICE_AMOUNT = "higher_than_remaining_invoice_amount"
+    CANNOT_REFUND_UNPAID_INVOICE = "cannot_refund_unpaid_invoice"
+    # --- end #14 credit notes ---
 
 
 class BillingError(Exception):

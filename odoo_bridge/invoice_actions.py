@@ -9,6 +9,8 @@ leaves Odoo's state for the next pull to mirror.
 - ``download``: the PDF on Odoo's customer portal, ``get_portal_url(report_type="pdf",
   download=True)`` (portal.mixin, public; it makes the record's access token once, so the link
   works without a login), stored as the invoice's ``file_url``.
+- credit note ``download``: the same for a credit note (its refund move's portal PDF), ``file_url`` of
+  the credit note.
 - ``payment_url``: the invoice's portal page (``get_portal_url()``), where Odoo offers the
   customer to pay it with the company's payment providers.
 - ``void``: ``account.move.button_cancel`` (Odoo 17: posted → draft → cancelled, refused for an
@@ -28,7 +30,7 @@ from identity.models import AccountLink
 
 from .client import OdooClient, OdooError, OdooRemoteError
 from .connection import CycleAborted, odoo_settings, open_client, portal_base_url, record_connection_failure
-from .models import Invoice, InvoicePaymentStatus, InvoiceStatus
+from .models import CreditNote, Invoice, InvoicePaymentStatus, InvoiceStatus
 from .pull import pull_move
 
 MODEL = "account.move"
@@ -72,6 +74,16 @@ def download(*, invoice: Invoice) -> Invoice:
         invoice.file_url = portal_base_url() + str(path)
         invoice.save(update_fields=["file_url", "updated_at"])
     return invoice
+
+
+def download_credit_note(*, note: CreditNote) -> CreditNote:
+    """Lago's credit note download: the refund's PDF on Odoo's portal, as an invoice's (portal.mixin)."""
+    if not note.file_url:
+        client = _client()
+        path = _call(client, "get_portal_url", [[note.odoo_move_id]], {"report_type": "pdf", "download": True})
+        note.file_url = portal_base_url() + str(path)
+        note.save(update_fields=["file_url", "updated_at"])
+    return note
 
 
 def payment_url(*, invoice: Invoice) -> str:

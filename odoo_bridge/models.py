@@ -211,6 +211,8 @@ class CreditNote(models.Model):
     # When credit_note.created was sent (once, when first seen posted and not held).
     announced_at = models.DateTimeField(null=True, blank=True, editable=False)
     held_reason = models.CharField(max_length=512, blank=True, default="")
+    # Lago's file_url: the credit note's PDF on Odoo's portal (access token), set by POST .../download.
+    file_url = models.CharField(max_length=1024, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -219,6 +221,72 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number or f"odoo move {self.odoo_move_id}"
+
+
+class CreditNoteReason(models.TextChoices):
+    DUPLICATED_CHARGE = "duplicated_charge"
+    PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+    ORDER_CHANGE = "order_change"
+    ORDER_CANCELLATION = "order_cancellation"
+    FRAUDULENT_CHARGE = "fraudulent_charge"
+    OTHER = "other"
+
+
+class CreditNoteRequest(models.Model):
+    """A credit note asked for through ``POST /credit_notes``, persisted before anything is sent to Odoo
+    (the outbox of ``odoo_bridge.credit_notes``): an ``account.move`` ``out_refund`` of the invoice's
+    partner, ``reversed_entry_id`` = the invoice, NO ``sale_line_ids`` (so nothing is rebilled), found by
+    ``ref`` = ``reference`` before any create, created and posted once. Its pk is the credit note's
+    ``lago_id``: the pull mirrors the move into ``CreditNote`` with the same pk."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="credit_note_requests")
+    account_link = models.ForeignKey(AccountLink, on_delete=models.PROTECT, related_name="credit_note_requests")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_note_requests")
+    reason = models.CharField(max_length=32, choices=CreditNoteReason.choices, default=CreditNoteReason.OTHER)
+    description = models.TextField(blank=True, default="")
+    currency = models.CharField(max_length=3)
+    # Lago's split of the total (taxes included): credited to the customer, refunded, offset against the invoice.
+    credit_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                        default=0)
+    refund_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                        default=0)
+    offset_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                        default=0)
+    # Computed here from the fees' Odoo taxes (Odoo computes its own when it posts; the mirror shows Odoo's).
+    taxes_amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"],
+                                       default=0)
+    odoo_move_id = models.PositiveIntegerField(null=True, blank=True, unique=True)
+    credit_note = models.OneToOneField(CreditNote, on_delete=models.SET_NULL, null=True, blank=True,
+                                       related_name="request")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    @property
+    def reference(self) -> str:
+        return f"fb-cn-{self.pk}"
+
+    def __str__(self) -> str:
+        return f"credit note {self.reference}"
+
+
+class CreditNoteRequestItem(models.Model):
+    """One credited fee: the invoice line (by its Odoo line id, stable across re-mirroring) and the amount
+    before taxes. Earlier items of the same fee reduce what is still creditable."""
+
+    request = models.ForeignKey(CreditNoteRequest, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField()
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="+")
+    odoo_line_id = models.PositiveIntegerField()
+    fee_lago_id = models.CharField(max_length=80)
+    amount = models.DecimalField(max_digits=AMOUNT["max_digits"], decimal_places=AMOUNT["decimal_places"])
+
+    class Meta:
+        ordering = ["request", "position"]
+        constraints = [models.UniqueConstraint(fields=["request", "position"], name="credit_note_item_position")]
+        indexes = [models.Index(fields=["invoice", "odoo_line_id"], name="credit_note_item_fee")]
 
 
 class CreditNoteItem(models.Model):
@@ -256,5 +324,6 @@ from .state_models import (  # noqa: E402  (sync state lives in its own module)
 )
 
 __all__ = ["Invoice", "InvoiceLine", "OneOffInvoice", "OneOffInvoiceLine", "OneOffInvoiceType", "InvoiceStatus",
-           "InvoicePaymentStatus", "CreditNote", "CreditNoteItem", "CreditNoteStatus", "ConnectionStatus",
+           "InvoicePaymentStatus", "CreditNote", "CreditNoteItem", "CreditNoteStatus", "CreditNoteReason",
+           "CreditNoteRequest", "CreditNoteRequestItem", "ConnectionStatus",
            "OdooConnectionState", "OdooPullCursor", "OdooPushChange", "OdooSyncState", "SyncKind", "SyncStatus"]

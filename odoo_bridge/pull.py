@@ -46,6 +46,7 @@ from .connection import (
 from .models import (
     CreditNote,
     CreditNoteItem,
+    CreditNoteRequest,
     CreditNoteStatus,
     Invoice,
     InvoiceLine,
@@ -339,10 +340,36 @@ def _one_off_of(move: dict, one_offs: dict[str, OneOffInvoice] | None) -> tuple[
     return None, False
 
 
+CREDIT_NOTE_REF_PREFIX = "fb-cn-"
+
+
+def credit_request_of(move: dict) -> CreditNoteRequest | None:
+    """The ``POST /credit_notes`` request a refund realises (its ``ref``), if any."""
+    ref = move.get("ref") or ""
+    if move.get("move_type") != "out_refund" or not isinstance(ref, str) or not ref.startswith(CREDIT_NOTE_REF_PREFIX):
+        return None
+    try:
+        key = uuid.UUID(ref[len(CREDIT_NOTE_REF_PREFIX):])
+    except ValueError:
+        return None
+    return (CreditNoteRequest.objects.select_related("service", "account_link__customer", "invoice__subscription")
+            .prefetch_related("items").filter(pk=key).first())
+
+
 def mirror_move(move: dict, lines: list[dict], report: PullReport, *,
                 order_of_sale_line: dict[int, int] | None = None,
                 one_offs: dict[str, OneOffInvoice] | None = None,
                 portal_pdf: Callable[[dict], str] | None = None) -> Invoice | CreditNote | None:
+    request = credit_request_of(move)
+    if request is not None:
+        # a credit note of POST /credit_notes: its lines carry no sale line (nothing is rebilled), so they
+        # belong to the credited invoice's subscription, and the request says whose it is
+        original = request.invoice
+        note_attribution = Attribution(primary=original.subscription,
+                                       line_subscriptions=[original.subscription] * len(lines))
+        return mirror_credit_note(move, lines, report, attribution=note_attribution, service=request.service,
+                                  link=request.account_link, subscription=original.subscription,
+                                  default_currency=request.currency, request=request)
     one_off, is_refund = _one_off_of(move, one_offs)
     if one_off is not None:
         # a one-off invoice bills the service account it was made for; it comes from no order
@@ -537,7 +564,7 @@ def credit_note_status(move: dict) -> str:
 
 def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, attribution: Attribution,
                        service: Service, link: AccountLink, subscription: Subscription | None,
-                       default_currency: str) -> CreditNote:
+                       default_currency: str, request: CreditNoteRequest | None = None) -> CreditNote:
     """An Odoo refund as Lago's credit note; ``credit_note.created`` once, when first seen posted (not held).
 
     Its amount is an ``offset`` of its invoice when that invoice was not paid (Odoo reconciles the two),
@@ -569,11 +596,17 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, att
         "odoo_write_date": _odoo_datetime(move.get("write_date")),
         "held_reason": attribution.held_reason,
     }
+    if request is not None:
+        # Lago's split as asked (credit / refund / offset), and its description: Odoo's ref is our reference
+        values.update(reason=request.description[:512], credit_amount=request.credit_amount,
+                      offset_amount=request.offset_amount,
+                      balance_amount=Decimal(0) if status == CreditNoteStatus.VOIDED else request.credit_amount)
     with transaction.atomic():
         note = (CreditNote.objects.select_related("service", "customer", "subscription", "invoice")
                 .select_for_update(of=("self",)).filter(odoo_move_id=move["id"]).first())
         if note is None:
-            note = CreditNote(odoo_move_id=move["id"], **values)
+            own_id = {"id": request.pk} if request is not None else {}  # the lago_id POST /credit_notes answered
+            note = CreditNote(odoo_move_id=move["id"], **own_id, **values)
             note.save()
             report.credit_notes_created += 1
         else:
@@ -585,6 +618,11 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, att
             note.save()
             report.credit_notes_updated += 1
         rows, _ = _line_values(attribution.line_subscriptions, lines, digits)
+        if request is not None:
+            _credited_fees(rows, request)
+            if request.credit_note_id != note.pk:
+                request.credit_note = note
+                request.save(update_fields=["credit_note"])
         note.items.all().delete()
         CreditNoteItem.objects.bulk_create([CreditNoteItem(credit_note=note, **row) for row in rows])
         if note.held_reason:
@@ -599,6 +637,22 @@ def mirror_credit_note(move: dict, lines: list[dict], report: PullReport, *, att
                          object_type="credit_note", payload=render_credit_note(note))
             report.events += 1
     return note
+
+
+def _credited_fees(rows: list[dict[str, Any]], request: CreditNoteRequest) -> None:
+    """Each item of an API credit note is the fee it credits (in order: Odoo keeps the lines' sequence):
+    its charge and rated usage, as the invoice line's."""
+    items = [item for item in request.items.all() if item.amount != 0]
+    if len(items) != len(rows):
+        return
+    originals = {line.odoo_line_id: line for line in InvoiceLine.objects.filter(
+        invoice_id=request.invoice_id, odoo_line_id__in=[i.odoo_line_id for i in items])}
+    for row, item in zip(rows, items):
+        original = originals.get(item.odoo_line_id)
+        if original is not None:
+            row.update(charge_id=original.charge_id, rated_usage_id=original.rated_usage_id)
+            row.pop("charge", None)
+            row.pop("rated_usage", None)
 
 
 TAX_RATES_TTL = dt.timedelta(hours=1)

@@ -52,6 +52,7 @@ class PushReport:
     lines_created: int = 0
     lines_updated: int = 0
     products_created: int = 0
+    credit_notes_posted: int = 0  # POST /credit_notes realised by the cycle (not at once)
     failed: int = 0
     skipped_locked: int = 0
     aborted: str = ""

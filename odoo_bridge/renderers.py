@@ -17,8 +17,8 @@ from identity.models import AccountLink
 from metering.models import MinimumCommitment, Plan, PlanFeeKind
 from metering.renderers import render_subscription
 
-from .models import (CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, InvoiceLine, InvoicePaymentStatus,
-                     InvoiceStatus, OneOffInvoice)
+from .models import (CreditNote, CreditNoteItem, CreditNoteRequest, CreditNoteStatus, Invoice, InvoiceLine,
+                     InvoicePaymentStatus, InvoiceStatus, OneOffInvoice)
 
 INVOICE_TYPES = {"out_invoice": "subscription"}
 
@@ -305,6 +305,8 @@ def render_credit_note(note: CreditNote) -> dict[str, Any]:
     rate = (note.taxes_amount / note.fees_amount * 100).quantize(Decimal("0.01")) if note.fees_amount else Decimal(0)
     original = note.invoice
     lago_invoice_id = str(original.pk) if original is not None and not original.held_reason else None
+    request = _request_of(note)
+    refund = to_cents(request.refund_amount, currency) if request is not None else 0
     return {
         "lago_id": str(note.pk),
         "billing_entity_code": note.service.code,
@@ -315,8 +317,9 @@ def render_credit_note(note: CreditNote) -> dict[str, Any]:
         "purchase_order_number": None,
         "issuing_date": _day(note.issuing_date),
         "credit_status": _credit_status(note),
-        "refund_status": None,
-        "reason": "other",
+        # the refund itself is paid out in Odoo (a payment the pull does not attribute): pending here
+        "refund_status": "pending" if refund else None,
+        "reason": request.reason if request is not None else "other",
         "description": note.reason or None,
         "currency": currency,
         "total_amount_cents": to_cents(note.total_amount, currency),
@@ -325,13 +328,13 @@ def render_credit_note(note: CreditNote) -> dict[str, Any]:
         "sub_total_excluding_taxes_amount_cents": fees,
         "balance_amount_cents": to_cents(note.balance_amount, currency),
         "credit_amount_cents": to_cents(note.credit_amount, currency),
-        "refund_amount_cents": 0,
+        "refund_amount_cents": refund,
         "offset_amount_cents": to_cents(note.offset_amount, currency),
         "coupons_adjustment_amount_cents": 0,
         "created_at": iso_seconds(note.created_at),
         "updated_at": iso_seconds(note.updated_at),
         "voided_at": iso_seconds(note.updated_at) if note.status == CreditNoteStatus.VOIDED else None,
-        "file_url": None,
+        "file_url": note.file_url or None,
         "self_billed": False,
         "error_details": [],
         "customer": render_customer(link) if link is not None else None,
@@ -345,4 +348,77 @@ def render_credit_note(note: CreditNote) -> dict[str, Any]:
                            "amount_currency": currency, "base_amount_cents": to_cents(e["base"], currency),
                            "created_at": iso_seconds(note.created_at)} for e in applied_taxes(items)],
         "metadata": {"odoo_move_id": str(note.odoo_move_id)},
+    }
+
+
+def _request_of(note: CreditNote) -> CreditNoteRequest | None:
+    """The ``POST /credit_notes`` request the note realises (None: a refund made in Odoo)."""
+    try:
+        return note.request
+    except CreditNoteRequest.DoesNotExist:
+        return None
+
+
+def render_pending_credit_note(request: CreditNoteRequest, lines: dict[int, InvoiceLine]) -> dict[str, Any]:
+    """A credit note Odoo has not posted yet (unreachable, or its answer lost): Lago's object from the
+    request, amounts and taxes as computed here, each item with the fee it credits (``lines``: the
+    invoice's lines by Odoo line id). The mirror later takes the same ``lago_id`` with Odoo's figures."""
+    invoice = request.invoice
+    currency = request.currency
+    items = list(request.items.all())
+    fees_amount = sum((item.amount for item in items), Decimal(0))
+    created = iso_seconds(request.created_at)
+    refund = to_cents(request.refund_amount, currency)
+    rendered = []
+    for item in items:
+        line = lines.get(item.odoo_line_id)
+        rendered.append({"lago_id": f"{request.pk}-{item.position}", "amount_cents": to_cents(item.amount, currency),
+                         "amount_currency": currency,
+                         "fee": _render_fee(invoice, line) if line is not None else None})
+    fees = to_cents(fees_amount, currency)
+    taxes = to_cents(request.taxes_amount, currency)
+    rate = (request.taxes_amount / fees_amount * 100).quantize(Decimal("0.01")) if fees_amount else Decimal(0)
+    return {
+        "lago_id": str(request.pk), "billing_entity_code": request.service.code, "sequential_id": None,
+        "number": "", "lago_invoice_id": str(invoice.pk), "invoice_number": invoice.number,
+        # Lago dates a credit note when it is created; Odoo's own date replaces it once posted
+        "purchase_order_number": None, "issuing_date": request.created_at.date().isoformat(),
+        "credit_status": "available" if request.credit_amount else None,
+        "refund_status": "pending" if refund else None, "reason": request.reason,
+        "description": request.description or None, "currency": currency,
+        "total_amount_cents": fees + taxes, "taxes_amount_cents": taxes,
+        "taxes_rate": float(rate),  # ok-float: Lago's wire type for a percentage
+        "sub_total_excluding_taxes_amount_cents": fees,
+        "balance_amount_cents": to_cents(request.credit_amount, currency),
+        "credit_amount_cents": to_cents(request.credit_amount, currency), "refund_amount_cents": refund,
+        "offset_amount_cents": to_cents(request.offset_amount, currency), "coupons_adjustment_amount_cents": 0,
+        "created_at": created, "updated_at": created, "voided_at": None, "file_url": None, "self_billed": False,
+        "error_details": [], "customer": render_customer(request.account_link),
+        "items": [item for item in rendered if item["fee"] is not None], "applied_taxes": [],
+        "metadata": {"odoo_move_id": str(request.odoo_move_id) if request.odoo_move_id else ""},
+    }
+
+
+def render_estimate(found: Any) -> dict[str, Any]:
+    """Lago's ``estimated_credit_note`` from ``credit_notes.Estimate``."""
+    invoice = found.invoice
+    cur = invoice.currency
+    exponent = minor_unit_exponent(cur)
+    precise_taxes = sum((e["amount"] for e in found.applied_taxes()), Decimal(0))
+    rate = (found.taxes_amount / found.fees_amount * 100).quantize(Decimal("0.01")) if found.fees_amount else Decimal(0)
+    return {
+        "lago_invoice_id": str(invoice.pk), "invoice_number": invoice.number, "currency": cur,
+        "taxes_amount_cents": to_cents(found.taxes_amount, cur),
+        "precise_taxes_amount_cents": float(precise_taxes.scaleb(exponent)),  # ok-float: Lago's wire type
+        "taxes_rate": float(rate),  # ok-float: Lago's wire type
+        "sub_total_excluding_taxes_amount_cents": to_cents(found.fees_amount, cur),
+        "max_creditable_amount_cents": to_cents(found.max_creditable, cur),
+        "max_refundable_amount_cents": to_cents(found.max_refundable, cur),
+        "max_offsettable_amount_cents": to_cents(found.max_offsettable, cur),
+        "coupons_adjustment_amount_cents": 0, "precise_coupons_adjustment_amount_cents": 0.0,  # ok-float
+        "items": [{"amount_cents": to_cents(item.amount, cur), "lago_fee_id": item.fee.lago_id}
+                  for item in found.items],
+        "applied_taxes": [{**_tax_fields(e["tax"]), "base_amount_cents": to_cents(e["base"], cur),
+                           "amount_cents": to_cents(e["amount"], cur), "amount_currency": cur}
+                          for e in found.applied_taxes()],
     }

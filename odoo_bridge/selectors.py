@@ -12,8 +12,8 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from identity.models import Service
 from metering.models import Charge, Subscription
 
-from .models import (CreditNote, CreditNoteItem, CreditNoteStatus, Invoice, InvoiceLine, InvoicePaymentStatus,
-                     InvoiceStatus, OneOffInvoice)
+from .models import (CreditNote, CreditNoteItem, CreditNoteRequest, CreditNoteStatus, Invoice, InvoiceLine,
+                     InvoicePaymentStatus, InvoiceStatus, OneOffInvoice)
 
 # Odoo refunds are credit notes (GET /credit_notes), never invoices: `invoice_type=credit_note` lists none.
 INVOICE_TYPE_TO_MOVE = {"subscription": "out_invoice"}
@@ -39,7 +39,7 @@ def credit_note_prefetches() -> list[Prefetch]:
 def credit_notes_for_service(*, service: Service) -> QuerySet[CreditNote]:
     """Posted (or voided) credit notes of the service; drafts and held ones are nobody's to read."""
     return (CreditNote.objects.filter(service=service, held_reason="").exclude(status=CreditNoteStatus.DRAFT)
-            .select_related("service", "account_link", "invoice", "subscription__plan")
+            .select_related("service", "account_link", "invoice", "subscription__plan", "request")
             .prefetch_related(*credit_note_prefetches(), "account_link__metadata")
             .order_by("-issuing_date", "-created_at", "-odoo_move_id"))
 
@@ -186,3 +186,20 @@ def billed_totals(subscription: Subscription) -> BilledTotals:
             usage += amount
         by_charge[charge_id] = by_charge.get(charge_id, Decimal(0)) + amount
     return BilledTotals(untaxed=untaxed, usage=usage, by_charge=by_charge)
+
+
+def pending_credit_note(*, service: Service, lago_id: str) -> CreditNoteRequest | None:
+    """A credit note of ``POST /credit_notes`` Odoo has not posted (or the pull not mirrored) yet."""
+    try:
+        key = uuid.UUID(str(lago_id))
+    except ValueError:
+        return None
+    return (CreditNoteRequest.objects.filter(service=service, pk=key, credit_note__isnull=True)
+            .select_related("service", "account_link", "invoice").prefetch_related("items", "account_link__metadata")
+            .first())
+
+
+def invoice_lines_by_odoo_id(invoice: Invoice) -> dict[int, InvoiceLine]:
+    return {line.odoo_line_id: line for line in invoice.lines.select_related(
+        "charge__metric", "rated_usage", "plan_fee", "subscription__plan", "one_off_line__add_on",
+        "one_off_line__one_off") if line.odoo_line_id}

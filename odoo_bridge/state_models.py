@@ -24,6 +24,7 @@ class SyncKind(models.TextChoices):
     COUPON_PRODUCT = "coupon_product", "coupon → discount product (one-off)"
     COUPON_DISCOUNT = "coupon_discount", "coupon discount → negative order line"
     PRICELIST = "pricelist", "currency → pricelist (the currency of its orders)"
+    CREDIT_NOTE = "credit_note", "credit note (POST /credit_notes) → posted account.move out_refund"
 
 
 class SyncStatus(models.TextChoices):

@@ -58,7 +58,7 @@ from metering.models import (
 )
 
 from . import changes, mapping
-from .client import OdooClient, OdooSettings
+from .client import OdooClient, OdooError, OdooSettings
 from .connection import (
     ADVISORY_NAMESPACE_CYCLE,
     ADVISORY_NAMESPACE_SUBSCRIPTION,
@@ -69,6 +69,7 @@ from .connection import (
     open_client,
 )
 from .models import ConnectionStatus, OdooSyncState, SyncKind, SyncStatus
+from .credit_notes import push_credit_notes
 from .one_off import push_one_off_invoices
 from .orders import push_orders
 from .pusher import Pusher, PushReport
@@ -272,6 +273,14 @@ def _push_one_offs(pusher: Pusher, report: PushReport, batch_size: int) -> None:
         report.aborted = str(exc)
 
 
+def _push_credit_notes(client: OdooClient, report: PushReport, now: dt.datetime, batch_size: int) -> None:
+    """Credit notes of POST /credit_notes that could not be realised at once: their own step and query."""
+    try:
+        report.credit_notes_posted = push_credit_notes(client, now=now, limit=batch_size)
+    except OdooError as exc:
+        report.aborted = str(exc)
+
+
 def _settlement(book: StateBook, sub: Subscription) -> tuple[dt.datetime | None, str]:
     """When ``sub`` must be examined again although nothing changes (None: only on a change), and why.
 
@@ -388,6 +397,8 @@ def push_cycle(*, client: OdooClient | None = None, now: dt.datetime | None = No
             _push_subscriptions(pusher, subscriptions_to_push(subscription_ids=subscription_ids), batch_size)
         if subscription_ids is None and not report.aborted:
             _push_one_offs(pusher, report, batch_size)
+        if subscription_ids is None and not report.aborted:
+            _push_credit_notes(client, report, now, batch_size)
     report.round_trips = client.round_trips - start_trips
     report.seconds = round(time.monotonic() - started, 3)
     if not report.aborted:

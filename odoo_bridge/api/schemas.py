@@ -68,6 +68,18 @@ CREDIT_NOTE = component("CreditNote", obj({
     "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
 }, description="An Odoo refund (out_refund), mirrored (docs/odoo.md)."))
 
+CREDIT_NOTE_ESTIMATE = obj({"estimated_credit_note": obj({
+    "lago_invoice_id": "string", "invoice_number": "string", "currency": "currency",
+    "taxes_amount_cents": "integer", "precise_taxes_amount_cents": "number", "taxes_rate": "number",
+    "sub_total_excluding_taxes_amount_cents": "integer", "max_creditable_amount_cents": "integer",
+    "max_refundable_amount_cents": "integer", "max_offsettable_amount_cents": "integer",
+    "coupons_adjustment_amount_cents": "integer", "precise_coupons_adjustment_amount_cents": "number",
+    "items": array(obj({"amount_cents": "integer", "lago_fee_id": "string"})),
+    "applied_taxes": array(obj({"lago_tax_id": "string", "tax_name": "string", "tax_code": "string",
+                                "tax_rate": "number", "tax_description": "string?", "base_amount_cents": "integer",
+                                "amount_cents": "integer", "amount_currency": "currency"})),
+})})
+
 INVOICE_PAYMENT_DETAILS = obj({"invoice_payment_details": obj({
     "lago_customer_id": "string?", "lago_invoice_id": "string", "external_customer_id": "string?",
     "payment_provider": {"type": "string", "enum": ["odoo"]}, "payment_url": "string"})})

@@ -2,7 +2,10 @@ from django.urls import path
 
 from .views import (
     CreditNoteDetailView,
+    CreditNoteDownloadView,
+    CreditNoteEstimateView,
     CreditNoteListView,
+    CustomerCreditNoteListView,
     CustomerInvoiceListView,
     CustomerPortalUrlView,
     InvoiceCreateView,
@@ -24,6 +27,10 @@ urlpatterns: list = [
     path("invoices/<str:lago_id>/payment_url", InvoicePaymentUrlView.as_view(), name="invoice-payment-url"),
     path("customers/<str:external_id>/portal_url", CustomerPortalUrlView.as_view(), name="customer-portal-url"),
     path("credit_notes", CreditNoteListView.as_view(), name="credit-note-list"),
+    path("credit_notes/estimate", CreditNoteEstimateView.as_view(), name="credit-note-estimate"),
     path("credit_notes/<str:lago_id>", CreditNoteDetailView.as_view(), name="credit-note-detail"),
+    path("credit_notes/<str:lago_id>/download", CreditNoteDownloadView.as_view(), name="credit-note-download"),
+    path("customers/<str:external_id>/credit_notes", CustomerCreditNoteListView.as_view(),
+         name="customer-credit-note-list"),
     path("customers/<str:external_id>/invoices", CustomerInvoiceListView.as_view(), name="customer-invoice-list"),
 ]

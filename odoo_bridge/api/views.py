@@ -20,11 +20,12 @@ from billing_kit.parsing import require_root
 from billing_kit.views import ServiceAPIView
 from billing_kit.wire import envelope, page
 from identity import selectors as identity_selectors
-from odoo_bridge import invoice_actions, selectors
+from odoo_bridge import credit_notes, invoice_actions, selectors
 from odoo_bridge import one_off as one_off_invoices
-from odoo_bridge.models import Invoice, InvoicePaymentStatus, InvoiceStatus
-from odoo_bridge.renderers import render_credit_note, render_invoice, render_pending_one_off
-from .schemas import CREDIT_NOTE, CUSTOMER_PORTAL_URL, INVOICE, INVOICE_PAYMENT_DETAILS
+from odoo_bridge.models import CreditNote, CreditNoteReason, Invoice, InvoicePaymentStatus, InvoiceStatus
+from odoo_bridge.renderers import (render_credit_note, render_estimate, render_invoice, render_pending_credit_note,
+                                   render_pending_one_off)
+from .schemas import CREDIT_NOTE, CREDIT_NOTE_ESTIMATE, CUSTOMER_PORTAL_URL, INVOICE, INVOICE_PAYMENT_DETAILS
 
 
 class InvoiceFilters(serializers.Serializer):
@@ -202,7 +203,73 @@ CREDIT_NOTE_QUERY = (
 )
 
 
+CENTS_LIMIT = 10**15
+
+
+def _cents(**kwargs: Any) -> serializers.IntegerField:
+    # negative amounts pass here and are refused as Lago refuses them (invalid_value), not as out of range
+    return serializers.IntegerField(min_value=-CENTS_LIMIT, max_value=CENTS_LIMIT, **kwargs)
+
+
+class CreditNoteItemInput(serializers.Serializer):
+    fee_id = serializers.CharField(max_length=80)
+    amount_cents = _cents()
+
+
+class CreditNoteEstimateInput(serializers.Serializer):
+    invoice_id = serializers.CharField(max_length=64)
+    items = serializers.ListField(child=CreditNoteItemInput(), min_length=1, max_length=500)
+
+
+class CreditNoteInput(CreditNoteEstimateInput):
+    reason = serializers.ChoiceField(choices=CreditNoteReason.values, required=False, allow_null=True)
+    description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=2000)
+    credit_amount_cents = _cents(required=False, allow_null=True)
+    refund_amount_cents = _cents(required=False, allow_null=True)
+    offset_amount_cents = _cents(required=False, allow_null=True)
+    # Lago's credit note metadata is not built (the credit note is Odoo's): refused when set.
+    metadata = serializers.JSONField(required=False, allow_null=True)
+
+    def validate_metadata(self, value: Any) -> Any:
+        if value:
+            raise serializers.ValidationError(ErrorCode.NOT_SUPPORTED, code=ErrorCode.NOT_SUPPORTED)
+        return value
+
+
+def _credit_note_answer(service: Any, lago_id: str) -> dict[str, Any] | None:
+    """The credit note as mirrored from Odoo, else as asked (Odoo has not posted it yet)."""
+    note = selectors.credit_note_by_lago_id(service=service, lago_id=lago_id)
+    if note is not None:
+        return render_credit_note(note)
+    pending = selectors.pending_credit_note(service=service, lago_id=lago_id)
+    if pending is not None:
+        return render_pending_credit_note(pending, selectors.invoice_lines_by_odoo_id(pending.invoice))
+    return None
+
+
 class CreditNoteListView(ServiceAPIView):
+    @extend_schema(operation_id="credit_notes_create",
+                   request=inline_serializer("CreditNoteBody", {"credit_note": CreditNoteInput()}),
+                   responses={200: envelope("credit_note", CREDIT_NOTE), 400: LAGO_JSON, 401: LAGO_JSON,
+                              404: LAGO_JSON, 405: LAGO_JSON, 422: LAGO_JSON},
+                   description="A credit note of fees of a finalized invoice, realised in Odoo at once as a "
+                               "posted out_refund that keeps no link to the order lines (nothing is rebilled); "
+                               "answered as asked while Odoo cannot be reached (the push cycle posts it).")
+    def post(self, request: Request) -> Response:
+        payload = CreditNoteInput(data=require_root(request, "credit_note"))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        asked = credit_notes.create_credit_note(
+            service=self.service, invoice_id=data["invoice_id"], items=data["items"],
+            reason=data.get("reason") or CreditNoteReason.OTHER, description=data.get("description") or "",
+            credit_amount_cents=data.get("credit_amount_cents") or 0,
+            refund_amount_cents=data.get("refund_amount_cents") or 0,
+            offset_amount_cents=data.get("offset_amount_cents") or 0)
+        credit_notes.realise_now(asked)  # committed first: a lost answer is finished by the push cycle
+        answer = _credit_note_answer(self.service, str(asked.pk))
+        assert answer is not None
+        return Response({"credit_note": answer})
+
     @documented(operation_id="credit_notes_list", query=CREDIT_NOTE_QUERY,
                 responses={200: page("credit_notes", CREDIT_NOTE), 401: LAGO_JSON, 422: LAGO_JSON},
                 description="Credit notes of the calling service: Odoo refunds (out_refund), mirrored.")
@@ -230,10 +297,67 @@ class CreditNoteDetailView(ServiceAPIView):
                                                 description="The credit note's lago_id (UUID).")],
                    responses={200: envelope("credit_note", CREDIT_NOTE), 401: LAGO_JSON, 404: LAGO_JSON})
     def get(self, request: Request, lago_id: str) -> Response:
+        answer = _credit_note_answer(self.service, lago_id)
+        if answer is None:
+            raise NotFound(ErrorCode.CREDIT_NOTE_NOT_FOUND)
+        return Response({"credit_note": answer})
+
+
+class CreditNoteEstimateView(ServiceAPIView):
+    @extend_schema(operation_id="credit_notes_estimate",
+                   request=inline_serializer("CreditNoteEstimateBody", {"credit_note": CreditNoteEstimateInput()}),
+                   responses={200: CREDIT_NOTE_ESTIMATE, 400: LAGO_JSON, 401: LAGO_JSON, 404: LAGO_JSON,
+                              405: LAGO_JSON, 422: LAGO_JSON},
+                   description="What a credit note of these fees would be: amounts and the fees' Odoo taxes, "
+                               "computed here; nothing is sent to Odoo.")
+    def post(self, request: Request) -> Response:
+        payload = CreditNoteEstimateInput(data=require_root(request, "credit_note"))
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        invoice = credit_notes.creditable_invoice(service=self.service, invoice_id=data["invoice_id"])
+        found = credit_notes.estimate(invoice=invoice, items=data["items"])
+        return Response({"estimated_credit_note": render_estimate(found)})
+
+
+class CreditNoteDownloadView(ServiceAPIView):
+    @extend_schema(operation_id="credit_notes_download",
+                   parameters=[OpenApiParameter("lago_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                description="The credit note's lago_id (UUID).")],
+                   request=None,
+                   responses={200: envelope("credit_note", CREDIT_NOTE), 401: LAGO_JSON, 404: LAGO_JSON,
+                              503: LAGO_JSON},
+                   description="The credit note with `file_url`: its PDF on Odoo's customer portal.")
+    def post(self, request: Request, lago_id: str) -> Response:
         note = selectors.credit_note_by_lago_id(service=self.service, lago_id=lago_id)
         if note is None:
             raise NotFound(ErrorCode.CREDIT_NOTE_NOT_FOUND)
-        return Response({"credit_note": render_credit_note(note)})
+        invoice_actions.download_credit_note(note=note)
+        fresh: CreditNote | None = selectors.credit_note_by_lago_id(service=self.service, lago_id=lago_id)
+        assert fresh is not None
+        return Response({"credit_note": render_credit_note(fresh)})
+
+
+class CustomerCreditNoteListView(ServiceAPIView):
+    @documented(operation_id="customers_credit_notes_list",
+                parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                             description="The customer's id in the calling app.")],
+                query=tuple(p for p in CREDIT_NOTE_QUERY if p.name != EXTERNAL_CUSTOMER.name),
+                responses={200: page("credit_notes", CREDIT_NOTE), 401: LAGO_JSON, 404: LAGO_JSON, 422: LAGO_JSON},
+                description="Credit notes of one customer account of the calling service.")
+    def get(self, request: Request, external_id: str) -> Response:
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        query = self.query(request)
+        names = [p.name for p in CREDIT_NOTE_QUERY if p.name != EXTERNAL_CUSTOMER.name]
+        form = CreditNoteFilters(data={name: query.get(name) for name in names if query.get(name) is not None})
+        if not form.is_valid():
+            raise ValidationFailed({key: [ErrorCode.VALUE_IS_INVALID] for key in form.errors})
+        filters = {k: v for k, v in form.validated_data.items() if v not in (None, "")}
+        filters["account_link_id"] = link.id
+        queryset = selectors.filter_credit_notes(selectors.credit_notes_for_service(service=self.service), **filters)
+        items, meta = paginate(query, queryset)
+        return Response({"credit_notes": [render_credit_note(note) for note in items], "meta": meta})
 
 
 # ---------------------------------------------------------------- invoice actions (realised in Odoo)

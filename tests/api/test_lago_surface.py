@@ -156,7 +156,10 @@ def test_the_paths_named_in_the_issue(api_client, lago):
     assert charges.status_code == 200 and [c["code"] for c in charges.json()["charges"]] == ["cpu_seconds"]
     missing = api_client.get("/api/v1/plans/starter/charges/nope")
     assert missing.status_code == 404 and missing.json()["code"] == "charge_not_found"
+    # served since #14 (customer wallets): an unknown customer is its own 404; creating through it is not served
     wallets = api_client.get("/api/v1/customers/cus_1/wallets")
+    assert wallets.status_code == 404 and wallets.json()["code"] == "customer_not_found"
+    wallets = api_client.post("/api/v1/customers/cus_1/wallets", {}, format="json")
     assert wallets.status_code == 405 and wallets.json() == {
         "status": 405, "error": "Method Not Allowed", "code": "wallet_not_supported"}
     retry = api_client.post("/api/v1/invoices/x/retry_payment")

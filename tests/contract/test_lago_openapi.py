@@ -75,6 +75,13 @@ PROBES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/invoices/{lago_id}/void"): {"lago_id": "invoice"},
     ("POST", "/invoices/{lago_id}/payment_url"): {"lago_id": "invoice"},
     ("GET", "/credit_notes/{lago_id}"): {"lago_id": "credit_note"},
+    # Odoo is not configured here: the credit note is answered as asked (pending), for the push cycle.
+    ("POST", "/credit_notes"): {"body": lambda world: {"credit_note": {
+        "invoice_id": world["invoice"], "reason": "duplicated_charge", "credit_amount_cents": 113,
+        "items": [{"fee_id": world["fee"], "amount_cents": 100}]}}},
+    ("POST", "/credit_notes/estimate"): {"body": lambda world: {"credit_note": {
+        "invoice_id": world["invoice"], "items": [{"fee_id": world["fee"], "amount_cents": 100}]}}},
+    ("POST", "/credit_notes/{lago_id}/download"): {"lago_id": "credit_note"},
     ("POST", "/add_ons"): {"body": {"add_on": {**ADD_ON, "code": "install", "name": "Install"}}},
     ("PUT", "/add_ons/{code}"): {"body": {"add_on": {"name": "Setup fee", "amount_cents": 6000}}},
     ("POST", "/coupons"): {"body": {"coupon": {**COUPON, "code": "autumn", "coupon_type": "percentage",
@@ -139,9 +146,9 @@ def world(api_client) -> dict[str, str]:
     invoice = Invoice.objects.create(
         service=link.service, customer=link.customer, account_link=link, subscription=link.subscriptions.first(),
         odoo_move_id=1, number="INV/2026/0001", status="finalized", currency="CAD", issuing_date=date(2026, 11, 1))
-    InvoiceLine.objects.create(invoice=invoice, name="fee", quantity=1, unit_amount=10, amount=10,
-                               total_amount=Decimal("11.30"), taxes=[{"odoo_tax_id": 7, "name": "HST 13%",
-                                                                     "rate": "13", "amount": "1.30"}])
+    fee = InvoiceLine.objects.create(invoice=invoice, odoo_line_id=11, name="fee", quantity=1, unit_amount=10,
+                                     amount=10, total_amount=Decimal("11.30"),
+                                     taxes=[{"odoo_tax_id": 7, "name": "HST 13%", "rate": "13", "amount": "1.30"}])
     note = CreditNote.objects.create(
         service=link.service, customer=link.customer, account_link=link, invoice=invoice, odoo_move_id=2,
         number="RINV/2026/0001", status="finalized", currency="CAD", issuing_date=date(2026, 11, 5),
@@ -171,7 +178,7 @@ def world(api_client) -> dict[str, str]:
                                total_amount=-2, coupon_discount=discount)
     return {"invoice": str(invoice.pk), "webhook_endpoint": endpoint.json()["webhook_endpoint"]["lago_id"],
             "credit_note": str(note.pk), "applied_coupon": created["applied_coupon"]["lago_id"],
-            "wallet": created["wallet"]["lago_id"]}
+            "wallet": created["wallet"]["lago_id"], "fee": f"{invoice.pk}-{fee.odoo_line_id}"}
 
 
 def concrete_path(path: str, probe: dict[str, Any], world: dict[str, str]) -> str:

@@ -10,5 +10,6 @@ urlpatterns = [
          name="wallet-metadata-key"),
     path("wallets/<str:lago_id>/wallet_transactions", views.WalletTransactionListView.as_view(),
          name="wallet-transactions"),
+    path("customers/<str:external_id>/wallets", views.CustomerWalletListView.as_view(), name="customer-wallets"),
     path("wallet_transactions", views.WalletTransactionCreateView.as_view(), name="wallet-transactions-create"),
 ]

@@ -75,6 +75,24 @@ class WalletListView(ServiceAPIView):
         return Response({"wallets": [render_wallet(w, figures[w.pk]) for w in items], "meta": meta})
 
 
+class CustomerWalletListView(ServiceAPIView):
+    """Lago's ``GET /customers/{external_customer_id}/wallets``: the list of ``GET /wallets?external_customer_id=``."""
+
+    @documented(operation_id="customers_wallets_list",
+                parameters=[OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                             description="The customer's id in the calling app.")],
+                query=PAGINATION,
+                responses={200: page("wallets", WALLET), 401: LAGO_OBJECT, 404: LAGO_OBJECT, 422: LAGO_OBJECT})
+    def get(self, request: Request, external_id: str) -> Response:
+        query = self.query(request)
+        link = identity_selectors.get_link(service=self.service, external_id=external_id)
+        if link is None:
+            raise NotFound(ErrorCode.CUSTOMER_NOT_FOUND)
+        items, meta = paginate(query, selectors.wallets_for_service(service=self.service).filter(account_link=link))
+        figures = selectors.balances(list(items))
+        return Response({"wallets": [render_wallet(w, figures[w.pk]) for w in items], "meta": meta})
+
+
 class WalletDetailView(ServiceAPIView):
     @extend_schema(operation_id="wallets_retrieve", parameters=[WALLET_ID],
                    responses={200: envelope("wallet", WALLET), **ERRORS})
