@@ -28,7 +28,7 @@ from . import mapping
 from .client import OdooAccessDenied, OdooClient, OdooRemoteError, OdooRetryableError, OdooSettings
 from .connection import CycleAborted, record_connection_failure
 from .models import OdooSyncState, SyncKind, SyncStatus
-from .state_book import StateBook
+from .state_book import StateBook, update_in_bulk
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -166,7 +166,7 @@ class Pusher:
 
     def flush_write_backs(self) -> None:
         for (model, field_name), objs in self._write_backs.items():
-            model._default_manager.bulk_update(list(objs.values()), [field_name], batch_size=1000)
+            update_in_bulk(model, list(objs.values()), [field_name])
         self._write_backs.clear()
 
     # -- RPC with failure bookkeeping

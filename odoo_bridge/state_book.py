@@ -13,6 +13,7 @@ import random
 from typing import Any, Iterable
 
 from django.conf import settings
+from django.db import connections, models, router
 from django.utils import timezone
 
 from .client import OdooError
@@ -99,8 +100,45 @@ class StateBook:
             r.updated_at = stamp
         if new:
             OdooSyncState.objects.bulk_create(new, batch_size=1000)
-        if old:
-            OdooSyncState.objects.bulk_update(old, [
-                "service", "reference", "label", "status", "odoo_model", "odoo_id", "pushed_hash", "attempts",
-                "next_attempt_at", "last_attempt_at", "synced_at", "last_error", "last_error_name", "pre_rated",
-                "pricing_note", "frozen", "final", "updated_at"], batch_size=1000)
+        update_in_bulk(OdooSyncState, old, [
+            "service", "reference", "label", "status", "odoo_model", "odoo_id", "pushed_hash", "attempts",
+            "next_attempt_at", "last_attempt_at", "synced_at", "last_error", "last_error_name", "pre_rated",
+            "pricing_note", "frozen", "final", "updated_at"])
+
+
+def update_in_bulk(model: type[models.Model], objs: list[Any], fields: list[str]) -> None:
+    """Save ``fields`` of ``objs`` (rows that exist) in one ``UPDATE ... FROM unnest(arrays)`` per 1,000 rows.
+
+    Django's ``bulk_update`` builds one ``CASE WHEN pk = ...`` expression per field and row: for a
+    batch's sync state rows (18 fields) that was about half of a changed cycle's time, in Python.
+    Same semantics (no ``save()``, no signals; ``auto_now`` fields are not touched). Elsewhere than
+    on PostgreSQL it is ``bulk_update``.
+    """
+    if not objs:
+        return
+    db = router.db_for_write(model)
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        model._default_manager.db_manager(db).bulk_update(objs, fields, batch_size=1000)
+        return
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns: list[models.Field[Any, Any]] = []
+    for name in fields:
+        field = meta.get_field(name)
+        assert isinstance(field, models.Field)  # a concrete column, not a reverse relation
+        columns.append(field)
+    names = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *columns])
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in [pk, *columns])
+    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = v.{connection.ops.quote_name(f.column)}"
+                            for f in columns)
+    table, pk_column = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(pk.column)
+    sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({names}) "
+           f"WHERE t.{pk_column} = v.{pk_column}")
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), 1000):
+            chunk = objs[start:start + 1000]
+            cursor.execute(sql, [[pk.get_db_prep_value(o.pk, connection) for o in chunk]]
+                           + [[f.get_db_prep_save(getattr(o, f.attname), connection) for o in chunk]
+                              for f in columns])

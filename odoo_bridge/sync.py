@@ -211,7 +211,8 @@ def subscriptions_to_push(*, subscription_ids: list[Any] | None = None) -> Query
                    | Q(status__in=CLOSED_SUBSCRIPTION_STATUSES) & ~Exists(closed_and_synced))
     if subscription_ids is not None:
         qs = qs.filter(pk__in=subscription_ids)
-    return qs.select_related("plan", "account_link__customer", "service").prefetch_related(
+    # the account's service too: its label (str) names it, one query per account otherwise
+    return qs.select_related("plan", "account_link__customer", "account_link__service", "service").prefetch_related(
         "plan__charges__metric").order_by("pk")
 
 

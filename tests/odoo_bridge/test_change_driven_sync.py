@@ -18,7 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from metering.models import PlanFee, Subscription
+from metering.models import PlanFee, RatedUsage, Subscription
 from odoo_bridge import sync
 from odoo_bridge.connection import ADVISORY_NAMESPACE_CYCLE
 from odoo_bridge.models import OdooPushChange, OdooSyncState, SyncKind, SyncStatus
@@ -236,3 +236,21 @@ def test_orders_whose_dates_agree_are_redated_by_one_write(fake_odoo, catalog):
     assert report.orders_dated == 3
     assert fake_odoo.call_count(model="sale.order", method="write") == 1
     assert {order_of(fake_odoo, s, ("next_invoice_date",))["next_invoice_date"] for s in subs} == {"2026-12-01"}
+
+
+def test_a_changed_cycle_runs_as_many_queries_for_six_subscriptions_as_for_two(fake_odoo, catalog):
+    """O(batches), not O(subscriptions): e.g. the account's label (its service) used to cost a query per account."""
+    subs = pushed(fake_odoo, catalog, n=6)
+
+    def changed_cycle_queries(changed, units):
+        for i, sub in enumerate(changed):
+            catalog.rate(sub, catalog.api_charge, units=str(units + i), amount=str(Decimal(units + i) * Decimal("0.02")))
+        resync(OdooSyncState.objects.filter(kind=SyncKind.USAGE, object_id__in=[
+            str(pk) for pk in RatedUsage.objects.filter(subscription__in=changed).values_list("pk", flat=True)]))
+        with CaptureQueriesContext(connection) as queries:
+            report = push_cycle()
+        assert (report.subscriptions_seen, report.lines_updated, report.aborted) == (len(changed), len(changed), "")
+        return len(queries.captured_queries)
+
+    assert changed_cycle_queries(subs[:2], 300) == changed_cycle_queries(subs, 400)
+    assert [ln["product_uom_qty"] for ln in usage_lines(fake_odoo, subs[5])] == [405.0]
