@@ -37,6 +37,23 @@ def pytest_ignore_collect(collection_path, config):
     return True if in_sqlite_leg else None
 
 
+def pytest_collection_finish(session):
+    """Start the SQLite leg's process early when its test is part of the run (tests/test_sqlite_leg.py)."""
+    if SQLITE_LEG or session.config.option.collectonly:
+        return
+    from tests import test_sqlite_leg
+
+    if any(item.nodeid == test_sqlite_leg.NODE_ID for item in session.items):
+        test_sqlite_leg.start_sqlite_leg()
+
+
+def pytest_sessionfinish(session):
+    if not SQLITE_LEG:
+        from tests import test_sqlite_leg
+
+        test_sqlite_leg.stop_sqlite_leg()
+
+
 def pytest_terminal_summary(terminalreporter):
     for line in SQLITE_LEG_REPORT:
         terminalreporter.write_line(line)
