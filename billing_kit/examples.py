@@ -112,6 +112,7 @@ def example_of(schema: Any, components: Mapping[str, Schema], *, request: bool =
     if kind == "integer":
         return _bounded(1, schema)
     if kind == "number":
+        # ok-float: an example value for a JSON "number" in the OpenAPI document, never money
         return float(_bounded(1, schema))
     if kind == "boolean":
         return False
