@@ -13,7 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("coupons.api.urls")),
     path("", include("odoo_bridge.api.urls")),
     # Last: any other path of Lago's API is a 405 naming its resource (not a bare 404).
-    re_path(r"^(?:%s)(?:/.*[^/])?$" % "|".join(sorted(LAGO_COLLECTIONS)), LagoUnsupportedView.as_view(),
+    re_path(r"^(?:%s)(?:/[\s\S]*[^/])?$" % "|".join(sorted(LAGO_COLLECTIONS)), LagoUnsupportedView.as_view(),
             name="lago-unsupported"),
 ]
 

@@ -5,7 +5,7 @@ from . import views
 urlpatterns = [
     path("coupons", views.CouponListView.as_view(), name="coupons"),
     # Lago: a code may contain any character.
-    re_path(r"^coupons/(?P<code>.+)$", views.CouponDetailView.as_view(), name="coupon"),
+    re_path(r"^coupons/(?P<code>[\s\S]+)$", views.CouponDetailView.as_view(), name="coupon"),
     path("applied_coupons", views.AppliedCouponListView.as_view(), name="applied-coupons"),
     path("customers/<str:external_id>/applied_coupons", views.CustomerAppliedCouponListView.as_view(),
          name="customer-applied-coupons"),

@@ -18,7 +18,7 @@ urlpatterns = [
     re_path(r"^billable_metrics/evaluate_expression$", LagoUnsupportedView.as_view(),
             name="billable-metric-evaluate-expression"),
     # Lago: a code may contain any character.
-    re_path(r"^billable_metrics/(?P<code>.+)$", views.BillableMetricDetailView.as_view(), name="billable-metric"),
+    re_path(r"^billable_metrics/(?P<code>[\s\S]+)$", views.BillableMetricDetailView.as_view(), name="billable-metric"),
     path("plans", views.PlanListView.as_view(), name="plans"),
     # Lago's sub-resources come before the plan itself, whose code may contain "/".
     re_path(r"^plans/(?P<plan_code>[^/]+)/charges$", plan_resources.PlanChargeListView.as_view(),
@@ -29,11 +29,11 @@ urlpatterns = [
             name="plan-metadata"),
     re_path(r"^plans/(?P<plan_code>[^/]+)/metadata/(?P<key>[^/]+)$", plan_resources.PlanMetadataKeyView.as_view(),
             name="plan-metadata-key"),
-    re_path(r"^plans/(?P<plan_code>[^/]+)/(?:charges/[^/]+/filters|fixed_charges|entitlements)(?:/.*)?$",
+    re_path(r"^plans/(?P<plan_code>[^/]+)/(?:charges/[^/]+/filters|fixed_charges|entitlements)(?:/[\s\S]*)?$",
             LagoUnsupportedView.as_view(), name="plan-unsupported"),
-    re_path(r"^plans/(?P<code>.+)$", views.PlanDetailView.as_view(), name="plan"),
+    re_path(r"^plans/(?P<code>[\s\S]+)$", views.PlanDetailView.as_view(), name="plan"),
     path("add_ons", add_ons.AddOnListView.as_view(), name="add-ons"),
-    re_path(r"^add_ons/(?P<code>.+)$", add_ons.AddOnDetailView.as_view(), name="add-on"),
+    re_path(r"^add_ons/(?P<code>[\s\S]+)$", add_ons.AddOnDetailView.as_view(), name="add-on"),
     path("subscriptions", views.SubscriptionListView.as_view(), name="subscriptions"),
     path("subscriptions/<str:external_id>", views.SubscriptionDetailView.as_view(), name="subscription"),
     path("subscriptions/<str:external_id>/lifetime_usage", views.SubscriptionLifetimeUsageView.as_view(),

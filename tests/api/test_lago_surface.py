@@ -172,3 +172,13 @@ def test_the_paths_named_in_the_issue(api_client, lago):
     assert api_client.get("/api/v1/nothing_here").json()["code"] == "resource_not_found"
     # a Lago path we do not serve is still behind authentication
     assert api_client.__class__().get("/api/v1/wallets").status_code == 401
+
+
+@pytest.mark.parametrize("collection", ["add_ons", "plans", "billable_metrics", "coupons"])
+@pytest.mark.parametrize("code", ["abc%0A", "a%0Ab", "%0A"])
+def test_a_code_holding_a_newline_is_looked_up_not_routed_elsewhere(api_client, collection, code):
+    # Lago codes may hold any character; a regex "." stops at a newline, which once routed
+    # "add_ons/abc\n" past its own view to the unsupported-path 405 (found by schemathesis).
+    response = api_client.get(f"/api/v1/{collection}/{code}")
+    assert response.status_code == 404, response.content
+    assert response.json()["code"] == f"{singular(collection)}_not_found"
