@@ -394,7 +394,10 @@ def preload(meta: dict, rows: int, *, url: str, chunk: int = 1_000_000, processe
                    "first": first, "last": min(rows, first + chunk) - 1, "prefix": prefix})
             for first in range(0, rows, chunk)]
     stored = 0
-    with mp.get_context("fork").Pool(processes) as pool:
+    # Spawned, not forked: preload is also called from a process that has used Celery (the
+    # test suite), and a forked child runs kombu's after-fork hook, which closes the
+    # inherited Redis channel by reading a BRPOP answer from the parent's socket forever.
+    with mp.get_context("spawn").Pool(processes) as pool:
         for count in pool.imap_unordered(preload_chunk, jobs):
             stored += count
             print(f"  preloaded {stored:,} of {rows:,} events ({time.perf_counter() - began:.0f} s)", flush=True)

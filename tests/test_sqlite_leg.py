@@ -55,6 +55,7 @@ def stop_sqlite_leg() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # the leg's own limit below is 600 s
 def test_the_sqlite_leg_passes():
     start_sqlite_leg()  # not started yet when this test was selected by -k or a keyword
     process = _leg["process"]

@@ -17,8 +17,9 @@ urlpatterns = [
     path("billable_metrics", views.BillableMetricListView.as_view(), name="billable-metrics"),
     re_path(r"^billable_metrics/evaluate_expression$", LagoUnsupportedView.as_view(),
             name="billable-metric-evaluate-expression"),
-    # Lago: a code may contain any character.
-    re_path(r"^billable_metrics/(?P<code>[\s\S]+)$", views.BillableMetricDetailView.as_view(), name="billable-metric"),
+    # Lago: a code may contain any character, a newline too ("[\s\S]", as "." stops at one).
+    re_path(r"^billable_metrics/(?P<code>[\s\S]+)$", views.BillableMetricDetailView.as_view(),
+            name="billable-metric"),
     path("plans", views.PlanListView.as_view(), name="plans"),
     # Lago's sub-resources come before the plan itself, whose code may contain "/".
     re_path(r"^plans/(?P<plan_code>[^/]+)/charges$", plan_resources.PlanChargeListView.as_view(),

@@ -19,7 +19,7 @@ from tests.conftest import REPO_ROOT, database_url_for_subprocesses, subprocess_
 def test_rating_bench_rates_every_loaded_window_and_a_rerun_writes_nothing():
     result = subprocess.run(
         [sys.executable, "bench/rating.py", "--scale", "0.0005", "--workers", "1", "2"],
-        cwd=REPO_ROOT, env=subprocess_environment(DJANGO_DEBUG="1"), capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=subprocess_environment(DJANGO_DEBUG="1"), capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
