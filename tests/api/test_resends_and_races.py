@@ -10,11 +10,13 @@ import threading
 import time
 
 import httpx
+import psycopg
 import pytest
+from django.db import connection, connections
 
 from metering.models import UsageEvent, UsageEventKey
 from tests.api.conftest import create_catalogue, create_subscription
-from tests.conftest import make_api_client
+from tests.conftest import database_url_for_subprocesses, make_api_client
 
 # Within the subscriptions' open window.
 NOW = str(int(time.time()))
@@ -165,3 +167,61 @@ def test_racing_conflicting_batches_store_one_of_them_whole(live_server, api_key
     stored = set(UsageEvent.objects.values_list("transaction_id", flat=True))
     assert stored == {"tx-7", *(f"tx-{1000 * (winner + 1) + n}" for n in range(10))}
     assert UsageEvent.objects.get(transaction_id="tx-7").value == winner
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("same_payload", [True, False], ids=["identical", "different-payload"])
+def test_a_key_committed_by_a_concurrent_writer_during_the_store_is_read_back(api_client, api_key, subscription,
+                                                                                same_payload):
+    """The store statement's snapshot predates a key another writer commits while the
+    statement waits on it: the request reads that key back (a third statement) and answers
+    with the stored event, or value_already_exist for another payload, never a second row."""
+    body = {"event": event(1)}
+    first = api_client.post("/api/v1/events", body, format="json")
+    assert first.status_code == 200, first.content
+    # Keep the stored rows aside, then give them to a writer that holds them uncommitted.
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE race_keys AS SELECT * FROM metering_usageeventkey")
+        cursor.execute("CREATE TABLE race_events AS SELECT * FROM metering_usageevent")
+        if not same_payload:
+            cursor.execute("UPDATE race_keys SET payload_hash = repeat('0', 64)")
+        cursor.execute("DELETE FROM metering_usageeventkey")
+        cursor.execute("DELETE FROM metering_usageevent")
+    writer = psycopg.connect(database_url_for_subprocesses())
+    answers: list = []
+    try:
+        writer.execute("INSERT INTO metering_usageeventkey SELECT * FROM race_keys")
+        writer.execute("INSERT INTO metering_usageevent SELECT * FROM race_events")
+        def send() -> None:
+            try:
+                answers.append(make_api_client(api_key).post("/api/v1/events", body, format="json"))
+            finally:
+                connections.close_all()  # this thread's own connection
+
+        request = threading.Thread(target=send)
+        request.start()
+        # The request's insert waits on the writer's uncommitted key.
+        with connection.cursor() as cursor:
+            for _ in range(200):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the request never waited on the writer's key")
+        writer.commit()
+        request.join(timeout=30)
+    finally:
+        writer.close()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE race_keys, race_events")
+
+    (response,) = answers
+    if same_payload:
+        assert response.status_code == 200, response.content
+        assert response.json() == first.json()
+    else:
+        assert response.status_code == 422, response.content
+        assert response.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
+    assert UsageEvent.objects.count() == 1 and UsageEventKey.objects.count() == 1
