@@ -37,18 +37,39 @@ def pytest_ignore_collect(collection_path, config):
     return True if in_sqlite_leg else None
 
 
+def _owns_the_run(config) -> bool:
+    """pytest itself, or the xdist controller; not one of its workers."""
+    return not SQLITE_LEG and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+    if _owns_the_run(config):
+        from tests import test_sqlite_leg
+
+        test_sqlite_leg.prepare_leg_folder()  # before the workers start: they inherit its name
+
+
 def pytest_collection_finish(session):
-    """Start the SQLite leg's process early when its test is part of the run (tests/test_sqlite_leg.py)."""
-    if SQLITE_LEG or session.config.option.collectonly:
-        return
+    """Without workers: start the SQLite leg's process early when its test is part of the run."""
+    if _owns_the_run(session.config) and not session.config.option.collectonly:
+        _start_sqlite_leg_if_collected(node_ids=[item.nodeid for item in session.items])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """With workers: the controller starts it when a worker has collected its test."""
+    _start_sqlite_leg_if_collected(node_ids=ids)
+
+
+def _start_sqlite_leg_if_collected(*, node_ids) -> None:
     from tests import test_sqlite_leg
 
-    if any(item.nodeid == test_sqlite_leg.NODE_ID for item in session.items):
+    if test_sqlite_leg.NODE_ID in node_ids:
         test_sqlite_leg.start_sqlite_leg()
 
 
 def pytest_sessionfinish(session):
-    if not SQLITE_LEG:
+    if _owns_the_run(session.config):
         from tests import test_sqlite_leg
 
         test_sqlite_leg.stop_sqlite_leg()

@@ -8,9 +8,15 @@ The suite has two legs:
   embedded default ``scripts/run`` uses, i.e. no ``DATABASE_URL`` and no ``REDIS_URL``,
   with its SQLite file and file-system broker in a temporary ``VAR_DIR``. The PostgreSQL
   leg runs it in a second pytest process (``tests/test_sqlite_leg.py``).
+
+Under pytest-xdist (``scripts/test`` runs the suite in several processes) each worker has
+its own test database (pytest-django adds the worker's name to it) and its own Redis
+database: the base database's number plus the worker's index, so one worker's Celery
+queues, broadcasts, cache and rate limits never reach another's.
 """
 import os
 import tempfile
+from urllib.parse import urlsplit, urlunsplit
 
 SQLITE_LEG = os.environ.get("FUSION_BILLING_TEST_LEG", "postgresql") == "sqlite"
 
@@ -29,6 +35,13 @@ if SQLITE_LEG:
 else:
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fusion_billing")
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... (set before plugins load)
+    # Once per worker: a pytest a worker's test starts inherits both variables already shifted.
+    if worker.startswith("gw") and worker[2:].isdigit() and os.environ.get("FUSION_BILLING_REDIS_SHIFTED_FOR") != worker:
+        os.environ["FUSION_BILLING_REDIS_SHIFTED_FOR"] = worker
+        parts = urlsplit(os.environ["REDIS_URL"])
+        base = int(parts.path.strip("/") or 0)
+        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
     os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 40)
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
     os.environ.setdefault("SESSION_COOKIE_SECURE", "false")

@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -28,45 +31,80 @@ SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ passed.*?)\s*=*$")
 
 
 NODE_ID = "tests/test_sqlite_leg.py::test_the_sqlite_leg_passes"
-# The leg's process, started when the session's tests are collected (conftest's
-# pytest_collection_finish) so that it runs on the second core beside the PostgreSQL leg.
-_leg: dict[str, subprocess.Popen[str]] = {}
-_var_dirs: list[str] = []
+# The process that owns the run (the xdist controller, or pytest itself without workers)
+# starts the leg as soon as this test is collected, so that it runs beside the PostgreSQL
+# leg; the test, in whichever worker runs it, waits for the leg's result. They share the
+# leg's folder (named in the environment before the workers start): the leg writes its
+# output there, and its exit status last, in one rename.
+LEG_DIR_VARIABLE = "FUSION_BILLING_SQLITE_LEG_DIR"
+_leg: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def prepare_leg_folder() -> None:
+    """In the owning process, before any worker starts: the folder the leg reports to."""
+    if LEG_DIR_VARIABLE not in os.environ:
+        os.environ[LEG_DIR_VARIABLE] = tempfile.mkdtemp(prefix="fusion-billing-sqlite-leg-")
+
+
+def _folder() -> Path:
+    prepare_leg_folder()  # a test run on its own, without the session hooks' folder
+    return Path(os.environ[LEG_DIR_VARIABLE])
 
 
 def start_sqlite_leg() -> None:
-    if "process" in _leg:
+    folder = _folder()
+    if "process" in _leg or (folder / "started").exists():
         return
-    _var_dirs.append(tempfile.mkdtemp(prefix="fusion-billing-sqlite-leg-"))
-    env = {**os.environ, "FUSION_BILLING_TEST_LEG": "sqlite", "VAR_DIR": _var_dirs[-1], "PYTHONPATH": str(REPO_ROOT)}
+    (folder / "started").touch()
+    var_dir = folder / "var"
+    var_dir.mkdir()
+    env = {**os.environ, "FUSION_BILLING_TEST_LEG": "sqlite", "VAR_DIR": str(var_dir), "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    script = ('"$@" > "$LEG/stdout" 2> "$LEG/stderr"; echo $? > "$LEG/status.part"; '
+              'mv "$LEG/status.part" "$LEG/status"')
     _leg["process"] = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sqlite"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["bash", "-c", script, "sqlite-leg", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-n", "0", "tests/sqlite"],
+        cwd=REPO_ROOT, env={**env, "LEG": str(folder)}, start_new_session=True,
     )
 
 
 def stop_sqlite_leg() -> None:
+    """In the owning process, at the end of the session: stop the leg if it still runs."""
     process = _leg.pop("process", None)
     if process is not None and process.poll() is None:
-        process.kill()
-        process.communicate()
-    while _var_dirs:
-        shutil.rmtree(_var_dirs.pop(), ignore_errors=True)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    folder = os.environ.get(LEG_DIR_VARIABLE)
+    if folder and (Path(folder) / "status").exists():
+        lines = (Path(folder) / "stdout").read_text(errors="replace").strip().splitlines()
+        last = lines[-1].strip("= ") if lines else "(no output)"
+        SQLITE_LEG_REPORT.append(f"SQLite leg (tests/sqlite, embedded default): {last}")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_for_leg(timeout: float) -> tuple[int, str, str]:
+    folder = _folder()
+    status = folder / "status"
+    deadline = time.monotonic() + timeout
+    while not status.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the SQLite leg did not finish in {timeout:.0f} s:\n"
+                                 + (folder / "stdout").read_text(errors="replace")[-30_000:])
+        time.sleep(0.5)
+    return (int(status.read_text()), (folder / "stdout").read_text(errors="replace"),
+            (folder / "stderr").read_text(errors="replace"))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(660)  # the leg's own limit below is 600 s
 def test_the_sqlite_leg_passes():
     start_sqlite_leg()  # not started yet when this test was selected by -k or a keyword
-    process = _leg["process"]
-    try:
-        stdout, stderr = process.communicate(timeout=600)
-    finally:
-        stop_sqlite_leg()
+    returncode, stdout, stderr = wait_for_leg(timeout=600)
     output = stdout + stderr
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
-    SQLITE_LEG_REPORT.append(f"SQLite leg (tests/sqlite, embedded default): {last.strip('= ')}")
-    assert process.returncode == 0, output[-30_000:]
+    assert returncode == 0, output[-30_000:]
     match = SUMMARY.match(last)
     # It ran tests and nothing but passes (no skips, no deselection, no "no tests ran").
     assert match and re.fullmatch(r"\d+ passed(, \d+ warnings?)? in [\d.]+s( \([\d:]+\))?", match["counts"]), \

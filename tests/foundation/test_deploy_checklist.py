@@ -64,12 +64,14 @@ def test_a_proxys_protocol_header_is_trusted_only_when_configured(header):
     assert production_settings(SECURE_PROXY_SSL_HEADER=header)["proxy"] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
-@pytest.mark.parametrize("key", [
-    "django-insecure-" + secrets.token_urlsafe(50),  # startproject's placeholder
-    secrets.token_urlsafe(24),                        # too short
-    "ab" * 30,                                        # too uniform
-])
-def test_weak_secret_keys_are_refused_in_production(key):
+@pytest.mark.parametrize("make_key", [
+    lambda: "django-insecure-" + secrets.token_urlsafe(50),  # startproject's placeholder
+    lambda: secrets.token_urlsafe(24),                        # too short
+    lambda: "ab" * 30,                                        # too uniform
+], ids=["django-insecure", "too-short", "too-uniform"])
+def test_weak_secret_keys_are_refused_in_production(make_key):
+    # Made in the test: every xdist worker must collect the same test ids.
+    key = make_key()
     result = manage("check", SECRET_KEY=key)
     assert result.returncode != 0
     assert "SECRET_KEY (at least 50 random characters; not a django-insecure- key)" in result.stderr

@@ -30,11 +30,13 @@ def test_ci_runs_the_test_command_in_a_fresh_clone_in_an_empty_folder(tmp_path, 
     """The contract tests read files of the repository: in a clone with nothing beside it they
     still pass (they failed there when the contract lived in a folder beside the checkout)."""
     # Another database than the one this run is using (its test database would be replaced).
+    # In one process (-n 0): it inherits this worker's Redis database, whose worker waits for it.
     database_url = database_url_for_subprocesses() + "_fresh_clone"
     env = {**os.environ, "TMPDIR": str(tmp_path), "VENV": sys.prefix, "DATABASE_URL": database_url,
            "MYPY_CACHE_DIR": mypy_cache}
     env.pop("PYTHONPATH", None)
-    result = subprocess.run([".ci/run", "-p", "no:cacheprovider", "tests/migration/test_contract.py"],
+    result = subprocess.run([".ci/run", "-p", "no:cacheprovider", "-n", "0",
+                             "tests/migration/test_contract.py"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -48,7 +50,7 @@ def test_ci_runs_the_test_command_in_a_fresh_clone_in_an_empty_folder(tmp_path, 
 
 def test_ci_does_not_pass_when_no_test_ran(tmp_path, mypy_cache):
     env = {**os.environ, "TMPDIR": str(tmp_path), "VENV": sys.prefix, "MYPY_CACHE_DIR": mypy_cache}
-    result = subprocess.run([".ci/run", "-p", "no:cacheprovider", "-k", "no_test_is_named_like_this",
+    result = subprocess.run([".ci/run", "-p", "no:cacheprovider", "-n", "0", "-k", "no_test_is_named_like_this",
                              "tests/migration/test_contract.py"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 5, result.stdout + result.stderr  # pytest's "no tests ran", passed through
