@@ -38,16 +38,19 @@ NODE_ID = "tests/test_sqlite_leg.py::test_the_sqlite_leg_passes"
 # output there, and its exit status last, in one rename.
 LEG_DIR_VARIABLE = "FUSION_BILLING_SQLITE_LEG_DIR"
 _leg: dict[str, subprocess.Popen[bytes]] = {}
+_owned_folders: list[str] = []
 
 
 def prepare_leg_folder() -> None:
-    """In the owning process, before any worker starts: the folder the leg reports to."""
-    if LEG_DIR_VARIABLE not in os.environ:
-        os.environ[LEG_DIR_VARIABLE] = tempfile.mkdtemp(prefix="fusion-billing-sqlite-leg-")
+    """In the owning process, before any worker starts: a folder of this run's own (a run
+    that a test starts inherits its parent's variable, and must not share or remove it)."""
+    _owned_folders.append(tempfile.mkdtemp(prefix="fusion-billing-sqlite-leg-"))
+    os.environ[LEG_DIR_VARIABLE] = _owned_folders[-1]
 
 
 def _folder() -> Path:
-    prepare_leg_folder()  # a test run on its own, without the session hooks' folder
+    if LEG_DIR_VARIABLE not in os.environ:
+        prepare_leg_folder()  # this test run on its own, without the session hooks
     return Path(os.environ[LEG_DIR_VARIABLE])
 
 
@@ -75,12 +78,12 @@ def stop_sqlite_leg() -> None:
     if process is not None and process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    folder = os.environ.get(LEG_DIR_VARIABLE)
-    if folder and (Path(folder) / "status").exists():
-        lines = (Path(folder) / "stdout").read_text(errors="replace").strip().splitlines()
-        last = lines[-1].strip("= ") if lines else "(no output)"
-        SQLITE_LEG_REPORT.append(f"SQLite leg (tests/sqlite, embedded default): {last}")
-    if folder:
+    while _owned_folders:
+        folder = Path(_owned_folders.pop())
+        if (folder / "status").exists():
+            lines = (folder / "stdout").read_text(errors="replace").strip().splitlines()
+            last = lines[-1].strip("= ") if lines else "(no output)"
+            SQLITE_LEG_REPORT.append(f"SQLite leg (tests/sqlite, embedded default): {last}")
         shutil.rmtree(folder, ignore_errors=True)
 
 
