@@ -36,12 +36,16 @@ else:
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fusion_billing")
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... (set before plugins load)
-    # Once per worker: a pytest a worker's test starts inherits both variables already shifted.
-    if worker.startswith("gw") and worker[2:].isdigit() and os.environ.get("FUSION_BILLING_REDIS_SHIFTED_FOR") != worker:
+    # Once per worker: a pytest that a worker's test starts inherits both variables already set.
+    if (worker.startswith("gw") and worker[2:].isdigit()
+            and os.environ.get("FUSION_BILLING_REDIS_SHIFTED_FOR") != worker):
         os.environ["FUSION_BILLING_REDIS_SHIFTED_FOR"] = worker
         parts = urlsplit(os.environ["REDIS_URL"])
-        base = int(parts.path.strip("/") or 0)
-        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
+        number = int(parts.path.strip("/") or 0) + int(worker[2:])
+        if number > 15:  # Redis's default "databases 16"
+            raise RuntimeError(f"xdist worker {worker} would need Redis database {number}: "
+                               "run fewer workers (-n) or a lower REDIS_URL database")
+        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{number}"))
     os.environ.setdefault("SECRET_KEY", "test-only-" + "x" * 40)
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
     os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
