@@ -277,6 +277,10 @@ def main() -> None:
     if sweep == "all" and pushed < args.scale:
         raise SystemExit("--full-sweep all needs every subscription pushed (--pushed = --scale)")
     print(f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # ok-float: load
+    if connection.vendor == "postgresql":
+        from bench._database import ensure_database
+
+        ensure_database(os.environ["DATABASE_URL"])  # a new database name works as the other benches' do
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     reset()
