@@ -26,6 +26,9 @@ from django.conf import settings
 from tests.conftest import REPO_ROOT
 from tests.environment import EMBEDDED_DEFAULT_UNSET, SQLITE_LEG
 
+if SQLITE_LEG and os.environ.get("PYTEST_XDIST_WORKER"):
+    raise RuntimeError("the SQLite leg's tests share the embedded default's database file and broker folder: "
+                       "run them in one process (-n 0, as scripts/test does for FUSION_BILLING_TEST_LEG=sqlite)")
 if not SQLITE_LEG:  # named explicitly on the PostgreSQL leg (which otherwise never collects it)
     raise RuntimeError("tests/sqlite is the SQLite leg: run FUSION_BILLING_TEST_LEG=sqlite scripts/test "
                        "tests/sqlite/... (plain scripts/test runs the whole leg through tests/test_sqlite_leg.py)")
