@@ -56,9 +56,10 @@ def _folder() -> Path:
 
 def start_sqlite_leg() -> None:
     folder = _folder()
-    if "process" in _leg or (folder / "started").exists():
+    try:
+        (folder / "started").open("x").close()  # atomic: one process starts the leg, once
+    except FileExistsError:
         return
-    (folder / "started").touch()
     var_dir = folder / "var"
     var_dir.mkdir()
     env = {**os.environ, "FUSION_BILLING_TEST_LEG": "sqlite", "VAR_DIR": str(var_dir), "PYTHONPATH": str(REPO_ROOT)}
