@@ -187,18 +187,19 @@ def test_a_key_committed_by_a_concurrent_writer_during_the_store_is_read_back(ap
             cursor.execute("UPDATE race_keys SET payload_hash = repeat('0', 64)")
         cursor.execute("DELETE FROM metering_usageeventkey")
         cursor.execute("DELETE FROM metering_usageevent")
-    writer = psycopg.connect(database_url_for_subprocesses())
     answers: list = []
+
+    def send() -> None:
+        try:
+            answers.append(make_api_client(api_key).post("/api/v1/events", body, format="json"))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    request = threading.Thread(target=send)
+    writer = psycopg.connect(database_url_for_subprocesses())
     try:
         writer.execute("INSERT INTO metering_usageeventkey SELECT * FROM race_keys")
         writer.execute("INSERT INTO metering_usageevent SELECT * FROM race_events")
-        def send() -> None:
-            try:
-                answers.append(make_api_client(api_key).post("/api/v1/events", body, format="json"))
-            finally:
-                connections.close_all()  # this thread's own connection
-
-        request = threading.Thread(target=send)
         request.start()
         # The request's insert waits on the writer's uncommitted key.
         with connection.cursor() as cursor:
@@ -211,9 +212,10 @@ def test_a_key_committed_by_a_concurrent_writer_during_the_store_is_read_back(ap
             else:
                 raise AssertionError("the request never waited on the writer's key")
         writer.commit()
-        request.join(timeout=30)
     finally:
-        writer.close()
+        writer.close()  # a writer left uncommitted by a failure rolls back here and frees the request
+        if request.ident is not None:
+            request.join(timeout=30)
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE race_keys, race_events")
 
